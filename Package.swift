@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Baton",
+    products: [
+        .library(name: "Baton", targets: ["Baton"]),
+        .executable(name: "baton", targets: ["baton"]),
+    ],
+    targets: [
+        // The C header that is the whole contract between Swift and a compute backend.
+        .target(name: "CBatonABI", path: "Sources/CBatonABI"),
+        // The CPU backend's kernels: plain C plus OpenBLAS sgemm. Always optimised, even in debug
+        // builds, so the test suite runs at a useful speed.
+        .target(
+            name: "CBatonCPU",
+            dependencies: ["CBatonABI"],
+            path: "Sources/CBatonCPU",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])],
+            linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m"), .linkedLibrary("pthread")]
+        ),
+        .target(name: "Baton", dependencies: ["CBatonABI", "CBatonCPU"], path: "Sources/Baton"),
+        .executableTarget(name: "baton", dependencies: ["Baton"], path: "Sources/baton"),
+        .testTarget(
+            name: "BatonTests",
+            dependencies: ["Baton", "baton"],
+            path: "Tests/BatonTests",
+            exclude: ["Fixtures"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

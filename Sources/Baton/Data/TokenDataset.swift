@@ -1,0 +1,132 @@
+import Foundation
+
+/// The samples in a set of shards. Sample i is a window of T+1 tokens (inputs and the targets
+/// shifted by one); windows start every T tokens and never cross a shard boundary.
+public final class TokenDataset {
+    public let shards: [TokenShard]
+    public let sequenceLength: Int
+    /// samplesBefore[s]: number of samples in shards before s.
+    private let samplesBefore: [Int]
+    public let sampleCount: Int
+
+    public init(shards: [TokenShard], sequenceLength T: Int) {
+        self.shards = shards
+        self.sequenceLength = T
+        var before: [Int] = []
+        var total = 0
+        for shard in shards {
+            before.append(total)
+            total += max(0, (shard.tokenCount - 1) / T)
+        }
+        samplesBefore = before
+        sampleCount = total
+    }
+
+    /// Opens the shards of a data folder that match `pattern` ("train" or "val"), sorted by name.
+    public static func open(folder: URL, split: String, sequenceLength: Int, vocabularySize: Int) throws -> TokenDataset {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: folder.path) } catch {
+            throw BatonError("--data \(folder.path): no such folder; create one with baton prepare TEXT --out DIR")
+        }
+        let matching = names.filter { $0.hasSuffix(".bin") && $0.contains(split) }.sorted()
+        guard !matching.isEmpty else {
+            throw BatonError("--data \(folder.path): no *\(split)*.bin shard; create them with baton prepare TEXT --out DIR")
+        }
+        let shards = try matching.map { try TokenShard(url: folder.appendingPathComponent($0), vocabularySize: vocabularySize) }
+        return TokenDataset(shards: shards, sequenceLength: sequenceLength)
+    }
+
+    /// Writes sample `index`'s inputs and targets (T tokens each).
+    public func copySample(_ index: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
+        precondition(index >= 0 && index < sampleCount)
+        var shardIndex = 0
+        var low = 0, high = samplesBefore.count - 1
+        while low <= high {  // last shard whose first sample is <= index
+            let mid = (low + high) / 2
+            if samplesBefore[mid] <= index { shardIndex = mid; low = mid + 1 } else { high = mid - 1 }
+        }
+        let start = (index - samplesBefore[shardIndex]) * sequenceLength
+        let shard = shards[shardIndex]
+        shard.copyTokens(start: start, count: sequenceLength, into: inputs)
+        shard.copyTokens(start: start + 1, count: sequenceLength, into: targets)
+    }
+
+    public var description: String {
+        shards.map { "\($0.url.lastPathComponent) (\($0.tokenCount) tokens)" }.joined(separator: ", ")
+    }
+}
+
+/// A batch of B sequences of T tokens, flattened row-major.
+public struct Batch {
+    public var inputs: [Int32]
+    public var targets: [Int32]
+    public var sampleIndices: [Int]
+}
+
+/// Where a loader stands: the epoch and the index within that epoch's order. The index is 0 at
+/// the start of every epoch; there is no other offset.
+public struct LoaderPosition: Codable, Equatable, Sendable {
+    public var epoch: Int
+    public var index: Int
+    public init(epoch: Int = 0, index: Int = 0) { self.epoch = epoch; self.index = index }
+}
+
+/// Hands out training batches. Each epoch visits every sample exactly once, in an order that is
+/// a pure function of (seed, epoch); a tail shorter than a batch is dropped. The position can be
+/// set directly, so a resumed loader slices the permutation instead of replaying batches.
+public final class DataLoader {
+    public let dataset: TokenDataset
+    public let batchSize: Int
+    public let seed: UInt64
+    public let shuffle: Bool
+    public private(set) var position: LoaderPosition
+    private var cachedOrder: (epoch: Int, order: [Int])?
+
+    public init(dataset: TokenDataset, batchSize: Int, seed: UInt64, shuffle: Bool = true, position: LoaderPosition = LoaderPosition()) {
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.seed = seed
+        self.shuffle = shuffle
+        self.position = position
+    }
+
+    public var batchesPerEpoch: Int { dataset.sampleCount / batchSize }
+
+    /// The order of samples in `epoch`: Fisher-Yates driven by a generator seeded from (seed, epoch).
+    public func order(epoch: Int) -> [Int] {
+        if let cached = cachedOrder, cached.epoch == epoch { return cached.order }
+        var order = Array(0..<dataset.sampleCount)
+        if shuffle {
+            var generator = RandomGenerator(seed: RandomGenerator.derive(seed, UInt64(epoch)))
+            for i in stride(from: order.count - 1, to: 0, by: -1) {
+                let j = Int(generator.next() % UInt64(i + 1))
+                order.swapAt(i, j)
+            }
+        }
+        cachedOrder = (epoch, order)
+        return order
+    }
+
+    public func seek(to position: LoaderPosition) { self.position = position }
+
+    public func nextBatch() -> Batch {
+        precondition(batchesPerEpoch > 0, "dataset smaller than one batch")
+        if position.index + batchSize > dataset.sampleCount {
+            position = LoaderPosition(epoch: position.epoch + 1, index: 0)
+        }
+        let order = self.order(epoch: position.epoch)
+        let T = dataset.sequenceLength
+        let indices = Array(order[position.index..<(position.index + batchSize)])
+        var inputs = [Int32](repeating: 0, count: batchSize * T)
+        var targets = [Int32](repeating: 0, count: batchSize * T)
+        inputs.withUnsafeMutableBufferPointer { inp in
+            targets.withUnsafeMutableBufferPointer { tgt in
+                for (row, sample) in indices.enumerated() {
+                    dataset.copySample(sample, inputs: inp.baseAddress! + row * T, targets: tgt.baseAddress! + row * T)
+                }
+            }
+        }
+        position.index += batchSize
+        return Batch(inputs: inputs, targets: targets, sampleIndices: indices)
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+
+/// The safetensors format: an 8-byte little-endian header length, a JSON header mapping each
+/// tensor name to {dtype, shape, data_offsets} (plus an optional "__metadata__" of strings),
+/// then the raw little-endian data. Readable by `safetensors.torch.load_file`.
+public enum SafeTensors {
+    public struct Entry {
+        public let name: String
+        public let dtype: String
+        public let shape: [Int]
+        /// Byte range inside the data section.
+        public let range: Range<Int>
+    }
+
+    public struct File {
+        public let url: URL
+        public let entries: [String: Entry]
+        public let metadata: [String: String]
+        let data: Data
+        let dataStart: Int
+
+        public var names: [String] { entries.keys.sorted() }
+
+        /// The tensor as float32 values (F32 stored as is).
+        public func floats(_ name: String) throws -> [Float] {
+            guard let entry = entries[name] else { throw BatonError("\(url.path): no tensor named \(name)") }
+            guard entry.dtype == "F32" else { throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected F32") }
+            return data.withUnsafeBytes { raw in
+                (0..<(entry.range.count / 4)).map {
+                    Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: dataStart + entry.range.lowerBound + $0 * 4, as: UInt32.self)))
+                }
+            }
+        }
+
+        /// The tensor as integers (I32 or I64).
+        public func integers(_ name: String) throws -> [Int] {
+            guard let entry = entries[name] else { throw BatonError("\(url.path): no tensor named \(name)") }
+            let base = dataStart + entry.range.lowerBound
+            return try data.withUnsafeBytes { raw in
+                switch entry.dtype {
+                case "I32": return (0..<(entry.range.count / 4)).map { Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 4, as: Int32.self))) }
+                case "I64": return (0..<(entry.range.count / 8)).map { Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 8, as: Int64.self))) }
+                default: throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected I32 or I64")
+                }
+            }
+        }
+    }
+
+    static let elementSizes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I32": 4, "I64": 8, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1]
+    /// Headers larger than this are refused before anything is allocated for them.
+    static let maximumHeaderBytes = 100_000_000
+
+    public static func read(_ url: URL) throws -> File {
+        let path = url.path
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw BatonError("\(path): cannot read safetensors file (\(error.localizedDescription))")
+        }
+        guard data.count >= 8 else { throw BatonError("\(path): not a safetensors file (shorter than 8 bytes)") }
+        let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard headerLength <= UInt64(min(maximumHeaderBytes, data.count - 8)) else {
+            throw BatonError("\(path): safetensors header length \(headerLength) exceeds the file (\(data.count) bytes)")
+        }
+        let headerData = data.subdata(in: 8..<(8 + Int(headerLength)))
+        guard let json = try? JSONSerialization.jsonObject(with: headerData), let header = json as? [String: Any] else {
+            throw BatonError("\(path): safetensors header is not a JSON object")
+        }
+        let dataStart = 8 + Int(headerLength)
+        let dataCount = data.count - dataStart
+        var entries: [String: Entry] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard let dictionary = value as? [String: String] else { throw BatonError("\(path): __metadata__ must map strings to strings") }
+                metadata = dictionary
+                continue
+            }
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw BatonError("\(path): tensor \(name) has a malformed header entry")
+            }
+            guard let elementSize = elementSizes[dtype] else { throw BatonError("\(path): tensor \(name) has unknown dtype \(dtype)") }
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataCount else {
+                throw BatonError("\(path): tensor \(name) has offsets \(offsets) outside the data (\(dataCount) bytes)")
+            }
+            let (elements, overflow) = shape.reduce((1, false)) { acc, dim in
+                let (product, o) = acc.0.multipliedReportingOverflow(by: dim)
+                return (product, acc.1 || o)
+            }
+            guard !overflow, elements.multipliedReportingOverflow(by: elementSize) == (elements * elementSize, false),
+                  elements * elementSize == offsets[1] - offsets[0] else {
+                throw BatonError("\(path): tensor \(name) shape \(shape) does not match its \(offsets[1] - offsets[0]) bytes")
+            }
+            entries[name] = Entry(name: name, dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
+        }
+        return File(url: url, entries: entries, metadata: metadata, data: data, dataStart: dataStart)
+    }
+
+    /// One float32 tensor to write.
+    public struct Tensor32 {
+        public let name: String
+        public let shape: [Int]
+        public let values: UnsafeBufferPointer<Float>
+        public init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) {
+            self.name = name; self.shape = shape; self.values = values
+        }
+    }
+
+    /// The bytes of a safetensors file holding `tensors` in the given order.
+    public static func encode(_ tensors: [Tensor32], metadata: [String: String] = [:]) throws -> Data {
+        var header: [String: Any] = [:]
+        var offset = 0
+        for tensor in tensors {
+            precondition(tensor.shape.reduce(1, *) == tensor.values.count, "shape does not match values for \(tensor.name)")
+            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.values.count * 4]] as [String: Any]
+            offset += tensor.values.count * 4
+        }
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var headerBytes = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
+        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
+        var data = Data(capacity: 8 + headerBytes.count + offset)
+        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(headerBytes)
+        for tensor in tensors {
+            // Little-endian hosts only (x86-64, arm64): the float bytes are written as they are.
+            data.append(UnsafeRawBufferPointer(tensor.values).bindMemory(to: UInt8.self))
+        }
+        return data
+    }
+}

@@ -1,0 +1,54 @@
+/// Every activation a forward pass keeps for the backward pass, and the gradient scratch the
+/// backward pass reuses layer by layer. Allocated once for a (batch, length) and reused every step.
+final class Activations {
+    struct Layer {
+        let ln1, ln1Mean, ln1Rstd, qkv, attentionOutput, attention, attentionProjection, residualAfterAttention: Tensor
+        let ln2, ln2Mean, ln2Rstd, fc, fcGelu, fcProjection, residualAfterMLP: Tensor
+    }
+
+    let B: Int, T: Int
+    let encoded: Tensor
+    let layers: [Layer]
+    let lnf, lnfMean, lnfRstd: Tensor
+    /// Logits [B*T, V]; after a training forward they hold dlogits instead (the fused loss op
+    /// writes the gradient in place).
+    let logits: Tensor
+    let losses: Tensor
+    let inputs: TokenTensor
+    let targets: TokenTensor
+
+    // Gradient scratch.
+    let dresidual, dln, dattentionOutput, dqkv, dfcGelu, dfc, attentionScratch: Tensor
+
+    init(config: GPTConfig, B: Int, T: Int, device: any Device) throws {
+        let C = config.channels, NH = config.heads, N = B * T
+        self.B = B
+        self.T = T
+        func floats(_ count: Int) throws -> Tensor { try device.allocate(floats: count) }
+        encoded = try floats(N * C)
+        var layers: [Layer] = []
+        for _ in 0..<config.layers {
+            layers.append(Layer(
+                ln1: try floats(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N), qkv: try floats(N * 3 * C),
+                attentionOutput: try floats(N * C), attention: try floats(B * NH * T * T),
+                attentionProjection: try floats(N * C), residualAfterAttention: try floats(N * C),
+                ln2: try floats(N * C), ln2Mean: try floats(N), ln2Rstd: try floats(N), fc: try floats(N * 4 * C),
+                fcGelu: try floats(N * 4 * C), fcProjection: try floats(N * C), residualAfterMLP: try floats(N * C)))
+        }
+        self.layers = layers
+        lnf = try floats(N * C)
+        lnfMean = try floats(N)
+        lnfRstd = try floats(N)
+        logits = try floats(N * config.vocabularySize)
+        losses = try floats(N)
+        inputs = try device.allocate(tokens: N)
+        targets = try device.allocate(tokens: N)
+        dresidual = try floats(N * C)
+        dln = try floats(N * C)
+        dattentionOutput = try floats(N * C)
+        dqkv = try floats(N * 3 * C)
+        dfcGelu = try floats(N * 4 * C)
+        dfc = try floats(N * 4 * C)
+        attentionScratch = try floats(B * NH * T * T)
+    }
+}

@@ -1,0 +1,196 @@
+/// GPT-2: learned position embeddings, pre-LayerNorm blocks with causal self-attention and a 4x
+/// tanh-GELU MLP, a final LayerNorm, and an LM head tied to the token embedding.
+/// Forward and backward are written as calls to `Device` ops, following llm.c's train_gpt2.c.
+public final class GPT {
+    public let config: GPTConfig
+    public let layout: ParameterLayout
+    public let device: any Device
+    /// All parameters, flat, in `layout` order.
+    public let parameters: Tensor
+    /// Gradients, same layout; backward accumulates into them.
+    public let gradients: Tensor
+
+    private var activations: Activations?
+
+    public init(config: GPTConfig, device: any Device) throws {
+        try config.validate()
+        self.config = config
+        self.device = device
+        self.layout = ParameterLayout(config: config)
+        self.parameters = try device.allocate(floats: layout.totalCount)
+        self.gradients = try device.allocate(floats: layout.totalCount)
+    }
+
+    public var parameterCount: Int { layout.totalCount }
+
+    public func parameter(_ name: String) -> Tensor {
+        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
+        return parameters.slice(spec.offset, spec.count)
+    }
+
+    public func gradient(_ name: String) -> Tensor {
+        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
+        return gradients.slice(spec.offset, spec.count)
+    }
+
+    /// GPT-2's initialisation: normal(0, 0.02) for weights and embeddings, 0.02/sqrt(2·layers) for
+    /// the residual projections, zero biases, LayerNorm weights one. Deterministic in the seed.
+    public func initializeParameters(seed: UInt64) throws {
+        var host = [Float](repeating: 0, count: layout.totalCount)
+        var generator = RandomGenerator(seed: seed)
+        let projectionStd = 0.02 / (2.0 * Double(config.layers)).squareRoot()
+        for spec in layout.specs {
+            let range = spec.offset..<(spec.offset + spec.count)
+            switch spec.role {
+            case .embedding, .linearWeight:
+                for i in range { host[i] = Float(0.02 * generator.nextNormal()) }
+            case .residualProjectionWeight:
+                for i in range { host[i] = Float(projectionStd * generator.nextNormal()) }
+            case .layerNormWeight:
+                for i in range { host[i] = 1 }
+            case .bias, .layerNormBias:
+                break
+            }
+        }
+        try device.upload(host, to: parameters)
+    }
+
+    private func activations(B: Int, T: Int) throws -> Activations {
+        if let current = activations, current.B == B, current.T == T { return current }
+        activations = nil  // free the old set before allocating a new one
+        let fresh = try Activations(config: config, B: B, T: T, device: device)
+        activations = fresh
+        return fresh
+    }
+
+    private func checkShape(tokenCount: Int, B: Int, T: Int) throws {
+        guard T >= 1, T <= config.contextLength else {
+            throw BatonError("sequence length \(T) is outside 1...\(config.contextLength), the model's context length")
+        }
+        guard B >= 1, tokenCount == B * T else { throw BatonError("expected \(B * T) tokens for batch \(B) x \(T), got \(tokenCount)") }
+    }
+
+    /// Runs the model on inputs [B, T] and returns the mean cross-entropy against targets [B, T].
+    /// With `lossScaleForBackward` set, the logits buffer receives d(loss)/d(logits) scaled by it,
+    /// ready for `backward()`: pass 1/accumulationSteps to average over micro-batches.
+    @discardableResult
+    public func forward(inputs: [Int32], targets: [Int32], B: Int, T: Int, lossScaleForBackward: Float? = nil) throws -> Float {
+        try checkShape(tokenCount: inputs.count, B: B, T: T)
+        precondition(targets.count == inputs.count)
+        let a = try activations(B: B, T: T)
+        try device.upload(tokens: inputs, to: a.inputs)
+        try device.upload(tokens: targets, to: a.targets)
+        try forwardToLogits(a)
+        let N = B * T
+        let dloss = lossScaleForBackward.map { $0 / Float(N) } ?? 0
+        try device.softmaxCrossEntropy(losses: a.losses, dlogits: lossScaleForBackward == nil ? nil : a.logits,
+                                       logits: a.logits, targets: a.targets, N: N, V: config.vocabularySize, dloss: dloss)
+        let losses = try device.download(a.losses.slice(0, N))
+        var sum = 0.0
+        for loss in losses { sum += Double(loss) }
+        return Float(sum / Double(N))
+    }
+
+    /// Per-position losses of the last forward pass, [B*T].
+    public func lastLosses() throws -> [Float] {
+        guard let a = activations else { return [] }
+        return try device.download(a.losses.slice(0, a.B * a.T))
+    }
+
+    /// Runs the model on inputs [B, T] and returns the logits [B, T, V] (for sampling and tests).
+    public func logits(inputs: [Int32], B: Int, T: Int) throws -> [Float] {
+        try checkShape(tokenCount: inputs.count, B: B, T: T)
+        let a = try activations(B: B, T: T)
+        try device.upload(tokens: inputs, to: a.inputs)
+        try forwardToLogits(a)
+        return try device.download(a.logits.slice(0, B * T * config.vocabularySize))
+    }
+
+    private func forwardToLogits(_ a: Activations) throws {
+        let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.vocabularySize
+        let d = device
+        try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: parameter("transformer.wte.weight"),
+                             wpe: parameter("transformer.wpe.weight"), B: B, T: T, C: C)
+        var residual = a.encoded
+        for (index, l) in a.layers.enumerated() {
+            let p = "transformer.h.\(index)."
+            try d.layernormForward(out: l.ln1, mean: l.ln1Mean, rstd: l.ln1Rstd, input: residual,
+                                   weight: parameter(p + "ln_1.weight"), bias: parameter(p + "ln_1.bias"), N: N, C: C)
+            try linear(out: l.qkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
+            try d.attentionForward(out: l.attentionOutput, att: l.attention, qkv: l.qkv, B: B, T: T, C: C, NH: NH)
+            try linear(out: l.attentionProjection, input: l.attentionOutput, weight: p + "attn.c_proj", N: N, inFeatures: C, outFeatures: C)
+            try d.residualForward(out: l.residualAfterAttention, a: residual, b: l.attentionProjection)
+            try d.layernormForward(out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, input: l.residualAfterAttention,
+                                   weight: parameter(p + "ln_2.weight"), bias: parameter(p + "ln_2.bias"), N: N, C: C)
+            try linear(out: l.fc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
+            try d.geluForward(out: l.fcGelu, input: l.fc)
+            try linear(out: l.fcProjection, input: l.fcGelu, weight: p + "mlp.c_proj", N: N, inFeatures: 4 * C, outFeatures: C)
+            try d.residualForward(out: l.residualAfterMLP, a: l.residualAfterAttention, b: l.fcProjection)
+            residual = l.residualAfterMLP
+        }
+        try d.layernormForward(out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, input: residual,
+                               weight: parameter("transformer.ln_f.weight"), bias: parameter("transformer.ln_f.bias"), N: N, C: C)
+        // Tied LM head: logits = lnf @ wte^T.
+        try d.matmul(c: a.logits, a: a.lnf, b: parameter("transformer.wte.weight"), M: N, N: V, K: C,
+                     transposeA: false, transposeB: true, beta: 0)
+    }
+
+    /// out[N, outFeatures] = input[N, inFeatures] @ weight[inFeatures, outFeatures] + bias
+    private func linear(out: Tensor, input: Tensor, weight prefix: String, N: Int, inFeatures: Int, outFeatures: Int) throws {
+        try device.matmul(c: out, a: input, b: parameter(prefix + ".weight"), M: N, N: outFeatures, K: inFeatures,
+                          transposeA: false, transposeB: false, beta: 0)
+        try device.biasForward(out: out, bias: parameter(prefix + ".bias"), N: N, OC: outFeatures)
+    }
+
+    /// Given dout [N, outFeatures], accumulates the weight and bias gradients and writes dinput.
+    private func linearBackward(dinput: Tensor, dout: Tensor, input: Tensor, weight prefix: String, N: Int,
+                                inFeatures: Int, outFeatures: Int) throws {
+        try device.matmul(c: dinput, a: dout, b: parameter(prefix + ".weight"), M: N, N: inFeatures, K: outFeatures,
+                          transposeA: false, transposeB: true, beta: 0)
+        try device.matmul(c: gradient(prefix + ".weight"), a: input, b: dout, M: inFeatures, N: outFeatures, K: N,
+                          transposeA: true, transposeB: false, beta: 1)
+        try device.biasBackward(dbias: gradient(prefix + ".bias"), dout: dout, N: N, OC: outFeatures)
+    }
+
+    public func zeroGradients() throws { try device.fill(gradients, with: 0) }
+
+    /// Backpropagates the last `forward(..., lossScaleForBackward:)` and adds into `gradients`.
+    public func backward() throws {
+        guard let a = activations else { preconditionFailure("backward() before forward()") }
+        let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.vocabularySize
+        let d = device
+        let dlogits = a.logits
+        // Tied head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
+        try d.matmul(c: a.dln, a: dlogits, b: parameter("transformer.wte.weight"), M: N, N: C, K: V,
+                     transposeA: false, transposeB: false, beta: 0)
+        try d.matmul(c: gradient("transformer.wte.weight"), a: dlogits, b: a.lnf, M: V, N: C, K: N,
+                     transposeA: true, transposeB: false, beta: 1)
+        // The residual stream's gradient lives in one buffer; each LayerNorm backward adds into it.
+        try d.fill(a.dresidual, with: 0)
+        let lastResidual = a.layers.last?.residualAfterMLP ?? a.encoded
+        try d.layernormBackward(dinput: a.dresidual, dweight: gradient("transformer.ln_f.weight"), dbias: gradient("transformer.ln_f.bias"),
+                                dout: a.dln, input: lastResidual, weight: parameter("transformer.ln_f.weight"),
+                                mean: a.lnfMean, rstd: a.lnfRstd, N: N, C: C)
+        for index in stride(from: config.layers - 1, through: 0, by: -1) {
+            let l = a.layers[index], p = "transformer.h.\(index)."
+            let residualIn = index == 0 ? a.encoded : a.layers[index - 1].residualAfterMLP
+            try linearBackward(dinput: a.dfcGelu, dout: a.dresidual, input: l.fcGelu, weight: p + "mlp.c_proj", N: N,
+                               inFeatures: 4 * C, outFeatures: C)
+            try d.geluBackward(dinput: a.dfc, input: l.fc, dout: a.dfcGelu)
+            try linearBackward(dinput: a.dln, dout: a.dfc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
+            try d.layernormBackward(dinput: a.dresidual, dweight: gradient(p + "ln_2.weight"), dbias: gradient(p + "ln_2.bias"),
+                                    dout: a.dln, input: l.residualAfterAttention, weight: parameter(p + "ln_2.weight"),
+                                    mean: l.ln2Mean, rstd: l.ln2Rstd, N: N, C: C)
+            try linearBackward(dinput: a.dattentionOutput, dout: a.dresidual, input: l.attentionOutput, weight: p + "attn.c_proj",
+                               N: N, inFeatures: C, outFeatures: C)
+            try d.attentionBackward(dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, att: l.attention,
+                                    B: B, T: T, C: C, NH: NH)
+            try linearBackward(dinput: a.dln, dout: a.dqkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
+            try d.layernormBackward(dinput: a.dresidual, dweight: gradient(p + "ln_1.weight"), dbias: gradient(p + "ln_1.bias"),
+                                    dout: a.dln, input: residualIn, weight: parameter(p + "ln_1.weight"),
+                                    mean: l.ln1Mean, rstd: l.ln1Rstd, N: N, C: C)
+        }
+        try d.encoderBackward(dwte: gradient("transformer.wte.weight"), dwpe: gradient("transformer.wpe.weight"),
+                              dout: a.dresidual, tokens: a.inputs, B: B, T: T, C: C)
+    }
+}

@@ -1,0 +1,31 @@
+/// The shape of a GPT-2 model.
+public struct GPTConfig: Codable, Equatable, Sendable {
+    /// Longest sequence the position embedding covers (GPT-2's n_positions).
+    public var contextLength: Int
+    public var vocabularySize: Int
+    public var layers: Int
+    public var heads: Int
+    public var channels: Int
+
+    public init(contextLength: Int, vocabularySize: Int, layers: Int, heads: Int, channels: Int) {
+        self.contextLength = contextLength
+        self.vocabularySize = vocabularySize
+        self.layers = layers
+        self.heads = heads
+        self.channels = channels
+    }
+
+    /// Checks that the shape can be built; the message names the flag to change.
+    public func validate() throws {
+        for (flag, value) in [("--seq-len", contextLength), ("--vocab-size", vocabularySize), ("--layers", layers),
+                              ("--heads", heads), ("--embd", channels)] where value < 1 {
+            throw BatonError("\(flag) must be at least 1, got \(value)")
+        }
+        if channels % heads != 0 {
+            throw BatonError("--embd \(channels) is not divisible by --heads \(heads)")
+        }
+        if vocabularySize > 65536 {
+            throw BatonError("--vocab-size \(vocabularySize) is larger than token shards can hold (65536)")
+        }
+    }
+}

@@ -1,0 +1,56 @@
+/// One parameter tensor of the model, named as in Hugging Face's GPT2LMHeadModel and stored in
+/// its layout (Conv1D weights are (in_features, out_features)).
+public struct ParameterSpec: Equatable, Sendable {
+    public enum Role: Sendable { case embedding, linearWeight, residualProjectionWeight, bias, layerNormWeight, layerNormBias }
+    public let name: String
+    public let shape: [Int]
+    public let role: Role
+    /// Offset in elements inside the flat parameter buffer.
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+    /// AdamW's weight decay applies to 2-D tensors only (weights and embeddings), as in nanoGPT.
+    public var decays: Bool { shape.count == 2 }
+}
+
+/// All parameters in one flat buffer, in Hugging Face's order, so the optimizer and the global
+/// norm can each run as one call and views give each parameter by name.
+public struct ParameterLayout: Sendable {
+    public let specs: [ParameterSpec]
+    public let totalCount: Int
+    private let indexByName: [String: Int]
+
+    public init(config: GPTConfig) {
+        let C = config.channels
+        var specs: [ParameterSpec] = []
+        var offset = 0
+        func add(_ name: String, _ shape: [Int], _ role: ParameterSpec.Role) {
+            let spec = ParameterSpec(name: name, shape: shape, role: role, offset: offset)
+            specs.append(spec)
+            offset += spec.count
+        }
+        add("transformer.wte.weight", [config.vocabularySize, C], .embedding)
+        add("transformer.wpe.weight", [config.contextLength, C], .embedding)
+        for layer in 0..<config.layers {
+            let p = "transformer.h.\(layer)."
+            add(p + "ln_1.weight", [C], .layerNormWeight)
+            add(p + "ln_1.bias", [C], .layerNormBias)
+            add(p + "attn.c_attn.weight", [C, 3 * C], .linearWeight)
+            add(p + "attn.c_attn.bias", [3 * C], .bias)
+            add(p + "attn.c_proj.weight", [C, C], .residualProjectionWeight)
+            add(p + "attn.c_proj.bias", [C], .bias)
+            add(p + "ln_2.weight", [C], .layerNormWeight)
+            add(p + "ln_2.bias", [C], .layerNormBias)
+            add(p + "mlp.c_fc.weight", [C, 4 * C], .linearWeight)
+            add(p + "mlp.c_fc.bias", [4 * C], .bias)
+            add(p + "mlp.c_proj.weight", [4 * C, C], .residualProjectionWeight)
+            add(p + "mlp.c_proj.bias", [C], .bias)
+        }
+        add("transformer.ln_f.weight", [C], .layerNormWeight)
+        add("transformer.ln_f.bias", [C], .layerNormBias)
+        self.specs = specs
+        self.totalCount = offset
+        self.indexByName = Dictionary(uniqueKeysWithValues: specs.enumerated().map { ($1.name, $0) })
+    }
+
+    public func spec(named name: String) -> ParameterSpec? { indexByName[name].map { specs[$0] } }
+}

@@ -1,0 +1,32 @@
+/// Tokens/s of whole training steps (forward, backward, global norm, AdamW) on random tokens.
+public enum Benchmark {
+    public struct Result {
+        public let tokensPerSecond: Double
+        public let secondsPerStep: Double
+        public let parameters: Int
+    }
+
+    public static func run(model config: GPTConfig, batchSize: Int, steps: Int, warmupSteps: Int, device: any Device,
+                           seed: UInt64 = 1) throws -> Result {
+        let model = try GPT(config: config, device: device)
+        try model.initializeParameters(seed: seed)
+        let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)
+        var generator = RandomGenerator(seed: seed)
+        let T = config.contextLength, count = batchSize * T
+        let tokens = (0..<(count + 1)).map { _ in Int32(generator.next() % UInt64(config.vocabularySize)) }
+        let inputs = Array(tokens[0..<count]), targets = Array(tokens[1...count])
+        var measured = 0.0
+        for step in 0..<(warmupSteps + steps) {
+            let start = monotonicSeconds()
+            try model.zeroGradients()
+            try model.forward(inputs: inputs, targets: targets, B: batchSize, T: T, lossScaleForBackward: 1)
+            try model.backward()
+            let norm = try device.globalNormSquared(model.gradients).squareRoot()
+            try optimizer.update(step: step + 1, learningRate: 1e-4, gradientScale: AdamW.clipScale(norm: norm, maxNorm: 1))
+            try device.synchronize()
+            if step >= warmupSteps { measured += monotonicSeconds() - start }
+        }
+        let perStep = measured / Double(steps)
+        return Result(tokensPerSecond: Double(count) / perStep, secondsPerStep: perStep, parameters: model.parameterCount)
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+
+/// One line of metrics.jsonl.
+public struct StepMetrics: Codable, Equatable, Sendable {
+    public var step: Int
+    public var epoch: Int
+    public var loss: Float
+    public var lr: Float
+    public var grad_norm: Float
+    public var tokens_per_s: Double
+    public var val_loss: Float?
+}
+
+/// Appends one JSON object per step to `metrics.jsonl`.
+public final class MetricsLog {
+    public let url: URL
+    private let handle: FileHandle
+    private let encoder: JSONEncoder
+
+    public init(url: URL) throws {
+        self.url = url
+        if !FileManager.default.fileExists(atPath: url.path) {
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                throw BatonError("\(url.path): cannot create metrics file")
+            }
+        }
+        guard let handle = FileHandle(forWritingAtPath: url.path) else { throw BatonError("\(url.path): cannot open metrics file") }
+        handle.seekToEndOfFile()
+        self.handle = handle
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+    }
+
+    public func append(_ metrics: StepMetrics) throws {
+        var line = try encoder.encode(metrics)
+        line.append(0x0A)
+        do { try handle.write(contentsOf: line) } catch {
+            throw BatonError("\(url.path): cannot append metrics (\(error.localizedDescription))")
+        }
+    }
+
+    public static func read(_ url: URL) throws -> [StepMetrics] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw BatonError("\(url.path): cannot read metrics") }
+        let decoder = JSONDecoder()
+        return try text.split(separator: "\n").map { line in
+            do { return try decoder.decode(StepMetrics.self, from: Data(line.utf8)) } catch {
+                throw BatonError("\(url.path): malformed metrics line: \(line.prefix(80))")
+            }
+        }
+    }
+
+    deinit { try? handle.close() }
+}

@@ -1,0 +1,43 @@
+/// Everything that defines a training run. Defaults are nanoGPT's CPU recipe on the bundled corpus.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    public var model = GPTConfig(contextLength: 64, vocabularySize: 256, layers: 4, heads: 4, channels: 128)
+    public var dataFolder = "data/paradise-lost"
+    public var batchSize = 12
+    public var gradientAccumulation = 1
+    public var steps = 2000
+    public var learningRate: Float = 1e-3
+    public var minLearningRate: Float = 1e-4
+    public var warmupSteps = 100
+    public var weightDecay: Float = 0.1
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.99
+    public var epsilon: Float = 1e-8
+    public var gradientClip: Float = 1.0
+    public var seed: UInt64 = 1337
+    public var evalEvery = 250
+    public var evalBatches = 20
+    public var logEvery = 10
+    public var device = "auto"
+    public var threads = 0
+
+    public init() {}
+
+    public var tokensPerStep: Int { batchSize * model.contextLength * gradientAccumulation }
+
+    /// Checks the numbers a user can get wrong; the message names the flag.
+    public func validate() throws {
+        try model.validate()
+        let positive: [(String, Int)] = [("--batch", batchSize), ("--grad-accum", gradientAccumulation), ("--steps", steps),
+                                         ("--eval-batches", evalBatches), ("--log-every", logEvery)]
+        for (flag, value) in positive where value < 1 { throw BatonError("\(flag) must be at least 1, got \(value)") }
+        for (flag, value) in [("--warmup", warmupSteps), ("--eval-every", evalEvery), ("--threads", threads)] where value < 0 {
+            throw BatonError("\(flag) must not be negative, got \(value)")
+        }
+        for (flag, value) in [("--lr", learningRate), ("--min-lr", minLearningRate), ("--weight-decay", weightDecay),
+                              ("--grad-clip", gradientClip)] where !(value >= 0 && value.isFinite) {
+            throw BatonError("\(flag) must be a finite number >= 0, got \(value)")
+        }
+        if !(beta1 >= 0 && beta1 < 1) { throw BatonError("--beta1 must be in [0, 1), got \(beta1)") }
+        if !(beta2 >= 0 && beta2 < 1) { throw BatonError("--beta2 must be in [0, 1), got \(beta2)") }
+    }
+}

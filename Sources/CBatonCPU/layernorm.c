@@ -1,0 +1,81 @@
+/* LayerNorm over the channel dimension, eps 1e-5 (as GPT-2). */
+#include "include/baton_cpu.h"
+#include "parallel.h"
+#include <math.h>
+
+typedef struct {
+    float *out, *mean, *rstd; const float *inp, *weight, *bias; int C;
+} layernorm_args;
+
+static void layernorm_forward_rows(void *p, int64_t begin, int64_t end) {
+    layernorm_args *a = p;
+    int C = a->C;
+    for (int64_t n = begin; n < end; n++) {
+        const float *x = a->inp + n * C;
+        float sum = 0.0f;
+        for (int c = 0; c < C; c++) sum += x[c];
+        float m = sum / C;
+        float var = 0.0f;
+        for (int c = 0; c < C; c++) { float d = x[c] - m; var += d * d; }
+        float s = 1.0f / sqrtf(var / C + 1e-5f);
+        float *o = a->out + n * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * a->weight[c] + a->bias[c];
+        a->mean[n] = m;
+        a->rstd[n] = s;
+    }
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C) {
+    layernorm_args a = {out, mean, rstd, inp, weight, bias, C};
+    parallel_for(N, 4, layernorm_forward_rows, &a);
+}
+
+typedef struct {
+    float *dinp, *dweight, *dbias; const float *dout, *inp, *weight, *mean, *rstd; int N, C;
+} layernorm_backward_args;
+
+/* dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dout * weight. Per row. */
+static void layernorm_backward_rows(void *p, int64_t begin, int64_t end) {
+    layernorm_backward_args *a = p;
+    int C = a->C;
+    for (int64_t n = begin; n < end; n++) {
+        const float *x = a->inp + n * C, *d = a->dout + n * C;
+        float m = a->mean[n], s = a->rstd[n];
+        float g_mean = 0.0f, gx_mean = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float g = d[c] * a->weight[c];
+            g_mean += g;
+            gx_mean += g * (x[c] - m) * s;
+        }
+        g_mean /= C;
+        gx_mean /= C;
+        float *di = a->dinp + n * C;
+        for (int c = 0; c < C; c++) {
+            float xhat = (x[c] - m) * s;
+            di[c] += s * (d[c] * a->weight[c] - g_mean - xhat * gx_mean);
+        }
+    }
+}
+
+/* dweight and dbias sum over rows: split over channels, rows in order. */
+static void layernorm_backward_params(void *p, int64_t c0, int64_t c1) {
+    layernorm_backward_args *a = p;
+    int C = a->C;
+    for (int64_t n = 0; n < a->N; n++) {
+        const float *x = a->inp + n * C, *d = a->dout + n * C;
+        float m = a->mean[n], s = a->rstd[n];
+        for (int64_t c = c0; c < c1; c++) {
+            a->dbias[c] += d[c];
+            a->dweight[c] += d[c] * (x[c] - m) * s;
+        }
+    }
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C) {
+    layernorm_backward_args a = {dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C};
+    parallel_for(N, 4, layernorm_backward_rows, &a);
+    parallel_for(C, 16, layernorm_backward_params, &a);
+}

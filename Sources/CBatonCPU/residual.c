@@ -1,0 +1,25 @@
+/* Elementwise ops: the residual add and fill. */
+#include "include/baton_cpu.h"
+#include "parallel.h"
+
+typedef struct { float *out; const float *a, *b; float value; } elementwise_args;
+
+static void residual_range(void *p, int64_t begin, int64_t end) {
+    elementwise_args *e = p;
+    for (int64_t i = begin; i < end; i++) e->out[i] = e->a[i] + e->b[i];
+}
+
+void residual_forward(float *out, const float *a, const float *b, int64_t n) {
+    elementwise_args e = {out, a, b, 0.0f};
+    parallel_for(n, 8192, residual_range, &e);
+}
+
+static void fill_range(void *p, int64_t begin, int64_t end) {
+    elementwise_args *e = p;
+    for (int64_t i = begin; i < end; i++) e->out[i] = e->value;
+}
+
+void fill(float *x, float value, int64_t n) {
+    elementwise_args e = {x, NULL, NULL, value};
+    parallel_for(n, 16384, fill_range, &e);
+}
