@@ -7,19 +7,20 @@ let deviceOptions = [
 ]
 let helpOption = Option(name: "--help", placeholder: nil, help: "show this help")
 
-func openDevice(_ arguments: ParsedArguments, default fallback: String = "auto") throws -> any Device {
+/// Opens the requested device. With `announce`, prints a "device:" line on stdout (with the reason
+/// when auto chose); sample passes false so its stdout is only the generated text.
+func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> any Device {
+    let fallback = "auto"
     let name = arguments.string("--device") ?? fallback
     guard let request = DeviceRequest(rawValue: name) else {
         throw UsageError("baton \(arguments.command): --device expects cpu, cuda or auto, got '\(name)'")
     }
     let threads = try arguments.int("--threads") ?? 0
     guard threads >= 0 else { throw UsageError("baton \(arguments.command): --threads must not be negative") }
-    return try DeviceSelection.open(request, threads: threads, log: { note($0) })
-}
-
-/// Diagnostics go to stderr so that stdout carries only a command's output (sample's text).
-func note(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    var reason: String?
+    let device = try DeviceSelection.open(request, threads: threads, log: { reason = $0 })
+    if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }
+    return device
 }
 
 func say(_ line: String) {
@@ -89,7 +90,6 @@ func trainCommand(_ arguments: [String]) throws {
         throw BatonError("--data: the default data set \(config.dataFolder) is not here; run from the repository root or pass --data DIR")
     }
     let device = try openDevice(parsed)
-    say("device: \(device.summary)")
     let runFolder = try RunFolder.create(requested: parsed.string("--out"))
     let trainer = try Trainer(config: config, device: device, runFolder: runFolder, log: { say($0) })
     let summary = try trainer.run()
@@ -123,7 +123,7 @@ func sampleCommand(_ arguments: [String]) throws {
     guard length >= 0 else { throw UsageError("baton sample: --length must not be negative") }
     guard temperature >= 0 else { throw UsageError("baton sample: --temperature must not be negative") }
     guard topK >= 0 else { throw UsageError("baton sample: --top-k must not be negative") }
-    let device = try openDevice(parsed)
+    let device = try openDevice(parsed, announce: false)
     let model = try ModelWeights.openModel(path: parsed.positionals[0], device: device)
     guard model.config.vocabularySize == ByteTokenizer.vocabularySize else {
         throw BatonError("\(parsed.positionals[0]): vocabulary \(model.config.vocabularySize) is not the byte tokenizer's 256; baton sample only decodes byte-level models")

@@ -14,7 +14,7 @@ public enum DeviceSelection {
             throw BatonError("--device cuda: no CUDA backend library (libbaton_cuda.so) is available in this build; use --device cpu or auto")
         case .auto:
             let device = CPUDevice(threads: threads)
-            log("device: auto picked cpu (no CUDA backend library in this build)")
+            log("auto picked cpu: no CUDA backend library in this build")
             return device
         }
     }

@@ -30,10 +30,7 @@ public struct RunFolder {
         if fileManager.fileExists(atPath: folder.configURL.path) {
             throw BatonError("--out \(url.path): folder already holds a run (config.json); choose another --out")
         }
-        do { try fileManager.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw BatonError("--out \(url.path): cannot create run folder (\(error.localizedDescription))")
-        }
-        return folder
+        return folder  // created by writeConfig, once the run's inputs have been checked
     }
 
     /// What config.json records.
@@ -47,6 +44,9 @@ public struct RunFolder {
     }
 
     public func writeConfig(_ record: Record) throws {
+        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+            throw BatonError("--out \(url.path): cannot create run folder (\(error.localizedDescription))")
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(record), to: configURL)

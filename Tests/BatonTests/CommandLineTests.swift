@@ -1,0 +1,121 @@
+import Foundation
+import XCTest
+@testable import Baton
+
+/// The `baton` binary as a user meets it: each bad input gets one line on stderr that names the
+/// file or flag, a non-zero exit, and no crash trace.
+final class CommandLineTests: XCTestCase {
+    var folder: URL!
+
+    override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("cli") }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+    let tinyModel = ["--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "2"]
+
+    func assertOneLineError(_ arguments: [String], mentions expected: [String], status: Int32? = nil,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try runBaton(arguments)
+        XCTAssertNotEqual(result.status, 0, "\(arguments) should fail", file: file, line: line)
+        if let status { XCTAssertEqual(result.status, status, file: file, line: line) }
+        let lines = result.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "one line expected, got: \(result.stderr)", file: file, line: line)
+        XCTAssert(result.stderr.hasPrefix("baton: error: "), result.stderr, file: file, line: line)
+        for text in expected { XCTAssert(result.stderr.contains(text), "'\(text)' missing from: \(result.stderr)", file: file, line: line) }
+        for trace in ["Fatal error", "Stack dump", "Backtrace", "Current stack trace"] {
+            XCTAssertFalse(result.stderr.contains(trace), file: file, line: line)
+        }
+    }
+
+    func shardFolder(_ name: String, train: (URL) throws -> Void) throws -> String {
+        let data = folder.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try train(data.appendingPathComponent("x_train_000000.bin"))
+        return data.path
+    }
+
+    func testBadFlagsAreUsageErrors() throws {
+        try assertOneLineError(["train", "--bogus", "1"], mentions: ["--bogus", "baton train --help"], status: 2)
+        try assertOneLineError(["train", "--steps", "ten"], mentions: ["--steps", "ten"], status: 2)
+        try assertOneLineError(["train", "--lr", "fast"], mentions: ["--lr", "fast"], status: 2)
+        try assertOneLineError(["train", "--steps"], mentions: ["--steps", "needs a value"], status: 2)
+        try assertOneLineError(["train", "--steps", "0"], mentions: ["--steps"])
+        try assertOneLineError(["train", "--embd", "30", "--heads", "4"], mentions: ["--embd", "--heads"])
+        try assertOneLineError(["train", "--device", "tpu"], mentions: ["--device", "tpu"], status: 2)
+        try assertOneLineError(["frobnicate"], mentions: ["frobnicate", "baton --help"], status: 2)
+        try assertOneLineError(["sample"], mentions: ["PATH"], status: 2)
+        try assertOneLineError(["eval", "somewhere"], mentions: ["--data"], status: 2)
+    }
+
+    func testBadDataIsNamed() throws {
+        try assertOneLineError(["train", "--data", folder.appendingPathComponent("nope").path], mentions: ["--data", "nope"])
+        let magic = try shardFolder("magic") { try writeRawShard($0, magic: 1, count: 100, tokens: [UInt16](repeating: 1, count: 100)) }
+        try assertOneLineError(["train", "--data", magic] + tinyModel, mentions: ["x_train_000000.bin", "magic"])
+        let truncated = try shardFolder("truncated") { try writeRawShard($0, count: 100, tokens: [UInt16](repeating: 1, count: 60)) }
+        try assertOneLineError(["train", "--data", truncated] + tinyModel, mentions: ["x_train_000000.bin", "truncated"])
+        let vocab = try shardFolder("vocab") { try writeRawShard($0, count: 100, tokens: [UInt16](repeating: 999, count: 100)) }
+        try assertOneLineError(["train", "--data", vocab] + tinyModel, mentions: ["x_train_000000.bin", "token 999", "--vocab-size"])
+        let short = try shardFolder("short") { try TokenShard.write(tokens: [UInt16](repeating: 3, count: 12), to: $0) }
+        try assertOneLineError(["train", "--data", short] + tinyModel, mentions: [short, "fewer than one batch"])
+        try assertOneLineError(["eval", folder.appendingPathComponent("none").path, "--data", "x.bin"], mentions: ["none"])
+    }
+
+    func testCudaRequestFailsClearlyAndAutoFallsBackToCPU() throws {
+        try assertOneLineError(["bench", "--device", "cuda"], mentions: ["--device cuda", "CUDA"])
+        let auto = try runBaton(["bench", "--device", "auto", "--steps", "1", "--warmup-steps", "0"] + tinyModel)
+        XCTAssertEqual(auto.status, 0, auto.stderr)
+        XCTAssert(auto.stdout.contains("auto picked cpu"), auto.stdout)
+        XCTAssert(auto.stdout.contains("tokens_per_s:"), auto.stdout)
+    }
+
+    func testHelpListsTheFlags() throws {
+        let top = try runBaton(["--help"])
+        XCTAssertEqual(top.status, 0)
+        for command in ["train", "sample", "eval", "prepare", "bench"] { XCTAssert(top.stdout.contains(command)) }
+        let train = try runBaton(["train", "--help"])
+        for flag in ["--data", "--out", "--device", "--steps", "--batch", "--seq-len", "--layers", "--heads", "--embd", "--lr",
+                     "--min-lr", "--warmup", "--weight-decay", "--grad-clip", "--grad-accum", "--seed", "--eval-every"] {
+            XCTAssert(train.stdout.contains(flag), "baton train --help lacks \(flag)")
+        }
+    }
+
+    /// prepare -> train -> eval -> sample, on a small text, through the binary.
+    func testPrepareTrainEvalSample() throws {
+        let text = folder.appendingPathComponent("tiny.txt")
+        try String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 60).write(to: text, atomically: true, encoding: .utf8)
+        let data = folder.appendingPathComponent("shards").path, run = folder.appendingPathComponent("run").path
+        let prepared = try runBaton(["prepare", text.path, "--out", data])
+        XCTAssertEqual(prepared.status, 0, prepared.stderr)
+        let trained = try runBaton(["train", "--data", data, "--out", run, "--steps", "30", "--eval-every", "10", "--eval-batches", "2",
+                                    "--warmup", "5", "--lr", "3e-3", "--device", "cpu"] + tinyModel)
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        XCTAssert(trained.stdout.contains("step 30/30"), trained.stdout)
+        XCTAssert(trained.stdout.contains("val loss"), trained.stdout)
+        let metrics = try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl"))
+        XCTAssertEqual(metrics.map(\.step), Array(1...30))
+        XCTAssertEqual(metrics.compactMap(\.val_loss).count, 3)
+        XCTAssertLessThan(metrics.last!.loss, metrics.first!.loss - 1, "30 steps on repetitive text should cut the loss")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run).appendingPathComponent("config.json"))) as? [String: Any]
+        XCTAssertNotNil(config?["config"])
+
+        let evaluated = try runBaton(["eval", run, "--data", data + "/corpus_val_000000.bin", "--sequences", "10", "--device", "cpu"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
+        let lastLine = evaluated.stdout.split(separator: "\n").last ?? ""
+        XCTAssert(lastLine.hasPrefix("loss: "), evaluated.stdout)
+        let loss = Float(lastLine.dropFirst(6))!
+        XCTAssertLessThan(loss, metrics.first!.loss)
+
+        // eval's number is the model's loss on exactly those sequences.
+        let model = try ModelWeights.openModel(path: run, device: CPUDevice())
+        let shard = try TokenShard(url: URL(fileURLWithPath: data + "/corpus_val_000000.bin"), vocabularySize: 256)
+        let tokens = shard.tokens(start: 0, count: 10 * 8 + 1)
+        let direct = try model.forward(inputs: Array(tokens[0..<80]), targets: Array(tokens[1...80]), B: 10, T: 8)
+        XCTAssertEqual(loss, direct, accuracy: 1e-5)
+
+        let sampled = try runBaton(["sample", run, "--prompt", "the ", "--length", "40", "--seed", "3"])
+        XCTAssertEqual(sampled.status, 0, sampled.stderr)
+        XCTAssert(sampled.stdout.hasPrefix("the "))
+        XCTAssertGreaterThanOrEqual(sampled.stdout.utf8.count, 40)
+
+        try assertOneLineError(["train", "--data", data, "--out", run] + tinyModel, mentions: [run, "already holds a run"])
+    }
+}
