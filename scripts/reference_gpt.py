@@ -43,7 +43,9 @@ def init_parameters(V, maxT, L, C, generator, perturb=False, device="cpu"):
     return params
 
 
-def forward(params, idx, L, NH):
+def forward(params, idx, L, NH, fused_attention=False):
+    """Logits [B, T, V]. fused_attention uses PyTorch's scaled_dot_product_attention (what nanoGPT
+    runs, and the faster baseline for benchmarks); the explicit form is the readable reference."""
     B, T = idx.shape
     wte = params["transformer.wte.weight"]
     C = wte.shape[1]
@@ -55,9 +57,13 @@ def forward(params, idx, L, NH):
         qkv = h @ params[p + "attn.c_attn.weight"] + params[p + "attn.c_attn.bias"]
         q, k, v = qkv.split(C, dim=2)
         q, k, v = (t.view(B, T, NH, C // NH).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(C // NH)
-        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        if fused_attention:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(C // NH)
+            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            y = att @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
         x = x + y @ params[p + "attn.c_proj.weight"] + params[p + "attn.c_proj.bias"]
         h = F.layer_norm(x, (C,), params[p + "ln_2.weight"], params[p + "ln_2.bias"], eps=1e-5)
         h = F.gelu(h @ params[p + "mlp.c_fc.weight"] + params[p + "mlp.c_fc.bias"], approximate="tanh")

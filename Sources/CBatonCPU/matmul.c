@@ -1,13 +1,37 @@
-/* Matrix multiply on OpenBLAS, and the bias that goes with a linear layer. */
+/* Matrix multiply on OpenBLAS, and the bias that goes with a linear layer.
+ * OpenBLAS runs single-threaded (see parallel.c); the output is split into row (or column)
+ * blocks, one per pool thread, each an independent sgemm. Every element is still one sgemm
+ * micro-kernel's dot product over K in one fixed order, so the split does not change the bits. */
 #include "include/baton_cpu.h"
 #include "parallel.h"
 #include <cblas.h>
 
-void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a,
-            int trans_b, float beta) {
-    int lda = trans_a ? M : K, ldb = trans_b ? K : N;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                M, N, K, 1.0f, a, lda, b, ldb, beta, c, N);
+typedef struct {
+    float *c; const float *a, *b; int M, N, K, trans_a, trans_b, split_rows; float beta;
+} matmul_args;
+
+static void matmul_block(void *p, int64_t begin, int64_t end) {
+    matmul_args *x = p;
+    int lda = x->trans_a ? x->M : x->K, ldb = x->trans_b ? x->K : x->N;
+    const float *a = x->a, *b = x->b;
+    float *c = x->c;
+    int rows = x->M, cols = x->N;
+    if (x->split_rows) {
+        a += x->trans_a ? begin : begin * x->K;
+        c += begin * x->N;
+        rows = (int)(end - begin);
+    } else {
+        b += x->trans_b ? begin * x->K : begin;
+        c += begin;
+        cols = (int)(end - begin);
+    }
+    cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans, x->trans_b ? CblasTrans : CblasNoTrans,
+                rows, cols, x->K, 1.0f, a, lda, b, ldb, x->beta, c, x->N);
+}
+
+void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+    matmul_args x = {c, a, b, M, N, K, trans_a, trans_b, M >= N, beta};
+    parallel_for(x.split_rows ? M : N, 32, matmul_block, &x);
 }
 
 typedef struct { float *out; const float *bias; int N, OC; } bias_args;

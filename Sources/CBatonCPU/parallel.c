@@ -68,7 +68,9 @@ void baton_cpu_set_threads(int n) {
     thread_count = workers_started + 1 < n ? workers_started + 1 : n;
     pthread_mutex_unlock(&lock);
     pthread_mutex_unlock(&submit_lock);
-    openblas_set_num_threads(n);
+    /* OpenBLAS stays single-threaded: its own threads spin (sched_yield) between calls and steal
+     * the cores from this pool; the kernels split sgemm work across the pool instead. */
+    openblas_set_num_threads(1);
 }
 
 int baton_cpu_threads(void) {
