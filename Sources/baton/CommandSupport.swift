@@ -1,0 +1,65 @@
+import Baton
+import Foundation
+
+/// What a subcommand is: its name, one-line summary, usage line and flags. `parse` prints the help
+/// and returns nil for --help, so each command reads as: parse, check, act.
+struct CommandSpec {
+    let name: String
+    let summary: String
+    let usage: String
+    let options: [Option]
+
+    func parse(_ arguments: [String]) throws -> ParsedArguments? {
+        let parsed = try ParsedArguments(command: name, arguments: arguments, options: options + [helpOption])
+        if parsed.flag("--help") {
+            print(helpText(command: name, summary: summary, usage: usage, options: options + [helpOption]))
+            return nil
+        }
+        return parsed
+    }
+}
+
+let helpOption = Option(name: "--help", placeholder: nil, help: "show this help")
+
+let deviceOptions = [
+    Option(name: "--device", placeholder: "cpu|cuda|auto", help: "backend to run on (default auto: CUDA where it loads, else CPU)"),
+    Option(name: "--threads", placeholder: "N", help: "CPU threads (default: one per core)"),
+]
+
+/// The model-shape flags that train and bench share.
+let modelOptions = [
+    Option(name: "--seq-len", placeholder: "T", help: "context length (default 64)"),
+    Option(name: "--layers", placeholder: "N", help: "transformer blocks (default 4)"),
+    Option(name: "--heads", placeholder: "N", help: "attention heads (default 4)"),
+    Option(name: "--embd", placeholder: "C", help: "channels (default 128)"),
+    Option(name: "--vocab-size", placeholder: "V", help: "vocabulary size; token ids must be below it (default 256, bytes)"),
+]
+
+func applyModelFlags(_ parsed: ParsedArguments, to model: inout GPTConfig) throws {
+    if let value = try parsed.int("--seq-len") { model.contextLength = value }
+    if let value = try parsed.int("--layers") { model.layers = value }
+    if let value = try parsed.int("--heads") { model.heads = value }
+    if let value = try parsed.int("--embd") { model.channels = value }
+    if let value = try parsed.int("--vocab-size") { model.vocabularySize = value }
+}
+
+/// Opens the requested device. With `announce`, prints a "device:" line on stdout (with the reason
+/// when auto chose); sample passes false so its stdout is only the generated text.
+func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> any Device {
+    let name = arguments.string("--device") ?? "auto"
+    guard let request = DeviceRequest(rawValue: name) else {
+        throw UsageError("baton \(arguments.command): --device expects cpu, cuda or auto, got '\(name)'")
+    }
+    let threads = try arguments.int("--threads") ?? 0
+    guard threads >= 0 else { throw UsageError("baton \(arguments.command): --threads must not be negative") }
+    var reason: String?
+    let device = try DeviceSelection.open(request, threads: threads, log: { reason = $0 })
+    if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }
+    return device
+}
+
+/// One progress line on stdout, flushed at once so logs show progress when piped.
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
