@@ -19,11 +19,13 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])],
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m"), .linkedLibrary("pthread")]
         ),
-        .target(name: "Baton", dependencies: ["CBatonABI", "CBatonCPU"], path: "Sources/Baton"),
+        // Operating-system glue: CRC32C, stop-signal flags, atomic directory exchange.
+        .target(name: "CBatonSystem", path: "Sources/CBatonSystem", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Baton", dependencies: ["CBatonABI", "CBatonCPU", "CBatonSystem"], path: "Sources/Baton"),
         .executableTarget(name: "baton", dependencies: ["Baton"], path: "Sources/baton"),
         .testTarget(
             name: "BatonTests",
-            dependencies: ["Baton", "baton"],
+            dependencies: ["Baton", "baton", "CBatonSystem"],
             path: "Tests/BatonTests",
             exclude: ["Fixtures"]
         ),

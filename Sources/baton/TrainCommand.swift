@@ -1,13 +1,15 @@
 import Baton
+import CBatonSystem
 import Foundation
 
 let trainSpec = CommandSpec(
     name: "train", summary: "Train a GPT-2 model. With no flags: the default small model on the bundled corpus.",
-    usage: "baton train [options]",
+    usage: "baton train [options]        (continue a run: baton train --out RUN --resume auto)",
     options: [
         Option(name: "--data", placeholder: "DIR", help: "folder of llm.c token shards (*train*.bin, *val*.bin); default data/paradise-lost"),
         Option(name: "--out", placeholder: "DIR", help: "run folder (default: a new folder under runs/)"),
-        Option(name: "--steps", placeholder: "N", help: "optimizer steps (default 2000)"),
+        Option(name: "--steps", placeholder: "N", help: "total optimizer steps (default 2000); may be raised on resume"),
+        Option(name: "--epochs", placeholder: "N", help: "total epochs over the training data, instead of --steps"),
         Option(name: "--batch", placeholder: "B", help: "sequences per micro-batch (default 12)"),
         Option(name: "--grad-accum", placeholder: "N", help: "micro-batches per step (default 1)"),
     ] + modelOptions + [
@@ -22,14 +24,22 @@ let trainSpec = CommandSpec(
         Option(name: "--eval-every", placeholder: "N", help: "validation loss every N steps; 0: only at the end (default 250)"),
         Option(name: "--eval-batches", placeholder: "N", help: "validation batches per evaluation (default 20)"),
         Option(name: "--log-every", placeholder: "N", help: "print a progress line every N steps (default 10)"),
+        Option(name: "--save-every", placeholder: "N", help: "checkpoint every N steps; 0: only at the end and when stopped (default 500)"),
+        Option(name: "--keep-last", placeholder: "K", help: "keep the newest K checkpoints (default 3)"),
+        Option(name: "--keep-every", placeholder: "M", help: "also keep every checkpoint whose step is a multiple of M, forever"),
+        Option(name: "--stop-at", placeholder: "STEP", help: "stop after STEP steps, with a checkpoint (0: save the initial state)"),
+        Option(name: "--resume", placeholder: "auto|step-N|PATH", help: "continue from the newest good checkpoint, a step, or a checkpoint folder"),
+        Option(name: "--overwrite", placeholder: nil, help: "start over in a run folder that has checkpoints; replace a checkpoint of the same step"),
+        Option(name: "--allow-data-change", placeholder: nil, help: "resume even though the data differs from the checkpoint's"),
+        Option(name: "--sample-ledger", placeholder: "FILE", help: "debug: record every sample index consumed (JSONL)"),
     ] + deviceOptions)
 
-func trainCommand(_ arguments: [String]) throws {
-    guard let parsed = try trainSpec.parse(arguments) else { return }
-    if let stray = parsed.positionals.first { throw UsageError("baton train: unexpected argument '\(stray)' (see baton train --help)") }
-    var config = TrainingConfig()
+/// The config flags given on the command line, applied over a base config (the defaults, or a
+/// resumed checkpoint's config).
+func applyTrainFlags(_ parsed: ParsedArguments, to config: inout TrainingConfig) throws {
     if let value = parsed.string("--data") { config.dataFolder = value }
-    if let value = try parsed.int("--steps") { config.steps = value }
+    if let value = try parsed.int("--steps") { config.steps = value; config.epochs = nil }
+    if let value = try parsed.int("--epochs") { config.epochs = value }
     if let value = try parsed.int("--batch") { config.batchSize = value }
     if let value = try parsed.int("--grad-accum") { config.gradientAccumulation = value }
     try applyModelFlags(parsed, to: &config.model)
@@ -44,17 +54,42 @@ func trainCommand(_ arguments: [String]) throws {
     if let value = try parsed.int("--eval-every") { config.evalEvery = value }
     if let value = try parsed.int("--eval-batches") { config.evalBatches = value }
     if let value = try parsed.int("--log-every") { config.logEvery = value }
-    config.device = parsed.string("--device") ?? "auto"
-    config.threads = try parsed.int("--threads") ?? 0
+    if let value = try parsed.int("--save-every") { config.saveEvery = value }
+    if let value = try parsed.int("--keep-last") { config.keepLast = value }
+    if let value = try parsed.int("--keep-every") { config.keepEvery = value }
+    if let value = parsed.string("--device") { config.device = value }
+    if let value = try parsed.int("--threads") { config.threads = value }
     try config.validate()
-    if parsed.string("--data") == nil, !FileManager.default.fileExists(atPath: config.dataFolder) {
-        throw BatonError("--data: the default data set \(config.dataFolder) is not here; run from the repository root or pass --data DIR")
+}
+
+func trainCommand(_ arguments: [String]) throws {
+    guard let parsed = try trainSpec.parse(arguments) else { return }
+    if let stray = parsed.positionals.first { throw UsageError("baton train: unexpected argument '\(stray)' (see baton train --help)") }
+    let resume = parsed.string("--resume").map(ResumeRequest.init)
+    if resume == nil, parsed.string("--data") == nil, !FileManager.default.fileExists(atPath: TrainingConfig().dataFolder) {
+        throw BatonError("--data: the default data set \(TrainingConfig().dataFolder) is not here; run from the repository root or pass --data DIR")
     }
+    let stopAt = try parsed.int("--stop-at")
+    if let stopAt, stopAt < 0 { throw UsageError("baton train: --stop-at must not be negative") }
+    var options = RunOptions(stopAt: stopAt, overwrite: parsed.flag("--overwrite"), allowDataChange: parsed.flag("--allow-data-change"))
+    options.sampleLedger = parsed.string("--sample-ledger").map { URL(fileURLWithPath: $0) }
+    // Validate the flags before any work, so a typo fails in an instant.
+    var probe = TrainingConfig()
+    if resume == nil { try applyTrainFlags(parsed, to: &probe) }
     let device = try openDevice(parsed)
-    let runFolder = try RunFolder.create(requested: parsed.string("--out"))
-    let trainer = try Trainer(config: config, device: device, runFolder: runFolder, log: { say($0) })
+    let request = TrainingLauncher.Request(out: parsed.string("--out"), resume: resume, options: options) {
+        try applyTrainFlags(parsed, to: &$0)
+    }
+    let trainer = try TrainingLauncher.start(request, device: device, log: { say($0) })
     let summary = try trainer.run()
-    var closing = "done: \(summary.steps) steps, final loss \(String(format: "%.4f", summary.finalLoss))"
+    if let reason = summary.stoppedBy {
+        let saved = summary.checkpoint.map { "; checkpoint \($0.path)" } ?? ""
+        say("stopped by \(reason) after step \(summary.step)/\(summary.totalSteps)\(saved); continue with: baton train --out \(summary.runFolder.path) --resume auto")
+        return
+    }
+    var closing = "done: \(summary.step) steps"
+    if let loss = summary.finalLoss { closing += ", final loss \(String(format: "%.4f", loss))" }
     if let val = summary.finalValidationLoss { closing += ", val loss \(String(format: "%.4f", val))" }
+    if let checkpoint = summary.checkpoint { closing += ", checkpoint \(checkpoint.path)" }
     say(closing + ", \(Int(summary.tokensPerSecond)) tok/s")
 }

@@ -7,12 +7,14 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Void)] 
     ("eval", "mean next-token loss of weights on a token shard", evalCommand),
     ("prepare", "tokenize text files into llm.c token shards", prepareCommand),
     ("bench", "measure training tokens/s", benchCommand),
+    ("checkpoints", "list a run's checkpoints and verify them", checkpointsCommand),
+    ("inspect", "print a checkpoint's state and tensors", inspectCommand),
 ]
 
 @MainActor func mainHelp() -> String {
     var lines = ["baton \(batonVersion): a GPT trainer that can be stopped at any instant and resumed", "",
                  "usage: baton COMMAND [options]   (baton COMMAND --help lists a command's flags)", "", "commands:"]
-    for command in commands { lines.append("  " + command.name.padding(toLength: 9, withPad: " ", startingAt: 0) + command.summary) }
+    for command in commands { lines.append("  " + command.name.padding(toLength: 12, withPad: " ", startingAt: 0) + command.summary) }
     return lines.joined(separator: "\n")
 }
 

@@ -116,6 +116,6 @@ final class CommandLineTests: XCTestCase {
         XCTAssert(sampled.stdout.hasPrefix("the "))
         XCTAssertGreaterThanOrEqual(sampled.stdout.utf8.count, 40)
 
-        try assertOneLineError(["train", "--data", data, "--out", run] + tinyModel, mentions: [run, "already holds a run"])
+        try assertOneLineError(["train", "--data", data, "--out", run] + tinyModel, mentions: [run, "already holds a run", "--resume", "--overwrite"])
     }
 }

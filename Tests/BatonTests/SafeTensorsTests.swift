@@ -23,23 +23,6 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(file.metadata, ["k": "v"])
     }
 
-    func testModelWeightsUseHuggingFaceNamesAndLayouts() throws {
-        let config = GPTConfig(contextLength: 8, vocabularySize: 16, layers: 1, heads: 2, channels: 4)
-        let model = try GPT(config: config, device: CPUDevice())
-        try model.initializeParameters(seed: 1)
-        let url = try TestPaths.temporaryFolder("weights").appendingPathComponent("model.safetensors")
-        try ModelWeights.save(model, to: url)
-        let file = try SafeTensors.read(url)
-        XCTAssertEqual(file.entries["transformer.h.0.attn.c_attn.weight"]?.shape, [4, 12])
-        XCTAssertEqual(file.entries["transformer.h.0.mlp.c_proj.weight"]?.shape, [16, 4])
-        XCTAssertEqual(file.entries["transformer.wte.weight"]?.shape, [16, 4])
-        XCTAssertEqual(file.entries.count, 2 + 12 + 2)
-        XCTAssertEqual(try ModelWeights.config(of: file), config)
-        let reloaded = try GPT(config: config, device: CPUDevice())
-        try ModelWeights.load(file, into: reloaded)
-        XCTAssertEqual(try reloaded.device.download(reloaded.parameters), try model.device.download(model.parameters))
-    }
-
     func testMalformedFilesAreRejected() throws {
         let folder = try TestPaths.temporaryFolder("badst")
         func write(_ header: String, dataBytes: Int = 8) throws -> URL {

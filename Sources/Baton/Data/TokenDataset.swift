@@ -61,6 +61,8 @@ public struct Batch {
     public var inputs: [Int32]
     public var targets: [Int32]
     public var sampleIndices: [Int]
+    /// Where in the data this batch was taken from.
+    public var position: LoaderPosition
 }
 
 /// Where a loader stands: the epoch and the index within that epoch's order. The index is 0 at
@@ -88,6 +90,15 @@ public final class DataLoader {
         self.seed = seed
         self.shuffle = shuffle
         self.position = position
+        normalizePosition()
+    }
+
+    /// An epoch with less than a batch left is over: the position moves to (next epoch, 0) at
+    /// once, so a checkpoint taken at an epoch boundary already names the next epoch's start.
+    private func normalizePosition() {
+        if position.index + batchSize > dataset.sampleCount {
+            position = LoaderPosition(epoch: position.epoch + 1, index: 0)
+        }
     }
 
     public var batchesPerEpoch: Int { dataset.sampleCount / batchSize }
@@ -107,13 +118,13 @@ public final class DataLoader {
         return order
     }
 
-    public func seek(to position: LoaderPosition) { self.position = position }
+    public func seek(to position: LoaderPosition) {
+        self.position = position
+        normalizePosition()
+    }
 
     public func nextBatch() -> Batch {
         precondition(batchesPerEpoch > 0, "dataset smaller than one batch")
-        if position.index + batchSize > dataset.sampleCount {
-            position = LoaderPosition(epoch: position.epoch + 1, index: 0)
-        }
         let order = self.order(epoch: position.epoch)
         let T = dataset.sequenceLength
         let indices = Array(order[position.index..<(position.index + batchSize)])
@@ -126,7 +137,9 @@ public final class DataLoader {
                 }
             }
         }
+        let batch = Batch(inputs: inputs, targets: targets, sampleIndices: indices, position: position)
         position.index += batchSize
-        return Batch(inputs: inputs, targets: targets, sampleIndices: indices)
+        normalizePosition()
+        return batch
     }
 }

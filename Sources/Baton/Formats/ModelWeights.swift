@@ -3,26 +3,10 @@ import Foundation
 /// `model.safetensors`: every parameter, fp32, under Hugging Face GPT-2 names and layouts. The
 /// model shape travels in `__metadata__`, so the file alone is enough to sample or evaluate.
 public enum ModelWeights {
-    public static func encode(_ model: GPT) throws -> Data {
-        let host = try model.device.download(model.parameters)
-        let metadata = [
-            "format": "pt",
-            "baton.n_ctx": String(model.config.contextLength), "baton.vocab_size": String(model.config.vocabularySize),
-            "baton.n_layer": String(model.config.layers), "baton.n_head": String(model.config.heads),
-            "baton.n_embd": String(model.config.channels),
-        ]
-        return try host.withUnsafeBufferPointer { all in
-            let tensors = model.layout.specs.map { spec in
-                SafeTensors.Tensor32(name: spec.name, shape: spec.shape,
-                                     values: UnsafeBufferPointer(rebasing: all[spec.offset..<(spec.offset + spec.count)]))
-            }
-            return try SafeTensors.encode(tensors, metadata: metadata)
-        }
-    }
-
-    /// Writes the file atomically: a temporary sibling, fsync, rename.
-    public static func save(_ model: GPT, to url: URL) throws {
-        try AtomicFile.write(try encode(model), to: url)
+    public static func metadata(for config: GPTConfig) -> [String: String] {
+        ["format": "pt",
+         "baton.n_ctx": String(config.contextLength), "baton.vocab_size": String(config.vocabularySize),
+         "baton.n_layer": String(config.layers), "baton.n_head": String(config.heads), "baton.n_embd": String(config.channels)]
     }
 
     /// The model shape recorded in a weights file.
@@ -39,29 +23,33 @@ public enum ModelWeights {
 
     /// Loads every parameter of `model` from `file`, checking names and shapes.
     public static func load(_ file: SafeTensors.File, into model: GPT) throws {
-        var host = [Float](repeating: 0, count: model.parameterCount)
-        for spec in model.layout.specs {
-            guard let entry = file.entries[spec.name] else { throw BatonError("\(file.url.path): missing tensor \(spec.name)") }
-            guard entry.shape == spec.shape else {
-                throw BatonError("\(file.url.path): tensor \(spec.name) has shape \(entry.shape), the model needs \(spec.shape)")
-            }
-            let values = try file.floats(spec.name)
-            host.replaceSubrange(spec.offset..<(spec.offset + spec.count), with: values)
-        }
-        try model.device.upload(host, to: model.parameters)
+        try model.device.upload(try file.flatten(layout: model.layout, suffix: ""), to: model.parameters)
     }
 
-    /// Opens a model from a run folder (its model.safetensors) or a weights file.
-    public static func openModel(path: String, device: any Device) throws -> GPT {
+    /// The weights file a PATH means: a weights file as is, a checkpoint folder's
+    /// model.safetensors, or a run folder's newest good checkpoint.
+    public static func resolve(path: String) throws -> URL {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw BatonError("\(path): no such run folder or weights file")
+            throw BatonError("\(path): no such run folder, checkpoint or weights file")
         }
-        let url = isFolder.boolValue ? URL(fileURLWithPath: path).appendingPathComponent("model.safetensors") : URL(fileURLWithPath: path)
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw BatonError("\(path): run folder has no model.safetensors yet (the run has not finished)")
+        let url = URL(fileURLWithPath: path)
+        guard isFolder.boolValue else { return url }
+        let direct = url.appendingPathComponent(CheckpointStore.modelFile)
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent(CheckpointStore.stateFile).path) {
+            _ = try CheckpointStore.verify(url)
+            return direct
         }
-        let file = try SafeTensors.read(url)
+        let store = CheckpointStore(runFolder: url)
+        guard let found = try store.resolve(.auto, log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) else {
+            throw BatonError("\(path): no checkpoint yet (looked in \(store.folder.path))")
+        }
+        return found.url.appendingPathComponent(CheckpointStore.modelFile)
+    }
+
+    /// Opens a model from a run folder, a checkpoint folder or a weights file.
+    public static func openModel(path: String, device: any Device) throws -> GPT {
+        let file = try SafeTensors.read(try resolve(path: path))
         let model = try GPT(config: try config(of: file), device: device)
         try load(file, into: model)
         return model

@@ -32,6 +32,15 @@ public enum SafeTensors {
             }
         }
 
+        /// Copies an F32 tensor's little-endian bytes into `destination` (the same count).
+        func copyFloats(_ entry: Entry, into destination: UnsafeMutableBufferPointer<Float>) throws {
+            precondition(entry.dtype == "F32" && entry.range.count == destination.count * 4)
+            data.withUnsafeBytes { raw in
+                UnsafeMutableRawBufferPointer(destination).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: raw[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)]))
+            }
+        }
+
         /// The tensor as integers (I32 or I64).
         public func integers(_ name: String) throws -> [Int] {
             guard let entry = entries[name] else { throw BatonError("\(url.path): no tensor named \(name)") }

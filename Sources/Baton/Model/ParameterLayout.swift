@@ -15,11 +15,13 @@ public struct ParameterSpec: Equatable, Sendable {
 /// All parameters in one flat buffer, in Hugging Face's order, so the optimizer and the global
 /// norm can each run as one call and views give each parameter by name.
 public struct ParameterLayout: Sendable {
+    public let config: GPTConfig
     public let specs: [ParameterSpec]
     public let totalCount: Int
     private let indexByName: [String: Int]
 
     public init(config: GPTConfig) {
+        self.config = config
         let C = config.channels
         var specs: [ParameterSpec] = []
         var offset = 0

@@ -50,4 +50,17 @@ public final class MetricsLog {
     }
 
     deinit { try? handle.close() }
+
+    /// Keeps only the lines of a JSONL file whose "step" is at most `step` (and drops a torn last
+    /// line), rewriting it atomically: after a resume every step appears once.
+    public static func truncate(_ url: URL, afterStep step: Int) throws {
+        guard let data = FileManager.default.contents(atPath: url.path) else { return }
+        var kept = Data()
+        for line in data.split(separator: 0x0A, omittingEmptySubsequences: true) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                  let lineStep = object["step"] as? Int else { continue }
+            if lineStep <= step { kept.append(Data(line)); kept.append(0x0A) }
+        }
+        if kept != data { try AtomicFile.write(kept, to: url) }
+    }
 }

@@ -1,15 +1,18 @@
 import Foundation
 
 /// A run's folder: config.json (the training config, the data it read, the device), metrics.jsonl
-/// (one line per step) and model.safetensors (written at the end).
+/// (one line per step) and checkpoints/ (see CheckpointStore).
 public struct RunFolder {
     public let url: URL
     public var configURL: URL { url.appendingPathComponent("config.json") }
     public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
-    public var weightsURL: URL { url.appendingPathComponent("model.safetensors") }
 
-    /// `--out` as given, or a new folder under runs/ named by the start time.
-    public static func create(requested: String?) throws -> RunFolder {
+    /// True when the folder already has a run's config.
+    public var holdsRun: Bool { FileManager.default.fileExists(atPath: configURL.path) }
+
+    /// `--out` as given, or a new folder under runs/ named by the start time. Nothing is created
+    /// until writeConfig, once the run's inputs have been checked.
+    public static func locate(requested: String?) throws -> RunFolder {
         let fileManager = FileManager.default
         let url: URL
         if let requested {
@@ -26,11 +29,7 @@ public struct RunFolder {
             }
             url = candidate
         }
-        let folder = RunFolder(url: url)
-        if fileManager.fileExists(atPath: folder.configURL.path) {
-            throw BatonError("--out \(url.path): folder already holds a run (config.json); choose another --out")
-        }
-        return folder  // created by writeConfig, once the run's inputs have been checked
+        return RunFolder(url: url)
     }
 
     /// What config.json records.
@@ -48,7 +47,7 @@ public struct RunFolder {
             throw BatonError("--out \(url.path): cannot create run folder (\(error.localizedDescription))")
         }
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try AtomicFile.write(try encoder.encode(record), to: configURL)
     }
 }

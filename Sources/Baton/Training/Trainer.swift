@@ -1,16 +1,41 @@
+import CBatonSystem
 import Foundation
 
-/// What a finished run reports.
+/// Per-invocation choices that are not part of the run's config.
+public struct RunOptions: Sendable {
+    /// Stop on purpose once this many steps are done, with a save (0: save the initial state).
+    public var stopAt: Int?
+    /// Replace an existing checkpoint for the same step (only ever after the new one is complete).
+    public var overwrite = false
+    /// Debug: append every sample index consumed to this JSONL file (one line per micro-batch).
+    public var sampleLedger: URL?
+    /// Resume even when the data's fingerprint differs from the checkpoint's.
+    public var allowDataChange = false
+
+    public init(stopAt: Int? = nil, overwrite: Bool = false, sampleLedger: URL? = nil, allowDataChange: Bool = false) {
+        self.stopAt = stopAt
+        self.overwrite = overwrite
+        self.sampleLedger = sampleLedger
+        self.allowDataChange = allowDataChange
+    }
+}
+
+/// What a finished or stopped run reports.
 public struct TrainingSummary {
-    public let steps: Int
-    public let finalLoss: Float
+    public let step: Int
+    public let totalSteps: Int
+    public let finalLoss: Float?
     public let finalValidationLoss: Float?
     public let tokensPerSecond: Double
     public let runFolder: URL
+    public let checkpoint: URL?
+    /// Why the run stopped before `totalSteps`: "SIGINT", "SIGTERM" or "--stop-at"; nil when done.
+    public let stoppedBy: String?
 }
 
 /// The training loop: batches -> forward/backward (with accumulation) -> clip -> AdamW ->
-/// metrics, with validation every `evalEvery` steps and the weights written at the end.
+/// metrics, validation every `evalEvery` steps, checkpoints every `saveEvery` steps, at the end,
+/// at `--stop-at`, and on SIGINT/SIGTERM (after the step in flight).
 public final class Trainer {
     public let config: TrainingConfig
     public let model: GPT
@@ -18,21 +43,196 @@ public final class Trainer {
     public let schedule: LearningRateSchedule
     public let trainLoader: DataLoader
     public let validationSet: TokenDataset?
+    public let fingerprint: DataFingerprint
     public let runFolder: RunFolder
+    public let store: CheckpointStore
+    public let options: RunOptions
+    public private(set) var state: TrainingState
+    /// A previous run's checkpoints moved aside by a fresh start with --overwrite; deleted once
+    /// this run's first checkpoint is in place.
+    var replacedCheckpoints: URL?
     private let log: (String) -> Void
 
-    public init(config: TrainingConfig, device: any Device, runFolder: RunFolder, log: @escaping (String) -> Void) throws {
+    /// Opens the data and builds the model; with `restoring`, takes the weights, moments and
+    /// training state of a verified checkpoint instead of initialising.
+    public init(config: TrainingConfig, device: any Device, runFolder: RunFolder, restoring: (state: CheckpointState, tensors: CheckpointTensors)? = nil,
+                options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
         try config.validate()
         self.config = config
         self.log = log
         self.runFolder = runFolder
+        self.options = options
+        store = CheckpointStore(runFolder: runFolder.url)
+        let data = try TrainingData.open(config: config, log: log)
+        trainLoader = DataLoader(dataset: data.train, batchSize: config.batchSize, seed: config.seed)
+        validationSet = data.validation
+        fingerprint = DataFingerprint(train: data.train, val: data.validation)
+        model = try GPT(config: config.model, device: device)
+        optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
+        schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
+                                        warmupSteps: config.warmupSteps, totalSteps: config.steps)
+        if let restoring {
+            if restoring.state.data != fingerprint {
+                let difference = fingerprint.difference(from: restoring.state.data)
+                guard options.allowDataChange else {
+                    throw BatonError("--data \(config.dataFolder): not the data step \(restoring.state.step) was trained on (\(difference)); pass --allow-data-change to resume on it anyway")
+                }
+                log("warning: resuming on changed data (\(difference)), as --allow-data-change asks")
+            }
+            state = try restoring.state.trainingState()
+            try device.upload(restoring.tensors.parameters, to: model.parameters)
+            try device.upload(restoring.tensors.firstMoment, to: optimizer.firstMoment)
+            try device.upload(restoring.tensors.secondMoment, to: optimizer.secondMoment)
+            // O(1): the loader is placed at (epoch, index); no batch is replayed.
+            trainLoader.seek(to: state.position)
+            state.position = trainLoader.position
+        } else {
+            state = TrainingState(seed: config.seed)
+            try model.initializeParameters(seed: config.seed)
+        }
+        try runFolder.writeConfig(RunFolder.Record(
+            baton_version: batonVersion, device: device.summary, parameters: model.parameterCount,
+            train_data: data.train.description, val_data: data.validation?.description ?? "none", config: config))
+        // Every step appears once in the logs, even after a crash that outlived its checkpoint.
+        try MetricsLog.truncate(runFolder.metricsURL, afterStep: state.step)
+        if let ledger = options.sampleLedger { try MetricsLog.truncate(ledger, afterStep: state.step) }
+    }
+
+    /// One optimizer step over `gradientAccumulation` micro-batches. Returns (mean loss, grad norm).
+    public func trainStep() throws -> (loss: Float, gradientNorm: Float) {
+        try model.zeroGradients()
+        var lossSum: Float = 0
+        let micro = config.gradientAccumulation
+        var ledgerLines: [String] = []
+        for _ in 0..<micro {
+            let batch = trainLoader.nextBatch()
+            if options.sampleLedger != nil {
+                ledgerLines.append("{\"step\":\(state.step + 1),\"epoch\":\(batch.position.epoch),\"index\":\(batch.position.index),\"samples\":\(batch.sampleIndices)}")
+            }
+            lossSum += try model.forward(inputs: batch.inputs, targets: batch.targets, B: config.batchSize,
+                                         T: config.model.contextLength, lossScaleForBackward: 1 / Float(micro))
+            try model.backward()
+        }
+        let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
+        try optimizer.update(step: state.step + 1, learningRate: schedule.learningRate(atStep: state.step),
+                             gradientScale: AdamW.clipScale(norm: norm, maxNorm: config.gradientClip))
+        state.step += 1
+        state.position = trainLoader.position
+        state.tokensSeen += config.tokensPerStep
+        state.lastLoss = lossSum / Float(micro)
+        if let ledger = options.sampleLedger { try appendLines(ledgerLines, to: ledger) }
+        return (lossSum / Float(micro), norm)
+    }
+
+    public func validationLoss() throws -> Float? {
+        guard let validationSet else { return nil }
+        return try Evaluation.meanLoss(model: model, dataset: validationSet, batchSize: config.batchSize, batches: config.evalBatches)
+    }
+
+    /// Writes a checkpoint of the current state (atomic; see CheckpointStore.save) and applies
+    /// the retention policy.
+    @discardableResult
+    public func saveCheckpoint() throws -> URL {
+        let device = model.device
+        let tensors = CheckpointTensors(parameters: try device.download(model.parameters),
+                                        firstMoment: try device.download(optimizer.firstMoment),
+                                        secondMoment: try device.download(optimizer.secondMoment))
+        let start = monotonicSeconds()
+        let snapshot = state
+        let url = try store.save(step: state.step, tensors: tensors, layout: model.layout, describe: { files in
+            CheckpointState(state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue, files: files)
+        }, overwrite: options.overwrite, log: log)
+        let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
+        var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
+        if !removed.isEmpty { line += "; removed \(removed.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")) (--keep-last \(config.keepLast))" }
+        log(line)
+        if let replaced = replacedCheckpoints {
+            try? FileManager.default.removeItem(at: replaced)
+            log("checkpoint: deleted the previous run's checkpoints (\(replaced.lastPathComponent)) now that this run has one")
+            replacedCheckpoints = nil
+        }
+        return url
+    }
+
+    public func run() throws -> TrainingSummary {
+        baton_install_stop_handlers()
+        let metrics = try MetricsLog(url: runFolder.metricsURL)
+        log("model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): \(model.parameterCount) parameters")
+        log("data: \(trainLoader.dataset.sampleCount) training sequences, \(trainLoader.batchesPerEpoch) batches per epoch")
+        log("run folder: \(runFolder.url.path)")
+        var lastValidation: Float?
+        var lastSaved: (step: Int, url: URL)?
+        var smoothedStepSeconds: Double?
+        var totalSeconds = 0.0, stepsRun = 0
+        func summary(stoppedBy: String?) -> TrainingSummary {
+            TrainingSummary(step: state.step, totalSteps: config.steps, finalLoss: state.lastLoss, finalValidationLoss: lastValidation,
+                            tokensPerSecond: stepsRun > 0 ? Double(config.tokensPerStep * stepsRun) / totalSeconds : 0,
+                            runFolder: runFolder.url, checkpoint: lastSaved?.url, stoppedBy: stoppedBy)
+        }
+        func saveUnlessSaved() throws {
+            if lastSaved?.step != state.step { lastSaved = (state.step, try saveCheckpoint()) }
+        }
+        while true {
+            if let stopAt = options.stopAt, state.step >= stopAt {
+                try saveUnlessSaved()
+                return summary(stoppedBy: "--stop-at")
+            }
+            let signal = baton_stop_signal()
+            if signal != 0 {
+                try saveUnlessSaved()
+                return summary(stoppedBy: signal == SIGINT ? "SIGINT" : "SIGTERM")
+            }
+            if state.step >= config.steps { break }
+            let stepIndex = state.step
+            let start = monotonicSeconds()
+            let (loss, norm) = try trainStep()
+            let seconds = monotonicSeconds() - start
+            totalSeconds += seconds
+            stepsRun += 1
+            smoothedStepSeconds = smoothedStepSeconds.map { 0.9 * $0 + 0.1 * seconds } ?? seconds
+            let tokensPerSecond = Double(config.tokensPerStep) / seconds
+            var record = StepMetrics(step: state.step, epoch: state.position.epoch, loss: loss,
+                                     lr: schedule.learningRate(atStep: stepIndex), grad_norm: norm, tokens_per_s: tokensPerSecond)
+            let isLast = state.step == config.steps
+            if (config.evalEvery > 0 && state.step % config.evalEvery == 0) || isLast {
+                record.val_loss = try validationLoss()
+                lastValidation = record.val_loss ?? lastValidation
+            }
+            try metrics.append(record)
+            if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.val_loss != nil {
+                let eta = Double(config.steps - state.step) * (smoothedStepSeconds ?? 0)
+                var line = "step \(state.step)/\(config.steps) | loss \(fixed(loss, 4)) | lr \(scientific(record.lr)) | grad norm \(fixed(norm, 3)) | \(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
+                if let val = record.val_loss { line += " | val loss \(fixed(val, 4))" }
+                log(line)
+            }
+            if !loss.isFinite { throw BatonError("step \(state.step): loss is \(loss); lower --lr or check the data (the last checkpoint is untouched)") }
+            if config.saveEvery > 0 && state.step % config.saveEvery == 0 { try saveUnlessSaved() }
+        }
+        try saveUnlessSaved()
+        return summary(stoppedBy: nil)
+    }
+
+    private func appendLines(_ lines: [String], to url: URL) throws {
+        if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: url.path) else { throw BatonError("\(url.path): cannot open sample ledger") }
+        defer { try? handle.close() }
+        handle.seekToEndOfFile()
+        try handle.write(contentsOf: Data(lines.map { $0 + "\n" }.joined().utf8))
+    }
+}
+
+/// The training and validation shards of a run, opened and checked.
+struct TrainingData {
+    let train: TokenDataset
+    let validation: TokenDataset?
+
+    static func open(config: TrainingConfig, log: (String) -> Void) throws -> TrainingData {
         let folder = URL(fileURLWithPath: config.dataFolder)
         let T = config.model.contextLength, V = config.model.vocabularySize
         let train = try TokenDataset.open(folder: folder, split: "train", sequenceLength: T, vocabularySize: V)
         guard train.sampleCount >= config.batchSize else {
             throw BatonError("--data \(folder.path): training shards hold \(train.sampleCount) sequences of \(T)+1 tokens, fewer than one batch (--batch \(config.batchSize)); use more text or a smaller --batch/--seq-len")
         }
-        trainLoader = DataLoader(dataset: train, batchSize: config.batchSize, seed: config.seed)
         var validation: TokenDataset?
         do {
             let val = try TokenDataset.open(folder: folder, split: "val", sequenceLength: T, vocabularySize: V)
@@ -42,77 +242,7 @@ public final class Trainer {
         } catch let error as BatonError where error.message.contains("no *val*.bin") {
             log("warning: no *val*.bin shard in \(folder.path); no validation loss")
         }
-        validationSet = validation
-        model = try GPT(config: config.model, device: device)
-        try model.initializeParameters(seed: config.seed)
-        optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
-        schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
-                                        warmupSteps: config.warmupSteps, totalSteps: config.steps)
-        try runFolder.writeConfig(RunFolder.Record(
-            baton_version: batonVersion, device: device.summary, parameters: model.parameterCount,
-            train_data: train.description, val_data: validation?.description ?? "none", config: config))
-    }
-
-    /// One optimizer step over `gradientAccumulation` micro-batches. Returns (mean loss, grad norm).
-    public func trainStep(step: Int) throws -> (loss: Float, gradientNorm: Float) {
-        try model.zeroGradients()
-        var lossSum: Float = 0
-        let micro = config.gradientAccumulation
-        for _ in 0..<micro {
-            let batch = trainLoader.nextBatch()
-            lossSum += try model.forward(inputs: batch.inputs, targets: batch.targets, B: config.batchSize,
-                                         T: config.model.contextLength, lossScaleForBackward: 1 / Float(micro))
-            try model.backward()
-        }
-        let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
-        try optimizer.update(step: step + 1, learningRate: schedule.learningRate(atStep: step),
-                             gradientScale: AdamW.clipScale(norm: norm, maxNorm: config.gradientClip))
-        return (lossSum / Float(micro), norm)
-    }
-
-    public func validationLoss() throws -> Float? {
-        guard let validationSet else { return nil }
-        return try Evaluation.meanLoss(model: model, dataset: validationSet, batchSize: config.batchSize, batches: config.evalBatches)
-    }
-
-    public func run() throws -> TrainingSummary {
-        let metrics = try MetricsLog(url: runFolder.metricsURL)
-        log("model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): \(model.parameterCount) parameters")
-        log("data: \(trainLoader.dataset.sampleCount) training sequences, \(trainLoader.batchesPerEpoch) batches per epoch")
-        log("run folder: \(runFolder.url.path)")
-        var lastLoss: Float = .nan
-        var lastValidation: Float?
-        var smoothedStepSeconds: Double?
-        var totalSeconds = 0.0
-        for step in 0..<config.steps {
-            let start = monotonicSeconds()
-            let (loss, norm) = try trainStep(step: step)
-            let seconds = monotonicSeconds() - start
-            totalSeconds += seconds
-            smoothedStepSeconds = smoothedStepSeconds.map { 0.9 * $0 + 0.1 * seconds } ?? seconds
-            let tokensPerSecond = Double(config.tokensPerStep) / seconds
-            let stepNumber = step + 1
-            var record = StepMetrics(step: stepNumber, epoch: trainLoader.position.epoch, loss: loss,
-                                     lr: schedule.learningRate(atStep: step), grad_norm: norm, tokens_per_s: tokensPerSecond)
-            let isLast = stepNumber == config.steps
-            if (config.evalEvery > 0 && stepNumber % config.evalEvery == 0) || isLast {
-                record.val_loss = try validationLoss()
-                lastValidation = record.val_loss ?? lastValidation
-            }
-            try metrics.append(record)
-            lastLoss = loss
-            if stepNumber == 1 || stepNumber % config.logEvery == 0 || isLast || record.val_loss != nil {
-                let eta = Double(config.steps - stepNumber) * (smoothedStepSeconds ?? 0)
-                var line = "step \(stepNumber)/\(config.steps) | loss \(fixed(loss, 4)) | lr \(scientific(record.lr)) | grad norm \(fixed(norm, 3)) | \(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
-                if let val = record.val_loss { line += " | val loss \(fixed(val, 4))" }
-                log(line)
-            }
-            if !loss.isFinite { throw BatonError("step \(stepNumber): loss is \(loss); lower --lr or check the data") }
-        }
-        try ModelWeights.save(model, to: runFolder.weightsURL)
-        log("saved weights to \(runFolder.weightsURL.path)")
-        return TrainingSummary(steps: config.steps, finalLoss: lastLoss, finalValidationLoss: lastValidation,
-                               tokensPerSecond: Double(config.tokensPerStep * config.steps) / totalSeconds, runFolder: runFolder.url)
+        return TrainingData(train: train, validation: validation)
     }
 }
 

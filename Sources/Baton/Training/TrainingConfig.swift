@@ -19,6 +19,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var logEvery = 10
     public var device = "auto"
     public var threads = 0
+    /// Save a checkpoint every N steps (0: only at the end and when stopped).
+    public var saveEvery = 500
+    /// Keep the newest K checkpoints (the newest good one is never deleted) ...
+    public var keepLast = 3
+    /// ... and every checkpoint whose step is a multiple of M (0: none), forever.
+    public var keepEvery = 0
+    /// When set, `steps` was derived from this many epochs over the training data.
+    public var epochs: Int?
 
     public init() {}
 
@@ -28,9 +36,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public func validate() throws {
         try model.validate()
         let positive: [(String, Int)] = [("--batch", batchSize), ("--grad-accum", gradientAccumulation), ("--steps", steps),
-                                         ("--eval-batches", evalBatches), ("--log-every", logEvery)]
+                                         ("--eval-batches", evalBatches), ("--log-every", logEvery), ("--keep-last", keepLast),
+                                         ("--epochs", epochs ?? 1)]
         for (flag, value) in positive where value < 1 { throw BatonError("\(flag) must be at least 1, got \(value)") }
-        for (flag, value) in [("--warmup", warmupSteps), ("--eval-every", evalEvery), ("--threads", threads)] where value < 0 {
+        for (flag, value) in [("--warmup", warmupSteps), ("--eval-every", evalEvery), ("--threads", threads), ("--save-every", saveEvery),
+                              ("--keep-every", keepEvery)] where value < 0 {
             throw BatonError("\(flag) must not be negative, got \(value)")
         }
         for (flag, value) in [("--lr", learningRate), ("--min-lr", minLearningRate), ("--weight-decay", weightDecay),

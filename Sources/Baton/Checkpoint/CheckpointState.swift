@@ -1,0 +1,89 @@
+import Foundation
+
+/// state.json: the whole training state besides the tensors, the config, the data fingerprint,
+/// who wrote it, and a CRC32C of every other file in the checkpoint.
+public struct CheckpointState: Codable, Equatable {
+    public static let currentFormatVersion = 1
+
+    public struct FileCheck: Codable, Equatable {
+        public var bytes: Int
+        /// CRC32C of the whole file, 8 hex digits.
+        public var crc32c: String
+    }
+
+    public var format_version: Int
+    public var step: Int
+    public var epoch: Int
+    public var index_in_epoch: Int
+    public var tokens_seen: Int
+    /// Seeds and generator states as decimal strings: JSON numbers lose precision past 2^53.
+    public var shuffle_seed: String
+    public var rng_state: String
+    public var last_loss: Float?
+    public var config: TrainingConfig
+    public var data: DataFingerprint
+    public var backend: String
+    public var baton_version: String
+    public var saved_at: String
+    public var files: [String: FileCheck]
+
+    public init(state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String, files: [String: FileCheck]) {
+        format_version = CheckpointState.currentFormatVersion
+        step = state.step
+        epoch = state.position.epoch
+        index_in_epoch = state.position.index
+        tokens_seen = state.tokensSeen
+        shuffle_seed = String(config.seed)
+        rng_state = String(state.generator.state)
+        last_loss = state.lastLoss.flatMap { $0.isFinite ? $0 : nil }
+        self.config = config
+        self.data = data
+        self.backend = backend
+        baton_version = batonVersion
+        saved_at = ISO8601DateFormatter().string(from: Date())
+        self.files = files
+    }
+
+    /// The training state this checkpoint restores.
+    public func trainingState() throws -> TrainingState {
+        guard let generatorState = UInt64(rng_state) else { throw BatonError("state.json: rng_state '\(rng_state)' is not a number") }
+        var state = TrainingState(seed: config.seed)
+        state.step = step
+        state.position = LoaderPosition(epoch: epoch, index: index_in_epoch)
+        state.tokensSeen = tokens_seen
+        state.generator = RandomGenerator(seed: 0)
+        state.generator.state = generatorState
+        state.lastLoss = last_loss
+        return state
+    }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+
+    public static func decode(_ data: Data, path: String) throws -> CheckpointState {
+        let state: CheckpointState
+        do { state = try JSONDecoder().decode(CheckpointState.self, from: data) } catch {
+            throw BatonError("\(path): state.json is not valid (\(describeDecodingError(error)))")
+        }
+        guard state.format_version == currentFormatVersion else {
+            throw BatonError("\(path): state.json format version \(state.format_version) is not supported (this baton reads \(currentFormatVersion))")
+        }
+        guard state.step >= 0, state.epoch >= 0, state.index_in_epoch >= 0, state.tokens_seen >= 0 else {
+            throw BatonError("\(path): state.json has a negative step or position")
+        }
+        return state
+    }
+}
+
+func describeDecodingError(_ error: Error) -> String {
+    switch error {
+    case DecodingError.keyNotFound(let key, _): return "missing \(key.stringValue)"
+    case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+        return "bad value at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+    case DecodingError.dataCorrupted(let context): return context.debugDescription
+    default: return "\(error)"
+    }
+}

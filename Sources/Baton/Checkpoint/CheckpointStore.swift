@@ -1,0 +1,288 @@
+import CBatonSystem
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which checkpoint a run should continue from.
+public enum ResumeRequest: Equatable, Sendable {
+    case auto
+    case step(Int)
+    case path(String)
+
+    /// "auto", "step-N" or a path.
+    public init(_ text: String) {
+        if text == "auto" { self = .auto; return }
+        if text.hasPrefix("step-"), let step = Int(text.dropFirst(5)), step >= 0, !text.contains("/") { self = .step(step); return }
+        self = .path(text)
+    }
+}
+
+/// The tensors of a checkpoint, in host memory, in the model's flat parameter layout.
+public struct CheckpointTensors {
+    public var parameters: [Float]
+    public var firstMoment: [Float]
+    public var secondMoment: [Float]
+}
+
+/// `RUN/checkpoints/`: one folder per checkpoint (`step-NNNNNNNN`), a `latest` pointer, atomic
+/// saves, verification, retention. Every save goes through `save`, with the overwrite policy
+/// passed down, so no layer can refuse what the user asked for.
+public struct CheckpointStore {
+    public static let modelFile = "model.safetensors"
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let stateFile = "state.json"
+
+    public let runFolder: URL
+    public var folder: URL { runFolder.appendingPathComponent("checkpoints") }
+    public var latestURL: URL { folder.appendingPathComponent("latest") }
+
+    public init(runFolder: URL) { self.runFolder = runFolder }
+
+    public static func name(step: Int) -> String {
+        let digits = String(step)
+        return "step-" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+    }
+
+    public func url(step: Int) -> URL { folder.appendingPathComponent(CheckpointStore.name(step: step)) }
+
+    /// The checkpoint folders present, oldest first (whatever their state).
+    public func steps() -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return names.compactMap { name -> Int? in
+            guard name.hasPrefix("step-"), name.count == 13, let step = Int(name.dropFirst(5)), step >= 0 else { return nil }
+            return step
+        }.sorted()
+    }
+
+    /// The folder `latest` names, if the file exists and reads.
+    public func latestName() -> String? {
+        guard let text = try? String(contentsOf: latestURL, encoding: .utf8) else { return nil }
+        let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return name.isEmpty ? nil : name
+    }
+
+    // MARK: verification
+
+    /// Reads state.json and checks every file it lists: present, the recorded size, the recorded
+    /// CRC32C. Throws a one-line reason naming the checkpoint.
+    public static func verify(_ checkpoint: URL) throws -> CheckpointState {
+        let path = checkpoint.path
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw BatonError("\(path): no such checkpoint folder")
+        }
+        let stateURL = checkpoint.appendingPathComponent(stateFile)
+        guard let stateData = FileManager.default.contents(atPath: stateURL.path) else {
+            throw BatonError("\(path): missing \(stateFile)")
+        }
+        let state = try CheckpointState.decode(stateData, path: path)
+        for required in [modelFile, optimizerFile] where state.files[required] == nil {
+            throw BatonError("\(path): \(stateFile) lists no checksum for \(required)")
+        }
+        for (name, check) in state.files.sorted(by: { $0.key < $1.key }) {
+            guard !name.contains("/") else { throw BatonError("\(path): \(stateFile) names a file outside the checkpoint: \(name)") }
+            let file = checkpoint.appendingPathComponent(name)
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: file.path),
+                  let size = (attributes[.size] as? NSNumber)?.intValue else {
+                throw BatonError("\(path): missing \(name)")
+            }
+            guard size == check.bytes else {
+                throw BatonError("\(path): \(name) is \(size) bytes, \(stateFile) says \(check.bytes) (truncated or replaced)")
+            }
+            let crc = try crc32c(of: file)
+            guard TensorFile.hex(crc) == check.crc32c.lowercased() else {
+                throw BatonError("\(path): \(name) fails its checksum (crc32c \(TensorFile.hex(crc)), expected \(check.crc32c)): the file is damaged")
+            }
+        }
+        return state
+    }
+
+    static func crc32c(of url: URL) throws -> UInt32 {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw BatonError("\(url.path): cannot read (\(error.localizedDescription))")
+        }
+        return data.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
+    }
+
+    /// Finds the checkpoint a resume asked for. `auto` takes the newest one that verifies, saying
+    /// why it skipped any; it returns nil when there is none. An explicit step or path must verify.
+    public func resolve(_ request: ResumeRequest, log: (String) -> Void) throws -> (url: URL, state: CheckpointState)? {
+        switch request {
+        case .auto:
+            if let latest = latestName(), !FileManager.default.fileExists(atPath: folder.appendingPathComponent(latest).path) {
+                log("checkpoint: latest names \(latest), which is missing; looking for the newest good checkpoint")
+            }
+            for step in steps().reversed() {
+                let candidate = url(step: step)
+                do { return (candidate, try CheckpointStore.verify(candidate)) } catch {
+                    log("checkpoint: skipping corrupt \(CheckpointStore.name(step: step)): \(error)")
+                }
+            }
+            return nil
+        case .step(let step):
+            let candidate = url(step: step)
+            guard FileManager.default.fileExists(atPath: candidate.path) else {
+                let have = steps().map { CheckpointStore.name(step: $0) }
+                throw BatonError("--resume \(CheckpointStore.name(step: step)): no such checkpoint in \(folder.path) (have: \(have.isEmpty ? "none" : have.joined(separator: ", ")))")
+            }
+            return (candidate, try CheckpointStore.verify(candidate))
+        case .path(let path):
+            let candidate = URL(fileURLWithPath: path)
+            guard FileManager.default.fileExists(atPath: candidate.path) else {
+                let have = steps().map { CheckpointStore.name(step: $0) }
+                throw BatonError("--resume \(path): no such checkpoint folder (this run has: \(have.isEmpty ? "none" : have.joined(separator: ", ")))")
+            }
+            return (candidate, try CheckpointStore.verify(candidate))
+        }
+    }
+
+    // MARK: saving
+
+    /// Saves a checkpoint atomically: everything is written into a fresh temporary sibling folder
+    /// and fsynced, the folder is renamed into place (an existing one is swapped out atomically,
+    /// with `overwrite`, or when it is corrupt), then `latest` is replaced (temporary file +
+    /// rename). A crash at any instant leaves every earlier checkpoint and `latest` usable.
+    @discardableResult
+    public func save(step: Int, tensors: CheckpointTensors, layout: ParameterLayout, describe: ([String: CheckpointState.FileCheck]) -> CheckpointState,
+                     overwrite: Bool, log: (String) -> Void) throws -> URL {
+        let fileManager = FileManager.default
+        let target = url(step: step)
+        var replacing = false
+        if fileManager.fileExists(atPath: target.path) {
+            do {
+                _ = try CheckpointStore.verify(target)
+                guard overwrite else {
+                    throw BatonError("checkpoint \(target.path) already exists; pass --overwrite to replace it")
+                }
+            } catch let error as BatonError where !error.message.hasSuffix("--overwrite to replace it") {
+                log("checkpoint: replacing corrupt \(target.lastPathComponent) (\(error.message))")
+            }
+            replacing = true
+        }
+        do { try fileManager.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw BatonError("\(folder.path): cannot create checkpoints folder (\(error.localizedDescription))")
+        }
+        let temporary = folder.appendingPathComponent(".tmp-\(CheckpointStore.name(step: step))-\(getpid())")
+        try? fileManager.removeItem(at: temporary)
+        do {
+            try fileManager.createDirectory(at: temporary, withIntermediateDirectories: false)
+        } catch { throw BatonError("\(temporary.path): cannot create (\(error.localizedDescription))") }
+        do {
+            var files: [String: CheckpointState.FileCheck] = [:]
+            let modelEntries = layout.specs.map { TensorFile.Entry(name: $0.name, shape: $0.shape) }
+            files[CheckpointStore.modelFile] = try tensors.parameters.withUnsafeBufferPointer {
+                try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries, segments: [$0],
+                                     metadata: ModelWeights.metadata(for: layout.config))
+            }
+            TestHooks.pauseInSaveIfAsked(step: step)
+            let momentEntries = layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
+                + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
+            files[CheckpointStore.optimizerFile] = try tensors.firstMoment.withUnsafeBufferPointer { m in
+                try tensors.secondMoment.withUnsafeBufferPointer { v in
+                    try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries, segments: [m, v],
+                                         metadata: ["format": "pt", "baton.optimizer": "adamw"])
+                }
+            }
+            let stateData = try describe(files).encoded()
+            let writer = try FileWriter(url: temporary.appendingPathComponent(CheckpointStore.stateFile), expectedBytes: stateData.count)
+            try stateData.withUnsafeBytes { try writer.write($0) }
+            try writer.sync()
+            writer.close()
+            AtomicFile.syncFolder(temporary)
+            try moveIntoPlace(temporary, target, replacing: replacing)
+        } catch {
+            try? fileManager.removeItem(at: temporary)
+            throw error
+        }
+        AtomicFile.syncFolder(folder)
+        try AtomicFile.write(Data((target.lastPathComponent + "\n").utf8), to: latestURL)
+        return target
+    }
+
+    private func moveIntoPlace(_ temporary: URL, _ target: URL, replacing: Bool) throws {
+        guard replacing else {
+            guard rename(temporary.path, target.path) == 0 else {
+                throw BatonError("\(target.path): cannot move checkpoint into place (\(String(cString: strerror(errno))))")
+            }
+            return
+        }
+        // Swap the complete new folder with the old one in one step, then delete the old one.
+        if baton_rename_exchange(temporary.path, target.path) == 0 {
+            try? FileManager.default.removeItem(at: temporary)
+            return
+        }
+        // File systems without RENAME_EXCHANGE: move the old one aside first.
+        let aside = folder.appendingPathComponent(".old-\(target.lastPathComponent)-\(getpid())")
+        guard rename(target.path, aside.path) == 0, rename(temporary.path, target.path) == 0 else {
+            throw BatonError("\(target.path): cannot replace checkpoint (\(String(cString: strerror(errno))))")
+        }
+        try? FileManager.default.removeItem(at: aside)
+    }
+
+    /// Cleans up after saves that a crash interrupted. A `.tmp-` folder was never renamed into
+    /// place, so it is never a checkpoint: deleted. An `.old-step-N-` folder is a complete earlier
+    /// checkpoint moved aside for a replacement: put back if step-N is missing, else deleted.
+    public func removeAbandonedSaves(log: (String) -> Void) {
+        let fileManager = FileManager.default
+        let names = (try? fileManager.contentsOfDirectory(atPath: folder.path)) ?? []
+        for name in names where name.hasPrefix(".old-step-") {
+            let stepName = String(name.dropFirst(5).prefix(13))
+            let target = folder.appendingPathComponent(stepName)
+            if !fileManager.fileExists(atPath: target.path), (try? fileManager.moveItem(at: folder.appendingPathComponent(name), to: target)) != nil {
+                log("checkpoint: restored \(stepName), moved aside by a replacement that did not finish")
+            }
+        }
+        for name in names where name.hasPrefix(".tmp-") || name.hasPrefix(".old-") {
+            if (try? fileManager.removeItem(at: folder.appendingPathComponent(name))) != nil {
+                log("checkpoint: removed \(name), left by a save that did not finish")
+            }
+        }
+    }
+
+    // MARK: retention
+
+    /// Deletes checkpoints beyond the newest `keepLast`, except milestones (step % keepEvery == 0)
+    /// and `protected` (the one just written). Returns the steps it deleted.
+    @discardableResult
+    public func applyRetention(keepLast: Int, keepEvery: Int, protected: Int) -> [Int] {
+        let all = steps()
+        let recent = Set(all.suffix(max(keepLast, 1)))
+        var removed: [Int] = []
+        for step in all where !recent.contains(step) && step != protected && !(keepEvery > 0 && step % keepEvery == 0) {
+            if (try? FileManager.default.removeItem(at: url(step: step))) != nil { removed.append(step) }
+        }
+        return removed
+    }
+
+    // MARK: loading
+
+    /// Reads a verified checkpoint's tensors, checking every name and shape against `layout`.
+    public static func loadTensors(from checkpoint: URL, layout: ParameterLayout) throws -> CheckpointTensors {
+        let model = try SafeTensors.read(checkpoint.appendingPathComponent(modelFile))
+        let optimizer = try SafeTensors.read(checkpoint.appendingPathComponent(optimizerFile))
+        return CheckpointTensors(parameters: try model.flatten(layout: layout, suffix: ""),
+                                 firstMoment: try optimizer.flatten(layout: layout, suffix: ".exp_avg"),
+                                 secondMoment: try optimizer.flatten(layout: layout, suffix: ".exp_avg_sq"))
+    }
+}
+
+extension SafeTensors.File {
+    /// The tensors named `spec.name + suffix` for every spec, concatenated in layout order.
+    func flatten(layout: ParameterLayout, suffix: String) throws -> [Float] {
+        var values = [Float](repeating: 0, count: layout.totalCount)
+        try values.withUnsafeMutableBufferPointer { out in
+            for spec in layout.specs {
+                let name = spec.name + suffix
+                guard let entry = entries[name] else { throw BatonError("\(url.path): missing tensor \(name)") }
+                guard entry.shape == spec.shape else {
+                    throw BatonError("\(url.path): tensor \(name) has shape \(entry.shape), the model needs \(spec.shape)")
+                }
+                guard entry.dtype == "F32" else { throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected F32") }
+                try copyFloats(entry, into: UnsafeMutableBufferPointer(rebasing: out[spec.offset..<(spec.offset + spec.count)]))
+            }
+        }
+        return values
+    }
+}

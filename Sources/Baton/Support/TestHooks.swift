@@ -1,0 +1,18 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Fault-injection switches for the test suite, read from the environment. Unset in normal use.
+enum TestHooks {
+    /// BATON_TEST_PAUSE_IN_SAVE=MARKER (and optionally BATON_TEST_PAUSE_IN_SAVE_STEP=N): in the
+    /// middle of writing a checkpoint (model file written, optimizer file not yet), create the
+    /// file MARKER and stop there until killed, so a test can SIGKILL a save in flight.
+    static func pauseInSaveIfAsked(step: Int) {
+        let environment = ProcessInfo.processInfo.environment
+        guard let marker = environment["BATON_TEST_PAUSE_IN_SAVE"] else { return }
+        if let only = environment["BATON_TEST_PAUSE_IN_SAVE_STEP"], Int(only) != step { return }
+        FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+        while true { sleep(60) }
+    }
+}
