@@ -59,10 +59,11 @@ public enum TrainingLauncher {
         }
         config = try resolveEpochs(config, log: log)
         for change in differences(saved, config) { log("resume: \(change)") }
-        // Checkpoints newer than the one resumed belong to a future this run is about to rewrite:
-        // auto-resume after a crash must not jump back into it.
+        // Checkpoints newer than an explicitly chosen one belong to a future this run is about to
+        // rewrite: auto-resume after a crash must not jump back into it. (Auto-resume only passes
+        // over newer checkpoints that are corrupt; saving replaces those.)
         let store = CheckpointStore(runFolder: runFolder.url)
-        let newer = store.steps().filter { $0 > found.state.step }
+        let newer = request.resume == .auto ? [] : store.steps().filter { $0 > found.state.step }
         if !newer.isEmpty {
             let names = newer.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")
             guard request.options.overwrite else {
