@@ -18,11 +18,20 @@ public enum ResumeRequest: Equatable, Sendable {
     }
 }
 
-/// The tensors of a checkpoint, in host memory, in the model's flat parameter layout.
+/// The three flat buffers a checkpoint holds, in the model's parameter layout, on their device:
+/// saves read them and loads write them in place, with no intermediate copy on the CPU.
 public struct CheckpointTensors {
-    public var parameters: [Float]
-    public var firstMoment: [Float]
-    public var secondMoment: [Float]
+    public let device: any Device
+    public let parameters: Tensor
+    public let firstMoment: Tensor
+    public let secondMoment: Tensor
+
+    public init(device: any Device, parameters: Tensor, firstMoment: Tensor, secondMoment: Tensor) {
+        self.device = device
+        self.parameters = parameters
+        self.firstMoment = firstMoment
+        self.secondMoment = secondMoment
+    }
 }
 
 /// `RUN/checkpoints/`: one folder per checkpoint (`step-NNNNNNNN`), a `latest` pointer, atomic
@@ -98,12 +107,26 @@ public struct CheckpointStore {
         return state
     }
 
+    /// CRC32C of a whole file, read sequentially in 16 MB chunks (faster from a cold disk than
+    /// faulting in a memory map page by page).
     static func crc32c(of url: URL) throws -> UInt32 {
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw BatonError("\(url.path): cannot read (\(error.localizedDescription))")
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw BatonError("\(url.path): cannot read (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
+        let chunk = 16 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
+        defer { buffer.deallocate() }
+        var crc: UInt32 = 0
+        while true {
+            let n = read(fd, buffer, chunk)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BatonError("\(url.path): read failed (\(String(cString: strerror(errno))))")
+            }
+            if n == 0 { return crc }
+            crc = baton_crc32c(crc, buffer, n)
         }
-        return data.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
     }
 
     /// Finds the checkpoint a resume asked for. `auto` takes the newest one that verifies, saying
@@ -171,16 +194,17 @@ public struct CheckpointStore {
         } catch { throw BatonError("\(temporary.path): cannot create (\(error.localizedDescription))") }
         do {
             var files: [String: CheckpointState.FileCheck] = [:]
+            let device = tensors.device
             let modelEntries = layout.specs.map { TensorFile.Entry(name: $0.name, shape: $0.shape) }
-            files[CheckpointStore.modelFile] = try tensors.parameters.withUnsafeBufferPointer {
+            files[CheckpointStore.modelFile] = try device.withHostMemory(of: tensors.parameters) {
                 try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries, segments: [$0],
                                      metadata: ModelWeights.metadata(for: layout.config))
             }
             TestHooks.pauseInSaveIfAsked(step: step)
             let momentEntries = layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
                 + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
-            files[CheckpointStore.optimizerFile] = try tensors.firstMoment.withUnsafeBufferPointer { m in
-                try tensors.secondMoment.withUnsafeBufferPointer { v in
+            files[CheckpointStore.optimizerFile] = try device.withHostMemory(of: tensors.firstMoment) { m in
+                try device.withHostMemory(of: tensors.secondMoment) { v in
                     try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries, segments: [m, v],
                                          metadata: ["format": "pt", "baton.optimizer": "adamw"])
                 }
@@ -258,31 +282,33 @@ public struct CheckpointStore {
 
     // MARK: loading
 
-    /// Reads a verified checkpoint's tensors, checking every name and shape against `layout`.
-    public static func loadTensors(from checkpoint: URL, layout: ParameterLayout) throws -> CheckpointTensors {
+    /// Loads a verified checkpoint's tensors into `tensors`, checking every name and shape
+    /// against `layout`: each tensor goes from the (memory-mapped) file straight to the device.
+    public static func loadTensors(from checkpoint: URL, layout: ParameterLayout, into tensors: CheckpointTensors) throws {
         let model = try SafeTensors.read(checkpoint.appendingPathComponent(modelFile))
         let optimizer = try SafeTensors.read(checkpoint.appendingPathComponent(optimizerFile))
-        return CheckpointTensors(parameters: try model.flatten(layout: layout, suffix: ""),
-                                 firstMoment: try optimizer.flatten(layout: layout, suffix: ".exp_avg"),
-                                 secondMoment: try optimizer.flatten(layout: layout, suffix: ".exp_avg_sq"))
+        try model.upload(layout: layout, suffix: "", to: tensors.parameters, device: tensors.device)
+        try optimizer.upload(layout: layout, suffix: ".exp_avg", to: tensors.firstMoment, device: tensors.device)
+        try optimizer.upload(layout: layout, suffix: ".exp_avg_sq", to: tensors.secondMoment, device: tensors.device)
     }
 }
 
 extension SafeTensors.File {
-    /// The tensors named `spec.name + suffix` for every spec, concatenated in layout order.
-    func flatten(layout: ParameterLayout, suffix: String) throws -> [Float] {
-        var values = [Float](repeating: 0, count: layout.totalCount)
-        try values.withUnsafeMutableBufferPointer { out in
-            for spec in layout.specs {
-                let name = spec.name + suffix
-                guard let entry = entries[name] else { throw BatonError("\(url.path): missing tensor \(name)") }
-                guard entry.shape == spec.shape else {
-                    throw BatonError("\(url.path): tensor \(name) has shape \(entry.shape), the model needs \(spec.shape)")
-                }
-                guard entry.dtype == "F32" else { throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected F32") }
-                try copyFloats(entry, into: UnsafeMutableBufferPointer(rebasing: out[spec.offset..<(spec.offset + spec.count)]))
+    /// Uploads the tensors named `spec.name + suffix`, for every spec, into `destination` (a
+    /// flat buffer in layout order), after checking every name, dtype and shape.
+    func upload(layout: ParameterLayout, suffix: String, to destination: Tensor, device: any Device) throws {
+        var found: [(ParameterSpec, SafeTensors.Entry)] = []
+        for spec in layout.specs {
+            let name = spec.name + suffix
+            guard let entry = entries[name] else { throw BatonError("\(url.path): missing tensor \(name)") }
+            guard entry.shape == spec.shape else {
+                throw BatonError("\(url.path): tensor \(name) has shape \(entry.shape), the model needs \(spec.shape)")
             }
+            guard entry.dtype == "F32" else { throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected F32") }
+            found.append((spec, entry))
         }
-        return values
+        for (spec, entry) in found {
+            try withFloats(entry) { try device.upload($0, to: destination.slice(spec.offset, spec.count)) }
+        }
     }
 }

@@ -57,6 +57,7 @@ final class FileWriter {
     private var fd: Int32
     private(set) var crc: UInt32 = 0
     private(set) var written = 0
+    static let chunk = 32 << 20
 
     init(url: URL, expectedBytes: Int) throws {
         self.url = url
@@ -70,11 +71,14 @@ final class FileWriter {
         var remaining = bytes.count
         crc = baton_crc32c(crc, pointer, remaining)
         while remaining > 0 {
-            let n = Glibc.write(fd, pointer, min(remaining, 1 << 30))
+            let n = Glibc.write(fd, pointer, min(remaining, FileWriter.chunk))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileWriter.error(url, "write failed", errno, expectedBytes)
             }
+            // Start writing this chunk back to disk now, so the final fsync has little left to do
+            // and the page cache never fills with dirty pages that would throttle the writer.
+            _ = baton_start_writeback(fd, Int64(written), Int64(n))
             pointer += n
             remaining -= n
             written += n

@@ -57,6 +57,10 @@ public final class CPUDevice: Device {
 
     public func synchronize() throws {}
 
+    public func withHostMemory<R>(of tensor: Tensor, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        try body(UnsafeBufferPointer(start: tensor.pointer, count: tensor.count))
+    }
+
     public func fill(_ x: Tensor, with value: Float) throws {
         CBatonCPU.fill(x.pointer, value, Int64(x.count))
     }

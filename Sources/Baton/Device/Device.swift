@@ -41,6 +41,10 @@ public protocol Device: AnyObject {
                      eps: Float, weightDecay: Float, gradScale: Float, step: Int) throws
     /// The sum of squares of x, as a host value (one small transfer).
     func globalNormSquared(_ x: Tensor) throws -> Float
+
+    /// Runs `body` on the tensor's values in host memory: the buffer itself on the CPU, a copy
+    /// on a GPU. For checkpoint writes, which must not cost a second copy on the CPU.
+    func withHostMemory<R>(of tensor: Tensor, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R
 }
 
 extension Device {

@@ -23,7 +23,7 @@ public enum ModelWeights {
 
     /// Loads every parameter of `model` from `file`, checking names and shapes.
     public static func load(_ file: SafeTensors.File, into model: GPT) throws {
-        try model.device.upload(try file.flatten(layout: model.layout, suffix: ""), to: model.parameters)
+        try file.upload(layout: model.layout, suffix: "", to: model.parameters, device: model.device)
     }
 
     /// The weights file a PATH means: a weights file as is, a checkpoint folder's

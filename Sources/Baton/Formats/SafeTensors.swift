@@ -32,12 +32,16 @@ public enum SafeTensors {
             }
         }
 
-        /// Copies an F32 tensor's little-endian bytes into `destination` (the same count).
-        func copyFloats(_ entry: Entry, into destination: UnsafeMutableBufferPointer<Float>) throws {
-            precondition(entry.dtype == "F32" && entry.range.count == destination.count * 4)
-            data.withUnsafeBytes { raw in
-                UnsafeMutableRawBufferPointer(destination).copyMemory(
-                    from: UnsafeRawBufferPointer(rebasing: raw[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)]))
+        /// Runs `body` on an F32 tensor's values where they lie in the file (little-endian hosts;
+        /// the data section is 8-byte aligned in files Baton writes, copied when it is not).
+        func withFloats<R>(_ entry: Entry, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+            precondition(entry.dtype == "F32")
+            return try data.withUnsafeBytes { raw in
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[(dataStart + entry.range.lowerBound)..<(dataStart + entry.range.upperBound)])
+                if let base = bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
+                    return try body(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: bytes.count / 4))
+                }
+                return try body(Array(bytes.bindMemory(to: Float.self)).withUnsafeBufferPointer { $0 })
             }
         }
 

@@ -55,7 +55,7 @@ public final class Trainer {
 
     /// Opens the data and builds the model; with `restoring`, takes the weights, moments and
     /// training state of a verified checkpoint instead of initialising.
-    public init(config: TrainingConfig, device: any Device, runFolder: RunFolder, restoring: (state: CheckpointState, tensors: CheckpointTensors)? = nil,
+    public init(config: TrainingConfig, device: any Device, runFolder: RunFolder, restoring: (state: CheckpointState, url: URL)? = nil,
                 options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
         try config.validate()
         self.config = config
@@ -80,9 +80,7 @@ public final class Trainer {
                 log("warning: resuming on changed data (\(difference)), as --allow-data-change asks")
             }
             state = try restoring.state.trainingState()
-            try device.upload(restoring.tensors.parameters, to: model.parameters)
-            try device.upload(restoring.tensors.firstMoment, to: optimizer.firstMoment)
-            try device.upload(restoring.tensors.secondMoment, to: optimizer.secondMoment)
+            try CheckpointStore.loadTensors(from: restoring.url, layout: model.layout, into: checkpointTensors)
             // O(1): the loader is placed at (epoch, index); no batch is replayed.
             trainLoader.seek(to: state.position)
             state.position = trainLoader.position
@@ -124,6 +122,11 @@ public final class Trainer {
         return (lossSum / Float(micro), norm)
     }
 
+    var checkpointTensors: CheckpointTensors {
+        CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
+                          secondMoment: optimizer.secondMoment)
+    }
+
     public func validationLoss() throws -> Float? {
         guard let validationSet else { return nil }
         return try Evaluation.meanLoss(model: model, dataset: validationSet, batchSize: config.batchSize, batches: config.evalBatches)
@@ -134,12 +137,9 @@ public final class Trainer {
     @discardableResult
     public func saveCheckpoint() throws -> URL {
         let device = model.device
-        let tensors = CheckpointTensors(parameters: try device.download(model.parameters),
-                                        firstMoment: try device.download(optimizer.firstMoment),
-                                        secondMoment: try device.download(optimizer.secondMoment))
         let start = monotonicSeconds()
         let snapshot = state
-        let url = try store.save(step: state.step, tensors: tensors, layout: model.layout, describe: { files in
+        let url = try store.save(step: state.step, tensors: checkpointTensors, layout: model.layout, describe: { files in
             CheckpointState(state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue, files: files)
         }, overwrite: options.overwrite, log: log)
         let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)

@@ -72,9 +72,8 @@ public enum TrainingLauncher {
             for step in newer { try? FileManager.default.removeItem(at: store.url(step: step)) }
             log("checkpoint: deleted \(names), newer than \(found.url.lastPathComponent) (--overwrite)")
         }
-        let tensors = try CheckpointStore.loadTensors(from: found.url, layout: ParameterLayout(config: config.model))
         log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.index_in_epoch) in the epoch)")
-        return try Trainer(config: config, device: device, runFolder: runFolder, restoring: (found.state, tensors),
+        return try Trainer(config: config, device: device, runFolder: runFolder, restoring: (found.state, found.url),
                            options: request.options, log: log)
     }
 

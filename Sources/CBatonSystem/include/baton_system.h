@@ -27,6 +27,10 @@ void baton_clear_stop_signal(void);
  * (EINVAL or ENOSYS where the file system or kernel cannot). */
 int baton_rename_exchange(const char *from, const char *to);
 
+/* Starts writing a file range back to disk without waiting (sync_file_range WRITE), so that a
+ * long write does not pile up dirty pages for one large fsync at the end. */
+int baton_start_writeback(int fd, int64_t offset, int64_t length);
+
 #ifdef __cplusplus
 }
 #endif
