@@ -12,10 +12,24 @@ final class CheckpointStoreTests: XCTestCase {
     override func setUpWithError() throws { run = try TestPaths.temporaryFolder("store") }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: run) }
 
-    func tensors(_ value: Float) -> CheckpointTensors {
+    let device = CPUDevice()
+
+    /// Buffers holding parameters i * value, first moments value, second moments 2 * value.
+    func tensors(_ value: Float) throws -> CheckpointTensors {
         let n = layout.totalCount
-        return CheckpointTensors(parameters: (0..<n).map { Float($0) * value }, firstMoment: [Float](repeating: value, count: n),
-                                 secondMoment: [Float](repeating: value * 2, count: n))
+        let result = CheckpointTensors(device: device, parameters: try device.allocate(floats: n), firstMoment: try device.allocate(floats: n),
+                                       secondMoment: try device.allocate(floats: n))
+        try device.upload((0..<n).map { Float($0) * value }, to: result.parameters)
+        try device.fill(result.firstMoment, with: value)
+        try device.fill(result.secondMoment, with: value * 2)
+        return result
+    }
+
+    /// What a checkpoint folder holds, loaded into fresh buffers.
+    func load(_ url: URL) throws -> (parameters: [Float], firstMoment: [Float], secondMoment: [Float]) {
+        let into = try tensors(0)
+        try CheckpointStore.loadTensors(from: url, layout: layout, into: into)
+        return (try device.download(into.parameters), try device.download(into.firstMoment), try device.download(into.secondMoment))
     }
 
     @discardableResult
@@ -26,7 +40,7 @@ final class CheckpointStoreTests: XCTestCase {
         state.step = step
         state.position = LoaderPosition(epoch: 2, index: 8)
         let fingerprint = DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil)
-        return try store.save(step: step, tensors: tensors(value), layout: layout, describe: { files in
+        return try store.save(step: step, tensors: try tensors(value), layout: layout, describe: { files in
             CheckpointState(state: state, config: training, data: fingerprint, backend: "cpu", files: files)
         }, overwrite: overwrite, log: { _ in })
     }
@@ -47,9 +61,10 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertEqual(state.step, 7)
         XCTAssertEqual(state.epoch, 2)
         XCTAssertEqual(state.index_in_epoch, 8)
-        let loaded = try CheckpointStore.loadTensors(from: url, layout: layout)
-        XCTAssertEqual(loaded.parameters, tensors(1).parameters)
-        XCTAssertEqual(loaded.secondMoment, tensors(1).secondMoment)
+        let loaded = try load(url)
+        XCTAssertEqual(loaded.parameters, (0..<layout.totalCount).map { Float($0) })
+        XCTAssertEqual(loaded.firstMoment, [Float](repeating: 1, count: layout.totalCount))
+        XCTAssertEqual(loaded.secondMoment, [Float](repeating: 2, count: layout.totalCount))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter { $0.hasPrefix(".") }
         XCTAssertEqual(leftovers, [], "no temporary folder or file is left after a save")
     }
@@ -63,9 +78,9 @@ final class CheckpointStoreTests: XCTestCase {
             let message = "\(error)"
             XCTAssert(message.contains(store.url(step: 0).path) && message.contains("--overwrite"), message)
         }
-        XCTAssertEqual(try CheckpointStore.loadTensors(from: store.url(step: 0), layout: layout).firstMoment[0], 1, "the refused save changed nothing")
+        XCTAssertEqual(try load(store.url(step: 0)).firstMoment[0], 1, "the refused save changed nothing")
         try save(store, step: 0, value: 2, overwrite: true)
-        XCTAssertEqual(try CheckpointStore.loadTensors(from: store.url(step: 0), layout: layout).firstMoment[0], 2)
+        XCTAssertEqual(try load(store.url(step: 0)).firstMoment[0], 2)
         _ = try CheckpointStore.verify(store.url(step: 0))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter { $0.hasPrefix(".") }
         XCTAssertEqual(leftovers, [])
@@ -76,7 +91,7 @@ final class CheckpointStoreTests: XCTestCase {
         try save(store, step: 3)
         try FileManager.default.removeItem(at: store.url(step: 3).appendingPathComponent("state.json"))
         XCTAssertNoThrow(try save(store, step: 3, value: 5))
-        XCTAssertEqual(try CheckpointStore.loadTensors(from: store.url(step: 3), layout: layout).firstMoment[0], 5)
+        XCTAssertEqual(try load(store.url(step: 3)).firstMoment[0], 5)
     }
 
     func testVerifyCatchesEveryKindOfDamage() throws {
