@@ -199,6 +199,14 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("a"))).steps(), [10, 12])
     }
 
+    func testEpochsSetTheTotalAndCanBeRaisedOnResume() throws {
+        let first = try baton(["train", "--out", run("e"), "--epochs", "2"] + common)
+        XCTAssert(first.stdout.contains("step 24/24"), "2 epochs of 12 batches: \(first.stdout)")
+        let more = try baton(["train", "--out", run("e"), "--resume", "auto", "--epochs", "3"] + common)
+        XCTAssert(more.stdout.contains("step 36/36"), more.stdout)
+        XCTAssertEqual(try CheckpointStore.verify(checkpoint(run("e"), 36)).epoch, 3, "after three whole epochs the position is epoch 3, index 0")
+    }
+
     func testFreshRunInAFolderWithCheckpointsNeedsOverwrite() throws {
         try baton(["train", "--out", run("a"), "--steps", "2", "--stop-at", "0"] + common)
         let refused = try runBaton(["train", "--out", run("a"), "--steps", "3"] + common)
