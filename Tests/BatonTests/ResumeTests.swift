@@ -207,6 +207,20 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(try CheckpointStore.verify(checkpoint(run("e"), 36)).epoch, 3, "after three whole epochs the position is epoch 3, index 0")
     }
 
+    /// A run killed before its first checkpoint restarts from scratch under --resume auto, with the
+    /// config it was started with.
+    func testResumeWithoutACheckpointRestartsWithTheRunsConfig() throws {
+        let process = try launchBaton(["train", "--out", run("early"), "--steps", "1000000", "--save-every", "0", "--embd", "32"]
+                                      + common.filter { $0 != "--embd" && $0 != "16" })
+        let metrics = URL(fileURLWithPath: run("early")).appendingPathComponent("metrics.jsonl").path
+        try waitFor(process: process) { ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) >= 3 }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let restarted = try baton(["train", "--out", run("early"), "--resume", "auto", "--steps", "5"])
+        XCTAssert(restarted.stdout.contains("starting fresh") && restarted.stdout.contains("32 channels"), restarted.stdout)
+        XCTAssertEqual(try MetricsLog.read(URL(fileURLWithPath: metrics)).map(\.step), [1, 2, 3, 4, 5])
+    }
+
     func testFreshRunInAFolderWithCheckpointsNeedsOverwrite() throws {
         try baton(["train", "--out", run("a"), "--steps", "2", "--stop-at", "0"] + common)
         let refused = try runBaton(["train", "--out", run("a"), "--steps", "3"] + common)

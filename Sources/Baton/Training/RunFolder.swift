@@ -42,6 +42,12 @@ public struct RunFolder {
         public var config: TrainingConfig
     }
 
+    /// The training config recorded in config.json, if it is there and reads.
+    public func readConfig() -> TrainingConfig? {
+        guard let data = FileManager.default.contents(atPath: configURL.path) else { return nil }
+        return (try? JSONDecoder().decode(Record.self, from: data))?.config
+    }
+
     public func writeConfig(_ record: Record) throws {
         do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
             throw BatonError("--out \(url.path): cannot create run folder (\(error.localizedDescription))")

@@ -38,7 +38,9 @@ public enum TrainingLauncher {
                 throw BatonError("--out \(runFolder.url.path) already holds a run\(have.isEmpty ? "" : " (checkpoints \(have.joined(separator: ", ")))"); pass --resume auto to continue it, or --overwrite to start over")
             }
         }
-        var config = TrainingConfig()
+        // A --resume that finds no checkpoint restarts the run with the config it was started
+        // with (its config.json), not the defaults.
+        var config = request.resume != nil ? (runFolder.readConfig() ?? TrainingConfig()) : TrainingConfig()
         try request.applyFlags(&config)
         // Record where the data is absolutely, so a resume from another directory finds it.
         config.dataFolder = URL(fileURLWithPath: config.dataFolder).standardizedFileURL.path
