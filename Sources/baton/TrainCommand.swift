@@ -31,6 +31,8 @@ let trainSpec = CommandSpec(
         Option(name: "--resume", placeholder: "auto|step-N|PATH", help: "continue from the newest good checkpoint, a step, or a checkpoint folder"),
         Option(name: "--overwrite", placeholder: nil, help: "start over in a run folder that has checkpoints; replace a checkpoint of the same step"),
         Option(name: "--allow-data-change", placeholder: nil, help: "resume even though the data differs from the checkpoint's"),
+        Option(name: "--on-nonfinite", placeholder: "stop|skip", help: "a NaN/Inf loss or gradient norm stops the run (default) or skips that update"),
+        Option(name: "--on-save-error", placeholder: "stop|retry", help: "a failed save (full disk) stops the run (default) or retries at the next save"),
         Option(name: "--sample-ledger", placeholder: "FILE", help: "debug: record every sample index consumed (JSONL)"),
     ] + deviceOptions)
 
@@ -57,6 +59,8 @@ func applyTrainFlags(_ parsed: ParsedArguments, to config: inout TrainingConfig)
     if let value = try parsed.int("--save-every") { config.saveEvery = value }
     if let value = try parsed.int("--keep-last") { config.keepLast = value }
     if let value = try parsed.int("--keep-every") { config.keepEvery = value }
+    if let value = parsed.string("--on-nonfinite") { config.onNonfinite = value }
+    if let value = parsed.string("--on-save-error") { config.onSaveError = value }
     if let value = parsed.string("--device") { config.device = value }
     if let value = try parsed.int("--threads") { config.threads = value }
     try config.validate()

@@ -17,7 +17,7 @@ final class DataTests: XCTestCase {
         let header = bytes.withUnsafeBytes { raw in (0..<3).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self) } }
         XCTAssertEqual(header, [20240520, 1, 6])
         let shard = try TokenShard(url: url, vocabularySize: 65536)
-        XCTAssertEqual(shard.tokens(start: 0, count: 6), [1, 2, 3, 65535, 0, 7])
+        XCTAssertEqual(try shard.tokens(start: 0, count: 6), [1, 2, 3, 65535, 0, 7])
     }
 
     func testMalformedShardsAreRejectedWithTheFileName() throws {
@@ -43,9 +43,9 @@ final class DataTests: XCTestCase {
         let dataset = try TokenDataset.open(folder: folder, split: "train", sequenceLength: 3, vocabularySize: 256)
         XCTAssertEqual(dataset.sampleCount, 3 + 2)  // (10-1)/3 and (7-1)/3
         var inputs = [Int32](repeating: 0, count: 3), targets = [Int32](repeating: 0, count: 3)
-        dataset.copySample(2, inputs: &inputs, targets: &targets)
+        try dataset.copySample(2, inputs: &inputs, targets: &targets)
         XCTAssertEqual(inputs, [6, 7, 8]); XCTAssertEqual(targets, [7, 8, 9])
-        dataset.copySample(4, inputs: &inputs, targets: &targets)
+        try dataset.copySample(4, inputs: &inputs, targets: &targets)
         XCTAssertEqual(inputs, [103, 104, 105]); XCTAssertEqual(targets, [104, 105, 106])
     }
 
@@ -56,7 +56,7 @@ final class DataTests: XCTestCase {
         let loader = DataLoader(dataset: dataset, batchSize: 5, seed: 99)
         var seen: [Int: [Int]] = [:]
         for _ in 0..<(loader.batchesPerEpoch * 3) {
-            let batch = loader.nextBatch()
+            let batch = try loader.nextBatch()
             seen[batch.position.epoch, default: []] += batch.sampleIndices
         }
         XCTAssertEqual(Set(seen.keys), [0, 1, 2])
@@ -77,11 +77,11 @@ final class DataTests: XCTestCase {
         let straight = DataLoader(dataset: dataset, batchSize: 6, seed: 5)
         var batches: [Batch] = []
         var positions: [LoaderPosition] = []
-        for _ in 0..<40 { positions.append(straight.position); batches.append(straight.nextBatch()) }
+        for _ in 0..<40 { positions.append(straight.position); batches.append(try straight.nextBatch()) }
         for k in [0, 7, 20, 33] {
             let resumed = DataLoader(dataset: dataset, batchSize: 6, seed: 5, position: positions[k])
             for i in k..<40 {
-                let batch = resumed.nextBatch()
+                let batch = try resumed.nextBatch()
                 XCTAssertEqual(batch.sampleIndices, batches[i].sampleIndices)
                 XCTAssertEqual(batch.inputs, batches[i].inputs)
             }

@@ -20,6 +20,7 @@ public struct CheckpointState: Codable, Equatable {
     public var shuffle_seed: String
     public var rng_state: String
     public var last_loss: Float?
+    public var skipped_updates: Int
     public var config: TrainingConfig
     public var data: DataFingerprint
     public var backend: String
@@ -36,6 +37,7 @@ public struct CheckpointState: Codable, Equatable {
         shuffle_seed = String(config.seed)
         rng_state = String(state.generator.state)
         last_loss = state.lastLoss.flatMap { $0.isFinite ? $0 : nil }
+        skipped_updates = state.skippedUpdates
         self.config = config
         self.data = data
         self.backend = backend
@@ -54,6 +56,7 @@ public struct CheckpointState: Codable, Equatable {
         state.generator = RandomGenerator(seed: 0)
         state.generator.state = generatorState
         state.lastLoss = last_loss
+        state.skippedUpdates = skipped_updates
         return state
     }
 
@@ -71,7 +74,8 @@ public struct CheckpointState: Codable, Equatable {
         guard state.format_version == currentFormatVersion else {
             throw BatonError("\(path): state.json format version \(state.format_version) is not supported (this baton reads \(currentFormatVersion))")
         }
-        guard state.step >= 0, state.epoch >= 0, state.index_in_epoch >= 0, state.tokens_seen >= 0 else {
+        guard state.step >= 0, state.epoch >= 0, state.index_in_epoch >= 0, state.tokens_seen >= 0, state.skipped_updates >= 0,
+              state.skipped_updates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 }) else {
             throw BatonError("\(path): state.json has a negative step or position")
         }
         return state

@@ -218,12 +218,19 @@ public struct CheckpointStore {
             try moveIntoPlace(temporary, target, replacing: replacing)
         } catch {
             try? fileManager.removeItem(at: temporary)
+            if let error = error as? BatonError, error.message.contains("no space left on device") {
+                let needed = 3 * layout.totalCount * 4
+                let free = ((try? fileManager.attributesOfFileSystem(forPath: folder.path))?[.systemFreeSize] as? NSNumber)?.intValue
+                throw BatonError("checkpoint \(target.lastPathComponent): no space left on device: it needs about \(megabytes(needed)) MB, \(folder.path) has \(free.map { "\(megabytes($0)) MB" } ?? "?") free; the earlier checkpoints and latest are intact")
+            }
             throw error
         }
         AtomicFile.syncFolder(folder)
         try AtomicFile.write(Data((target.lastPathComponent + "\n").utf8), to: latestURL)
         return target
     }
+
+    private func megabytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1e6) }
 
     private func moveIntoPlace(_ temporary: URL, _ target: URL, replacing: Bool) throws {
         guard replacing else {

@@ -11,6 +11,8 @@ public struct TrainingState: Equatable, Sendable {
     /// of (seed, epoch).
     public var generator: RandomGenerator
     public var lastLoss: Float?
+    /// Updates skipped for a non-finite loss or gradient norm (--on-nonfinite skip).
+    public var skippedUpdates: Int = 0
 
     public init(seed: UInt64) { generator = RandomGenerator(seed: RandomGenerator.derive(seed, 0x7261_6E64)) }
 }

@@ -37,7 +37,7 @@ public final class TokenDataset {
     }
 
     /// Writes sample `index`'s inputs and targets (T tokens each).
-    public func copySample(_ index: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
+    public func copySample(_ index: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) throws {
         precondition(index >= 0 && index < sampleCount)
         var shardIndex = 0
         var low = 0, high = samplesBefore.count - 1
@@ -46,9 +46,12 @@ public final class TokenDataset {
             if samplesBefore[mid] <= index { shardIndex = mid; low = mid + 1 } else { high = mid - 1 }
         }
         let start = (index - samplesBefore[shardIndex]) * sequenceLength
-        let shard = shards[shardIndex]
-        shard.copyTokens(start: start, count: sequenceLength, into: inputs)
-        shard.copyTokens(start: start + 1, count: sequenceLength, into: targets)
+        var window = [Int32](repeating: 0, count: sequenceLength + 1)
+        try window.withUnsafeMutableBufferPointer { try shards[shardIndex].copyTokens(start: start, count: sequenceLength + 1, into: $0.baseAddress!) }
+        window.withUnsafeBufferPointer { w in
+            inputs.update(from: w.baseAddress!, count: sequenceLength)
+            targets.update(from: w.baseAddress! + 1, count: sequenceLength)
+        }
     }
 
     public var description: String {
@@ -123,17 +126,17 @@ public final class DataLoader {
         normalizePosition()
     }
 
-    public func nextBatch() -> Batch {
+    public func nextBatch() throws -> Batch {
         precondition(batchesPerEpoch > 0, "dataset smaller than one batch")
         let order = self.order(epoch: position.epoch)
         let T = dataset.sequenceLength
         let indices = Array(order[position.index..<(position.index + batchSize)])
         var inputs = [Int32](repeating: 0, count: batchSize * T)
         var targets = [Int32](repeating: 0, count: batchSize * T)
-        inputs.withUnsafeMutableBufferPointer { inp in
-            targets.withUnsafeMutableBufferPointer { tgt in
+        try inputs.withUnsafeMutableBufferPointer { inp in
+            try targets.withUnsafeMutableBufferPointer { tgt in
                 for (row, sample) in indices.enumerated() {
-                    dataset.copySample(sample, inputs: inp.baseAddress! + row * T, targets: tgt.baseAddress! + row * T)
+                    try dataset.copySample(sample, inputs: inp.baseAddress! + row * T, targets: tgt.baseAddress! + row * T)
                 }
             }
         }

@@ -15,4 +15,9 @@ enum TestHooks {
         FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
         while true { sleep(60) }
     }
+
+    /// BATON_TEST_NONFINITE_AT_STEP=N: a NaN is put into the gradients of step N.
+    static func poisonGradients(atStep step: Int) -> Bool {
+        ProcessInfo.processInfo.environment["BATON_TEST_NONFINITE_AT_STEP"].flatMap(Int.init) == step
+    }
 }

@@ -7,7 +7,7 @@ public enum Evaluation {
         precondition(count > 0)
         var sum = 0.0
         for _ in 0..<count {
-            let batch = loader.nextBatch()
+            let batch = try loader.nextBatch()
             sum += Double(try model.forward(inputs: batch.inputs, targets: batch.targets, B: batchSize, T: dataset.sequenceLength))
         }
         return Float(sum / Double(count))
@@ -30,8 +30,8 @@ public enum Evaluation {
             for row in 0..<B {
                 // Rows past the end repeat the last sequence; their losses are not counted.
                 let sequence = done + min(row, rows - 1)
-                inputs.withUnsafeMutableBufferPointer { shard.copyTokens(start: sequence * T, count: T, into: $0.baseAddress! + row * T) }
-                targets.withUnsafeMutableBufferPointer { shard.copyTokens(start: sequence * T + 1, count: T, into: $0.baseAddress! + row * T) }
+                try inputs.withUnsafeMutableBufferPointer { try shard.copyTokens(start: sequence * T, count: T, into: $0.baseAddress! + row * T) }
+                try targets.withUnsafeMutableBufferPointer { try shard.copyTokens(start: sequence * T + 1, count: T, into: $0.baseAddress! + row * T) }
             }
             try model.forward(inputs: inputs, targets: targets, B: B, T: T)
             let losses = try model.lastLosses()

@@ -9,7 +9,13 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var grad_norm: Float
     public var tokens_per_s: Double
     public var val_loss: Float?
+    /// True on a step whose update was skipped for a non-finite loss or gradient norm.
+    public var skipped: Bool?
 }
+
+/// NaN and infinities are written as the strings "NaN", "Infinity", "-Infinity" (JSON has no
+/// literal for them).
+let nonFiniteAsStrings = (positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
 
 /// Appends one JSON object per step to `metrics.jsonl`.
 public final class MetricsLog {
@@ -29,6 +35,8 @@ public final class MetricsLog {
         self.handle = handle
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: nonFiniteAsStrings.positiveInfinity,
+                                                                      negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
     }
 
     public func append(_ metrics: StepMetrics) throws {
@@ -42,6 +50,8 @@ public final class MetricsLog {
     public static func read(_ url: URL) throws -> [StepMetrics] {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw BatonError("\(url.path): cannot read metrics") }
         let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: nonFiniteAsStrings.positiveInfinity,
+                                                                        negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
         return try text.split(separator: "\n").map { line in
             do { return try decoder.decode(StepMetrics.self, from: Data(line.utf8)) } catch {
                 throw BatonError("\(url.path): malformed metrics line: \(line.prefix(80))")

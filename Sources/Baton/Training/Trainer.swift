@@ -51,6 +51,8 @@ public final class Trainer {
     /// A previous run's checkpoints moved aside by a fresh start with --overwrite; deleted once
     /// this run's first checkpoint is in place.
     var replacedCheckpoints: URL?
+    /// This process's hold on the run folder (see RunLock).
+    var lock: RunLock?
     private let log: (String) -> Void
 
     /// Opens the data and builds the model; with `restoring`, takes the weights, moments and
@@ -96,14 +98,17 @@ public final class Trainer {
         if let ledger = options.sampleLedger { try MetricsLog.truncate(ledger, afterStep: state.step) }
     }
 
-    /// One optimizer step over `gradientAccumulation` micro-batches. Returns (mean loss, grad norm).
-    public func trainStep() throws -> (loss: Float, gradientNorm: Float) {
+    /// One optimizer step over `gradientAccumulation` micro-batches. Returns (mean loss, grad norm,
+    /// whether the update was skipped). A non-finite loss or gradient norm is never applied: it
+    /// stops the run (an error, nothing of the step kept) or, with --on-nonfinite skip, the update
+    /// is skipped and counted.
+    public func trainStep() throws -> (loss: Float, gradientNorm: Float, skipped: Bool) {
         try model.zeroGradients()
         var lossSum: Float = 0
         let micro = config.gradientAccumulation
         var ledgerLines: [String] = []
         for _ in 0..<micro {
-            let batch = trainLoader.nextBatch()
+            let batch = try trainLoader.nextBatch()
             if options.sampleLedger != nil {
                 ledgerLines.append("{\"step\":\(state.step + 1),\"epoch\":\(batch.position.epoch),\"index\":\(batch.position.index),\"samples\":\(batch.sampleIndices)}")
             }
@@ -111,15 +116,29 @@ public final class Trainer {
                                          T: config.model.contextLength, lossScaleForBackward: 1 / Float(micro))
             try model.backward()
         }
+        if TestHooks.poisonGradients(atStep: state.step + 1) { try model.device.fill(model.gradients.slice(0, 1), with: .nan) }
         let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
-        try optimizer.update(step: state.step + 1, learningRate: schedule.learningRate(atStep: state.step),
-                             gradientScale: AdamW.clipScale(norm: norm, maxNorm: config.gradientClip))
+        let loss = lossSum / Float(micro)
+        let skipped = !loss.isFinite || !norm.isFinite
+        if skipped {
+            let what = !loss.isFinite ? "the loss is \(loss)" : "the gradient norm is \(norm)"
+            guard config.onNonfinite == "skip" else {
+                let kept = store.steps().last.map { "; the last checkpoint (\(CheckpointStore.name(step: $0))) is kept" } ?? ""
+                throw BatonError("step \(state.step + 1): \(what); stopped without applying it\(kept). Resume with a lower --lr, or --on-nonfinite skip")
+            }
+            state.skippedUpdates += 1
+            log("step \(state.step + 1): \(what); update skipped (--on-nonfinite skip; \(state.skippedUpdates) so far)")
+        } else {
+            // Bias correction counts the updates actually applied.
+            try optimizer.update(step: state.step + 1 - state.skippedUpdates, learningRate: schedule.learningRate(atStep: state.step),
+                                 gradientScale: AdamW.clipScale(norm: norm, maxNorm: config.gradientClip))
+        }
         state.step += 1
         state.position = trainLoader.position
         state.tokensSeen += config.tokensPerStep
-        state.lastLoss = lossSum / Float(micro)
+        state.lastLoss = loss
         if let ledger = options.sampleLedger { try appendLines(ledgerLines, to: ledger) }
-        return (lossSum / Float(micro), norm)
+        return (loss, norm, skipped)
     }
 
     var checkpointTensors: CheckpointTensors {
@@ -137,6 +156,11 @@ public final class Trainer {
     @discardableResult
     public func saveCheckpoint() throws -> URL {
         let device = model.device
+        // A checkpoint with a non-finite number in it is never written.
+        for (name, tensor) in [("weights", model.parameters), ("AdamW moments", optimizer.firstMoment), ("AdamW moments", optimizer.secondMoment)]
+            where !(try device.globalNormSquared(tensor)).isFinite {
+            throw BatonError("step \(state.step): the \(name) are not finite; no checkpoint written (the earlier ones are kept)")
+        }
         let start = monotonicSeconds()
         let snapshot = state
         let url = try store.save(step: state.step, tensors: checkpointTensors, layout: model.layout, describe: { files in
@@ -172,6 +196,13 @@ public final class Trainer {
         func saveUnlessSaved() throws {
             if lastSaved?.step != state.step { lastSaved = (state.step, try saveCheckpoint()) }
         }
+        /// A periodic save that fails: stop (default), or with --on-save-error retry, say so and
+        /// keep training; the next save tries again. Final and stop saves always stop on failure.
+        func saveOrRetryLater() throws {
+            do { try saveUnlessSaved() } catch let error as BatonError where config.onSaveError == "retry" {
+                log("checkpoint: save at step \(state.step) failed: \(error.message); training on, retrying at the next save (--on-save-error retry)")
+            }
+        }
         while true {
             if let stopAt = options.stopAt, state.step >= stopAt {
                 try saveUnlessSaved()
@@ -185,14 +216,15 @@ public final class Trainer {
             if state.step >= config.steps { break }
             let stepIndex = state.step
             let start = monotonicSeconds()
-            let (loss, norm) = try trainStep()
+            let (loss, norm, skipped) = try trainStep()
             let seconds = monotonicSeconds() - start
             totalSeconds += seconds
             stepsRun += 1
             smoothedStepSeconds = smoothedStepSeconds.map { 0.9 * $0 + 0.1 * seconds } ?? seconds
             let tokensPerSecond = Double(config.tokensPerStep) / seconds
             var record = StepMetrics(step: state.step, epoch: state.position.epoch, loss: loss,
-                                     lr: schedule.learningRate(atStep: stepIndex), grad_norm: norm, tokens_per_s: tokensPerSecond)
+                                     lr: schedule.learningRate(atStep: stepIndex), grad_norm: norm, tokens_per_s: tokensPerSecond,
+                                     skipped: skipped ? true : nil)
             let isLast = state.step == config.steps
             if (config.evalEvery > 0 && state.step % config.evalEvery == 0) || isLast {
                 record.val_loss = try validationLoss()
@@ -205,8 +237,7 @@ public final class Trainer {
                 if let val = record.val_loss { line += " | val loss \(fixed(val, 4))" }
                 log(line)
             }
-            if !loss.isFinite { throw BatonError("step \(state.step): loss is \(loss); lower --lr or check the data (the last checkpoint is untouched)") }
-            if config.saveEvery > 0 && state.step % config.saveEvery == 0 { try saveUnlessSaved() }
+            if config.saveEvery > 0 && state.step % config.saveEvery == 0 { try saveOrRetryLater() }
         }
         try saveUnlessSaved()
         return summary(stoppedBy: nil)

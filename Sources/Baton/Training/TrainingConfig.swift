@@ -27,6 +27,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var keepEvery = 0
     /// When set, `steps` was derived from this many epochs over the training data.
     public var epochs: Int?
+    /// A NaN or Inf loss or gradient norm: "stop" (the default; nothing of that step is applied)
+    /// or "skip" (that update is skipped and counted).
+    public var onNonfinite = "stop"
+    /// A checkpoint save that fails (a full disk): "stop" (the default) or "retry" at the next save.
+    public var onSaveError = "stop"
 
     public init() {}
 
@@ -47,6 +52,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
                               ("--grad-clip", gradientClip)] where !(value >= 0 && value.isFinite) {
             throw BatonError("\(flag) must be a finite number >= 0, got \(value)")
         }
+        if !["stop", "skip"].contains(onNonfinite) { throw BatonError("--on-nonfinite expects stop or skip, got '\(onNonfinite)'") }
+        if !["stop", "retry"].contains(onSaveError) { throw BatonError("--on-save-error expects stop or retry, got '\(onSaveError)'") }
         if !(beta1 >= 0 && beta1 < 1) { throw BatonError("--beta1 must be in [0, 1), got \(beta1)") }
         if !(beta2 >= 0 && beta2 < 1) { throw BatonError("--beta2 must be in [0, 1), got \(beta2)") }
     }

@@ -25,6 +25,21 @@ public enum TrainingLauncher {
             throw BatonError("--resume needs --out RUN, the run folder to continue")
         }
         let runFolder = try RunFolder.locate(requested: request.out)
+        let existed = FileManager.default.fileExists(atPath: runFolder.url.path)
+        // Everything below may change the folder: take it for this process alone first.
+        let lock = try RunLock(runFolder: runFolder.url)
+        do {
+            let trainer = try start(request, runFolder: runFolder, device: device, log: log)
+            trainer.lock = lock
+            return trainer
+        } catch {
+            // Leave no empty folder behind when a fresh start fails its checks.
+            if !existed { try? FileManager.default.removeItem(at: lock.url); try? FileManager.default.removeItem(at: runFolder.url) }
+            throw error
+        }
+    }
+
+    private static func start(_ request: Request, runFolder: RunFolder, device: any Device, log: @escaping (String) -> Void) throws -> Trainer {
         let store = CheckpointStore(runFolder: runFolder.url)
         store.removeAbandonedSaves(log: log)
         if let resume = request.resume {
