@@ -41,11 +41,12 @@ struct ProcessResult {
 }
 
 /// Runs the built `baton` with arguments, in `folder` (default: the repository root).
-func runBaton(_ arguments: [String], in folder: URL = TestPaths.repositoryRoot) throws -> ProcessResult {
+func runBaton(_ arguments: [String], in folder: URL = TestPaths.repositoryRoot, environment extra: [String: String] = [:]) throws -> ProcessResult {
     let process = Process()
     process.executableURL = TestPaths.batonExecutable
     process.arguments = arguments
     process.currentDirectoryURL = folder
+    process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

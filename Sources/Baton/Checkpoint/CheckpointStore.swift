@@ -64,11 +64,16 @@ public struct CheckpointStore {
         }.sorted()
     }
 
-    /// The folder `latest` names, if the file exists and reads.
+    /// The folder `latest` names, if the file exists, is small, and names a step folder
+    /// (anything else is treated as no pointer: the folders themselves are the truth).
     public func latestName() -> String? {
-        guard let text = try? String(contentsOf: latestURL, encoding: .utf8) else { return nil }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: latestURL.path),
+              ((attributes[.size] as? NSNumber)?.intValue ?? Int.max) <= 64,
+              let data = FileManager.default.contents(atPath: latestURL.path),
+              let text = String(data: data, encoding: .utf8) else { return nil }
         let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        return name.isEmpty ? nil : name
+        guard name.hasPrefix("step-"), name.count == 13, name.dropFirst(5).allSatisfy({ $0 >= "0" && $0 <= "9" }) else { return nil }
+        return name
     }
 
     // MARK: verification
@@ -201,6 +206,9 @@ public struct CheckpointStore {
                                      metadata: ModelWeights.metadata(for: layout.config))
             }
             TestHooks.pauseInSaveIfAsked(step: step)
+            if TestHooks.diskFull(atStep: step) {
+                throw FileWriter.error(temporary.appendingPathComponent(CheckpointStore.optimizerFile), "write failed", ENOSPC, 8 * layout.totalCount)
+            }
             let momentEntries = layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
                 + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
             files[CheckpointStore.optimizerFile] = try device.withHostMemory(of: tensors.firstMoment) { m in

@@ -106,6 +106,11 @@ public enum SafeTensors {
             }
             entries[name] = Entry(name: name, dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
         }
+        // Tensors may not share bytes.
+        let ordered = entries.values.sorted { ($0.range.lowerBound, $0.range.upperBound) < ($1.range.lowerBound, $1.range.upperBound) }
+        for (previous, next) in zip(ordered, ordered.dropFirst()) where next.range.lowerBound < previous.range.upperBound {
+            throw BatonError("\(path): tensors \(previous.name) and \(next.name) overlap in the data section")
+        }
         return File(url: url, entries: entries, metadata: metadata, data: data, dataStart: dataStart)
     }
 

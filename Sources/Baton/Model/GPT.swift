@@ -67,7 +67,8 @@ public final class GPT {
         guard T >= 1, T <= config.contextLength else {
             throw BatonError("sequence length \(T) is outside 1...\(config.contextLength), the model's context length")
         }
-        guard B >= 1, tokenCount == B * T else { throw BatonError("expected \(B * T) tokens for batch \(B) x \(T), got \(tokenCount)") }
+        guard B >= 1, B <= Int(Int32.max) / T else { throw BatonError("batch \(B) x \(T) tokens is more rows than the kernels index (2^31)") }
+        guard tokenCount == B * T else { throw BatonError("expected \(B * T) tokens for batch \(B) x \(T), got \(tokenCount)") }
     }
 
     /// Runs the model on inputs [B, T] and returns the mean cross-entropy against targets [B, T].

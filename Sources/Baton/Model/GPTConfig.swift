@@ -21,6 +21,11 @@ public struct GPTConfig: Codable, Equatable, Sendable {
                               ("--heads", heads), ("--embd", channels)] where value < 1 {
             throw BatonError("\(flag) must be at least 1, got \(value)")
         }
+        // Upper bounds keep every size product far from overflow, whatever a file claims.
+        for (flag, value, limit) in [("--seq-len", contextLength, 65536), ("--layers", layers, 1024), ("--heads", heads, 1024),
+                                     ("--embd", channels, 65536)] where value > limit {
+            throw BatonError("\(flag) \(value) is larger than Baton supports (\(limit))")
+        }
         if channels % heads != 0 {
             throw BatonError("--embd \(channels) is not divisible by --heads \(heads)")
         }

@@ -16,6 +16,12 @@ enum TestHooks {
         while true { sleep(60) }
     }
 
+    /// BATON_TEST_ENOSPC_AT_STEP=N: the save of step N fails half-way as if the disk were full
+    /// (for machines where the test cannot mount a small tmpfs).
+    static func diskFull(atStep step: Int) -> Bool {
+        ProcessInfo.processInfo.environment["BATON_TEST_ENOSPC_AT_STEP"].flatMap(Int.init) == step
+    }
+
     /// BATON_TEST_NONFINITE_AT_STEP=N: a NaN is put into the gradients of step N.
     static func poisonGradients(atStep step: Int) -> Bool {
         ProcessInfo.processInfo.environment["BATON_TEST_NONFINITE_AT_STEP"].flatMap(Int.init) == step

@@ -53,6 +53,8 @@ public final class Trainer {
     var replacedCheckpoints: URL?
     /// This process's hold on the run folder (see RunLock).
     var lock: RunLock?
+    /// The checkpoint this run was resumed from (its step needs no new save).
+    public let restoredFrom: URL?
     private let log: (String) -> Void
 
     /// Opens the data and builds the model; with `restoring`, takes the weights, moments and
@@ -81,12 +83,14 @@ public final class Trainer {
                 }
                 log("warning: resuming on changed data (\(difference)), as --allow-data-change asks")
             }
+            restoredFrom = restoring.url
             state = try restoring.state.trainingState()
             try CheckpointStore.loadTensors(from: restoring.url, layout: model.layout, into: checkpointTensors)
             // O(1): the loader is placed at (epoch, index); no batch is replayed.
             trainLoader.seek(to: state.position)
             state.position = trainLoader.position
         } else {
+            restoredFrom = nil
             state = TrainingState(seed: config.seed)
             try model.initializeParameters(seed: config.seed)
         }
@@ -185,7 +189,8 @@ public final class Trainer {
         log("data: \(trainLoader.dataset.sampleCount) training sequences, \(trainLoader.batchesPerEpoch) batches per epoch")
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
-        var lastSaved: (step: Int, url: URL)?
+        var lastSaved: (step: Int, url: URL)? = restoredFrom.map { (state.step, $0) }
+        if state.step >= config.steps { log("already at step \(state.step) of \(config.steps): nothing to train (raise --steps to extend the run)") }
         var smoothedStepSeconds: Double?
         var totalSeconds = 0.0, stepsRun = 0
         func summary(stoppedBy: String?) -> TrainingSummary {

@@ -44,6 +44,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
                                          ("--eval-batches", evalBatches), ("--log-every", logEvery), ("--keep-last", keepLast),
                                          ("--epochs", epochs ?? 1)]
         for (flag, value) in positive where value < 1 { throw BatonError("\(flag) must be at least 1, got \(value)") }
+        for (flag, value, limit) in [("--batch", batchSize, 65536), ("--grad-accum", gradientAccumulation, 65536), ("--steps", steps, 1 << 40),
+                                     ("--epochs", epochs ?? 1, 1 << 30), ("--eval-batches", evalBatches, 1 << 30), ("--threads", threads, 4096)]
+            where value > limit {
+            throw BatonError("\(flag) \(value) is larger than Baton supports (\(limit))")
+        }
         for (flag, value) in [("--warmup", warmupSteps), ("--eval-every", evalEvery), ("--threads", threads), ("--save-every", saveEvery),
                               ("--keep-every", keepEvery)] where value < 0 {
             throw BatonError("\(flag) must not be negative, got \(value)")

@@ -74,6 +74,13 @@ public enum TrainingLauncher {
         if config.model != saved.model {
             throw BatonError("the model shape given (\(describe(config.model))) differs from checkpoint \(found.url.lastPathComponent)'s (\(describe(saved.model))); a resumed run keeps its shape")
         }
+        // The checkpoint's config sizes the model about to be allocated: it must agree with the
+        // checkpoint's own (size-checked) model file before anything is allocated.
+        let expectedBytes = ParameterLayout(config: config.model).totalCount * 4
+        let modelBytes = found.state.files[CheckpointStore.modelFile]?.bytes ?? 0
+        guard expectedBytes <= modelBytes else {
+            throw BatonError("\(found.url.path): state.json describes a model of \(expectedBytes) bytes, but model.safetensors holds \(modelBytes)")
+        }
         config = try resolveEpochs(config, log: log)
         for change in differences(saved, config) { log("resume: \(change)") }
         // Checkpoints newer than an explicitly chosen one belong to a future this run is about to
