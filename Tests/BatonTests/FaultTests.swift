@@ -141,3 +141,14 @@ func shell(_ command: String) -> Int32 {
     process.waitUntilExit()
     return process.terminationStatus
 }
+
+/// The torture harness, short: 5 SIGKILLs at random instants, then the end compared byte for byte.
+final class TortureTests: XCTestCase {
+    func testFiveRandomKillsLoseNothingAndEndBitwiseEqual() throws {
+        let result = try runBaton(["torture", "--kills", "5", "--seed", "7"])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        for line in ["kills: 5", "mismatches: 0", "checkpoints lost: 0"] {
+            XCTAssert(result.stdout.contains(line), "'\(line)' missing from:\n\(result.stdout)")
+        }
+    }
+}

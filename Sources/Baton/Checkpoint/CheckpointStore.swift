@@ -260,9 +260,20 @@ public struct CheckpointStore {
         try? FileManager.default.removeItem(at: aside)
     }
 
-    /// Cleans up after saves that a crash interrupted. A `.tmp-` folder was never renamed into
+    /// Deletes a checkpoint so that no crash can leave half of it looking like a checkpoint: the
+    /// folder is first renamed out of the step-N namespace (atomic), then removed.
+    @discardableResult
+    public func delete(step: Int) -> Bool {
+        let trash = folder.appendingPathComponent(".trash-\(CheckpointStore.name(step: step))-\(getpid())")
+        guard rename(url(step: step).path, trash.path) == 0 else { return false }
+        try? FileManager.default.removeItem(at: trash)
+        return true
+    }
+
+    /// Cleans up after saves and deletions that a crash interrupted. A `.tmp-` folder was never renamed into
     /// place, so it is never a checkpoint: deleted. An `.old-step-N-` folder is a complete earlier
-    /// checkpoint moved aside for a replacement: put back if step-N is missing, else deleted.
+    /// checkpoint moved aside for a replacement: put back if step-N is missing, else deleted. A
+    /// `.trash-` folder was on its way out (retention): deleted.
     public func removeAbandonedSaves(log: (String) -> Void) {
         let fileManager = FileManager.default
         let names = (try? fileManager.contentsOfDirectory(atPath: folder.path)) ?? []
@@ -273,7 +284,7 @@ public struct CheckpointStore {
                 log("checkpoint: restored \(stepName), moved aside by a replacement that did not finish")
             }
         }
-        for name in names where name.hasPrefix(".tmp-") || name.hasPrefix(".old-") {
+        for name in names where name.hasPrefix(".tmp-") || name.hasPrefix(".old-") || name.hasPrefix(".trash-") {
             if (try? fileManager.removeItem(at: folder.appendingPathComponent(name))) != nil {
                 log("checkpoint: removed \(name), left by a save that did not finish")
             }
@@ -290,7 +301,7 @@ public struct CheckpointStore {
         let recent = Set(all.suffix(max(keepLast, 1)))
         var removed: [Int] = []
         for step in all where !recent.contains(step) && step != protected && !(keepEvery > 0 && step % keepEvery == 0) {
-            if (try? FileManager.default.removeItem(at: url(step: step))) != nil { removed.append(step) }
+            if delete(step: step) { removed.append(step) }
         }
         return removed
     }

@@ -93,7 +93,7 @@ public enum TrainingLauncher {
             guard request.options.overwrite else {
                 throw BatonError("--resume: \(runFolder.url.path) has checkpoints after \(found.url.lastPathComponent) (\(names)); resuming from it would fork the run: pass --overwrite to delete them")
             }
-            for step in newer { try? FileManager.default.removeItem(at: store.url(step: step)) }
+            for step in newer { store.delete(step: step) }
             log("checkpoint: deleted \(names), newer than \(found.url.lastPathComponent) (--overwrite)")
         }
         log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.index_in_epoch) in the epoch)")

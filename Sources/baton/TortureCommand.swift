@@ -1,0 +1,160 @@
+import Baton
+import Foundation
+
+let tortureSpec = CommandSpec(
+    name: "torture",
+    summary: "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
+    usage: "baton torture [--kills N] [--seed S] [--work DIR]",
+    options: [
+        Option(name: "--kills", placeholder: "N", help: "SIGKILLs to deliver (default 50)"),
+        Option(name: "--seed", placeholder: "S", help: "seed for the kill times and the data (default 1); a failure replays with the same seed"),
+        Option(name: "--work", placeholder: "DIR", help: "working folder, kept afterwards (default: a temporary folder, deleted when all is well)"),
+    ])
+
+func tortureCommand(_ arguments: [String]) throws {
+    guard let parsed = try tortureSpec.parse(arguments) else { return }
+    let kills = try parsed.int("--kills") ?? 50
+    let seed = try parsed.seed("--seed") ?? 1
+    guard kills >= 1 else { throw UsageError("baton torture: --kills must be at least 1") }
+    let work = URL(fileURLWithPath: parsed.string("--work") ?? NSTemporaryDirectory() + "baton-torture-\(getpid())")
+    let keep = parsed.string("--work") != nil
+    let report = try Torture(work: work, kills: kills, seed: seed).run()
+    for line in report.lines { say(line) }
+    if report.passed, !keep { try? FileManager.default.removeItem(at: work) }
+    guard report.passed else { throw BatonError("torture failed (seed \(seed)); the runs are in \(work.path)") }
+}
+
+/// The harness behind `baton torture`, driving copies of this same executable.
+struct Torture {
+    let work: URL
+    let kills: Int
+    let seed: UInt64
+
+    struct Report {
+        var lines: [String]
+        var passed: Bool
+    }
+
+    var executable: URL { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() }
+
+    func run() throws -> Report {
+        let fileManager = FileManager.default
+        try? fileManager.removeItem(at: work)
+        try fileManager.createDirectory(at: work, withIntermediateDirectories: true)
+        var generator = RandomGenerator(seed: seed)
+        // Data: 48 windows of 8+1 tokens (an epoch is 12 steps) of seeded letters.
+        let shards = work.appendingPathComponent("shards")
+        try fileManager.createDirectory(at: shards, withIntermediateDirectories: true)
+        let letters = (0..<485).map { _ in UInt16(generator.next() % 5 == 0 ? 32 : 97 + generator.next() % 26) }
+        try TokenShard.write(tokens: Array(letters.prefix(385)), to: shards.appendingPathComponent("t_train_000000.bin"))
+        try TokenShard.write(tokens: Array(letters.suffix(100)), to: shards.appendingPathComponent("t_val_000000.bin"))
+        let steps = max(60, 12 * kills)
+        let common = ["--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "4",
+                      "--steps", "\(steps)", "--warmup", "5", "--lr", "3e-3", "--save-every", "2", "--keep-last", "3",
+                      "--eval-every", "25", "--eval-batches", "2", "--log-every", "1000000", "--device", "cpu", "--threads", "1"]
+
+        // Calibrate: process start-up, and the uninterrupted reference run.
+        let startup = try timed { try runToEnd(["train", "--out", work.appendingPathComponent("calibrate").path] + common.map { $0 == "\(steps)" ? "1" : $0 }) }
+        let straight = work.appendingPathComponent("straight").path
+        let whole = try timed { try runToEnd(["train", "--out", straight] + common) }
+        let perStep = max((whole - startup) / Double(steps), 1e-5)
+
+        var done = 0, inSave = 0, launches = 0, lost = 0, mismatches = 0, rounds = 0
+        var notes: [String] = []
+        // A round: a fresh run folder, killed until the run completes or every kill is spent, then
+        // run to the end and compared with the uninterrupted run.
+        while done < kills {
+            rounds += 1
+            let tortured = work.appendingPathComponent("tortured-\(rounds)").path
+            let store = CheckpointStore(runFolder: URL(fileURLWithPath: tortured))
+            var newestBefore = -1
+            attempts: while done < kills {
+                // Kill within the first ~steps/(2 kills) steps of this attempt's work, so most kills
+                // land before the run is over.
+                let delay = 0.5 * startup + generator.nextUniform() * (startup + perStep * Double(steps) / Double(2 * kills))
+                let process = try launch(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"))
+                launches += 1
+                usleep(UInt32(delay * 1e6))
+                guard process.isRunning else {
+                    process.waitUntilExit()
+                    if process.terminationStatus != 0 {
+                        lost += 1
+                        notes.append("an attempt exited with status \(process.terminationStatus) before its kill")
+                    }
+                    break attempts
+                }
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                done += 1
+                // Inside a save: a temporary folder not yet renamed, or `latest` not yet moved on.
+                let names = (try? fileManager.contentsOfDirectory(atPath: store.folder.path)) ?? []
+                let newestFolder = store.steps().last.map { CheckpointStore.name(step: $0) }
+                if names.contains(where: { $0.hasPrefix(".tmp-") || $0.hasPrefix(".old-") }) || store.latestName() != newestFolder { inSave += 1 }
+                // Nothing good may be lost: every checkpoint folder verifies, and the newest good
+                // step never goes backwards.
+                var newestGood = -1
+                for step in store.steps() {
+                    do { _ = try CheckpointStore.verify(store.url(step: step)); newestGood = step } catch {
+                        lost += 1
+                        notes.append("after kill \(done): \(error)")
+                    }
+                }
+                if newestGood < newestBefore {
+                    lost += 1
+                    notes.append("after kill \(done): newest good checkpoint went back from step \(newestBefore) to \(newestGood)")
+                }
+                newestBefore = max(newestBefore, newestGood)
+            }
+            try runToEnd(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"))
+            launches += 1
+            let final = CheckpointStore(runFolder: URL(fileURLWithPath: straight)).url(step: steps)
+            for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
+                let a = try Data(contentsOf: final.appendingPathComponent(name))
+                let b = try Data(contentsOf: store.url(step: steps).appendingPathComponent(name))
+                if a != b { mismatches += 1; notes.append("round \(rounds): \(name) of step \(steps) differs from the uninterrupted run's") }
+            }
+            func metrics(_ run: String) throws -> [StepMetrics] {
+                try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
+            }
+            if try metrics(straight) != metrics(tortured) { mismatches += 1; notes.append("round \(rounds): metrics.jsonl differs from the uninterrupted run's") }
+        }
+        let window = 1000 * (1.5 * startup + perStep * Double(steps) / Double(2 * kills))
+        let lines = ["torture: seed \(seed), \(steps) steps a run, checkpoint every 2 steps, SIGKILL \(String(format: "%.0f", 500 * startup))-\(String(format: "%.0f", window)) ms after each launch"]
+            + notes.map { "  note: \($0)" } + [
+            "kills: \(done)",
+            "kills inside a save: \(inSave)",
+            "resumes: \(launches - rounds)",
+            "runs compared with the uninterrupted one: \(rounds)",
+            "mismatches: \(mismatches)",
+            "checkpoints lost: \(lost)",
+        ]
+        return Report(lines: lines, passed: done == kills && mismatches == 0 && lost == 0)
+    }
+
+    private func launch(_ arguments: [String], log: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    private func runToEnd(_ arguments: [String], log: URL? = nil) throws {
+        let process = try launch(arguments, log: log ?? work.appendingPathComponent("reference.log"))
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw BatonError("torture: baton \(arguments.prefix(3).joined(separator: " ")) failed (status \(process.terminationStatus)); see \(work.path)")
+        }
+    }
+
+    private func timed(_ body: () throws -> Void) rethrows -> Double {
+        let start = monotonicSeconds()
+        try body()
+        return monotonicSeconds() - start
+    }
+}
