@@ -39,7 +39,8 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+void attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
+    (void)scratch; /* the CPU works on qkv in place */
     attention_args a = {out, att, NULL, NULL, qkv, NULL, NULL, B, T, C, NH};
     parallel_for((int64_t)B * NH, 1, attention_forward_heads, &a);
 }

@@ -116,8 +116,9 @@ final class FiniteDifferenceTests: XCTestCase {
         let B = 2, T = 5, C = 8, NH = 2
         let qkv = random(B * T * 3 * C), w = random(B * T * C)
         let out = try device.allocate(floats: B * T * C), att = try device.allocate(floats: B * NH * T * T)
+        let scratch = try device.allocate(floats: attentionScratchCount(B: B, T: T, C: C, NH: NH))
         func loss(_ qkv: [Float]) throws -> Double {
-            try device.attentionForward(out: out, att: att, qkv: try tensor(qkv), B: B, T: T, C: C, NH: NH)
+            try device.attentionForward(out: out, att: att, qkv: try tensor(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
             return try weightedSum(out, w)
         }
         _ = try loss(qkv)
@@ -129,7 +130,7 @@ final class FiniteDifferenceTests: XCTestCase {
             XCTAssertEqual(values.reduce(0, +), 1, accuracy: 1e-5)
             XCTAssert(values.dropFirst(t + 1).allSatisfy { $0 == 0 }, "causal mask broken in row \(row)")
         }
-        let dqkv = try device.allocate(floats: B * T * 3 * C), scratch = try device.allocate(floats: B * NH * T * T)
+        let dqkv = try device.allocate(floats: B * T * 3 * C)
         try device.fill(dqkv, with: .nan)  // backward must overwrite every entry
         try device.attentionBackward(dqkv: dqkv, scratch: scratch, dout: try tensor(w), qkv: try tensor(qkv), att: att,
                                      B: B, T: T, C: C, NH: NH)

@@ -96,8 +96,8 @@ public final class CPUDevice: Device {
         bias_backward(dbias.pointer, dout.pointer, Int32(N), Int32(OC))
     }
 
-    public func attentionForward(out: Tensor, att: Tensor, qkv: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
-        attention_forward(out.pointer, att.pointer, qkv.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
+    public func attentionForward(out: Tensor, att: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
+        attention_forward(out.pointer, att.pointer, qkv.pointer, scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
     }
 
     public func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {

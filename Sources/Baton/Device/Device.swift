@@ -30,7 +30,8 @@ public protocol Device: AnyObject {
     func matmul(c: Tensor, a: Tensor, b: Tensor, M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool, beta: Float) throws
     func biasForward(out: Tensor, bias: Tensor, N: Int, OC: Int) throws
     func biasBackward(dbias: Tensor, dout: Tensor, N: Int, OC: Int) throws
-    func attentionForward(out: Tensor, att: Tensor, qkv: Tensor, B: Int, T: Int, C: Int, NH: Int) throws
+    /// scratch: attentionScratchCount(B:T:C:NH:) floats, used by both attention ops.
+    func attentionForward(out: Tensor, att: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws
     func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, B: Int, T: Int, C: Int, NH: Int) throws
     func geluForward(out: Tensor, input: Tensor) throws
     func geluBackward(dinput: Tensor, input: Tensor, dout: Tensor) throws
@@ -46,6 +47,9 @@ public protocol Device: AnyObject {
     /// on a GPU. For checkpoint writes, which must not cost a second copy on the CPU.
     func withHostMemory<R>(of tensor: Tensor, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R
 }
+
+/// Floats of scratch the attention ops need (BATON_ATTENTION_SCRATCH in baton_backend.h).
+public func attentionScratchCount(B: Int, T: Int, C: Int, NH: Int) -> Int { B * NH * T * T + 7 * B * T * C }
 
 extension Device {
     public func upload(_ values: [Float], to tensor: Tensor) throws {

@@ -49,6 +49,6 @@ final class Activations {
         dqkv = try floats(N * 3 * C)
         dfcGelu = try floats(N * 4 * C)
         dfc = try floats(N * 4 * C)
-        attentionScratch = try floats(B * NH * T * T)
+        attentionScratch = try floats(attentionScratchCount(B: B, T: T, C: C, NH: NH))
     }
 }

@@ -49,10 +49,14 @@ typedef void baton_bias_forward_fn(float *out, const float *bias, int N, int OC)
 typedef void baton_bias_backward_fn(float *dbias, const float *dout, int N, int OC);
 
 /* Causal multi-head self-attention. qkv is [B,T,3C] (q, k, v side by side, each split into NH
- * heads of C/NH channels); out is [B,T,C]; att [B,NH,T,T] receives the softmax probabilities. */
-typedef void baton_attention_forward_fn(float *out, float *att, const float *qkv, int B, int T,
-                                        int C, int NH);
-/* dqkv is overwritten; scratch holds B*NH*T*T floats. */
+ * heads of C/NH channels); out is [B,T,C]; att [B,NH,T,T] receives the softmax probabilities.
+ * scratch holds BATON_ATTENTION_SCRATCH(B,T,C,NH) floats, free for the op to use (a backend may
+ * repack q, k and v there); it carries nothing from one call to the next. */
+#define BATON_ATTENTION_SCRATCH(B, T, C, NH) \
+    ((int64_t)(B) * (NH) * (T) * (T) + 7 * (int64_t)(B) * (T) * (C))
+typedef void baton_attention_forward_fn(float *out, float *att, const float *qkv, float *scratch,
+                                        int B, int T, int C, int NH);
+/* dqkv is overwritten. */
 typedef void baton_attention_backward_fn(float *dqkv, float *scratch, const float *dout,
                                          const float *qkv, const float *att, int B, int T, int C,
                                          int NH);
@@ -81,13 +85,17 @@ typedef void baton_global_norm_squared_fn(float *out, const float *x, int64_t n)
 /* x[i] = value */
 typedef void baton_fill_fn(float *x, float value, int64_t n);
 
-/* The table a loadable backend returns. Memory functions return 0 on success; on failure,
- * last_error returns a message naming the op and the backend's error string. */
+/* The table a loadable backend returns. Memory functions return 0 on success. Ops return
+ * nothing: a failure (a launch error, a cuBLAS status) is recorded, and take_error returns it
+ * once, as "op: error string", or NULL when all went well. The caller checks after each op. */
 typedef struct baton_backend_table {
     int abi_version; /* BATON_BACKEND_ABI_VERSION of the library that filled the table */
     const char *name;
+    /* Opens device `device_index`; on failure returns non-zero and take_error says why. */
     int (*init)(int device_index);
-    const char *(*last_error)(void);
+    /* A line describing the device (name, memory, compute capability). */
+    const char *(*describe)(void);
+    const char *(*take_error)(void);
     int (*alloc)(void **ptr, size_t bytes);
     int (*release)(void *ptr);
     int (*copy_to_device)(void *dst, const void *src, size_t bytes);

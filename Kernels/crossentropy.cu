@@ -1,0 +1,59 @@
+// Fused softmax + cross-entropy, one block per row, sums in double (as on the CPU): the twin of
+// Sources/CBatonCPU/crossentropy.c.
+#include "common.cuh"
+
+__device__ float block_max(float v, float *shared) {
+    v = warp_max(v);
+    if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
+    __syncthreads();
+    float r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : -INFINITY;
+    if (threadIdx.x < 32) r = warp_max(r);
+    if (threadIdx.x == 0) shared[0] = r;
+    __syncthreads();
+    r = shared[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ double block_sum(double v, double *shared) {
+    v = warp_sum(v);
+    if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
+    __syncthreads();
+    double r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0;
+    if (threadIdx.x < 32) r = warp_sum(r);
+    if (threadIdx.x == 0) shared[0] = r;
+    __syncthreads();
+    r = shared[0];
+    __syncthreads();
+    return r;
+}
+
+__global__ void softmax_crossentropy_kernel(float *losses, float *dlogits, const float *logits, const int32_t *targets, int V,
+                                            float dloss) {
+    __shared__ float shared_max[32];
+    __shared__ double shared_sum[32];
+    long long row = blockIdx.x;
+    const float *x = logits + row * V;
+    float local_max = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) local_max = fmaxf(local_max, x[i]);
+    float maxval = block_max(local_max, shared_max);
+    int target = targets[row];
+    float target_logit = x[target];  // read before any thread may overwrite it (dlogits may alias)
+    double local_sum = 0.0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) local_sum += exp((double)x[i] - maxval);
+    double log_sum = log(block_sum(local_sum, shared_sum));
+    if (threadIdx.x == 0) losses[row] = (float)(log_sum - ((double)target_logit - maxval));
+    if (dlogits) {
+        // Every read of x above is finished (block_sum synchronises), so d may alias x.
+        float *d = dlogits + row * V;
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            float prob = (float)exp((double)x[i] - maxval - log_sum);
+            d[i] = (prob - (i == target ? 1.0f : 0.0f)) * dloss;
+        }
+    }
+}
+
+void softmax_crossentropy(float *losses, float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
+    softmax_crossentropy_kernel<<<N, 512>>>(losses, dlogits, logits, targets, V, dloss);
+    check_launch("softmax_crossentropy");
+}

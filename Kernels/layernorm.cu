@@ -1,0 +1,67 @@
+// LayerNorm over channels, eps 1e-5: the twin of Sources/CBatonCPU/layernorm.c. One warp per row.
+#include "common.cuh"
+
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                         const float *bias, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (long long)row * C;
+    float sum = 0.0f;
+    for (int c = lane; c < C; c += 32) sum += x[c];
+    float m = warp_sum(sum) / C;
+    float var = 0.0f;
+    for (int c = lane; c < C; c += 32) { float d = x[c] - m; var += d * d; }
+    float s = rsqrtf(warp_sum(var) / C + 1e-5f);
+    float *o = out + (long long)row * C;
+    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    if (lane == 0) { mean[row] = m; rstd[row] = s; }
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C) {
+    layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
+    check_launch("layernorm_forward");
+}
+
+// dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight. One warp per row.
+__global__ void layernorm_backward_input_kernel(float *dinp, const float *dout, const float *inp, const float *weight,
+                                                const float *mean, const float *rstd, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (long long)row * C, *d = dout + (long long)row * C;
+    float m = mean[row], s = rstd[row];
+    float g_sum = 0.0f, gx_sum = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float g = d[c] * weight[c];
+        g_sum += g;
+        gx_sum += g * (x[c] - m) * s;
+    }
+    float g_mean = warp_sum(g_sum) / C, gx_mean = warp_sum(gx_sum) / C;
+    float *di = dinp + (long long)row * C;
+    for (int c = lane; c < C; c += 32) {
+        float xhat = (x[c] - m) * s;
+        di[c] += s * (d[c] * weight[c] - g_mean - xhat * gx_mean);
+    }
+}
+
+// dweight and dbias: one thread per channel, rows in order (deterministic).
+__global__ void layernorm_backward_params_kernel(float *dweight, float *dbias, const float *dout, const float *inp,
+                                                 const float *mean, const float *rstd, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float dw = dweight[c], db = dbias[c];
+    for (int n = 0; n < N; n++) {
+        float d = dout[(long long)n * C + c];
+        db += d;
+        dw += d * (inp[(long long)n * C + c] - mean[n]) * rstd[n];
+    }
+    dweight[c] = dw;
+    dbias[c] = db;
+}
+
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight,
+                        const float *mean, const float *rstd, int N, int C) {
+    layernorm_backward_input_kernel<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+    check_launch("layernorm_backward");
+    layernorm_backward_params_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
+    check_launch("layernorm_backward");
+}
