@@ -9,6 +9,7 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Void)] 
     ("bench", "measure training tokens/s", benchCommand),
     ("checkpoints", "list a run's checkpoints and verify them", checkpointsCommand),
     ("inspect", "print a checkpoint's state and tensors", inspectCommand),
+    ("selftest", "check a backend (the GPU) against the CPU reference, op by op and in training", selftestCommand),
     ("torture", "kill a training run at random instants and check it resumes exactly", tortureCommand),
 ]
 

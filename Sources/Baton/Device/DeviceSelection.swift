@@ -3,19 +3,26 @@ public enum DeviceRequest: String, CaseIterable, Sendable {
     case cpu, cuda, auto
 }
 
-/// Opens the device a run asked for. The CUDA backend library is not part of this build yet
-/// (it arrives with Kernels/), so `cuda` fails with a one-line reason and `auto` picks the CPU.
+/// Opens the device a run asked for. `cuda` fails with a one-line reason when the backend
+/// library, the driver or a GPU is missing; `auto` takes CUDA where it opens, else the CPU, and
+/// says which it picked and why.
 public enum DeviceSelection {
     public static func open(_ request: DeviceRequest, threads: Int, log: (String) -> Void) throws -> any Device {
         switch request {
         case .cpu:
             return CPUDevice(threads: threads)
         case .cuda:
-            throw BatonError("--device cuda: no CUDA backend library (libbaton_cuda.so) is available in this build; use --device cpu or auto")
+            return try CUDADevice()
         case .auto:
-            let device = CPUDevice(threads: threads)
-            log("auto picked cpu: no CUDA backend library in this build")
-            return device
+            do {
+                let device = try CUDADevice()
+                log("auto picked cuda")
+                return device
+            } catch let error as BatonError {
+                let reason = error.message.replacingOccurrences(of: "--device cuda: ", with: "")
+                log("auto picked cpu: \(reason)")
+                return CPUDevice(threads: threads)
+            }
         }
     }
 }

@@ -92,7 +92,7 @@ typedef struct baton_backend_table {
     int abi_version; /* BATON_BACKEND_ABI_VERSION of the library that filled the table */
     const char *name;
     /* Opens device `device_index`; on failure returns non-zero and take_error says why. */
-    int (*init)(int device_index);
+    int (*open_device)(int device_index);
     /* A line describing the device (name, memory, compute capability). */
     const char *(*describe)(void);
     const char *(*take_error)(void);

@@ -1,0 +1,240 @@
+import Foundation
+
+/// `baton selftest`: every op of a device against the CPU backend on random non-zero inputs (the
+/// device's outputs poisoned with NaN first, so an op that skips an element is caught), then
+/// training checks: parity over 20 steps, bitwise resume on the device, and resume across
+/// backends. Built into the binary because GPU hosts have no Swift toolchain.
+public struct SelfTest {
+    public struct Row {
+        public let check: String
+        public let error: Double
+        public let limit: Double
+        public var passed: Bool { error <= limit }  // NaN fails
+    }
+
+    let device: any Device
+    let reference: any Device
+    var generator = RandomGenerator(seed: 2024)
+
+    public init(device: any Device, reference: any Device = CPUDevice()) {
+        self.device = device
+        self.reference = reference
+    }
+
+    /// max |a - b| / max |b|: the error relative to the reference tensor's scale.
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        guard a.count == b.count else { return .infinity }
+        let scale = max(Double(b.map { abs($0) }.max() ?? 0), 1e-30)
+        var worst = 0.0
+        for (x, y) in zip(a, b) {
+            let e = abs(Double(x) - Double(y))
+            if !(e <= worst) { worst = e }  // NaN propagates
+        }
+        return worst / scale
+    }
+
+    mutating func random(_ count: Int, scale: Float = 1) -> [Float] { (0..<count).map { _ in Float(generator.nextNormal()) * scale } }
+
+    /// Runs `op` on both devices with the same host inputs and compares the listed outputs.
+    /// `op` gets the device, a function making an input tensor from host values, and one making
+    /// an output tensor (poisoned with NaN on the device under test, unless it accumulates).
+    func compare(_ name: String, limit: Double,
+                 _ op: (any Device, ([Float]) throws -> Tensor, (Int, [Float]?) throws -> Tensor) throws -> [Tensor]) throws -> Row {
+        func run(on target: any Device, poison: Bool) throws -> [[Float]] {
+            let input = { (values: [Float]) -> Tensor in
+                let tensor = try target.allocate(floats: values.count)
+                try target.upload(values, to: tensor)
+                return tensor
+            }
+            let output = { (count: Int, start: [Float]?) -> Tensor in
+                let tensor = try target.allocate(floats: count)
+                if let start { try target.upload(start, to: tensor) } else if poison { try target.fill(tensor, with: .nan) }
+                return tensor
+            }
+            return try op(target, input, output).map { try target.download($0) }
+        }
+        let expected = try run(on: reference, poison: false), actual = try run(on: device, poison: true)
+        let error = zip(actual, expected).map { SelfTest.relativeError($0, $1) }.max() ?? .infinity
+        return Row(check: name, error: error, limit: limit)
+    }
+
+    public mutating func opChecks() throws -> [Row] {
+        let B = 2, T = 24, C = 48, NH = 4, V = 67, N = B * T
+        let tokenValues: [Int32] = (0..<N).map { _ in Int32(generator.next() % UInt64(V)) }
+        let targetValues: [Int32] = (0..<N).map { _ in Int32(generator.next() % UInt64(V)) }
+        func tokens(_ d: any Device, _ values: [Int32]) throws -> TokenTensor {
+            let t = try d.allocate(tokens: values.count)
+            try d.upload(tokens: values, to: t)
+            return t
+        }
+        let x = random(N * C), w = random(C), b = random(C), dout = random(N * C), wte = random(V * C), wpe = random(T * C)
+        let dwteStart = random(V * C, scale: 0.1), dwpeStart = random(T * C, scale: 0.1), dwStart = random(C, scale: 0.1), dbStart = random(C, scale: 0.1)
+        let qkv = random(N * 3 * C), attOut = random(N * C), logits = random(N * V, scale: 3), grads = random(5000)
+        let params = random(5000), m = random(5000, scale: 0.1), v = random(5000, scale: 0.1).map { abs($0) }
+        let a = random(N * C), bMat = random(C * 3 * C), cStart = random(N * 3 * C), dx = random(N * C, scale: 0.1)
+        var rows: [Row] = []
+        rows.append(try compare("encoder_forward", limit: 1e-5) { d, _, out in
+            let o = try out(N * C, nil)
+            let w1 = try d.allocate(floats: V * C), w2 = try d.allocate(floats: T * C)
+            try d.upload(wte, to: w1); try d.upload(wpe, to: w2)
+            try d.encoderForward(out: o, tokens: try tokens(d, tokenValues), wte: w1, wpe: w2, B: B, T: T, C: C)
+            return [o]
+        })
+        rows.append(try compare("encoder_backward", limit: 1e-4) { d, input, out in
+            let dw1 = try out(V * C, dwteStart), dw2 = try out(T * C, dwpeStart)
+            try d.encoderBackward(dwte: dw1, dwpe: dw2, dout: try input(dout), tokens: try tokens(d, tokenValues), B: B, T: T, C: C)
+            return [dw1, dw2]
+        })
+        rows.append(try compare("layernorm_forward", limit: 1e-5) { d, input, out in
+            let o = try out(N * C, nil), mean = try out(N, nil), rstd = try out(N, nil)
+            try d.layernormForward(out: o, mean: mean, rstd: rstd, input: try input(x), weight: try input(w), bias: try input(b), N: N, C: C)
+            return [o, mean, rstd]
+        })
+        rows.append(try compare("layernorm_backward", limit: 1e-4) { d, input, out in
+            let o = try d.allocate(floats: N * C), mean = try d.allocate(floats: N), rstd = try d.allocate(floats: N)
+            let xi = try input(x), wi = try input(w)
+            try d.layernormForward(out: o, mean: mean, rstd: rstd, input: xi, weight: wi, bias: try input(b), N: N, C: C)
+            let di = try out(N * C, dx), dw = try out(C, dwStart), db = try out(C, dbStart)
+            try d.layernormBackward(dinput: di, dweight: dw, dbias: db, dout: try input(dout), input: xi, weight: wi, mean: mean, rstd: rstd, N: N, C: C)
+            return [di, dw, db]
+        })
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            rows.append(try compare("matmul\(ta ? " A^T" : "")\(tb ? " B^T" : "")", limit: 1e-4) { d, input, out in
+                let c = try out(N * 3 * C, cStart)  // beta = 1: accumulates onto the start values
+                try d.matmul(c: c, a: try input(a), b: try input(bMat), M: N, N: 3 * C, K: C, transposeA: ta, transposeB: tb, beta: 1)
+                return [c]
+            })
+        }
+        rows.append(try compare("bias_forward", limit: 1e-5) { d, input, out in
+            let o = try out(N * C, dout)
+            try d.biasForward(out: o, bias: try input(w), N: N, OC: C)
+            return [o]
+        })
+        rows.append(try compare("bias_backward", limit: 1e-4) { d, input, out in
+            let db = try out(C, dbStart)
+            try d.biasBackward(dbias: db, dout: try input(dout), N: N, OC: C)
+            return [db]
+        })
+        rows.append(try compare("attention_forward", limit: 1e-4) { d, input, out in
+            let o = try out(N * C, nil), att = try out(B * NH * T * T, nil)
+            let scratch = try d.allocate(floats: attentionScratchCount(B: B, T: T, C: C, NH: NH))
+            try d.attentionForward(out: o, att: att, qkv: try input(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
+            return [o, att]
+        })
+        rows.append(try compare("attention_backward", limit: 1e-4) { d, input, out in
+            let o = try d.allocate(floats: N * C), att = try d.allocate(floats: B * NH * T * T)
+            let scratch = try d.allocate(floats: attentionScratchCount(B: B, T: T, C: C, NH: NH))
+            let q = try input(qkv)
+            try d.attentionForward(out: o, att: att, qkv: q, scratch: scratch, B: B, T: T, C: C, NH: NH)
+            let dq = try out(N * 3 * C, nil)
+            try d.attentionBackward(dqkv: dq, scratch: scratch, dout: try input(attOut), qkv: q, att: att, B: B, T: T, C: C, NH: NH)
+            return [dq]
+        })
+        rows.append(try compare("gelu_forward", limit: 1e-5) { d, input, out in
+            let o = try out(N * C, nil)
+            try d.geluForward(out: o, input: try input(x))
+            return [o]
+        })
+        rows.append(try compare("gelu_backward", limit: 1e-5) { d, input, out in
+            let o = try out(N * C, nil)
+            try d.geluBackward(dinput: o, input: try input(x), dout: try input(dout))
+            return [o]
+        })
+        rows.append(try compare("residual_forward", limit: 1e-5) { d, input, out in
+            let o = try out(N * C, nil)
+            try d.residualForward(out: o, a: try input(x), b: try input(dout))
+            return [o]
+        })
+        rows.append(try compare("softmax_crossentropy", limit: 1e-5) { d, input, out in
+            let losses = try out(N, nil), l = try input(logits)
+            try d.softmaxCrossEntropy(losses: losses, dlogits: l, logits: l, targets: try tokens(d, targetValues), N: N, V: V, dloss: 0.5)
+            return [losses, l]
+        })
+        rows.append(try compare("adamw_update", limit: 1e-5) { d, input, out in
+            let p = try out(5000, params), mi = try out(5000, m), vi = try out(5000, v)
+            try d.adamwUpdate(params: p, grads: try input(grads), m: mi, v: vi, learningRate: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8,
+                              weightDecay: 0.1, gradScale: 0.7, step: 5)
+            return [p, mi, vi]
+        })
+        rows.append(try compare("global_norm_squared", limit: 1e-4) { d, input, out in
+            let value = try d.globalNormSquared(try input(grads + params + m))
+            let o = try out(1, [value])
+            return [o]
+        })
+        rows.append(try compare("fill", limit: 0) { d, _, out in
+            let o = try out(1000, nil)
+            try d.fill(o, with: 0.25)
+            return [o]
+        })
+        return rows
+    }
+
+    // MARK: training checks
+
+    /// A small model on seeded random data, in `folder`.
+    static func trainingConfig(folder: URL) throws -> TrainingConfig {
+        var generator = RandomGenerator(seed: 77)
+        let shards = folder.appendingPathComponent("shards")
+        try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
+        // Text-like data: a skewed distribution over 64 tokens, so the loss has something to learn.
+        let tokens = (0..<6000).map { _ in UInt16(min(generator.next() % 64, generator.next() % 64)) }
+        try TokenShard.write(tokens: Array(tokens.prefix(5000)), to: shards.appendingPathComponent("s_train_000000.bin"))
+        try TokenShard.write(tokens: Array(tokens.suffix(1000)), to: shards.appendingPathComponent("s_val_000000.bin"))
+        var config = TrainingConfig()
+        config.dataFolder = shards.path
+        config.model = GPTConfig(contextLength: 32, vocabularySize: 64, layers: 2, heads: 4, channels: 64)
+        config.batchSize = 4
+        config.steps = 20
+        config.warmupSteps = 5
+        config.learningRate = 3e-3
+        config.evalEvery = 0
+        config.evalBatches = 2
+        config.saveEvery = 0
+        return config
+    }
+
+    func trainer(_ config: TrainingConfig, on device: any Device, run: URL, from checkpoint: URL? = nil) throws -> Trainer {
+        let restoring = try checkpoint.map { (try CheckpointStore.verify($0), $0) }
+        return try Trainer(config: config, device: device, runFolder: try RunFolder.locate(requested: run.path), restoring: restoring, log: { _ in })
+    }
+
+    func losses(_ trainer: Trainer, steps: Int) throws -> [Float] { try (0..<steps).map { _ in try trainer.trainStep().loss } }
+
+    public func trainingChecks(folder: URL) throws -> [Row] {
+        let config = try SelfTest.trainingConfig(folder: folder)
+        var rows: [Row] = []
+        // Parity: the same initial weights (initialised on the host), 20 steps on each backend.
+        let onDevice = try trainer(config, on: device, run: folder.appendingPathComponent("device"))
+        let onCPU = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu"))
+        let deviceLosses = try losses(onDevice, steps: 20), cpuLosses = try losses(onCPU, steps: 20)
+        let lossError = zip(deviceLosses, cpuLosses).map { SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity
+        rows.append(Row(check: "training: 20 losses vs cpu", error: lossError, limit: 1e-4))
+        rows.append(Row(check: "training: final weights vs cpu", error: SelfTest.relativeError(try device.download(onDevice.model.parameters),
+                                                                                                  try reference.download(onCPU.model.parameters)), limit: 1e-3))
+        // Bitwise resume on the device: 20 straight against 10 + save + resume + 10.
+        try onDevice.saveCheckpoint()
+        let half = try trainer(config, on: device, run: folder.appendingPathComponent("device-half"))
+        _ = try losses(half, steps: 10)
+        let middle = try half.saveCheckpoint()
+        let resumed = try trainer(config, on: device, run: folder.appendingPathComponent("device-half"), from: middle)
+        _ = try losses(resumed, steps: 10)
+        let end = try resumed.saveCheckpoint()
+        let straightEnd = onDevice.store.url(step: 20)
+        var differing = 0
+        for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
+            if try Data(contentsOf: straightEnd.appendingPathComponent(name)) != Data(contentsOf: end.appendingPathComponent(name)) { differing += 1 }
+        }
+        rows.append(Row(check: "resume on \(device.kind.rawValue): files differing", error: Double(differing), limit: 0))
+        // Across backends: a device checkpoint continued on the CPU, and a CPU one on the device.
+        let cpuHalf = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu-half"))
+        _ = try losses(cpuHalf, steps: 10)
+        let cpuMiddle = try cpuHalf.saveCheckpoint()
+        let deviceToCPU = try losses(try trainer(config, on: reference, run: folder.appendingPathComponent("device-to-cpu"), from: middle), steps: 10)
+        let cpuToDevice = try losses(try trainer(config, on: device, run: folder.appendingPathComponent("cpu-to-device"), from: cpuMiddle), steps: 10)
+        rows.append(Row(check: "resume \(device.kind.rawValue) -> cpu: losses", error: zip(deviceToCPU, deviceLosses.suffix(10)).map {
+            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: 1e-4))
+        rows.append(Row(check: "resume cpu -> \(device.kind.rawValue): losses", error: zip(cpuToDevice, cpuLosses.suffix(10)).map {
+            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: 1e-4))
+        return rows
+    }
+}

@@ -1,0 +1,31 @@
+import Baton
+import Foundation
+
+let selftestSpec = CommandSpec(
+    name: "selftest",
+    summary: "Check a backend against the CPU reference: every op, then training parity, resume on the device, and resume across backends. Run it on every new GPU host.",
+    usage: "baton selftest [--device cuda|cpu]",
+    options: [Option(name: "--device", placeholder: "cuda|cpu", help: "the backend to check (default cuda)")])
+
+func selftestCommand(_ arguments: [String]) throws {
+    guard let parsed = try selftestSpec.parse(arguments) else { return }
+    let name = parsed.string("--device") ?? "cuda"
+    guard let request = DeviceRequest(rawValue: name), request != .auto else {
+        throw UsageError("baton selftest: --device expects cuda or cpu, got '\(name)'")
+    }
+    let device = try DeviceSelection.open(request, threads: 0, log: { _ in })
+    say("selftest: \(device.summary) against the cpu backend")
+    var test = SelfTest(device: device)
+    let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("baton-selftest-\(getpid())")
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let rows = try test.opChecks() + test.trainingChecks(folder: folder)
+    let width = rows.map(\.check.count).max() ?? 10
+    say("check".padding(toLength: width, withPad: " ", startingAt: 0) + "   max rel error      limit  result")
+    for row in rows {
+        say(row.check.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + String(format: "%14.3e %10.0e", row.error, row.limit)
+            + "  " + (row.passed ? "pass" : "FAIL"))
+    }
+    let failed = rows.filter { !$0.passed }.count
+    say("selftest: \(rows.count - failed) passed, \(failed) failed")
+    if failed > 0 { throw BatonError("selftest: \(failed) of \(rows.count) checks failed on \(device.kind.rawValue)") }
+}
