@@ -1,0 +1,84 @@
+import Foundation
+import XCTest
+@testable import Baton
+
+/// The CUDA backend as far as a machine without a GPU can check it: the library scripts/test
+/// compiles with nvcc loads and exports exactly the versioned table; every way of not having a
+/// usable GPU is a one-line error; `auto` trains on the CPU. The GPU checks themselves run in
+/// `baton selftest --device cuda` (scripts/gpu-check) and are skipped here, saying so.
+final class CUDABackendTests: XCTestCase {
+    static let library = TestPaths.repositoryRoot.appendingPathComponent(".build-cuda/libbaton_cuda.so")
+
+    func builtLibrary() throws -> URL {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: CUDABackendTests.library.path),
+                          "skipped: \(CUDABackendTests.library.path) not built (scripts/test builds it with CMake and nvcc)")
+        return CUDABackendTests.library
+    }
+
+    func testTheLibraryExportsOnlyTheVersionedTable() throws {
+        let library = try builtLibrary()
+        let nm = Process()
+        nm.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        nm.arguments = ["nm", "-D", "--defined-only", library.path]
+        let pipe = Pipe()
+        nm.standardOutput = pipe
+        try nm.run()
+        let symbols = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        nm.waitUntilExit()
+        let exported = symbols.split(separator: "\n").map { $0.split(separator: " ").last.map(String.init) ?? "" }
+        XCTAssertEqual(exported, ["baton_backend_get_table"], "the kernels stay hidden behind the table")
+    }
+
+    func oneLineError(_ arguments: [String], library: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let result = try runBaton(arguments, environment: ["BATON_CUDA_LIBRARY": library])
+        XCTAssertEqual(result.status, 1, file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+        return result.stderr
+    }
+
+    func testEveryMissingPieceIsAOneLineError() throws {
+        let bench = ["bench", "--device", "cuda", "--steps", "1"]
+        XCTAssert(try oneLineError(bench, library: "/nonexistent/libbaton_cuda.so").contains("no CUDA backend library at /nonexistent/libbaton_cuda.so"))
+        XCTAssert(try oneLineError(bench, library: "/etc/hostname").contains("cannot load /etc/hostname"))
+        let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6"].first { FileManager.default.fileExists(atPath: $0) }
+        if let libm { XCTAssert(try oneLineError(bench, library: libm).contains("is not a Baton backend")) }
+        // A library from another version of Baton.
+        let folder = try TestPaths.temporaryFolder("abi")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = folder.appendingPathComponent("other.c"), library = folder.appendingPathComponent("libother.so")
+        let header = TestPaths.repositoryRoot.appendingPathComponent("Sources/CBatonABI/include").path
+        try """
+        #include "baton_backend.h"
+        static baton_backend_table table = { BATON_BACKEND_ABI_VERSION + 1, "other" };
+        const baton_backend_table *baton_backend_get_table(void) { return &table; }
+        """.write(to: source, atomically: true, encoding: .utf8)
+        XCTAssertEqual(shell("cc -shared -fPIC -I'\(header)' '\(source.path)' -o '\(library.path)'"), 0, "cc must build the stand-in library")
+        XCTAssert(try oneLineError(bench, library: library.path).contains("version mismatch"))
+    }
+
+    func testNoGPUIsAOneLineErrorAndAutoTrainsOnTheCPU() throws {
+        let library = try builtLibrary().path
+        let probe = try runBaton(["bench", "--device", "cuda", "--steps", "1", "--warmup-steps", "0"], environment: ["BATON_CUDA_LIBRARY": library])
+        try XCTSkipIf(probe.status == 0, "skipped: this machine has a GPU; baton selftest --device cuda checks it")
+        let message = try oneLineError(["bench", "--device", "cuda"], library: library)
+        XCTAssert(message.contains("no CUDA device") || message.contains("no usable NVIDIA driver"), message)
+        let auto = try runBaton(["bench", "--device", "auto", "--steps", "1", "--warmup-steps", "0", "--layers", "1", "--embd", "16", "--heads", "2"],
+                                environment: ["BATON_CUDA_LIBRARY": library])
+        XCTAssertEqual(auto.status, 0, auto.stderr)
+        XCTAssert(auto.stdout.contains("auto picked cpu"), auto.stdout)
+    }
+
+    func testSelftestHarnessPassesOnTheCPU() throws {
+        let result = try runBaton(["selftest", "--device", "cpu"])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssert(result.stdout.contains("selftest: 24 passed, 0 failed"), result.stdout)
+    }
+
+    func testSelftestOnTheGPU() throws {
+        let library = try builtLibrary().path
+        let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library])
+        try XCTSkipIf(result.stderr.contains("no CUDA device") || result.stderr.contains("no usable NVIDIA driver"),
+                      "skipped: no GPU (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+    }
+}
