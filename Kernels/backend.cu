@@ -13,6 +13,7 @@ std::string description;
 cublasHandle_t handle = nullptr;
 void *cublas_workspace = nullptr;
 double *partials = nullptr;
+float *columns = nullptr;
 constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;
 
 void record(const char *op, const char *message) {
@@ -47,6 +48,7 @@ void record_cublas_error(cublasStatus_t status, const char *op) {
 
 cublasHandle_t cublas_handle() { return handle; }
 double *norm_partials() { return partials; }
+float *column_partials() { return columns; }
 
 static int backend_init(int device_index) {
     int count = 0;
@@ -69,6 +71,7 @@ static int backend_init(int device_index) {
     record_cublas_error(cublasSetWorkspace(handle, cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init: cublasSetWorkspace");
     record_cublas_error(cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH), "init: cublasSetMathMode");
     if (check(cudaMalloc(&partials, NORM_BLOCKS * sizeof(double)), "init")) return 1;
+    if (check(cudaMalloc(&columns, COLUMN_PARTIALS * sizeof(float)), "init")) return 1;
     return pending_error.empty() ? 0 : 1;
 }
 

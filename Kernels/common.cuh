@@ -34,9 +34,17 @@ void record_cublas_error(cublasStatus_t status, const char *op);
 inline void check_launch(const char *op) { record_cuda_error(cudaGetLastError(), op); }
 
 cublasHandle_t cublas_handle();
-// Device scratch owned by the library, allocated once at init (global_norm's partial sums).
+// Device scratch owned by the library, allocated once at init (global_norm's partial sums, the
+// column sums' partial rows).
 double *norm_partials();
 constexpr int NORM_BLOCKS = 1024;
+float *column_partials();
+constexpr long long COLUMN_PARTIALS = 16ll << 20;  // floats
+constexpr int COLUMN_CHUNKS = 64;
+
+// out[c] += sum over rows n of in[n*columns + c], deterministic and without atomics:
+// COLUMN_CHUNKS fixed row ranges summed in parallel, then the chunk sums added in order.
+void column_sum(float *out, const float *in, int rows, int columns, const char *op);
 
 inline int blocks_for(long long n, int threads) { return (int)((n + threads - 1) / threads); }
 

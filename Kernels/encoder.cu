@@ -22,19 +22,10 @@ __global__ void encoder_backward_wte_kernel(float *dwte, const float *dout, cons
     for (int row = 0; row < BT; row++) dwte[(long long)tokens[row] * C + c] += dout[(long long)row * C + c];
 }
 
-// One thread per (t, c), batch rows in order.
-__global__ void encoder_backward_wpe_kernel(float *dwpe, const float *dout, int B, int T, int C) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)T * C) return;
-    int t = (int)(i / C), c = (int)(i % C);
-    float sum = dwpe[i];
-    for (int b = 0; b < B; b++) sum += dout[((long long)b * T + t) * C + c];
-    dwpe[i] = sum;
-}
+// dwpe[t,c] += sum over b of dout[b,t,c]: dout viewed as B rows of T*C columns.
 
 void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
     encoder_backward_wte_kernel<<<blocks_for(C, 128), 128>>>(dwte, dout, tokens, B * T, C);
     check_launch("encoder_backward");
-    encoder_backward_wpe_kernel<<<blocks_for((long long)T * C, 256), 256>>>(dwpe, dout, B, T, C);
-    check_launch("encoder_backward");
+    column_sum(dwpe, dout, B, T * C, "encoder_backward");
 }

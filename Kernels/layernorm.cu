@@ -43,25 +43,45 @@ __global__ void layernorm_backward_input_kernel(float *dinp, const float *dout, 
     }
 }
 
-// dweight and dbias: one thread per channel, rows in order (deterministic).
-__global__ void layernorm_backward_params_kernel(float *dweight, float *dbias, const float *dout, const float *inp,
-                                                 const float *mean, const float *rstd, int N, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+// dweight = sum over rows of dout * xhat, dbias = sum of dout, in two deterministic stages (as
+// column_sum): stage 1, row chunk j and one thread per channel; stage 2, chunks added in order.
+__global__ void layernorm_params_partials_kernel(float *partial, const float *dout, const float *inp, const float *mean,
+                                                 const float *rstd, int N, int C, int chunk_rows) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y;
     if (c >= C) return;
-    float dw = dweight[c], db = dbias[c];
-    for (int n = 0; n < N; n++) {
+    int begin = j * chunk_rows, end = min(N, begin + chunk_rows);
+    float dw = 0.0f, db = 0.0f;
+    for (int n = begin; n < end; n++) {
         float d = dout[(long long)n * C + c];
         db += d;
         dw += d * (inp[(long long)n * C + c] - mean[n]) * rstd[n];
     }
-    dweight[c] = dw;
-    dbias[c] = db;
+    partial[(long long)j * C + c] = dw;
+    partial[((long long)gridDim.y + j) * C + c] = db;
+}
+
+__global__ void layernorm_params_total_kernel(float *dweight, float *dbias, const float *partial, int C, int chunks) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float dw = 0.0f, db = 0.0f;
+    for (int j = 0; j < chunks; j++) {
+        dw += partial[(long long)j * C + c];
+        db += partial[((long long)chunks + j) * C + c];
+    }
+    dweight[c] += dw;
+    dbias[c] += db;
 }
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight,
                         const float *mean, const float *rstd, int N, int C) {
     layernorm_backward_input_kernel<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
     check_launch("layernorm_backward");
-    layernorm_backward_params_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, dout, inp, mean, rstd, N, C);
+    int chunks = COLUMN_CHUNKS;
+    while (chunks > 1 && 2ll * chunks * C > COLUMN_PARTIALS) chunks /= 2;
+    if (chunks > N) chunks = N > 0 ? N : 1;
+    int chunk_rows = (N + chunks - 1) / chunks;
+    layernorm_params_partials_kernel<<<dim3(blocks_for(C, 128), chunks), 128>>>(column_partials(), dout, inp, mean, rstd, N, C, chunk_rows);
+    check_launch("layernorm_backward");
+    layernorm_params_total_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, column_partials(), C, chunks);
     check_launch("layernorm_backward");
 }

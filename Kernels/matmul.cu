@@ -20,16 +20,34 @@ void bias_forward(float *out, const float *bias, int N, int OC) {
     check_launch("bias_forward");
 }
 
-// One thread per output channel, rows in order (deterministic, like the CPU).
-__global__ void bias_backward_kernel(float *dbias, const float *dout, int N, int OC) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= OC) return;
-    float sum = dbias[c];
-    for (int n = 0; n < N; n++) sum += dout[(long long)n * OC + c];
-    dbias[c] = sum;
+// Stage 1: chunk j of the rows, one thread per column: partial[j][c].
+__global__ void column_partials_kernel(float *partial, const float *in, int rows, int columns, int chunk_rows) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y;
+    if (c >= columns) return;
+    int begin = j * chunk_rows, end = min(rows, begin + chunk_rows);
+    float sum = 0.0f;
+    for (int n = begin; n < end; n++) sum += in[(long long)n * columns + c];
+    partial[(long long)j * columns + c] = sum;
 }
 
-void bias_backward(float *dbias, const float *dout, int N, int OC) {
-    bias_backward_kernel<<<blocks_for(OC, 128), 128>>>(dbias, dout, N, OC);
-    check_launch("bias_backward");
+// Stage 2: out[c] += the chunk sums, in chunk order.
+__global__ void column_total_kernel(float *out, const float *partial, int columns, int chunks) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= columns) return;
+    float sum = 0.0f;
+    for (int j = 0; j < chunks; j++) sum += partial[(long long)j * columns + c];
+    out[c] += sum;
 }
+
+void column_sum(float *out, const float *in, int rows, int columns, const char *op) {
+    int chunks = COLUMN_CHUNKS;
+    while (chunks > 1 && (long long)chunks * columns > COLUMN_PARTIALS) chunks /= 2;
+    if (chunks > rows) chunks = rows > 0 ? rows : 1;
+    int chunk_rows = (rows + chunks - 1) / chunks;
+    column_partials_kernel<<<dim3(blocks_for(columns, 128), chunks), 128>>>(column_partials(), in, rows, columns, chunk_rows);
+    check_launch(op);
+    column_total_kernel<<<blocks_for(columns, 128), 128>>>(out, column_partials(), columns, chunks);
+    check_launch(op);
+}
+
+void bias_backward(float *dbias, const float *dout, int N, int OC) { column_sum(dbias, dout, N, OC, "bias_backward"); }
