@@ -14,17 +14,24 @@ struct Scratch {
     }
 };
 
+// Element i of a packed [B,NH,T,hs] block, as the offset of the same element in a [B,T,width]
+// row-major tensor whose head h starts at channel h*hs (width C for x, 3C for qkv).
+__device__ inline long long unpacked_offset(long long i, int T, int C, int NH, int width) {
+    int hs = C / NH;
+    int d = (int)(i % hs);
+    long long rest = i / hs;
+    int t = (int)(rest % T);
+    rest /= T;
+    int h = (int)(rest % NH);
+    long long b = rest / NH;
+    return (b * T + t) * width + h * hs + d;
+}
+
 // qkv [B,T,3C] -> q, k, v [B,NH,T,hs]
 __global__ void pack_qkv_kernel(float *q, float *k, float *v, const float *qkv, int B, int T, int C, int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
-    int hs = C / NH;
-    int d = (int)(i % hs);
-    long long rest = i / hs;
-    int t = (int)(rest % T); rest /= T;
-    int h = (int)(rest % NH);
-    int b = (int)(rest / NH);
-    const float *src = qkv + ((long long)b * T + t) * 3 * C + h * hs + d;
+    const float *src = qkv + unpacked_offset(i, T, C, NH, 3 * C);
     q[i] = src[0];
     k[i] = src[C];
     v[i] = src[2 * C];
@@ -34,13 +41,7 @@ __global__ void pack_qkv_kernel(float *q, float *k, float *v, const float *qkv, 
 __global__ void repack_kernel(float *packed, float *x, int B, int T, int C, int NH, int to_packed) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
-    int hs = C / NH;
-    int d = (int)(i % hs);
-    long long rest = i / hs;
-    int t = (int)(rest % T); rest /= T;
-    int h = (int)(rest % NH);
-    int b = (int)(rest / NH);
-    long long j = ((long long)b * T + t) * C + h * hs + d;
+    long long j = unpacked_offset(i, T, C, NH, C);
     if (to_packed) packed[i] = x[j]; else x[j] = packed[i];
 }
 
@@ -48,13 +49,7 @@ __global__ void repack_kernel(float *packed, float *x, int B, int T, int C, int 
 __global__ void unpack_dqkv_kernel(float *dqkv, const float *dq, const float *dk, const float *dv, int B, int T, int C, int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
-    int hs = C / NH;
-    int d = (int)(i % hs);
-    long long rest = i / hs;
-    int t = (int)(rest % T); rest /= T;
-    int h = (int)(rest % NH);
-    int b = (int)(rest / NH);
-    float *dst = dqkv + ((long long)b * T + t) * 3 * C + h * hs + d;
+    float *dst = dqkv + unpacked_offset(i, T, C, NH, 3 * C);
     dst[0] = dq[i];
     dst[C] = dk[i];
     dst[2 * C] = dv[i];

@@ -9,22 +9,7 @@
 #include "baton_backend.h"
 
 extern "C" {
-baton_encoder_forward_fn encoder_forward;
-baton_encoder_backward_fn encoder_backward;
-baton_layernorm_forward_fn layernorm_forward;
-baton_layernorm_backward_fn layernorm_backward;
-baton_matmul_fn matmul;
-baton_bias_forward_fn bias_forward;
-baton_bias_backward_fn bias_backward;
-baton_attention_forward_fn attention_forward;
-baton_attention_backward_fn attention_backward;
-baton_gelu_forward_fn gelu_forward;
-baton_gelu_backward_fn gelu_backward;
-baton_residual_forward_fn residual_forward;
-baton_softmax_crossentropy_fn softmax_crossentropy;
-baton_adamw_update_fn adamw_update;
-baton_global_norm_squared_fn global_norm_squared;
-baton_fill_fn fill;
+BATON_FOR_EACH_OP(BATON_DECLARE_OP)
 }
 
 // Records the first failure ("op: message"); the Swift side collects it after each op.
@@ -60,4 +45,32 @@ __device__ inline double warp_sum(double v) {
 __device__ inline float warp_max(float v) {
     for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, offset));
     return v;
+}
+
+// Block-wide sum and max (blockDim a multiple of 32, at most 1024), every thread gets the result.
+// `shared` holds 32 values.
+__device__ inline double block_sum(double v, double *shared) {
+    v = warp_sum(v);
+    if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
+    __syncthreads();
+    double r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0;
+    if (threadIdx.x < 32) r = warp_sum(r);
+    if (threadIdx.x == 0) shared[0] = r;
+    __syncthreads();
+    r = shared[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ inline float block_max(float v, float *shared) {
+    v = warp_max(v);
+    if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
+    __syncthreads();
+    float r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : -INFINITY;
+    if (threadIdx.x < 32) r = warp_max(r);
+    if (threadIdx.x == 0) shared[0] = r;
+    __syncthreads();
+    r = shared[0];
+    __syncthreads();
+    return r;
 }

@@ -2,32 +2,6 @@
 // Sources/CBatonCPU/crossentropy.c.
 #include "common.cuh"
 
-__device__ float block_max(float v, float *shared) {
-    v = warp_max(v);
-    if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
-    __syncthreads();
-    float r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : -INFINITY;
-    if (threadIdx.x < 32) r = warp_max(r);
-    if (threadIdx.x == 0) shared[0] = r;
-    __syncthreads();
-    r = shared[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ double block_sum(double v, double *shared) {
-    v = warp_sum(v);
-    if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
-    __syncthreads();
-    double r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0;
-    if (threadIdx.x < 32) r = warp_sum(r);
-    if (threadIdx.x == 0) shared[0] = r;
-    __syncthreads();
-    r = shared[0];
-    __syncthreads();
-    return r;
-}
-
 __global__ void softmax_crossentropy_kernel(float *losses, float *dlogits, const float *logits, const int32_t *targets, int V,
                                             float dloss) {
     __shared__ float shared_max[32];

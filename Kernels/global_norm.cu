@@ -3,32 +3,20 @@
 #include "common.cuh"
 
 __global__ void norm_partials_kernel(double *partials, const float *x, long long n) {
-    __shared__ double warp_sums[32];
+    __shared__ double shared[32];
     double sum = 0.0;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         sum += (double)x[i] * x[i];
-    sum = warp_sum(sum);
-    if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        double v = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0;
-        v = warp_sum(v);
-        if (threadIdx.x == 0) partials[blockIdx.x] = v;
-    }
+    sum = block_sum(sum, shared);
+    if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
 
 __global__ void norm_total_kernel(float *out, const double *partials, int count) {
-    __shared__ double warp_sums[32];
+    __shared__ double shared[32];
     double sum = 0.0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
-    sum = warp_sum(sum);
-    if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sum;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        double v = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0;
-        v = warp_sum(v);
-        if (threadIdx.x == 0) out[0] = (float)v;
-    }
+    sum = block_sum(sum, shared);
+    if (threadIdx.x == 0) out[0] = (float)sum;
 }
 
 void global_norm_squared(float *out, const float *x, int64_t n) {

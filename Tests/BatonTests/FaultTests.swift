@@ -10,12 +10,7 @@ final class FaultTests: XCTestCase {
 
     override func setUpWithError() throws {
         folder = try TestPaths.temporaryFolder("faults")
-        let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
-        let shards = folder.appendingPathComponent("shards")
-        try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
-        try TokenShard.write(tokens: text.prefix(385).map { UInt16($0) }, to: shards.appendingPathComponent("t_train_000000.bin"))
-        try TokenShard.write(tokens: text.dropFirst(385).prefix(100).map { UInt16($0) }, to: shards.appendingPathComponent("t_val_000000.bin"))
-        data = shards.path
+        data = try makeTinyShards(in: folder)
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }

@@ -67,15 +67,7 @@ final class HostileFileTests: XCTestCase {
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: 9)
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)
-        var training = TrainingConfig()
-        training.model = config
-        let checkpoint = try CheckpointStore(runFolder: run).save(
-            step: 2, tensors: CheckpointTensors(device: device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                                                secondMoment: optimizer.secondMoment),
-            layout: model.layout, describe: { CheckpointState(state: TrainingState(seed: 1), config: training,
-                                                              data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
-                                                              backend: "cpu", files: $0) },
-            overwrite: false, log: { _ in })
+        let checkpoint = try saveCheckpoint(model, optimizer, run: run, step: 2)
         let shardURL = scratch.appendingPathComponent("s.bin")
         try TokenShard.write(tokens: (0..<300).map { UInt16($0 % 256) }, to: shardURL)
         let seeds: [String: Data] = [

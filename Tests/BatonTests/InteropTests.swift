@@ -22,15 +22,7 @@ final class InteropTests: XCTestCase {
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)
         try device.fill(optimizer.firstMoment, with: 0.25)
         try device.fill(optimizer.secondMoment, with: 0.5)
-        var training = TrainingConfig()
-        training.model = config
-        let url = try CheckpointStore(runFolder: run).save(
-            step: 3, tensors: CheckpointTensors(device: device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                                                secondMoment: optimizer.secondMoment),
-            layout: model.layout, describe: { CheckpointState(state: TrainingState(seed: 1), config: training,
-                                                              data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
-                                                              backend: "cpu", files: $0) },
-            overwrite: false, log: { _ in })
+        let url = try saveCheckpoint(model, optimizer, run: run, step: 3)
         let script = """
         import sys
         from safetensors.numpy import load_file

@@ -65,6 +65,31 @@ func runBaton(_ arguments: [String], in folder: URL = TestPaths.repositoryRoot, 
                          stderr: String(decoding: errBox.data, as: UTF8.self))
 }
 
+/// A folder of tiny shards from the bundled text: 48 training windows of 8+1 tokens (with batch
+/// 4, an epoch is 12 steps) and 12 validation windows. Returns the folder's path.
+func makeTinyShards(in folder: URL) throws -> String {
+    let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
+    let shards = folder.appendingPathComponent("shards")
+    try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
+    try TokenShard.write(tokens: text.prefix(385).map { UInt16($0) }, to: shards.appendingPathComponent("t_train_000000.bin"))
+    try TokenShard.write(tokens: text.dropFirst(385).prefix(100).map { UInt16($0) }, to: shards.appendingPathComponent("t_val_000000.bin"))
+    return shards.path
+}
+
+/// Saves a checkpoint of `model` and `optimizer` at `step` into `run`, as training would.
+@discardableResult
+func saveCheckpoint(_ model: GPT, _ optimizer: AdamW, run: URL, step: Int) throws -> URL {
+    var training = TrainingConfig()
+    training.model = model.config
+    return try CheckpointStore(runFolder: run).save(
+        step: step, tensors: CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
+                                               secondMoment: optimizer.secondMoment),
+        layout: model.layout, describe: { CheckpointState(state: TrainingState(seed: 1), config: training,
+                                                          data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
+                                                          backend: model.device.kind.rawValue, files: $0) },
+        overwrite: false, log: { _ in })
+}
+
 /// Writes a token shard with a chosen header, for the bad-input tests.
 func writeRawShard(_ url: URL, magic: Int32 = TokenShard.magic, version: Int32 = TokenShard.version, count: Int32, tokens: [UInt16]) throws {
     var header = [Int32](repeating: 0, count: 256)

@@ -85,6 +85,15 @@ typedef void baton_global_norm_squared_fn(float *out, const float *x, int64_t n)
 /* x[i] = value */
 typedef void baton_fill_fn(float *x, float value, int64_t n);
 
+/* Every op, once: X(name) for each. Backends declare their kernels with it, so a kernel that is
+ * missing or has another signature does not compile. */
+#define BATON_FOR_EACH_OP(X) \
+    X(encoder_forward) X(encoder_backward) X(layernorm_forward) X(layernorm_backward) X(matmul) \
+    X(bias_forward) X(bias_backward) X(attention_forward) X(attention_backward) X(gelu_forward) \
+    X(gelu_backward) X(residual_forward) X(softmax_crossentropy) X(adamw_update) \
+    X(global_norm_squared) X(fill)
+#define BATON_DECLARE_OP(name) baton_##name##_fn name;
+
 /* The table a loadable backend returns. Memory functions return 0 on success. Ops return
  * nothing: a failure (a launch error, a cuBLAS status) is recorded, and take_error returns it
  * once, as "op: error string", or NULL when all went well. The caller checks after each op. */
