@@ -3,7 +3,7 @@ import Foundation
 
 let evalSpec = CommandSpec(
     name: "eval", summary: "Mean next-token loss of weights over the first N sequences of a shard.",
-    usage: "baton eval PATH --data FILE [--sequences N]   (PATH: a run folder or its model.safetensors)",
+    usage: "baton eval PATH --data FILE [--sequences N]   (\(modelPathHelp))",
     options: [
         Option(name: "--data", placeholder: "FILE", help: "token shard to evaluate on (required)"),
         Option(name: "--sequences", placeholder: "N", help: "number of consecutive sequences from the start of FILE (default 100)"),
@@ -11,11 +11,11 @@ let evalSpec = CommandSpec(
 
 func evalCommand(_ arguments: [String]) throws {
     guard let parsed = try evalSpec.parse(arguments) else { return }
-    guard parsed.positionals.count == 1 else { throw UsageError("baton eval: give one PATH, a run folder or weights file (see baton eval --help)") }
+    let path = try modelPath(parsed)
     guard let dataPath = parsed.string("--data") else { throw UsageError("baton eval: --data FILE is required") }
     let sequences = try parsed.int("--sequences") ?? 100
     let device = try openDevice(parsed)
-    let model = try ModelWeights.openModel(path: parsed.positionals[0], device: device)
+    let model = try ModelWeights.openModel(path: path, device: device)
     let shard = try TokenShard(url: URL(fileURLWithPath: dataPath), vocabularySize: model.config.vocabularySize)
     let loss = try Evaluation.meanLoss(model: model, shard: shard, sequences: sequences)
     print("sequences: \(sequences) of \(model.config.contextLength) tokens from \(dataPath)")

@@ -3,7 +3,7 @@ import Foundation
 
 let sampleSpec = CommandSpec(
     name: "sample", summary: "Generate text from trained weights.",
-    usage: "baton sample PATH [options]   (PATH: a run folder or its model.safetensors)",
+    usage: "baton sample PATH [options]   (\(modelPathHelp))",
     options: [
         Option(name: "--prompt", placeholder: "TEXT", help: "text to continue (default: a newline)"),
         Option(name: "--length", placeholder: "N", help: "tokens to generate (default 300)"),
@@ -14,7 +14,7 @@ let sampleSpec = CommandSpec(
 
 func sampleCommand(_ arguments: [String]) throws {
     guard let parsed = try sampleSpec.parse(arguments) else { return }
-    guard parsed.positionals.count == 1 else { throw UsageError("baton sample: give one PATH, a run folder or weights file (see baton sample --help)") }
+    let path = try modelPath(parsed)
     let length = try parsed.int("--length") ?? 300
     let temperature = try parsed.float("--temperature") ?? 0.8
     let topK = try parsed.int("--top-k") ?? 40
@@ -22,9 +22,9 @@ func sampleCommand(_ arguments: [String]) throws {
     guard temperature >= 0 else { throw UsageError("baton sample: --temperature must not be negative") }
     guard topK >= 0 else { throw UsageError("baton sample: --top-k must not be negative") }
     let device = try openDevice(parsed, announce: false)
-    let model = try ModelWeights.openModel(path: parsed.positionals[0], device: device)
+    let model = try ModelWeights.openModel(path: path, device: device)
     guard model.config.vocabularySize == ByteTokenizer.vocabularySize else {
-        throw BatonError("\(parsed.positionals[0]): vocabulary \(model.config.vocabularySize) is not the byte tokenizer's 256; baton sample only decodes byte-level models")
+        throw BatonError("\(path): vocabulary \(model.config.vocabularySize) is not the byte tokenizer's 256; baton sample only decodes byte-level models")
     }
     let prompt = parsed.string("--prompt") ?? ""
     FileHandle.standardOutput.write(Data(prompt.utf8))
