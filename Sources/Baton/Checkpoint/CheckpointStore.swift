@@ -150,20 +150,19 @@ public struct CheckpointStore {
             }
             return nil
         case .step(let step):
-            let candidate = url(step: step)
-            guard FileManager.default.fileExists(atPath: candidate.path) else {
-                let have = steps().map { CheckpointStore.name(step: $0) }
-                throw BatonError("--resume \(CheckpointStore.name(step: step)): no such checkpoint in \(folder.path) (have: \(have.isEmpty ? "none" : have.joined(separator: ", ")))")
-            }
-            return (candidate, try CheckpointStore.verify(candidate))
+            return try explicit(url(step: step), named: "--resume \(CheckpointStore.name(step: step)): no such checkpoint in \(folder.path)")
         case .path(let path):
-            let candidate = URL(fileURLWithPath: path)
-            guard FileManager.default.fileExists(atPath: candidate.path) else {
-                let have = steps().map { CheckpointStore.name(step: $0) }
-                throw BatonError("--resume \(path): no such checkpoint folder (this run has: \(have.isEmpty ? "none" : have.joined(separator: ", ")))")
-            }
-            return (candidate, try CheckpointStore.verify(candidate))
+            return try explicit(URL(fileURLWithPath: path), named: "--resume \(path): no such checkpoint folder")
         }
+    }
+
+    /// A checkpoint the user named: it must exist (else the error lists the steps there are) and verify.
+    private func explicit(_ candidate: URL, named missing: String) throws -> (url: URL, state: CheckpointState) {
+        guard FileManager.default.fileExists(atPath: candidate.path) else {
+            let have = steps().map { CheckpointStore.name(step: $0) }
+            throw BatonError("\(missing) (this run has: \(have.isEmpty ? "none" : have.joined(separator: ", ")))")
+        }
+        return (candidate, try CheckpointStore.verify(candidate))
     }
 
     // MARK: saving
