@@ -60,7 +60,7 @@ static int backend_init(int device_index) {
     if (check(cudaSetDevice(device_index), "init")) return 1;
     cudaDeviceProp properties;
     if (check(cudaGetDeviceProperties(&properties, device_index), "init")) return 1;
-    char line[256];
+    char line[sizeof properties.name + 64];
     snprintf(line, sizeof line, "%s, %.1f GiB, compute capability %d.%d", properties.name,
              properties.totalGlobalMem / 1073741824.0, properties.major, properties.minor);
     description = line;

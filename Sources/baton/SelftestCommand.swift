@@ -18,12 +18,16 @@ func selftestCommand(_ arguments: [String]) throws {
     var test = SelfTest(device: device)
     let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("baton-selftest-\(getpid())")
     defer { try? FileManager.default.removeItem(at: folder) }
-    let rows = try test.opChecks() + test.trainingChecks(folder: folder)
+    for shape in [SelfTest.OpShape.small, .loops] { say("ops at \(shape.description)") }
+    var rows: [SelfTest.Row] = []
+    for shape in [SelfTest.OpShape.small, .loops] { rows += SelfTest.Row.guarded("ops [\(shape.label)]") { try test.opChecks(shape) } }
+    rows += SelfTest.Row.guarded("training checks") { try test.trainingChecks(folder: folder) }
     let width = rows.map(\.check.count).max() ?? 10
     say("check".padding(toLength: width, withPad: " ", startingAt: 0) + "   max rel error      limit  result")
     for row in rows {
         say(row.check.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + String(format: "%14.3e %10.0e", row.error, row.limit)
             + "  " + (row.passed ? "pass" : "FAIL"))
+        if let failure = row.failure { say("    \(failure)") }
     }
     let failed = rows.filter { !$0.passed }.count
     say("selftest: \(rows.count - failed) passed, \(failed) failed")

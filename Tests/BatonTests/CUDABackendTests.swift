@@ -71,7 +71,7 @@ final class CUDABackendTests: XCTestCase {
     func testSelftestHarnessPassesOnTheCPU() throws {
         let result = try runBaton(["selftest", "--device", "cpu"])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssert(result.stdout.contains("selftest: 24 passed, 0 failed"), result.stdout)
+        XCTAssert(result.stdout.contains("selftest: 43 passed, 0 failed"), result.stdout)
     }
 
     func testSelftestOnTheGPU() throws {
@@ -80,5 +80,67 @@ final class CUDABackendTests: XCTestCase {
         try XCTSkipIf(result.stderr.contains("no CUDA device") || result.stderr.contains("no usable NVIDIA driver"),
                       "skipped: no GPU (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))")
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+    }
+
+    // MARK: the CUDA code, run on the CPU by the emulator
+
+    static let emulatorFolder = TestPaths.repositoryRoot.appendingPathComponent(".build-cuda-emulator")
+
+    func builtEmulator() throws -> URL {
+        let library = CUDABackendTests.emulatorFolder.appendingPathComponent("libbaton_cuda.so")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: library.path),
+                          "skipped: \(library.path) not built (scripts/test builds it with scripts/build-cuda-emulator)")
+        return library
+    }
+
+    /// Kernels/*.cu compiled for the emulator (Kernels/emulator): every op, training parity, resume
+    /// on "cuda" and across backends, through the same table and CUDADevice a GPU uses.
+    func testSelftestPassesOnTheCUDAEmulator() throws {
+        let library = try builtEmulator()
+        let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
+        XCTAssert(result.stdout.contains("selftest: 43 passed, 0 failed"), result.stdout)
+    }
+
+    /// The emulator refuses what a GPU refuses (launch limits, cuBLAS argument rules) and reports
+    /// what is undefined on one (divergent barriers, shuffles with exited lanes, out-of-bounds
+    /// access), and computes right what is right.
+    func testTheEmulatorEnforcesTheGPUsRules() throws {
+        _ = try builtEmulator()
+        let rules = CUDABackendTests.emulatorFolder.appendingPathComponent("emulator-rules")
+        let output = Pipe()
+        let process = Process()
+        process.executableURL = rules
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssert(text.contains("15 passed, 0 failed"), text)
+    }
+
+    /// A CUDA kernel that walks off its buffer is caught on the CPU: the emulator's guard pages
+    /// stop the process at the access and the message names the kernel.
+    func testAnOutOfBoundsKernelIsCaughtByTheEmulator() throws {
+        _ = try builtEmulator()
+        let folder = try TestPaths.temporaryFolder("oob-kernel")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // A copy of the kernels with encoder_forward's bounds check off by one.
+        let root = TestPaths.repositoryRoot.path
+        XCTAssertEqual(shell("mkdir -p '\(folder.path)/Kernels' && cp -r '\(root)/Kernels/.' '\(folder.path)/Kernels/' && mkdir -p '\(folder.path)/scripts' "
+                             + "&& cp '\(root)/scripts/build-cuda-emulator' '\(folder.path)/scripts/' && mkdir -p '\(folder.path)/Sources' "
+                             + "&& cp -r '\(root)/Sources/CBatonABI' '\(folder.path)/Sources/'"), 0)
+        let encoder = folder.appendingPathComponent("Kernels/encoder.cu")
+        let source = try String(contentsOf: encoder, encoding: .utf8)
+        let broken = source.replacingOccurrences(of: "if (i >= (long long)B * T * C) return;", with: "if (i > (long long)B * T * C) return;")
+        XCTAssertNotEqual(source, broken, "the mutation must apply")
+        try broken.write(to: encoder, atomically: true, encoding: .utf8)
+        XCTAssertEqual(shell("'\(folder.path)/scripts/build-cuda-emulator' >/dev/null"), 0)
+        let result = try runBaton(["selftest", "--device", "cuda"],
+                                  environment: ["BATON_CUDA_LIBRARY": folder.appendingPathComponent(".build-cuda-emulator/libbaton_cuda.so").path])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssert(result.stderr.contains("illegal memory access in encoder_forward_kernel"), result.stderr)
     }
 }

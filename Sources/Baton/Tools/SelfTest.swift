@@ -9,7 +9,15 @@ public struct SelfTest {
         public let check: String
         public let error: Double
         public let limit: Double
-        public var passed: Bool { error <= limit }  // NaN fails
+        /// Why the check could not run (the op threw), shown under the row.
+        public var failure: String? = nil
+        public var passed: Bool { failure == nil && error <= limit }  // NaN fails
+
+        /// The rows `body` makes, or one failing row that says what it threw: one broken op must
+        /// not hide the state of the others.
+        public static func guarded(_ check: String, _ body: () throws -> [Row]) -> [Row] {
+            do { return try body() } catch { return [Row(check: check, error: .infinity, limit: 0, failure: "\(error)")] }
+        }
     }
 
     let device: any Device
@@ -53,13 +61,32 @@ public struct SelfTest {
             }
             return try op(target, input, output).map { try target.download($0) }
         }
-        let expected = try run(on: reference, poison: false), actual = try run(on: device, poison: true)
+        let expected = try run(on: reference, poison: false)
+        let actual: [[Float]]
+        do { actual = try run(on: device, poison: true) } catch { return Row(check: name, error: .infinity, limit: limit, failure: "\(error)") }
         let error = zip(actual, expected).map { SelfTest.relativeError($0, $1) }.max() ?? .infinity
         return Row(check: name, error: error, limit: limit)
     }
 
-    public mutating func opChecks() throws -> [Row] {
-        let B = 2, T = 24, C = 48, NH = 4, V = 67, N = B * T
+    /// The sizes the op checks run at. Two shapes: one small, and one big enough that every loop
+    /// in the kernels goes round more than once (T past two warps, V past two blocks of 512
+    /// threads, rows past the column-sum chunks, the vector past the global norm's grid).
+    public struct OpShape: Sendable {
+        public let label: String
+        public let B, T, C, NH, V, vector: Int
+        public static let small = OpShape(label: "small", B: 2, T: 24, C: 48, NH: 4, V: 67, vector: 5000)
+        public static let loops = OpShape(label: "loops", B: 3, T: 70, C: 96, NH: 3, V: 1100, vector: 300_000)
+        public var description: String { "\(label): B \(B), T \(T), C \(C), heads \(NH), V \(V), vectors \(vector)" }
+    }
+
+    public mutating func opChecks(_ shape: OpShape) throws -> [Row] {
+        try opChecks(B: shape.B, T: shape.T, C: shape.C, NH: shape.NH, V: shape.V, vector: shape.vector).map {
+            Row(check: "\($0.check) [\(shape.label)]", error: $0.error, limit: $0.limit, failure: $0.failure)
+        }
+    }
+
+    mutating func opChecks(B: Int, T: Int, C: Int, NH: Int, V: Int, vector: Int) throws -> [Row] {
+        let N = B * T
         let tokenValues: [Int32] = (0..<N).map { _ in Int32(generator.next() % UInt64(V)) }
         let targetValues: [Int32] = (0..<N).map { _ in Int32(generator.next() % UInt64(V)) }
         func tokens(_ d: any Device, _ values: [Int32]) throws -> TokenTensor {
@@ -69,8 +96,8 @@ public struct SelfTest {
         }
         let x = random(N * C), w = random(C), b = random(C), dout = random(N * C), wte = random(V * C), wpe = random(T * C)
         let dwteStart = random(V * C, scale: 0.1), dwpeStart = random(T * C, scale: 0.1), dwStart = random(C, scale: 0.1), dbStart = random(C, scale: 0.1)
-        let qkv = random(N * 3 * C), attOut = random(N * C), logits = random(N * V, scale: 3), grads = random(5000)
-        let params = random(5000), m = random(5000, scale: 0.1), v = random(5000, scale: 0.1).map { abs($0) }
+        let qkv = random(N * 3 * C), attOut = random(N * C), logits = random(N * V, scale: 3), grads = random(vector)
+        let params = random(vector), m = random(vector, scale: 0.1), v = random(vector, scale: 0.1).map { abs($0) }
         let a = random(N * C), bMat = random(C * 3 * C), cStart = random(N * 3 * C), dx = random(N * C, scale: 0.1)
         var rows: [Row] = []
         rows.append(try compare("encoder_forward", limit: 1e-5) { d, _, out in
@@ -151,7 +178,7 @@ public struct SelfTest {
             return [losses, l]
         })
         rows.append(try compare("adamw_update", limit: 1e-5) { d, input, out in
-            let p = try out(5000, params), mi = try out(5000, m), vi = try out(5000, v)
+            let p = try out(vector, params), mi = try out(vector, m), vi = try out(vector, v)
             try d.adamwUpdate(params: p, grads: try input(grads), m: mi, v: vi, learningRate: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8,
                               weightDecay: 0.1, gradScale: 0.7, step: 5)
             return [p, mi, vi]

@@ -1,0 +1,572 @@
+// The CUDA emulator's runtime: blocks of fibers for kernels, a registry of "device" allocations,
+// the runtime's error rules, and cuBLAS on OpenBLAS. See README.md beside this file.
+#include <cblas.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cublas_v2.h"
+
+namespace baton_emulator {
+
+ThreadState *current_thread = nullptr;
+dim3 block_index, block_dim, grid_dim;
+
+namespace {
+
+cudaError_t last_error = cudaSuccess;
+// What went wrong, in more words than a CUDA error code: cudaGetErrorString adds it to the
+// code's own string, so Baton's one-line error names the kernel and the broken rule.
+cudaError_t detail_error = cudaSuccess;
+std::string detail;
+
+void fail(cudaError_t error, const std::string &message) {
+    if (last_error != cudaSuccess) return;
+    last_error = detail_error = error;
+    detail = message;
+}
+
+// MARK: fibers
+//
+// A fiber is a stack and a saved stack pointer. On x86-64 the switch is a few instructions
+// (the callee-saved registers; MXCSR and the x87 control word are left alone, since nothing here
+// changes them); elsewhere it is ucontext's swapcontext, correct but a system call per switch.
+
+constexpr size_t STACK_BYTES = 256 * 1024;
+constexpr size_t GUARD_BYTES = 4096;
+
+#if defined(__x86_64__) && !defined(BATON_EMULATOR_UCONTEXT)
+#define BATON_EMULATOR_FAST_SWITCH 1
+extern "C" void baton_emulator_switch(void **save_sp, void *load_sp);
+asm(R"(
+    .text
+    .globl baton_emulator_switch
+    .hidden baton_emulator_switch
+    .type baton_emulator_switch, @function
+baton_emulator_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size baton_emulator_switch, .-baton_emulator_switch
+)");
+struct Context {
+    void *sp = nullptr;
+};
+#else
+struct Context {
+    ucontext_t context;
+};
+#endif
+
+enum class Wait { none, block, warp };
+
+struct Fiber {
+    ThreadState state;
+    Context context;
+    char *stack = nullptr;  // GUARD_BYTES of PROT_NONE below STACK_BYTES of stack
+    bool done = false;
+    Wait wait = Wait::none;
+    unsigned long wait_generation = 0;
+    unsigned barriers = 0;  // __syncthreads passed
+};
+
+struct Warp {
+    int arrived = 0;
+    unsigned long generation = 0;
+    uint64_t slots[32];
+};
+
+// The block in flight: its fibers, barriers and warps. One at a time (see __shared__).
+struct Block {
+    std::vector<Fiber> fibers;
+    std::vector<Warp> warps;
+    Context scheduler;
+    const std::function<void()> *body = nullptr;
+    Fiber *running = nullptr;
+    unsigned threads = 0;  // fibers[0..<threads] are this block's; the vector is a pool
+    unsigned live = 0;     // fibers not yet done
+    int block_arrived = 0;
+    unsigned long block_generation = 0;
+    bool progress = false;
+};
+
+Block block;
+
+void switch_to(Context &save, Context &load) {
+#ifdef BATON_EMULATOR_FAST_SWITCH
+    baton_emulator_switch(&save.sp, load.sp);
+#else
+    swapcontext(&save.context, &load.context);
+#endif
+}
+
+void yield_to_scheduler() { switch_to(block.running->context, block.scheduler); }
+
+// Where every fiber starts: runs the kernel body for its thread, then hands control back for good.
+void fiber_entry() {
+    (*block.body)();
+    block.running->done = true;
+    switch_to(block.running->context, block.scheduler);
+    abort();  // a finished fiber is never resumed
+}
+
+// Sets f up so that switching to it enters fiber_entry on its own stack.
+void prepare(Fiber &f) {
+    char *top = f.stack + GUARD_BYTES + STACK_BYTES;
+#ifdef BATON_EMULATOR_FAST_SWITCH
+    // What baton_emulator_switch pops: r15..rbp, then the "return address" fiber_entry, which
+    // is entered with rsp = 8 mod 16 as after a call.
+    uint64_t *sp = reinterpret_cast<uint64_t *>(top) - 8;
+    for (int i = 0; i < 6; i++) sp[i] = 0;
+    sp[6] = reinterpret_cast<uint64_t>(&fiber_entry);
+    sp[7] = 0;  // fiber_entry never returns
+    f.context.sp = sp;
+#else
+    getcontext(&f.context.context);
+    f.context.context.uc_stack.ss_sp = f.stack + GUARD_BYTES;
+    f.context.context.uc_stack.ss_size = STACK_BYTES;
+    f.context.context.uc_link = nullptr;
+    makecontext(&f.context.context, fiber_entry, 0);
+    (void)top;
+#endif
+}
+
+unsigned linear_thread(const dim3 &t) { return t.x + block_dim.x * (t.y + block_dim.y * t.z); }
+
+// Waits until the barrier's generation moves on; the scheduler runs the other fibers meanwhile.
+void wait_for(Wait kind, unsigned long generation) {
+    Fiber &self = *block.running;
+    self.wait = kind;
+    self.wait_generation = generation;
+    while (true) {
+        yield_to_scheduler();
+        unsigned long now = kind == Wait::block ? block.block_generation
+                                                : block.warps[linear_thread(self.state.thread_index) / 32].generation;
+        if (now != generation) break;
+    }
+    self.wait = Wait::none;
+}
+
+bool still_waiting(const Fiber &f) {
+    switch (f.wait) {
+    case Wait::none: return false;
+    case Wait::block: return block.block_generation == f.wait_generation;
+    case Wait::warp: return block.warps[linear_thread(f.state.thread_index) / 32].generation == f.wait_generation;
+    }
+    return false;
+}
+
+// __syncthreads counts the threads that have not exited, as current GPUs do.
+void release_block_barrier_if_complete() {
+    if (block.block_arrived > 0 && (unsigned)block.block_arrived == block.live) {
+        block.block_arrived = 0;
+        block.block_generation++;
+        block.progress = true;
+    }
+}
+
+std::string describe_deadlock(const char *kernel) {
+    int at_block = 0, at_warp = 0, exited = 0;
+    for (unsigned i = 0; i < block.threads; i++) {
+        const Fiber &f = block.fibers[i];
+        if (f.done) exited++;
+        else if (f.wait == Wait::block) at_block++;
+        else if (f.wait == Wait::warp) at_warp++;
+    }
+    char line[256];
+    snprintf(line, sizeof line,
+             "%s: block (%u,%u,%u) can never finish: %d threads wait at __syncthreads, %d in a warp shuffle whose "
+             "other lanes exited or never got there, %d exited",
+             kernel, block_index.x, block_index.y, block_index.z, at_block, at_warp, exited);
+    return line;
+}
+
+bool run_block(const char *kernel, unsigned threads) {
+    if (block.fibers.size() < threads) {
+        size_t old = block.fibers.size();
+        block.fibers.resize(threads);
+        for (size_t i = old; i < threads; i++) {
+            void *memory = mmap(nullptr, GUARD_BYTES + STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (memory == MAP_FAILED) { perror("cuda emulator: mmap"); abort(); }
+            mprotect(memory, GUARD_BYTES, PROT_NONE);
+            block.fibers[i].stack = static_cast<char *>(memory);
+        }
+    }
+    block.warps.assign((threads + 31) / 32, Warp());
+    block.threads = block.live = threads;
+    block.block_arrived = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        Fiber &f = block.fibers[i];
+        f.state.thread_index = dim3(i % block_dim.x, (i / block_dim.x) % block_dim.y, i / (block_dim.x * block_dim.y));
+        f.done = false;
+        f.wait = Wait::none;
+        f.barriers = 0;
+        prepare(f);
+    }
+    while (block.live > 0) {
+        block.progress = false;
+        for (unsigned i = 0; i < threads; i++) {
+            Fiber &f = block.fibers[i];
+            if (f.done || still_waiting(f)) continue;
+            block.running = &f;
+            current_thread = &f.state;
+            switch_to(block.scheduler, f.context);
+            if (f.done) {
+                block.live--;
+                block.progress = true;
+                release_block_barrier_if_complete();
+            }
+        }
+        if (!block.progress) {
+            fail(cudaErrorLaunchFailure, describe_deadlock(kernel));
+            return false;
+        }
+    }
+    // A GPU lets exited threads count as arrived, so a barrier in divergent code may appear to
+    // work; CUDA calls it undefined, and so does this check.
+    for (unsigned i = 1; i < threads; i++) {
+        if (block.fibers[i].barriers != block.fibers[0].barriers) {
+            char line[256];
+            snprintf(line, sizeof line, "%s: block (%u,%u,%u): threads 0 and %u passed %u and %u __syncthreads (a barrier in divergent code)",
+                     kernel, block_index.x, block_index.y, block_index.z, i, block.fibers[0].barriers, block.fibers[i].barriers);
+            fail(cudaErrorLaunchFailure, line);
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+void sync_block() {
+    unsigned long generation = block.block_generation;
+    block.block_arrived++;
+    block.progress = true;
+    release_block_barrier_if_complete();
+    if (block.block_generation == generation) wait_for(Wait::block, generation);
+    block.running->barriers++;
+}
+
+unsigned lane_id() { return linear_thread(current_thread->thread_index) % 32; }
+
+uint64_t exchange_in_warp(unsigned mask, uint64_t mine, int source) {
+    unsigned thread = linear_thread(current_thread->thread_index), lane = thread % 32;
+    Warp &warp = block.warps[thread / 32];
+    if (!(mask >> lane & 1)) fail(cudaErrorLaunchFailure, "a warp shuffle from a lane outside its own mask");
+    int members = __builtin_popcount(mask);
+    // Arrive, exchange, and leave together: two barriers over the lanes of the mask.
+    warp.slots[lane] = mine;
+    for (int phase = 0; phase < 2; phase++) {
+        unsigned long generation = warp.generation;
+        block.progress = true;
+        if (++warp.arrived == members) {
+            warp.arrived = 0;
+            warp.generation++;
+        } else {
+            wait_for(Wait::warp, generation);
+        }
+        if (phase == 0) mine = source >= 0 && source < 32 && (mask >> source & 1) ? warp.slots[source] : mine;
+    }
+    return mine;
+}
+
+// MARK: device memory
+//
+// Each allocation gets its own pages, ending exactly at an inaccessible guard page (and with one
+// before it), so a kernel that reads or writes past either end of its buffer, or touches freed
+// memory, faults at once, as a GPU reports an illegal address; the fault handler names the kernel.
+
+namespace {
+std::mutex memory_lock;
+struct Allocation {
+    size_t bytes;
+    char *mapping;  // guard page, data pages, guard page
+    size_t mapping_bytes;
+};
+std::map<uintptr_t, Allocation> allocations;  // by start
+size_t page_bytes() { return (size_t)sysconf(_SC_PAGE_SIZE); }
+
+// Whether [pointer, pointer + bytes) lies inside one allocation.
+bool on_device(const void *pointer, size_t bytes) {
+    std::lock_guard<std::mutex> guard(memory_lock);
+    uintptr_t p = reinterpret_cast<uintptr_t>(pointer);
+    auto it = allocations.upper_bound(p);
+    if (it == allocations.begin()) return false;
+    --it;
+    return p >= it->first && p + bytes <= it->first + it->second.bytes;
+}
+
+const char *running_kernel = nullptr;
+struct sigaction previous_segv;
+char alternate_stack[64 * 1024];
+
+void on_fault(int signal, siginfo_t *info, void *context) {
+    if (running_kernel) {
+        char line[512];
+        int n = snprintf(line, sizeof line,
+                         "cuda emulator: illegal memory access in %s, block (%u,%u,%u), thread (%u,%u,%u), address %p "
+                         "(outside every live allocation; a GPU would say \"an illegal memory access was encountered\")\n",
+                         running_kernel, block_index.x, block_index.y, block_index.z,
+                         current_thread ? current_thread->thread_index.x : 0, current_thread ? current_thread->thread_index.y : 0,
+                         current_thread ? current_thread->thread_index.z : 0, info->si_addr);
+        if (n > 0) { ssize_t ignored = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1); (void)ignored; }
+    }
+    // Hand the fault on (to Swift's crash reporter, or the default: a core dump).
+    sigaction(signal, &previous_segv, nullptr);
+    (void)context;
+}
+
+void install_fault_handler() {
+    static bool installed = false;
+    if (installed) return;
+    installed = true;
+    stack_t stack = {};
+    stack.ss_sp = alternate_stack;
+    stack.ss_size = sizeof alternate_stack;
+    sigaltstack(&stack, nullptr);  // a fiber's stack may be what overflowed
+    struct sigaction action = {};
+    action.sa_sigaction = on_fault;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &previous_segv);
+}
+}  // namespace
+
+void run_grid(const char *kernel, dim3 grid, dim3 blocks, size_t shared_bytes, const std::function<void()> &body) {
+    unsigned long long threads = (unsigned long long)blocks.x * blocks.y * blocks.z;
+    // The limits of every GPU Baton targets (compute capability 8.0 and later).
+    bool valid = grid.x >= 1 && grid.x <= 2147483647u && grid.y >= 1 && grid.y <= 65535 && grid.z >= 1 && grid.z <= 65535 &&
+                 blocks.x >= 1 && blocks.x <= 1024 && blocks.y >= 1 && blocks.y <= 1024 && blocks.z >= 1 && blocks.z <= 64 &&
+                 threads <= 1024 && shared_bytes <= 48 * 1024;
+    if (!valid) {
+        char line[256];
+        snprintf(line, sizeof line, "%s: invalid launch configuration: grid (%u,%u,%u), block (%u,%u,%u), %zu bytes shared", kernel,
+                 grid.x, grid.y, grid.z, blocks.x, blocks.y, blocks.z, shared_bytes);
+        fail(cudaErrorInvalidConfiguration, line);
+        return;
+    }
+    install_fault_handler();
+    running_kernel = kernel;
+    grid_dim = grid;
+    block_dim = blocks;
+    block.body = &body;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                block_index = dim3(x, y, z);
+                if (!run_block(kernel, (unsigned)threads)) z = grid.z, y = grid.y, x = grid.x;  // stop the grid
+            }
+    current_thread = nullptr;
+    running_kernel = nullptr;
+}
+
+}  // namespace baton_emulator
+
+using namespace baton_emulator;
+
+cudaError_t cudaGetDeviceCount(int *count) {
+    *count = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *properties, int device) {
+    if (device != 0) return cudaErrorInvalidDevice;
+    memset(properties, 0, sizeof *properties);
+    snprintf(properties->name, sizeof properties->name, "CUDA emulator on the CPU (not a GPU)");
+    properties->totalGlobalMem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGE_SIZE);
+    properties->major = 9;
+    properties->minor = 0;
+    properties->multiProcessorCount = 1;
+    properties->warpSize = 32;
+    properties->maxThreadsPerBlock = 1024;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **pointer, size_t bytes) {
+    if (!pointer) return cudaErrorInvalidValue;
+    size_t page = page_bytes(), used = (bytes + 3) / 4 * 4;  // 4-byte aligned (8 for a buffer of doubles)
+    size_t data = (used + page - 1) / page * page, total = data + 2 * page;
+    void *mapping = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mapping == MAP_FAILED) return cudaErrorMemoryAllocation;
+    char *base = static_cast<char *>(mapping);
+    if (data > 0 && mprotect(base + page, data, PROT_READ | PROT_WRITE) != 0) {
+        munmap(mapping, total);
+        return cudaErrorMemoryAllocation;
+    }
+    char *start = base + page + data - used;
+    memset(start, 0xff, used);  // as a GPU's fresh memory, not zeros: reading it before writing shows (NaN)
+    std::lock_guard<std::mutex> guard(memory_lock);
+    allocations[reinterpret_cast<uintptr_t>(start)] = Allocation{bytes, base, total};
+    *pointer = start;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *pointer) {
+    if (!pointer) return cudaSuccess;
+    Allocation allocation;
+    {
+        std::lock_guard<std::mutex> guard(memory_lock);
+        auto it = allocations.find(reinterpret_cast<uintptr_t>(pointer));
+        if (it == allocations.end()) return cudaErrorInvalidDevicePointer;
+        allocation = it->second;
+        allocations.erase(it);
+    }
+    munmap(allocation.mapping, allocation.mapping_bytes);  // later use of it faults
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    if (bytes == 0) return cudaSuccess;
+    bool dst_device = on_device(dst, bytes), src_device = on_device(src, bytes);
+    bool valid = false;
+    switch (kind) {
+    case cudaMemcpyHostToDevice: valid = dst_device && !on_device(src, 1); break;
+    case cudaMemcpyDeviceToHost: valid = src_device && !on_device(dst, 1); break;
+    case cudaMemcpyDeviceToDevice: valid = dst_device && src_device; break;
+    case cudaMemcpyHostToHost: valid = !on_device(dst, 1) && !on_device(src, 1); break;
+    case cudaMemcpyDefault: valid = true; break;
+    }
+    if (!valid) return cudaErrorInvalidValue;
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemset(void *pointer, int value, size_t bytes) {
+    if (bytes && !on_device(pointer, bytes)) return cudaErrorInvalidValue;
+    memset(pointer, value, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }  // kernels run to completion at launch
+
+cudaError_t cudaGetLastError(void) {
+    cudaError_t error = last_error;
+    last_error = cudaSuccess;
+    return error;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return last_error; }
+
+namespace {
+const char *plain_error_string(cudaError_t error) {
+    switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    }
+    return "unknown error";
+}
+}  // namespace
+
+const char *cudaGetErrorString(cudaError_t error) {
+    static std::string message;
+    if (error != detail_error || detail.empty()) return plain_error_string(error);
+    message = std::string(plain_error_string(error)) + " (cuda emulator: " + detail + ")";
+    return message.c_str();
+}
+
+// MARK: cuBLAS
+
+struct baton_emulator_cublas {
+    cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+cublasStatus_t cublasCreate(cublasHandle_t *handle) {
+    *handle = new baton_emulator_cublas();
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t) { return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED; }
+
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void *workspace, size_t bytes) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    return bytes == 0 || on_device(workspace, bytes) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->math = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+namespace {
+// Elements a column-major rows x columns matrix with leading dimension ld spans.
+long long span(int rows, int columns, int ld) { return rows == 0 || columns == 0 ? 0 : (long long)ld * (columns - 1) + rows; }
+
+// cuBLAS's argument rules for C[m,n] = op(A) op(B), plus: every matrix inside one device
+// allocation, the scalars on the host (the default pointer mode).
+cublasStatus_t check_gemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                          const float *alpha, const float *A, int lda, long long strideA, const float *B, int ldb,
+                          long long strideB, const float *beta, const float *C, int ldc, long long strideC, int batches) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+    if (m < 0 || n < 0 || k < 0 || batches < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) || ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (on_device(alpha, 1) || on_device(beta, 1)) return CUBLAS_STATUS_INVALID_VALUE;
+    auto extent = [&](long long one, long long stride) { return one == 0 ? 0 : (stride * (batches - 1) + one) * (long long)sizeof(float); };
+    long long a = extent(span(ta ? k : m, ta ? m : k, lda), strideA), b = extent(span(tb ? n : k, tb ? k : n, ldb), strideB);
+    long long c = extent(span(m, n, ldc), strideC);
+    if ((a && !on_device(A, a)) || (b && !on_device(B, b)) || (c && !on_device(C, c))) {
+        fprintf(stderr, "cuda emulator: cublasSgemm: a matrix reaches outside its device allocation\n");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+}  // namespace
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                                         int k, const float *alpha, const float *A, int lda, long long strideA, const float *B,
+                                         int ldb, long long strideB, const float *beta, float *C, int ldc, long long strideC,
+                                         int batchCount) {
+    cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc,
+                                       strideC, batchCount);
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
+    if (handle->math == CUBLAS_TENSOR_OP_MATH || handle->math == CUBLAS_TF32_TENSOR_OP_MATH) {
+        fprintf(stderr, "cuda emulator: TF32 math is not emulated; Baton's fp32 path asks for CUBLAS_PEDANTIC_MATH\n");
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    for (int i = 0; i < batchCount; i++)
+        cblas_sgemm(CblasColMajor, transa == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, transb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    m, n, k, *alpha, A + i * strideA, lda, B + i * strideB, ldb, *beta, C + i * strideC, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                           const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta, float *C,
+                           int ldc) {
+    return cublasSgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}

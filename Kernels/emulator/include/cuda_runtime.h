@@ -1,0 +1,152 @@
+// cuda_runtime.h of the CUDA emulator: just enough of the CUDA language and runtime for Kernels/*.cu
+// to compile as ordinary C++ and run on the CPU (see Kernels/emulator/README.md). Every CUDA
+// thread of a block runs as a fiber, so __syncthreads and warp shuffles behave as on a GPU, and
+// the launch rules a GPU enforces (grid and block limits) are enforced here too.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+// The emulator runs one block at a time, on the host thread that launched it (Baton issues every
+// op from one thread, as on one CUDA stream), so a function-local static is exactly "one per block".
+#define __shared__ static
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+typedef dim3 uint3;
+
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevicePointer = 17,
+    cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorNoDevice = 100,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorLaunchFailure = 719,
+} cudaError_t;
+
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4
+};
+
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem;
+    int major, minor;
+    int multiProcessorCount;
+    int warpSize;
+    int maxThreadsPerBlock;
+};
+
+typedef struct baton_emulator_stream *cudaStream_t;
+
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *properties, int device);
+cudaError_t cudaMalloc(void **pointer, size_t bytes);
+cudaError_t cudaFree(void *pointer);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemset(void *pointer, int value, size_t bytes);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+const char *cudaGetErrorString(cudaError_t error);
+
+template <class T>
+cudaError_t cudaMalloc(T **pointer, size_t bytes) { return cudaMalloc(reinterpret_cast<void **>(pointer), bytes); }
+
+// Device-side math the kernels use that C++ lacks.
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+
+namespace baton_emulator {
+
+// The CUDA thread now running (a fiber) and its block.
+struct ThreadState {
+    dim3 thread_index;
+};
+extern ThreadState *current_thread;
+extern dim3 block_index, block_dim, grid_dim;
+
+void sync_block();  // __syncthreads
+// The warp-wide exchange behind every shuffle: each lane of `mask` offers `mine`, and gets the
+// value lane `source` offered (its own when source is outside the warp).
+uint64_t exchange_in_warp(unsigned mask, uint64_t mine, int source);
+unsigned lane_id();
+
+// Runs body once per thread of every block; records a configuration error instead if the launch
+// breaks a rule a GPU enforces.
+void run_grid(const char *kernel, dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()> &body);
+
+template <class Kernel>
+struct Launch {
+    Kernel *kernel;
+    const char *name;
+    dim3 grid, block;
+    size_t shared_bytes;
+    template <class... Arguments>
+    void operator()(Arguments... arguments) const {
+        Kernel *k = kernel;
+        run_grid(name, grid, block, shared_bytes, [=]() { k(arguments...); });
+    }
+};
+
+template <class Kernel>
+Launch<Kernel> launch(Kernel *kernel, const char *name, dim3 grid, dim3 block, size_t shared_bytes = 0,
+                      cudaStream_t = nullptr) {
+    return Launch<Kernel>{kernel, name, grid, block, shared_bytes};
+}
+
+}  // namespace baton_emulator
+
+#define threadIdx (baton_emulator::current_thread->thread_index)
+#define blockIdx (baton_emulator::block_index)
+#define blockDim (baton_emulator::block_dim)
+#define gridDim (baton_emulator::grid_dim)
+constexpr int warpSize = 32;
+
+inline void __syncthreads() { baton_emulator::sync_block(); }
+
+namespace baton_emulator {
+template <class T>
+T shuffle(unsigned mask, T value, int source) {
+    static_assert(sizeof(T) <= 8, "a shuffle moves at most 8 bytes");
+    uint64_t bits = 0;
+    std::memcpy(&bits, &value, sizeof(T));
+    bits = exchange_in_warp(mask, bits, source);
+    T result;
+    std::memcpy(&result, &bits, sizeof(T));
+    return result;
+}
+}  // namespace baton_emulator
+
+template <class T>
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
+    return baton_emulator::shuffle(mask, value, (int)(baton_emulator::lane_id() ^ (unsigned)lane_mask));
+}
+template <class T>
+T __shfl_down_sync(unsigned mask, T value, unsigned delta) {
+    return baton_emulator::shuffle(mask, value, (int)(baton_emulator::lane_id() + delta));
+}
+template <class T>
+T __shfl_sync(unsigned mask, T value, int source_lane) {
+    return baton_emulator::shuffle(mask, value, source_lane & 31);
+}

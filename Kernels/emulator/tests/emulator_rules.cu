@@ -1,0 +1,161 @@
+// The CUDA emulator's own checks: it must compute what a GPU computes for correct kernels, and
+// refuse, loudly, what a GPU would refuse or what would be undefined on one. Built and run by
+// scripts/build-cuda-emulator --check; prints one line per check and "N passed, N failed".
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+static int passed = 0, failed = 0;
+
+static void expect(bool condition, const char *what) {
+    printf("%s  %s\n", condition ? "pass" : "FAIL", what);
+    (condition ? passed : failed)++;
+}
+
+static std::string last_error_string() { return cudaGetErrorString(cudaGetLastError()); }
+
+__global__ void block_sum_kernel(float *out, const float *in, int n) {
+    __shared__ float partial[1024];
+    partial[threadIdx.x] = threadIdx.x < (unsigned)n ? in[threadIdx.x] : 0.0f;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+        if (threadIdx.x < (unsigned)stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
+__global__ void shuffle_kernel(int *out) {
+    int lane = threadIdx.x % 32;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffff, lane * 10, 1) + __shfl_down_sync(0xffffffff, lane, 3) * 1000;
+}
+
+__global__ void divergent_barrier_kernel(float *out) {
+    if (threadIdx.x % 2 == 0) __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+
+__global__ void early_exit_shuffle_kernel(float *out) {
+    if (threadIdx.x == 5) return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffff, 1.0f, 1);
+}
+
+__global__ void write_one_past_kernel(float *out, int n) { out[n + threadIdx.x] = 1.0f; }
+
+__global__ void read_kernel(float *out, const float *in) { out[threadIdx.x] = in[threadIdx.x]; }
+
+int main() {
+    float *device = nullptr, *other = nullptr;
+    cudaMalloc(&device, 4096 * sizeof(float));
+    cudaMalloc(&other, 4096 * sizeof(float));
+
+    // Fresh memory is not zero: read before written, it is NaN.
+    std::vector<float> host(4096);
+    cudaMemcpy(host.data(), device, 16, cudaMemcpyDeviceToHost);
+    expect(std::isnan(host[0]), "fresh device memory reads as NaN");
+
+    // A correct block reduction with barriers gives the sum.
+    for (int i = 0; i < 1000; i++) host[i] = (float)(i % 7);
+    cudaMemcpy(other, host.data(), 1000 * sizeof(float), cudaMemcpyHostToDevice);
+    block_sum_kernel<<<1, 1024>>>(device, other, 1000);
+    float sum = 0;
+    cudaMemcpy(&sum, device, 4, cudaMemcpyDeviceToHost);
+    double expected = 0;
+    for (int i = 0; i < 1000; i++) expected += i % 7;
+    expect(cudaGetLastError() == cudaSuccess && sum == (float)expected, "a shared-memory tree reduction with __syncthreads sums right");
+
+    // Shuffles move values between lanes as on a GPU (down past the warp's end keeps one's own).
+    int *lanes = nullptr;
+    cudaMalloc(&lanes, 64 * sizeof(int));
+    shuffle_kernel<<<1, 64>>>(lanes);
+    std::vector<int> got(64);
+    cudaMemcpy(got.data(), lanes, 64 * sizeof(int), cudaMemcpyDeviceToHost);
+    bool shuffles_right = true;
+    for (int t = 0; t < 64; t++) {
+        int lane = t % 32, down = lane + 3 < 32 ? lane + 3 : lane;
+        shuffles_right = shuffles_right && got[t] == (lane ^ 1) * 10 + down * 1000;
+    }
+    expect(shuffles_right, "__shfl_xor_sync and __shfl_down_sync give each lane its partner's value");
+
+    // What a GPU refuses.
+    block_sum_kernel<<<0, 256>>>(device, other, 10);
+    expect(last_error_string().find("invalid configuration") != std::string::npos, "a grid of zero blocks is an invalid configuration");
+    block_sum_kernel<<<1, 2048>>>(device, other, 10);
+    expect(last_error_string().find("invalid configuration") != std::string::npos, "a block of 2048 threads is an invalid configuration");
+    block_sum_kernel<<<dim3(1, 70000), 32>>>(device, other, 10);
+    expect(last_error_string().find("invalid configuration") != std::string::npos, "gridDim.y past 65535 is an invalid configuration");
+
+    // What is undefined on a GPU (it may hang or give garbage): named, not run to a wrong answer.
+    divergent_barrier_kernel<<<1, 64>>>(device);
+    expect(last_error_string().find("divergent code") != std::string::npos, "__syncthreads reached by half the block (the rest exit) is reported");
+    early_exit_shuffle_kernel<<<1, 32>>>(device);
+    expect(last_error_string().find("warp shuffle") != std::string::npos, "a full-mask shuffle after a lane exited is reported");
+
+    // The runtime's and cuBLAS's argument rules.
+    expect(cudaMemcpy(host.data(), device, 16, cudaMemcpyHostToDevice) == cudaErrorInvalidValue,
+           "cudaMemcpy in the wrong direction is refused");
+    expect(cudaMemcpy(device, host.data(), 4097 * sizeof(float), cudaMemcpyHostToDevice) == cudaErrorInvalidValue,
+           "cudaMemcpy past the end of an allocation is refused");
+    cublasHandle_t handle;
+    cublasCreate(&handle);
+    const float one = 1, zero = 0;
+    expect(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, device, 4, other, 8, &zero, device + 2048, 8) ==
+               CUBLAS_STATUS_INVALID_VALUE,
+           "cublasSgemm with lda < m is CUBLAS_STATUS_INVALID_VALUE");
+    expect(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, &one, device + 4000, 64, other, 64, &zero, device, 64) ==
+               CUBLAS_STATUS_INVALID_VALUE,
+           "cublasSgemm reading past an allocation is refused");
+    // A correct one, against a naive column-major product, transposes included.
+    std::vector<float> a(6 * 4), b(4 * 5), c(6 * 5);
+    for (size_t i = 0; i < a.size(); i++) a[i] = (float)((i * 7) % 5) - 2;
+    for (size_t i = 0; i < b.size(); i++) b[i] = (float)((i * 3) % 7) - 3;
+    cudaMemcpy(device, a.data(), a.size() * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(other, b.data(), b.size() * 4, cudaMemcpyHostToDevice);
+    // C[6,5] = A^T B^T with A stored as 4x6 (lda 4) and B stored as 5x4 (ldb 5).
+    cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_T, 6, 5, 4, &one, device, 4, other, 5, &zero, device + 1024, 6);
+    cudaMemcpy(c.data(), device + 1024, c.size() * 4, cudaMemcpyDeviceToHost);
+    bool gemm_right = true;
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 5; j++) {
+            float s = 0;
+            for (int l = 0; l < 4; l++) s += a[l + i * 4] * b[j + l * 5];
+            gemm_right = gemm_right && c[i + j * 6] == s;
+        }
+    expect(gemm_right, "cublasSgemm with both operands transposed matches a naive product");
+
+    // Out of bounds and after free: the process dies at the access, naming the kernel.
+    auto dies_naming = [](void (*body)(float *, float *), float *x, float *y, const char *what) {
+        int pipe_ends[2];
+        if (pipe(pipe_ends) != 0) return false;
+        pid_t child = fork();
+        if (child == 0) {
+            dup2(pipe_ends[1], 2);
+            body(x, y);
+            _exit(0);
+        }
+        close(pipe_ends[1]);
+        char text[1024] = {};
+        ssize_t n = read(pipe_ends[0], text, sizeof text - 1);
+        (void)n;
+        close(pipe_ends[0]);
+        int status = 0;
+        waitpid(child, &status, 0);
+        return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV && strstr(text, what) != nullptr;
+    };
+    expect(dies_naming([](float *x, float *) { write_one_past_kernel<<<1, 1>>>(x, 4096); }, device, other,
+                       "illegal memory access in write_one_past_kernel"),
+           "writing one float past an allocation faults and names the kernel");
+    expect(dies_naming([](float *x, float *y) { cudaFree(y); read_kernel<<<1, 32>>>(x, y); }, device, other,
+                       "illegal memory access in read_kernel"),
+           "reading freed memory faults and names the kernel");
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
