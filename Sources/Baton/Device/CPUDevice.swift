@@ -17,7 +17,10 @@ public final class CPUDevice: Device {
 
     public var summary: String { "cpu (\(threads) threads, OpenBLAS sgemm)" }
 
+    public private(set) var allocationCount = 0
+
     private func allocate(bytes: Int) throws -> DeviceBuffer {
+        allocationCount += 1
         // 64-byte alignment for vector loads; at least one byte so empty tensors still have a pointer.
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, max(bytes, 1)) == 0, let pointer = raw else {

@@ -28,7 +28,10 @@ public final class CUDADevice: Device {
         if let message = table.take_error() { throw BatonError("cuda: \(String(cString: message))") }
     }
 
+    public private(set) var allocationCount = 0
+
     private func allocate(bytes: Int) throws -> DeviceBuffer {
+        allocationCount += 1
         var raw: UnsafeMutableRawPointer?
         guard table.alloc(&raw, max(bytes, 1)) == 0, let pointer = raw else {
             throw BatonError("cuda: out of GPU memory allocating \(bytes) bytes (\(table.take_error().map { String(cString: $0) } ?? "alloc failed"))")

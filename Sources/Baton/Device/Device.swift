@@ -11,6 +11,9 @@ public protocol Device: AnyObject {
     var kind: DeviceKind { get }
     /// A line for logs: the backend and what it runs on.
     var summary: String { get }
+    /// Buffers allocated so far. Everything a run needs is allocated before its first step (no
+    /// allocation in the step loop); the selftest and the tests hold the trainer to that.
+    var allocationCount: Int { get }
 
     func allocate(floats count: Int) throws -> Tensor
     func allocate(tokens count: Int) throws -> TokenTensor

@@ -233,7 +233,11 @@ public struct SelfTest {
         // Parity: the same initial weights (initialised on the host), 20 steps on each backend.
         let onDevice = try trainer(config, on: device, run: folder.appendingPathComponent("device"))
         let onCPU = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu"))
-        let deviceLosses = try losses(onDevice, steps: 20), cpuLosses = try losses(onCPU, steps: 20)
+        let firstLoss = try onDevice.trainStep().loss
+        let allocatedBeforeStep2 = device.allocationCount
+        let deviceLosses = [firstLoss] + (try losses(onDevice, steps: 19)), cpuLosses = try losses(onCPU, steps: 20)
+        _ = try onDevice.validationLoss()
+        rows.append(Row(check: "training: allocations in steps 2-20 + eval", error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0))
         let lossError = zip(deviceLosses, cpuLosses).map { SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity
         rows.append(Row(check: "training: 20 losses vs cpu", error: lossError, limit: 1e-4))
         rows.append(Row(check: "training: final weights vs cpu", error: SelfTest.relativeError(try device.download(onDevice.model.parameters),
