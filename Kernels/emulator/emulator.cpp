@@ -112,6 +112,7 @@ struct Block {
 };
 
 Block block;
+unsigned long block_serial = 0;  // counts blocks run, across launches
 
 void switch_to(Context &save, Context &load) {
 #ifdef BATON_EMULATOR_FAST_SWITCH
@@ -215,6 +216,7 @@ bool run_block(const char *kernel, unsigned threads) {
     }
     block.warps.assign((threads + 31) / 32, Warp());
     block.threads = block.live = threads;
+    block_serial++;
     block.block_arrived = 0;
     for (unsigned i = 0; i < threads; i++) {
         Fiber &f = block.fibers[i];
@@ -266,6 +268,17 @@ void sync_block() {
     release_block_barrier_if_complete();
     if (block.block_generation == generation) wait_for(Wait::block, generation);
     block.running->barriers++;
+}
+
+namespace {
+std::map<void *, unsigned long> poisoned_in_block;  // shared array -> the block that last poisoned it
+}  // namespace
+
+void poison_shared(void *array, size_t bytes) {
+    unsigned long &last = poisoned_in_block[array];
+    if (last == block_serial) return;
+    last = block_serial;
+    memset(array, 0x7f, bytes);  // 3.4e38 as a float, 1.4e306 as a double: a NaN would slip through fmaxf
 }
 
 unsigned lane_id() { return linear_thread(current_thread->thread_index) % 32; }

@@ -118,7 +118,7 @@ final class CUDABackendTests: XCTestCase {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0, text)
-        XCTAssert(text.contains("15 passed, 0 failed"), text)
+        XCTAssert(text.contains("16 passed, 0 failed"), text)
     }
 
     /// A CUDA kernel that walks off its buffer is caught on the CPU: the emulator's guard pages

@@ -91,6 +91,10 @@ void sync_block();  // __syncthreads
 // value lane `source` offered (its own when source is outside the warp).
 uint64_t exchange_in_warp(unsigned mask, uint64_t mine, int source);
 unsigned lane_id();
+// Called (by the build's rewrite) after each __shared__ array's declaration: the first thread of
+// each block to get there fills it with huge values, as shared memory holds garbage on a GPU, so a
+// read before a write (a missing __syncthreads) shows instead of seeing the last block's values.
+void poison_shared(void *array, size_t bytes);
 
 // Runs body once per thread of every block; records a configuration error instead if the launch
 // breaks a rule a GPU enforces.

@@ -47,6 +47,13 @@ __global__ void early_exit_shuffle_kernel(float *out) {
     out[threadIdx.x] = __shfl_xor_sync(0xffffffff, 1.0f, 1);
 }
 
+// Reads a neighbour's slot with no __syncthreads between the write and the read: a race.
+__global__ void missing_barrier_kernel(float *out) {
+    __shared__ float slots[64];
+    slots[threadIdx.x] = 1.0f;
+    out[blockIdx.x * 64 + threadIdx.x] = slots[(threadIdx.x + 1) % 64];
+}
+
 __global__ void write_one_past_kernel(float *out, int n) { out[n + threadIdx.x] = 1.0f; }
 
 __global__ void read_kernel(float *out, const float *in) { out[threadIdx.x] = in[threadIdx.x]; }
@@ -83,6 +90,12 @@ int main() {
         shuffles_right = shuffles_right && got[t] == (lane ^ 1) * 10 + down * 1000;
     }
     expect(shuffles_right, "__shfl_xor_sync and __shfl_down_sync give each lane its partner's value");
+
+    // Shared memory starts each block as garbage, not as the last block's values, so the race
+    // above reads garbage in the second block too.
+    missing_barrier_kernel<<<2, 64>>>(device);
+    cudaMemcpy(host.data(), device, 128 * sizeof(float), cudaMemcpyDeviceToHost);
+    expect(host[0] != 1.0f && host[64] != 1.0f, "a shared-memory read before the writer ran sees garbage in every block");
 
     // What a GPU refuses.
     block_sum_kernel<<<0, 256>>>(device, other, 10);
