@@ -15,17 +15,25 @@ void encoder_forward(float *out, const int32_t *tokens, const float *wte, const 
     check_launch("encoder_forward");
 }
 
-// One thread per channel, positions in order: deterministic sums, no atomics (as on the CPU).
+// dwte[token, c] += dout[row, c] over the rows in order, as on the CPU (deterministic, no atomics).
+// Thread (c, s) owns channel c of the vocabulary rows whose id is s mod WTE_SLICES: every thread
+// scans all the tokens (a broadcast within the warp, which shares s) but adds only its own rows, so
+// C * WTE_SLICES threads share the work instead of C, and each (token, c) still sums in row order.
+constexpr int WTE_SLICES = 64;
+
 __global__ void encoder_backward_wte_kernel(float *dwte, const float *dout, const int32_t *tokens, int BT, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int c = blockIdx.x * blockDim.x + threadIdx.x, slice = blockIdx.y;
     if (c >= C) return;
-    for (int row = 0; row < BT; row++) dwte[(long long)tokens[row] * C + c] += dout[(long long)row * C + c];
+    for (int row = 0; row < BT; row++) {
+        int token = tokens[row];
+        if (token % WTE_SLICES == slice) dwte[(long long)token * C + c] += dout[(long long)row * C + c];
+    }
 }
 
 // dwpe[t,c] += sum over b of dout[b,t,c]: dout viewed as B rows of T*C columns.
 
 void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
-    encoder_backward_wte_kernel<<<blocks_for(C, 128), 128>>>(dwte, dout, tokens, B * T, C);
+    encoder_backward_wte_kernel<<<dim3(blocks_for(C, 128), WTE_SLICES), 128>>>(dwte, dout, tokens, B * T, C);
     check_launch("encoder_backward");
     column_sum(dwpe, dout, B, T * C, "encoder_backward");
 }
