@@ -69,7 +69,9 @@ static int backend_init(int device_index) {
     // One stream (the default), a fixed workspace and no TF32: the same GPU gives the same bits.
     if (check(cudaMalloc(&cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init")) return 1;
     record_cublas_error(cublasSetWorkspace(handle, cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init: cublasSetWorkspace");
-    record_cublas_error(cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH), "init: cublasSetMathMode");
+    // CUBLAS_DEFAULT_MATH never lowers float32 precision (TF32 needs CUBLAS_TF32_TENSOR_OP_MATH):
+    // true fp32, as PyTorch with TF32 off, and not the slower PEDANTIC mode meant for debugging.
+    record_cublas_error(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "init: cublasSetMathMode");
     if (check(cudaMalloc(&partials, NORM_BLOCKS * sizeof(double)), "init")) return 1;
     if (check(cudaMalloc(&columns, COLUMN_PARTIALS * sizeof(float)), "init")) return 1;
     return pending_error.empty() ? 0 : 1;

@@ -569,7 +569,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                        strideC, batchCount);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
     if (handle->math == CUBLAS_TENSOR_OP_MATH || handle->math == CUBLAS_TF32_TENSOR_OP_MATH) {
-        fprintf(stderr, "cuda emulator: TF32 math is not emulated; Baton's fp32 path asks for CUBLAS_PEDANTIC_MATH\n");
+        fprintf(stderr, "cuda emulator: TF32 math is not emulated; Baton's fp32 path asks for CUBLAS_DEFAULT_MATH\n");
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     for (int i = 0; i < batchCount; i++)
