@@ -3,14 +3,28 @@
 // qkv [B,T,3,NH,hs] into [B,NH,T,hs] blocks in the scratch buffer, one (b, h) per batch entry.
 #include "common.cuh"
 
-// Scratch layout (floats): dS [B*NH*T*T] | q | k | v | dO | dq | dk | dv, each [B*NH*T*hs].
-struct Scratch {
+// The sizes both ops work with, and the scratch layout (floats):
+// dS [B*NH*T*T] | q | k | v | dO | dq | dk | dv, each [B*NH*T*hs].
+struct Attention {
+    int B, T, C, NH, hs, batches;
+    long long n, head, square;  // elements of [B,T,C]; of one head's [T,hs]; of one [T,T]
+    float scale;
     float *ds, *q, *k, *v, *dout, *dq, *dk, *dv;
-    Scratch(float *base, int B, int T, int C, int NH) {
-        long long block = (long long)B * T * C;
-        ds = base;
-        q = ds + (long long)B * NH * T * T;
-        k = q + block; v = k + block; dout = v + block; dq = dout + block; dk = dq + block; dv = dk + block;
+    Attention(float *scratch, int B_, int T_, int C_, int NH_) : B(B_), T(T_), C(C_), NH(NH_) {
+        hs = C / NH;
+        batches = B * NH;
+        n = (long long)B * T * C;
+        head = (long long)T * hs;
+        square = (long long)T * T;
+        scale = 1.0f / sqrtf((float)hs);
+        ds = scratch;
+        q = ds + batches * square;
+        k = q + n; v = k + n; dout = v + n; dq = dout + n; dk = dq + n; dv = dk + n;
+    }
+    // C = alpha op(A) op(B) per (b, h), on the strided batch; op names the step for errors.
+    void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, long long stride_a,
+                long long stride_b, long long stride_c, float alpha, const char *op) const {
+        row_major_sgemm(c, a, b, M, N, K, trans_a, trans_b, alpha, 0.0f, stride_a, stride_b, stride_c, batches, op);
     }
 };
 
@@ -83,46 +97,30 @@ __global__ void causal_softmax_backward_kernel(float *ds, const float *att, int 
     for (int t2 = lane; t2 < T; t2 += 32) d[t2] = t2 <= t ? p[t2] * (d[t2] - dot) * scale : 0.0f;
 }
 
-// Row-major batched C[M,N] = op(A)[M,K] op(B)[K,N] (see matmul.cu for the transposition trick).
-static void batched_matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
-                           long long stride_a, long long stride_b, long long stride_c, int batches, float alpha, const char *op) {
-    const float zero = 0.0f;
-    int lda = trans_a ? M : K, ldb = trans_b ? K : N;
-    record_cublas_error(cublasSgemmStridedBatched(cublas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                                  N, M, K, &alpha, b, ldb, stride_b, a, lda, stride_a, &zero, c, N, stride_c, batches),
-                        op);
-}
-
 void attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
-    int hs = C / NH, batches = B * NH;
-    long long n = (long long)B * T * C, head = (long long)T * hs, square = (long long)T * T;
-    Scratch s(scratch, B, T, C, NH);
-    float scale = 1.0f / sqrtf((float)hs);
-    pack_qkv_kernel<<<blocks_for(n, 256), 256>>>(s.q, s.k, s.v, qkv, B, T, C, NH);
+    Attention a(scratch, B, T, C, NH);
+    pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch("attention_forward");
-    batched_matmul(att, s.q, s.k, T, T, hs, 0, 1, head, head, square, batches, scale, "attention_forward: Q K^T");
-    causal_softmax_kernel<<<blocks_for((long long)batches * T, 8), 256>>>(att, batches * T, T);
+    a.matmul(att, a.q, a.k, T, T, a.hs, 0, 1, a.head, a.head, a.square, a.scale, "attention_forward: Q K^T");
+    causal_softmax_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(att, a.batches * T, T);
     check_launch("attention_forward");
-    batched_matmul(s.dq, att, s.v, T, hs, T, 0, 0, square, head, head, batches, 1.0f, "attention_forward: P V");
-    repack_kernel<<<blocks_for(n, 256), 256>>>(s.dq, out, B, T, C, NH, 0);
+    a.matmul(a.dq, att, a.v, T, a.hs, T, 0, 0, a.square, a.head, a.head, 1.0f, "attention_forward: P V");
+    repack_kernel<<<blocks_for(a.n, 256), 256>>>(a.dq, out, B, T, C, NH, 0);
     check_launch("attention_forward");
 }
 
 void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH) {
-    int hs = C / NH, batches = B * NH;
-    long long n = (long long)B * T * C, head = (long long)T * hs, square = (long long)T * T;
-    Scratch s(scratch, B, T, C, NH);
-    float scale = 1.0f / sqrtf((float)hs);
-    pack_qkv_kernel<<<blocks_for(n, 256), 256>>>(s.q, s.k, s.v, qkv, B, T, C, NH);
+    Attention a(scratch, B, T, C, NH);
+    pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch("attention_backward");
-    repack_kernel<<<blocks_for(n, 256), 256>>>(s.dout, const_cast<float *>(dout), B, T, C, NH, 1);
+    repack_kernel<<<blocks_for(a.n, 256), 256>>>(a.dout, const_cast<float *>(dout), B, T, C, NH, 1);
     check_launch("attention_backward");
-    batched_matmul(s.ds, s.dout, s.v, T, T, hs, 0, 1, head, head, square, batches, 1.0f, "attention_backward: dO V^T");
-    causal_softmax_backward_kernel<<<blocks_for((long long)batches * T, 8), 256>>>(s.ds, att, batches * T, T, scale);
+    a.matmul(a.ds, a.dout, a.v, T, T, a.hs, 0, 1, a.head, a.head, a.square, 1.0f, "attention_backward: dO V^T");
+    causal_softmax_backward_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(a.ds, att, a.batches * T, T, a.scale);
     check_launch("attention_backward");
-    batched_matmul(s.dq, s.ds, s.k, T, hs, T, 0, 0, square, head, head, batches, 1.0f, "attention_backward: dS K");
-    batched_matmul(s.dk, s.ds, s.q, T, hs, T, 1, 0, square, head, head, batches, 1.0f, "attention_backward: dS^T Q");
-    batched_matmul(s.dv, att, s.dout, T, hs, T, 1, 0, square, head, head, batches, 1.0f, "attention_backward: P^T dO");
-    unpack_dqkv_kernel<<<blocks_for(n, 256), 256>>>(dqkv, s.dq, s.dk, s.dv, B, T, C, NH);
+    a.matmul(a.dq, a.ds, a.k, T, a.hs, T, 0, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS K");
+    a.matmul(a.dk, a.ds, a.q, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS^T Q");
+    a.matmul(a.dv, att, a.dout, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: P^T dO");
+    unpack_dqkv_kernel<<<blocks_for(a.n, 256), 256>>>(dqkv, a.dq, a.dk, a.dv, B, T, C, NH);
     check_launch("attention_backward");
 }

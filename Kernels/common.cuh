@@ -27,50 +27,49 @@ float *column_partials();
 constexpr long long COLUMN_PARTIALS = 16ll << 20;  // floats
 constexpr int COLUMN_CHUNKS = 64;
 
+// Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C on cuBLAS, for `batches` matrices
+// `stride_*` floats apart (one plain sgemm when batches is 1). See matmul.cu for the transposition.
+void row_major_sgemm(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float alpha,
+                     float beta, long long stride_a, long long stride_b, long long stride_c, int batches, const char *op);
+
 // out[c] += sum over rows n of in[n*columns + c], deterministic and without atomics:
 // COLUMN_CHUNKS fixed row ranges summed in parallel, then the chunk sums added in order.
 void column_sum(float *out, const float *in, int rows, int columns, const char *op);
 
 inline int blocks_for(long long n, int threads) { return (int)((n + threads - 1) / threads); }
 
-// Warp-level sum and max, in a fixed butterfly order (deterministic).
-__device__ inline float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
-    return v;
-}
-__device__ inline double warp_sum(double v) {
-    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffff, v, offset);
-    return v;
-}
-__device__ inline float warp_max(float v) {
-    for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, offset));
-    return v;
-}
+// Warp-level and block-wide reductions in a fixed butterfly order (deterministic). Sum and Max
+// are the combining operations; every thread gets the result.
+struct Sum {
+    template <class T>
+    __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct Max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
 
-// Block-wide sum and max (blockDim a multiple of 32, at most 1024), every thread gets the result.
-// `shared` holds 32 values.
-__device__ inline double block_sum(double v, double *shared) {
-    v = warp_sum(v);
+template <class T, class Combine>
+__device__ inline T warp_reduce(T v, Combine combine) {
+    for (int offset = 16; offset > 0; offset /= 2) v = combine(v, __shfl_xor_sync(0xffffffff, v, offset));
+    return v;
+}
+__device__ inline float warp_sum(float v) { return warp_reduce(v, Sum()); }
+__device__ inline float warp_max(float v) { return warp_reduce(v, Max()); }
+
+// blockDim a multiple of 32, at most 1024; `shared` holds 32 values; `identity` fills the slots
+// of warps that do not exist.
+template <class T, class Combine>
+__device__ inline T block_reduce(T v, T *shared, T identity, Combine combine) {
+    v = warp_reduce(v, combine);
     if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
     __syncthreads();
-    double r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0;
-    if (threadIdx.x < 32) r = warp_sum(r);
+    T r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : identity;
+    if (threadIdx.x < 32) r = warp_reduce(r, combine);
     if (threadIdx.x == 0) shared[0] = r;
     __syncthreads();
     r = shared[0];
-    __syncthreads();
+    __syncthreads();  // before `shared` can be used again
     return r;
 }
-
-__device__ inline float block_max(float v, float *shared) {
-    v = warp_max(v);
-    if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
-    __syncthreads();
-    float r = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : -INFINITY;
-    if (threadIdx.x < 32) r = warp_max(r);
-    if (threadIdx.x == 0) shared[0] = r;
-    __syncthreads();
-    r = shared[0];
-    __syncthreads();
-    return r;
-}
+__device__ inline double block_sum(double v, double *shared) { return block_reduce(v, shared, 0.0, Sum()); }
+__device__ inline float block_max(float v, float *shared) { return block_reduce(v, shared, -INFINITY, Max()); }

@@ -1,13 +1,22 @@
 // Matrix multiply on cuBLAS, and a linear layer's bias: the twin of Sources/CBatonCPU/matmul.c.
 #include "common.cuh"
 
-// Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + beta C is column-major C^T = op(B)^T op(A)^T.
-void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
-    const float one = 1.0f;
+// Row-major C[M,N] = op(A)[M,K] op(B)[K,N] is column-major C^T = op(B)^T op(A)^T: cuBLAS gets B
+// as its first operand and A as its second, with the dimensions swapped and no copies.
+void row_major_sgemm(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float alpha,
+                     float beta, long long stride_a, long long stride_b, long long stride_c, int batches, const char *op) {
     int lda = trans_a ? M : K, ldb = trans_b ? K : N;
-    record_cublas_error(cublasSgemm(cublas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                    N, M, K, &one, b, ldb, a, lda, &beta, c, N),
-                        "matmul");
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (batches == 1)
+        record_cublas_error(cublasSgemm(cublas_handle(), op_b, op_a, N, M, K, &alpha, b, ldb, a, lda, &beta, c, N), op);
+    else
+        record_cublas_error(cublasSgemmStridedBatched(cublas_handle(), op_b, op_a, N, M, K, &alpha, b, ldb, stride_b, a, lda, stride_a,
+                                                      &beta, c, N, stride_c, batches),
+                            op);
+}
+
+void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+    row_major_sgemm(c, a, b, M, N, K, trans_a, trans_b, 1.0f, beta, 0, 0, 0, 1, "matmul");
 }
 
 __global__ void bias_forward_kernel(float *out, const float *bias, int N, int OC) {
