@@ -17,11 +17,11 @@ __global__ void adamw_kernel(float *params, const float *grads, float *m, float 
     v[i] = vi;
 }
 
-void adamw_update(float *params, const float *grads, float *m, float *v, int64_t n, float lr, float beta1, float beta2, float eps,
+void adamw_update(baton_context *ctx, float *params, const float *grads, float *m, float *v, int64_t n, float lr, float beta1, float beta2, float eps,
                   float weight_decay, float grad_scale, int64_t t) {
     float bias_correction1 = 1.0f - powf(beta1, (float)t);
     float bias_correction2 = 1.0f - powf(beta2, (float)t);
     adamw_kernel<<<blocks_for(n, 256), 256>>>(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
                                               lr / bias_correction1, sqrtf(bias_correction2));
-    check_launch("adamw_update");
+    check_launch(ctx, "adamw_update");
 }

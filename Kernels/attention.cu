@@ -6,11 +6,12 @@
 // The sizes both ops work with, and the scratch layout (floats):
 // dS [B*NH*T*T] | q | k | v | dO | dq | dk | dv, each [B*NH*T*hs].
 struct Attention {
+    baton_context *ctx;
     int B, T, C, NH, hs, batches;
     long long n, head, square;  // elements of [B,T,C]; of one head's [T,hs]; of one [T,T]
     float scale;
     float *ds, *q, *k, *v, *dout, *dq, *dk, *dv;
-    Attention(float *scratch, int B_, int T_, int C_, int NH_) : B(B_), T(T_), C(C_), NH(NH_) {
+    Attention(baton_context *ctx_, float *scratch, int B_, int T_, int C_, int NH_) : ctx(ctx_), B(B_), T(T_), C(C_), NH(NH_) {
         hs = C / NH;
         batches = B * NH;
         n = (long long)B * T * C;
@@ -24,7 +25,7 @@ struct Attention {
     // C = alpha op(A) op(B) per (b, h), on the strided batch; op names the step for errors.
     void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, long long stride_a,
                 long long stride_b, long long stride_c, float alpha, const char *op) const {
-        row_major_sgemm(c, a, b, M, N, K, trans_a, trans_b, alpha, 0.0f, stride_a, stride_b, stride_c, batches, op);
+        row_major_sgemm(ctx, c, a, b, M, N, K, trans_a, trans_b, alpha, 0.0f, stride_a, stride_b, stride_c, batches, op);
     }
 };
 
@@ -97,30 +98,30 @@ __global__ void causal_softmax_backward_kernel(float *ds, const float *att, int 
     for (int t2 = lane; t2 < T; t2 += 32) d[t2] = t2 <= t ? p[t2] * (d[t2] - dot) * scale : 0.0f;
 }
 
-void attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
-    Attention a(scratch, B, T, C, NH);
+void attention_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
+    Attention a(ctx, scratch, B, T, C, NH);
     pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
-    check_launch("attention_forward");
+    check_launch(ctx, "attention_forward");
     a.matmul(att, a.q, a.k, T, T, a.hs, 0, 1, a.head, a.head, a.square, a.scale, "attention_forward: Q K^T");
     causal_softmax_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(att, a.batches * T, T);
-    check_launch("attention_forward");
+    check_launch(ctx, "attention_forward");
     a.matmul(a.dq, att, a.v, T, a.hs, T, 0, 0, a.square, a.head, a.head, 1.0f, "attention_forward: P V");
     repack_kernel<<<blocks_for(a.n, 256), 256>>>(a.dq, out, B, T, C, NH, 0);
-    check_launch("attention_forward");
+    check_launch(ctx, "attention_forward");
 }
 
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH) {
-    Attention a(scratch, B, T, C, NH);
+void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH) {
+    Attention a(ctx, scratch, B, T, C, NH);
     pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
-    check_launch("attention_backward");
+    check_launch(ctx, "attention_backward");
     repack_kernel<<<blocks_for(a.n, 256), 256>>>(a.dout, const_cast<float *>(dout), B, T, C, NH, 1);
-    check_launch("attention_backward");
+    check_launch(ctx, "attention_backward");
     a.matmul(a.ds, a.dout, a.v, T, T, a.hs, 0, 1, a.head, a.head, a.square, 1.0f, "attention_backward: dO V^T");
     causal_softmax_backward_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(a.ds, att, a.batches * T, T, a.scale);
-    check_launch("attention_backward");
+    check_launch(ctx, "attention_backward");
     a.matmul(a.dq, a.ds, a.k, T, a.hs, T, 0, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS K");
     a.matmul(a.dk, a.ds, a.q, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS^T Q");
     a.matmul(a.dv, att, a.dout, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: P^T dO");
     unpack_dqkv_kernel<<<blocks_for(a.n, 256), 256>>>(dqkv, a.dq, a.dk, a.dv, B, T, C, NH);
-    check_launch("attention_backward");
+    check_launch(ctx, "attention_backward");
 }

@@ -1,29 +1,40 @@
-// backend.cu — the library's one exported symbol, the function table; device set-up, memory,
-// and error reporting.
+// backend.cu — the library's one exported symbol, the function table; contexts (one per opened
+// GPU), memory, and error reporting. The twin of Sources/CBatonCPU/backend.c.
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include "common.cuh"
 
 namespace {
-std::string pending_error;  // first failure since the last take_error
-std::string taken_error;    // storage for the string handed out
-std::string description;
-cublasHandle_t handle = nullptr;
-void *cublas_workspace = nullptr;
-double *partials = nullptr;
-float *columns = nullptr;
 constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;
 
-void record(const char *op, const char *message) {
-    if (pending_error.empty()) pending_error = std::string(op) + ": " + message;
+// What a CUDA error means to the caller: a driver that is missing or too old, no device, no
+// memory, or anything else.
+baton_status classify(cudaError_t status) {
+    switch (status) {
+    case cudaSuccess: return BATON_OK;
+    case cudaErrorInsufficientDriver:
+    case cudaErrorSystemDriverMismatch:
+    case cudaErrorCompatNotSupportedOnDevice: return BATON_ERROR_NO_DRIVER;
+    case cudaErrorNoDevice:
+    case cudaErrorInvalidDevice: return BATON_ERROR_NO_DEVICE;
+    case cudaErrorMemoryAllocation: return BATON_ERROR_OUT_OF_MEMORY;
+    default: return BATON_ERROR_DEVICE;
+    }
 }
 
-int check(cudaError_t status, const char *op) {
-    if (status == cudaSuccess) return 0;
-    record(op, cudaGetErrorString(status));
-    return 1;
+void record(baton_context *ctx, baton_status status, const char *op, const char *message) {
+    if (ctx->error != BATON_OK) return;  // the first failure is the one that explains the rest
+    ctx->error = status;
+    ctx->message = std::string(op) + ": " + message;
+}
+
+baton_status check(baton_context *ctx, cudaError_t status, const char *op) {
+    if (status == cudaSuccess) return BATON_OK;
+    record(ctx, classify(status), op, cudaGetErrorString(status));
+    return ctx->error;
 }
 
 const char *cublas_message(cublasStatus_t status) {
@@ -40,93 +51,118 @@ const char *cublas_message(cublasStatus_t status) {
 }
 }  // namespace
 
-void record_cuda_error(cudaError_t status, const char *op) { check(status, op); }
+void record_cuda_error(baton_context *ctx, cudaError_t status, const char *op) { check(ctx, status, op); }
 
-void record_cublas_error(cublasStatus_t status, const char *op) {
-    if (status != CUBLAS_STATUS_SUCCESS) record(op, cublas_message(status));
+void record_cublas_error(baton_context *ctx, cublasStatus_t status, const char *op) {
+    if (status == CUBLAS_STATUS_SUCCESS) return;
+    record(ctx, status == CUBLAS_STATUS_ALLOC_FAILED ? BATON_ERROR_OUT_OF_MEMORY : BATON_ERROR_DEVICE, op, cublas_message(status));
 }
 
-cublasHandle_t cublas_handle() { return handle; }
-double *norm_partials() { return partials; }
-float *column_partials() { return columns; }
+static void backend_destroy_context(baton_context *ctx);
 
-static int backend_init(int device_index) {
+// Opens the device and everything the ops share: the cuBLAS handle with a fixed workspace and no
+// TF32 (the same GPU gives the same bits), and the reductions' scratch.
+static baton_status open_device(baton_context *ctx, int device_index) {
     int count = 0;
-    if (check(cudaGetDeviceCount(&count), "init")) return 1;
+    if (check(ctx, cudaGetDeviceCount(&count), "init")) return ctx->error;
     if (count <= device_index) {
-        record("init", "no CUDA device");
-        return 1;
+        record(ctx, BATON_ERROR_NO_DEVICE, "init", count == 0 ? "no CUDA device" : "no CUDA device at that index");
+        return ctx->error;
     }
-    if (check(cudaSetDevice(device_index), "init")) return 1;
+    if (check(ctx, cudaSetDevice(device_index), "init")) return ctx->error;
     cudaDeviceProp properties;
-    if (check(cudaGetDeviceProperties(&properties, device_index), "init")) return 1;
+    if (check(ctx, cudaGetDeviceProperties(&properties, device_index), "init")) return ctx->error;
     char line[sizeof properties.name + 64];
     snprintf(line, sizeof line, "%s, %.1f GiB, compute capability %d.%d", properties.name,
              properties.totalGlobalMem / 1073741824.0, properties.major, properties.minor);
-    description = line;
-    cublasStatus_t status = cublasCreate(&handle);
-    if (status != CUBLAS_STATUS_SUCCESS) { record("init: cublasCreate", cublas_message(status)); return 1; }
-    // One stream (the default), a fixed workspace and no TF32: the same GPU gives the same bits.
-    if (check(cudaMalloc(&cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init")) return 1;
-    record_cublas_error(cublasSetWorkspace(handle, cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init: cublasSetWorkspace");
+    ctx->description = line;
+    record_cublas_error(ctx, cublasCreate(&ctx->cublas), "init: cublasCreate");
+    if (ctx->error) return ctx->error;
+    if (check(ctx, cudaMalloc(&ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init")) return ctx->error;
+    record_cublas_error(ctx, cublasSetWorkspace(ctx->cublas, ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init: cublasSetWorkspace");
     // CUBLAS_DEFAULT_MATH never lowers float32 precision (TF32 needs CUBLAS_TF32_TENSOR_OP_MATH):
     // true fp32, as PyTorch with TF32 off, and not the slower PEDANTIC mode meant for debugging.
-    record_cublas_error(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "init: cublasSetMathMode");
-    if (check(cudaMalloc(&partials, NORM_BLOCKS * sizeof(double)), "init")) return 1;
-    if (check(cudaMalloc(&columns, COLUMN_PARTIALS * sizeof(float)), "init")) return 1;
-    return pending_error.empty() ? 0 : 1;
+    record_cublas_error(ctx, cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH), "init: cublasSetMathMode");
+    if (check(ctx, cudaMalloc(&ctx->norm_partials, NORM_BLOCKS * sizeof(double)), "init")) return ctx->error;
+    check(ctx, cudaMalloc(&ctx->column_partials, COLUMN_PARTIALS * sizeof(float)), "init");
+    return ctx->error;
 }
 
-static const char *backend_describe(void) { return description.c_str(); }
-
-static const char *backend_take_error(void) {
-    if (pending_error.empty()) return nullptr;
-    taken_error = pending_error;
-    pending_error.clear();
-    return taken_error.c_str();
+static baton_status backend_create_context(const baton_context_options *options, baton_context **context, char *message,
+                                           size_t message_size) {
+    *context = nullptr;
+    baton_context *ctx = new (std::nothrow) baton_context();
+    if (!ctx) {
+        snprintf(message, message_size, "cannot allocate a CUDA context");
+        return BATON_ERROR_OUT_OF_MEMORY;
+    }
+    ctx->device_index = options->device_index;
+    baton_status status = open_device(ctx, options->device_index);
+    if (status != BATON_OK) {
+        snprintf(message, message_size, "%s", ctx->message.c_str());
+        backend_destroy_context(ctx);
+        return status;
+    }
+    *context = ctx;
+    return BATON_OK;
 }
 
-static int backend_alloc(void **pointer, size_t bytes) { return check(cudaMalloc(pointer, bytes > 0 ? bytes : 1), "alloc"); }
-static int backend_release(void *pointer) { return check(cudaFree(pointer), "release"); }
-static int backend_copy_to_device(void *dst, const void *src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+static void backend_destroy_context(baton_context *ctx) {
+    if (!ctx) return;
+    if (ctx->cublas) cublasDestroy(ctx->cublas);
+    cudaFree(ctx->cublas_workspace);
+    cudaFree(ctx->norm_partials);
+    cudaFree(ctx->column_partials);
+    delete ctx;
 }
-static int backend_copy_to_host(void *dst, const void *src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy_to_host");
+
+static const char *backend_describe(baton_context *ctx) { return ctx->description.c_str(); }
+
+static baton_status backend_take_error(baton_context *ctx, const char **message) {
+    baton_status status = ctx->error;
+    if (status == BATON_OK) {
+        *message = nullptr;
+        return BATON_OK;
+    }
+    ctx->taken = ctx->message;
+    ctx->error = BATON_OK;
+    ctx->message.clear();
+    *message = ctx->taken.c_str();
+    return status;
 }
-static int backend_copy_on_device(void *dst, const void *src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy_on_device");
+
+// Memory functions return the status and also record it, so take_error gives the detail.
+static baton_status backend_alloc(baton_context *ctx, void **pointer, size_t bytes) {
+    if (check(ctx, cudaMalloc(pointer, bytes > 0 ? bytes : 1), "alloc")) return ctx->error;
+    return check(ctx, cudaMemset(*pointer, 0, bytes > 0 ? bytes : 1), "alloc");  // new memory reads as zeros
 }
-static int backend_synchronize(void) { return check(cudaDeviceSynchronize(), "synchronize"); }
+static baton_status backend_release(baton_context *ctx, void *pointer) { return check(ctx, cudaFree(pointer), "release"); }
+static baton_status backend_copy_to_device(baton_context *ctx, void *dst, const void *src, size_t bytes) {
+    return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+}
+static baton_status backend_copy_to_host(baton_context *ctx, void *dst, const void *src, size_t bytes) {
+    return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy_to_host");
+}
+static baton_status backend_copy_on_device(baton_context *ctx, void *dst, const void *src, size_t bytes) {
+    return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy_on_device");
+}
+static baton_status backend_synchronize(baton_context *ctx) { return check(ctx, cudaDeviceSynchronize(), "synchronize"); }
 
 static const baton_backend_table table = {
-    BATON_BACKEND_ABI_VERSION,
-    "cuda",
-    backend_init,
-    backend_describe,
-    backend_take_error,
-    backend_alloc,
-    backend_release,
-    backend_copy_to_device,
-    backend_copy_to_host,
-    backend_copy_on_device,
-    backend_synchronize,
-    encoder_forward,
-    encoder_backward,
-    layernorm_forward,
-    layernorm_backward,
-    matmul,
-    bias_forward,
-    bias_backward,
-    attention_forward,
-    attention_backward,
-    gelu_forward,
-    gelu_backward,
-    residual_forward,
-    softmax_crossentropy,
-    adamw_update,
-    global_norm_squared,
-    fill,
+    .abi_version = BATON_BACKEND_ABI_VERSION,
+    .name = "cuda",
+    .host_memory = 0,
+    .create_context = backend_create_context,
+    .destroy_context = backend_destroy_context,
+    .describe = backend_describe,
+    .take_error = backend_take_error,
+    .alloc = backend_alloc,
+    .release = backend_release,
+    .copy_to_device = backend_copy_to_device,
+    .copy_to_host = backend_copy_to_host,
+    .copy_on_device = backend_copy_on_device,
+    .synchronize = backend_synchronize,
+    BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)
 };
 
 extern "C" __attribute__((visibility("default"))) const baton_backend_table *baton_backend_get_table(void) { return &table; }

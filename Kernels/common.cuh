@@ -8,33 +8,44 @@
 
 #include "baton_backend.h"
 
+#include <string>
+
+// One opened GPU: its cuBLAS handle, the scratch the ops share, and the first failure since the
+// Swift side last asked (see backend.cu). Every op gets it; nothing lives in globals.
+struct baton_context {
+    int device_index = 0;
+    cublasHandle_t cublas = nullptr;
+    void *cublas_workspace = nullptr;
+    double *norm_partials = nullptr;    // global_norm's partial sums
+    float *column_partials = nullptr;   // the column sums' partial rows
+    baton_status error = BATON_OK;
+    std::string message;                // "op: error string" of the first failure
+    std::string taken;                  // storage for the message handed out
+    std::string description;
+};
+
 extern "C" {
 BATON_FOR_EACH_OP(BATON_DECLARE_OP)
 }
 
-// Records the first failure ("op: message"); the Swift side collects it after each op.
-void record_cuda_error(cudaError_t status, const char *op);
-void record_cublas_error(cublasStatus_t status, const char *op);
+// Records the first failure ("op: message") in the context; the Swift side collects it after each op.
+void record_cuda_error(baton_context *ctx, cudaError_t status, const char *op);
+void record_cublas_error(baton_context *ctx, cublasStatus_t status, const char *op);
 // Checks the launch that just happened.
-inline void check_launch(const char *op) { record_cuda_error(cudaGetLastError(), op); }
+inline void check_launch(baton_context *ctx, const char *op) { record_cuda_error(ctx, cudaGetLastError(), op); }
 
-cublasHandle_t cublas_handle();
-// Device scratch owned by the library, allocated once at init (global_norm's partial sums, the
-// column sums' partial rows).
-double *norm_partials();
 constexpr int NORM_BLOCKS = 1024;
-float *column_partials();
 constexpr long long COLUMN_PARTIALS = 16ll << 20;  // floats
 constexpr int COLUMN_CHUNKS = 64;
 
 // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C on cuBLAS, for `batches` matrices
 // `stride_*` floats apart (one plain sgemm when batches is 1). See matmul.cu for the transposition.
-void row_major_sgemm(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float alpha,
+void row_major_sgemm(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float alpha,
                      float beta, long long stride_a, long long stride_b, long long stride_c, int batches, const char *op);
 
 // out[c] += sum over rows n of in[n*columns + c], deterministic and without atomics:
 // COLUMN_CHUNKS fixed row ranges summed in parallel, then the chunk sums added in order.
-void column_sum(float *out, const float *in, int rows, int columns, const char *op);
+void column_sum(baton_context *ctx, float *out, const float *in, int rows, int columns, const char *op);
 
 inline int blocks_for(long long n, int threads) { return (int)((n + threads - 1) / threads); }
 

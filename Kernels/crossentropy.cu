@@ -27,7 +27,7 @@ __global__ void softmax_crossentropy_kernel(float *losses, float *dlogits, const
     }
 }
 
-void softmax_crossentropy(float *losses, float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
+void softmax_crossentropy(baton_context *ctx, float *losses, float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
     softmax_crossentropy_kernel<<<N, 512>>>(losses, dlogits, logits, targets, V, dloss);
-    check_launch("softmax_crossentropy");
+    check_launch(ctx, "softmax_crossentropy");
 }

@@ -9,10 +9,10 @@ __global__ void encoder_forward_kernel(float *out, const int32_t *tokens, const 
     out[i] = wte[(long long)tokens[row] * C + c] + wpe[(long long)t * C + c];
 }
 
-void encoder_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C) {
+void encoder_forward(baton_context *ctx, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T, int C) {
     long long n = (long long)B * T * C;
     encoder_forward_kernel<<<blocks_for(n, 256), 256>>>(out, tokens, wte, wpe, B, T, C);
-    check_launch("encoder_forward");
+    check_launch(ctx, "encoder_forward");
 }
 
 // dwte[token, c] += dout[row, c] over the rows in order, as on the CPU (deterministic, no atomics).
@@ -32,8 +32,8 @@ __global__ void encoder_backward_wte_kernel(float *dwte, const float *dout, cons
 
 // dwpe[t,c] += sum over b of dout[b,t,c]: dout viewed as B rows of T*C columns.
 
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
+void encoder_backward(baton_context *ctx, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
     encoder_backward_wte_kernel<<<dim3(blocks_for(C, 128), WTE_SLICES), 128>>>(dwte, dout, tokens, B * T, C);
-    check_launch("encoder_backward");
-    column_sum(dwpe, dout, B, T * C, "encoder_backward");
+    check_launch(ctx, "encoder_backward");
+    column_sum(ctx, dwpe, dout, B, T * C, "encoder_backward");
 }

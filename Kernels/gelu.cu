@@ -11,9 +11,9 @@ __global__ void gelu_forward_kernel(float *out, const float *inp, long long n) {
     out[i] = x / (1.0f + expf(-2.0f * u));
 }
 
-void gelu_forward(float *out, const float *inp, int64_t n) {
+void gelu_forward(baton_context *ctx, float *out, const float *inp, int64_t n) {
     gelu_forward_kernel<<<blocks_for(n, 256), 256>>>(out, inp, n);
-    check_launch("gelu_forward");
+    check_launch(ctx, "gelu_forward");
 }
 
 __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, long long n) {
@@ -26,7 +26,7 @@ __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float 
     dinp[i] = (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
+void gelu_backward(baton_context *ctx, float *dinp, const float *inp, const float *dout, int64_t n) {
     gelu_backward_kernel<<<blocks_for(n, 256), 256>>>(dinp, inp, dout, n);
-    check_launch("gelu_backward");
+    check_launch(ctx, "gelu_backward");
 }

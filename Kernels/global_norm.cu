@@ -19,9 +19,9 @@ __global__ void norm_total_kernel(float *out, const double *partials, int count)
     if (threadIdx.x == 0) out[0] = (float)sum;
 }
 
-void global_norm_squared(float *out, const float *x, int64_t n) {
-    norm_partials_kernel<<<NORM_BLOCKS, 256>>>(norm_partials(), x, n);
-    check_launch("global_norm_squared");
-    norm_total_kernel<<<1, 1024>>>(out, norm_partials(), NORM_BLOCKS);
-    check_launch("global_norm_squared");
+void global_norm_squared(baton_context *ctx, float *out, const float *x, int64_t n) {
+    norm_partials_kernel<<<NORM_BLOCKS, 256>>>(ctx->norm_partials, x, n);
+    check_launch(ctx, "global_norm_squared");
+    norm_total_kernel<<<1, 1024>>>(out, ctx->norm_partials, NORM_BLOCKS);
+    check_launch(ctx, "global_norm_squared");
 }

@@ -17,9 +17,9 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     if (lane == 0) { mean[row] = m; rstd[row] = s; }
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C) {
+void layernorm_forward(baton_context *ctx, float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C) {
     layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
-    check_launch("layernorm_forward");
+    check_launch(ctx, "layernorm_forward");
 }
 
 // dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight. One warp per row.
@@ -72,16 +72,16 @@ __global__ void layernorm_params_total_kernel(float *dweight, float *dbias, cons
     dbias[c] += db;
 }
 
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight,
+void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight,
                         const float *mean, const float *rstd, int N, int C) {
     layernorm_backward_input_kernel<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-    check_launch("layernorm_backward");
+    check_launch(ctx, "layernorm_backward");
     int chunks = COLUMN_CHUNKS;
     while (chunks > 1 && 2ll * chunks * C > COLUMN_PARTIALS) chunks /= 2;
     if (chunks > N) chunks = N > 0 ? N : 1;
     int chunk_rows = (N + chunks - 1) / chunks;
-    layernorm_params_partials_kernel<<<dim3(blocks_for(C, 128), chunks), 128>>>(column_partials(), dout, inp, mean, rstd, N, C, chunk_rows);
-    check_launch("layernorm_backward");
-    layernorm_params_total_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, column_partials(), C, chunks);
-    check_launch("layernorm_backward");
+    layernorm_params_partials_kernel<<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, dout, inp, mean, rstd, N, C, chunk_rows);
+    check_launch(ctx, "layernorm_backward");
+    layernorm_params_total_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, ctx->column_partials, C, chunks);
+    check_launch(ctx, "layernorm_backward");
 }

@@ -3,20 +3,20 @@
 
 // Row-major C[M,N] = op(A)[M,K] op(B)[K,N] is column-major C^T = op(B)^T op(A)^T: cuBLAS gets B
 // as its first operand and A as its second, with the dimensions swapped and no copies.
-void row_major_sgemm(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float alpha,
+void row_major_sgemm(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float alpha,
                      float beta, long long stride_a, long long stride_b, long long stride_c, int batches, const char *op) {
     int lda = trans_a ? M : K, ldb = trans_b ? K : N;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (batches == 1)
-        record_cublas_error(cublasSgemm(cublas_handle(), op_b, op_a, N, M, K, &alpha, b, ldb, a, lda, &beta, c, N), op);
+        record_cublas_error(ctx, cublasSgemm(ctx->cublas, op_b, op_a, N, M, K, &alpha, b, ldb, a, lda, &beta, c, N), op);
     else
-        record_cublas_error(cublasSgemmStridedBatched(cublas_handle(), op_b, op_a, N, M, K, &alpha, b, ldb, stride_b, a, lda, stride_a,
+        record_cublas_error(ctx, cublasSgemmStridedBatched(ctx->cublas, op_b, op_a, N, M, K, &alpha, b, ldb, stride_b, a, lda, stride_a,
                                                       &beta, c, N, stride_c, batches),
                             op);
 }
 
-void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
-    row_major_sgemm(c, a, b, M, N, K, trans_a, trans_b, 1.0f, beta, 0, 0, 0, 1, "matmul");
+void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+    row_major_sgemm(ctx, c, a, b, M, N, K, trans_a, trans_b, 1.0f, beta, 0, 0, 0, 1, "matmul");
 }
 
 __global__ void bias_forward_kernel(float *out, const float *bias, int N, int OC) {
@@ -24,9 +24,9 @@ __global__ void bias_forward_kernel(float *out, const float *bias, int N, int OC
     if (i < (long long)N * OC) out[i] += bias[i % OC];
 }
 
-void bias_forward(float *out, const float *bias, int N, int OC) {
+void bias_forward(baton_context *ctx, float *out, const float *bias, int N, int OC) {
     bias_forward_kernel<<<blocks_for((long long)N * OC, 256), 256>>>(out, bias, N, OC);
-    check_launch("bias_forward");
+    check_launch(ctx, "bias_forward");
 }
 
 // Stage 1: chunk j of the rows, one thread per column: partial[j][c].
@@ -48,15 +48,15 @@ __global__ void column_total_kernel(float *out, const float *partial, int column
     out[c] += sum;
 }
 
-void column_sum(float *out, const float *in, int rows, int columns, const char *op) {
+void column_sum(baton_context *ctx, float *out, const float *in, int rows, int columns, const char *op) {
     int chunks = COLUMN_CHUNKS;
     while (chunks > 1 && (long long)chunks * columns > COLUMN_PARTIALS) chunks /= 2;
     if (chunks > rows) chunks = rows > 0 ? rows : 1;
     int chunk_rows = (rows + chunks - 1) / chunks;
-    column_partials_kernel<<<dim3(blocks_for(columns, 128), chunks), 128>>>(column_partials(), in, rows, columns, chunk_rows);
-    check_launch(op);
-    column_total_kernel<<<blocks_for(columns, 128), 128>>>(out, column_partials(), columns, chunks);
-    check_launch(op);
+    column_partials_kernel<<<dim3(blocks_for(columns, 128), chunks), 128>>>(ctx->column_partials, in, rows, columns, chunk_rows);
+    check_launch(ctx, op);
+    column_total_kernel<<<blocks_for(columns, 128), 128>>>(out, ctx->column_partials, columns, chunks);
+    check_launch(ctx, op);
 }
 
-void bias_backward(float *dbias, const float *dout, int N, int OC) { column_sum(dbias, dout, N, OC, "bias_backward"); }
+void bias_backward(baton_context *ctx, float *dbias, const float *dout, int N, int OC) { column_sum(ctx, dbias, dout, N, OC, "bias_backward"); }

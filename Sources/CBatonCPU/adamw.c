@@ -1,6 +1,5 @@
 /* AdamW, with PyTorch's order of operations (torch.optim.AdamW, foreach=False). */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 #include <math.h>
 
 typedef struct {
@@ -22,11 +21,11 @@ static void adamw_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void adamw_update(float *params, const float *grads, float *m, float *v, int64_t n, float lr,
+void adamw_update(baton_context *ctx, float *params, const float *grads, float *m, float *v, int64_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t) {
     float bias_correction1 = 1.0f - powf(beta1, (float)t);
     float bias_correction2 = 1.0f - powf(beta2, (float)t);
     adamw_args a = {params, grads, m, v, lr, beta1, beta2, eps, weight_decay, grad_scale,
                     lr / bias_correction1, sqrtf(bias_correction2)};
-    parallel_for(n, 8192, adamw_range, &a);
+    parallel_for(ctx, n, 8192, adamw_range, &a);
 }

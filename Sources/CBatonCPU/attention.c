@@ -3,8 +3,7 @@
  * Forward:  S = Q K^T / sqrt(hs), P = softmax(S) row by row over t2 <= t (zero above), out = P V.
  * Backward: dP = dO V^T, dS = P * (dP - rowsum(P * dP)) / sqrt(hs), dQ = dS K, dK = dS^T Q,
  *           dV = P^T dO.  (The upper triangle of P is zero, so dS is zero there too.) */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 #include <cblas.h>
 #include <math.h>
 
@@ -39,10 +38,10 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void attention_forward(float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
+void attention_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
     (void)scratch; /* the CPU works on qkv in place */
     attention_args a = {out, att, NULL, NULL, qkv, NULL, NULL, B, T, C, NH};
-    parallel_for((int64_t)B * NH, 1, attention_forward_heads, &a);
+    parallel_for(ctx, (int64_t)B * NH, 1, attention_forward_heads, &a);
 }
 
 static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
@@ -71,8 +70,8 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
+void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
                         int B, int T, int C, int NH) {
     attention_args a = {NULL, NULL, dqkv, scratch, qkv, dout, att, B, T, C, NH};
-    parallel_for((int64_t)B * NH, 1, attention_backward_heads, &a);
+    parallel_for(ctx, (int64_t)B * NH, 1, attention_backward_heads, &a);
 }

@@ -1,6 +1,5 @@
 /* Fused softmax + cross-entropy. Sums run in double so large vocabularies stay accurate. */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 #include <math.h>
 
 typedef struct {
@@ -29,8 +28,8 @@ static void crossentropy_rows(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void softmax_crossentropy(float *losses, float *dlogits, const float *logits, const int32_t *targets,
+void softmax_crossentropy(baton_context *ctx, float *losses, float *dlogits, const float *logits, const int32_t *targets,
                           int N, int V, float dloss) {
     crossentropy_args a = {losses, dlogits, logits, targets, V, dloss};
-    parallel_for(N, 1, crossentropy_rows, &a);
+    parallel_for(ctx, N, 1, crossentropy_rows, &a);
 }

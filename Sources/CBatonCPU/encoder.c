@@ -1,6 +1,5 @@
 /* Token + position embedding. */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 
 typedef struct {
     float *out; const int32_t *tokens; const float *wte, *wpe; int T, C;
@@ -16,10 +15,10 @@ static void encoder_forward_rows(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void encoder_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+void encoder_forward(baton_context *ctx, float *out, const int32_t *tokens, const float *wte, const float *wpe,
                      int B, int T, int C) {
     encoder_args a = {out, tokens, wte, wpe, T, C};
-    parallel_for((int64_t)B * T, 16, encoder_forward_rows, &a);
+    parallel_for(ctx, (int64_t)B * T, 16, encoder_forward_rows, &a);
 }
 
 typedef struct {
@@ -38,8 +37,8 @@ static void encoder_backward_channels(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+void encoder_backward(baton_context *ctx, float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
                       int B, int T, int C) {
     encoder_backward_args a = {dwte, dwpe, dout, tokens, B, T, C};
-    parallel_for(C, 16, encoder_backward_channels, &a);
+    parallel_for(ctx, C, 16, encoder_backward_channels, &a);
 }

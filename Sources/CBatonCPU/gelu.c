@@ -2,8 +2,7 @@
  * Since 0.5 (1 + tanh(u)) = sigmoid(2u), this is x * sigmoid(2u): one expf instead of tanhf
  * (glibc's tanhf is several times slower), and no cancellation for large negative x.
  * Backward: d/dx = s + 2 x s (1 - s) u', s = sigmoid(2u), u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 #include <math.h>
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
@@ -19,9 +18,9 @@ static void gelu_forward_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void gelu_forward(float *out, const float *inp, int64_t n) {
+void gelu_forward(baton_context *ctx, float *out, const float *inp, int64_t n) {
     gelu_args a = {out, inp, NULL};
-    parallel_for(n, 4096, gelu_forward_range, &a);
+    parallel_for(ctx, n, 4096, gelu_forward_range, &a);
 }
 
 static void gelu_backward_range(void *p, int64_t begin, int64_t end) {
@@ -35,7 +34,7 @@ static void gelu_backward_range(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n) {
+void gelu_backward(baton_context *ctx, float *dinp, const float *inp, const float *dout, int64_t n) {
     gelu_args a = {dinp, inp, dout};
-    parallel_for(n, 4096, gelu_backward_range, &a);
+    parallel_for(ctx, n, 4096, gelu_backward_range, &a);
 }

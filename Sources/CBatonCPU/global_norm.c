@@ -1,7 +1,6 @@
 /* Sum of squares in fixed 64K-element chunks (double), chunks added in order: the same bits
  * whatever the thread count. */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 #include <stdlib.h>
 
 #define NORM_CHUNK 65536
@@ -18,12 +17,12 @@ static void norm_chunks(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void global_norm_squared(float *out, const float *x, int64_t n) {
+void global_norm_squared(baton_context *ctx, float *out, const float *x, int64_t n) {
     int64_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
     double stack_partials[64];
     double *partials = chunks <= 64 ? stack_partials : malloc(sizeof(double) * (size_t)chunks);
     norm_args a = {x, n, partials};
-    parallel_for(chunks, 1, norm_chunks, &a);
+    parallel_for(ctx, chunks, 1, norm_chunks, &a);
     double total = 0.0;
     for (int64_t c = 0; c < chunks; c++) total += partials[c];
     if (partials != stack_partials) free(partials);

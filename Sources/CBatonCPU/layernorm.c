@@ -1,6 +1,5 @@
 /* LayerNorm over the channel dimension, eps 1e-5 (as GPT-2). */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 #include <math.h>
 
 typedef struct {
@@ -25,10 +24,10 @@ static void layernorm_forward_rows(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+void layernorm_forward(baton_context *ctx, float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C) {
     layernorm_args a = {out, mean, rstd, inp, weight, bias, C};
-    parallel_for(N, 4, layernorm_forward_rows, &a);
+    parallel_for(ctx, N, 4, layernorm_forward_rows, &a);
 }
 
 typedef struct {
@@ -72,10 +71,10 @@ static void layernorm_backward_params(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean, const float *rstd,
                         int N, int C) {
     layernorm_backward_args a = {dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C};
-    parallel_for(N, 4, layernorm_backward_rows, &a);
-    parallel_for(C, 16, layernorm_backward_params, &a);
+    parallel_for(ctx, N, 4, layernorm_backward_rows, &a);
+    parallel_for(ctx, C, 16, layernorm_backward_params, &a);
 }

@@ -1,37 +1,42 @@
 /* Matrix multiply on OpenBLAS, and the bias that goes with a linear layer.
- * OpenBLAS runs single-threaded (see parallel.c); the output is split into row (or column)
- * blocks, one per pool thread, each an independent sgemm. Every element is still one sgemm
- * micro-kernel's dot product over K in one fixed order, so the split does not change the bits. */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+ * OpenBLAS runs single-threaded (see backend.c). The output is cut into blocks of MATMUL_GRAIN
+ * rows (or columns), each an independent sgemm call, and the pool hands the blocks to its
+ * threads. The blocks do not depend on the thread count, and every element is one sgemm
+ * micro-kernel's dot product over K in one fixed order, so neither do the bits. */
+#include "kernels.h"
 #include <cblas.h>
+
+#define MATMUL_GRAIN 64
 
 typedef struct {
     float *c; const float *a, *b; int M, N, K, trans_a, trans_b, split_rows; float beta;
 } matmul_args;
 
-static void matmul_block(void *p, int64_t begin, int64_t end) {
+static void matmul_blocks(void *p, int64_t begin, int64_t end) {
     matmul_args *x = p;
     int lda = x->trans_a ? x->M : x->K, ldb = x->trans_b ? x->K : x->N;
-    const float *a = x->a, *b = x->b;
-    float *c = x->c;
-    int rows = x->M, cols = x->N;
-    if (x->split_rows) {
-        a += x->trans_a ? begin : begin * x->K;
-        c += begin * x->N;
-        rows = (int)(end - begin);
-    } else {
-        b += x->trans_b ? begin * x->K : begin;
-        c += begin;
-        cols = (int)(end - begin);
+    for (int64_t block = begin; block < end; block += MATMUL_GRAIN) {
+        int64_t size = end - block < MATMUL_GRAIN ? end - block : MATMUL_GRAIN;
+        const float *a = x->a, *b = x->b;
+        float *c = x->c;
+        int rows = x->M, cols = x->N;
+        if (x->split_rows) {
+            a += x->trans_a ? block : block * x->K;
+            c += block * x->N;
+            rows = (int)size;
+        } else {
+            b += x->trans_b ? block * x->K : block;
+            c += block;
+            cols = (int)size;
+        }
+        cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans, x->trans_b ? CblasTrans : CblasNoTrans,
+                    rows, cols, x->K, 1.0f, a, lda, b, ldb, x->beta, c, x->N);
     }
-    cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans, x->trans_b ? CblasTrans : CblasNoTrans,
-                rows, cols, x->K, 1.0f, a, lda, b, ldb, x->beta, c, x->N);
 }
 
-void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
     matmul_args x = {c, a, b, M, N, K, trans_a, trans_b, M >= N, beta};
-    parallel_for(x.split_rows ? M : N, 32, matmul_block, &x);
+    parallel_for(ctx, x.split_rows ? M : N, MATMUL_GRAIN, matmul_blocks, &x);
 }
 
 typedef struct { float *out; const float *bias; int N, OC; } bias_args;
@@ -44,9 +49,9 @@ static void bias_forward_rows(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void bias_forward(float *out, const float *bias, int N, int OC) {
+void bias_forward(baton_context *ctx, float *out, const float *bias, int N, int OC) {
     bias_args a = {out, bias, N, OC};
-    parallel_for(N, 16, bias_forward_rows, &a);
+    parallel_for(ctx, N, 16, bias_forward_rows, &a);
 }
 
 typedef struct { float *dbias; const float *dout; int N, OC; } bias_backward_args;
@@ -59,7 +64,7 @@ static void bias_backward_channels(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-void bias_backward(float *dbias, const float *dout, int N, int OC) {
+void bias_backward(baton_context *ctx, float *dbias, const float *dout, int N, int OC) {
     bias_backward_args a = {dbias, dout, N, OC};
-    parallel_for(OC, 16, bias_backward_channels, &a);
+    parallel_for(ctx, OC, 16, bias_backward_channels, &a);
 }

@@ -1,112 +1,124 @@
-#include "parallel.h"
-#include "include/baton_cpu.h"
+/* A thread pool per CPU context: workers wait for a new generation, run their share of the
+ * pieces, and count down `pending`; the caller runs share 0 itself. One job at a time per pool
+ * (`submit_lock` serialises callers from different threads). */
+#include "kernels.h"
 
-#include <cblas.h>
 #include <pthread.h>
-#include <unistd.h>
+#include <stdlib.h>
 
-/* Workers wait for a new generation, run their slice, and count down `pending`. The caller runs
- * slice 0 itself. One job at a time: `submit_lock` serialises callers from different threads. */
-#define MAX_THREADS 256
+struct thread_pool {
+    pthread_mutex_t submit_lock, lock;
+    pthread_cond_t work_ready, work_done;
+    int threads;  /* including the caller */
+    pthread_t *workers;
+    int started;
+    int stopping;
+    uint64_t generation;
+    int pending;
+    parallel_body body;
+    void *arg;
+    int64_t count, grain, pieces;
+    int shares;
+};
 
-static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t work_ready = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t work_done = PTHREAD_COND_INITIALIZER;
-static int thread_count = 0;  /* 0: not configured yet */
-static int workers_started = 0;
-static uint64_t generation = 0;
-static int pending = 0;
-static parallel_body job_body;
-static void *job_ctx;
-static int64_t job_count;
-static int job_slices;
-static _Thread_local int inside_worker = 0;
-
-static void slice_bounds(int slice, int64_t *begin, int64_t *end) {
-    int64_t per = job_count / job_slices, extra = job_count % job_slices;
-    *begin = slice * per + (slice < extra ? slice : extra);
-    *end = *begin + per + (slice < extra ? 1 : 0);
+/* Share s of the pieces, as an item range: contiguous, and only its owner depends on the thread
+ * count, never where a piece starts or ends. */
+static void share_bounds(const thread_pool *pool, int share, int64_t *begin, int64_t *end) {
+    int64_t first = pool->pieces * share / pool->shares, last = pool->pieces * (share + 1) / pool->shares;
+    *begin = first * pool->grain;
+    *end = last * pool->grain < pool->count ? last * pool->grain : pool->count;
 }
 
-static void *worker_main(void *arg) {
-    int slice = (int)(intptr_t)arg;
-    inside_worker = 1;
+typedef struct { thread_pool *pool; int share; } worker_start;
+
+static void *worker_main(void *p) {
+    worker_start start = *(worker_start *)p;
+    free(p);
+    thread_pool *pool = start.pool;
     uint64_t seen = 0;
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (generation == seen) pthread_cond_wait(&work_ready, &lock);
-        seen = generation;
-        int run = slice < job_slices;
-        pthread_mutex_unlock(&lock);
+        while (pool->generation == seen && !pool->stopping) pthread_cond_wait(&pool->work_ready, &pool->lock);
+        if (pool->stopping) break;
+        seen = pool->generation;
+        int run = start.share < pool->shares;
+        pthread_mutex_unlock(&pool->lock);
         if (run) {
             int64_t begin, end;
-            slice_bounds(slice, &begin, &end);
-            if (begin < end) job_body(job_ctx, begin, end);
+            share_bounds(pool, start.share, &begin, &end);
+            if (begin < end) pool->body(pool->arg, begin, end);
         }
-        pthread_mutex_lock(&lock);
-        if (--pending == 0) pthread_cond_signal(&work_done);
+        pthread_mutex_lock(&pool->lock);
+        if (--pool->pending == 0) pthread_cond_signal(&pool->work_done);
     }
+    pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
-void baton_cpu_set_threads(int n) {
-    if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) n = 1;
-    if (n > MAX_THREADS) n = MAX_THREADS;
-    pthread_mutex_lock(&submit_lock);
-    pthread_mutex_lock(&lock);
-    /* Workers are never stopped: growing starts more, shrinking leaves extras idle. */
-    while (workers_started < n - 1) {
-        pthread_t thread;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&thread, &attr, worker_main, (void *)(intptr_t)(workers_started + 1)) != 0) break;
-        workers_started++;
+thread_pool *thread_pool_create(int threads) {
+    thread_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) return NULL;
+    pthread_mutex_init(&pool->submit_lock, NULL);
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->work_ready, NULL);
+    pthread_cond_init(&pool->work_done, NULL);
+    pool->workers = calloc((size_t)threads, sizeof(pthread_t));
+    if (!pool->workers) { free(pool); return NULL; }
+    for (int share = 1; share < threads; share++) {
+        worker_start *start = malloc(sizeof *start);
+        if (!start) break;
+        *start = (worker_start){pool, share};
+        if (pthread_create(&pool->workers[pool->started], NULL, worker_main, start) != 0) { free(start); break; }
+        pool->started++;
     }
-    thread_count = workers_started + 1 < n ? workers_started + 1 : n;
-    pthread_mutex_unlock(&lock);
-    pthread_mutex_unlock(&submit_lock);
-    /* OpenBLAS stays single-threaded: its own threads spin (sched_yield) between calls and steal
-     * the cores from this pool; the kernels split sgemm work across the pool instead. */
-    openblas_set_num_threads(1);
+    pool->threads = pool->started + 1;
+    if (pool->threads < threads) { thread_pool_destroy(pool); return NULL; }  /* all or nothing */
+    return pool;
 }
 
-int baton_cpu_threads(void) {
-    if (thread_count == 0) baton_cpu_set_threads(0);
-    return thread_count;
+void thread_pool_destroy(thread_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->lock);
+    pool->stopping = 1;
+    pthread_cond_broadcast(&pool->work_ready);
+    pthread_mutex_unlock(&pool->lock);
+    for (int i = 0; i < pool->started; i++) pthread_join(pool->workers[i], NULL);
+    free(pool->workers);
+    pthread_cond_destroy(&pool->work_ready);
+    pthread_cond_destroy(&pool->work_done);
+    pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_destroy(&pool->submit_lock);
+    free(pool);
 }
 
-void parallel_for(int64_t count, int64_t min_per_thread, parallel_body body, void *ctx) {
+void parallel_for(baton_context *ctx, int64_t count, int64_t grain, parallel_body body, void *arg) {
     if (count <= 0) return;
-    int threads = baton_cpu_threads();
-    if (min_per_thread < 1) min_per_thread = 1;
-    int64_t useful = count / min_per_thread;
-    int slices = useful < threads ? (int)useful : threads;
-    if (slices <= 1 || inside_worker) {
-        body(ctx, 0, count);
+    if (grain < 1) grain = 1;
+    int64_t pieces = (count + grain - 1) / grain;
+    thread_pool *pool = ctx->pool;
+    if (!pool || pieces <= 1) {
+        body(arg, 0, count);
         return;
     }
-    pthread_mutex_lock(&submit_lock);
-    pthread_mutex_lock(&lock);
-    job_body = body;
-    job_ctx = ctx;
-    job_count = count;
-    job_slices = slices;
-    pending = workers_started;
-    generation++;
-    pthread_cond_broadcast(&work_ready);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_lock(&pool->submit_lock);
+    pthread_mutex_lock(&pool->lock);
+    pool->body = body;
+    pool->arg = arg;
+    pool->count = count;
+    pool->grain = grain;
+    pool->pieces = pieces;
+    pool->shares = pieces < pool->threads ? (int)pieces : pool->threads;
+    pool->pending = pool->started;
+    pool->generation++;
+    pthread_cond_broadcast(&pool->work_ready);
+    pthread_mutex_unlock(&pool->lock);
 
     int64_t begin, end;
-    slice_bounds(0, &begin, &end);
-    inside_worker = 1;
-    body(ctx, begin, end);
-    inside_worker = 0;
+    share_bounds(pool, 0, &begin, &end);
+    body(arg, begin, end);
 
-    pthread_mutex_lock(&lock);
-    while (pending > 0) pthread_cond_wait(&work_done, &lock);
-    pthread_mutex_unlock(&lock);
-    pthread_mutex_unlock(&submit_lock);
+    pthread_mutex_lock(&pool->lock);
+    while (pool->pending > 0) pthread_cond_wait(&pool->work_done, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
+    pthread_mutex_unlock(&pool->submit_lock);
 }

@@ -1,6 +1,5 @@
 /* Elementwise ops: the residual add and fill. */
-#include "include/baton_cpu.h"
-#include "parallel.h"
+#include "kernels.h"
 
 typedef struct { float *out; const float *a, *b; float value; } elementwise_args;
 
@@ -9,9 +8,9 @@ static void residual_range(void *p, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) e->out[i] = e->a[i] + e->b[i];
 }
 
-void residual_forward(float *out, const float *a, const float *b, int64_t n) {
+void residual_forward(baton_context *ctx, float *out, const float *a, const float *b, int64_t n) {
     elementwise_args e = {out, a, b, 0.0f};
-    parallel_for(n, 8192, residual_range, &e);
+    parallel_for(ctx, n, 8192, residual_range, &e);
 }
 
 static void fill_range(void *p, int64_t begin, int64_t end) {
@@ -19,7 +18,7 @@ static void fill_range(void *p, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) e->out[i] = e->value;
 }
 
-void fill(float *x, float value, int64_t n) {
+void fill(baton_context *ctx, float *x, float value, int64_t n) {
     elementwise_args e = {x, NULL, NULL, value};
-    parallel_for(n, 16384, fill_range, &e);
+    parallel_for(ctx, n, 16384, fill_range, &e);
 }

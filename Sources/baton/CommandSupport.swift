@@ -55,7 +55,7 @@ func modelPath(_ parsed: ParsedArguments) throws -> String {
 
 /// Opens the requested device. With `announce`, prints a "device:" line on stdout (with the reason
 /// when auto chose); sample passes false so its stdout is only the generated text.
-func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> any Device {
+func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> Device {
     let name = arguments.string("--device") ?? "auto"
     guard let request = DeviceRequest(rawValue: name) else {
         throw UsageError("baton \(arguments.command): --device expects cpu, cuda or auto, got '\(name)'")

@@ -12,7 +12,7 @@ final class CheckpointStoreTests: XCTestCase {
     override func setUpWithError() throws { run = try TestPaths.temporaryFolder("store") }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: run) }
 
-    let device = CPUDevice()
+    let device = Device.cpu()
 
     /// Buffers holding parameters i * value, first moments value, second moments 2 * value.
     func tensors(_ value: Float) throws -> CheckpointTensors {

@@ -105,7 +105,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertLessThan(loss, metrics.first!.loss)
 
         // eval's number is the model's loss on exactly those sequences.
-        let model = try ModelWeights.openModel(path: run, device: CPUDevice())
+        let model = try ModelWeights.openModel(path: run, device: Device.cpu())
         let shard = try TokenShard(url: URL(fileURLWithPath: data + "/corpus_val_000000.bin"), vocabularySize: 256)
         let tokens = try shard.tokens(start: 0, count: 10 * 8 + 1)
         let direct = try model.forward(inputs: Array(tokens[0..<80]), targets: Array(tokens[1...80]), B: 10, T: 8)

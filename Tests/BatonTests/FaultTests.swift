@@ -91,7 +91,7 @@ final class FaultTests: XCTestCase {
         XCTAssert(metrics[6].grad_norm.isNaN)
         let state = try CheckpointStore.verify(checkpoint(run("skip"), 10))
         XCTAssertEqual(state.skipped_updates, 1)
-        let model = try ModelWeights.openModel(path: run("skip"), device: CPUDevice())
+        let model = try ModelWeights.openModel(path: run("skip"), device: Device.cpu())
         XCTAssert(try model.device.download(model.parameters).allSatisfy(\.isFinite), "no non-finite weight is ever saved")
     }
 

@@ -5,7 +5,7 @@ import XCTest
 /// The scalar checked is L = sum(w * out) for a random w; the analytic gradient is the backward op
 /// run with dout = w.
 final class FiniteDifferenceTests: XCTestCase {
-    let device = CPUDevice()
+    let device = Device.cpu()
     var generator = RandomGenerator(seed: 7)
 
     func random(_ count: Int, scale: Float = 1) -> [Float] {

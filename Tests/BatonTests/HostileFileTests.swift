@@ -63,7 +63,7 @@ final class HostileFileTests: XCTestCase {
         // Real seeds: a checkpoint and a shard written by Baton itself.
         let run = scratch.appendingPathComponent("run")
         let config = GPTConfig(contextLength: 8, vocabularySize: 16, layers: 1, heads: 2, channels: 4)
-        let device = CPUDevice()
+        let device = Device.cpu()
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: 9)
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)

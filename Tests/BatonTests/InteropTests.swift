@@ -16,7 +16,7 @@ final class InteropTests: XCTestCase {
         let run = try TestPaths.temporaryFolder("interop")
         defer { try? FileManager.default.removeItem(at: run) }
         let config = GPTConfig(contextLength: 8, vocabularySize: 16, layers: 2, heads: 2, channels: 8)
-        let device = CPUDevice()
+        let device = Device.cpu()
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: 5)
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)

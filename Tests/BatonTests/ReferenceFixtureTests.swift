@@ -16,7 +16,7 @@ final class ReferenceFixtureTests: XCTestCase {
         B = meta("B"); T = meta("T")
         let config = GPTConfig(contextLength: meta("n_ctx"), vocabularySize: meta("V"), layers: meta("n_layer"),
                                heads: meta("n_head"), channels: meta("n_embd"))
-        model = try GPT(config: config, device: CPUDevice())
+        model = try GPT(config: config, device: Device.cpu())
         try ModelWeights.load(fixture, into: model)
         inputs = try fixture.integers("inputs").map(Int32.init)
         targets = try fixture.integers("targets").map(Int32.init)

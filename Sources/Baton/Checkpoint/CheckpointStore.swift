@@ -21,12 +21,12 @@ public enum ResumeRequest: Equatable, Sendable {
 /// The three flat buffers a checkpoint holds, in the model's parameter layout, on their device:
 /// saves read them and loads write them in place, with no intermediate copy on the CPU.
 public struct CheckpointTensors {
-    public let device: any Device
+    public let device: Device
     public let parameters: Tensor
     public let firstMoment: Tensor
     public let secondMoment: Tensor
 
-    public init(device: any Device, parameters: Tensor, firstMoment: Tensor, secondMoment: Tensor) {
+    public init(device: Device, parameters: Tensor, firstMoment: Tensor, secondMoment: Tensor) {
         self.device = device
         self.parameters = parameters
         self.firstMoment = firstMoment
@@ -176,16 +176,15 @@ public struct CheckpointStore {
                      overwrite: Bool, log: (String) -> Void) throws -> URL {
         let fileManager = FileManager.default
         let target = url(step: step)
-        var replacing = false
+        var replacing = false, replacingCorrupt = false
         if fileManager.fileExists(atPath: target.path) {
             do {
                 _ = try CheckpointStore.verify(target)
-                guard overwrite else {
-                    throw BatonError("checkpoint \(target.path) already exists; pass --overwrite to replace it")
-                }
-            } catch let error as BatonError where !error.message.hasSuffix("--overwrite to replace it") {
-                log("checkpoint: replacing corrupt \(target.lastPathComponent) (\(error.message))")
+            } catch {
+                log("checkpoint: replacing corrupt \(target.lastPathComponent) (\(error))")
+                replacingCorrupt = true
             }
+            guard overwrite || replacingCorrupt else { throw BatonError.checkpointExists(path: target.path) }
             replacing = true
         }
         do { try fileManager.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
@@ -225,10 +224,10 @@ public struct CheckpointStore {
             try moveIntoPlace(temporary, target, replacing: replacing)
         } catch {
             try? fileManager.removeItem(at: temporary)
-            if let error = error as? BatonError, error.message.contains("no space left on device") {
-                let needed = 3 * layout.totalCount * 4
+            if let error = error as? BatonError, error.isDiskFull {
                 let free = ((try? fileManager.attributesOfFileSystem(forPath: folder.path))?[.systemFreeSize] as? NSNumber)?.intValue
-                throw BatonError("checkpoint \(target.lastPathComponent): no space left on device: it needs about \(megabytes(needed)) MB, \(folder.path) has \(free.map { "\(megabytes($0)) MB" } ?? "?") free; the earlier checkpoints and latest are intact")
+                throw BatonError.checkpointDiskFull(checkpoint: target.lastPathComponent, neededBytes: 3 * layout.totalCount * 4,
+                                                    folder: folder.path, freeBytes: free)
             }
             throw error
         }
@@ -236,8 +235,6 @@ public struct CheckpointStore {
         try AtomicFile.write(Data((target.lastPathComponent + "\n").utf8), to: latestURL)
         return target
     }
-
-    private func megabytes(_ bytes: Int) -> String { String(format: "%.1f", Double(bytes) / 1e6) }
 
     private func moveIntoPlace(_ temporary: URL, _ target: URL, replacing: Bool) throws {
         guard replacing else {
@@ -321,7 +318,7 @@ public struct CheckpointStore {
 extension SafeTensors.File {
     /// Uploads the tensors named `spec.name + suffix`, for every spec, into `destination` (a
     /// flat buffer in layout order), after checking every name, dtype and shape.
-    func upload(layout: ParameterLayout, suffix: String, to destination: Tensor, device: any Device) throws {
+    func upload(layout: ParameterLayout, suffix: String, to destination: Tensor, device: Device) throws {
         var found: [(ParameterSpec, SafeTensors.Entry)] = []
         for spec in layout.specs {
             let name = spec.name + suffix

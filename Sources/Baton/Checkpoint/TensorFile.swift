@@ -96,10 +96,6 @@ final class FileWriter {
     deinit { close() }
 
     static func error(_ url: URL, _ what: String, _ code: Int32, _ bytes: Int) -> BatonError {
-        let reason = String(cString: strerror(code))
-        if code == ENOSPC {
-            return BatonError("\(url.path): \(what): no space left on device (this file needs \(bytes) bytes); free space and resume")
-        }
-        return BatonError("\(url.path): \(what) (\(reason))")
+        .fileWriteFailed(path: url.path, what: what, code: code, neededBytes: bytes)
     }
 }

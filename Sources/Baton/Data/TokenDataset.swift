@@ -30,7 +30,7 @@ public final class TokenDataset {
         }
         let matching = names.filter { $0.hasSuffix(".bin") && $0.contains(split) }.sorted()
         guard !matching.isEmpty else {
-            throw BatonError("--data \(folder.path): no *\(split)*.bin shard; create them with baton prepare TEXT --out DIR")
+            throw BatonError.noShards(folder: folder.path, split: split)
         }
         let shards = try matching.map { try TokenShard(url: folder.appendingPathComponent($0), vocabularySize: vocabularySize) }
         return TokenDataset(shards: shards, sequenceLength: sequenceLength)

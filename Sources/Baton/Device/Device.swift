@@ -1,54 +1,234 @@
+import CBatonABI
+import CBatonCPU
+
 /// Which backend runs the ops.
 public enum DeviceKind: String, Codable, CaseIterable, Sendable {
     case cpu, cuda
 }
 
-/// The ops a GPT training step needs, on memory the device owns. The model, the optimizer and the
-/// trainer are written against this protocol only. Each op mirrors one function type in
-/// `baton_backend.h`; see there for shapes. Letters in labels are the kernels' own: B batch,
-/// T sequence length, C channels, NH heads, N rows (B*T), V vocabulary, OC output channels.
-public protocol Device: AnyObject {
-    var kind: DeviceKind { get }
-    /// A line for logs: the backend and what it runs on.
-    var summary: String { get }
+/// One opened compute device: a backend's function table (baton_backend.h) and the context it
+/// opened. The CPU's table is linked in (Sources/CBatonCPU), the CUDA one is loaded at run time
+/// (CUDABackendLoader); this one type drives either. The model, the optimizer and the trainer are
+/// written against it. Each op mirrors one function type in baton_backend.h (see there for
+/// shapes); after each op the backend is asked for a recorded failure, which becomes an error
+/// naming the op. Letters in labels are the kernels' own: B batch, T sequence length,
+/// C channels, NH heads, N rows (B*T), V vocabulary, OC output channels.
+public final class Device {
+    public let kind: DeviceKind
+    let table: UnsafePointer<baton_backend_table>
+    let context: OpaquePointer
+    /// Device pointers are host pointers (the CPU): checkpoint writes read tensors in place.
+    let hostMemory: Bool
+    private let scalar: UnsafeMutableRawPointer  // one float on the device, for global_norm_squared's result
+
     /// Buffers allocated so far. Everything a run needs is allocated before its first step (no
     /// allocation in the step loop); the selftest and the tests hold the trainer to that.
-    var allocationCount: Int { get }
+    public private(set) var allocationCount = 0
 
-    func allocate(floats count: Int) throws -> Tensor
-    func allocate(tokens count: Int) throws -> TokenTensor
-    func upload(_ values: UnsafeBufferPointer<Float>, to tensor: Tensor) throws
-    func download(_ tensor: Tensor, into values: UnsafeMutableBufferPointer<Float>) throws
-    func upload(tokens: UnsafeBufferPointer<Int32>, to tensor: TokenTensor) throws
-    func copy(_ source: Tensor, to destination: Tensor) throws
-    func synchronize() throws
+    /// The CPU backend on `threads` threads (0: one per core). Bit-identical whatever the count.
+    public static func cpu(threads: Int = 0) -> Device {
+        // Opening the CPU fails only when threads cannot be started or memory is out: fatal then.
+        do { return try Device(kind: .cpu, table: baton_cpu_get_table(), options: baton_context_options(device_index: 0, threads: Int32(threads))) }
+        catch { fatalError("cannot open the CPU backend: \(error)") }
+    }
 
-    func fill(_ x: Tensor, with value: Float) throws
-    func encoderForward(out: Tensor, tokens: TokenTensor, wte: Tensor, wpe: Tensor, B: Int, T: Int, C: Int) throws
-    func encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: TokenTensor, B: Int, T: Int, C: Int) throws
-    func layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, input: Tensor, weight: Tensor, bias: Tensor, N: Int, C: Int) throws
-    func layernormBackward(dinput: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, input: Tensor, weight: Tensor,
-                           mean: Tensor, rstd: Tensor, N: Int, C: Int) throws
-    /// c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c
-    func matmul(c: Tensor, a: Tensor, b: Tensor, M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool, beta: Float) throws
-    func biasForward(out: Tensor, bias: Tensor, N: Int, OC: Int) throws
-    func biasBackward(dbias: Tensor, dout: Tensor, N: Int, OC: Int) throws
-    /// scratch: attentionScratchCount(B:T:C:NH:) floats, used by both attention ops.
-    func attentionForward(out: Tensor, att: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws
-    func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, B: Int, T: Int, C: Int, NH: Int) throws
-    func geluForward(out: Tensor, input: Tensor) throws
-    func geluBackward(dinput: Tensor, input: Tensor, dout: Tensor) throws
-    func residualForward(out: Tensor, a: Tensor, b: Tensor) throws
-    /// losses[n] = cross-entropy of row n; when dlogits is given it receives (softmax - onehot) * dloss.
-    func softmaxCrossEntropy(losses: Tensor, dlogits: Tensor?, logits: Tensor, targets: TokenTensor, N: Int, V: Int, dloss: Float) throws
-    func adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, learningRate: Float, beta1: Float, beta2: Float,
-                     eps: Float, weightDecay: Float, gradScale: Float, step: Int) throws
-    /// The sum of squares of x, as a host value (one small transfer).
-    func globalNormSquared(_ x: Tensor) throws -> Float
+    /// The CUDA backend library (see CUDABackendLoader) on GPU `deviceIndex`.
+    public static func cuda(deviceIndex: Int = 0) throws -> Device {
+        let table = try CUDABackendLoader.loadTable()
+        do {
+            return try Device(kind: .cuda, table: table, options: baton_context_options(device_index: Int32(deviceIndex), threads: 0))
+        } catch BatonError.deviceFailure(_, let status, let detail) {
+            switch status {
+            case .noDriver: throw BatonError.backendUnavailable(.noDriver(detail: detail))
+            case .noDevice: throw BatonError.backendUnavailable(.noDevice(detail: detail))
+            default: throw BatonError.backendUnavailable(.cannotOpen(detail: detail))
+            }
+        }
+    }
+
+    /// Opens a device through any table: the two above, or a test's table with an op replaced.
+    init(kind: DeviceKind, table: UnsafePointer<baton_backend_table>, options: baton_context_options) throws {
+        self.kind = kind
+        self.table = table
+        hostMemory = table.pointee.host_memory != 0
+        var message = [CChar](repeating: 0, count: 512)
+        var opened: OpaquePointer?
+        var options = options
+        let status = table.pointee.create_context(&options, &opened, &message, message.count)
+        guard status == BATON_OK, let opened else {
+            throw BatonError.deviceFailure(backend: kind.rawValue, status: DeviceStatus(rawValue: Int32(status.rawValue)) ?? .device,
+                                           detail: String(cString: message))
+        }
+        context = opened
+        var raw: UnsafeMutableRawPointer?
+        guard table.pointee.alloc(opened, &raw, 4) == BATON_OK, let raw else {
+            table.pointee.destroy_context(opened)
+            throw BatonError.deviceFailure(backend: kind.rawValue, status: .outOfMemory, detail: "cannot allocate 4 bytes")
+        }
+        scalar = raw
+    }
+
+    deinit {
+        _ = table.pointee.release(context, scalar)
+        table.pointee.destroy_context(context)
+    }
+
+    /// A line for logs: the backend and what it runs on.
+    public var summary: String {
+        let what = table.pointee.describe(context).map { String(cString: $0) } ?? kind.rawValue
+        return kind == .cpu ? "cpu (\(what))" : "cuda (\(what), cuBLAS)"
+    }
+
+    /// Throws the failure the backend recorded since the last check, if any.
+    private func check(_ what: String = "") throws {
+        var message: UnsafePointer<CChar>?
+        let status = table.pointee.take_error(context, &message)
+        guard status != BATON_OK else { return }
+        throw BatonError.deviceFailure(backend: kind.rawValue, status: DeviceStatus(rawValue: Int32(status.rawValue)) ?? .device,
+                                       detail: message.map { String(cString: $0) } ?? "\(what) failed")
+    }
+
+    private func require(_ status: baton_status, _ what: String) throws {
+        if status != BATON_OK { try check(what) }
+    }
+
+    // MARK: memory
+
+    func release(_ pointer: UnsafeMutableRawPointer) { _ = table.pointee.release(context, pointer) }
+
+    private func allocate(bytes: Int) throws -> DeviceBuffer {
+        allocationCount += 1
+        var raw: UnsafeMutableRawPointer?
+        guard table.pointee.alloc(context, &raw, max(bytes, 1)) == BATON_OK, let pointer = raw else {
+            var message: UnsafePointer<CChar>?
+            _ = table.pointee.take_error(context, &message)
+            throw BatonError.deviceFailure(backend: kind.rawValue, status: .outOfMemory,
+                                           detail: "out of \(kind == .cpu ? "" : "GPU ")memory allocating \(bytes) bytes (\(message.map { String(cString: $0) } ?? "alloc failed"))")
+        }
+        return DeviceBuffer(device: self, pointer: pointer, byteCount: bytes)
+    }
+
+    /// New tensors read as zeros.
+    public func allocate(floats count: Int) throws -> Tensor { Tensor(buffer: try allocate(bytes: count * 4), count: count) }
+
+    public func allocate(tokens count: Int) throws -> TokenTensor { TokenTensor(buffer: try allocate(bytes: count * 4), count: count) }
+
+    public func upload(_ values: UnsafeBufferPointer<Float>, to tensor: Tensor) throws {
+        precondition(values.count <= tensor.count)
+        try require(table.pointee.copy_to_device(context, tensor.pointer, values.baseAddress, values.count * 4), "upload")
+    }
+
+    public func download(_ tensor: Tensor, into values: UnsafeMutableBufferPointer<Float>) throws {
+        precondition(values.count <= tensor.count)
+        try require(table.pointee.copy_to_host(context, values.baseAddress, tensor.pointer, values.count * 4), "download")
+    }
+
+    public func upload(tokens: UnsafeBufferPointer<Int32>, to tensor: TokenTensor) throws {
+        precondition(tokens.count <= tensor.count)
+        try require(table.pointee.copy_to_device(context, tensor.pointer, tokens.baseAddress, tokens.count * 4), "upload")
+    }
+
+    public func copy(_ source: Tensor, to destination: Tensor) throws {
+        precondition(source.count == destination.count)
+        try require(table.pointee.copy_on_device(context, destination.pointer, source.pointer, source.count * 4), "copy")
+    }
+
+    public func synchronize() throws { try require(table.pointee.synchronize(context), "synchronize") }
 
     /// Runs `body` on the tensor's values in host memory: the buffer itself on the CPU, a copy
     /// on a GPU. For checkpoint writes, which must not cost a second copy on the CPU.
-    func withHostMemory<R>(of tensor: Tensor, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R
+    public func withHostMemory<R>(of tensor: Tensor, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        if hostMemory { return try body(UnsafeBufferPointer(start: tensor.pointer, count: tensor.count)) }
+        let host = try download(tensor)
+        return try host.withUnsafeBufferPointer(body)
+    }
+
+    // MARK: ops (one per BATON_FOR_EACH_OP entry)
+
+    private var ops: baton_backend_table { table.pointee }
+
+    public func fill(_ x: Tensor, with value: Float) throws {
+        ops.fill(context, x.pointer, value, Int64(x.count)); try check()
+    }
+
+    public func encoderForward(out: Tensor, tokens: TokenTensor, wte: Tensor, wpe: Tensor, B: Int, T: Int, C: Int) throws {
+        ops.encoder_forward(context, out.pointer, tokens.pointer, wte.pointer, wpe.pointer, Int32(B), Int32(T), Int32(C)); try check()
+    }
+
+    public func encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: TokenTensor, B: Int, T: Int, C: Int) throws {
+        ops.encoder_backward(context, dwte.pointer, dwpe.pointer, dout.pointer, tokens.pointer, Int32(B), Int32(T), Int32(C)); try check()
+    }
+
+    public func layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, input: Tensor, weight: Tensor, bias: Tensor, N: Int, C: Int) throws {
+        ops.layernorm_forward(context, out.pointer, mean.pointer, rstd.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(C))
+        try check()
+    }
+
+    public func layernormBackward(dinput: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, input: Tensor, weight: Tensor,
+                                  mean: Tensor, rstd: Tensor, N: Int, C: Int) throws {
+        ops.layernorm_backward(context, dinput.pointer, dweight.pointer, dbias.pointer, dout.pointer, input.pointer, weight.pointer,
+                               mean.pointer, rstd.pointer, Int32(N), Int32(C))
+        try check()
+    }
+
+    /// c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c
+    public func matmul(c: Tensor, a: Tensor, b: Tensor, M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool, beta: Float) throws {
+        precondition(c.count >= M * N && a.count >= M * K && b.count >= K * N, "matmul operand too small")
+        ops.matmul(context, c.pointer, a.pointer, b.pointer, Int32(M), Int32(N), Int32(K), transposeA ? 1 : 0, transposeB ? 1 : 0, beta)
+        try check()
+    }
+
+    public func biasForward(out: Tensor, bias: Tensor, N: Int, OC: Int) throws {
+        ops.bias_forward(context, out.pointer, bias.pointer, Int32(N), Int32(OC)); try check()
+    }
+
+    public func biasBackward(dbias: Tensor, dout: Tensor, N: Int, OC: Int) throws {
+        ops.bias_backward(context, dbias.pointer, dout.pointer, Int32(N), Int32(OC)); try check()
+    }
+
+    /// scratch: attentionScratchCount(B:T:C:NH:) floats, used by both attention ops.
+    public func attentionForward(out: Tensor, att: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
+        ops.attention_forward(context, out.pointer, att.pointer, qkv.pointer, scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
+        try check()
+    }
+
+    public func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
+        ops.attention_backward(context, dqkv.pointer, scratch.pointer, dout.pointer, qkv.pointer, att.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
+        try check()
+    }
+
+    public func geluForward(out: Tensor, input: Tensor) throws {
+        ops.gelu_forward(context, out.pointer, input.pointer, Int64(input.count)); try check()
+    }
+
+    public func geluBackward(dinput: Tensor, input: Tensor, dout: Tensor) throws {
+        ops.gelu_backward(context, dinput.pointer, input.pointer, dout.pointer, Int64(input.count)); try check()
+    }
+
+    public func residualForward(out: Tensor, a: Tensor, b: Tensor) throws {
+        ops.residual_forward(context, out.pointer, a.pointer, b.pointer, Int64(a.count)); try check()
+    }
+
+    /// losses[n] = cross-entropy of row n; when dlogits is given it receives (softmax - onehot) * dloss.
+    public func softmaxCrossEntropy(losses: Tensor, dlogits: Tensor?, logits: Tensor, targets: TokenTensor, N: Int, V: Int, dloss: Float) throws {
+        ops.softmax_crossentropy(context, losses.pointer, dlogits?.pointer, logits.pointer, targets.pointer, Int32(N), Int32(V), dloss)
+        try check()
+    }
+
+    public func adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, learningRate: Float, beta1: Float, beta2: Float,
+                            eps: Float, weightDecay: Float, gradScale: Float, step: Int) throws {
+        ops.adamw_update(context, params.pointer, grads.pointer, m.pointer, v.pointer, Int64(params.count), learningRate, beta1, beta2, eps,
+                         weightDecay, gradScale, Int64(step))
+        try check()
+    }
+
+    /// The sum of squares of x, as a host value (one small transfer).
+    public func globalNormSquared(_ x: Tensor) throws -> Float {
+        ops.global_norm_squared(context, scalar.assumingMemoryBound(to: Float.self), x.pointer, Int64(x.count)); try check()
+        var result: Float = 0
+        try require(table.pointee.copy_to_host(context, &result, scalar, 4), "global_norm_squared")
+        return result
+    }
 }
 
 /// Floats of scratch the attention ops need (BATON_ATTENTION_SCRATCH in baton_backend.h).

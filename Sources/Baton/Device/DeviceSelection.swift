@@ -7,21 +7,20 @@ public enum DeviceRequest: String, CaseIterable, Sendable {
 /// library, the driver or a GPU is missing; `auto` takes CUDA where it opens, else the CPU, and
 /// says which it picked and why.
 public enum DeviceSelection {
-    public static func open(_ request: DeviceRequest, threads: Int, log: (String) -> Void) throws -> any Device {
+    public static func open(_ request: DeviceRequest, threads: Int, log: (String) -> Void) throws -> Device {
         switch request {
         case .cpu:
-            return CPUDevice(threads: threads)
+            return Device.cpu(threads: threads)
         case .cuda:
-            return try CUDADevice()
+            return try Device.cuda()
         case .auto:
             do {
-                let device = try CUDADevice()
+                let device = try Device.cuda()
                 log("auto picked cuda")
                 return device
-            } catch let error as BatonError {
-                let reason = error.message.replacingOccurrences(of: "--device cuda: ", with: "")
+            } catch BatonError.backendUnavailable(let reason) {
                 log("auto picked cpu: \(reason)")
-                return CPUDevice(threads: threads)
+                return Device.cpu(threads: threads)
             }
         }
     }

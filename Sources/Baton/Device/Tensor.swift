@@ -1,16 +1,17 @@
-/// Memory that a device owns: host memory for the CPU, device memory for a GPU.
+/// Memory that a device owns: host memory for the CPU, device memory for a GPU. It keeps its
+/// device open until it is released.
 public final class DeviceBuffer {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
-    private let release: (UnsafeMutableRawPointer) -> Void
+    private let device: Device
 
-    public init(pointer: UnsafeMutableRawPointer, byteCount: Int, release: @escaping (UnsafeMutableRawPointer) -> Void) {
+    init(device: Device, pointer: UnsafeMutableRawPointer, byteCount: Int) {
+        self.device = device
         self.pointer = pointer
         self.byteCount = byteCount
-        self.release = release
     }
 
-    deinit { release(pointer) }
+    deinit { device.release(pointer) }
 }
 
 /// A contiguous run of float32 values inside a device buffer. Views share the buffer, so the

@@ -7,7 +7,7 @@ public enum FuzzTargets {
 
     /// A tiny model the safetensors target loads into, so a file that parses is also uploaded.
     nonisolated(unsafe) static var model: GPT? = try? GPT(config: GPTConfig(contextLength: 8, vocabularySize: 16, layers: 1, heads: 2, channels: 4),
-                                                          device: CPUDevice(threads: 1))
+                                                          device: Device.cpu(threads: 1))
 
     /// Returns true when the reader accepted the input.
     @discardableResult

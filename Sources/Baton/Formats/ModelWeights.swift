@@ -48,7 +48,7 @@ public enum ModelWeights {
     }
 
     /// Opens a model from a run folder, a checkpoint folder or a weights file.
-    public static func openModel(path: String, device: any Device) throws -> GPT {
+    public static func openModel(path: String, device: Device) throws -> GPT {
         let file = try SafeTensors.read(try resolve(path: path))
         let model = try GPT(config: try config(of: file), device: device)
         try load(file, into: model)

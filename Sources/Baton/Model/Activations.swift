@@ -20,7 +20,7 @@ final class Activations {
     // Gradient scratch.
     let dresidual, dln, dattentionOutput, dqkv, dfcGelu, dfc, attentionScratch: Tensor
 
-    init(config: GPTConfig, B: Int, T: Int, device: any Device) throws {
+    init(config: GPTConfig, B: Int, T: Int, device: Device) throws {
         let C = config.channels, NH = config.heads, N = B * T
         self.B = B
         self.T = T

@@ -4,7 +4,7 @@
 public final class GPT {
     public let config: GPTConfig
     public let layout: ParameterLayout
-    public let device: any Device
+    public let device: Device
     /// All parameters, flat, in `layout` order.
     public let parameters: Tensor
     /// Gradients, same layout; backward accumulates into them.
@@ -12,7 +12,7 @@ public final class GPT {
 
     private var activations: Activations?
 
-    public init(config: GPTConfig, device: any Device) throws {
+    public init(config: GPTConfig, device: Device) throws {
         try config.validate()
         self.config = config
         self.device = device

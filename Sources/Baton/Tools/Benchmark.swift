@@ -6,7 +6,7 @@ public enum Benchmark {
         public let parameters: Int
     }
 
-    public static func run(model config: GPTConfig, batchSize: Int, steps: Int, warmupSteps: Int, device: any Device,
+    public static func run(model config: GPTConfig, batchSize: Int, steps: Int, warmupSteps: Int, device: Device,
                            seed: UInt64 = 1) throws -> Result {
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: seed)

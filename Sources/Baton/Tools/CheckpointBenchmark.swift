@@ -20,7 +20,7 @@ public enum CheckpointBenchmark {
     }
 
     /// Saves and loads `roundCount` times (each save into a fresh folder, as training does).
-    public static func run(model config: GPTConfig, folder: URL, device: any Device, roundCount: Int = 5) throws -> Result {
+    public static func run(model config: GPTConfig, folder: URL, device: Device, roundCount: Int = 5) throws -> Result {
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: 1)
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)

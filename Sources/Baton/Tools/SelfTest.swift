@@ -20,11 +20,11 @@ public struct SelfTest {
         }
     }
 
-    let device: any Device
-    let reference: any Device
+    let device: Device
+    let reference: Device
     var generator = RandomGenerator(seed: 2024)
 
-    public init(device: any Device, reference: any Device = CPUDevice()) {
+    public init(device: Device, reference: Device = Device.cpu()) {
         self.device = device
         self.reference = reference
     }
@@ -47,8 +47,8 @@ public struct SelfTest {
     /// `op` gets the device, a function making an input tensor from host values, and one making
     /// an output tensor (poisoned with NaN on the device under test, unless it accumulates).
     func compare(_ name: String, limit: Double,
-                 _ op: (any Device, ([Float]) throws -> Tensor, (Int, [Float]?) throws -> Tensor) throws -> [Tensor]) throws -> Row {
-        func run(on target: any Device, poison: Bool) throws -> [[Float]] {
+                 _ op: (Device, ([Float]) throws -> Tensor, (Int, [Float]?) throws -> Tensor) throws -> [Tensor]) throws -> Row {
+        func run(on target: Device, poison: Bool) throws -> [[Float]] {
             let input = { (values: [Float]) -> Tensor in
                 let tensor = try target.allocate(floats: values.count)
                 try target.upload(values, to: tensor)
@@ -89,7 +89,7 @@ public struct SelfTest {
         let N = B * T
         let tokenValues: [Int32] = (0..<N).map { _ in Int32(generator.next() % UInt64(V)) }
         let targetValues: [Int32] = (0..<N).map { _ in Int32(generator.next() % UInt64(V)) }
-        func tokens(_ d: any Device, _ values: [Int32]) throws -> TokenTensor {
+        func tokens(_ d: Device, _ values: [Int32]) throws -> TokenTensor {
             let t = try d.allocate(tokens: values.count)
             try d.upload(tokens: values, to: t)
             return t
@@ -220,7 +220,7 @@ public struct SelfTest {
         return config
     }
 
-    func trainer(_ config: TrainingConfig, on device: any Device, run: URL, from checkpoint: URL? = nil) throws -> Trainer {
+    func trainer(_ config: TrainingConfig, on device: Device, run: URL, from checkpoint: URL? = nil) throws -> Trainer {
         let restoring = try checkpoint.map { (try CheckpointStore.verify($0), $0) }
         return try Trainer(config: config, device: device, runFolder: try RunFolder.locate(requested: run.path), restoring: restoring, log: { _ in })
     }

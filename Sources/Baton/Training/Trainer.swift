@@ -59,7 +59,7 @@ public final class Trainer {
 
     /// Opens the data and builds the model; with `restoring`, takes the weights, moments and
     /// training state of a verified checkpoint instead of initialising.
-    public init(config: TrainingConfig, device: any Device, runFolder: RunFolder, restoring: (state: CheckpointState, url: URL)? = nil,
+    public init(config: TrainingConfig, device: Device, runFolder: RunFolder, restoring: (state: CheckpointState, url: URL)? = nil,
                 options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
         try config.validate()
         self.config = config
@@ -275,7 +275,7 @@ struct TrainingData {
             if val.sampleCount >= config.batchSize { validation = val } else {
                 log("warning: validation shards hold fewer than one batch of sequences; no validation loss")
             }
-        } catch let error as BatonError where error.message.contains("no *val*.bin") {
+        } catch BatonError.noShards(_, "val") {
             log("warning: no *val*.bin shard in \(folder.path); no validation loss")
         }
         return TrainingData(train: train, validation: validation)

@@ -20,7 +20,7 @@ public enum TrainingLauncher {
         }
     }
 
-    public static func start(_ request: Request, device: any Device, log: @escaping (String) -> Void) throws -> Trainer {
+    public static func start(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
         if request.resume != nil && request.out == nil {
             throw BatonError("--resume needs --out RUN, the run folder to continue")
         }
@@ -39,7 +39,7 @@ public enum TrainingLauncher {
         }
     }
 
-    private static func start(_ request: Request, runFolder: RunFolder, device: any Device, log: @escaping (String) -> Void) throws -> Trainer {
+    private static func start(_ request: Request, runFolder: RunFolder, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
         let store = CheckpointStore(runFolder: runFolder.url)
         store.removeAbandonedSaves(log: log)
         if let resume = request.resume {
@@ -67,7 +67,7 @@ public enum TrainingLauncher {
     }
 
     private static func resumed(from found: (url: URL, state: CheckpointState), request: Request, runFolder: RunFolder,
-                                device: any Device, log: @escaping (String) -> Void) throws -> Trainer {
+                                device: Device, log: @escaping (String) -> Void) throws -> Trainer {
         let saved = found.state.config
         var config = saved
         try request.applyFlags(&config)

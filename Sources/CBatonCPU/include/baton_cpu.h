@@ -1,11 +1,11 @@
 /*
- * baton_cpu.h — the CPU backend's kernels. Each is declared with the function type from
- * baton_backend.h, under the same name as its CUDA twin in Kernels/, so the two can be read
- * side by side and cannot drift apart in signature.
+ * baton_cpu.h — the CPU backend: the same versioned table as a loadable backend
+ * (baton_backend.h), linked into `baton`. Its kernels (one file per op group in this folder,
+ * under the same names as their CUDA twins in Kernels/) are reached only through the table.
  *
- * Determinism: every kernel splits its work so that each output element is computed by one
- * thread, in a fixed order. Results are therefore bit-identical run to run, whatever the thread
- * count (matmul is OpenBLAS's sgemm, deterministic for a fixed thread count).
+ * Determinism: work is cut into pieces whose bounds do not depend on the thread count, each
+ * output element is computed by one piece in a fixed order, and sgemm never splits the K
+ * dimension; so results are bit-identical run to run and whatever the thread count.
  */
 #ifndef BATON_CPU_H
 #define BATON_CPU_H
@@ -16,11 +16,7 @@
 extern "C" {
 #endif
 
-BATON_FOR_EACH_OP(BATON_DECLARE_OP)
-
-/* Threads used by the kernels and by OpenBLAS (n < 1 means one per core). */
-void baton_cpu_set_threads(int n);
-int baton_cpu_threads(void);
+const baton_backend_table *baton_cpu_get_table(void);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 // cuda_runtime.h of the CUDA emulator: just enough of the CUDA language and runtime for Kernels/*.cu
-// to compile as ordinary C++ and run on the CPU (see Kernels/emulator/README.md). Every CUDA
+// to compile as ordinary C++ and run on the CPU (see Tests/CUDAEmulator/README.md). Every CUDA
 // thread of a block runs as a fiber, so __syncthreads and warp shuffles behave as on a GPU, and
 // the launch rules a GPU enforces (grid and block limits) are enforced here too.
 #pragma once
@@ -31,9 +31,12 @@ typedef enum cudaError {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17,
     cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
     cudaErrorLaunchFailure = 719,
+    cudaErrorSystemDriverMismatch = 803,
+    cudaErrorCompatNotSupportedOnDevice = 804,
 } cudaError_t;
 
 enum cudaMemcpyKind {

@@ -1,0 +1,94 @@
+/* The CPU backend's table: contexts (a thread pool each), memory (aligned host memory), and the
+ * kernels of this folder. The twin of Kernels/backend.cu. */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_THREADS 256
+
+static baton_status cpu_create_context(const baton_context_options *options, baton_context **context, char *message,
+                                       size_t message_size) {
+    *context = NULL;
+    int threads = options->threads;
+    if (threads < 1) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    baton_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) { snprintf(message, message_size, "cannot allocate a CPU context"); return BATON_ERROR_OUT_OF_MEMORY; }
+    if (threads > 1) {
+        ctx->pool = thread_pool_create(threads);
+        if (!ctx->pool) { free(ctx); snprintf(message, message_size, "cannot start %d threads", threads); return BATON_ERROR_DEVICE; }
+    }
+    ctx->threads = threads;
+    snprintf(ctx->description, sizeof ctx->description, "%d thread%s, OpenBLAS sgemm", threads, threads == 1 ? "" : "s");
+    /* OpenBLAS stays single-threaded: its own threads spin (sched_yield) between calls and steal
+     * the cores from the pool; the kernels split sgemm work across the pool instead. The same
+     * for every context, so setting it here changes no other device. */
+    openblas_set_num_threads(1);
+    *context = ctx;
+    return BATON_OK;
+}
+
+static void cpu_destroy_context(baton_context *ctx) {
+    if (!ctx) return;
+    thread_pool_destroy(ctx->pool);
+    free(ctx);
+}
+
+static const char *cpu_describe(baton_context *ctx) { return ctx->description; }
+
+/* CPU ops do not fail. */
+static baton_status cpu_take_error(baton_context *ctx, const char **message) {
+    (void)ctx;
+    *message = NULL;
+    return BATON_OK;
+}
+
+static baton_status cpu_alloc(baton_context *ctx, void **pointer, size_t bytes) {
+    (void)ctx;
+    /* 64-byte alignment for vector loads; at least one byte so empty tensors have a pointer. */
+    if (bytes == 0) bytes = 1;
+    if (posix_memalign(pointer, 64, bytes) != 0) { *pointer = NULL; return BATON_ERROR_OUT_OF_MEMORY; }
+    memset(*pointer, 0, bytes);
+    return BATON_OK;
+}
+
+static baton_status cpu_release(baton_context *ctx, void *pointer) {
+    (void)ctx;
+    free(pointer);
+    return BATON_OK;
+}
+
+static baton_status cpu_copy(baton_context *ctx, void *dst, const void *src, size_t bytes) {
+    (void)ctx;
+    if (bytes) memmove(dst, src, bytes);
+    return BATON_OK;
+}
+
+static baton_status cpu_synchronize(baton_context *ctx) {
+    (void)ctx;
+    return BATON_OK;
+}
+
+static const baton_backend_table table = {
+    .abi_version = BATON_BACKEND_ABI_VERSION,
+    .name = "cpu",
+    .host_memory = 1,
+    .create_context = cpu_create_context,
+    .destroy_context = cpu_destroy_context,
+    .describe = cpu_describe,
+    .take_error = cpu_take_error,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .copy_to_device = cpu_copy,
+    .copy_to_host = cpu_copy,
+    .copy_on_device = cpu_copy,
+    .synchronize = cpu_synchronize,
+    BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)
+};
+
+const baton_backend_table *baton_cpu_get_table(void) { return &table; }

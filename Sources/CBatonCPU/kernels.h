@@ -1,0 +1,28 @@
+/* Inside the CPU backend: the context every kernel gets, the kernels' declarations (generated
+ * from the op list, so each has exactly its function type), and the thread pool. */
+#ifndef BATON_CPU_KERNELS_H
+#define BATON_CPU_KERNELS_H
+
+#include "include/baton_cpu.h"
+
+typedef struct thread_pool thread_pool;
+
+struct baton_context {
+    thread_pool *pool; /* NULL when the device runs on one thread */
+    int threads;
+    char description[64];
+};
+
+BATON_FOR_EACH_OP(BATON_DECLARE_OP)
+
+/* Calls body(arg, begin, end) on disjoint ranges covering [0, count). The ranges are pieces of
+ * `grain` items (the last one shorter), handed out to the context's threads; their bounds do not
+ * depend on the thread count, so neither do the results of a body that writes each output in one
+ * piece. Runs on the caller alone when there is one thread or one piece. */
+typedef void (*parallel_body)(void *arg, int64_t begin, int64_t end);
+void parallel_for(baton_context *ctx, int64_t count, int64_t grain, parallel_body body, void *arg);
+
+thread_pool *thread_pool_create(int threads);
+void thread_pool_destroy(thread_pool *pool);
+
+#endif
