@@ -27,7 +27,7 @@ let package = Package(
         .executableTarget(name: "baton-fuzz", dependencies: ["Baton"], path: "Sources/baton-fuzz"),
         .testTarget(
             name: "BatonTests",
-            dependencies: ["Baton", "baton", "CBatonSystem"],
+            dependencies: ["Baton", "baton", "baton-fuzz", "CBatonSystem"],
             path: "Tests/BatonTests",
             exclude: ["Fixtures"]
         ),

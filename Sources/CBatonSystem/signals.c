@@ -21,4 +21,3 @@ void baton_install_stop_handlers(void) {
 
 int baton_stop_signal(void) { return stop_signal; }
 
-void baton_clear_stop_signal(void) { stop_signal = 0; }

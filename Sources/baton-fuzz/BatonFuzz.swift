@@ -15,6 +15,17 @@ enum FuzzSetup {
     }()
 }
 
+/// Printed when libFuzzer exits: how deep the safetensors inputs went.
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> Int32 {
+    atexit {
+        if FuzzSetup.target == "safetensors" {
+            print("reached tensor loading: \(FuzzTargets.reachedLoading), loaded into the model: \(FuzzTargets.loaded)")
+        }
+    }
+    return 0
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     FuzzTargets.run(target: FuzzSetup.target, input: Data(bytes: data, count: size), scratch: FuzzSetup.scratch)

@@ -62,6 +62,7 @@ func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> D
     }
     let threads = try arguments.int("--threads") ?? 0
     guard threads >= 0 else { throw UsageError("baton \(arguments.command): --threads must not be negative") }
+    guard threads <= 4096 else { throw BatonError("--threads \(threads) is larger than Baton supports (4096)") }
     var reason: String?
     let device = try DeviceSelection.open(request, threads: threads, log: { reason = $0 })
     if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }

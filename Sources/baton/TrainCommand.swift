@@ -34,36 +34,38 @@ let trainSpec = CommandSpec(
         Option(name: "--on-nonfinite", placeholder: "stop|skip", help: "a NaN/Inf loss or gradient norm stops the run (default) or skips that update"),
         Option(name: "--on-save-error", placeholder: "stop|retry", help: "a failed save (full disk) stops the run (default) or retries at the next save"),
         Option(name: "--sample-ledger", placeholder: "FILE", help: "debug: record every sample index consumed (JSONL)"),
-    ] + deviceOptions)
+    ] + deviceOptions + debugTrainOptions)
 
-/// The config flags given on the command line, applied over a base config (the defaults, or a
-/// resumed checkpoint's config).
-func applyTrainFlags(_ parsed: ParsedArguments, to config: inout TrainingConfig) throws {
-    if let value = parsed.string("--data") { config.dataFolder = value }
-    if let value = try parsed.int("--steps") { config.steps = value; config.epochs = nil }
-    if let value = try parsed.int("--epochs") { config.epochs = value }
-    if let value = try parsed.int("--batch") { config.batchSize = value }
-    if let value = try parsed.int("--grad-accum") { config.gradientAccumulation = value }
-    try applyModelFlags(parsed, to: &config.model)
-    if let value = try parsed.float("--lr") { config.learningRate = value }
-    if let value = try parsed.float("--min-lr") { config.minLearningRate = value }
-    if let value = try parsed.int("--warmup") { config.warmupSteps = value }
-    if let value = try parsed.float("--weight-decay") { config.weightDecay = value }
-    if let value = try parsed.float("--beta1") { config.beta1 = value }
-    if let value = try parsed.float("--beta2") { config.beta2 = value }
-    if let value = try parsed.float("--grad-clip") { config.gradientClip = value }
-    if let value = try parsed.seed("--seed") { config.seed = value }
-    if let value = try parsed.int("--eval-every") { config.evalEvery = value }
-    if let value = try parsed.int("--eval-batches") { config.evalBatches = value }
-    if let value = try parsed.int("--log-every") { config.logEvery = value }
-    if let value = try parsed.int("--save-every") { config.saveEvery = value }
-    if let value = try parsed.int("--keep-last") { config.keepLast = value }
-    if let value = try parsed.int("--keep-every") { config.keepEvery = value }
-    if let value = parsed.string("--on-nonfinite") { config.onNonfinite = value }
-    if let value = parsed.string("--on-save-error") { config.onSaveError = value }
-    if let value = parsed.string("--device") { config.device = value }
-    if let value = try parsed.int("--threads") { config.threads = value }
-    try config.validate()
+/// The config flags given on the command line, parsed once.
+func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Overrides {
+    var o = TrainingConfig.Overrides()
+    o.dataFolder = parsed.string("--data")
+    o.steps = try parsed.int("--steps")
+    o.epochs = try parsed.int("--epochs")
+    o.batchSize = try parsed.int("--batch")
+    o.gradientAccumulation = try parsed.int("--grad-accum")
+    o.contextLength = try parsed.int("--seq-len")
+    o.layers = try parsed.int("--layers")
+    o.heads = try parsed.int("--heads")
+    o.channels = try parsed.int("--embd")
+    o.vocabularySize = try parsed.int("--vocab-size")
+    o.learningRate = try parsed.float("--lr")
+    o.minLearningRate = try parsed.float("--min-lr")
+    o.warmupSteps = try parsed.int("--warmup")
+    o.weightDecay = try parsed.float("--weight-decay")
+    o.beta1 = try parsed.float("--beta1")
+    o.beta2 = try parsed.float("--beta2")
+    o.gradientClip = try parsed.float("--grad-clip")
+    o.seed = try parsed.seed("--seed")
+    o.evalEvery = try parsed.int("--eval-every")
+    o.evalBatches = try parsed.int("--eval-batches")
+    o.logEvery = try parsed.int("--log-every")
+    o.saveEvery = try parsed.int("--save-every")
+    o.keepLast = try parsed.int("--keep-last")
+    o.keepEvery = try parsed.int("--keep-every")
+    o.onNonfinite = parsed.string("--on-nonfinite")
+    o.onSaveError = parsed.string("--on-save-error")
+    return o
 }
 
 func trainCommand(_ arguments: [String]) throws {
@@ -77,14 +79,15 @@ func trainCommand(_ arguments: [String]) throws {
     if let stopAt, stopAt < 0 { throw UsageError("baton train: --stop-at must not be negative") }
     var options = RunOptions(stopAt: stopAt, overwrite: parsed.flag("--overwrite"), allowDataChange: parsed.flag("--allow-data-change"))
     options.sampleLedger = parsed.string("--sample-ledger").map { URL(fileURLWithPath: $0) }
-    // Validate the flags before any work, so a typo fails in an instant.
-    var probe = TrainingConfig()
-    if resume == nil { try applyTrainFlags(parsed, to: &probe) }
+    #if DEBUG
+    if let fault = parsed.string("--inject-fault") { options.faults = try faultPlan(fault) }
+    #endif
+    let overrides = try trainOverrides(parsed)
+    // Check the flags before any work, so a typo fails in an instant.
+    if resume == nil { try TrainingConfig().applying(overrides).validate() }
     let device = try openDevice(parsed)
-    let request = TrainingLauncher.Request(out: parsed.string("--out"), resume: resume, options: options) {
-        try applyTrainFlags(parsed, to: &$0)
-    }
-    let trainer = try TrainingLauncher.start(request, device: device, log: { say($0) })
+    let trainer = try RunOpener.open(RunOpener.Request(out: parsed.string("--out"), resume: resume, overrides: overrides, options: options),
+                                     device: device, log: { say($0) })
     let summary = try trainer.run()
     if let reason = summary.stoppedBy {
         let saved = summary.checkpoint.map { "; checkpoint \($0.path)" } ?? ""

@@ -36,7 +36,7 @@ final class CheckpointStoreTests: XCTestCase {
     func save(_ store: CheckpointStore, step: Int, value: Float = 1, overwrite: Bool = false) throws -> URL {
         var training = TrainingConfig()
         training.model = config
-        var state = TrainingState(seed: 1)
+        var state = TrainingState()
         state.step = step
         state.position = LoaderPosition(epoch: 2, index: 8)
         let fingerprint = DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil)

@@ -55,9 +55,11 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(dataset.sampleCount, 49)
         let loader = DataLoader(dataset: dataset, batchSize: 5, seed: 99)
         var seen: [Int: [Int]] = [:]
+        var position = LoaderPosition()
         for _ in 0..<(loader.batchesPerEpoch * 3) {
-            let batch = try loader.nextBatch()
+            let batch = try loader.batch(at: position)
             seen[batch.position.epoch, default: []] += batch.sampleIndices
+            position = loader.position(after: position)
         }
         XCTAssertEqual(Set(seen.keys), [0, 1, 2])
         for (epoch, indices) in seen {
@@ -68,7 +70,9 @@ final class DataTests: XCTestCase {
         let orders = (0..<4).map { loader.order(epoch: $0) }
         XCTAssertEqual(Set(orders).count, 4, "each epoch has its own order")
         XCTAssertEqual(loader.order(epoch: 1), DataLoader(dataset: dataset, batchSize: 5, seed: 99).order(epoch: 1), "order is a pure function of (seed, epoch)")
-        XCTAssertEqual(loader.position, LoaderPosition(epoch: 3, index: 0), "a finished epoch moves the position to the next one's start")
+        XCTAssertEqual(position, LoaderPosition(epoch: 3, index: 0), "a finished epoch moves the position to the next one's start")
+        XCTAssertEqual(loader.normalized(LoaderPosition(epoch: 1, index: 45)), LoaderPosition(epoch: 2, index: 0), "less than a batch left: the epoch is over")
+        XCTAssertEqual(loader.normalized(LoaderPosition(epoch: 1, index: 44)), LoaderPosition(epoch: 1, index: 44))
     }
 
     func testSeekingGivesTheSameBatchesAsPlayingThrough() throws {
@@ -77,11 +81,15 @@ final class DataTests: XCTestCase {
         let straight = DataLoader(dataset: dataset, batchSize: 6, seed: 5)
         var batches: [Batch] = []
         var positions: [LoaderPosition] = []
-        for _ in 0..<40 { positions.append(straight.position); batches.append(try straight.nextBatch()) }
+        var position = LoaderPosition()
+        for _ in 0..<40 { positions.append(position); batches.append(try straight.batch(at: position)); position = straight.position(after: position) }
         for k in [0, 7, 20, 33] {
-            let resumed = DataLoader(dataset: dataset, batchSize: 6, seed: 5, position: positions[k])
+            // A fresh loader (no cached order) at a saved position reads on as the first one did.
+            let resumed = DataLoader(dataset: dataset, batchSize: 6, seed: 5)
+            var at = positions[k]
             for i in k..<40 {
-                let batch = try resumed.nextBatch()
+                let batch = try resumed.batch(at: at)
+                at = resumed.position(after: at)
                 XCTAssertEqual(batch.sampleIndices, batches[i].sampleIndices)
                 XCTAssertEqual(batch.inputs, batches[i].inputs)
             }

@@ -72,8 +72,8 @@ final class FaultTests: XCTestCase {
     }
 
     func testNonFiniteStopsByDefaultAndSkipsWhenAsked() throws {
-        let environment = ["BATON_TEST_NONFINITE_AT_STEP": "7"]
-        let stop = try launchBaton(["train", "--out", run("stop"), "--steps", "10", "--save-every", "5"] + common, environment: environment)
+        let nan = ["--inject-fault", "nonfinite:7"]
+        let stop = try launchBaton(["train", "--out", run("stop"), "--steps", "10", "--save-every", "5"] + nan + common)
         stop.waitUntilExit()
         XCTAssertEqual(stop.terminationStatus, 1)
         let stderr = try String(contentsOfFile: run("stop") + ".err", encoding: .utf8)
@@ -81,8 +81,7 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("stop"))).steps(), [5])
         XCTAssertEqual(try MetricsLog.read(URL(fileURLWithPath: run("stop") + "/metrics.jsonl")).map(\.step), Array(1...6))
 
-        let skip = try launchBaton(["train", "--out", run("skip"), "--steps", "10", "--save-every", "5", "--on-nonfinite", "skip"] + common,
-                                   environment: environment)
+        let skip = try launchBaton(["train", "--out", run("skip"), "--steps", "10", "--save-every", "5", "--on-nonfinite", "skip"] + nan + common)
         skip.waitUntilExit()
         XCTAssertEqual(skip.terminationStatus, 0)
         let metrics = try MetricsLog.read(URL(fileURLWithPath: run("skip") + "/metrics.jsonl"))
@@ -105,9 +104,9 @@ final class FaultTests: XCTestCase {
         let mounted = getuid() == 0 && shell("mount -t tmpfs -o size=560k tmpfs '\(mountPoint.path)'") == 0
         defer { if mounted { _ = shell("umount '\(mountPoint.path)'") } }
         let out = mountPoint.appendingPathComponent("run").path
-        let result = try runBaton(["train", "--out", out, "--steps", "40", "--save-every", "2", "--keep-last", "100"] + common,
-                                  environment: mounted ? [:] : ["BATON_TEST_ENOSPC_AT_STEP": "8"])
-        if !mounted { print("note: tmpfs could not be mounted here; used BATON_TEST_ENOSPC_AT_STEP") }
+        let result = try runBaton(["train", "--out", out, "--steps", "40", "--save-every", "2", "--keep-last", "100"] + common
+                                  + (mounted ? [] : ["--inject-fault", "disk-full:8"]))
+        if !mounted { print("note: tmpfs could not be mounted here; used --inject-fault disk-full:8") }
         assertOneLine(result, mentions: ["no space left on device", "needs about", "earlier checkpoints and latest are intact"])
         let store = CheckpointStore(runFolder: URL(fileURLWithPath: out))
         let steps = store.steps()
@@ -119,8 +118,8 @@ final class FaultTests: XCTestCase {
     }
 
     func testSaveErrorsCanBeRetriedAtTheNextSave() throws {
-        let result = try runBaton(["train", "--out", run("retry"), "--steps", "12", "--save-every", "4", "--on-save-error", "retry"] + common,
-                                  environment: ["BATON_TEST_ENOSPC_AT_STEP": "4"])
+        let result = try runBaton(["train", "--out", run("retry"), "--steps", "12", "--save-every", "4", "--on-save-error", "retry",
+                                   "--inject-fault", "disk-full:4"] + common)
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssert(result.stdout.contains("save at step 4 failed") && result.stdout.contains("retrying at the next save"), result.stdout)
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("retry"))).steps(), [8, 12])

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import baton_fuzz
 
 /// Malformed input to every reader of files a user hands Baton: crafted cases that must be
 /// rejected with an error, then a seeded mutation run (the same mutations every time) through the
@@ -49,7 +50,8 @@ final class HostileFileTests: XCTestCase {
         rejects("shard", header.withUnsafeBytes { Data($0) }, "a negative token count")
         header[2] = Int32.max
         rejects("shard", header.withUnsafeBytes { Data($0) }, "a token count far past the file")
-        XCTAssert(FuzzTargets.run(target: "latest", input: Data("../../../etc/passwd\n".utf8), scratch: scratch), "resolve(.auto) copes")
+        rejects("latest", Data("../../../etc/passwd\n".utf8), "a path outside the checkpoints")
+        XCTAssert(FuzzTargets.run(target: "latest", input: Data("step-00000002\n".utf8), scratch: scratch), "a step name is accepted")
         try FileManager.default.createDirectory(at: store.folder, withIntermediateDirectories: true)
         for text in ["../../../etc/passwd", "step--0000001", String(repeating: "x", count: 100_000), "step-0000000a"] {
             try Data(text.utf8).write(to: store.latestURL)
@@ -62,7 +64,7 @@ final class HostileFileTests: XCTestCase {
     func testSeededMutationsNeverCrashAReader() throws {
         // Real seeds: a checkpoint and a shard written by Baton itself.
         let run = scratch.appendingPathComponent("run")
-        let config = GPTConfig(contextLength: 8, vocabularySize: 16, layers: 1, heads: 2, channels: 4)
+        let config = FuzzTargets.seedModel
         let device = Device.cpu()
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: 9)
@@ -78,6 +80,7 @@ final class HostileFileTests: XCTestCase {
         ]
         var generator = RandomGenerator(seed: 20261125)
         var tried = 0, accepted = 0
+        let reachedBefore = FuzzTargets.reachedLoading
         for target in FuzzTargets.names {
             let seed = seeds[target]!
             XCTAssert(FuzzTargets.run(target: target, input: seed, scratch: scratch), "the unmutated \(target) seed must read")
@@ -87,8 +90,12 @@ final class HostileFileTests: XCTestCase {
                 tried += 1
             }
         }
-        print("hostile files: \(tried) mutated inputs tried, \(accepted) accepted, \(tried - accepted) rejected with an error, 0 crashes")
-        XCTAssertEqual(tried, 1600)
+        let reached = FuzzTargets.reachedLoading - reachedBefore
+        // A crash would end the test process: reaching this line is the "no crash" result.
+        print("hostile files: \(tried) mutated inputs tried, \(accepted) accepted, \(tried - accepted) rejected with an error; \(reached) safetensors inputs reached tensor loading")
+        XCTAssertGreaterThan(accepted, 0, "some mutations must leave a readable file")
+        XCTAssertGreaterThan(tried - accepted, tried / 4, "most mutations must be caught")
+        XCTAssertGreaterThan(reached, 100, "mutated checkpoints must reach tensor loading")
     }
 
     func mutate(_ seed: Data, _ generator: inout RandomGenerator) -> Data {
@@ -114,5 +121,25 @@ final class HostileFileTests: XCTestCase {
             }
         }
         return data
+    }
+}
+
+/// scripts/fuzz seeds the safetensors target with a checkpoint it trains; the model that target
+/// loads into must have the seed's shape, or even the unmutated seed is rejected and the fuzzer
+/// almost never reaches tensor loading (it once was so: vocabulary 256 against 16).
+final class FuzzSeedTests: XCTestCase {
+    func testTheFuzzSeedLoadsIntoTheFuzzModel() throws {
+        let script = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("scripts/fuzz"), encoding: .utf8)
+        XCTAssert(script.contains(FuzzTargets.seedTrainFlags), "scripts/fuzz must train its seed with \(FuzzTargets.seedTrainFlags)")
+        let folder = try TestPaths.temporaryFolder("fuzz-seed")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
+        let result = try runBaton(["train", "--data", data, "--out", run, "--batch", "2", "--steps", "2", "--device", "cpu"]
+                                  + FuzzTargets.seedTrainFlags.split(separator: " ").map(String.init))
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let seed = try Data(contentsOf: CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: 2).appendingPathComponent("model.safetensors"))
+        let loadedBefore = FuzzTargets.loaded
+        XCTAssert(FuzzTargets.run(target: "safetensors", input: seed, scratch: folder), "the seed must read")
+        XCTAssertEqual(FuzzTargets.loaded, loadedBefore + 1, "the seed must load into the fuzz model")
     }
 }

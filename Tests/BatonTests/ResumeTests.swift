@@ -93,11 +93,26 @@ final class ResumeTests: XCTestCase {
         try assertSameRun(run("straight"), run("stopped"), step: 40)
     }
 
+    /// A checkpoint written by Baton 0.1.0 (state.json format 1, Fixtures/checkpoint-v1: step 17
+    /// of 40) resumes under today's code and ends with the bytes and metrics of a straight run;
+    /// its next checkpoints are written in today's format.
+    func testACheckpointInFormatVersion1ResumesBitwise() throws {
+        let copy = folder.appendingPathComponent("v1").path
+        try FileManager.default.copyItem(at: TestPaths.fixtures.appendingPathComponent("checkpoint-v1"), to: URL(fileURLWithPath: copy))
+        let old = try CheckpointStore.verify(checkpoint(copy, 17))
+        XCTAssertEqual(old.format_version, 1)
+        XCTAssertEqual(old.trainingState.position, LoaderPosition(epoch: 1, index: 20))
+        try baton(["train", "--out", copy, "--resume", "auto", "--steps", "40"] + common)
+        try baton(["train", "--out", run("straight"), "--steps", "40"] + common)
+        try assertSameRun(run("straight"), copy, step: 40)
+        XCTAssertEqual(try CheckpointStore.verify(checkpoint(copy, 40)).format_version, CheckpointState.currentFormatVersion)
+    }
+
     func testKillDuringSaveFallsBackToThePreviousCheckpoint() throws {
         try baton(["train", "--out", run("straight"), "--steps", "40", "--save-every", "10"] + common)
         let marker = folder.appendingPathComponent("paused").path
-        let process = try launchBaton(["train", "--out", run("killed"), "--steps", "40", "--save-every", "10"] + common,
-                                      environment: ["BATON_TEST_PAUSE_IN_SAVE": marker, "BATON_TEST_PAUSE_IN_SAVE_STEP": "20"])
+        let process = try launchBaton(["train", "--out", run("killed"), "--steps", "40", "--save-every", "10",
+                                       "--inject-fault", "pause-in-save:20:\(marker)"] + common)
         try waitForFile(marker, process: process)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()

@@ -5,22 +5,46 @@ import XCTest
 final class SafeTensorsTests: XCTestCase {
     func testRoundTripAndLayout() throws {
         let a: [Float] = [1, 2, 3, 4, 5, 6], b: [Float] = [-1.5]
-        let data = try a.withUnsafeBufferPointer { pa in
+        let url = try TestPaths.temporaryFolder("st").appendingPathComponent("t.safetensors")
+        let check = try a.withUnsafeBufferPointer { pa in
             try b.withUnsafeBufferPointer { pb in
-                try SafeTensors.encode([.init(name: "a", shape: [2, 3], values: pa), .init(name: "b", shape: [1], values: pb)],
-                                       metadata: ["k": "v"])
+                try TensorFile.write(url, entries: [.init(name: "a", shape: [2, 3]), .init(name: "b", shape: [1])], segments: [pa, pb],
+                                     metadata: ["k": "v"])
             }
         }
+        let data = try Data(contentsOf: url)
+        XCTAssertEqual(check.bytes, data.count)
         let headerLength = data.withUnsafeBytes { Int($0.loadUnaligned(as: UInt64.self)) }
         XCTAssertEqual((8 + headerLength) % 8, 0, "data section is 8-byte aligned")
         XCTAssertEqual(data.count, 8 + headerLength + 28)
-        let url = try TestPaths.temporaryFolder("st").appendingPathComponent("t.safetensors")
-        try data.write(to: url)
         let file = try SafeTensors.read(url)
         XCTAssertEqual(try file.floats("a"), a)
         XCTAssertEqual(try file.floats("b"), b)
         XCTAssertEqual(file.entries["a"]?.shape, [2, 3])
         XCTAssertEqual(file.metadata, ["k": "v"])
+    }
+
+    /// Another writer need not align the data section: a tensor at an odd address is copied, and
+    /// the copy must outlive the reader's closure (it once did not: the closure got a pointer into
+    /// an array already freed, which the allocation below then reused).
+    func testAMisalignedTensorIsReadCorrectly() throws {
+        let values = (0..<4096).map { Float($0) + 0.5 }
+        let header = Data(#"{"w":{"dtype":"F32","shape":[4096],"data_offsets":[0,16384]}}"#.utf8)  // 61 bytes: data at 69
+        var data = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(header)
+        values.withUnsafeBytes { data.append(contentsOf: $0) }
+        let url = try TestPaths.temporaryFolder("misaligned").appendingPathComponent("m.safetensors")
+        try data.write(to: url)
+        let file = try SafeTensors.read(url)
+        let entry = try XCTUnwrap(file.entries["w"])
+        let read = try file.withFloats(entry) { floats -> [Float] in
+            let other = [Float](repeating: -7, count: floats.count)  // an allocation of the same size
+            XCTAssertEqual(other.count, values.count)
+            return Array(floats)
+        }
+        let wrong = zip(read, values).filter { $0 != $1 }.count
+        XCTAssert(read.count == values.count && wrong == 0, "\(wrong) of \(values.count) values read wrong (first read: \(read.first ?? .nan))")
     }
 
     func testMalformedFilesAreRejected() throws {

@@ -84,7 +84,7 @@ func saveCheckpoint(_ model: GPT, _ optimizer: AdamW, run: URL, step: Int) throw
     return try CheckpointStore(runFolder: run).save(
         step: step, tensors: CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
                                                secondMoment: optimizer.secondMoment),
-        layout: model.layout, describe: { CheckpointState(state: TrainingState(seed: 1), config: training,
+        layout: model.layout, describe: { CheckpointState(state: TrainingState(), config: training,
                                                           data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
                                                           backend: model.device.kind.rawValue, files: $0) },
         overwrite: false, log: { _ in })

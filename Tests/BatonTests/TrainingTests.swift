@@ -32,7 +32,7 @@ final class TrainingTests: XCTestCase {
             config.gradientAccumulation = 2
             config.steps = 5
             config.warmupSteps = 2
-            let trainer = try Trainer(config: config, device: Device.cpu(threads: 2), runFolder: try RunFolder.locate(requested: folder.path), log: { _ in })
+            let trainer = try Trainer(config: config, data: try TrainingData.open(config: config, log: { _ in }), device: Device.cpu(threads: 2), runFolder: try RunFolder.locate(requested: folder.path), log: { _ in })
             var losses: [Float] = []
             for _ in 0..<config.steps { losses.append(try trainer.trainStep().loss) }
             return (losses, try trainer.model.device.download(trainer.model.parameters))

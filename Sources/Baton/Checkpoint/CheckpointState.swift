@@ -3,7 +3,10 @@ import Foundation
 /// state.json: the whole training state besides the tensors, the config, the data fingerprint,
 /// who wrote it, and a CRC32C of every other file in the checkpoint.
 public struct CheckpointState: Codable, Equatable {
-    public static let currentFormatVersion = 1
+    /// 2: the unused shuffle_seed and rng_state fields are gone (the data order follows from
+    /// config.seed). Version 1 files still load: their two extra fields are ignored.
+    public static let currentFormatVersion = 2
+    public static let readableFormatVersions = 1...2
 
     public struct FileCheck: Codable, Equatable {
         public var bytes: Int
@@ -16,9 +19,6 @@ public struct CheckpointState: Codable, Equatable {
     public var epoch: Int
     public var index_in_epoch: Int
     public var tokens_seen: Int
-    /// Seeds and generator states as decimal strings: JSON numbers lose precision past 2^53.
-    public var shuffle_seed: String
-    public var rng_state: String
     public var last_loss: Float?
     public var skipped_updates: Int
     public var config: TrainingConfig
@@ -34,8 +34,6 @@ public struct CheckpointState: Codable, Equatable {
         epoch = state.position.epoch
         index_in_epoch = state.position.index
         tokens_seen = state.tokensSeen
-        shuffle_seed = String(config.seed)
-        rng_state = String(state.generator.state)
         last_loss = state.lastLoss.flatMap { $0.isFinite ? $0 : nil }
         skipped_updates = state.skippedUpdates
         self.config = config
@@ -47,14 +45,11 @@ public struct CheckpointState: Codable, Equatable {
     }
 
     /// The training state this checkpoint restores.
-    public func trainingState() throws -> TrainingState {
-        guard let generatorState = UInt64(rng_state) else { throw BatonError("state.json: rng_state '\(rng_state)' is not a number") }
-        var state = TrainingState(seed: config.seed)
+    public var trainingState: TrainingState {
+        var state = TrainingState()
         state.step = step
         state.position = LoaderPosition(epoch: epoch, index: index_in_epoch)
         state.tokensSeen = tokens_seen
-        state.generator = RandomGenerator(seed: 0)
-        state.generator.state = generatorState
         state.lastLoss = last_loss
         state.skippedUpdates = skipped_updates
         return state
@@ -71,8 +66,8 @@ public struct CheckpointState: Codable, Equatable {
         do { state = try JSONDecoder().decode(CheckpointState.self, from: data) } catch {
             throw BatonError("\(path): state.json is not valid (\(describeDecodingError(error)))")
         }
-        guard state.format_version == currentFormatVersion else {
-            throw BatonError("\(path): state.json format version \(state.format_version) is not supported (this baton reads \(currentFormatVersion))")
+        guard readableFormatVersions.contains(state.format_version) else {
+            throw BatonError("\(path): state.json format version \(state.format_version) is not supported (this baton reads \(readableFormatVersions.lowerBound) to \(readableFormatVersions.upperBound))")
         }
         guard state.step >= 0, state.epoch >= 0, state.index_in_epoch >= 0, state.tokens_seen >= 0, state.skipped_updates >= 0,
               state.skipped_updates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 }) else {

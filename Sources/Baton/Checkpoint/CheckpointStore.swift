@@ -171,9 +171,10 @@ public struct CheckpointStore {
     /// and fsynced, the folder is renamed into place (an existing one is swapped out atomically,
     /// with `overwrite`, or when it is corrupt), then `latest` is replaced (temporary file +
     /// rename). A crash at any instant leaves every earlier checkpoint and `latest` usable.
+    /// `midSave` (tests only, see FaultPlan) runs between the model file and the optimizer file.
     @discardableResult
     public func save(step: Int, tensors: CheckpointTensors, layout: ParameterLayout, describe: ([String: CheckpointState.FileCheck]) -> CheckpointState,
-                     overwrite: Bool, log: (String) -> Void) throws -> URL {
+                     overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil, log: (String) -> Void) throws -> URL {
         let fileManager = FileManager.default
         let target = url(step: step)
         var replacing = false, replacingCorrupt = false
@@ -203,10 +204,7 @@ public struct CheckpointStore {
                 try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries, segments: [$0],
                                      metadata: ModelWeights.metadata(for: layout.config))
             }
-            TestHooks.pauseInSaveIfAsked(step: step)
-            if TestHooks.diskFull(atStep: step) {
-                throw FileWriter.error(temporary.appendingPathComponent(CheckpointStore.optimizerFile), "write failed", ENOSPC, 8 * layout.totalCount)
-            }
+            try midSave?(step, temporary)
             let momentEntries = layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
                 + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
             files[CheckpointStore.optimizerFile] = try device.withHostMemory(of: tensors.firstMoment) { m in

@@ -76,35 +76,40 @@ public struct LoaderPosition: Codable, Equatable, Sendable {
     public init(epoch: Int = 0, index: Int = 0) { self.epoch = epoch; self.index = index }
 }
 
-/// Hands out training batches. Each epoch visits every sample exactly once, in an order that is
-/// a pure function of (seed, epoch); a tail shorter than a batch is dropped. The position can be
-/// set directly, so a resumed loader slices the permutation instead of replaying batches.
+/// The batches of an epoch-ordered pass over a dataset. Each epoch visits every sample exactly
+/// once, in an order that is a pure function of (seed, epoch); a tail shorter than a batch is
+/// dropped. The loader has no position of its own: it answers "the batch at this position" and
+/// "the position after it", so the run's position lives in one place (TrainingState) and a
+/// resumed run reads on from the checkpoint's position without replaying anything.
 public final class DataLoader {
     public let dataset: TokenDataset
     public let batchSize: Int
     public let seed: UInt64
     public let shuffle: Bool
-    public private(set) var position: LoaderPosition
+    /// The last epoch's order, kept because consecutive batches share it.
     private var cachedOrder: (epoch: Int, order: [Int])?
 
-    public init(dataset: TokenDataset, batchSize: Int, seed: UInt64, shuffle: Bool = true, position: LoaderPosition = LoaderPosition()) {
+    public init(dataset: TokenDataset, batchSize: Int, seed: UInt64, shuffle: Bool = true) {
         self.dataset = dataset
         self.batchSize = batchSize
         self.seed = seed
         self.shuffle = shuffle
-        self.position = position
-        normalizePosition()
-    }
-
-    /// An epoch with less than a batch left is over: the position moves to (next epoch, 0) at
-    /// once, so a checkpoint taken at an epoch boundary already names the next epoch's start.
-    private func normalizePosition() {
-        if position.index + batchSize > dataset.sampleCount {
-            position = LoaderPosition(epoch: position.epoch + 1, index: 0)
-        }
     }
 
     public var batchesPerEpoch: Int { dataset.sampleCount / batchSize }
+
+    /// The position a batch is really read from: an epoch with less than a batch left is over, so
+    /// the position moves to (next epoch, 0) at once, and a checkpoint taken at an epoch boundary
+    /// already names the next epoch's start.
+    public func normalized(_ position: LoaderPosition) -> LoaderPosition {
+        position.index + batchSize > dataset.sampleCount ? LoaderPosition(epoch: position.epoch + 1, index: 0) : position
+    }
+
+    /// Where the batch after the one at `position` starts.
+    public func position(after position: LoaderPosition) -> LoaderPosition {
+        let start = normalized(position)
+        return normalized(LoaderPosition(epoch: start.epoch, index: start.index + batchSize))
+    }
 
     /// The order of samples in `epoch`: Fisher-Yates driven by a generator seeded from (seed, epoch).
     public func order(epoch: Int) -> [Int] {
@@ -121,16 +126,13 @@ public final class DataLoader {
         return order
     }
 
-    public func seek(to position: LoaderPosition) {
-        self.position = position
-        normalizePosition()
-    }
-
-    public func nextBatch() throws -> Batch {
+    /// The batch that starts at `position` (normalized first).
+    public func batch(at position: LoaderPosition) throws -> Batch {
         precondition(batchesPerEpoch > 0, "dataset smaller than one batch")
-        let order = self.order(epoch: position.epoch)
+        let start = normalized(position)
+        let order = self.order(epoch: start.epoch)
         let T = dataset.sequenceLength
-        let indices = Array(order[position.index..<(position.index + batchSize)])
+        let indices = Array(order[start.index..<(start.index + batchSize)])
         var inputs = [Int32](repeating: 0, count: batchSize * T)
         var targets = [Int32](repeating: 0, count: batchSize * T)
         try inputs.withUnsafeMutableBufferPointer { inp in
@@ -140,9 +142,6 @@ public final class DataLoader {
                 }
             }
         }
-        let batch = Batch(inputs: inputs, targets: targets, sampleIndices: indices, position: position)
-        position.index += batchSize
-        normalizePosition()
-        return batch
+        return Batch(inputs: inputs, targets: targets, sampleIndices: indices, position: start)
     }
 }

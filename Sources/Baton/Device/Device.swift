@@ -34,7 +34,12 @@ public final class Device {
 
     /// The CUDA backend library (see CUDABackendLoader) on GPU `deviceIndex`.
     public static func cuda(deviceIndex: Int = 0) throws -> Device {
-        let table = try CUDABackendLoader.loadTable()
+        try gpu(table: try CUDABackendLoader.loadTable(), deviceIndex: deviceIndex)
+    }
+
+    /// Opens a GPU through a loaded table; a context that will not open is a BackendUnavailable
+    /// case chosen by the backend's status code (no driver, no device, anything else).
+    static func gpu(table: UnsafePointer<baton_backend_table>, deviceIndex: Int) throws -> Device {
         do {
             return try Device(kind: .cuda, table: table, options: baton_context_options(device_index: Int32(deviceIndex), threads: 0))
         } catch BatonError.deviceFailure(_, let status, let detail) {

@@ -41,20 +41,12 @@ public enum SafeTensors {
                 if let base = bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
                     return try body(UnsafeBufferPointer(start: base.assumingMemoryBound(to: Float.self), count: bytes.count / 4))
                 }
-                return try body(Array(bytes.bindMemory(to: Float.self)).withUnsafeBufferPointer { $0 })
-            }
-        }
-
-        /// The tensor as integers (I32 or I64).
-        public func integers(_ name: String) throws -> [Int] {
-            guard let entry = entries[name] else { throw BatonError("\(url.path): no tensor named \(name)") }
-            let base = dataStart + entry.range.lowerBound
-            return try data.withUnsafeBytes { raw in
-                switch entry.dtype {
-                case "I32": return (0..<(entry.range.count / 4)).map { Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 4, as: Int32.self))) }
-                case "I64": return (0..<(entry.range.count / 8)).map { Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 8, as: Int64.self))) }
-                default: throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected I32 or I64")
-                }
+                // Misaligned (another writer's file): copy the bytes into float storage, and run
+                // `body` while that copy is alive.
+                let count = bytes.count / 4
+                var copy = [Float](repeating: 0, count: count)
+                copy.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[..<(count * 4)])) }
+                return try copy.withUnsafeBufferPointer { try body($0) }
             }
         }
     }
@@ -112,38 +104,5 @@ public enum SafeTensors {
             throw BatonError("\(path): tensors \(previous.name) and \(next.name) overlap in the data section")
         }
         return File(url: url, entries: entries, metadata: metadata, data: data, dataStart: dataStart)
-    }
-
-    /// One float32 tensor to write.
-    public struct Tensor32 {
-        public let name: String
-        public let shape: [Int]
-        public let values: UnsafeBufferPointer<Float>
-        public init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) {
-            self.name = name; self.shape = shape; self.values = values
-        }
-    }
-
-    /// The bytes of a safetensors file holding `tensors` in the given order.
-    public static func encode(_ tensors: [Tensor32], metadata: [String: String] = [:]) throws -> Data {
-        var header: [String: Any] = [:]
-        var offset = 0
-        for tensor in tensors {
-            precondition(tensor.shape.reduce(1, *) == tensor.values.count, "shape does not match values for \(tensor.name)")
-            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + tensor.values.count * 4]] as [String: Any]
-            offset += tensor.values.count * 4
-        }
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var headerBytes = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
-        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
-        var data = Data(capacity: 8 + headerBytes.count + offset)
-        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(headerBytes)
-        for tensor in tensors {
-            // Little-endian hosts only (x86-64, arm64): the float bytes are written as they are.
-            data.append(UnsafeRawBufferPointer(tensor.values).bindMemory(to: UInt8.self))
-        }
-        return data
     }
 }

@@ -18,11 +18,8 @@ public enum Benchmark {
         var measured = 0.0
         for step in 0..<(warmupSteps + steps) {
             let start = monotonicSeconds()
-            try model.zeroGradients()
-            try model.forward(inputs: inputs, targets: targets, B: batchSize, T: T, lossScaleForBackward: 1)
-            try model.backward()
-            let norm = try device.globalNormSquared(model.gradients).squareRoot()
-            try optimizer.update(step: step + 1, learningRate: 1e-4, gradientScale: AdamW.clipScale(norm: norm, maxNorm: 1))
+            _ = try TrainingStep.run(model: model, optimizer: optimizer, microBatches: [(inputs, targets)], B: batchSize, T: T,
+                                     learningRate: 1e-4, gradientClip: 1, updateNumber: step + 1)
             try device.synchronize()
             if step >= warmupSteps { measured += monotonicSeconds() - start }
         }

@@ -39,7 +39,7 @@ public enum CheckpointBenchmark {
             try? FileManager.default.removeItem(at: store.folder)
             let start = monotonicSeconds()  // what Trainer.saveCheckpoint does from here on
             let url = try store.save(step: 1, tensors: tensors, layout: model.layout, describe: { files in
-                CheckpointState(state: TrainingState(seed: 1), config: training, data: fingerprint, backend: device.kind.rawValue, files: files)
+                CheckpointState(state: TrainingState(), config: training, data: fingerprint, backend: device.kind.rawValue, files: files)
             }, overwrite: false, log: { _ in })
             let saveSeconds = monotonicSeconds() - start
             for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] { evictFromPageCache(url.appendingPathComponent(name)) }

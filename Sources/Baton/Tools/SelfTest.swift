@@ -222,7 +222,8 @@ public struct SelfTest {
 
     func trainer(_ config: TrainingConfig, on device: Device, run: URL, from checkpoint: URL? = nil) throws -> Trainer {
         let restoring = try checkpoint.map { (try CheckpointStore.verify($0), $0) }
-        return try Trainer(config: config, device: device, runFolder: try RunFolder.locate(requested: run.path), restoring: restoring, log: { _ in })
+        return try Trainer(config: config, data: try TrainingData.open(config: config, log: { _ in }), device: device,
+                           runFolder: try RunFolder.locate(requested: run.path), restoring: restoring, log: { _ in })
     }
 
     func losses(_ trainer: Trainer, steps: Int) throws -> [Float] { try (0..<steps).map { _ in try trainer.trainStep().loss } }

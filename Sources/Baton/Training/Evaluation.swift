@@ -6,8 +6,8 @@ public enum Evaluation {
         let count = min(batches, loader.batchesPerEpoch)
         precondition(count > 0)
         var sum = 0.0
-        for _ in 0..<count {
-            let batch = try loader.nextBatch()
+        for index in 0..<count {
+            let batch = try loader.batch(at: LoaderPosition(epoch: 0, index: index * batchSize))
             sum += Double(try model.forward(inputs: batch.inputs, targets: batch.targets, B: batchSize, T: dataset.sequenceLength))
         }
         return Float(sum / Double(count))

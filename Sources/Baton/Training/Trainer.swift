@@ -2,7 +2,7 @@ import CBatonSystem
 import Foundation
 
 /// Per-invocation choices that are not part of the run's config.
-public struct RunOptions: Sendable {
+public struct RunOptions {
     /// Stop on purpose once this many steps are done, with a save (0: save the initial state).
     public var stopAt: Int?
     /// Replace an existing checkpoint for the same step (only ever after the new one is complete).
@@ -11,6 +11,8 @@ public struct RunOptions: Sendable {
     public var sampleLedger: URL?
     /// Resume even when the data's fingerprint differs from the checkpoint's.
     public var allowDataChange = false
+    /// Faults a test injects (none in normal use).
+    public var faults = FaultPlan()
 
     public init(stopAt: Int? = nil, overwrite: Bool = false, sampleLedger: URL? = nil, allowDataChange: Bool = false) {
         self.stopAt = stopAt
@@ -33,126 +35,106 @@ public struct TrainingSummary {
     public let stoppedBy: String?
 }
 
-/// The training loop: batches -> forward/backward (with accumulation) -> clip -> AdamW ->
-/// metrics, validation every `evalEvery` steps, checkpoints every `saveEvery` steps, at the end,
-/// at `--stop-at`, and on SIGINT/SIGTERM (after the step in flight).
+/// The training loop, in one place: batches at the state's position -> one optimizer step
+/// (TrainingStep) -> metrics, validation every `evalEvery` steps, checkpoints every `saveEvery`
+/// steps, at the end, at `--stop-at`, and on SIGINT/SIGTERM (after the step in flight).
+/// Opening a run (its folder, lock, config record, resume) is RunOpener's job; a Trainer starts
+/// from what that hands it and touches the run folder only to log metrics and save checkpoints.
 public final class Trainer {
     public let config: TrainingConfig
     public let model: GPT
     public let optimizer: AdamW
     public let schedule: LearningRateSchedule
-    public let trainLoader: DataLoader
+    public let loader: DataLoader
     public let validationSet: TokenDataset?
     public let fingerprint: DataFingerprint
     public let runFolder: RunFolder
     public let store: CheckpointStore
     public let options: RunOptions
+    /// All resumable state; the only copy.
     public private(set) var state: TrainingState
+    /// The checkpoint this run was resumed from (its step needs no new save).
+    public let restoredFrom: URL?
     /// A previous run's checkpoints moved aside by a fresh start with --overwrite; deleted once
     /// this run's first checkpoint is in place.
     var replacedCheckpoints: URL?
     /// This process's hold on the run folder (see RunLock).
     var lock: RunLock?
-    /// The checkpoint this run was resumed from (its step needs no new save).
-    public let restoredFrom: URL?
     private let log: (String) -> Void
 
-    /// Opens the data and builds the model; with `restoring`, takes the weights, moments and
-    /// training state of a verified checkpoint instead of initialising.
-    public init(config: TrainingConfig, device: Device, runFolder: RunFolder, restoring: (state: CheckpointState, url: URL)? = nil,
-                options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
+    /// Builds the model and optimizer on `device`: initialised from the seed, or, with
+    /// `restoring`, holding a verified checkpoint's weights, moments and training state.
+    public init(config: TrainingConfig, data: TrainingData, device: Device, runFolder: RunFolder,
+                restoring: (state: CheckpointState, url: URL)? = nil, options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
         try config.validate()
         self.config = config
-        self.log = log
         self.runFolder = runFolder
         self.options = options
+        self.log = log
         store = CheckpointStore(runFolder: runFolder.url)
-        let data = try TrainingData.open(config: config, log: log)
-        trainLoader = DataLoader(dataset: data.train, batchSize: config.batchSize, seed: config.seed)
+        loader = DataLoader(dataset: data.train, batchSize: config.batchSize, seed: config.seed)
         validationSet = data.validation
-        fingerprint = DataFingerprint(train: data.train, val: data.validation)
+        fingerprint = data.fingerprint
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
         schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
                                         warmupSteps: config.warmupSteps, totalSteps: config.steps)
+        restoredFrom = restoring?.url
         if let restoring {
-            if restoring.state.data != fingerprint {
-                let difference = fingerprint.difference(from: restoring.state.data)
-                guard options.allowDataChange else {
-                    throw BatonError("--data \(config.dataFolder): not the data step \(restoring.state.step) was trained on (\(difference)); pass --allow-data-change to resume on it anyway")
-                }
-                log("warning: resuming on changed data (\(difference)), as --allow-data-change asks")
-            }
-            restoredFrom = restoring.url
-            state = try restoring.state.trainingState()
+            state = restoring.state.trainingState
             try CheckpointStore.loadTensors(from: restoring.url, layout: model.layout, into: checkpointTensors)
-            // O(1): the loader is placed at (epoch, index); no batch is replayed.
-            trainLoader.seek(to: state.position)
-            state.position = trainLoader.position
         } else {
-            restoredFrom = nil
-            state = TrainingState(seed: config.seed)
+            state = TrainingState()
             try model.initializeParameters(seed: config.seed)
         }
-        try runFolder.writeConfig(RunFolder.Record(
-            baton_version: batonVersion, device: device.summary, parameters: model.parameterCount,
-            train_data: data.train.description, val_data: data.validation?.description ?? "none", config: config))
-        // Every step appears once in the logs, even after a crash that outlived its checkpoint.
-        try MetricsLog.truncate(runFolder.metricsURL, afterStep: state.step)
-        if let ledger = options.sampleLedger { try MetricsLog.truncate(ledger, afterStep: state.step) }
+        state.position = loader.normalized(state.position)
     }
 
-    /// One optimizer step over `gradientAccumulation` micro-batches. Returns (mean loss, grad norm,
-    /// whether the update was skipped). A non-finite loss or gradient norm is never applied: it
-    /// stops the run (an error, nothing of the step kept) or, with --on-nonfinite skip, the update
-    /// is skipped and counted.
-    public func trainStep() throws -> (loss: Float, gradientNorm: Float, skipped: Bool) {
-        try model.zeroGradients()
-        var lossSum: Float = 0
-        let micro = config.gradientAccumulation
-        var ledgerLines: [String] = []
-        for _ in 0..<micro {
-            let batch = try trainLoader.nextBatch()
-            if options.sampleLedger != nil {
-                ledgerLines.append("{\"step\":\(state.step + 1),\"epoch\":\(batch.position.epoch),\"index\":\(batch.position.index),\"samples\":\(batch.sampleIndices)}")
-            }
-            lossSum += try model.forward(inputs: batch.inputs, targets: batch.targets, B: config.batchSize,
-                                         T: config.model.contextLength, lossScaleForBackward: 1 / Float(micro))
-            try model.backward()
+    /// One optimizer step over `gradientAccumulation` micro-batches, read from the state's
+    /// position. A non-finite loss or gradient norm is never applied: it stops the run (an error,
+    /// nothing of the step kept) or, with --on-nonfinite skip, the update is skipped and counted.
+    public func trainStep() throws -> StepOutcome {
+        let stepNumber = state.step + 1
+        var batches: [Batch] = []
+        var position = state.position
+        for _ in 0..<config.gradientAccumulation {
+            let batch = try loader.batch(at: position)
+            batches.append(batch)
+            position = loader.position(after: batch.position)
         }
-        if TestHooks.poisonGradients(atStep: state.step + 1) { try model.device.fill(model.gradients.slice(0, 1), with: .nan) }
-        let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
-        let loss = lossSum / Float(micro)
-        let skipped = !loss.isFinite || !norm.isFinite
-        if skipped {
-            let what = !loss.isFinite ? "the loss is \(loss)" : "the gradient norm is \(norm)"
+        let outcome = try TrainingStep.run(
+            model: model, optimizer: optimizer, microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
+            T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step), gradientClip: config.gradientClip,
+            updateNumber: state.nextUpdateNumber, afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
+        if !outcome.applied {
+            let what = !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
             guard config.onNonfinite == "skip" else {
                 let kept = store.steps().last.map { "; the last checkpoint (\(CheckpointStore.name(step: $0))) is kept" } ?? ""
-                throw BatonError("step \(state.step + 1): \(what); stopped without applying it\(kept). Resume with a lower --lr, or --on-nonfinite skip")
+                throw BatonError("step \(stepNumber): \(what); stopped without applying it\(kept). Resume with a lower --lr, or --on-nonfinite skip")
             }
             state.skippedUpdates += 1
-            log("step \(state.step + 1): \(what); update skipped (--on-nonfinite skip; \(state.skippedUpdates) so far)")
-        } else {
-            // Bias correction counts the updates actually applied.
-            try optimizer.update(step: state.step + 1 - state.skippedUpdates, learningRate: schedule.learningRate(atStep: state.step),
-                                 gradientScale: AdamW.clipScale(norm: norm, maxNorm: config.gradientClip))
+            log("step \(stepNumber): \(what); update skipped (--on-nonfinite skip; \(state.skippedUpdates) so far)")
         }
-        state.step += 1
-        state.position = trainLoader.position
+        state.step = stepNumber
+        state.position = position
         state.tokensSeen += config.tokensPerStep
-        state.lastLoss = loss
-        if let ledger = options.sampleLedger { try appendLines(ledgerLines, to: ledger) }
-        return (loss, norm, skipped)
-    }
-
-    var checkpointTensors: CheckpointTensors {
-        CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                          secondMoment: optimizer.secondMoment)
+        state.lastLoss = outcome.loss
+        if let ledger = options.sampleLedger {
+            try appendLines(batches.map {
+                "{\"step\":\(stepNumber),\"epoch\":\($0.position.epoch),\"index\":\($0.position.index),\"samples\":\($0.sampleIndices)}"
+            }, to: ledger)
+        }
+        return outcome
     }
 
     public func validationLoss() throws -> Float? {
         guard let validationSet else { return nil }
         return try Evaluation.meanLoss(model: model, dataset: validationSet, batchSize: config.batchSize, batches: config.evalBatches)
+    }
+
+    var checkpointTensors: CheckpointTensors {
+        CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
+                          secondMoment: optimizer.secondMoment)
     }
 
     /// Writes a checkpoint of the current state (atomic; see CheckpointStore.save) and applies
@@ -169,7 +151,7 @@ public final class Trainer {
         let snapshot = state
         let url = try store.save(step: state.step, tensors: checkpointTensors, layout: model.layout, describe: { files in
             CheckpointState(state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue, files: files)
-        }, overwrite: options.overwrite, log: log)
+        }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
         let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
         var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
         if !removed.isEmpty { line += "; removed \(removed.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")) (--keep-last \(config.keepLast))" }
@@ -186,7 +168,7 @@ public final class Trainer {
         baton_install_stop_handlers()
         let metrics = try MetricsLog(url: runFolder.metricsURL)
         log("model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): \(model.parameterCount) parameters")
-        log("data: \(trainLoader.dataset.sampleCount) training sequences, \(trainLoader.batchesPerEpoch) batches per epoch")
+        log("data: \(loader.dataset.sampleCount) training sequences, \(loader.batchesPerEpoch) batches per epoch")
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
         var lastSaved: (step: Int, url: URL)? = restoredFrom.map { (state.step, $0) }
@@ -221,15 +203,15 @@ public final class Trainer {
             if state.step >= config.steps { break }
             let stepIndex = state.step
             let start = monotonicSeconds()
-            let (loss, norm, skipped) = try trainStep()
+            let outcome = try trainStep()
             let seconds = monotonicSeconds() - start
             totalSeconds += seconds
             stepsRun += 1
             smoothedStepSeconds = smoothedStepSeconds.map { 0.9 * $0 + 0.1 * seconds } ?? seconds
             let tokensPerSecond = Double(config.tokensPerStep) / seconds
-            var record = StepMetrics(step: state.step, epoch: state.position.epoch, loss: loss,
-                                     lr: schedule.learningRate(atStep: stepIndex), grad_norm: norm, tokens_per_s: tokensPerSecond,
-                                     skipped: skipped ? true : nil)
+            var record = StepMetrics(step: state.step, epoch: state.position.epoch, loss: outcome.loss,
+                                     lr: schedule.learningRate(atStep: stepIndex), grad_norm: outcome.gradientNorm, tokens_per_s: tokensPerSecond,
+                                     skipped: outcome.applied ? nil : true)
             let isLast = state.step == config.steps
             if (config.evalEvery > 0 && state.step % config.evalEvery == 0) || isLast {
                 record.val_loss = try validationLoss()
@@ -238,7 +220,7 @@ public final class Trainer {
             try metrics.append(record)
             if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.val_loss != nil {
                 let eta = Double(config.steps - state.step) * (smoothedStepSeconds ?? 0)
-                var line = "step \(state.step)/\(config.steps) | loss \(fixed(loss, 4)) | lr \(scientific(record.lr)) | grad norm \(fixed(norm, 3)) | \(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
+                var line = "step \(state.step)/\(config.steps) | loss \(fixed(outcome.loss, 4)) | lr \(scientific(record.lr)) | grad norm \(fixed(outcome.gradientNorm, 3)) | \(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
                 if let val = record.val_loss { line += " | val loss \(fixed(val, 4))" }
                 log(line)
             }
@@ -254,31 +236,6 @@ public final class Trainer {
         defer { try? handle.close() }
         handle.seekToEndOfFile()
         try handle.write(contentsOf: Data(lines.map { $0 + "\n" }.joined().utf8))
-    }
-}
-
-/// The training and validation shards of a run, opened and checked.
-struct TrainingData {
-    let train: TokenDataset
-    let validation: TokenDataset?
-
-    static func open(config: TrainingConfig, log: (String) -> Void) throws -> TrainingData {
-        let folder = URL(fileURLWithPath: config.dataFolder)
-        let T = config.model.contextLength, V = config.model.vocabularySize
-        let train = try TokenDataset.open(folder: folder, split: "train", sequenceLength: T, vocabularySize: V)
-        guard train.sampleCount >= config.batchSize else {
-            throw BatonError("--data \(folder.path): training shards hold \(train.sampleCount) sequences of \(T)+1 tokens, fewer than one batch (--batch \(config.batchSize)); use more text or a smaller --batch/--seq-len")
-        }
-        var validation: TokenDataset?
-        do {
-            let val = try TokenDataset.open(folder: folder, split: "val", sequenceLength: T, vocabularySize: V)
-            if val.sampleCount >= config.batchSize { validation = val } else {
-                log("warning: validation shards hold fewer than one batch of sequences; no validation loss")
-            }
-        } catch BatonError.noShards(_, "val") {
-            log("warning: no *val*.bin shard in \(folder.path); no validation loss")
-        }
-        return TrainingData(train: train, validation: validation)
     }
 }
 

@@ -17,8 +17,6 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var evalEvery = 250
     public var evalBatches = 20
     public var logEvery = 10
-    public var device = "auto"
-    public var threads = 0
     /// Save a checkpoint every N steps (0: only at the end and when stopped).
     public var saveEvery = 500
     /// Keep the newest K checkpoints (the newest good one is never deleted) ...
@@ -45,11 +43,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
                                          ("--epochs", epochs ?? 1)]
         for (flag, value) in positive where value < 1 { throw BatonError("\(flag) must be at least 1, got \(value)") }
         for (flag, value, limit) in [("--batch", batchSize, 65536), ("--grad-accum", gradientAccumulation, 65536), ("--steps", steps, 1 << 40),
-                                     ("--epochs", epochs ?? 1, 1 << 30), ("--eval-batches", evalBatches, 1 << 30), ("--threads", threads, 4096)]
+                                     ("--epochs", epochs ?? 1, 1 << 30), ("--eval-batches", evalBatches, 1 << 30)]
             where value > limit {
             throw BatonError("\(flag) \(value) is larger than Baton supports (\(limit))")
         }
-        for (flag, value) in [("--warmup", warmupSteps), ("--eval-every", evalEvery), ("--threads", threads), ("--save-every", saveEvery),
+        for (flag, value) in [("--warmup", warmupSteps), ("--eval-every", evalEvery), ("--save-every", saveEvery),
                               ("--keep-every", keepEvery)] where value < 0 {
             throw BatonError("\(flag) must not be negative, got \(value)")
         }
@@ -61,5 +59,60 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if !["stop", "retry"].contains(onSaveError) { throw BatonError("--on-save-error expects stop or retry, got '\(onSaveError)'") }
         if !(beta1 >= 0 && beta1 < 1) { throw BatonError("--beta1 must be in [0, 1), got \(beta1)") }
         if !(beta2 >= 0 && beta2 < 1) { throw BatonError("--beta2 must be in [0, 1), got \(beta2)") }
+    }
+}
+
+extension TrainingConfig {
+    /// The config values given on the command line, each nil when not given: applied over the
+    /// defaults for a fresh run, or over the checkpoint's config for a resumed one.
+    public struct Overrides: Sendable {
+        public var dataFolder: String?
+        public var steps: Int?
+        public var epochs: Int?
+        public var batchSize: Int?
+        public var gradientAccumulation: Int?
+        public var contextLength: Int?, layers: Int?, heads: Int?, channels: Int?, vocabularySize: Int?
+        public var learningRate: Float?, minLearningRate: Float?
+        public var warmupSteps: Int?
+        public var weightDecay: Float?, beta1: Float?, beta2: Float?, gradientClip: Float?
+        public var seed: UInt64?
+        public var evalEvery: Int?, evalBatches: Int?, logEvery: Int?
+        public var saveEvery: Int?, keepLast: Int?, keepEvery: Int?
+        public var onNonfinite: String?, onSaveError: String?
+
+        public init() {}
+    }
+
+    /// This config with `overrides` applied. `--steps` given alone drops a previous `--epochs`.
+    public func applying(_ overrides: Overrides) -> TrainingConfig {
+        var config = self
+        func set<T>(_ path: WritableKeyPath<TrainingConfig, T>, _ value: T?) { if let value { config[keyPath: path] = value } }
+        set(\.dataFolder, overrides.dataFolder)
+        if let steps = overrides.steps { config.steps = steps; config.epochs = nil }
+        if let epochs = overrides.epochs { config.epochs = epochs }
+        set(\.batchSize, overrides.batchSize)
+        set(\.gradientAccumulation, overrides.gradientAccumulation)
+        set(\.model.contextLength, overrides.contextLength)
+        set(\.model.layers, overrides.layers)
+        set(\.model.heads, overrides.heads)
+        set(\.model.channels, overrides.channels)
+        set(\.model.vocabularySize, overrides.vocabularySize)
+        set(\.learningRate, overrides.learningRate)
+        set(\.minLearningRate, overrides.minLearningRate)
+        set(\.warmupSteps, overrides.warmupSteps)
+        set(\.weightDecay, overrides.weightDecay)
+        set(\.beta1, overrides.beta1)
+        set(\.beta2, overrides.beta2)
+        set(\.gradientClip, overrides.gradientClip)
+        set(\.seed, overrides.seed)
+        set(\.evalEvery, overrides.evalEvery)
+        set(\.evalBatches, overrides.evalBatches)
+        set(\.logEvery, overrides.logEvery)
+        set(\.saveEvery, overrides.saveEvery)
+        set(\.keepLast, overrides.keepLast)
+        set(\.keepEvery, overrides.keepEvery)
+        set(\.onNonfinite, overrides.onNonfinite)
+        set(\.onSaveError, overrides.onSaveError)
+        return config
     }
 }

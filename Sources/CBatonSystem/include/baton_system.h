@@ -20,8 +20,6 @@ uint32_t baton_crc32c(uint32_t crc, const void *data, size_t length);
 void baton_install_stop_handlers(void);
 /* The first stop signal received (SIGINT or SIGTERM), or 0. */
 int baton_stop_signal(void);
-/* Clears the recorded signal (tests). */
-void baton_clear_stop_signal(void);
 
 /* Atomically swaps two paths (renameat2 RENAME_EXCHANGE). Returns 0, or -1 with errno set
  * (EINVAL or ENOSYS where the file system or kernel cannot). */

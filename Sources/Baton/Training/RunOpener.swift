@@ -1,0 +1,158 @@
+import Foundation
+
+/// Opens a run for training: takes the run folder for this process, finds the checkpoint to
+/// resume from (or checks that a fresh start may use the folder), settles the config, opens the
+/// data once, builds the Trainer, and only then records config.json and trims the logs to the
+/// resumed step. Each check that keeps a run folder from being trained over by accident is here.
+public enum RunOpener {
+    public struct Request {
+        /// `--out`, or nil for a new folder under runs/.
+        public var out: String?
+        public var resume: ResumeRequest?
+        /// The config values given on the command line, over the defaults (fresh) or the
+        /// checkpoint's config (resumed).
+        public var overrides: TrainingConfig.Overrides
+        public var options: RunOptions
+
+        public init(out: String?, resume: ResumeRequest?, overrides: TrainingConfig.Overrides, options: RunOptions) {
+            self.out = out
+            self.resume = resume
+            self.overrides = overrides
+            self.options = options
+        }
+    }
+
+    public static func open(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
+        if request.resume != nil && request.out == nil {
+            throw BatonError("--resume needs --out RUN, the run folder to continue")
+        }
+        let runFolder = try RunFolder.locate(requested: request.out)
+        let existed = FileManager.default.fileExists(atPath: runFolder.url.path)
+        // Everything below may change the folder: take it for this process alone first.
+        let lock = try RunLock(runFolder: runFolder.url)
+        do {
+            let trainer = try open(request, runFolder: runFolder, device: device, log: log)
+            trainer.lock = lock
+            return trainer
+        } catch {
+            // Leave no empty folder behind when a fresh start fails its checks.
+            if !existed { try? FileManager.default.removeItem(at: lock.url); try? FileManager.default.removeItem(at: runFolder.url) }
+            throw error
+        }
+    }
+
+    private static func open(_ request: Request, runFolder: RunFolder, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
+        let store = CheckpointStore(runFolder: runFolder.url)
+        store.removeAbandonedSaves(log: log)
+        var found: (url: URL, state: CheckpointState)?
+        if let resume = request.resume {
+            found = try store.resolve(resume, log: log)
+            if found == nil { log("checkpoint: none in \(store.folder.path); starting fresh") }
+        } else if runFolder.holdsRun || !store.steps().isEmpty {
+            guard request.options.overwrite else {
+                let have = store.steps().map { CheckpointStore.name(step: $0) }
+                throw BatonError("--out \(runFolder.url.path) already holds a run\(have.isEmpty ? "" : " (checkpoints \(have.joined(separator: ", ")))"); pass --resume auto to continue it, or --overwrite to start over")
+            }
+        }
+        // The base config: the checkpoint's; for a --resume that finds no checkpoint, the one the
+        // run was started with (its config.json); else the defaults.
+        let base = found?.state.config ?? (request.resume != nil ? runFolder.readConfig() : nil) ?? TrainingConfig()
+        var config = base.applying(request.overrides)
+        try config.validate()
+        // Record where the data is absolutely, so a resume from another directory finds it.
+        config.dataFolder = URL(fileURLWithPath: config.dataFolder).standardizedFileURL.path
+        if let found { try checkShape(config, against: found) }
+        let data = try TrainingData.open(config: config, log: log)
+        if let epochs = config.epochs {  // the total steps follow from the data
+            config.steps = max(1, epochs * (data.train.sampleCount / config.batchSize) / config.gradientAccumulation)
+        }
+
+        let trainer: Trainer
+        if let found {
+            try checkData(data.fingerprint, against: found, config: config, allowChange: request.options.allowDataChange, log: log)
+            for change in differences(found.state.config, config) { log("resume: \(change)") }
+            try refuseFork(from: found, store: store, request: request, runFolder: runFolder, log: log)
+            log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.index_in_epoch) in the epoch)")
+            trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, restoring: (found.state, found.url), options: request.options, log: log)
+        } else {
+            let replaced = try setAsidePreviousRun(runFolder: runFolder, store: store, log: log)
+            trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, options: request.options, log: log)
+            trainer.replacedCheckpoints = replaced
+        }
+        try runFolder.writeConfig(RunFolder.Record(
+            baton_version: batonVersion, device: device.summary, parameters: trainer.model.parameterCount,
+            train_data: data.train.description, val_data: data.validation?.description ?? "none", config: config))
+        // Every step appears once in the logs, even after a crash that outlived its checkpoint.
+        try MetricsLog.truncate(runFolder.metricsURL, afterStep: trainer.state.step)
+        if let ledger = request.options.sampleLedger { try MetricsLog.truncate(ledger, afterStep: trainer.state.step) }
+        return trainer
+    }
+
+    /// A resumed run keeps its shape, and the checkpoint's config must agree with its own
+    /// (size-checked) model file before anything is allocated from it.
+    private static func checkShape(_ config: TrainingConfig, against found: (url: URL, state: CheckpointState)) throws {
+        let saved = found.state.config
+        if config.model != saved.model {
+            throw BatonError("the model shape given (\(describe(config.model))) differs from checkpoint \(found.url.lastPathComponent)'s (\(describe(saved.model))); a resumed run keeps its shape")
+        }
+        let expectedBytes = ParameterLayout(config: config.model).totalCount * 4
+        let modelBytes = found.state.files[CheckpointStore.modelFile]?.bytes ?? 0
+        guard expectedBytes <= modelBytes else {
+            throw BatonError("\(found.url.path): state.json describes a model of \(expectedBytes) bytes, but model.safetensors holds \(modelBytes)")
+        }
+    }
+
+    private static func checkData(_ fingerprint: DataFingerprint, against found: (url: URL, state: CheckpointState), config: TrainingConfig,
+                                  allowChange: Bool, log: (String) -> Void) throws {
+        guard fingerprint != found.state.data else { return }
+        let difference = fingerprint.difference(from: found.state.data)
+        guard allowChange else {
+            throw BatonError("--data \(config.dataFolder): not the data step \(found.state.step) was trained on (\(difference)); pass --allow-data-change to resume on it anyway")
+        }
+        log("warning: resuming on changed data (\(difference)), as --allow-data-change asks")
+    }
+
+    /// Checkpoints newer than an explicitly chosen one belong to a future this run is about to
+    /// rewrite: auto-resume after a crash must not jump back into it. (Auto-resume only passes
+    /// over newer checkpoints that are corrupt; saving replaces those.)
+    private static func refuseFork(from found: (url: URL, state: CheckpointState), store: CheckpointStore, request: Request,
+                                   runFolder: RunFolder, log: (String) -> Void) throws {
+        let newer = request.resume == .auto ? [] : store.steps().filter { $0 > found.state.step }
+        guard !newer.isEmpty else { return }
+        let names = newer.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")
+        guard request.options.overwrite else {
+            throw BatonError("--resume: \(runFolder.url.path) has checkpoints after \(found.url.lastPathComponent) (\(names)); resuming from it would fork the run: pass --overwrite to delete them")
+        }
+        for step in newer { store.delete(step: step) }
+        log("checkpoint: deleted \(names), newer than \(found.url.lastPathComponent) (--overwrite)")
+    }
+
+    /// A fresh start with --overwrite moves the old checkpoints aside (deleted once the new run
+    /// has its own first checkpoint) and clears the old metrics.
+    private static func setAsidePreviousRun(runFolder: RunFolder, store: CheckpointStore, log: (String) -> Void) throws -> URL? {
+        try? FileManager.default.removeItem(at: runFolder.metricsURL)
+        guard FileManager.default.fileExists(atPath: store.folder.path) else { return nil }
+        let aside = runFolder.url.appendingPathComponent("checkpoints-replaced-\(Int(Date().timeIntervalSince1970))")
+        do { try FileManager.default.moveItem(at: store.folder, to: aside) } catch {
+            throw BatonError("\(store.folder.path): cannot move the previous run's checkpoints aside (\(error.localizedDescription))")
+        }
+        log("checkpoint: --overwrite: moved the previous run's checkpoints to \(aside.path) until this run saves its first")
+        return aside
+    }
+
+    static func describe(_ model: GPTConfig) -> String {
+        "\(model.layers) layers, \(model.heads) heads, \(model.channels) channels, context \(model.contextLength), vocabulary \(model.vocabularySize)"
+    }
+
+    /// "lr: 0.001 -> 0.0005" for every top-level config field that changed.
+    static func differences(_ old: TrainingConfig, _ new: TrainingConfig) -> [String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let a = try? JSONSerialization.jsonObject(with: encoder.encode(old)) as? [String: Any],
+              let b = try? JSONSerialization.jsonObject(with: encoder.encode(new)) as? [String: Any] else { return [] }
+        return Set(a.keys).union(b.keys).sorted().compactMap { key in
+            let before = a[key].map { "\($0)" } ?? "none", after = b[key].map { "\($0)" } ?? "none"
+            return before == after ? nil : "\(key) changed: \(before) -> \(after)"
+        }
+    }
+}

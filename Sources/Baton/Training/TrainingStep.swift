@@ -1,0 +1,34 @@
+/// What one optimizer step did.
+public struct StepOutcome: Sendable {
+    /// Mean loss over the micro-batches.
+    public let loss: Float
+    /// Global gradient norm before clipping.
+    public let gradientNorm: Float
+    /// False when the loss or the gradient norm was not finite: nothing was applied.
+    public let applied: Bool
+}
+
+/// One optimizer step: forward and backward over each micro-batch (gradients averaged), the
+/// global gradient norm, clipping folded into AdamW's gradient scale, and the update. The one
+/// step function: training, `baton bench` and the PyTorch fixture test all call it.
+public enum TrainingStep {
+    /// `microBatches`: inputs and targets of B x T tokens each. `updateNumber` is AdamW's 1-based
+    /// step for bias correction. A non-finite loss or gradient norm is never applied.
+    public static func run(model: GPT, optimizer: AdamW, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int,
+                           learningRate: Float, gradientClip: Float, updateNumber: Int,
+                           afterBackward: ((GPT) throws -> Void)? = nil) throws -> StepOutcome {
+        try model.zeroGradients()
+        var lossSum: Float = 0
+        let scale = 1 / Float(microBatches.count)
+        for batch in microBatches {
+            lossSum += try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale)
+            try model.backward()
+        }
+        try afterBackward?(model)
+        let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
+        let loss = lossSum / Float(microBatches.count)
+        guard loss.isFinite && norm.isFinite else { return StepOutcome(loss: loss, gradientNorm: norm, applied: false) }
+        try optimizer.update(step: updateNumber, learningRate: learningRate, gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
+        return StepOutcome(loss: loss, gradientNorm: norm, applied: true)
+    }
+}

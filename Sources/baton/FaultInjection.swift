@@ -1,0 +1,42 @@
+import Baton
+import Foundation
+
+// Debug builds only: `baton train --inject-fault KIND:STEP[:MARKER]` hands the run a FaultPlan,
+// so the tests can inject faults into a separate `baton` process. Release builds have no such flag.
+#if DEBUG
+let debugTrainOptions = [
+    Option(name: "--inject-fault", placeholder: "KIND:STEP[:FILE]",
+           help: "debug builds, for tests: pause-in-save:STEP:FILE (create FILE, then wait to be killed), disk-full:STEP, nonfinite:STEP"),
+]
+
+func faultPlan(_ text: String) throws -> FaultPlan {
+    let parts = text.split(separator: ":", maxSplits: 2).map(String.init)
+    guard parts.count >= 2, let step = Int(parts[1]) else {
+        throw UsageError("baton train: --inject-fault expects KIND:STEP[:FILE], got '\(text)'")
+    }
+    switch (parts[0], parts.count) {
+    case ("pause-in-save", 3):
+        let marker = parts[2]
+        return FaultPlan(midSave: { saving, _ in
+            guard saving == step else { return }
+            FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+            while true { sleep(60) }
+        })
+    case ("disk-full", 2):
+        // The error a real full disk gives while the optimizer file is written.
+        return FaultPlan(midSave: { saving, folder in
+            guard saving == step else { return }
+            throw BatonError.fileWriteFailed(path: folder.appendingPathComponent(CheckpointStore.optimizerFile).path, what: "write failed",
+                                             code: ENOSPC, neededBytes: 0)
+        })
+    case ("nonfinite", 2):
+        return FaultPlan(afterBackward: { current, model in
+            if current == step { try model.device.fill(model.gradients.slice(0, 1), with: .nan) }
+        })
+    default:
+        throw UsageError("baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, nonfinite:STEP)")
+    }
+}
+#else
+let debugTrainOptions: [Option] = []
+#endif
