@@ -148,21 +148,6 @@ static baton_status backend_copy_on_device(baton_context *ctx, void *dst, const 
 }
 static baton_status backend_synchronize(baton_context *ctx) { return check(ctx, cudaDeviceSynchronize(), "synchronize"); }
 
-static const baton_backend_table table = {
-    .abi_version = BATON_BACKEND_ABI_VERSION,
-    .name = "cuda",
-    .host_memory = 0,
-    .create_context = backend_create_context,
-    .destroy_context = backend_destroy_context,
-    .describe = backend_describe,
-    .take_error = backend_take_error,
-    .alloc = backend_alloc,
-    .release = backend_release,
-    .copy_to_device = backend_copy_to_device,
-    .copy_to_host = backend_copy_to_host,
-    .copy_on_device = backend_copy_on_device,
-    .synchronize = backend_synchronize,
-    BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)
-};
+static const baton_backend_table table = BATON_BACKEND_TABLE("cuda", 0, backend);
 
 extern "C" __attribute__((visibility("default"))) const baton_backend_table *baton_backend_get_table(void) { return &table; }

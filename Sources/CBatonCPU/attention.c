@@ -11,13 +11,18 @@ typedef struct {
     float *out, *att, *dqkv, *scratch; const float *qkv, *dout, *att_in; int B, T, C, NH;
 } attention_args;
 
+/* Where (batch, head) bh starts in a [B,T,width] tensor: width 3C for qkv (its q; k and v follow
+ * C and 2C later), C for out and dout. */
+static int64_t head_start(const attention_args *a, int64_t bh, int width) {
+    return (bh / a->NH) * a->T * width + (bh % a->NH) * (a->C / a->NH);
+}
+
 static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
     attention_args *a = p;
-    int T = a->T, C = a->C, NH = a->NH, hs = C / NH, C3 = 3 * C;
+    int T = a->T, C = a->C, hs = C / a->NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (int64_t bh = begin; bh < end; bh++) {
-        int b = (int)(bh / NH), h = (int)(bh % NH);
-        const float *q = a->qkv + (int64_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
+        const float *q = a->qkv + head_start(a, bh, C3), *k = q + C, *v = q + 2 * C;
         float *att = a->att + bh * T * T;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, att, T);
         for (int t = 0; t < T; t++) {
@@ -33,7 +38,7 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
             for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
             for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
         }
-        float *out = a->out + (int64_t)b * T * C + h * hs;
+        float *out = a->out + head_start(a, bh, C);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, v, C3, 0.0f, out, C);
     }
 }
@@ -46,14 +51,13 @@ void attention_forward(baton_context *ctx, float *out, float *att, const float *
 
 static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
     attention_args *a = p;
-    int T = a->T, C = a->C, NH = a->NH, hs = C / NH, C3 = 3 * C;
+    int T = a->T, C = a->C, hs = C / a->NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (int64_t bh = begin; bh < end; bh++) {
-        int b = (int)(bh / NH), h = (int)(bh % NH);
-        const float *q = a->qkv + (int64_t)b * T * C3 + h * hs, *k = q + C, *v = q + 2 * C;
-        float *dq = a->dqkv + (int64_t)b * T * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * C;
+        const float *q = a->qkv + head_start(a, bh, C3), *k = q + C, *v = q + 2 * C;
+        float *dq = a->dqkv + head_start(a, bh, C3), *dk = dq + C, *dv = dq + 2 * C;
         const float *prob = a->att_in + bh * T * T;
-        const float *dout = a->dout + (int64_t)b * T * C + h * hs;
+        const float *dout = a->dout + head_start(a, bh, C);
         float *ds = a->scratch + bh * T * T;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, C, v, C3, 0.0f, ds, T);  /* dP */
         for (int t = 0; t < T; t++) {

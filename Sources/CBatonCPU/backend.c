@@ -68,27 +68,15 @@ static baton_status cpu_copy(baton_context *ctx, void *dst, const void *src, siz
     if (bytes) memmove(dst, src, bytes);
     return BATON_OK;
 }
+#define cpu_copy_to_device cpu_copy
+#define cpu_copy_to_host cpu_copy
+#define cpu_copy_on_device cpu_copy
 
 static baton_status cpu_synchronize(baton_context *ctx) {
     (void)ctx;
     return BATON_OK;
 }
 
-static const baton_backend_table table = {
-    .abi_version = BATON_BACKEND_ABI_VERSION,
-    .name = "cpu",
-    .host_memory = 1,
-    .create_context = cpu_create_context,
-    .destroy_context = cpu_destroy_context,
-    .describe = cpu_describe,
-    .take_error = cpu_take_error,
-    .alloc = cpu_alloc,
-    .release = cpu_release,
-    .copy_to_device = cpu_copy,
-    .copy_to_host = cpu_copy,
-    .copy_on_device = cpu_copy,
-    .synchronize = cpu_synchronize,
-    BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)
-};
+static const baton_backend_table table = BATON_BACKEND_TABLE("cpu", 1, cpu);
 
 const baton_backend_table *baton_cpu_get_table(void) { return &table; }

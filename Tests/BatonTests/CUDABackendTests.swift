@@ -88,7 +88,7 @@ final class CUDABackendTests: XCTestCase {
     }
 
     /// Kernels/*.cu compiled for the emulator (Tests/CUDAEmulator): every op, training parity, resume
-    /// on "cuda" and across backends, through the same table and CUDADevice a GPU uses.
+    /// on "cuda" and across backends, through the same table and Device type a GPU uses.
     func testSelftestPassesOnTheCUDAEmulator() throws {
         let library = try builtEmulator()
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path])

@@ -48,6 +48,14 @@ final class TrainingTests: XCTestCase {
 /// The CPU backend gives the same bits whatever the thread count: work is cut into pieces that do
 /// not depend on it (see baton_cpu.h). Shapes where every matmul has several pieces (512 rows).
 final class ThreadCountTests: XCTestCase {
+    /// A device's thread count is its own: opening another device does not change it.
+    func testEachDeviceKeepsItsOwnThreadCount() {
+        let three = Device.cpu(threads: 3)
+        let one = Device.cpu(threads: 1)
+        XCTAssertEqual(three.summary, "cpu (3 threads, OpenBLAS sgemm)")
+        XCTAssertEqual(one.summary, "cpu (1 thread, OpenBLAS sgemm)")
+    }
+
     func testOneTwoAndThreeThreadsTrainToTheSameBits() throws {
         let folder = try TestPaths.temporaryFolder("threads")
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -495,6 +495,9 @@ const char *plain_error_string(cudaError_t error) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorSystemDriverMismatch: return "system has unsupported display driver / cuda driver combination";
+    case cudaErrorCompatNotSupportedOnDevice: return "forward compatibility was attempted on non supported HW";
     }
     return "unknown error";
 }

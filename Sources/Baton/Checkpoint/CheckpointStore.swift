@@ -25,13 +25,6 @@ public struct CheckpointTensors {
     public let parameters: Tensor
     public let firstMoment: Tensor
     public let secondMoment: Tensor
-
-    public init(device: Device, parameters: Tensor, firstMoment: Tensor, secondMoment: Tensor) {
-        self.device = device
-        self.parameters = parameters
-        self.firstMoment = firstMoment
-        self.secondMoment = secondMoment
-    }
 }
 
 /// `RUN/checkpoints/`: one folder per checkpoint (`step-NNNNNNNN`), a `latest` pointer, atomic

@@ -115,8 +115,18 @@ typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n)
 /* A backend declares its kernels with BATON_FOR_EACH_OP(BATON_DECLARE_OP). */
 #define BATON_DECLARE_OP(name) baton_##name##_fn name;
 #define BATON_TABLE_FIELD(name) baton_##name##_fn *name;
-/* A backend fills its table's op fields with BATON_FOR_EACH_OP(BATON_TABLE_ENTRY). */
 #define BATON_TABLE_ENTRY(name) .name = name,
+/* A backend's whole table: its functions are named PREFIX_create_context, PREFIX_alloc, ... and
+ * its kernels by the op names. */
+#define BATON_BACKEND_TABLE(NAME, HOST_MEMORY, PREFIX)                                            \
+    {                                                                                             \
+        .abi_version = BATON_BACKEND_ABI_VERSION, .name = NAME, .host_memory = HOST_MEMORY,       \
+        .create_context = PREFIX##_create_context, .destroy_context = PREFIX##_destroy_context,   \
+        .describe = PREFIX##_describe, .take_error = PREFIX##_take_error, .alloc = PREFIX##_alloc, \
+        .release = PREFIX##_release, .copy_to_device = PREFIX##_copy_to_device,                   \
+        .copy_to_host = PREFIX##_copy_to_host, .copy_on_device = PREFIX##_copy_on_device,         \
+        .synchronize = PREFIX##_synchronize, BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                 \
+    }
 
 /* The table every backend fills. Functions that can fail return a baton_status. Ops return
  * nothing: a failure (a launch error, a cuBLAS status) is recorded in the context, and
