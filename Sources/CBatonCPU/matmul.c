@@ -1,22 +1,29 @@
 /* Matrix multiply on OpenBLAS, and the bias that goes with a linear layer.
- * OpenBLAS runs single-threaded (see backend.c). The output is cut into blocks of MATMUL_GRAIN
- * rows (or columns), each an independent sgemm call, and the pool hands the blocks to its
- * threads. The blocks do not depend on the thread count, and every element is one sgemm
- * micro-kernel's dot product over K in one fixed order, so neither do the bits. */
+ * OpenBLAS runs single-threaded (see backend.c). The output is cut into blocks of rows (or
+ * columns), each an independent sgemm call, and the pool hands the blocks to its threads. The
+ * blocks follow from the shape alone (a power of two of them, as many as keep a block at least
+ * 192 rows long, at least 2 and at most 64: shorter blocks would cost sgemm calls that repack the
+ * other operand each time), and every element is one sgemm micro-kernel's dot product over K in
+ * one fixed order, so the bits do not depend on the thread count. */
 #include "kernels.h"
 #include <cblas.h>
 
-#define MATMUL_GRAIN 64
+static int64_t matmul_block_size(int64_t count) {
+    int64_t blocks = 2;
+    while (blocks < 64 && count / (blocks * 2) >= 192) blocks *= 2;
+    int64_t size = (count + blocks - 1) / blocks;
+    return size < 16 ? 16 : size;
+}
 
 typedef struct {
-    float *c; const float *a, *b; int M, N, K, trans_a, trans_b, split_rows; float beta;
+    float *c; const float *a, *b; int M, N, K, trans_a, trans_b, split_rows; float beta; int64_t block_size;
 } matmul_args;
 
 static void matmul_blocks(void *p, int64_t begin, int64_t end) {
     matmul_args *x = p;
     int lda = x->trans_a ? x->M : x->K, ldb = x->trans_b ? x->K : x->N;
-    for (int64_t block = begin; block < end; block += MATMUL_GRAIN) {
-        int64_t size = end - block < MATMUL_GRAIN ? end - block : MATMUL_GRAIN;
+    for (int64_t block = begin; block < end; block += x->block_size) {
+        int64_t size = end - block < x->block_size ? end - block : x->block_size;
         const float *a = x->a, *b = x->b;
         float *c = x->c;
         int rows = x->M, cols = x->N;
@@ -35,8 +42,9 @@ static void matmul_blocks(void *p, int64_t begin, int64_t end) {
 }
 
 void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
-    matmul_args x = {c, a, b, M, N, K, trans_a, trans_b, M >= N, beta};
-    parallel_for(ctx, x.split_rows ? M : N, MATMUL_GRAIN, matmul_blocks, &x);
+    int64_t count = M >= N ? M : N;
+    matmul_args x = {c, a, b, M, N, K, trans_a, trans_b, M >= N, beta, matmul_block_size(count)};
+    parallel_for(ctx, count, x.block_size, matmul_blocks, &x);
 }
 
 typedef struct { float *out; const float *bias; int N, OC; } bias_args;
