@@ -3,8 +3,9 @@
  * columns), each an independent sgemm call, and the pool hands the blocks to its threads. The
  * blocks follow from the shape alone (a power of two of them, as many as keep a block at least
  * 512 rows long, at least 2 and at most 64: each sgemm call repacks the whole other operand, so
- * shorter blocks cost measurably: 256-row blocks made 4096-row matmuls about 10% slower), and every element is one sgemm micro-kernel's dot product over K in
- * one fixed order, so the bits do not depend on the thread count. */
+ * shorter blocks cost measurably; 256-row blocks made 4096-row matmuls about 10% slower), and
+ * every element is one sgemm micro-kernel's dot product over K in one fixed order, so the bits
+ * do not depend on the thread count. */
 #include "kernels.h"
 #include <cblas.h>
 
