@@ -8,31 +8,15 @@ tokens registered with `tokenizers`), as Baton treats it.
 """
 import json
 import os
+import sys
 
 import tiktoken
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-FOLDER = os.path.join(ROOT, "data", "gpt2-tokenizer")
-PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+sys.path.insert(0, os.path.dirname(__file__))
+from gpt2_files import FOLDER, PATTERN, ROOT, ranks  # noqa: E402
 
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
-decoder = {c: b for b, c in bytes_to_unicode().items()}
-vocab = json.load(open(os.path.join(FOLDER, "vocab.json"), encoding="utf-8"))
-ranks = {bytes(decoder[c] for c in token): i for token, i in vocab.items() if token != "<|endoftext|>"}
 encoding = tiktoken.Encoding("r50k_from_files", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
 hf = Tokenizer(models.BPE.from_file(os.path.join(FOLDER, "vocab.json"), os.path.join(FOLDER, "merges.txt")))
 hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -9,6 +9,8 @@ let benchSpec = CommandSpec(
         Option(name: "--warmup-steps", placeholder: "N", help: "unmeasured steps first (default 2)"),
         Option(name: "--batch", placeholder: "B", help: "batch size (default 12)"),
         Option(name: "--checkpoint", placeholder: "DIR", help: "instead: time saving and loading a checkpoint of the model in DIR (deleted after)"),
+        Option(name: "--tokenize", placeholder: "FILE", help: "instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads"),
+        Option(name: "--tokenizer", placeholder: "gpt2|DIR", help: "with --tokenize: the bundled GPT-2 tokenizer (default) or a folder"),
     ] + modelOptions + deviceOptions)
 
 func benchCommand(_ arguments: [String]) throws {
@@ -21,6 +23,10 @@ func benchCommand(_ arguments: [String]) throws {
     let steps = try parsed.int("--steps") ?? 10
     let warmup = try parsed.int("--warmup-steps") ?? 2
     guard batch >= 1, steps >= 1, warmup >= 0 else { throw UsageError("baton bench: --batch and --steps must be at least 1, --warmup-steps at least 0") }
+    if let file = parsed.string("--tokenize") {
+        try tokenizerBench(file: file, tokenizer: parsed.string("--tokenizer") ?? "gpt2", threads: try parsed.int("--threads") ?? 1, rounds: max(steps / 5, 1))
+        return
+    }
     let device = try openDevice(parsed)
     if let folder = parsed.string("--checkpoint") {
         let run = URL(fileURLWithPath: folder).appendingPathComponent("baton-checkpoint-bench-\(getpid())")
@@ -41,4 +47,24 @@ func benchCommand(_ arguments: [String]) throws {
     print("bench: \(model.layers)L \(model.heads)H \(model.channels)C T=\(model.contextLength) B=\(batch) V=\(model.vocabularySize), \(result.parameters) parameters, \(device.summary)")
     print(String(format: "tokens_per_s: %.1f", result.tokensPerSecond))
     print(String(format: "ms_per_step: %.2f", result.secondsPerStep * 1000))
+}
+
+/// Tokens/s of the GPT-2 tokenizer on a text file: the median of `rounds` timed encodes (each
+/// from a fresh cache), after loading.
+func tokenizerBench(file: String, tokenizer name: String, threads: Int, rounds: Int) throws {
+    guard let data = FileManager.default.contents(atPath: file) else { throw BatonError("\(file): cannot read") }
+    guard let text = String(data: data, encoding: .utf8) else { throw BatonError("\(file): not valid UTF-8") }
+    let folder = name == "gpt2" ? try GPT2Tokenizer.bundledFolder() : URL(fileURLWithPath: name)
+    var seconds: [Double] = []
+    var count = 0
+    for _ in 0..<rounds {
+        let tokenizer = try GPT2Tokenizer(folder: folder)
+        let start = monotonicSeconds()
+        count = threads > 1 ? tokenizer.encode(text, threads: threads).count : tokenizer.encode(text).count
+        seconds.append(monotonicSeconds() - start)
+    }
+    let median = seconds.sorted()[seconds.count / 2]
+    print("tokenize: \(data.count) bytes -> \(count) tokens, \(threads) thread\(threads == 1 ? "" : "s"), median of \(rounds)")
+    print(String(format: "tokens_per_s: %.0f", Double(count) / median))
+    print(String(format: "MB_per_s: %.2f", Double(data.count) / median / 1e6))
 }

@@ -74,3 +74,14 @@ final class GPT2TokenizerTests: XCTestCase {
         assertRefused(try folder("[1, 2]", merges), mentions: ["vocab.json", "not a JSON object"])
     }
 }
+
+extension GPT2TokenizerTests {
+    /// Encoding on several threads cuts the text where a piece always ends: the same tokens.
+    func testEncodingOnThreadsGivesTheSameTokens() throws {
+        let text = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8)
+        let one = tokenizer.encode(text)
+        XCTAssertEqual(tokenizer.encode(text, threads: 3), one)
+        XCTAssertEqual(tokenizer.decode(one), text)
+        XCTAssertGreaterThan(one.count, 100_000)
+    }
+}

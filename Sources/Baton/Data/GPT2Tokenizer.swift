@@ -19,6 +19,9 @@ public final class GPT2Tokenizer {
     private let byteTokens: [Int32]
     /// (left id << 32 | right id) -> (rank, merged id).
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
+    /// Tokens of pieces seen before: pieces of up to 7 bytes (most of them) keyed by the bytes
+    /// packed into an integer, so a lookup allocates nothing; longer ones by their bytes.
+    private var shortCache: [UInt64: [Int32]] = [:]
     private var cache: [[UInt8]: [Int32]] = [:]
 
     /// Reads a Hugging Face tokenizer folder's `vocab.json` and `merges.txt`.
@@ -79,6 +82,52 @@ public final class GPT2Tokenizer {
         merges = table
     }
 
+    private init(sharing other: GPT2Tokenizer) {
+        tokenBytes = other.tokenBytes
+        byteTokens = other.byteTokens
+        merges = other.merges
+    }
+
+    /// Encodes on `threads` threads: the text is cut before newlines that follow a non-space
+    /// (where a piece always ends, so the pieces are the same as in one pass), the chunks go to
+    /// copies of this tokenizer (each with its own cache), and the tokens are joined in order.
+    public func encode(_ text: String, threads: Int) -> [Int32] {
+        let utf8 = Array(text.utf8)
+        let chunkCount = max(1, threads * 8)
+        guard threads > 1, utf8.count > 1 << 16 else { return encode(text) }
+        var bounds = [0]
+        let step = utf8.count / chunkCount
+        for k in 1..<chunkCount {
+            var i = max(k * step, bounds.last! + 1)
+            while i < utf8.count && !(utf8[i] == 0x0A && i > 0 && GPT2Tokenizer.asciiClass[Int(min(utf8[i - 1], 127))] != .space && utf8[i - 1] < 0x80) { i += 1 }
+            if i < utf8.count { bounds.append(i) }
+        }
+        bounds.append(utf8.count)
+        let chunks = bounds.count - 1
+        nonisolated(unsafe) let workers = (0..<threads).map { _ in GPT2Tokenizer(sharing: self) }
+        let starts = bounds
+        final class Results: @unchecked Sendable { var parts: [[Int32]] = [] }
+        let results = Results()
+        results.parts = Array(repeating: [], count: chunks)
+        let next = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        next.initialize(to: 0)
+        let lock = NSLock()
+        defer { next.deallocate() }
+        utf8.withUnsafeBufferPointer { buffer in
+            nonisolated(unsafe) let buffer = buffer, next = next
+            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                while true {
+                    lock.lock(); let chunk = next.pointee; next.pointee += 1; lock.unlock()
+                    guard chunk < chunks else { return }
+                    var tokens: [Int32] = []
+                    GPT2Tokenizer.forEachPiece(UnsafeBufferPointer(rebasing: buffer[starts[chunk]..<starts[chunk + 1]])) { workers[worker].append($0, to: &tokens) }
+                    lock.lock(); results.parts[chunk] = tokens; lock.unlock()
+                }
+            }
+        }
+        return results.parts.flatMap { $0 }
+    }
+
     /// The tokenizer shipped in `data/gpt2-tokenizer/` (from the working directory, or beside
     /// the executable's repository).
     public static func bundled() throws -> GPT2Tokenizer {
@@ -120,9 +169,12 @@ public final class GPT2Tokenizer {
     /// BPE of one piece, from the cache or merged by rank.
     private func append(_ piece: UnsafeBufferPointer<UInt8>, to tokens: inout [Int32]) {
         if piece.count == 1 { tokens.append(byteTokens[Int(piece[0])]); return }
-        let key = Array(piece)
-        if let cached = cache[key] { tokens += cached; return }
-        var parts = key.map { byteTokens[Int($0)] }
+        var packed = UInt64(piece.count) << 56
+        if piece.count <= 7 {
+            for (k, byte) in piece.enumerated() { packed |= UInt64(byte) << (8 * k) }
+            if let cached = shortCache[packed] { tokens += cached; return }
+        } else if let cached = cache[Array(piece)] { tokens += cached; return }
+        var parts = piece.map { byteTokens[Int($0)] }
         while parts.count > 1 {
             var best: (rank: Int32, merged: Int32, at: Int)?
             for i in 0..<(parts.count - 1) {
@@ -148,7 +200,11 @@ public final class GPT2Tokenizer {
             }
             parts = merged
         }
-        if cache.count < 1 << 20 { cache[key] = parts }
+        if piece.count <= 7 {
+            if shortCache.count < 1 << 20 { shortCache[packed] = parts }
+        } else if cache.count < 1 << 20 {
+            cache[Array(piece)] = parts
+        }
         tokens += parts
     }
 
@@ -219,7 +275,7 @@ public final class GPT2Tokenizer {
         }
     }
 
-    private static let asciiClass: [CharacterClass] = (0..<128).map { classify(UInt32($0)) }
+    static let asciiClass: [CharacterClass] = (0..<128).map { classify(UInt32($0)) }
 
     static func classify(_ value: UInt32) -> CharacterClass {
         guard let scalar = Unicode.Scalar(value) else { return .other }
