@@ -19,7 +19,7 @@ func faultPlan(_ text: String) throws -> FaultPlan {
         let marker = parts[2]
         return FaultPlan(midSave: { saving, _ in
             guard saving == step else { return }
-            FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+            _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
             while true { sleep(60) }
         })
     case ("disk-full", 2):

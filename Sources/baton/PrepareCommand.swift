@@ -2,19 +2,41 @@ import Baton
 import Foundation
 
 let prepareSpec = CommandSpec(
-    name: "prepare", summary: "Tokenize text files byte by byte into llm.c shards: 90% train, 10% val.",
-    usage: "baton prepare TEXT... --out DIR",
+    name: "prepare", summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or GPT-2 BPE, streamed.",
+    usage: "baton prepare FILE... --out DIR [--tokenizer bytes|gpt2|DIR]   (.txt: one document; .jsonl: one a line)",
     options: [
         Option(name: "--out", placeholder: "DIR", help: "folder for the shards (required)"),
         Option(name: "--name", placeholder: "NAME", help: "shard name prefix (default corpus)"),
+        Option(name: "--tokenizer", placeholder: "bytes|gpt2|DIR", help: "bytes (default), the bundled GPT-2 BPE, or a Hugging Face tokenizer folder (vocab.json + merges.txt)"),
+        Option(name: "--field", placeholder: "NAME", help: "BPE: the JSONL field holding the text (default text)"),
+        Option(name: "--shard-tokens", placeholder: "N", help: "BPE: tokens per shard (default 100000000, as llm.c)"),
+        Option(name: "--val-tokens", placeholder: "N", help: "BPE: tokens for validation, taken first (default: the first shard, as llm.c)"),
+        Option(name: "--threads", placeholder: "N", help: "BPE: tokenizer threads (default: one per core)"),
     ])
 
 func prepareCommand(_ arguments: [String]) throws {
     guard let parsed = try prepareSpec.parse(arguments) else { return }
     guard !parsed.positionals.isEmpty else { throw UsageError("baton prepare: give at least one text file (see baton prepare --help)") }
     guard let out = parsed.string("--out") else { throw UsageError("baton prepare: --out DIR is required") }
-    let result = try DatasetPreparation.prepare(textFiles: parsed.positionals.map { URL(fileURLWithPath: $0) },
-                                                outputFolder: URL(fileURLWithPath: out), name: parsed.string("--name") ?? "corpus")
-    print("wrote \(result.files.map(\.path).joined(separator: ", ")): \(result.trainTokens) train and \(result.valTokens) val tokens")
+    let files = parsed.positionals.map { URL(fileURLWithPath: $0) }
+    let tokenizer = parsed.string("--tokenizer") ?? "bytes"
+    if tokenizer == "bytes" {
+        for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {
+            throw UsageError("baton prepare: \(flag) is for --tokenizer gpt2 or DIR; byte-level shards are 90% train, 10% val")
+        }
+        let result = try DatasetPreparation.prepare(textFiles: files, outputFolder: URL(fileURLWithPath: out), name: parsed.string("--name") ?? "corpus")
+        print("wrote \(result.files.map(\.path).joined(separator: ", ")): \(result.trainTokens) train and \(result.valTokens) val tokens")
+        return
+    }
+    var options = CorpusPreparation.Options()
+    options.name = parsed.string("--name") ?? "corpus"
+    options.field = parsed.string("--field") ?? "text"
+    options.shardTokens = try parsed.int("--shard-tokens") ?? options.shardTokens
+    options.valTokens = try parsed.int("--val-tokens")
+    options.threads = try parsed.int("--threads") ?? 0
+    options.progress = { say($0) }
+    let folder = tokenizer == "gpt2" ? try GPT2Tokenizer.bundledFolder() : URL(fileURLWithPath: tokenizer)
+    let start = monotonicSeconds()
+    let result = try CorpusPreparation(tokenizerFolder: folder, options: options).prepare(files: files, outputFolder: URL(fileURLWithPath: out))
+    say("wrote \(result.files.count) shards to \(out): \(result.documents) documents, \(result.trainTokens) train and \(result.valTokens) val tokens in \(formatDuration(monotonicSeconds() - start))")
 }
-

@@ -128,6 +128,17 @@ public final class GPT2Tokenizer {
         return results.parts.flatMap { $0 }
     }
 
+    /// The last place in `bytes` where a cut cannot change the pieces: just before a newline that
+    /// follows an ASCII non-space (a piece always ends there). 0 when there is none.
+    static func lastSafeCut(in bytes: [UInt8]) -> Int {
+        var i = bytes.count - 1
+        while i > 0 {
+            if bytes[i] == 0x0A && bytes[i - 1] < 0x80 && asciiClass[Int(bytes[i - 1])] != .space { return i }
+            i -= 1
+        }
+        return 0
+    }
+
     /// The tokenizer shipped in `data/gpt2-tokenizer/` (from the working directory, or beside
     /// the executable's repository).
     public static func bundled() throws -> GPT2Tokenizer {

@@ -1,0 +1,215 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `baton prepare --tokenizer gpt2|DIR`: text and JSONL files -> GPT-2 token shards in llm.c's
+/// format, streamed (memory is one shard of tokens plus one read block, whatever the input size).
+/// A `.txt` file is one document; a `.jsonl` file is one document a line (its "text" field, or
+/// another). Each document is preceded by `<|endoftext|>`, as llm.c's shards are. The first
+/// `valTokens` tokens (default: one shard's worth, as llm.c's first shard) go to
+/// NAME_val_NNNNNN.bin, the rest to NAME_train_NNNNNN.bin shards of `shardTokens` tokens. A
+/// shard appears only complete (temporary file, fsync, rename); an error removes the shards this
+/// run wrote; `dataset.json` (which tokenizer, its files beside it) is written last.
+public struct CorpusPreparation {
+    public struct Options {
+        public var name = "corpus"
+        public var field = "text"
+        public var shardTokens = 100_000_000
+        public var valTokens: Int?
+        public var threads = 0
+        /// Bytes read at a time (tests make it small to cut documents into many blocks).
+        public var blockBytes = 8 << 20
+        public var progress: ((String) -> Void)?
+        public init() {}
+    }
+
+    public struct Result {
+        public let trainTokens: Int
+        public let valTokens: Int
+        public let documents: Int
+        public let files: [URL]
+    }
+
+    let tokenizer: GPT2Tokenizer
+    let tokenizerFolder: URL
+    let options: Options
+
+    public init(tokenizerFolder: URL, options: Options) throws {
+        tokenizer = try GPT2Tokenizer(folder: tokenizerFolder)
+        self.tokenizerFolder = tokenizerFolder
+        self.options = options
+    }
+
+    /// The file that tells train, eval and sample which tokenizer made a data folder.
+    public static let datasetFile = "dataset.json"
+
+    public func prepare(files: [URL], outputFolder: URL) throws -> Result {
+        guard options.shardTokens >= 1024, options.shardTokens <= Int(Int32.max) else {
+            throw BatonError("--shard-tokens must be between 1024 and \(Int32.max), got \(options.shardTokens)")
+        }
+        if let val = options.valTokens, val < 1 { throw BatonError("--val-tokens must be at least 1, got \(val)") }
+        for file in files where !FileManager.default.fileExists(atPath: file.path) { throw BatonError("\(file.path): no such file") }
+        do { try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true) } catch {
+            throw BatonError("\(outputFolder.path): cannot create folder (\(error.localizedDescription))")
+        }
+        let writer = ShardSequence(folder: outputFolder, name: options.name, shardTokens: options.shardTokens,
+                                   valTokens: options.valTokens ?? options.shardTokens)
+        do {
+            let totalBytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0) }
+            var readBytes = 0, documents = 0
+            let start = monotonicSeconds()
+            var lastReport = start
+            for file in files {
+                let jsonl = file.pathExtension.lowercased() == "jsonl"
+                try forEachBlock(of: file, jsonl: jsonl) { block, documentsStart, bytes in
+                    let encoded = try encode(block, jsonl: jsonl, file: file, firstLine: documentsStart)
+                    for document in encoded {
+                        if document.startsDocument { try writer.append([GPT2Tokenizer.endOfText]); documents += 1 }
+                        try writer.append(document.tokens)
+                    }
+                    readBytes += bytes
+                    let now = monotonicSeconds()
+                    if now - lastReport >= 2, let progress = options.progress {
+                        lastReport = now
+                        let rate = Double(readBytes) / (now - start)
+                        let eta = rate > 0 ? Double(totalBytes - readBytes) / rate : 0
+                        progress(String(format: "prepare: %.1f of %.1f MB | %.1f MB/s | %d tokens | ETA %@", Double(readBytes) / 1e6,
+                                        Double(totalBytes) / 1e6, rate / 1e6, writer.total, formatDuration(eta)))
+                    }
+                }
+            }
+            try writer.finish()
+            guard writer.trainTokens > 0 else {
+                throw BatonError("\(files[0].path): all \(writer.total) tokens went to validation; give more text or a smaller --val-tokens")
+            }
+            try writeDatasetRecord(to: outputFolder)
+            return Result(trainTokens: writer.trainTokens, valTokens: writer.valTokensWritten, documents: documents, files: writer.written)
+        } catch {
+            writer.removeWritten()
+            throw error
+        }
+    }
+
+    /// One document's tokens, or the continuation of a long `.txt` document.
+    struct Encoded { let startsDocument: Bool; let tokens: [Int32] }
+
+    private func encode(_ block: [UInt8], jsonl: Bool, file: URL, firstLine: Int) throws -> [Encoded] {
+        let threads = options.threads > 0 ? options.threads : ProcessInfo.processInfo.activeProcessorCount
+        if !jsonl {
+            try checkUTF8(block, file: file, offset: firstLine)
+            return [Encoded(startsDocument: firstLine == 0, tokens: tokenizer.encode(String(decoding: block, as: UTF8.self), threads: threads))]
+        }
+        var result: [Encoded] = []
+        var lineNumber = firstLine
+        for line in block.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+                throw BatonError("\(file.path): line \(lineNumber) is not a JSON object")
+            }
+            guard let text = object[options.field] as? String else {
+                throw BatonError("\(file.path): line \(lineNumber) has no string field \"\(options.field)\" (pass --field NAME for another)")
+            }
+            result.append(Encoded(startsDocument: true, tokens: tokenizer.encode(text, threads: text.utf8.count > 1 << 20 ? threads : 1)))
+        }
+        return result
+    }
+
+    /// Reads a file in blocks of about 8 MB. A `.txt` block ends just before a newline that
+    /// follows a non-space (where a GPT-2 piece always ends, so blocks tokenize as the whole
+    /// file would); a `.jsonl` block ends after a newline. `body` gets the block, the number of
+    /// bytes (txt) or lines (jsonl) before it, and its size.
+    private func forEachBlock(of file: URL, jsonl: Bool, _ body: ([UInt8], Int, Int) throws -> Void) throws {
+        guard let handle = FileHandle(forReadingAtPath: file.path) else { throw BatonError("\(file.path): cannot read") }
+        defer { try? handle.close() }
+        var pending: [UInt8] = []
+        var before = 0, linesBefore = 0, finished = false
+        while !finished {
+            let chunk = (try? handle.read(upToCount: options.blockBytes)) ?? nil
+            if let chunk, !chunk.isEmpty { pending += chunk } else { finished = true }
+            guard !pending.isEmpty else { break }
+            var cut = pending.count
+            if !finished {
+                cut = jsonl ? (pending.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) : GPT2Tokenizer.lastSafeCut(in: pending)
+                if cut <= 0 { continue }  // no boundary yet: read more
+            }
+            let block = Array(pending[..<cut])
+            pending.removeFirst(cut)
+            try body(block, jsonl ? linesBefore : before, block.count)
+            if jsonl { linesBefore += block.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } }
+            before += block.count
+        }
+    }
+
+    /// Invalid UTF-8 is refused with its byte offset (nothing is replaced silently).
+    private func checkUTF8(_ bytes: [UInt8], file: URL, offset: Int) throws {
+        var iterator = bytes.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        var position = 0
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar): position += scalar.count
+            case .emptyInput: return
+            case .error:
+                throw BatonError("\(file.path): not valid UTF-8 at byte offset \(offset + position); convert it to UTF-8 first")
+            }
+        }
+    }
+
+    private func writeDatasetRecord(to folder: URL) throws {
+        let copy = folder.appendingPathComponent("tokenizer")
+        try? FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+        for name in ["vocab.json", "merges.txt"] {
+            let data = try Data(contentsOf: tokenizerFolder.appendingPathComponent(name))
+            try AtomicFile.write(data, to: copy.appendingPathComponent(name))
+        }
+        let record: [String: Any] = ["tokenizer": "gpt2", "tokenizer_folder": "tokenizer", "vocab_size": tokenizer.vocabularySize,
+                                     "end_of_text": Int(GPT2Tokenizer.endOfText), "baton_version": batonVersion]
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
+                             to: folder.appendingPathComponent(CorpusPreparation.datasetFile))
+    }
+}
+
+/// Fills val then train shards in order and writes each one complete (temp, fsync, rename).
+final class ShardSequence {
+    let folder: URL, name: String, shardTokens: Int, valTarget: Int
+    private var buffer: [UInt16] = []
+    private var index = 0
+    private(set) var total = 0, trainTokens = 0, valTokensWritten = 0
+    private(set) var written: [URL] = []
+
+    init(folder: URL, name: String, shardTokens: Int, valTokens: Int) {
+        self.folder = folder
+        self.name = name
+        self.shardTokens = shardTokens
+        valTarget = valTokens
+        buffer.reserveCapacity(min(shardTokens, 1 << 24))
+    }
+
+    func append(_ tokens: [Int32]) throws {
+        for token in tokens {
+            buffer.append(UInt16(token))
+            total += 1
+            let validating = trainTokens == 0 && valTokensWritten < valTarget
+            let limit = validating ? min(shardTokens, valTarget - valTokensWritten) : shardTokens
+            if buffer.count == limit { try flush() }
+        }
+    }
+
+    func finish() throws { if !buffer.isEmpty { try flush() } }
+
+    private func flush() throws {
+        let validating = trainTokens == 0 && valTokensWritten < valTarget
+        let url = folder.appendingPathComponent(String(format: "%@_%@_%06d.bin", name, validating ? "val" : "train", index))
+        try TokenShard.write(tokens: buffer, to: url)
+        written.append(url)
+        if validating { valTokensWritten += buffer.count } else { trainTokens += buffer.count }
+        index += 1
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    func removeWritten() {
+        for url in written { try? FileManager.default.removeItem(at: url) }
+    }
+}
