@@ -103,3 +103,42 @@ final class CorpusPreparationTests: XCTestCase {
         try assertRefused([folder.appendingPathComponent("missing.txt")], mentions: ["missing.txt", "no such file"])
     }
 }
+
+extension CorpusPreparationTests {
+    /// SIGKILL in the middle of `baton prepare`: every shard that is visible is whole, and a
+    /// rerun writes the bytes an uninterrupted run writes.
+    func testAKilledPrepareLeavesOnlyWholeShardsAndARerunIsTheSame() throws {
+        let text = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8)
+        let input = try write("big.txt", String(repeating: text, count: 4))
+        let flags = ["--tokenizer", "gpt2", "--shard-tokens", "20000", "--val-tokens", "5000", "--threads", "1"]
+        let straight = folder.appendingPathComponent("straight"), killed = folder.appendingPathComponent("killed")
+        XCTAssertEqual(try runBaton(["prepare", input.path, "--out", straight.path] + flags).status, 0)
+        let process = Process()
+        process.executableURL = TestPaths.batonExecutable
+        process.arguments = ["prepare", input.path, "--out", killed.path] + flags
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        var shardsSeen = 0
+        for _ in 0..<400 where shardsSeen < 3 {  // wait for a few shards, then kill mid-run
+            usleep(10_000)
+            shardsSeen = ((try? FileManager.default.contentsOfDirectory(atPath: killed.path)) ?? []).filter { $0.hasSuffix(".bin") }.count
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal, "the run must still be going when it is killed")
+        let visible = try FileManager.default.contentsOfDirectory(atPath: killed.path).filter { $0.hasSuffix(".bin") }
+        XCTAssertFalse(visible.isEmpty)
+        for name in visible {
+            let url = killed.appendingPathComponent(name)
+            XCTAssertNoThrow(try TokenShard(url: url, vocabularySize: 50257), "\(name) must be whole")
+            XCTAssertEqual(try Data(contentsOf: url), try Data(contentsOf: straight.appendingPathComponent(name)))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killed.appendingPathComponent("dataset.json").path), "dataset.json comes last")
+        XCTAssertEqual(try runBaton(["prepare", input.path, "--out", killed.path] + flags).status, 0)
+        let names = try FileManager.default.contentsOfDirectory(atPath: straight.path).sorted()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: killed.path).sorted(), names, "no temporary file is left")
+        for name in names where name.hasSuffix(".bin") {
+            XCTAssertEqual(try Data(contentsOf: killed.appendingPathComponent(name)), try Data(contentsOf: straight.appendingPathComponent(name)), name)
+        }
+    }
+}

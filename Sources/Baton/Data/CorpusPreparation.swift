@@ -53,6 +53,10 @@ public struct CorpusPreparation {
         do { try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true) } catch {
             throw BatonError("\(outputFolder.path): cannot create folder (\(error.localizedDescription))")
         }
+        // Shards a killed run was writing never became shards: remove them.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: outputFolder.path)) ?? [] where name.hasPrefix(".") && name.contains(".bin.tmp-") {
+            try? FileManager.default.removeItem(at: outputFolder.appendingPathComponent(name))
+        }
         let writer = ShardSequence(folder: outputFolder, name: options.name, shardTokens: options.shardTokens,
                                    valTokens: options.valTokens ?? options.shardTokens)
         do {
@@ -184,7 +188,8 @@ final class ShardSequence {
         self.name = name
         self.shardTokens = shardTokens
         valTarget = valTokens
-        buffer.reserveCapacity(min(shardTokens, 1 << 24))
+        // Pages are touched only as tokens arrive: a small corpus does not pay for a whole shard.
+        buffer.reserveCapacity(shardTokens)
     }
 
     func append(_ tokens: [Int32]) throws {
@@ -202,11 +207,35 @@ final class ShardSequence {
     private func flush() throws {
         let validating = trainTokens == 0 && valTokensWritten < valTarget
         let url = folder.appendingPathComponent(String(format: "%@_%@_%06d.bin", name, validating ? "val" : "train", index))
-        try TokenShard.write(tokens: buffer, to: url)
+        try writeShard(to: url)
         written.append(url)
         if validating { valTokensWritten += buffer.count } else { trainTokens += buffer.count }
         index += 1
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// The header, then the buffer as it is (little-endian hosts), into a temporary file that is
+    /// fsynced and renamed into place: no copy of the shard in memory, no half shard on disk.
+    private func writeShard(to url: URL) throws {
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        try? FileManager.default.removeItem(at: temporary)
+        do {
+            let writer = try FileWriter(url: temporary, expectedBytes: TokenShard.headerBytes + 2 * buffer.count)
+            var header = [Int32](repeating: 0, count: 256)
+            header[0] = TokenShard.magic
+            header[1] = TokenShard.version
+            header[2] = Int32(buffer.count)
+            try header.withUnsafeBytes { try writer.write($0) }
+            try buffer.withUnsafeBytes { try writer.write($0) }
+            try writer.sync()
+            writer.close()
+            guard rename(temporary.path, url.path) == 0 else {
+                throw BatonError("\(url.path): cannot move the shard into place (\(String(cString: strerror(errno))))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw error
+        }
     }
 
     func removeWritten() {
