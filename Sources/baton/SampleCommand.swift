@@ -10,6 +10,8 @@ let sampleSpec = CommandSpec(
         Option(name: "--temperature", placeholder: "X", help: "softmax temperature; 0 is greedy (default 0.8)"),
         Option(name: "--top-k", placeholder: "K", help: "sample among the K likeliest tokens; 0: all (default 40)"),
         Option(name: "--seed", placeholder: "N", help: "sampling seed (default 42)"),
+        Option(name: "--tokenizer", placeholder: "bytes|gpt2|DIR", help: "default: the one the data was prepared with, else the vocabulary's (256: bytes, 50257: GPT-2)"),
+        Option(name: "--stop-at-eot", placeholder: nil, help: "stop after <|endoftext|> (GPT-2 tokenizers)"),
     ] + deviceOptions)
 
 func sampleCommand(_ arguments: [String]) throws {
@@ -22,22 +24,28 @@ func sampleCommand(_ arguments: [String]) throws {
     guard temperature >= 0 else { throw UsageError("baton sample: --temperature must not be negative") }
     guard topK >= 0 else { throw UsageError("baton sample: --top-k must not be negative") }
     let device = try openDevice(parsed, announce: false)
-    let model = try ModelWeights.openModel(path: path, device: device)
-    guard model.config.vocabularySize == ByteTokenizer.vocabularySize else {
-        throw BatonError("\(path): vocabulary \(model.config.vocabularySize) is not the byte tokenizer's 256; baton sample only decodes byte-level models")
-    }
+    let weights = try ModelWeights.resolve(path: path)
+    let model = try ModelWeights.openModel(path: weights.path, device: device)
+    let tokenizer = try parsed.string("--tokenizer").map(TextTokenizer.named)
+        ?? TextTokenizer.forModel(vocabularySize: model.config.vocabularySize, dataFolder: ModelWeights.dataFolder(ofWeights: weights))
     let prompt = parsed.string("--prompt") ?? ""
+    let promptTokens = tokenizer.encode(prompt)
+    if let bad = promptTokens.first(where: { Int($0) >= model.config.vocabularySize }) {
+        throw BatonError("--prompt: token \(bad) is not below the model's vocabulary \(model.config.vocabularySize); pass the --tokenizer it was trained with")
+    }
     FileHandle.standardOutput.write(Data(prompt.utf8))
     var pending: [UInt8] = []
-    _ = try Sampler.generate(model: model, prompt: ByteTokenizer.encode(prompt), length: length, temperature: temperature,
-                             topK: topK, seed: try parsed.seed("--seed") ?? 42) { token in
+    let stop: Int32? = parsed.flag("--stop-at-eot") ? GPT2Tokenizer.endOfText : nil
+    _ = try Sampler.generate(model: model, prompt: promptTokens, length: length, temperature: temperature, topK: topK,
+                             seed: try parsed.seed("--seed") ?? 42, start: tokenizer.start, stopAt: stop) { token in
         // Print whole UTF-8 characters as they complete.
-        pending.append(UInt8(clamping: token))
-        if String(validating: pending, as: UTF8.self) != nil || pending.count >= 4 {
-            FileHandle.standardOutput.write(Data(pending))
-            pending.removeAll()
+        pending += tokenizer.bytes(of: token)
+        var valid = pending.count
+        while valid > 0 && String(validating: pending[..<valid], as: UTF8.self) == nil && pending.count - valid < 4 { valid -= 1 }
+        if valid > 0 {
+            FileHandle.standardOutput.write(Data(pending[..<valid]))
+            pending.removeFirst(valid)
         }
     }
     FileHandle.standardOutput.write(Data(pending + [0x0A]))
 }
-

@@ -65,12 +65,20 @@ final class CorpusPreparationTests: XCTestCase {
         let out = folder.appendingPathComponent("shards")
         let prepared = try runBaton(["prepare", try write("b.txt", book).path, "--tokenizer", "gpt2", "--out", out.path, "--shard-tokens", "2048", "--val-tokens", "600"])
         XCTAssertEqual(prepared.status, 0, prepared.stderr)
-        let trained = try runBaton(["train", "--data", out.path, "--out", folder.appendingPathComponent("run").path, "--vocab-size", "50257",
+        // No --vocab-size: the folder's dataset.json says 50257.
+        let run = folder.appendingPathComponent("run").path
+        let trained = try runBaton(["train", "--data", out.path, "--out", run,
                                     "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "16", "--batch", "2", "--steps", "3",
                                     "--eval-batches", "1", "--device", "cpu"])
         XCTAssertEqual(trained.status, 0, trained.stderr)
-        XCTAssert(trained.stdout.contains("vocabulary 50257"), trained.stdout)
-        let small = try runBaton(["train", "--data", out.path, "--out", folder.appendingPathComponent("run256").path, "--steps", "1", "--device", "cpu"])
+        XCTAssert(trained.stdout.contains("data: gpt2 tokens (dataset.json): vocabulary 50257") && trained.stdout.contains("vocabulary 50257"), trained.stdout)
+        // Sampling encodes the prompt and decodes with the data's tokenizer, and can stop at <|endoftext|>.
+        let sampled = try runBaton(["sample", run, "--prompt", "Of Man's", "--length", "12", "--device", "cpu", "--stop-at-eot"])
+        XCTAssertEqual(sampled.status, 0, sampled.stderr)
+        XCTAssert(sampled.stdout.hasPrefix("Of Man's"), sampled.stdout)
+        // The same shards as llm.c's: a vocabulary too small for them is refused in one line.
+        let small = try runBaton(["train", "--data", out.path, "--out", folder.appendingPathComponent("run256").path, "--vocab-size", "256",
+                                  "--steps", "1", "--device", "cpu"])
         XCTAssertEqual(small.status, 1)
         XCTAssert(small.stderr.contains("is not below the vocabulary size 256"), small.stderr)
     }

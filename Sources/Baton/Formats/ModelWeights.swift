@@ -47,6 +47,14 @@ public enum ModelWeights {
         return found.url.appendingPathComponent(CheckpointStore.modelFile)
     }
 
+    /// The data folder a weights file's checkpoint was trained on (from its state.json), if it
+    /// sits in a checkpoint.
+    public static func dataFolder(ofWeights url: URL) -> String? {
+        let state = url.deletingLastPathComponent().appendingPathComponent(CheckpointStore.stateFile)
+        guard let data = FileManager.default.contents(atPath: state.path) else { return nil }
+        return (try? CheckpointState.decode(data, path: state.path))?.config.dataFolder
+    }
+
     /// Opens a model from a run folder, a checkpoint folder or a weights file.
     public static func openModel(path: String, device: Device) throws -> GPT {
         let file = try SafeTensors.read(try resolve(path: path))

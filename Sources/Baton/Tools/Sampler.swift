@@ -2,10 +2,12 @@ import Foundation
 
 /// Autoregressive sampling with temperature and top-k.
 public enum Sampler {
+    /// Generates up to `length` tokens after `prompt` (or after `start` when it is empty), and
+    /// stops early after generating `stopAt` when given.
     public static func generate(model: GPT, prompt: [Int32], length: Int, temperature: Float, topK: Int, seed: UInt64,
-                                onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
+                                start: Int32 = 10, stopAt: Int32? = nil, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
         let T = model.config.contextLength, V = model.config.vocabularySize
-        var tokens = prompt.isEmpty ? [Int32(10)] : prompt  // an empty prompt starts from a newline
+        var tokens = prompt.isEmpty ? [start] : prompt
         var generator = RandomGenerator(seed: seed)
         var generated: [Int32] = []
         for _ in 0..<length {
@@ -19,6 +21,7 @@ public enum Sampler {
             tokens.append(next)
             generated.append(next)
             onToken(next)
+            if next == stopAt { break }
         }
         return generated
     }

@@ -61,6 +61,12 @@ public enum RunOpener {
         try config.validate()
         // Record where the data is absolutely, so a resume from another directory finds it.
         config.dataFolder = URL(fileURLWithPath: config.dataFolder).standardizedFileURL.path
+        // Data prepared with a BPE tokenizer says its vocabulary; a fresh run takes it unless told.
+        if found == nil, request.overrides.vocabularySize == nil,
+           let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
+            config.model.vocabularySize = record.vocabularySize
+            log("data: \(record.tokenizer) tokens (\(CorpusPreparation.datasetFile)): vocabulary \(record.vocabularySize)")
+        }
         if let found { try checkShape(config, against: found) }
         let data = try TrainingData.open(config: config, log: log)
         if let epochs = config.epochs {  // the total steps follow from the data
