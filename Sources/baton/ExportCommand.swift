@@ -1,0 +1,19 @@
+import Baton
+import Foundation
+
+let exportSpec = CommandSpec(
+    name: "export", summary: "Write a Hugging Face folder (GPT2LMHeadModel + tokenizer) from a run or checkpoint.",
+    usage: "baton export PATH --hf DIR [--overwrite]   (\(modelPathHelp))",
+    options: [
+        Option(name: "--hf", placeholder: "DIR", help: "the folder to write (required)"),
+        Option(name: "--overwrite", placeholder: nil, help: "replace DIR if it exists (only once the new folder is complete)"),
+    ])
+
+func exportCommand(_ arguments: [String]) throws {
+    guard let parsed = try exportSpec.parse(arguments) else { return }
+    let path = try modelPath(parsed)
+    guard let out = parsed.string("--hf") else { throw UsageError("baton export: --hf DIR is required") }
+    let result = try HuggingFaceExport.export(path: path, to: URL(fileURLWithPath: out), overwrite: parsed.flag("--overwrite"))
+    print("wrote \(result.folder.path): \(result.files.joined(separator: ", ")); tokenizer: \(result.tokenizer)")
+    print("load it with: GPT2LMHeadModel.from_pretrained(\"\(result.folder.path)\")")
+}
