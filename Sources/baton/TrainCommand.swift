@@ -28,6 +28,7 @@ let trainSpec = CommandSpec(
         Option(name: "--keep-last", placeholder: "K", help: "keep the newest K checkpoints (default 3)"),
         Option(name: "--keep-every", placeholder: "M", help: "also keep every checkpoint whose step is a multiple of M, forever"),
         Option(name: "--stop-at", placeholder: "STEP", help: "stop after STEP steps, with a checkpoint (0: save the initial state)"),
+        Option(name: "--init-from", placeholder: "HF_DIR", help: "start from a Hugging Face GPT2LMHeadModel folder (config.json + safetensors); its shape is the run's"),
         Option(name: "--resume", placeholder: "auto|step-N|PATH", help: "continue from the newest good checkpoint, a step, or a checkpoint folder"),
         Option(name: "--overwrite", placeholder: nil, help: "start over in a run folder that has checkpoints; replace a checkpoint of the same step"),
         Option(name: "--allow-data-change", placeholder: nil, help: "resume even though the data differs from the checkpoint's"),
@@ -84,9 +85,11 @@ func trainCommand(_ arguments: [String]) throws {
     #endif
     let overrides = try trainOverrides(parsed)
     // Check the flags before any work, so a typo fails in an instant.
-    if resume == nil { try TrainingConfig().applying(overrides).validate() }
+    let initFrom = parsed.string("--init-from").map { URL(fileURLWithPath: $0) }
+    if resume == nil && initFrom == nil { try TrainingConfig().applying(overrides).validate() }
     let device = try openDevice(parsed)
-    let trainer = try RunOpener.open(RunOpener.Request(out: parsed.string("--out"), resume: resume, overrides: overrides, options: options),
+    let trainer = try RunOpener.open(RunOpener.Request(out: parsed.string("--out"), resume: resume, overrides: overrides, options: options,
+                                                                       initFrom: initFrom),
                                      device: device, log: { say($0) })
     let summary = try trainer.run()
     if let reason = summary.stoppedBy {

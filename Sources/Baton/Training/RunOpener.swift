@@ -13,12 +13,15 @@ public enum RunOpener {
         /// checkpoint's config (resumed).
         public var overrides: TrainingConfig.Overrides
         public var options: RunOptions
+        /// --init-from: a Hugging Face GPT2LMHeadModel folder to start a fresh run from.
+        public var initFrom: URL?
 
-        public init(out: String?, resume: ResumeRequest?, overrides: TrainingConfig.Overrides, options: RunOptions) {
+        public init(out: String?, resume: ResumeRequest?, overrides: TrainingConfig.Overrides, options: RunOptions, initFrom: URL? = nil) {
             self.out = out
             self.resume = resume
             self.overrides = overrides
             self.options = options
+            self.initFrom = initFrom
         }
     }
 
@@ -54,15 +57,22 @@ public enum RunOpener {
                 throw BatonError("--out \(runFolder.url.path) already holds a run\(have.isEmpty ? "" : " (checkpoints \(have.joined(separator: ", ")))"); pass --resume auto to continue it, or --overwrite to start over")
             }
         }
+        if request.initFrom != nil && request.resume != nil {
+            throw BatonError("--init-from starts a run; to continue one, drop it (the checkpoint holds the weights) and keep --resume")
+        }
+        let initial = try request.initFrom.map { try HuggingFaceModel(folder: $0) }
         // The base config: the checkpoint's; for a --resume that finds no checkpoint, the one the
         // run was started with (its config.json); else the defaults.
         let base = found?.state.config ?? (request.resume != nil ? runFolder.readConfig() : nil) ?? TrainingConfig()
         var config = base.applying(request.overrides)
+        if let initial {
+            try adopt(initial, into: &config, overrides: request.overrides)
+        }
         try config.validate()
         // Record where the data is absolutely, so a resume from another directory finds it.
         config.dataFolder = URL(fileURLWithPath: config.dataFolder).standardizedFileURL.path
         // Data prepared with a BPE tokenizer says its vocabulary; a fresh run takes it unless told.
-        if found == nil, request.overrides.vocabularySize == nil,
+        if found == nil, initial == nil, request.overrides.vocabularySize == nil,
            let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
             config.model.vocabularySize = record.vocabularySize
             log("data: \(record.tokenizer) tokens (\(CorpusPreparation.datasetFile)): vocabulary \(record.vocabularySize)")
@@ -84,6 +94,10 @@ public enum RunOpener {
             let replaced = try setAsidePreviousRun(runFolder: runFolder, store: store, log: log)
             trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, options: request.options, log: log)
             trainer.replacedCheckpoints = replaced
+            if let initial {
+                try initial.load(into: trainer.model)
+                log("init: weights from \(initial.folder.path) (\(initial.checksums.keys.sorted().joined(separator: ", ")))")
+            }
         }
         try runFolder.writeConfig(RunFolder.Record(
             baton_version: batonVersion, device: device.summary, parameters: trainer.model.parameterCount,
@@ -92,6 +106,18 @@ public enum RunOpener {
         try MetricsLog.truncate(runFolder.metricsURL, afterStep: trainer.state.step)
         if let ledger = request.options.sampleLedger { try MetricsLog.truncate(ledger, afterStep: trainer.state.step) }
         return trainer
+    }
+
+    /// A run started from a Hugging Face folder takes its shape; a flag that says otherwise is an error.
+    private static func adopt(_ initial: HuggingFaceModel, into config: inout TrainingConfig, overrides: TrainingConfig.Overrides) throws {
+        let theirs = initial.config, source = initial.folder.appendingPathComponent("config.json").path
+        for (flag, given, value) in [("--layers", overrides.layers, theirs.layers), ("--heads", overrides.heads, theirs.heads),
+                                     ("--embd", overrides.channels, theirs.channels), ("--seq-len", overrides.contextLength, theirs.contextLength),
+                                     ("--vocab-size", overrides.vocabularySize, theirs.vocabularySize)] {
+            if let given, given != value { throw BatonError("\(flag) \(given) conflicts with \(source), which says \(value); drop the flag") }
+        }
+        config.model = theirs
+        config.initFrom = TrainingConfig.InitSource(folder: initial.folder.standardizedFileURL.path, files: initial.checksums)
     }
 
     /// A resumed run keeps its shape, and the checkpoint's config must agree with its own

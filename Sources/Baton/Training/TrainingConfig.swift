@@ -30,6 +30,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var onNonfinite = "stop"
     /// A checkpoint save that fails (a full disk): "stop" (the default) or "retry" at the next save.
     public var onSaveError = "stop"
+    /// The Hugging Face folder a run started from (--init-from), with its weights files' CRC32C.
+    public var initFrom: InitSource?
+
+    public struct InitSource: Codable, Equatable, Sendable {
+        public var folder: String
+        public var files: [String: String]
+    }
 
     public init() {}
 
