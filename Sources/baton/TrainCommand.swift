@@ -102,4 +102,5 @@ func trainCommand(_ arguments: [String]) throws {
     if let val = summary.finalValidationLoss { closing += ", val loss \(String(format: "%.4f", val))" }
     if let checkpoint = summary.checkpoint { closing += ", checkpoint \(checkpoint.path)" }
     say(closing + ", \(Int(summary.tokensPerSecond)) tok/s")
+    say("plot the losses with: baton plot \(summary.runFolder.path) --out \(summary.runFolder.appendingPathComponent("loss.svg").path)")
 }

@@ -7,6 +7,7 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Void)] 
     ("eval", "mean next-token loss of weights on a token shard", evalCommand),
     ("prepare", "tokenize text files into llm.c token shards", prepareCommand),
     ("bench", "measure training tokens/s", benchCommand),
+    ("plot", "draw runs' loss curves as an SVG", plotCommand),
     ("export", "write a Hugging Face folder from a run or checkpoint", exportCommand),
     ("checkpoints", "list a run's checkpoints and verify them", checkpointsCommand),
     ("inspect", "print a checkpoint's state and tensors", inspectCommand),

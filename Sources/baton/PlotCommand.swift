@@ -1,0 +1,26 @@
+import Baton
+import Foundation
+
+let plotSpec = CommandSpec(
+    name: "plot", summary: "Draw runs' loss curves (training raw and smoothed, validation points) as an SVG.",
+    usage: "baton plot RUN [RUN...] --out FILE.svg [--x step|tokens] [--log-y]",
+    options: [
+        Option(name: "--out", placeholder: "FILE.svg", help: "the SVG to write (required)"),
+        Option(name: "--x", placeholder: "step|tokens", help: "x axis: optimizer steps (default) or tokens seen"),
+        Option(name: "--log-y", placeholder: nil, help: "logarithmic loss axis"),
+        Option(name: "--smoothing", placeholder: "X", help: "moving-average weight of the smoothed curve, 0 to 1 (default 0.9)"),
+    ])
+
+func plotCommand(_ arguments: [String]) throws {
+    guard let parsed = try plotSpec.parse(arguments) else { return }
+    guard !parsed.positionals.isEmpty else { throw UsageError("baton plot: give at least one RUN folder (see baton plot --help)") }
+    guard let out = parsed.string("--out") else { throw UsageError("baton plot: --out FILE.svg is required") }
+    let axisName = parsed.string("--x") ?? "step"
+    guard let axis = LossPlot.XAxis(rawValue: axisName) else { throw UsageError("baton plot: --x expects step or tokens, got '\(axisName)'") }
+    let smoothing = Double(try parsed.float("--smoothing") ?? 0.9)
+    guard smoothing >= 0 && smoothing < 1 else { throw UsageError("baton plot: --smoothing must be in [0, 1)") }
+    let runs = try parsed.positionals.map { try LossPlot.series(runFolder: URL(fileURLWithPath: $0)) }
+    let svg = try LossPlot.svg(runs, x: axis, logY: parsed.flag("--log-y"), smoothing: smoothing)
+    try AtomicFile.write(Data(svg.utf8), to: URL(fileURLWithPath: out))
+    print("wrote \(out): \(runs.count) run\(runs.count == 1 ? "" : "s"), \(runs.map { "\($0.name) (\($0.metrics.count) steps)" }.joined(separator: ", "))")
+}

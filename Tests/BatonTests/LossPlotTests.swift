@@ -1,0 +1,59 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import XCTest
+@testable import Baton
+
+/// `baton plot`: the SVG is well-formed XML with one group per run, whose faint training curve
+/// has one point per metrics row and whose validation points are the rows with a val loss.
+final class LossPlotTests: XCTestCase {
+    final class Collector: NSObject, XMLParserDelegate {
+        var runs: [(name: String, rawPoints: Int, declared: Int, smoothedPoints: Int, validation: Int)] = []
+        func parser(_ parser: XMLParser, didStartElement element: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+            switch (element, attributes["class"]) {
+            case ("g", "run"): runs.append((attributes["data-run"] ?? "", 0, 0, 0, 0))
+            case ("polyline", "train-raw"):
+                runs[runs.count - 1].rawPoints = (attributes["points"] ?? "").split(separator: " ").count
+                runs[runs.count - 1].declared = Int(attributes["data-points"] ?? "") ?? -1
+            case ("polyline", "train-smoothed"): runs[runs.count - 1].smoothedPoints = (attributes["points"] ?? "").split(separator: " ").count
+            case ("circle", "val"): runs[runs.count - 1].validation += 1
+            default: break
+            }
+        }
+    }
+
+    func testTheSVGHoldsOneSeriesPerRunWithOnePointPerStep() throws {
+        let folder = try TestPaths.temporaryFolder("plot")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try makeTinyShards(in: folder)
+        var runs: [String] = []
+        for (name, steps) in [("small", 14), ("large & <odd>", 9)] {
+            let run = folder.appendingPathComponent(name).path
+            let result = try runBaton(["train", "--data", data, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8",
+                                       "--batch", "4", "--steps", "\(steps)", "--eval-every", "5", "--eval-batches", "1", "--device", "cpu"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssert(result.stdout.contains("plot the losses with: baton plot \(run) --out"), result.stdout)
+            runs.append(run)
+        }
+        for extra in [[], ["--x", "tokens", "--log-y"]] {
+            let svg = folder.appendingPathComponent("loss.svg")
+            let plotted = try runBaton(["plot"] + runs + ["--out", svg.path] + extra)
+            XCTAssertEqual(plotted.status, 0, plotted.stderr)
+            let parser = try XCTUnwrap(XMLParser(contentsOf: svg))
+            let collector = Collector()
+            parser.delegate = collector
+            XCTAssert(parser.parse(), "the SVG must be well-formed XML: \(parser.parserError.map { "\($0)" } ?? "")")
+            XCTAssertEqual(collector.runs.map(\.name), ["small", "large & <odd>"])
+            for (run, (steps, validations)) in zip(collector.runs, [(14, 3), (9, 2)]) {  // val at 5, 10, end; at 5, end
+                XCTAssertEqual(run.rawPoints, steps, run.name)
+                XCTAssertEqual(run.declared, steps, run.name)
+                XCTAssertEqual(run.smoothedPoints, steps, run.name)
+                XCTAssertEqual(run.validation, validations, run.name)
+            }
+        }
+        let missing = try runBaton(["plot", folder.path, "--out", folder.appendingPathComponent("x.svg").path])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssert(missing.stderr.contains("no metrics.jsonl"), missing.stderr)
+    }
+}
