@@ -81,3 +81,30 @@ final class HuggingFaceImportTests: XCTestCase {
         try assertOneLine(["train", "--init-from", source.path, "--resume", "auto"] + common, mentions: ["--init-from starts a run"])
     }
 }
+
+extension HuggingFaceImportTests {
+    /// Sharded safetensors with their index (as save_pretrained writes large models) load the same.
+    func testShardedSafetensorsWithAnIndexLoadTheSame() throws {
+        let sharded = folder.appendingPathComponent("sharded")
+        try FileManager.default.createDirectory(at: sharded, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: source.appendingPathComponent("config.json"), to: sharded.appendingPathComponent("config.json"))
+        let whole = try SafeTensors.read(source.appendingPathComponent("model.safetensors"))
+        var map: [String: String] = [:]
+        for (part, names) in [whole.names.filter { $0.contains(".h.0.") }, whole.names.filter { !$0.contains(".h.0.") }].enumerated() {
+            let file = "model-0000\(part + 1)-of-00002.safetensors"
+            let flat = try names.flatMap { try whole.floats($0) }
+            _ = try flat.withUnsafeBufferPointer { values in
+                try TensorFile.write(sharded.appendingPathComponent(file), entries: names.map { TensorFile.Entry(name: $0, shape: whole.entries[$0]!.shape) },
+                                     segments: [values])
+            }
+            for name in names { map[name] = file }
+        }
+        try JSONSerialization.data(withJSONObject: ["weight_map": map]).write(to: sharded.appendingPathComponent("model.safetensors.index.json"))
+        let a = try HuggingFaceModel(folder: source), b = try HuggingFaceModel(folder: sharded)
+        XCTAssertEqual(b.checksums.keys.sorted(), ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"])
+        let one = try GPT(config: a.config, device: Device.cpu(threads: 1)), two = try GPT(config: b.config, device: Device.cpu(threads: 1))
+        try a.load(into: one)
+        try b.load(into: two)
+        XCTAssertEqual(try one.device.download(one.parameters), try two.device.download(two.parameters))
+    }
+}
