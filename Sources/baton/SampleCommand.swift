@@ -27,7 +27,7 @@ func sampleCommand(_ arguments: [String]) throws {
     let weights = try ModelWeights.resolve(path: path)
     let model = try ModelWeights.openModel(path: weights.path, device: device)
     let tokenizer = try parsed.string("--tokenizer").map(TextTokenizer.named)
-        ?? TextTokenizer.forModel(vocabularySize: model.config.vocabularySize, dataFolder: ModelWeights.dataFolder(ofWeights: weights))
+        ?? TextTokenizer.forModel(vocabularySize: model.config.vocabularySize, tokenizerFolder: try ModelWeights.tokenizerFolder(ofWeights: weights))
     let prompt = parsed.string("--prompt") ?? ""
     let promptTokens = tokenizer.encode(prompt)
     if let bad = promptTokens.first(where: { Int($0) >= model.config.vocabularySize }) {

@@ -76,7 +76,12 @@ final class CorpusPreparationTests: XCTestCase {
         let sampled = try runBaton(["sample", run, "--prompt", "Of Man's", "--length", "12", "--device", "cpu", "--stop-at-eot"])
         XCTAssertEqual(sampled.status, 0, sampled.stderr)
         XCTAssert(sampled.stdout.hasPrefix("Of Man's"), sampled.stdout)
-        // The same shards as llm.c's: a vocabulary too small for them is refused in one line.
+        // Shards as llm.c writes them (no dataset.json) train as they are with --vocab-size 50257.
+        try FileManager.default.removeItem(at: out.appendingPathComponent("dataset.json"))
+        let llmc = try runBaton(["train", "--data", out.path, "--out", folder.appendingPathComponent("llmc").path, "--vocab-size", "50257",
+                                 "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "16", "--batch", "2", "--steps", "1", "--device", "cpu"])
+        XCTAssertEqual(llmc.status, 0, llmc.stderr)
+        // A vocabulary too small for them is refused in one line.
         let small = try runBaton(["train", "--data", out.path, "--out", folder.appendingPathComponent("run256").path, "--vocab-size", "256",
                                   "--steps", "1", "--device", "cpu"])
         XCTAssertEqual(small.status, 1)

@@ -34,6 +34,9 @@ final class HuggingFaceImportTests: XCTestCase {
     func testARunFromAHuggingFaceFolderResumesWithoutItAndExportsItBack() throws {
         let copy = folder.appendingPathComponent("hf")
         try FileManager.default.copyItem(at: source, to: copy)
+        for name in ["vocab.json", "merges.txt"] {  // a source folder with a tokenizer: the export carries it on
+            try FileManager.default.copyItem(at: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer/\(name)"), to: copy.appendingPathComponent(name))
+        }
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
         let common = ["--data", data, "--out", run, "--batch", "4", "--device", "cpu", "--eval-batches", "1"]
         let started = try runBaton(["train", "--init-from", copy.path, "--steps", "6", "--stop-at", "0"] + common)
@@ -45,6 +48,7 @@ final class HuggingFaceImportTests: XCTestCase {
         // export(init-from(X)) gives back X's tensors, bit for bit.
         let exported = folder.appendingPathComponent("exported")
         XCTAssertEqual(try runBaton(["export", run, "--hf", exported.path]).status, 0)
+        XCTAssertEqual(try Data(contentsOf: exported.appendingPathComponent("merges.txt")), try Data(contentsOf: copy.appendingPathComponent("merges.txt")))
         let original = try tensors(copy.appendingPathComponent("model.safetensors"))
         let roundTrip = try tensors(exported.appendingPathComponent("model.safetensors"))
         XCTAssertEqual(Set(roundTrip.keys), Set(original.keys).subtracting(["transformer.lm_head.weight"]))

@@ -34,12 +34,10 @@ public enum TextTokenizer {
         }
     }
 
-    /// The tokenizer of the data a checkpoint was trained on (its dataset.json), else the one
-    /// its vocabulary implies: 256 is bytes, 50257 GPT-2's.
-    public static func forModel(vocabularySize: Int, dataFolder: String?) throws -> TextTokenizer {
-        if let dataFolder, let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: dataFolder)) {
-            return .bpe(try GPT2Tokenizer(folder: record.tokenizerFolder))
-        }
+    /// The tokenizer a checkpoint's text went through (ModelWeights.tokenizerFolder: its data's,
+    /// or its Hugging Face source's), else the one its vocabulary implies: 256 is bytes, 50257 GPT-2's.
+    public static func forModel(vocabularySize: Int, tokenizerFolder: URL?) throws -> TextTokenizer {
+        if let tokenizerFolder { return .bpe(try GPT2Tokenizer(folder: tokenizerFolder)) }
         switch vocabularySize {
         case ByteTokenizer.vocabularySize: return .bytes
         case 50257: return .bpe(try GPT2Tokenizer.bundled())

@@ -19,11 +19,8 @@ public enum HuggingFaceExport {
         if fileManager.fileExists(atPath: folder.path) && !overwrite {
             throw BatonError("--hf \(folder.path) already exists; pass --overwrite to replace it")
         }
-        let dataFolder = ModelWeights.dataFolder(ofWeights: weights)
-        let tokenizerFolder: URL? = try {
-            if let dataFolder, let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: dataFolder)) { return record.tokenizerFolder }
-            return config.vocabularySize == 50257 ? try GPT2Tokenizer.bundledFolder() : nil
-        }()
+        let tokenizerFolder: URL? = try ModelWeights.tokenizerFolder(ofWeights: weights)
+            ?? (config.vocabularySize == 50257 ? try GPT2Tokenizer.bundledFolder() : nil)
         let parent = folder.deletingLastPathComponent()
         let temporary = parent.appendingPathComponent(".\(folder.lastPathComponent).tmp-\(getpid())")
         try? fileManager.removeItem(at: temporary)

@@ -47,12 +47,22 @@ public enum ModelWeights {
         return found.url.appendingPathComponent(CheckpointStore.modelFile)
     }
 
-    /// The data folder a weights file's checkpoint was trained on (from its state.json), if it
-    /// sits in a checkpoint.
-    public static func dataFolder(ofWeights url: URL) -> String? {
+    /// The config a weights file's checkpoint was trained with (from its state.json), if it sits
+    /// in a checkpoint.
+    public static func trainingConfig(ofWeights url: URL) -> TrainingConfig? {
         let state = url.deletingLastPathComponent().appendingPathComponent(CheckpointStore.stateFile)
         guard let data = FileManager.default.contents(atPath: state.path) else { return nil }
-        return (try? CheckpointState.decode(data, path: state.path))?.config.dataFolder
+        return (try? CheckpointState.decode(data, path: state.path))?.config
+    }
+
+    /// Where the tokenizer files of the text a checkpoint learned are: the data folder's (from its
+    /// dataset.json), else the Hugging Face folder the run started from, when it has them.
+    public static func tokenizerFolder(ofWeights url: URL) throws -> URL? {
+        guard let config = trainingConfig(ofWeights: url) else { return nil }
+        if let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) { return record.tokenizerFolder }
+        if let source = config.initFrom.map({ URL(fileURLWithPath: $0.folder) }),
+           FileManager.default.fileExists(atPath: source.appendingPathComponent("merges.txt").path) { return source }
+        return nil
     }
 
     /// Opens a model from a run folder, a checkpoint folder or a weights file.
