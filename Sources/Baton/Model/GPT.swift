@@ -7,10 +7,13 @@ public final class GPT {
     public let device: Device
     /// All parameters, flat, in `layout` order.
     public let parameters: Tensor
-    /// Gradients, same layout; backward accumulates into them.
-    public let gradients: Tensor
+    /// Gradients, same layout; backward accumulates into them. Gradient accumulation swaps in
+    /// buffers of its own (GradientTree), so this is whichever buffer holds the current sum.
+    public internal(set) var gradients: Tensor
 
     private var activations: Activations?
+    /// Gradient accumulation's buffers, made at the first step that accumulates.
+    lazy var gradientTree = GradientTree(model: self)
 
     public init(config: GPTConfig, device: Device) throws {
         try config.validate()

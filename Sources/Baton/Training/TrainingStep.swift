@@ -17,18 +17,28 @@ public enum TrainingStep {
     public static func run(model: GPT, optimizer: AdamW, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int,
                            learningRate: Float, gradientClip: Float, updateNumber: Int,
                            afterBackward: ((GPT) throws -> Void)? = nil) throws -> StepOutcome {
-        try model.zeroGradients()
-        var lossSum: Float = 0
-        let scale = 1 / Float(microBatches.count)
-        for batch in microBatches {
-            lossSum += try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale)
-            try model.backward()
-        }
+        let lossSum = try accumulateGradients(model: model, microBatches: microBatches, B: B, T: T, scale: 1 / Float(microBatches.count))
         try afterBackward?(model)
         let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
         let loss = lossSum / Float(microBatches.count)
         guard loss.isFinite && norm.isFinite else { return StepOutcome(loss: loss, gradientNorm: norm, applied: false) }
         try optimizer.update(step: updateNumber, learningRate: learningRate, gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
         return StepOutcome(loss: loss, gradientNorm: norm, applied: true)
+    }
+
+    /// Forward and backward over the micro-batches, each backward scaled by `scale`, leaving the
+    /// gradient sum in `model.gradients`: one micro-batch straight into it, several summed as a
+    /// pairwise tree (GradientTree). Returns the sum of the micro-batches' losses.
+    static func accumulateGradients(model: GPT, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float) throws -> Float {
+        var lossSum: Float = 0
+        let tree = microBatches.count > 1 ? model.gradientTree : nil
+        if let tree { try tree.begin() } else { try model.zeroGradients() }
+        for batch in microBatches {
+            lossSum += try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale)
+            try model.backward()
+            try tree?.push()
+        }
+        try tree?.finish()
+        return lossSum
     }
 }
