@@ -11,7 +11,10 @@ let trainSpec = CommandSpec(
         Option(name: "--steps", placeholder: "N", help: "total optimizer steps (default 2000); may be raised on resume"),
         Option(name: "--epochs", placeholder: "N", help: "total epochs over the training data, instead of --steps"),
         Option(name: "--batch", placeholder: "B", help: "sequences per micro-batch (default 12)"),
-        Option(name: "--grad-accum", placeholder: "N", help: "micro-batches per step (default 1)"),
+        Option(name: "--grad-accum", placeholder: "N", help: "micro-batches per step on each rank (default 1)"),
+        Option(name: "--global-batch", placeholder: "N", help: "sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume"),
+        Option(name: "--reduce", placeholder: "exact|fast", help: "ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's all-reduce"),
+        Option(name: "--allow-batch-change", placeholder: nil, help: "resume with another --global-batch, from the same sample position"),
     ] + modelOptions + [
         Option(name: "--lr", placeholder: "X", help: "peak learning rate (default 1e-3)"),
         Option(name: "--min-lr", placeholder: "X", help: "learning rate at the end of the cosine decay (default 1e-4)"),
@@ -66,6 +69,8 @@ func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Override
     o.keepEvery = try parsed.int("--keep-every")
     o.onNonfinite = parsed.string("--on-nonfinite")
     o.onSaveError = parsed.string("--on-save-error")
+    o.globalBatch = try parsed.int("--global-batch")
+    o.reduce = parsed.string("--reduce")
     return o
 }
 
@@ -80,6 +85,16 @@ func trainCommand(_ arguments: [String]) throws {
     if let stopAt, stopAt < 0 { throw UsageError("baton train: --stop-at must not be negative") }
     var options = RunOptions(stopAt: stopAt, overwrite: parsed.flag("--overwrite"), allowDataChange: parsed.flag("--allow-data-change"))
     options.sampleLedger = parsed.string("--sample-ledger").map { URL(fileURLWithPath: $0) }
+    options.allowBatchChange = parsed.flag("--allow-batch-change")
+    // Under mpirun: one rank of a data-parallel job. Rank 0 alone prints.
+    // MPI is finalized only after a run that went well: a rank that fails exits at once, and
+    // mpirun then ends the others (finalizing would wait for them).
+    let communicator = try Communicator.join()
+    let leader = (communicator?.rank ?? 0) == 0
+    let report: (String) -> Void = leader ? { say($0) } : { _ in }
+    if let communicator {
+        options.parallel = DataParallel(communicator: communicator, exact: (parsed.string("--reduce") ?? "exact") == "exact")
+    }
     #if DEBUG
     if let fault = parsed.string("--inject-fault") { options.faults = try faultPlan(fault) }
     #endif
@@ -87,20 +102,22 @@ func trainCommand(_ arguments: [String]) throws {
     // Check the flags before any work, so a typo fails in an instant.
     let initFrom = parsed.string("--init-from").map { URL(fileURLWithPath: $0) }
     if resume == nil && initFrom == nil { try TrainingConfig().applying(overrides).validate() }
-    let device = try openDevice(parsed)
+    let device = try openDevice(parsed, announce: leader)
     let trainer = try RunOpener.open(RunOpener.Request(out: parsed.string("--out"), resume: resume, overrides: overrides, options: options,
                                                                        initFrom: initFrom),
-                                     device: device, log: { say($0) })
+                                     device: device, log: report)
     let summary = try trainer.run()
     if let reason = summary.stoppedBy {
         let saved = summary.checkpoint.map { "; checkpoint \($0.path)" } ?? ""
-        say("stopped by \(reason) after step \(summary.step)/\(summary.totalSteps)\(saved); continue with: baton train --out \(summary.runFolder.path) --resume auto")
+        report("stopped by \(reason) after step \(summary.step)/\(summary.totalSteps)\(saved); continue with: baton train --out \(summary.runFolder.path) --resume auto")
+        communicator?.finalize()
         return
     }
     var closing = "done: \(summary.step) steps"
     if let loss = summary.finalLoss { closing += ", final loss \(String(format: "%.4f", loss))" }
     if let val = summary.finalValidationLoss { closing += ", val loss \(String(format: "%.4f", val))" }
     if let checkpoint = summary.checkpoint { closing += ", checkpoint \(checkpoint.path)" }
-    say(closing + ", \(Int(summary.tokensPerSecond)) tok/s")
-    say("plot the losses with: baton plot \(summary.runFolder.path) --out \(summary.runFolder.appendingPathComponent("loss.svg").path)")
+    report(closing + ", \(Int(summary.tokensPerSecond)) tok/s")
+    communicator?.finalize()
+    report("plot the losses with: baton plot \(summary.runFolder.path) --out \(summary.runFolder.appendingPathComponent("loss.svg").path)")
 }

@@ -126,6 +126,12 @@ public final class DataLoader {
         return order
     }
 
+    /// The sample indices of the batch at `position`, and where it really starts.
+    public func sampleIndices(at position: LoaderPosition) -> (start: LoaderPosition, indices: [Int]) {
+        let start = normalized(position)
+        return (start, Array(order(epoch: start.epoch)[start.index..<(start.index + batchSize)]))
+    }
+
     /// The batch that starts at `position` (normalized first).
     public func batch(at position: LoaderPosition) throws -> Batch {
         precondition(batchesPerEpoch > 0, "dataset smaller than one batch")

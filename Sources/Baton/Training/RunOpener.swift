@@ -1,3 +1,4 @@
+import CBatonSystem
 import Foundation
 
 /// Opens a run for training: takes the run folder for this process, finds the checkpoint to
@@ -26,6 +27,58 @@ public enum RunOpener {
     }
 
     public static func open(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
+        if let parallel = request.options.parallel, parallel.size > 1 {
+            // Rank 0 opens the run and hands the others what it decided; then all check they agree.
+            let trainer = parallel.rank == 0 ? try openAlone(request, device: device, log: log)
+                                             : try follow(request, parallel: parallel, device: device, log: log)
+            if parallel.rank == 0 { _ = try parallel.communicator.broadcast(try Handoff(trainer).encoded()) }
+            try agree(trainer, parallel)
+            return trainer
+        }
+        return try openAlone(request, device: device, log: log)
+    }
+
+    /// What rank 0 decided, for the other ranks.
+    struct Handoff: Codable {
+        var config: TrainingConfig
+        var checkpoint: String?
+        var runFolder: String
+        init(_ trainer: Trainer) {
+            config = trainer.config
+            checkpoint = trainer.restoredFrom?.path
+            runFolder = trainer.runFolder.url.path
+        }
+        func encoded() throws -> String { String(decoding: try JSONEncoder().encode(self), as: UTF8.self) }
+    }
+
+    private static func follow(_ request: Request, parallel: DataParallel, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
+        let text = try parallel.communicator.broadcast("")
+        let handoff = try JSONDecoder().decode(Handoff.self, from: Data(text.utf8))
+        let data = try TrainingData.open(config: handoff.config, log: { _ in })
+        let restoring = try handoff.checkpoint.map { (state: try CheckpointStore.verify(URL(fileURLWithPath: $0)), url: URL(fileURLWithPath: $0)) }
+        let trainer = try Trainer(config: handoff.config, data: data, device: device, runFolder: RunFolder(url: URL(fileURLWithPath: handoff.runFolder)),
+                                  restoring: restoring, options: request.options, log: log)
+        if restoring == nil, let source = handoff.config.initFrom {
+            try HuggingFaceModel(folder: URL(fileURLWithPath: source.folder)).load(into: trainer.model)
+        }
+        return trainer
+    }
+
+    /// Every rank must train the same run on the same data from the same step: a digest of the
+    /// config, the data's fingerprint and the step, compared across ranks.
+    private static func agree(_ trainer: Trainer, _ parallel: DataParallel) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var bytes = try encoder.encode(trainer.config) + encoder.encode(trainer.fingerprint)
+        bytes.append(contentsOf: withUnsafeBytes(of: Int64(trainer.state.step)) { Array($0) })
+        let digest = bytes.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
+        let all = try parallel.communicator.allgather([digest])
+        if let other = all.firstIndex(where: { $0 != all[0] }) {
+            throw BatonError("rank \(parallel.rank): ranks disagree on the config, the data or the checkpoint (rank \(other) differs from rank 0); give every rank the same flags and data")
+        }
+    }
+
+    private static func openAlone(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
         if request.resume != nil && request.out == nil {
             throw BatonError("--resume needs --out RUN, the run folder to continue")
         }
@@ -79,8 +132,15 @@ public enum RunOpener {
         }
         if let found { try checkShape(config, against: found) }
         let data = try TrainingData.open(config: config, log: log)
+        // The global batch defines the run: recorded at its start, kept on resume at any world size.
+        let world = request.options.parallel?.size ?? 1
+        if let found, let saved = found.state.config.globalBatch, let asked = request.overrides.globalBatch, asked != saved,
+           !request.options.allowBatchChange {
+            throw BatonError("--global-batch \(asked) differs from the run's \(saved); pass --allow-batch-change to go on with it from the same sample position")
+        }
+        if config.globalBatch == nil { config.globalBatch = config.batchSize * config.gradientAccumulation * world }
         if let epochs = config.epochs {  // the total steps follow from the data
-            config.steps = max(1, epochs * (data.train.sampleCount / config.batchSize) / config.gradientAccumulation)
+            config.steps = max(1, epochs * (data.train.sampleCount / config.batchSize) / (config.globalBatch! / config.batchSize))
         }
 
         let trainer: Trainer

@@ -11,8 +11,12 @@ public struct RunOptions {
     public var sampleLedger: URL?
     /// Resume even when the data's fingerprint differs from the checkpoint's.
     public var allowDataChange = false
+    /// Resume with another --global-batch than the run's.
+    public var allowBatchChange = false
     /// Faults a test injects (none in normal use).
     public var faults = FaultPlan()
+    /// The job's ranks, when a launcher started several (rank 0 writes; every rank trains).
+    public var parallel: DataParallel?
 
     public init(stopAt: Int? = nil, overwrite: Bool = false, sampleLedger: URL? = nil, allowDataChange: Bool = false) {
         self.stopAt = stopAt
@@ -53,6 +57,12 @@ public final class Trainer {
     public let options: RunOptions
     /// All resumable state; the only copy.
     public private(set) var state: TrainingState
+    /// Micro-batches per optimizer step over all ranks, and this rank's share of them.
+    public let globalMicroBatches: Int
+    public var rank: Int { options.parallel?.rank ?? 0 }
+    public var worldSize: Int { options.parallel?.size ?? 1 }
+    /// Rank 0 writes the metrics, the checkpoints and the progress lines.
+    public var isLeader: Bool { rank == 0 }
     /// The checkpoint this run was resumed from (its step needs no new save).
     public let restoredFrom: URL?
     /// A previous run's checkpoints moved aside by a fresh start with --overwrite; deleted once
@@ -79,6 +89,12 @@ public final class Trainer {
         optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
         schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
                                         warmupSteps: config.warmupSteps, totalSteps: config.steps)
+        let world = options.parallel?.size ?? 1
+        let global = config.globalBatch ?? config.batchSize * config.gradientAccumulation * world
+        guard global % (config.batchSize * world) == 0 else {
+            throw BatonError("--global-batch \(global) is not a multiple of --batch \(config.batchSize) x \(world) rank\(world == 1 ? "" : "s") (\(config.batchSize * world))")
+        }
+        globalMicroBatches = global / config.batchSize
         restoredFrom = restoring?.url
         if let restoring {
             state = restoring.state.trainingState
@@ -95,17 +111,25 @@ public final class Trainer {
     /// nothing of the step kept) or, with --on-nonfinite skip, the update is skipped and counted.
     public func trainStep() throws -> StepOutcome {
         let stepNumber = state.step + 1
+        // The step's micro-batches are the next ones of the epoch's order whatever the world
+        // size; this rank reads its contiguous share of them.
+        let share = globalMicroBatches / worldSize
         var batches: [Batch] = []
+        var ledgerLines: [String] = []
         var position = state.position
-        for _ in 0..<config.gradientAccumulation {
-            let batch = try loader.batch(at: position)
-            batches.append(batch)
-            position = loader.position(after: batch.position)
+        for index in 0..<globalMicroBatches {
+            if index / share == rank { batches.append(try loader.batch(at: position)) }
+            if options.sampleLedger != nil {
+                let (start, samples) = loader.sampleIndices(at: position)
+                ledgerLines.append("{\"step\":\(stepNumber),\"epoch\":\(start.epoch),\"index\":\(start.index),\"samples\":\(samples)}")
+            }
+            position = loader.position(after: position)
         }
         let outcome = try TrainingStep.run(
             model: model, optimizer: optimizer, microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
             T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step), gradientClip: config.gradientClip,
-            updateNumber: state.nextUpdateNumber, afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
+            updateNumber: state.nextUpdateNumber, afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } },
+            parallel: options.parallel)
         if !outcome.applied {
             let what = !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
             guard config.onNonfinite == "skip" else {
@@ -119,11 +143,7 @@ public final class Trainer {
         state.position = position
         state.tokensSeen += config.tokensPerStep
         state.lastLoss = outcome.loss
-        if let ledger = options.sampleLedger {
-            try appendLines(batches.map {
-                "{\"step\":\(stepNumber),\"epoch\":\($0.position.epoch),\"index\":\($0.position.index),\"samples\":\($0.sampleIndices)}"
-            }, to: ledger)
-        }
+        if let ledger = options.sampleLedger, isLeader { try appendLines(ledgerLines, to: ledger) }
         return outcome
     }
 
@@ -166,9 +186,12 @@ public final class Trainer {
 
     public func run() throws -> TrainingSummary {
         baton_install_stop_handlers()
-        let metrics = try MetricsLog(url: runFolder.metricsURL)
+        let metrics = isLeader ? try MetricsLog(url: runFolder.metricsURL) : nil
         log("model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): \(model.parameterCount) parameters")
         log("data: \(loader.dataset.sampleCount) training sequences, \(loader.batchesPerEpoch) batches per epoch")
+        if let parallel = options.parallel {
+            log("ranks: \(parallel.size), \(globalMicroBatches / parallel.size) micro-batch\(globalMicroBatches / parallel.size == 1 ? "" : "es") of \(config.batchSize) each per step (global batch \(globalMicroBatches * config.batchSize)), gradients summed \(parallel.usesTree ? "exactly (pairwise tree)" : "by MPI's all-reduce")")
+        }
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
         var lastSaved: (step: Int, url: URL)? = restoredFrom.map { (state.step, $0) }
@@ -181,7 +204,7 @@ public final class Trainer {
                             runFolder: runFolder.url, checkpoint: lastSaved?.url, stoppedBy: stoppedBy)
         }
         func saveUnlessSaved() throws {
-            if lastSaved?.step != state.step { lastSaved = (state.step, try saveCheckpoint()) }
+            if lastSaved?.step != state.step { lastSaved = (state.step, try saveTogether()) }
         }
         /// A periodic save that fails: stop (default), or with --on-save-error retry, say so and
         /// keep training; the next save tries again. Final and stop saves always stop on failure.
@@ -195,7 +218,7 @@ public final class Trainer {
                 try saveUnlessSaved()
                 return summary(stoppedBy: "--stop-at")
             }
-            let signal = baton_stop_signal()
+            let signal = try agreedStopSignal()
             if signal != 0 {
                 try saveUnlessSaved()
                 return summary(stoppedBy: signal == SIGINT ? "SIGINT" : "SIGTERM")
@@ -217,7 +240,7 @@ public final class Trainer {
                 record.val_loss = try validationLoss()
                 lastValidation = record.val_loss ?? lastValidation
             }
-            try metrics.append(record)
+            try metrics?.append(record)
             if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.val_loss != nil {
                 let eta = Double(config.steps - state.step) * (smoothedStepSeconds ?? 0)
                 var line = "step \(state.step)/\(config.steps) | loss \(fixed(outcome.loss, 4)) | lr \(scientific(record.lr)) | grad norm \(fixed(outcome.gradientNorm, 3)) | \(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
@@ -228,6 +251,27 @@ public final class Trainer {
         }
         try saveUnlessSaved()
         return summary(stoppedBy: nil)
+    }
+
+    /// Rank 0 saves; every rank learns how it went and goes on, or stops, with it.
+    private func saveTogether() throws -> URL {
+        guard let parallel = options.parallel, parallel.size > 1 else { return try saveCheckpoint() }
+        var failure: Error?
+        var url = store.url(step: state.step)
+        if isLeader {
+            do { url = try saveCheckpoint() } catch { failure = error }
+        }
+        let message = try parallel.communicator.broadcast(failure.map { "\($0)" } ?? "")
+        if let failure { throw failure }
+        if !message.isEmpty { throw BatonError("rank 0: \(message)") }
+        return url
+    }
+
+    /// The stop signal any rank received (SIGINT or SIGTERM), so that every rank stops after the same step.
+    private func agreedStopSignal() throws -> Int32 {
+        let local = baton_stop_signal()
+        guard let parallel = options.parallel, parallel.size > 1 else { return local }
+        return try parallel.communicator.allgather([local]).max() ?? local
     }
 
     private func appendLines(_ lines: [String], to url: URL) throws {

@@ -30,6 +30,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var onNonfinite = "stop"
     /// A checkpoint save that fails (a full disk): "stop" (the default) or "retry" at the next save.
     public var onSaveError = "stop"
+    /// Sequences per optimizer step over all ranks. Set at a run's start (batch x grad-accum x
+    /// world size when not given), so a resume at another world size keeps the same steps.
+    public var globalBatch: Int?
+    /// How ranks sum their gradients: "exact" (nil: a pairwise tree whose order does not depend
+    /// on the world size) or "fast" (the library's all-reduce). Optional, so configs from before
+    /// it still load.
+    public var reduce: String?
     /// The Hugging Face folder a run started from (--init-from), with its weights files' CRC32C.
     public var initFrom: InitSource?
 
@@ -40,7 +47,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     public init() {}
 
-    public var tokensPerStep: Int { batchSize * model.contextLength * gradientAccumulation }
+    public var tokensPerStep: Int { (globalBatch ?? batchSize * gradientAccumulation) * model.contextLength }
 
     /// Checks the numbers a user can get wrong; the message names the flag.
     public func validate() throws {
@@ -63,6 +70,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw BatonError("\(flag) must be a finite number >= 0, got \(value)")
         }
         if !["stop", "skip"].contains(onNonfinite) { throw BatonError("--on-nonfinite expects stop or skip, got '\(onNonfinite)'") }
+        if let reduce, !["exact", "fast"].contains(reduce) { throw BatonError("--reduce expects exact or fast, got '\(reduce)'") }
+        if let globalBatch, globalBatch < 1 { throw BatonError("--global-batch must be at least 1, got \(globalBatch)") }
         if !["stop", "retry"].contains(onSaveError) { throw BatonError("--on-save-error expects stop or retry, got '\(onSaveError)'") }
         if !(beta1 >= 0 && beta1 < 1) { throw BatonError("--beta1 must be in [0, 1), got \(beta1)") }
         if !(beta2 >= 0 && beta2 < 1) { throw BatonError("--beta2 must be in [0, 1), got \(beta2)") }
@@ -86,6 +95,7 @@ extension TrainingConfig {
         public var evalEvery: Int?, evalBatches: Int?, logEvery: Int?
         public var saveEvery: Int?, keepLast: Int?, keepEvery: Int?
         public var onNonfinite: String?, onSaveError: String?
+        public var globalBatch: Int?, reduce: String?
 
         public init() {}
     }
@@ -120,6 +130,8 @@ extension TrainingConfig {
         set(\.keepEvery, overrides.keepEvery)
         set(\.onNonfinite, overrides.onNonfinite)
         set(\.onSaveError, overrides.onSaveError)
+        if let global = overrides.globalBatch { config.globalBatch = global }
+        if let reduce = overrides.reduce { config.reduce = reduce }
         return config
     }
 }

@@ -16,11 +16,17 @@ public enum TrainingStep {
     /// step for bias correction. A non-finite loss or gradient norm is never applied.
     public static func run(model: GPT, optimizer: AdamW, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int,
                            learningRate: Float, gradientClip: Float, updateNumber: Int,
-                           afterBackward: ((GPT) throws -> Void)? = nil) throws -> StepOutcome {
-        let lossSum = try accumulateGradients(model: model, microBatches: microBatches, B: B, T: T, scale: 1 / Float(microBatches.count))
+                           afterBackward: ((GPT) throws -> Void)? = nil, parallel: DataParallel? = nil) throws -> StepOutcome {
+        // With ranks, this rank's micro-batches are its slice of the step's; the loss and the
+        // gradient are over all of them.
+        let total = microBatches.count * (parallel?.size ?? 1)
+        var losses = try accumulateGradients(model: model, microBatches: microBatches, B: B, T: T, scale: 1 / Float(total))
+        if let parallel { losses = try parallel.reduce(model: model, losses: losses) }
         try afterBackward?(model)
         let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
-        let loss = lossSum / Float(microBatches.count)
+        var lossSum: Float = 0
+        for loss in losses { lossSum += loss }  // in micro-batch order, whatever the world size
+        let loss = lossSum / Float(total)
         guard loss.isFinite && norm.isFinite else { return StepOutcome(loss: loss, gradientNorm: norm, applied: false) }
         try optimizer.update(step: updateNumber, learningRate: learningRate, gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
         return StepOutcome(loss: loss, gradientNorm: norm, applied: true)
@@ -28,17 +34,17 @@ public enum TrainingStep {
 
     /// Forward and backward over the micro-batches, each backward scaled by `scale`, leaving the
     /// gradient sum in `model.gradients`: one micro-batch straight into it, several summed as a
-    /// pairwise tree (GradientTree). Returns the sum of the micro-batches' losses.
-    static func accumulateGradients(model: GPT, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float) throws -> Float {
-        var lossSum: Float = 0
+    /// pairwise tree (GradientTree). Returns the micro-batches' losses.
+    static func accumulateGradients(model: GPT, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float) throws -> [Float] {
+        var losses: [Float] = []
         let tree = microBatches.count > 1 ? model.gradientTree : nil
         if let tree { try tree.begin() } else { try model.zeroGradients() }
         for batch in microBatches {
-            lossSum += try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale)
+            losses.append(try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale))
             try model.backward()
             try tree?.push()
         }
         try tree?.finish()
-        return lossSum
+        return losses
     }
 }

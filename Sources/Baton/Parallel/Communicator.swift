@@ -1,0 +1,96 @@
+import CBatonABI
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The processes of a data-parallel job, through the communicator library (libbaton_mpi.so, built
+/// from Comm/mpi by scripts/build-mpi) loaded at run time: `baton` stays one process, and needs no
+/// MPI, unless a launcher (mpirun) started it.
+public final class Communicator {
+    public let rank: Int
+    public let size: Int
+    private let table: UnsafePointer<baton_comm_table>
+
+    public static let libraryName = "libbaton_mpi.so"
+
+    /// The world size the launcher announced in the environment (OpenMPI or MPICH/PMI), if any.
+    public static var launchedSize: Int? {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["OMPI_COMM_WORLD_SIZE"] ?? environment["PMI_SIZE"]).flatMap(Int.init)
+    }
+
+    public static var candidatePath: String {
+        if let path = ProcessInfo.processInfo.environment["BATON_MPI_LIBRARY"], !path.isEmpty { return path }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent(libraryName).path
+    }
+
+    /// The job this process belongs to when a launcher started it, else nil (one process).
+    public static func join() throws -> Communicator? {
+        guard let size = launchedSize else { return nil }
+        let path = candidatePath
+        let what = "launched by mpirun (\(size) rank\(size == 1 ? "" : "s"))"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw BatonError("\(what), but there is no MPI communicator library at \(path); build it with scripts/build-mpi (OpenMPI), or set BATON_MPI_LIBRARY")
+        }
+        // RTLD_GLOBAL: OpenMPI's own plugins need libmpi's symbols.
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_GLOBAL) else {
+            throw BatonError("\(what), but \(path) does not load: \(dlerror().map { String(cString: $0) } ?? "unknown reason") (is OpenMPI installed?)")
+        }
+        guard let symbol = dlsym(handle, "baton_comm_get_table") else { throw BatonError("\(path) is not a Baton communicator (no baton_comm_get_table)") }
+        typealias GetTable = @convention(c) () -> UnsafePointer<baton_comm_table>?
+        guard let table = unsafeBitCast(symbol, to: GetTable.self)(), table.pointee.abi_version == BATON_COMM_ABI_VERSION else {
+            throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/build-mpi")
+        }
+        var rank: Int32 = 0, worldSize: Int32 = 0
+        guard table.pointee.`init`(&rank, &worldSize) == 0 else { throw BatonError("\(what): MPI did not start: \((table.pointee.last_error().map { String(cString: $0) } ?? "unknown error"))") }
+        return Communicator(rank: Int(rank), size: Int(worldSize), table: table)
+    }
+
+    private init(rank: Int, size: Int, table: UnsafePointer<baton_comm_table>) {
+        self.rank = rank
+        self.size = size
+        self.table = table
+    }
+
+    private func check(_ status: Int32, _ what: String) throws {
+        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \((table.pointee.last_error().map { String(cString: $0) } ?? "unknown error"))") }
+    }
+
+    public func finalize() { _ = table.pointee.finalize() }
+    public func barrier() throws { try check(table.pointee.barrier(), "barrier") }
+
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int = 0) throws {
+        try check(table.pointee.broadcast(buffer.baseAddress, buffer.count, Int32(root)), "broadcast")
+    }
+
+    public func exchange(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer, with peer: Int) throws {
+        precondition(send.count == receive.count)
+        try check(table.pointee.exchange(send.baseAddress, receive.baseAddress, send.count, Int32(peer)), "exchange with rank \(peer)")
+    }
+
+    public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        try check(table.pointee.allreduce_sum(values.baseAddress, values.count), "all-reduce")
+    }
+
+    /// Every rank's values, in rank order (each rank gives the same count).
+    public func allgather<T>(_ values: [T]) throws -> [T] {
+        var result = [T](unsafeUninitializedCapacity: values.count * size) { _, count in count = values.count * size }
+        try values.withUnsafeBytes { send in
+            try result.withUnsafeMutableBytes { receive in
+                try check(table.pointee.allgather(send.baseAddress, receive.baseAddress, send.count), "allgather")
+            }
+        }
+        return result
+    }
+
+    /// rank 0's string, on every rank.
+    public func broadcast(_ text: String) throws -> String {
+        var length = [Int64(text.utf8.count)]
+        try length.withUnsafeMutableBytes { try broadcast($0) }
+        var bytes = rank == 0 ? Array(text.utf8) : [UInt8](repeating: 0, count: Int(length[0]))
+        try bytes.withUnsafeMutableBytes { try broadcast($0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

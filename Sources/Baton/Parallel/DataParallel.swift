@@ -1,0 +1,50 @@
+/// A step's gradient summed over the ranks of a job. With `exact` and a power-of-two world size,
+/// ranks are combined by recursive doubling — at distance 1, 2, 4, ... each rank exchanges its sum
+/// with its partner and adds — which continues GradientTree's pairwise tree across ranks: the
+/// result has the bits one process gets from all the micro-batches, at any power-of-two world
+/// size. Otherwise (`fast`, or 3 or 6 ranks) the library's all-reduce, exact only up to float
+/// rounding.
+public final class DataParallel {
+    public let communicator: Communicator
+    public let exact: Bool
+    private var host: [Float] = []
+    private var received: [Float] = []
+
+    public init(communicator: Communicator, exact: Bool) {
+        self.communicator = communicator
+        self.exact = exact
+    }
+
+    public var rank: Int { communicator.rank }
+    public var size: Int { communicator.size }
+    var usesTree: Bool { exact && size & (size - 1) == 0 }
+
+    /// Sums `model.gradients` over the ranks in place, and returns every rank's micro-batch losses
+    /// in rank order (each rank gives as many).
+    func reduce(model: GPT, losses: [Float]) throws -> [Float] {
+        let all = try communicator.allgather(losses)
+        guard size > 1 else { return all }
+        let count = model.parameterCount
+        if host.count != count { host = [Float](repeating: 0, count: count); received = host }
+        try host.withUnsafeMutableBufferPointer { try model.device.download(model.gradients, into: $0) }
+        if usesTree {
+            var distance = 1
+            while distance < size {
+                try host.withUnsafeBytes { send in
+                    try received.withUnsafeMutableBytes { try communicator.exchange(send, into: $0, with: rank ^ distance) }
+                }
+                // Float addition commutes, so both partners get the same bits.
+                host.withUnsafeMutableBufferPointer { mine in
+                    received.withUnsafeBufferPointer { theirs in
+                        for i in 0..<count { mine[i] = mine[i] + theirs[i] }
+                    }
+                }
+                distance *= 2
+            }
+        } else {
+            try host.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0) }
+        }
+        try host.withUnsafeBufferPointer { try model.device.upload($0, to: model.gradients) }
+        return all
+    }
+}

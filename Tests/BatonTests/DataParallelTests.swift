@@ -1,0 +1,110 @@
+import Foundation
+import XCTest
+@testable import Baton
+
+/// Data-parallel training under OpenMPI's mpirun (tiny models, 1 thread a rank): the same global
+/// batch gives the same bits at world sizes 1, 2 and 4, and a run stopped at one world size and
+/// resumed at another ends with the bytes of an uninterrupted one.
+final class DataParallelTests: XCTestCase {
+    static let library = TestPaths.repositoryRoot.appendingPathComponent(".build-mpi/libbaton_mpi.so")
+    var folder: URL!
+    var data: String!
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/usr/bin/mpirun"), "skipped: no mpirun (scripts/install-deps installs OpenMPI)")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: DataParallelTests.library.path),
+                          "skipped: \(DataParallelTests.library.path) not built (scripts/test builds it with scripts/build-mpi)")
+        folder = try TestPaths.temporaryFolder("dp")
+        let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
+        let shards = folder.appendingPathComponent("shards")
+        try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
+        try TokenShard.write(tokens: text.prefix(4000).map { UInt16($0) }, to: shards.appendingPathComponent("d_train_000000.bin"))
+        try TokenShard.write(tokens: text.dropFirst(4000).prefix(500).map { UInt16($0) }, to: shards.appendingPathComponent("d_val_000000.bin"))
+        data = shards.path
+    }
+
+    override func tearDownWithError() throws { if let folder { try? FileManager.default.removeItem(at: folder) } }
+
+    func flags(_ run: String, globalBatch: Int = 8) -> [String] {
+        ["train", "--out", folder.appendingPathComponent(run).path, "--data", data, "--layers", "1", "--heads", "2", "--embd", "16",
+         "--seq-len", "8", "--batch", "2", "--global-batch", "\(globalBatch)", "--steps", "6", "--eval-every", "3", "--eval-batches", "2",
+         "--device", "cpu", "--threads", "1"]
+    }
+
+    /// `baton` under `mpirun -np ranks` (or alone for 0), stopped if it outlives `seconds`.
+    @discardableResult
+    func launch(ranks: Int, _ arguments: [String], library: String = DataParallelTests.library.path, seconds: Double = 120,
+                file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
+        let command = ranks == 0 ? arguments
+            : ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + arguments
+        let process = Process()
+        process.executableURL = ranks == 0 ? TestPaths.batonExecutable : URL(fileURLWithPath: "/usr/bin/mpirun")
+        process.arguments = command
+        process.currentDirectoryURL = TestPaths.repositoryRoot
+        process.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": library]) { $1 }
+        let out = folder.appendingPathComponent("out-\(UUID().uuidString.prefix(6))"), err = folder.appendingPathComponent("err-\(UUID().uuidString.prefix(6))")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        try process.run()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { process.terminate(); XCTFail("timed out after \(seconds) s: \(arguments.prefix(3))", file: file, line: line) }
+        process.waitUntilExit()
+        return ProcessResult(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
+                             stderr: try String(contentsOf: err, encoding: .utf8))
+    }
+
+    func files(_ run: String, step: Int = 6) throws -> [Data] {
+        let checkpoint = CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: step)
+        return try ["model.safetensors", "optimizer.safetensors"].map { try Data(contentsOf: checkpoint.appendingPathComponent($0)) }
+    }
+
+    func metrics(_ run: String) throws -> [StepMetrics] {
+        try MetricsLog.read(folder.appendingPathComponent(run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
+    }
+
+    func testWorldSizesOneTwoAndFourGiveTheSameBits() throws {
+        XCTAssertEqual(try launch(ranks: 0, flags("w1")).status, 0)
+        for ranks in [2, 4] {
+            let result = try launch(ranks: ranks, flags("w\(ranks)"))
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssert(result.stdout.contains("ranks: \(ranks), \(4 / ranks) micro-batch"), result.stdout)
+            XCTAssertEqual(result.stdout.components(separatedBy: "done: 6 steps").count, 2, "rank 0 alone reports: \(result.stdout)")
+            XCTAssert(try files("w\(ranks)") == files("w1"), "world size \(ranks): the checkpoint differs from one process's")
+            XCTAssertEqual(try metrics("w\(ranks)"), try metrics("w1"))
+        }
+        // Three ranks (not a power of two): MPI's all-reduce, equal within float rounding.
+        XCTAssertEqual(try launch(ranks: 0, flags("g6", globalBatch: 6)).status, 0)
+        let three = try launch(ranks: 3, flags("w3", globalBatch: 6))
+        XCTAssertEqual(three.status, 0, three.stderr)
+        XCTAssert(three.stdout.contains("by MPI's all-reduce"), three.stdout)
+        assertClose(try metrics("w3").map(\.loss), try metrics("g6").map(\.loss), rtol: 1e-4, "losses at 3 ranks against one process")
+    }
+
+    func testStoppedAtOneWorldSizeAndResumedAtAnotherEndsTheSame() throws {
+        XCTAssertEqual(try launch(ranks: 0, flags("straight")).status, 0)
+        for (name, first, second, stop) in [("4to2", 4, 2, 3), ("2to1", 2, 0, 2), ("1to4", 0, 4, 4)] {
+            let stopped = try launch(ranks: first, flags(name) + ["--stop-at", "\(stop)"])
+            XCTAssertEqual(stopped.status, 0, stopped.stderr)
+            let resumed = try launch(ranks: second, flags(name) + ["--resume", "auto"])
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            XCTAssert(try files(name) == files("straight"), "\(name): the final checkpoint differs from the uninterrupted run's")
+            XCTAssertEqual(try metrics(name), try metrics("straight"), name)
+        }
+        // Another global batch on resume is refused unless asked for.
+        let changed = try launch(ranks: 0, flags("straight", globalBatch: 4) + ["--resume", "auto", "--steps", "8"])
+        XCTAssertEqual(changed.status, 1)
+        XCTAssert(changed.stderr.contains("--global-batch 4 differs from the run's 8"), changed.stderr)
+    }
+
+    func testAMissingCommunicatorIsAOneLineErrorFromEveryRank() throws {
+        let result = try launch(ranks: 2, flags("nolib"), library: "/nonexistent/libbaton_mpi.so")
+        XCTAssertNotEqual(result.status, 0)
+        let lines = result.stderr.split(separator: "\n").filter { $0.hasPrefix("baton: error:") }
+        XCTAssertEqual(lines.count, 2, result.stderr)
+        XCTAssert(lines.allSatisfy { $0.contains("launched by mpirun (2 ranks), but there is no MPI communicator library at /nonexistent/libbaton_mpi.so") },
+                  result.stderr)
+    }
+}
