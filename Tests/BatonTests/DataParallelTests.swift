@@ -108,3 +108,79 @@ final class DataParallelTests: XCTestCase {
                   result.stderr)
     }
 }
+
+extension DataParallelTests {
+    /// The sample ledger of a 2-rank job stopped twice and resumed (once alone) is the ledger of one
+    /// uninterrupted process: every sample once per epoch, none replayed or skipped.
+    func testTheSampleLedgerAcrossRanksAndStopsIsTheUninterruptedOne() throws {
+        let straightLedger = folder.appendingPathComponent("straight.jsonl").path
+        XCTAssertEqual(try launch(ranks: 0, flags("straight") + ["--sample-ledger", straightLedger]).status, 0)
+        let ledger = folder.appendingPathComponent("ranks.jsonl").path
+        for (ranks, extra) in [(2, ["--stop-at", "2"]), (0, ["--resume", "auto", "--stop-at", "4"]), (2, ["--resume", "auto"])] {
+            let result = try launch(ranks: ranks, flags("ranks") + ["--sample-ledger", ledger] + extra)
+            XCTAssertEqual(result.status, 0, result.stderr)
+        }
+        XCTAssertEqual(try String(contentsOfFile: ledger, encoding: .utf8), try String(contentsOfFile: straightLedger, encoding: .utf8))
+        XCTAssertEqual(try CheckpointStore.verify(CheckpointStore(runFolder: folder.appendingPathComponent("ranks")).url(step: 6)).world_size, 2)
+    }
+
+    /// SIGKILL of rank 1 ends the job (mpirun stops every rank; nothing hangs), and --resume auto
+    /// continues from the last complete checkpoint to the bytes of an uninterrupted run.
+    func testKillingOneRankEndsTheJobAndAResumeEndsTheSame() throws {
+        var long = flags("straight")
+        long[long.firstIndex(of: "--steps")! + 1] = "3000"  // long enough to be killed well before the end
+        XCTAssertEqual(try launch(ranks: 0, long + ["--save-every", "100"]).status, 0)
+        let run = folder.appendingPathComponent("killed")
+        var killed = long
+        killed[killed.firstIndex(of: "--out")! + 1] = run.path
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        job.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + killed + ["--save-every", "100"]
+        job.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": DataParallelTests.library.path]) { $1 }
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        // Wait for a checkpoint, then kill rank 1 (found by its launcher-given rank).
+        let store = CheckpointStore(runFolder: run)
+        for _ in 0..<600 where store.steps().isEmpty { usleep(20_000) }
+        XCTAssertFalse(store.steps().isEmpty, "the job should have saved a checkpoint")
+        let rankOne = try XCTUnwrap(processes(withEnvironment: "OMPI_COMM_WORLD_RANK=1", commandContaining: run.path).first)
+        kill(rankOne, SIGKILL)
+        let deadline = Date().addingTimeInterval(60)
+        while job.isRunning && Date() < deadline { usleep(20_000) }
+        XCTAssertFalse(job.isRunning, "the job must end when a rank dies")
+        if job.isRunning { job.terminate() }
+        job.waitUntilExit()
+        XCTAssertNotEqual(job.terminationStatus, 0)
+        let resumed = try launch(ranks: 2, killed + ["--save-every", "100", "--resume", "auto"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssert(try files("killed", step: 3000) == files("straight", step: 3000), "the resumed job's end differs from the uninterrupted run's")
+    }
+
+    /// A full disk while rank 0 saves stops every rank, with the error; earlier checkpoints stay.
+    /// With --on-save-error retry every rank goes on together.
+    func testASaveErrorOnRankZeroStopsEveryRankOrRetriesTogether() throws {
+        let stop = try launch(ranks: 2, flags("full") + ["--save-every", "2", "--inject-fault", "disk-full:4"])
+        XCTAssertNotEqual(stop.status, 0)
+        XCTAssert(stop.stderr.contains("no space left on device"), stop.stderr)
+        XCTAssert(stop.stderr.contains("rank 0:") || stop.stderr.components(separatedBy: "no space left").count > 2, stop.stderr)
+        let store = CheckpointStore(runFolder: folder.appendingPathComponent("full"))
+        XCTAssertEqual(store.steps(), [2])
+        XCTAssertNoThrow(try CheckpointStore.verify(store.url(step: 2)))
+        let retry = try launch(ranks: 2, flags("retry") + ["--save-every", "2", "--inject-fault", "disk-full:4", "--on-save-error", "retry"])
+        XCTAssertEqual(retry.status, 0, retry.stderr)
+        XCTAssertEqual(CheckpointStore(runFolder: folder.appendingPathComponent("retry")).steps(), [2, 6])
+    }
+
+    /// Processes whose environment holds `entry` and whose command line mentions `text`.
+    func processes(withEnvironment entry: String, commandContaining text: String) -> [pid_t] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return names.compactMap { name -> pid_t? in
+            guard let pid = pid_t(name),
+                  let environment = FileManager.default.contents(atPath: "/proc/\(name)/environ"),
+                  let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { return nil }
+            let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return variables.contains(entry) && String(decoding: command, as: UTF8.self).contains(text) ? pid : nil
+        }
+    }
+}

@@ -24,11 +24,14 @@ public struct CheckpointState: Codable, Equatable {
     public var config: TrainingConfig
     public var data: DataFingerprint
     public var backend: String
+    /// How many ranks wrote it (information only: any world size resumes it).
+    public var world_size: Int?
     public var baton_version: String
     public var saved_at: String
     public var files: [String: FileCheck]
 
-    public init(state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String, files: [String: FileCheck]) {
+    public init(state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String, worldSize: Int? = nil,
+                files: [String: FileCheck]) {
         format_version = CheckpointState.currentFormatVersion
         step = state.step
         epoch = state.position.epoch
@@ -39,6 +42,7 @@ public struct CheckpointState: Codable, Equatable {
         self.config = config
         self.data = data
         self.backend = backend
+        world_size = worldSize
         baton_version = batonVersion
         saved_at = ISO8601DateFormatter().string(from: Date())
         self.files = files

@@ -170,7 +170,8 @@ public final class Trainer {
         let start = monotonicSeconds()
         let snapshot = state
         let url = try store.save(step: state.step, tensors: checkpointTensors, layout: model.layout, describe: { files in
-            CheckpointState(state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue, files: files)
+            CheckpointState(state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
+                            worldSize: self.worldSize, files: files)
         }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
         let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
         var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
