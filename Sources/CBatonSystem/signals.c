@@ -17,6 +17,9 @@ void baton_install_stop_handlers(void) {
     action.sa_flags = SA_RESTART; /* a write in flight is resumed, not failed with EINTR */
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGTERM, &action, NULL);
+    /* OpenMPI's mpirun forwards SIGUSR1 to every rank and leaves the job running (SIGTERM ends
+     * it a second later): the way to stop a data-parallel job with a checkpoint. */
+    sigaction(SIGUSR1, &action, NULL);
 }
 
 int baton_stop_signal(void) { return stop_signal; }

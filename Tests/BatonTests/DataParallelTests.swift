@@ -184,3 +184,42 @@ extension DataParallelTests {
         }
     }
 }
+
+extension DataParallelTests {
+    /// SIGUSR1 to mpirun (which forwards it to every rank and keeps the job): every rank stops after
+    /// the same step, one checkpoint is written, the job exits 0 saying once how to continue, and
+    /// the resumed job ends with the uninterrupted run's bytes.
+    func testSIGUSR1ToMpirunStopsEveryRankWithOneCheckpoint() throws {
+        var long = flags("straight")
+        long[long.firstIndex(of: "--steps")! + 1] = "3000"
+        XCTAssertEqual(try launch(ranks: 0, long + ["--save-every", "0"]).status, 0)
+        let run = folder.appendingPathComponent("stopped")
+        var stopped = long
+        stopped[stopped.firstIndex(of: "--out")! + 1] = run.path
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        job.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + stopped + ["--save-every", "0"]
+        job.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": DataParallelTests.library.path]) { $1 }
+        let output = folder.appendingPathComponent("stopped.out")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        job.standardOutput = try FileHandle(forWritingTo: output)
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        let metrics = run.appendingPathComponent("metrics.jsonl")
+        for _ in 0..<600 where ((try? Data(contentsOf: metrics))?.count ?? 0) < 2000 { usleep(10_000) }
+        kill(job.processIdentifier, SIGUSR1)
+        let deadline = Date().addingTimeInterval(60)
+        while job.isRunning && Date() < deadline { usleep(20_000) }
+        if job.isRunning { job.terminate(); XCTFail("the job did not stop") }
+        job.waitUntilExit()
+        XCTAssertEqual(job.terminationStatus, 0)
+        let text = try String(contentsOf: output, encoding: .utf8)
+        XCTAssertEqual(text.components(separatedBy: "stopped by SIGUSR1 after step").count, 2, text)
+        let steps = CheckpointStore(runFolder: run).steps()
+        XCTAssertEqual(steps.count, 1)
+        XCTAssertLessThan(steps[0], 3000)
+        let resumed = try launch(ranks: 2, stopped + ["--save-every", "0", "--resume", "auto"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssert(try files("stopped", step: 3000) == files("straight", step: 3000), "the resumed job's end differs from the uninterrupted run's")
+    }
+}

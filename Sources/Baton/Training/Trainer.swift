@@ -222,7 +222,7 @@ public final class Trainer {
             let signal = try agreedStopSignal()
             if signal != 0 {
                 try saveUnlessSaved()
-                return summary(stoppedBy: signal == SIGINT ? "SIGINT" : "SIGTERM")
+                return summary(stoppedBy: signal == SIGINT ? "SIGINT" : signal == SIGUSR1 ? "SIGUSR1" : "SIGTERM")
             }
             if state.step >= config.steps { break }
             let stepIndex = state.step

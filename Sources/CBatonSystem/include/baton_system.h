@@ -16,9 +16,9 @@ extern "C" {
  * SSE4.2 instruction where the processor has it, a table otherwise (same result). */
 uint32_t baton_crc32c(uint32_t crc, const void *data, size_t length);
 
-/* Installs handlers for SIGINT and SIGTERM that only record the signal. */
+/* Installs handlers for SIGINT, SIGTERM and SIGUSR1 that only record the signal. */
 void baton_install_stop_handlers(void);
-/* The first stop signal received (SIGINT or SIGTERM), or 0. */
+/* The first stop signal received (SIGINT, SIGTERM or SIGUSR1), or 0. */
 int baton_stop_signal(void);
 
 /* Atomically swaps two paths (renameat2 RENAME_EXCHANGE). Returns 0, or -1 with errno set
