@@ -9,6 +9,7 @@ let benchSpec = CommandSpec(
         Option(name: "--warmup-steps", placeholder: "N", help: "unmeasured steps first (default 2)"),
         Option(name: "--batch", placeholder: "B", help: "batch size (default 12)"),
         Option(name: "--checkpoint", placeholder: "DIR", help: "instead: time saving and loading a checkpoint of the model in DIR (deleted after)"),
+        Option(name: "--allreduce", placeholder: nil, help: "instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast"),
         Option(name: "--tokenize", placeholder: "FILE", help: "instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads"),
         Option(name: "--tokenizer", placeholder: "gpt2|DIR", help: "with --tokenize: the bundled GPT-2 tokenizer (default) or a folder"),
     ] + modelOptions + deviceOptions)
@@ -23,6 +24,10 @@ func benchCommand(_ arguments: [String]) throws {
     let steps = try parsed.int("--steps") ?? 10
     let warmup = try parsed.int("--warmup-steps") ?? 2
     guard batch >= 1, steps >= 1, warmup >= 0 else { throw UsageError("baton bench: --batch and --steps must be at least 1, --warmup-steps at least 0") }
+    if parsed.flag("--allreduce") {
+        try allreduceBench(rounds: max(steps / 2, 3))
+        return
+    }
     if let file = parsed.string("--tokenize") {
         try tokenizerBench(file: file, tokenizer: parsed.string("--tokenizer") ?? "gpt2", threads: try parsed.int("--threads") ?? 1, rounds: max(steps / 5, 1))
         return
@@ -67,4 +72,32 @@ func tokenizerBench(file: String, tokenizer name: String, threads: Int, rounds: 
     print("tokenize: \(data.count) bytes -> \(count) tokens, \(threads) thread\(threads == 1 ? "" : "s"), median of \(rounds)")
     print(String(format: "tokens_per_s: %.0f", Double(count) / median))
     print(String(format: "MB_per_s: %.2f", Double(data.count) / median / 1e6))
+}
+
+/// GB/s of summing a tensor over the ranks of an mpirun job, exact (recursive doubling) and fast
+/// (MPI_Allreduce): the median of `rounds`, bytes of one rank's tensor over the time. Rank 0 prints.
+func allreduceBench(rounds: Int) throws {
+    guard let communicator = try Communicator.join() else {
+        throw UsageError("baton bench --allreduce: start it with mpirun -np N (it measures communication between ranks)")
+    }
+    let device = Device.cpu(threads: 1)
+    if communicator.rank == 0 { print("allreduce: \(communicator.size) ranks, float32, median of \(rounds)") }
+    for count in [1_000_000, 10_000_000, 100_000_000] {
+        let tensor = try device.allocate(floats: count)
+        var line = "floats \(count):"
+        for exact in [true, false] {
+            let parallel = DataParallel(communicator: communicator, exact: exact)
+            var times: [Double] = []
+            for _ in 0..<rounds {
+                try communicator.barrier()
+                let start = monotonicSeconds()
+                try parallel.sum(tensor, on: device)
+                times.append(monotonicSeconds() - start)
+            }
+            let median = times.sorted()[times.count / 2]
+            line += String(format: " %@ %.3f s (%.2f GB/s)", exact ? (parallel.usesTree ? "exact" : "exact(=fast)") : "fast", median, Double(count * 4) / median / 1e9)
+        }
+        if communicator.rank == 0 { print(line) }
+    }
+    communicator.finalize()
 }

@@ -17,16 +17,21 @@ public final class DataParallel {
 
     public var rank: Int { communicator.rank }
     public var size: Int { communicator.size }
-    var usesTree: Bool { exact && size & (size - 1) == 0 }
+    public var usesTree: Bool { exact && size & (size - 1) == 0 }
 
     /// Sums `model.gradients` over the ranks in place, and returns every rank's micro-batch losses
     /// in rank order (each rank gives as many).
     func reduce(model: GPT, losses: [Float]) throws -> [Float] {
         let all = try communicator.allgather(losses)
-        guard size > 1 else { return all }
-        let count = model.parameterCount
+        if size > 1 { try sum(model.gradients, on: model.device) }
+        return all
+    }
+
+    /// Sums `tensor` over the ranks, in place, on every rank.
+    public func sum(_ tensor: Tensor, on device: Device) throws {
+        let count = tensor.count
         if host.count != count { host = [Float](repeating: 0, count: count); received = host }
-        try host.withUnsafeMutableBufferPointer { try model.device.download(model.gradients, into: $0) }
+        try host.withUnsafeMutableBufferPointer { try device.download(tensor, into: $0) }
         if usesTree {
             var distance = 1
             while distance < size {
@@ -44,7 +49,6 @@ public final class DataParallel {
         } else {
             try host.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0) }
         }
-        try host.withUnsafeBufferPointer { try model.device.upload($0, to: model.gradients) }
-        return all
+        try host.withUnsafeBufferPointer { try device.upload($0, to: tensor) }
     }
 }
