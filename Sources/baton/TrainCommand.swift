@@ -103,8 +103,9 @@ func trainCommand(_ arguments: [String]) throws {
     let initFrom = parsed.string("--init-from").map { URL(fileURLWithPath: $0) }
     if resume == nil && initFrom == nil { try TrainingConfig().applying(overrides).validate() }
     let device = try openDevice(parsed, announce: leader)
-    let trainer = try RunOpener.open(RunOpener.Request(out: parsed.string("--out"), resume: resume, overrides: overrides, options: options,
-                                                                       initFrom: initFrom),
+    var request = RunOpener.Request(out: parsed.string("--out"), resume: resume, overrides: overrides, options: options, initFrom: initFrom)
+    request.arguments = CommandLine.arguments
+    let trainer = try RunOpener.open(request,
                                      device: device, log: report)
     let summary = try trainer.run()
     if let reason = summary.stoppedBy {

@@ -223,3 +223,31 @@ extension DataParallelTests {
         XCTAssert(try files("stopped", step: 3000) == files("straight", step: 3000), "the resumed job's end differs from the uninterrupted run's")
     }
 }
+
+extension DataParallelTests {
+    /// Ranks started with different flags (mpirun's `A : B` form) are refused by every rank in one
+    /// line before anything is written.
+    func testRanksStartedWithDifferentFlagsAreRefused() throws {
+        let common = flags("mismatch")
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        job.arguments = ["--allow-run-as-root", "--oversubscribe", "-x", "BATON_MPI_LIBRARY",
+                         "-np", "1", TestPaths.batonExecutable.path] + common + ["--lr", "1e-3", ":",
+                         "-np", "1", TestPaths.batonExecutable.path] + common + ["--lr", "2e-3"]
+        job.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": DataParallelTests.library.path]) { $1 }
+        let errors = folder.appendingPathComponent("mismatch.err")
+        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = try FileHandle(forWritingTo: errors)
+        try job.run()
+        let deadline = Date().addingTimeInterval(60)
+        while job.isRunning && Date() < deadline { usleep(20_000) }
+        if job.isRunning { job.terminate(); XCTFail("the job did not end") }
+        job.waitUntilExit()
+        XCTAssertNotEqual(job.terminationStatus, 0)
+        let lines = try String(contentsOf: errors, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("baton: error:") }
+        XCTAssertEqual(lines.count, 2, lines.joined(separator: "\n"))
+        XCTAssert(lines.allSatisfy { $0.contains("was started with other arguments than rank 0") }, lines.joined(separator: "\n"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("mismatch").path), "nothing is written")
+    }
+}

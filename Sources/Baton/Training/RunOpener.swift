@@ -16,6 +16,8 @@ public enum RunOpener {
         public var options: RunOptions
         /// --init-from: a Hugging Face GPT2LMHeadModel folder to start a fresh run from.
         public var initFrom: URL?
+        /// The command line, which every rank of a job must share.
+        public var arguments: [String] = []
 
         public init(out: String?, resume: ResumeRequest?, overrides: TrainingConfig.Overrides, options: RunOptions, initFrom: URL? = nil) {
             self.out = out
@@ -29,6 +31,7 @@ public enum RunOpener {
     public static func open(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
         if let parallel = request.options.parallel, parallel.size > 1 {
             // Rank 0 opens the run and hands the others what it decided; then all check they agree.
+            try agreeOnArguments(request.arguments, parallel)
             let trainer = parallel.rank == 0 ? try openAlone(request, device: device, log: log)
                                              : try follow(request, parallel: parallel, device: device, log: log)
             if parallel.rank == 0 { _ = try parallel.communicator.broadcast(try Handoff(trainer).encoded()) }
@@ -66,6 +69,16 @@ public enum RunOpener {
 
     /// Every rank must train the same run on the same data from the same step: a digest of the
     /// config, the data's fingerprint and the step, compared across ranks.
+    /// Before anything is opened: every rank was started with the same command line.
+    private static func agreeOnArguments(_ arguments: [String], _ parallel: DataParallel) throws {
+        let flags = Data(arguments.dropFirst().joined(separator: "\u{0}").utf8)
+        let digest = flags.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
+        let all = try parallel.communicator.allgather([digest])
+        if let other = all.firstIndex(where: { $0 != all[0] }) {
+            throw BatonError("rank \(parallel.rank): rank \(other) was started with other arguments than rank 0; start every rank with the same command")
+        }
+    }
+
     private static func agree(_ trainer: Trainer, _ parallel: DataParallel) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
