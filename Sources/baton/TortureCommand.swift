@@ -4,11 +4,12 @@ import Foundation
 let tortureSpec = CommandSpec(
     name: "torture",
     summary: "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
-    usage: "baton torture [--kills N] [--seed S] [--work DIR]",
+    usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N]",
     options: [
         Option(name: "--kills", placeholder: "N", help: "SIGKILLs to deliver (default 50)"),
         Option(name: "--seed", placeholder: "S", help: "seed for the kill times and the data (default 1); a failure replays with the same seed"),
         Option(name: "--work", placeholder: "DIR", help: "working folder, kept afterwards (default: a temporary folder, deleted when all is well)"),
+        Option(name: "--ranks", placeholder: "N", help: "run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one process)"),
     ])
 
 func tortureCommand(_ arguments: [String]) throws {
@@ -18,7 +19,15 @@ func tortureCommand(_ arguments: [String]) throws {
     guard kills >= 1 else { throw UsageError("baton torture: --kills must be at least 1") }
     let work = URL(fileURLWithPath: parsed.string("--work") ?? NSTemporaryDirectory() + "baton-torture-\(getpid())")
     let keep = parsed.string("--work") != nil
-    let report = try Torture(work: work, kills: kills, seed: seed).run()
+    let ranks = try parsed.int("--ranks") ?? 1
+    guard ranks >= 1 else { throw UsageError("baton torture: --ranks must be at least 1") }
+    if ranks > 1 {
+        guard FileManager.default.fileExists(atPath: "/usr/bin/mpirun") else { throw BatonError("baton torture --ranks: no /usr/bin/mpirun; install OpenMPI (scripts/install-deps)") }
+        guard FileManager.default.fileExists(atPath: Communicator.candidatePath) else {
+            throw BatonError("baton torture --ranks: no MPI communicator library at \(Communicator.candidatePath); build it with scripts/build-mpi, or set BATON_MPI_LIBRARY")
+        }
+    }
+    let report = try Torture(work: work, kills: kills, seed: seed, ranks: ranks).run()
     for line in report.lines { say(line) }
     if report.passed, !keep { try? FileManager.default.removeItem(at: work) }
     guard report.passed else { throw BatonError("torture failed (seed \(seed)); the runs are in \(work.path)") }
@@ -29,6 +38,9 @@ struct Torture {
     let work: URL
     let kills: Int
     let seed: UInt64
+    /// Ranks of the tortured job (1: one process). The uninterrupted reference is one process at the
+    /// same global batch, so with ranks the end must also match across world sizes.
+    let ranks: Int
 
     struct Report {
         var lines: [String]
@@ -49,15 +61,18 @@ struct Torture {
         try TokenShard.write(tokens: Array(letters.prefix(385)), to: shards.appendingPathComponent("t_train_000000.bin"))
         try TokenShard.write(tokens: Array(letters.suffix(100)), to: shards.appendingPathComponent("t_val_000000.bin"))
         let steps = max(60, 12 * kills)
-        let common = ["--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "4",
+        let batch = ranks > 1 ? ["--batch", "2", "--global-batch", "\(2 * ranks)"] : ["--batch", "4"]
+        let common = ["--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8"] + batch + [
                       "--steps", "\(steps)", "--warmup", "5", "--lr", "3e-3", "--save-every", "2", "--keep-last", "3",
                       "--eval-every", "25", "--eval-batches", "2", "--log-every", "1000000", "--device", "cpu", "--threads", "1"]
 
         // Calibrate: process start-up, and the uninterrupted reference run.
-        let startup = try timed { try runToEnd(["train", "--out", work.appendingPathComponent("calibrate").path] + common.map { $0 == "\(steps)" ? "1" : $0 }) }
+        let calibration = common.map { $0 == "\(steps)" ? "1" : $0 }
+        let startup = try timed { try runToEnd(["train", "--out", work.appendingPathComponent("calibrate").path] + calibration, ranks: ranks) }
+        let startupAlone = ranks > 1 ? try timed { try runToEnd(["train", "--out", work.appendingPathComponent("calibrate-alone").path] + calibration) } : startup
         let straight = work.appendingPathComponent("straight").path
         let whole = try timed { try runToEnd(["train", "--out", straight] + common) }
-        let perStep = max((whole - startup) / Double(steps), 1e-5)
+        let perStep = max((whole - startupAlone) / Double(steps), 1e-5)
 
         var done = 0, inSave = 0, launches = 0, lost = 0, mismatches = 0, rounds = 0
         var notes: [String] = []
@@ -72,7 +87,8 @@ struct Torture {
                 // Kill within the first ~steps/(2 kills) steps of this attempt's work, so most kills
                 // land before the run is over.
                 let delay = 0.5 * startup + generator.nextUniform() * (startup + perStep * Double(steps) / Double(2 * kills))
-                let process = try launch(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"))
+                let process = try launch(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"),
+                                         ranks: ranks)
                 launches += 1
                 usleep(UInt32(delay * 1e6))
                 guard process.isRunning else {
@@ -83,7 +99,28 @@ struct Torture {
                     }
                     break attempts
                 }
-                kill(process.processIdentifier, SIGKILL)
+                if ranks > 1 {
+                    // A random rank dies; mpirun then ends the others.
+                    let victim = Int(generator.next() % UInt64(ranks))
+                    guard let pid = rankProcess(victim, of: tortured) else {
+                        // Not started yet, or already gone: end the job as a whole.
+                        kill(process.processIdentifier, SIGKILL)
+                        for rank in 0..<ranks { if let pid = rankProcess(rank, of: tortured) { kill(pid, SIGKILL) } }
+                        process.waitUntilExit()
+                        continue
+                    }
+                    kill(pid, SIGKILL)
+                    let deadline = Date().addingTimeInterval(30)
+                    while process.isRunning && Date() < deadline { usleep(10_000) }
+                    if process.isRunning {
+                        lost += 1
+                        notes.append("the job outlived a killed rank by 30 s")
+                        kill(process.processIdentifier, SIGKILL)
+                    }
+                    for rank in 0..<ranks { if let pid = rankProcess(rank, of: tortured) { kill(pid, SIGKILL) } }
+                } else {
+                    kill(process.processIdentifier, SIGKILL)
+                }
                 process.waitUntilExit()
                 done += 1
                 // Inside a save: a temporary folder not yet renamed, or `latest` not yet moved on.
@@ -105,7 +142,7 @@ struct Torture {
                 }
                 newestBefore = max(newestBefore, newestGood)
             }
-            try runToEnd(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"))
+            try runToEnd(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"), ranks: ranks)
             launches += 1
             let final = CheckpointStore(runFolder: URL(fileURLWithPath: straight)).url(step: steps)
             for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
@@ -119,7 +156,7 @@ struct Torture {
             if try metrics(straight) != metrics(tortured) { mismatches += 1; notes.append("round \(rounds): metrics.jsonl differs from the uninterrupted run's") }
         }
         let window = 1000 * (1.5 * startup + perStep * Double(steps) / Double(2 * kills))
-        let lines = ["torture: seed \(seed), \(steps) steps a run, checkpoint every 2 steps, SIGKILL \(String(format: "%.0f", 500 * startup))-\(String(format: "%.0f", window)) ms after each launch"]
+        let lines = ["torture: seed \(seed), \(ranks > 1 ? "\(ranks) ranks under mpirun (a random rank killed each time), " : "")\(steps) steps a run, checkpoint every 2 steps, SIGKILL \(String(format: "%.0f", 500 * startup))-\(String(format: "%.0f", window)) ms after each launch"]
             + notes.map { "  note: \($0)" } + [
             "kills: \(done)",
             "kills inside a save: \(inSave)",
@@ -131,10 +168,16 @@ struct Torture {
         return Report(lines: lines, passed: done == kills && mismatches == 0 && lost == 0)
     }
 
-    private func launch(_ arguments: [String], log: URL) throws -> Process {
+    private func launch(_ arguments: [String], log: URL, ranks: Int = 1) throws -> Process {
         let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
+        if ranks > 1 {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "-x", "BATON_MPI_LIBRARY", executable.path] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": Communicator.candidatePath]) { $1 }
+        } else {
+            process.executableURL = executable
+            process.arguments = arguments
+        }
         if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
@@ -144,8 +187,21 @@ struct Torture {
         return process
     }
 
-    private func runToEnd(_ arguments: [String], log: URL? = nil) throws {
-        let process = try launch(arguments, log: log ?? work.appendingPathComponent("reference.log"))
+    /// The process of rank `rank` of the job training `run`, found by the rank mpirun gave it.
+    private func rankProcess(_ rank: Int, of run: String) -> pid_t? {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for name in names {
+            guard let pid = pid_t(name), let environment = FileManager.default.contents(atPath: "/proc/\(name)/environ"),
+                  let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { continue }
+            let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") && arguments.contains(run) && arguments.first?.hasSuffix("baton") == true { return pid }
+        }
+        return nil
+    }
+
+    private func runToEnd(_ arguments: [String], log: URL? = nil, ranks: Int = 1) throws {
+        let process = try launch(arguments, log: log ?? work.appendingPathComponent("reference.log"), ranks: ranks)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw BatonError("torture: baton \(arguments.prefix(3).joined(separator: " ")) failed (status \(process.terminationStatus)); see \(work.path)")

@@ -251,3 +251,15 @@ extension DataParallelTests {
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("mismatch").path), "nothing is written")
     }
 }
+
+extension DataParallelTests {
+    /// The torture harness on a 2-rank job, short: 3 SIGKILLs of random ranks, then the end
+    /// compared byte for byte with one uninterrupted process at the same global batch.
+    func testThreeKillsOfRandomRanksLoseNothingAndEndBitwiseEqual() throws {
+        let result = try runBaton(["torture", "--kills", "3", "--seed", "7", "--ranks", "2"], environment: ["BATON_MPI_LIBRARY": DataParallelTests.library.path])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        for line in ["2 ranks under mpirun", "kills: 3", "mismatches: 0", "checkpoints lost: 0"] {
+            XCTAssert(result.stdout.contains(line), "'\(line)' missing from:\n\(result.stdout)")
+        }
+    }
+}
