@@ -4,15 +4,15 @@ import Foundation
 let benchSpec = CommandSpec(
     name: "bench", summary: "Tokens/s of whole training steps (forward, backward, AdamW) on random tokens.",
     usage: "baton bench [options]",
-    options: [
-        Option(name: "--steps", placeholder: "N", help: "measured steps (default 10)"),
-        Option(name: "--warmup-steps", placeholder: "N", help: "unmeasured steps first (default 2)"),
-        Option(name: "--batch", placeholder: "B", help: "batch size (default 12)"),
-        Option(name: "--checkpoint", placeholder: "DIR", help: "instead: time saving and loading a checkpoint of the model in DIR (deleted after)"),
-        Option(name: "--allreduce", placeholder: nil, help: "instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast"),
-        Option(name: "--tokenize", placeholder: "FILE", help: "instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads"),
-        Option(name: "--tokenizer", placeholder: "gpt2|DIR", help: "with --tokenize: the bundled GPT-2 tokenizer (default) or a folder"),
-    ] + modelOptions + deviceOptions)
+    options: options("""
+        --steps N: measured steps (default 10)
+        --warmup-steps N: unmeasured steps first (default 2)
+        --batch B: batch size (default 12)
+        --checkpoint DIR: instead: time saving and loading a checkpoint of the model in DIR (deleted after)
+        --allreduce: instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast
+        --tokenize FILE: instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads
+        --tokenizer gpt2|DIR: with --tokenize: the bundled GPT-2 tokenizer (default) or a folder
+        """) + modelOptions + deviceOptions)
 
 func benchCommand(_ arguments: [String]) throws {
     guard let parsed = try benchSpec.parse(arguments) else { return }

@@ -21,19 +21,19 @@ struct CommandSpec {
 
 let helpOption = Option(name: "--help", placeholder: nil, help: "show this help")
 
-let deviceOptions = [
-    Option(name: "--device", placeholder: "cpu|cuda|auto", help: "backend to run on (default auto: CUDA where it loads, else CPU)"),
-    Option(name: "--threads", placeholder: "N", help: "CPU threads (default: one per core)"),
-]
+let deviceOptions = options("""
+    --device cpu|cuda|auto: backend to run on (default auto: CUDA where it loads, else CPU)
+    --threads N: CPU threads (default: one per core)
+    """)
 
 /// The model-shape flags that train and bench share.
-let modelOptions = [
-    Option(name: "--seq-len", placeholder: "T", help: "context length (default 64)"),
-    Option(name: "--layers", placeholder: "N", help: "transformer blocks (default 4)"),
-    Option(name: "--heads", placeholder: "N", help: "attention heads (default 4)"),
-    Option(name: "--embd", placeholder: "C", help: "channels (default 128)"),
-    Option(name: "--vocab-size", placeholder: "V", help: "vocabulary size; token ids must be below it (default 256, bytes)"),
-]
+let modelOptions = options("""
+    --seq-len T: context length (default 64)
+    --layers N: transformer blocks (default 4)
+    --heads N: attention heads (default 4)
+    --embd C: channels (default 128)
+    --vocab-size V: vocabulary size; token ids must be below it (default 256, bytes)
+    """)
 
 func applyModelFlags(_ parsed: ParsedArguments, to model: inout GPTConfig) throws {
     if let value = try parsed.int("--seq-len") { model.contextLength = value }

@@ -4,10 +4,10 @@ import Foundation
 let evalSpec = CommandSpec(
     name: "eval", summary: "Mean next-token loss of weights over the first N sequences of a shard.",
     usage: "baton eval PATH --data FILE [--sequences N]   (\(modelPathHelp))",
-    options: [
-        Option(name: "--data", placeholder: "FILE", help: "token shard to evaluate on (required)"),
-        Option(name: "--sequences", placeholder: "N", help: "number of consecutive sequences from the start of FILE (default 100)"),
-    ] + deviceOptions)
+    options: options("""
+        --data FILE: token shard to evaluate on (required)
+        --sequences N: number of consecutive sequences from the start of FILE (default 100)
+        """) + deviceOptions)
 
 func evalCommand(_ arguments: [String]) throws {
     guard let parsed = try evalSpec.parse(arguments) else { return }

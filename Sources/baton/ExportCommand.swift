@@ -4,10 +4,10 @@ import Foundation
 let exportSpec = CommandSpec(
     name: "export", summary: "Write a Hugging Face folder (GPT2LMHeadModel + tokenizer) from a run or checkpoint.",
     usage: "baton export PATH --hf DIR [--overwrite]   (\(modelPathHelp))",
-    options: [
-        Option(name: "--hf", placeholder: "DIR", help: "the folder to write (required)"),
-        Option(name: "--overwrite", placeholder: nil, help: "replace DIR if it exists (only once the new folder is complete)"),
-    ])
+    options: options("""
+        --hf DIR: the folder to write (required)
+        --overwrite: replace DIR if it exists (only once the new folder is complete)
+        """))
 
 func exportCommand(_ arguments: [String]) throws {
     guard let parsed = try exportSpec.parse(arguments) else { return }

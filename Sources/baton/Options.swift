@@ -5,6 +5,16 @@ struct Option {
     let help: String
 }
 
+/// A command's flags, one a line: `--name PLACEHOLDER: help`, or `--name: help` for a switch.
+func options(_ table: String) -> [Option] {
+    table.split(separator: "\n").map { line in
+        let text = line.trimmingCharacters(in: .whitespaces)
+        guard let colon = text.range(of: ": ") else { preconditionFailure("option line without ': ': \(text)") }
+        let head = text[..<colon.lowerBound].split(separator: " ", maxSplits: 1).map(String.init)
+        return Option(name: head[0], placeholder: head.count > 1 ? head[1] : nil, help: String(text[colon.upperBound...]))
+    }
+}
+
 /// A mistake in how the command was called: exit code 2, with a pointer to --help.
 struct UsageError: Error, CustomStringConvertible {
     let description: String

@@ -4,12 +4,12 @@ import Foundation
 let plotSpec = CommandSpec(
     name: "plot", summary: "Draw runs' loss curves (training raw and smoothed, validation points) as an SVG.",
     usage: "baton plot RUN [RUN...] --out FILE.svg [--x step|tokens] [--log-y]",
-    options: [
-        Option(name: "--out", placeholder: "FILE.svg", help: "the SVG to write (required)"),
-        Option(name: "--x", placeholder: "step|tokens", help: "x axis: optimizer steps (default) or tokens seen"),
-        Option(name: "--log-y", placeholder: nil, help: "logarithmic loss axis"),
-        Option(name: "--smoothing", placeholder: "X", help: "moving-average weight of the smoothed curve, 0 to 1 (default 0.9)"),
-    ])
+    options: options("""
+        --out FILE.svg: the SVG to write (required)
+        --x step|tokens: x axis: optimizer steps (default) or tokens seen
+        --log-y: logarithmic loss axis
+        --smoothing X: moving-average weight of the smoothed curve, 0 to 1 (default 0.9)
+        """))
 
 func plotCommand(_ arguments: [String]) throws {
     guard let parsed = try plotSpec.parse(arguments) else { return }

@@ -4,15 +4,15 @@ import Foundation
 let prepareSpec = CommandSpec(
     name: "prepare", summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or GPT-2 BPE, streamed.",
     usage: "baton prepare FILE... --out DIR [--tokenizer bytes|gpt2|DIR]   (.txt: one document; .jsonl: one a line)",
-    options: [
-        Option(name: "--out", placeholder: "DIR", help: "folder for the shards (required)"),
-        Option(name: "--name", placeholder: "NAME", help: "shard name prefix (default corpus)"),
-        Option(name: "--tokenizer", placeholder: "bytes|gpt2|DIR", help: "bytes (default), the bundled GPT-2 BPE, or a Hugging Face tokenizer folder (vocab.json + merges.txt)"),
-        Option(name: "--field", placeholder: "NAME", help: "BPE: the JSONL field holding the text (default text)"),
-        Option(name: "--shard-tokens", placeholder: "N", help: "BPE: tokens per shard (default 100000000, as llm.c)"),
-        Option(name: "--val-tokens", placeholder: "N", help: "BPE: tokens for validation, taken first (default: the first shard, as llm.c)"),
-        Option(name: "--threads", placeholder: "N", help: "BPE: tokenizer threads (default: one per core)"),
-    ])
+    options: options("""
+        --out DIR: folder for the shards (required)
+        --name NAME: shard name prefix (default corpus)
+        --tokenizer bytes|gpt2|DIR: bytes (default), the bundled GPT-2 BPE, or a Hugging Face tokenizer folder (vocab.json + merges.txt)
+        --field NAME: BPE: the JSONL field holding the text (default text)
+        --shard-tokens N: BPE: tokens per shard (default 100000000, as llm.c)
+        --val-tokens N: BPE: tokens for validation, taken first (default: the first shard, as llm.c)
+        --threads N: BPE: tokenizer threads (default: one per core)
+        """))
 
 func prepareCommand(_ arguments: [String]) throws {
     guard let parsed = try prepareSpec.parse(arguments) else { return }

@@ -4,15 +4,15 @@ import Foundation
 let sampleSpec = CommandSpec(
     name: "sample", summary: "Generate text from trained weights.",
     usage: "baton sample PATH [options]   (\(modelPathHelp))",
-    options: [
-        Option(name: "--prompt", placeholder: "TEXT", help: "text to continue (default: a newline)"),
-        Option(name: "--length", placeholder: "N", help: "tokens to generate (default 300)"),
-        Option(name: "--temperature", placeholder: "X", help: "softmax temperature; 0 is greedy (default 0.8)"),
-        Option(name: "--top-k", placeholder: "K", help: "sample among the K likeliest tokens; 0: all (default 40)"),
-        Option(name: "--seed", placeholder: "N", help: "sampling seed (default 42)"),
-        Option(name: "--tokenizer", placeholder: "bytes|gpt2|DIR", help: "default: the one the data was prepared with, else the vocabulary's (256: bytes, 50257: GPT-2)"),
-        Option(name: "--stop-at-eot", placeholder: nil, help: "stop after <|endoftext|> (GPT-2 tokenizers)"),
-    ] + deviceOptions)
+    options: options("""
+        --prompt TEXT: text to continue (default: a newline)
+        --length N: tokens to generate (default 300)
+        --temperature X: softmax temperature; 0 is greedy (default 0.8)
+        --top-k K: sample among the K likeliest tokens; 0: all (default 40)
+        --seed N: sampling seed (default 42)
+        --tokenizer bytes|gpt2|DIR: default: the one the data was prepared with, else the vocabulary's (256: bytes, 50257: GPT-2)
+        --stop-at-eot: stop after <|endoftext|> (GPT-2 tokenizers)
+        """) + deviceOptions)
 
 func sampleCommand(_ arguments: [String]) throws {
     guard let parsed = try sampleSpec.parse(arguments) else { return }

@@ -5,12 +5,12 @@ let tortureSpec = CommandSpec(
     name: "torture",
     summary: "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
     usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N]",
-    options: [
-        Option(name: "--kills", placeholder: "N", help: "SIGKILLs to deliver (default 50)"),
-        Option(name: "--seed", placeholder: "S", help: "seed for the kill times and the data (default 1); a failure replays with the same seed"),
-        Option(name: "--work", placeholder: "DIR", help: "working folder, kept afterwards (default: a temporary folder, deleted when all is well)"),
-        Option(name: "--ranks", placeholder: "N", help: "run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one process)"),
-    ])
+    options: options("""
+        --kills N: SIGKILLs to deliver (default 50)
+        --seed S: seed for the kill times and the data (default 1); a failure replays with the same seed
+        --work DIR: working folder, kept afterwards (default: a temporary folder, deleted when all is well)
+        --ranks N: run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one process)
+        """))
 
 func tortureCommand(_ arguments: [String]) throws {
     guard let parsed = try tortureSpec.parse(arguments) else { return }

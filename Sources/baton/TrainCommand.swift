@@ -5,40 +5,40 @@ import Foundation
 let trainSpec = CommandSpec(
     name: "train", summary: "Train a GPT-2 model. With no flags: the default small model on the bundled corpus.",
     usage: "baton train [options]        (continue a run: baton train --out RUN --resume auto)",
-    options: [
-        Option(name: "--data", placeholder: "DIR", help: "folder of llm.c token shards (*train*.bin, *val*.bin); default data/paradise-lost"),
-        Option(name: "--out", placeholder: "DIR", help: "run folder (default: a new folder under runs/)"),
-        Option(name: "--steps", placeholder: "N", help: "total optimizer steps (default 2000); may be raised on resume"),
-        Option(name: "--epochs", placeholder: "N", help: "total epochs over the training data, instead of --steps"),
-        Option(name: "--batch", placeholder: "B", help: "sequences per micro-batch (default 12)"),
-        Option(name: "--grad-accum", placeholder: "N", help: "micro-batches per step on each rank (default 1)"),
-        Option(name: "--global-batch", placeholder: "N", help: "sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume"),
-        Option(name: "--reduce", placeholder: "exact|fast", help: "ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's all-reduce"),
-        Option(name: "--allow-batch-change", placeholder: nil, help: "resume with another --global-batch, from the same sample position"),
-    ] + modelOptions + [
-        Option(name: "--lr", placeholder: "X", help: "peak learning rate (default 1e-3)"),
-        Option(name: "--min-lr", placeholder: "X", help: "learning rate at the end of the cosine decay (default 1e-4)"),
-        Option(name: "--warmup", placeholder: "N", help: "linear warmup steps (default 100)"),
-        Option(name: "--weight-decay", placeholder: "X", help: "AdamW weight decay on 2-D weights (default 0.1)"),
-        Option(name: "--beta1", placeholder: "X", help: "AdamW beta1 (default 0.9)"),
-        Option(name: "--beta2", placeholder: "X", help: "AdamW beta2 (default 0.99)"),
-        Option(name: "--grad-clip", placeholder: "X", help: "clip the global gradient norm to this; 0 turns clipping off (default 1.0)"),
-        Option(name: "--seed", placeholder: "N", help: "seed for the initial weights and the data order (default 1337)"),
-        Option(name: "--eval-every", placeholder: "N", help: "validation loss every N steps; 0: only at the end (default 250)"),
-        Option(name: "--eval-batches", placeholder: "N", help: "validation batches per evaluation (default 20)"),
-        Option(name: "--log-every", placeholder: "N", help: "print a progress line every N steps (default 10)"),
-        Option(name: "--save-every", placeholder: "N", help: "checkpoint every N steps; 0: only at the end and when stopped (default 500)"),
-        Option(name: "--keep-last", placeholder: "K", help: "keep the newest K checkpoints (default 3)"),
-        Option(name: "--keep-every", placeholder: "M", help: "also keep every checkpoint whose step is a multiple of M, forever"),
-        Option(name: "--stop-at", placeholder: "STEP", help: "stop after STEP steps, with a checkpoint (0: save the initial state)"),
-        Option(name: "--init-from", placeholder: "HF_DIR", help: "start from a Hugging Face GPT2LMHeadModel folder (config.json + safetensors); its shape is the run's"),
-        Option(name: "--resume", placeholder: "auto|step-N|PATH", help: "continue from the newest good checkpoint, a step, or a checkpoint folder"),
-        Option(name: "--overwrite", placeholder: nil, help: "start over in a run folder that has checkpoints; replace a checkpoint of the same step"),
-        Option(name: "--allow-data-change", placeholder: nil, help: "resume even though the data differs from the checkpoint's"),
-        Option(name: "--on-nonfinite", placeholder: "stop|skip", help: "a NaN/Inf loss or gradient norm stops the run (default) or skips that update"),
-        Option(name: "--on-save-error", placeholder: "stop|retry", help: "a failed save (full disk) stops the run (default) or retries at the next save"),
-        Option(name: "--sample-ledger", placeholder: "FILE", help: "debug: record every sample index consumed (JSONL)"),
-    ] + deviceOptions + debugTrainOptions)
+    options: options("""
+        --data DIR: folder of llm.c token shards (*train*.bin, *val*.bin); default data/paradise-lost
+        --out DIR: run folder (default: a new folder under runs/)
+        --steps N: total optimizer steps (default 2000); may be raised on resume
+        --epochs N: total epochs over the training data, instead of --steps
+        --batch B: sequences per micro-batch (default 12)
+        --grad-accum N: micro-batches per step on each rank (default 1)
+        --global-batch N: sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume
+        --reduce exact|fast: ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's all-reduce
+        --allow-batch-change: resume with another --global-batch, from the same sample position
+        """) + modelOptions + options("""
+        --lr X: peak learning rate (default 1e-3)
+        --min-lr X: learning rate at the end of the cosine decay (default 1e-4)
+        --warmup N: linear warmup steps (default 100)
+        --weight-decay X: AdamW weight decay on 2-D weights (default 0.1)
+        --beta1 X: AdamW beta1 (default 0.9)
+        --beta2 X: AdamW beta2 (default 0.99)
+        --grad-clip X: clip the global gradient norm to this; 0 turns clipping off (default 1.0)
+        --seed N: seed for the initial weights and the data order (default 1337)
+        --eval-every N: validation loss every N steps; 0: only at the end (default 250)
+        --eval-batches N: validation batches per evaluation (default 20)
+        --log-every N: print a progress line every N steps (default 10)
+        --save-every N: checkpoint every N steps; 0: only at the end and when stopped (default 500)
+        --keep-last K: keep the newest K checkpoints (default 3)
+        --keep-every M: also keep every checkpoint whose step is a multiple of M, forever
+        --stop-at STEP: stop after STEP steps, with a checkpoint (0: save the initial state)
+        --init-from HF_DIR: start from a Hugging Face GPT2LMHeadModel folder (config.json + safetensors); its shape is the run's
+        --resume auto|step-N|PATH: continue from the newest good checkpoint, a step, or a checkpoint folder
+        --overwrite: start over in a run folder that has checkpoints; replace a checkpoint of the same step
+        --allow-data-change: resume even though the data differs from the checkpoint's
+        --on-nonfinite stop|skip: a NaN/Inf loss or gradient norm stops the run (default) or skips that update
+        --on-save-error stop|retry: a failed save (full disk) stops the run (default) or retries at the next save
+        --sample-ledger FILE: debug: record every sample index consumed (JSONL)
+        """) + deviceOptions + debugTrainOptions)
 
 /// The config flags given on the command line, parsed once.
 func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Overrides {

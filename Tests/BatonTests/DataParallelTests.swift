@@ -127,32 +127,18 @@ extension DataParallelTests {
     /// SIGKILL of rank 1 ends the job (mpirun stops every rank; nothing hangs), and --resume auto
     /// continues from the last complete checkpoint to the bytes of an uninterrupted run.
     func testKillingOneRankEndsTheJobAndAResumeEndsTheSame() throws {
-        var long = flags("straight")
-        long[long.firstIndex(of: "--steps")! + 1] = "3000"  // long enough to be killed well before the end
-        XCTAssertEqual(try launch(ranks: 0, long + ["--save-every", "100"]).status, 0)
+        XCTAssertEqual(try launch(ranks: 0, longFlags("straight") + ["--save-every", "100"]).status, 0)
         let run = folder.appendingPathComponent("killed")
-        var killed = long
-        killed[killed.firstIndex(of: "--out")! + 1] = run.path
-        let job = Process()
-        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-        job.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + killed + ["--save-every", "100"]
-        job.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": DataParallelTests.library.path]) { $1 }
-        job.standardOutput = FileHandle.nullDevice
-        job.standardError = FileHandle.nullDevice
-        try job.run()
+        let job = try startJob(["-np", "2", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + longFlags("killed") + ["--save-every", "100"])
         // Wait for a checkpoint, then kill rank 1 (found by its launcher-given rank).
         let store = CheckpointStore(runFolder: run)
         for _ in 0..<600 where store.steps().isEmpty { usleep(20_000) }
         XCTAssertFalse(store.steps().isEmpty, "the job should have saved a checkpoint")
         let rankOne = try XCTUnwrap(processes(withEnvironment: "OMPI_COMM_WORLD_RANK=1", commandContaining: run.path).first)
         kill(rankOne, SIGKILL)
-        let deadline = Date().addingTimeInterval(60)
-        while job.isRunning && Date() < deadline { usleep(20_000) }
-        XCTAssertFalse(job.isRunning, "the job must end when a rank dies")
-        if job.isRunning { job.terminate() }
-        job.waitUntilExit()
+        XCTAssert(waitForEnd(job), "the job must end when a rank dies")
         XCTAssertNotEqual(job.terminationStatus, 0)
-        let resumed = try launch(ranks: 2, killed + ["--save-every", "100", "--resume", "auto"])
+        let resumed = try launch(ranks: 2, longFlags("killed") + ["--save-every", "100", "--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssert(try files("killed", step: 3000) == files("straight", step: 3000), "the resumed job's end differs from the uninterrupted run's")
     }
@@ -170,6 +156,42 @@ extension DataParallelTests {
         let retry = try launch(ranks: 2, flags("retry") + ["--save-every", "2", "--inject-fault", "disk-full:4", "--on-save-error", "retry"])
         XCTAssertEqual(retry.status, 0, retry.stderr)
         XCTAssertEqual(CheckpointStore(runFolder: folder.appendingPathComponent("retry")).steps(), [2, 6])
+    }
+
+    /// This run's flags for 3000 steps: long enough to be acted on well before its end.
+    func longFlags(_ run: String) -> [String] {
+        var long = flags(run)
+        long[long.firstIndex(of: "--steps")! + 1] = "3000"
+        return long
+    }
+
+    /// mpirun with `arguments`, started in the background, its output to `output` (else dropped)
+    /// and its errors to `errors`.
+    func startJob(_ arguments: [String], output: URL? = nil, errors: URL? = nil) throws -> Process {
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        job.arguments = ["--allow-run-as-root", "--oversubscribe"] + arguments
+        job.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": DataParallelTests.library.path]) { $1 }
+        for (url, set) in [(output, { job.standardOutput = $0 }), (errors, { job.standardError = $0 })] as [(URL?, (Any) -> Void)] {
+            if let url {
+                FileManager.default.createFile(atPath: url.path, contents: nil)
+                set(try FileHandle(forWritingTo: url))
+            } else {
+                set(FileHandle.nullDevice)
+            }
+        }
+        try job.run()
+        return job
+    }
+
+    /// Waits up to `seconds` for `job` to end; false (and the job stopped) if it did not.
+    func waitForEnd(_ job: Process, seconds: Double = 60) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while job.isRunning && Date() < deadline { usleep(20_000) }
+        let ended = !job.isRunning
+        if !ended { job.terminate() }
+        job.waitUntilExit()
+        return ended
     }
 
     /// Processes whose environment holds `entry` and whose command line mentions `text`.
@@ -190,35 +212,21 @@ extension DataParallelTests {
     /// the same step, one checkpoint is written, the job exits 0 saying once how to continue, and
     /// the resumed job ends with the uninterrupted run's bytes.
     func testSIGUSR1ToMpirunStopsEveryRankWithOneCheckpoint() throws {
-        var long = flags("straight")
-        long[long.firstIndex(of: "--steps")! + 1] = "3000"
-        XCTAssertEqual(try launch(ranks: 0, long + ["--save-every", "0"]).status, 0)
-        let run = folder.appendingPathComponent("stopped")
-        var stopped = long
-        stopped[stopped.firstIndex(of: "--out")! + 1] = run.path
-        let job = Process()
-        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-        job.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "2", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + stopped + ["--save-every", "0"]
-        job.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": DataParallelTests.library.path]) { $1 }
-        let output = folder.appendingPathComponent("stopped.out")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        job.standardOutput = try FileHandle(forWritingTo: output)
-        job.standardError = FileHandle.nullDevice
-        try job.run()
+        XCTAssertEqual(try launch(ranks: 0, longFlags("straight") + ["--save-every", "0"]).status, 0)
+        let run = folder.appendingPathComponent("stopped"), output = folder.appendingPathComponent("stopped.out")
+        let job = try startJob(["-np", "2", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + longFlags("stopped") + ["--save-every", "0"],
+                               output: output)
         let metrics = run.appendingPathComponent("metrics.jsonl")
         for _ in 0..<600 where ((try? Data(contentsOf: metrics))?.count ?? 0) < 2000 { usleep(10_000) }
         kill(job.processIdentifier, SIGUSR1)
-        let deadline = Date().addingTimeInterval(60)
-        while job.isRunning && Date() < deadline { usleep(20_000) }
-        if job.isRunning { job.terminate(); XCTFail("the job did not stop") }
-        job.waitUntilExit()
+        XCTAssert(waitForEnd(job), "the job did not stop")
         XCTAssertEqual(job.terminationStatus, 0)
         let text = try String(contentsOf: output, encoding: .utf8)
         XCTAssertEqual(text.components(separatedBy: "stopped by SIGUSR1 after step").count, 2, text)
         let steps = CheckpointStore(runFolder: run).steps()
         XCTAssertEqual(steps.count, 1)
         XCTAssertLessThan(steps[0], 3000)
-        let resumed = try launch(ranks: 2, stopped + ["--save-every", "0", "--resume", "auto"])
+        let resumed = try launch(ranks: 2, longFlags("stopped") + ["--save-every", "0", "--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssert(try files("stopped", step: 3000) == files("straight", step: 3000), "the resumed job's end differs from the uninterrupted run's")
     }
@@ -228,22 +236,10 @@ extension DataParallelTests {
     /// Ranks started with different flags (mpirun's `A : B` form) are refused by every rank in one
     /// line before anything is written.
     func testRanksStartedWithDifferentFlagsAreRefused() throws {
-        let common = flags("mismatch")
-        let job = Process()
-        job.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-        job.arguments = ["--allow-run-as-root", "--oversubscribe", "-x", "BATON_MPI_LIBRARY",
-                         "-np", "1", TestPaths.batonExecutable.path] + common + ["--lr", "1e-3", ":",
-                         "-np", "1", TestPaths.batonExecutable.path] + common + ["--lr", "2e-3"]
-        job.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": DataParallelTests.library.path]) { $1 }
-        let errors = folder.appendingPathComponent("mismatch.err")
-        FileManager.default.createFile(atPath: errors.path, contents: nil)
-        job.standardOutput = FileHandle.nullDevice
-        job.standardError = try FileHandle(forWritingTo: errors)
-        try job.run()
-        let deadline = Date().addingTimeInterval(60)
-        while job.isRunning && Date() < deadline { usleep(20_000) }
-        if job.isRunning { job.terminate(); XCTFail("the job did not end") }
-        job.waitUntilExit()
+        let common = flags("mismatch"), errors = folder.appendingPathComponent("mismatch.err")
+        let job = try startJob(["-x", "BATON_MPI_LIBRARY", "-np", "1", TestPaths.batonExecutable.path] + common + ["--lr", "1e-3", ":",
+                                "-np", "1", TestPaths.batonExecutable.path] + common + ["--lr", "2e-3"], errors: errors)
+        XCTAssert(waitForEnd(job), "the job did not end")
         XCTAssertNotEqual(job.terminationStatus, 0)
         let lines = try String(contentsOf: errors, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("baton: error:") }
         XCTAssertEqual(lines.count, 2, lines.joined(separator: "\n"))
