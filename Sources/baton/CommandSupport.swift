@@ -64,7 +64,9 @@ func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> D
     guard threads >= 0 else { throw UsageError("baton \(arguments.command): --threads must not be negative") }
     guard threads <= 4096 else { throw BatonError("--threads \(threads) is larger than Baton supports (4096)") }
     var reason: String?
-    let device = try DeviceSelection.open(request, threads: threads, log: { reason = $0 })
+    // One GPU per rank: the launcher's local rank on this node picks it.
+    let localRank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0
+    let device = try DeviceSelection.open(request, threads: threads, gpu: localRank, log: { reason = $0 })
     if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }
     return device
 }
