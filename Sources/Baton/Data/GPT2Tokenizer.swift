@@ -99,7 +99,7 @@ public final class GPT2Tokenizer {
         let step = utf8.count / chunkCount
         for k in 1..<chunkCount {
             var i = max(k * step, bounds.last! + 1)
-            while i < utf8.count && !(utf8[i] == 0x0A && i > 0 && GPT2Tokenizer.asciiClass[Int(min(utf8[i - 1], 127))] != .space && utf8[i - 1] < 0x80) { i += 1 }
+            while i < utf8.count && !GPT2Tokenizer.isSafeCut(utf8, at: i) { i += 1 }
             if i < utf8.count { bounds.append(i) }
         }
         bounds.append(utf8.count)
@@ -128,15 +128,18 @@ public final class GPT2Tokenizer {
         return results.parts.flatMap { $0 }
     }
 
-    /// The last place in `bytes` where a cut cannot change the pieces: just before a newline that
-    /// follows an ASCII non-space (a piece always ends there). 0 when there is none.
+    /// Whether cutting `bytes` just before `i` leaves the pieces as they are: `i` is a newline that
+    /// follows an ASCII non-space, where a piece always ends. Both the threaded encoder and
+    /// `prepare`'s block reader cut only there.
+    static func isSafeCut(_ bytes: [UInt8], at i: Int) -> Bool {
+        i > 0 && bytes[i] == 0x0A && bytes[i - 1] < 0x80 && asciiClass[Int(bytes[i - 1])] != .space
+    }
+
+    /// The last safe cut in `bytes` (see isSafeCut), or 0 when there is none.
     static func lastSafeCut(in bytes: [UInt8]) -> Int {
         var i = bytes.count - 1
-        while i > 0 {
-            if bytes[i] == 0x0A && bytes[i - 1] < 0x80 && asciiClass[Int(bytes[i - 1])] != .space { return i }
-            i -= 1
-        }
-        return 0
+        while i > 0 && !isSafeCut(bytes, at: i) { i -= 1 }
+        return max(i, 0)
     }
 
     /// The tokenizer shipped in `data/gpt2-tokenizer/` (from the working directory, or beside

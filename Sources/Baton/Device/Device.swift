@@ -16,6 +16,8 @@ public enum DeviceKind: String, Codable, CaseIterable, Sendable {
 public final class Device {
     public let kind: DeviceKind
     let table: UnsafePointer<baton_backend_table>
+    /// The table's function pointers, read once (the table does not change).
+    private let ops: baton_backend_table
     let context: OpaquePointer
     /// Device pointers are host pointers (the CPU): checkpoint writes read tensors in place.
     let hostMemory: Bool
@@ -55,6 +57,7 @@ public final class Device {
     init(kind: DeviceKind, table: UnsafePointer<baton_backend_table>, options: baton_context_options) throws {
         self.kind = kind
         self.table = table
+        ops = table.pointee
         hostMemory = table.pointee.host_memory != 0
         var message = [CChar](repeating: 0, count: 512)
         var opened: OpaquePointer?
@@ -150,7 +153,6 @@ public final class Device {
 
     // MARK: ops (one per BATON_FOR_EACH_OP entry)
 
-    private var ops: baton_backend_table { table.pointee }
 
     public func fill(_ x: Tensor, with value: Float) throws {
         ops.fill(context, x.pointer, value, Int64(x.count)); try check()

@@ -27,28 +27,30 @@ public final class DataParallel {
         return all
     }
 
-    /// Sums `tensor` over the ranks, in place, on every rank.
+    /// Sums `tensor` over the ranks, in place, on every rank. On the CPU the tensor's own memory
+    /// is sent and summed into; a GPU's tensor goes through a host copy (NCCL is to come).
     public func sum(_ tensor: Tensor, on device: Device) throws {
-        let count = tensor.count
-        if host.count != count { host = [Float](repeating: 0, count: count); received = host }
-        try host.withUnsafeMutableBufferPointer { try device.download(tensor, into: $0) }
-        if usesTree {
-            var distance = 1
-            while distance < size {
-                try host.withUnsafeBytes { send in
-                    try received.withUnsafeMutableBytes { try communicator.exchange(send, into: $0, with: rank ^ distance) }
-                }
-                // Float addition commutes, so both partners get the same bits.
-                host.withUnsafeMutableBufferPointer { mine in
-                    received.withUnsafeBufferPointer { theirs in
-                        for i in 0..<count { mine[i] = mine[i] + theirs[i] }
-                    }
-                }
-                distance *= 2
-            }
-        } else {
-            try host.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0) }
+        if device.hostMemory {
+            try sum(UnsafeMutableBufferPointer(start: tensor.pointer, count: tensor.count))
+            return
         }
+        if host.count != tensor.count { host = [Float](repeating: 0, count: tensor.count) }
+        try host.withUnsafeMutableBufferPointer { try device.download(tensor, into: $0) }
+        try host.withUnsafeMutableBufferPointer { try sum($0) }
         try host.withUnsafeBufferPointer { try device.upload($0, to: tensor) }
+    }
+
+    private func sum(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        guard usesTree else { return try communicator.allreduceSum(values) }
+        if received.count != values.count { received = [Float](repeating: 0, count: values.count) }
+        var distance = 1
+        while distance < size {
+            try received.withUnsafeMutableBytes { try communicator.exchange(UnsafeRawBufferPointer(values), into: $0, with: rank ^ distance) }
+            // Float addition commutes, so both partners get the same bits.
+            received.withUnsafeBufferPointer { theirs in
+                for i in 0..<values.count { values[i] = values[i] + theirs[i] }
+            }
+            distance *= 2
+        }
     }
 }
