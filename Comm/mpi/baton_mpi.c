@@ -1,13 +1,30 @@
 /* The MPI communicator: baton_comm.h's table over MPI (OpenMPI from Debian). Built by
  * scripts/build-mpi into libbaton_mpi.so, which `baton` loads when a launcher (mpirun) started it.
- * Messages over 1 GiB are sent in pieces (MPI counts are ints). */
+ * Messages over 1 GiB are sent in pieces (MPI counts are ints).
+ *
+ * Every collective is nonblocking and polled against a deadline, so a rank that is lost or stuck
+ * becomes, after the timeout, an error naming it instead of a job that hangs. The small
+ * collectives (allgather, barrier) go through rank 0 by point-to-point messages, so that rank 0
+ * knows which ranks did not arrive; the others give rank 0 a few seconds more before they blame
+ * it, so the error that names the real culprit comes first. */
 #include "baton_comm.h"
 
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static char error_text[512];
+static int my_rank, world_size;
+static double timeout; /* seconds; 0: no limit */
+
+/* Non-root ranks wait this much longer than rank 0 before blaming it. */
+#define GRACE_SECONDS 5.0
+#define TAG_GATHER 11
+#define TAG_RESULT 12
+#define TAG_EXCHANGE 7
+#define PIECE ((size_t)1 << 30)
 
 static int check(int status, const char *what) {
     if (status == MPI_SUCCESS) return 0;
@@ -15,6 +32,40 @@ static int check(int status, const char *what) {
     int length = 0;
     MPI_Error_string(status, message, &length);
     snprintf(error_text, sizeof error_text, "%s: %.*s", what, length, message);
+    return 1;
+}
+
+static double seconds_now(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + now.tv_nsec * 1e-9;
+}
+
+/* Waits for `count` requests. On timeout, cancels nothing (the job is ending) and names the
+ * ranks of the requests still open: peers[i] is the rank request i waits on, or -1 when unknown. */
+static int wait_all(int count, MPI_Request *requests, const int *peers, double limit, const char *what) {
+    double start = seconds_now();
+    long polls = 0;
+    for (;;) {
+        int done = 0;
+        if (check(MPI_Testall(count, requests, &done, MPI_STATUSES_IGNORE), what)) return 1;
+        if (done) return 0;
+        if (++polls % 1024) continue;
+        double waited = seconds_now() - start;
+        if (limit > 0 && waited > limit) break;
+        /* A long wait is a peer still computing: poll gently after the first second. */
+        if (waited > 1.0) nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    char names[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < count && used < sizeof names - 16; i++) {
+        int finished = 0;
+        MPI_Test(&requests[i], &finished, MPI_STATUS_IGNORE);
+        if (finished || requests[i] == MPI_REQUEST_NULL) continue;
+        if (peers[i] < 0) { used += snprintf(names + used, sizeof names - used, "%sa rank", used ? ", " : ""); break; }
+        used += snprintf(names + used, sizeof names - used, "%srank %d", used ? ", " : "", peers[i]);
+    }
+    snprintf(error_text, sizeof error_text, "%s: %s did not answer within %.0f s (lost or stuck)", what, used ? names : "a rank", limit);
     return 1;
 }
 
@@ -27,19 +78,28 @@ static int comm_init(int *rank, int *size) {
     }
     /* Errors come back as codes, so a lost peer is an error message, not an abort. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    if (check(MPI_Comm_rank(MPI_COMM_WORLD, rank), "MPI_Comm_rank")) return 1;
-    return check(MPI_Comm_size(MPI_COMM_WORLD, size), "MPI_Comm_size");
+    if (check(MPI_Comm_rank(MPI_COMM_WORLD, &my_rank), "MPI_Comm_rank")) return 1;
+    if (check(MPI_Comm_size(MPI_COMM_WORLD, &world_size), "MPI_Comm_size")) return 1;
+    *rank = my_rank;
+    *size = world_size;
+    return 0;
 }
 
 static int comm_finalize(void) { return check(MPI_Finalize(), "MPI_Finalize"); }
-static int comm_barrier(void) { return check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 
-#define PIECE ((size_t)1 << 30)
+static int comm_set_timeout(double seconds) {
+    timeout = seconds > 0 ? seconds : 0;
+    return 0;
+}
 
 static int comm_broadcast(void *data, size_t bytes, int root) {
+    int peer = root;
+    double limit = timeout > 0 && my_rank != root ? timeout + GRACE_SECONDS : timeout;
     for (size_t done = 0; done < bytes; done += PIECE) {
         size_t n = bytes - done < PIECE ? bytes - done : PIECE;
-        if (check(MPI_Bcast((char *)data + done, (int)n, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast")) return 1;
+        MPI_Request request;
+        if (check(MPI_Ibcast((char *)data + done, (int)n, MPI_BYTE, root, MPI_COMM_WORLD, &request), "MPI_Ibcast")) return 1;
+        if (wait_all(1, &request, my_rank == root ? (int[]){-1} : &peer, limit, "broadcast")) return 1;
     }
     return 0;
 }
@@ -47,17 +107,59 @@ static int comm_broadcast(void *data, size_t bytes, int root) {
 static int comm_exchange(const void *send, void *receive, size_t bytes, int peer) {
     for (size_t done = 0; done < bytes; done += PIECE) {
         size_t n = bytes - done < PIECE ? bytes - done : PIECE;
-        if (check(MPI_Sendrecv((const char *)send + done, (int)n, MPI_BYTE, peer, 7, (char *)receive + done, (int)n, MPI_BYTE, peer, 7,
-                               MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Sendrecv")) return 1;
+        MPI_Request requests[2];
+        if (check(MPI_Irecv((char *)receive + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD, &requests[0]), "MPI_Irecv") ||
+            check(MPI_Isend((const char *)send + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD, &requests[1]), "MPI_Isend"))
+            return 1;
+        if (wait_all(2, requests, (int[]){peer, peer}, timeout, "exchange")) return 1;
     }
     return 0;
 }
 
+/* Every rank's `bytes` to rank 0, which sends the whole back: rank 0 waits on each rank by name. */
 static int comm_allgather(const void *send, void *receive, size_t bytes) {
-    if (bytes > PIECE) { snprintf(error_text, sizeof error_text, "allgather: %zu bytes is more than one piece", bytes); return 1; }
-    return check(MPI_Allgather(send, (int)bytes, MPI_BYTE, receive, (int)bytes, MPI_BYTE, MPI_COMM_WORLD), "MPI_Allgather");
+    if (bytes * world_size > PIECE) { snprintf(error_text, sizeof error_text, "allgather: %zu bytes a rank is more than one piece", bytes); return 1; }
+    size_t total = bytes * world_size;
+    if (my_rank != 0) {
+        MPI_Request requests[2];
+        if (check(MPI_Irecv(receive, (int)total, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD, &requests[0]), "MPI_Irecv") ||
+            check(MPI_Isend(send, (int)bytes, MPI_BYTE, 0, TAG_GATHER, MPI_COMM_WORLD, &requests[1]), "MPI_Isend"))
+            return 1;
+        return wait_all(2, requests, (int[]){0, 0}, timeout > 0 ? timeout + GRACE_SECONDS : 0, "allgather");
+    }
+    memcpy(receive, send, bytes);
+    int others = world_size - 1;
+    MPI_Request *requests = calloc((size_t)others * 2 + 1, sizeof *requests);
+    int *peers = calloc((size_t)others * 2 + 1, sizeof *peers);
+    int failed = !requests || !peers;
+    if (failed) snprintf(error_text, sizeof error_text, "allgather: out of memory");
+    for (int r = 1; r <= others && !failed; r++) {
+        peers[r - 1] = r;
+        failed = check(MPI_Irecv((char *)receive + bytes * r, (int)bytes, MPI_BYTE, r, TAG_GATHER, MPI_COMM_WORLD, &requests[r - 1]), "MPI_Irecv");
+    }
+    if (!failed) failed = wait_all(others, requests, peers, timeout, "allgather");
+    for (int r = 1; r <= others && !failed; r++) {
+        peers[r - 1] = r;
+        failed = check(MPI_Isend(receive, (int)total, MPI_BYTE, r, TAG_RESULT, MPI_COMM_WORLD, &requests[r - 1]), "MPI_Isend");
+    }
+    if (!failed) failed = wait_all(others, requests, peers, timeout, "allgather");
+    free(requests);
+    free(peers);
+    return failed;
 }
 
+static int comm_barrier(void) {
+    char nothing = 0;
+    char *gathered = malloc((size_t)world_size);
+    if (!gathered) { snprintf(error_text, sizeof error_text, "barrier: out of memory"); return 1; }
+    int failed = comm_allgather(&nothing, gathered, 1);
+    free(gathered);
+    return failed;
+}
+
+/* Blocking, unlike the rest: OpenMPI 4.1's nonblocking all-reduce (libnbc) ran at a third to a
+ * fifth of MPI_Allreduce's speed here (docs/parallel.md). The timeout still holds in training:
+ * the loss gather just before it names any rank that does not arrive. */
 static int comm_allreduce_sum(float *data, size_t count) {
     size_t piece = PIECE / sizeof(float);
     for (size_t done = 0; done < count; done += piece) {
@@ -70,9 +172,9 @@ static int comm_allreduce_sum(float *data, size_t count) {
 static const char *comm_last_error(void) { return error_text; }
 
 static const baton_comm_table table = {
-    .abi_version = BATON_COMM_ABI_VERSION, .name = "mpi", .init = comm_init, .finalize = comm_finalize, .barrier = comm_barrier,
-    .broadcast = comm_broadcast, .exchange = comm_exchange, .allgather = comm_allgather, .allreduce_sum = comm_allreduce_sum,
-    .last_error = comm_last_error,
+    .abi_version = BATON_COMM_ABI_VERSION, .name = "mpi", .init = comm_init, .finalize = comm_finalize,
+    .set_timeout = comm_set_timeout, .barrier = comm_barrier, .broadcast = comm_broadcast, .exchange = comm_exchange,
+    .allgather = comm_allgather, .allreduce_sum = comm_allreduce_sum, .last_error = comm_last_error,
 };
 
 __attribute__((visibility("default"))) const baton_comm_table *baton_comm_get_table(void) { return &table; }

@@ -65,10 +65,15 @@ func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> D
     guard threads <= 4096 else { throw BatonError("--threads \(threads) is larger than Baton supports (4096)") }
     var reason: String?
     // One GPU per rank: the launcher's local rank on this node picks it.
-    let localRank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0
-    let device = try DeviceSelection.open(request, threads: threads, gpu: localRank, log: { reason = $0 })
+    let device = try DeviceSelection.open(request, threads: threads, gpu: launcherLocalRank, log: { reason = $0 })
     if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }
     return device
+}
+
+/// This process's rank on its node, from the launcher (OpenMPI, or MPICH's PMI); 0 without one.
+var launcherLocalRank: Int {
+    let environment = ProcessInfo.processInfo.environment
+    return (environment["OMPI_COMM_WORLD_LOCAL_RANK"] ?? environment["MPI_LOCALRANKID"]).flatMap(Int.init) ?? 0
 }
 
 /// One progress line on stdout, flushed at once so logs show progress when piped.

@@ -33,8 +33,16 @@ func faultPlan(_ text: String) throws -> FaultPlan {
         return FaultPlan(afterBackward: { current, model in
             if current == step { try model.device.fill(model.gradients.slice(0, 1), with: .nan) }
         })
+    case ("stall-rank", 3):
+        // A rank that stops answering (a hung GPU, a stopped process) but does not exit: the
+        // others must not wait for it forever.
+        guard let rank = Int(parts[2]) else { throw UsageError("baton train: --inject-fault stall-rank:STEP:RANK expects a rank number") }
+        return FaultPlan(afterBackward: { current, _ in
+            guard current == step, ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) == rank else { return }
+            while true { sleep(60) }
+        })
     default:
-        throw UsageError("baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, nonfinite:STEP)")
+        throw UsageError("baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, nonfinite:STEP, stall-rank:STEP:RANK)")
     }
 }
 #else

@@ -22,6 +22,14 @@ func selftestCommand(_ arguments: [String]) throws {
     var rows: [SelfTest.Row] = []
     for shape in [SelfTest.OpShape.small, .loops] { rows += SelfTest.Row.guarded("ops [\(shape.label)]") { try test.opChecks(shape) } }
     rows += SelfTest.Row.guarded("training checks") { try test.trainingChecks(folder: folder) }
+    // GPU ranks reduce through NCCL where the NCCL communicator was built beside the backend.
+    if device.kind == .cuda {
+        if FileManager.default.fileExists(atPath: DeviceCommunicator.candidatePath) {
+            rows += SelfTest.Row.guarded("nccl") { try test.ncclChecks() }
+        } else {
+            say("nccl: skipped: no \(DeviceCommunicator.candidatePath) (cmake builds it where it finds nccl.h)")
+        }
+    }
     let width = rows.map(\.check.count).max() ?? 10
     say("check".padding(toLength: width, withPad: " ", startingAt: 0) + "   max rel error      limit  result")
     for row in rows {

@@ -15,6 +15,8 @@ let trainSpec = CommandSpec(
         --global-batch N: sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume
         --reduce exact|fast: ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's all-reduce
         --allow-batch-change: resume with another --global-batch, from the same sample position
+        --comm auto|mpi|nccl: how GPU ranks exchange gradients: NCCL on GPU memory, or MPI through host memory (auto: NCCL where it loads); nccl without mpirun: one rank
+        --collective-timeout S: a collective that waits longer than S seconds on a rank ends the job, naming that rank (default 600; 0: wait forever)
         """) + modelOptions + options("""
         --lr X: peak learning rate (default 1e-3)
         --min-lr X: learning rate at the end of the cosine decay (default 1e-4)
@@ -89,12 +91,10 @@ func trainCommand(_ arguments: [String]) throws {
     // Under mpirun: one rank of a data-parallel job. Rank 0 alone prints.
     // MPI is finalized only after a run that went well: a rank that fails exits at once, and
     // mpirun then ends the others (finalizing would wait for them).
-    let communicator = try Communicator.join()
+    let parallelism = try ParallelRequest(parsed)
+    let communicator = try parallelism.joinCommunicator()
     let leader = (communicator?.rank ?? 0) == 0
     let report: (String) -> Void = leader ? { say($0) } : { _ in }
-    if let communicator {
-        options.parallel = DataParallel(communicator: communicator, exact: (parsed.string("--reduce") ?? "exact") == "exact")
-    }
     #if DEBUG
     if let fault = parsed.string("--inject-fault") { options.faults = try faultPlan(fault) }
     #endif
@@ -103,6 +103,9 @@ func trainCommand(_ arguments: [String]) throws {
     let initFrom = parsed.string("--init-from").map { URL(fileURLWithPath: $0) }
     if resume == nil && initFrom == nil { try TrainingConfig().applying(overrides).validate() }
     let device = try openDevice(parsed, announce: leader)
+    if let communicator {
+        options.parallel = try parallelism.dataParallel(communicator: communicator, device: device, report: report)
+    }
     var request = RunOpener.Request(out: parsed.string("--out"), resume: resume, overrides: overrides, options: options, initFrom: initFrom)
     request.arguments = CommandLine.arguments
     let trainer = try RunOpener.open(request,

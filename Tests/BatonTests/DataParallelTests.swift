@@ -259,3 +259,40 @@ extension DataParallelTests {
         }
     }
 }
+
+extension DataParallelTests {
+    /// A rank that stops answering without exiting (a hung GPU, a stopped process) does not hang
+    /// the job: after --collective-timeout rank 0 names it in one line and the job ends.
+    func testAStalledRankEndsTheJobWithAnErrorNamingIt() throws {
+        let started = Date()
+        let result = try launch(ranks: 2, flags("stalled") + ["--save-every", "2", "--collective-timeout", "3", "--inject-fault", "stall-rank:3:1"], seconds: 60)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 40, "the job must end soon after the timeout")
+        XCTAssert(result.stderr.contains("baton: error: rank 0: allgather failed: allgather: rank 1 did not answer within 3 s (lost or stuck)"), result.stderr)
+        // The checkpoint the job had saved before the stall is still good.
+        let store = CheckpointStore(runFolder: folder.appendingPathComponent("stalled"))
+        XCTAssertEqual(store.steps(), [2])
+        XCTAssertNoThrow(try CheckpointStore.verify(store.url(step: 2)))
+    }
+
+    /// Ranks that see different files at the same --data path (as two nodes can) are refused by
+    /// every rank. Rank 1 runs in its own mount namespace with other shards bound over the path.
+    func testRanksThatReadDifferentDataAreRefused() throws {
+        try XCTSkipUnless(shell("unshare -m true 2>/dev/null") == 0, "skipped: unshare -m needs root (CAP_SYS_ADMIN) to show rank 1 other files")
+        let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
+        let other = folder.appendingPathComponent("other-shards")
+        try FileManager.default.createDirectory(at: other, withIntermediateDirectories: true)
+        try TokenShard.write(tokens: text.dropFirst(100).prefix(4000).map { UInt16($0) }, to: other.appendingPathComponent("d_train_000000.bin"))
+        try TokenShard.write(tokens: text.dropFirst(4000).prefix(500).map { UInt16($0) }, to: other.appendingPathComponent("d_val_000000.bin"))
+        let common = flags("datamismatch"), errors = folder.appendingPathComponent("datamismatch.err")
+        let quoted = ([TestPaths.batonExecutable.path] + common).map { "'\($0)'" }.joined(separator: " ")
+        let job = try startJob(["-x", "BATON_MPI_LIBRARY", "-np", "1", TestPaths.batonExecutable.path] + common + [":",
+                                "-np", "1", "unshare", "-m", "sh", "-c", "mount --bind '\(other.path)' '\(data!)' && exec \(quoted)"], errors: errors)
+        XCTAssert(waitForEnd(job), "the job did not end")
+        XCTAssertNotEqual(job.terminationStatus, 0)
+        let errorText = try String(contentsOf: errors, encoding: .utf8)
+        let lines = errorText.split(separator: "\n").filter { $0.hasPrefix("baton: error:") }
+        XCTAssertFalse(lines.isEmpty, errorText)
+        XCTAssert(lines.allSatisfy { $0.contains("ranks disagree on the config, the data or the checkpoint") }, lines.joined(separator: "\n"))
+    }
+}

@@ -1,3 +1,4 @@
+import CBatonSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -17,6 +18,9 @@ public final class TokenShard {
     public let url: URL
     public let tokenCount: Int
     public let fileSize: Int
+    /// CRC-32C of the tokens, taken while they were validated: ranks compare it, since two files
+    /// of one size at one path (on two nodes) can still hold other tokens.
+    public private(set) var contentDigest: UInt32 = 0
     private let fd: Int32
     private let identity: stat
 
@@ -75,6 +79,7 @@ public final class TokenShard {
             for i in 0..<count where Int(UInt16(littleEndian: buffer[i])) >= vocabularySize {
                 throw BatonError("\(url.path): token \(UInt16(littleEndian: buffer[i])) at position \(start + i) is not below the vocabulary size \(vocabularySize); pass --vocab-size or re-prepare the data")
             }
+            contentDigest = buffer.withUnsafeBytes { baton_crc32c(contentDigest, $0.baseAddress, count * 2) }
             start += count
         }
     }

@@ -6,6 +6,8 @@ public struct TrainingData {
     public let validation: TokenDataset?
 
     public var fingerprint: DataFingerprint { DataFingerprint(train: train, val: validation) }
+    /// The tokens of every shard, train then validation, as one number (see TokenShard.contentDigest).
+    public var contentDigest: [UInt32] { (train.shards + (validation?.shards ?? [])).map(\.contentDigest) }
 
     public static func open(config: TrainingConfig, log: (String) -> Void) throws -> TrainingData {
         let folder = URL(fileURLWithPath: config.dataFolder)

@@ -10,7 +10,8 @@ import Glibc
 public final class Communicator {
     public let rank: Int
     public let size: Int
-    private let table: UnsafePointer<baton_comm_table>
+    /// nil for a job of one process that no launcher started (`Communicator.single`).
+    private let table: UnsafePointer<baton_comm_table>?
 
     public static let libraryName = "libbaton_mpi.so"
 
@@ -48,34 +49,54 @@ public final class Communicator {
         return Communicator(rank: Int(rank), size: Int(worldSize), table: table)
     }
 
-    private init(rank: Int, size: Int, table: UnsafePointer<baton_comm_table>) {
+    /// A job of this one process, without MPI: every collective is a copy or nothing. It lets
+    /// `--comm nccl` run at world size 1 where there is no launcher (scripts/gpu-check).
+    public static func single() -> Communicator { Communicator(rank: 0, size: 1, table: nil) }
+
+    private init(rank: Int, size: Int, table: UnsafePointer<baton_comm_table>?) {
         self.rank = rank
         self.size = size
         self.table = table
     }
 
     private func check(_ status: Int32, _ what: String) throws {
-        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \((table.pointee.last_error().map { String(cString: $0) } ?? "unknown error"))") }
+        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \((table?.pointee.last_error().map { String(cString: $0) } ?? "unknown error"))") }
     }
 
-    public func finalize() { _ = table.pointee.finalize() }
-    public func barrier() throws { try check(table.pointee.barrier(), "barrier") }
+    public func finalize() { _ = table?.pointee.finalize() }
+
+    /// A collective that waits longer than this on a rank fails naming it (0: wait forever).
+    public func setTimeout(seconds: Double) throws {
+        guard let table else { return }
+        try check(table.pointee.set_timeout(seconds), "set timeout")
+    }
+    public func barrier() throws {
+        guard let table else { return }
+        try check(table.pointee.barrier(), "barrier")
+    }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int = 0) throws {
+        guard let table else { return }
         try check(table.pointee.broadcast(buffer.baseAddress, buffer.count, Int32(root)), "broadcast")
     }
 
     public func exchange(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer, with peer: Int) throws {
         precondition(send.count == receive.count)
+        guard let table else {
+            receive.copyMemory(from: send)
+            return
+        }
         try check(table.pointee.exchange(send.baseAddress, receive.baseAddress, send.count, Int32(peer)), "exchange with rank \(peer)")
     }
 
     public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
+        guard let table else { return }
         try check(table.pointee.allreduce_sum(values.baseAddress, values.count), "all-reduce")
     }
 
     /// Every rank's values, in rank order (each rank gives the same count).
     public func allgather<T>(_ values: [T]) throws -> [T] {
+        guard let table else { return values }
         var result = [T](unsafeUninitializedCapacity: values.count * size) { _, count in count = values.count * size }
         try values.withUnsafeBytes { send in
             try result.withUnsafeMutableBytes { receive in

@@ -3,16 +3,26 @@
 /// with its partner and adds — which continues GradientTree's pairwise tree across ranks: the
 /// result has the bits one process gets from all the micro-batches, at any power-of-two world
 /// size. Otherwise (`fast`, or 3 or 6 ranks) the library's all-reduce, exact only up to float
-/// rounding.
+/// rounding. GPU ranks with an NCCL communicator do the same on GPU memory (ncclSend/ncclRecv for
+/// the tree, ncclAllReduce for fast); without one, a GPU's gradient goes through host memory.
 public final class DataParallel {
     public let communicator: Communicator
     public let exact: Bool
+    public let deviceCommunicator: DeviceCommunicator?
     private var host: [Float] = []
     private var received: [Float] = []
+    private var receivedOnDevice: Tensor?
 
-    public init(communicator: Communicator, exact: Bool) {
+    public init(communicator: Communicator, exact: Bool, deviceCommunicator: DeviceCommunicator? = nil) {
         self.communicator = communicator
         self.exact = exact
+        self.deviceCommunicator = deviceCommunicator
+    }
+
+    /// How gradients are summed, for the start-up line.
+    public var summary: String {
+        let library = deviceCommunicator.map { "NCCL \($0.version)" } ?? "MPI"
+        return usesTree ? "exactly (pairwise tree) over \(library)" : "by \(library)'s all-reduce"
     }
 
     public var rank: Int { communicator.rank }
@@ -23,13 +33,19 @@ public final class DataParallel {
     /// in rank order (each rank gives as many).
     func reduce(model: GPT, losses: [Float]) throws -> [Float] {
         let all = try communicator.allgather(losses)
-        if size > 1 { try sum(model.gradients, on: model.device) }
+        // With NCCL, a job of one rank still goes through it (scripts/gpu-check runs NCCL that way).
+        if size > 1 || deviceCommunicator != nil { try sum(model.gradients, on: model.device) }
         return all
     }
 
     /// Sums `tensor` over the ranks, in place, on every rank. On the CPU the tensor's own memory
-    /// is sent and summed into; a GPU's tensor goes through a host copy (NCCL is to come).
+    /// is sent and summed into; a GPU's goes through NCCL when there is a device communicator, else
+    /// through a host copy.
     public func sum(_ tensor: Tensor, on device: Device) throws {
+        if let deviceCommunicator, !device.hostMemory {
+            try sumOnDevice(tensor, device: device, communicator: deviceCommunicator)
+            return
+        }
         if device.hostMemory {
             try sum(UnsafeMutableBufferPointer(start: tensor.pointer, count: tensor.count))
             return
@@ -38,6 +54,21 @@ public final class DataParallel {
         try host.withUnsafeMutableBufferPointer { try device.download(tensor, into: $0) }
         try host.withUnsafeMutableBufferPointer { try sum($0) }
         try host.withUnsafeBufferPointer { try device.upload($0, to: tensor) }
+    }
+
+    /// The same tree as on the host, on GPU memory: the partner's sum arrives in a second
+    /// gradient-sized buffer, and the add is the residual kernel (one float addition an element,
+    /// the same bits as the host loop).
+    private func sumOnDevice(_ tensor: Tensor, device: Device, communicator: DeviceCommunicator) throws {
+        guard usesTree else { return try communicator.allreduceSum(tensor) }
+        if receivedOnDevice?.count != tensor.count { receivedOnDevice = try device.allocate(floats: tensor.count) }
+        let received = receivedOnDevice!
+        var distance = 1
+        while distance < size {
+            try communicator.exchange(tensor, into: received, with: rank ^ distance)
+            try device.residualForward(out: tensor, a: tensor, b: received)
+            distance *= 2
+        }
     }
 
     private func sum(_ values: UnsafeMutableBufferPointer<Float>) throws {

@@ -68,6 +68,24 @@ public struct SelfTest {
         return Row(check: name, error: error, limit: limit)
     }
 
+    /// The NCCL communicator on this GPU in a job of one rank: ncclSend/ncclRecv to itself and
+    /// ncclAllReduce, each of which must give back exactly what it was given. (Exchanges between
+    /// two GPUs need two GPUs: not run here.)
+    public mutating func ncclChecks() throws -> [Row] {
+        let nccl = try DeviceCommunicator.join(over: .single(), deviceIndex: 0, timeoutSeconds: 60)
+        defer { nccl.finalize() }
+        let values = random(1 << 20)
+        let send = try device.allocate(floats: values.count), receive = try device.allocate(floats: values.count)
+        try device.upload(values, to: send)
+        try device.fill(receive, with: .nan)
+        try nccl.exchange(send, into: receive, with: 0)
+        let exchanged = SelfTest.relativeError(try device.download(receive), values)
+        try nccl.allreduceSum(send)
+        let reduced = SelfTest.relativeError(try device.download(send), values)
+        return [Row(check: "nccl \(nccl.version): send/recv to itself", error: exchanged, limit: 0),
+                Row(check: "nccl \(nccl.version): all-reduce at world size 1", error: reduced, limit: 0)]
+    }
+
     /// The sizes the op checks run at. Two shapes: one small, and one big enough that every loop
     /// in the kernels goes round more than once (T past two warps, V past two blocks of 512
     /// threads, rows past the column-sum chunks, the vector past the global norm's grid).

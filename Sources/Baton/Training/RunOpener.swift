@@ -82,7 +82,7 @@ public enum RunOpener {
     private static func agree(_ trainer: Trainer, _ parallel: DataParallel) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var bytes = try encoder.encode(trainer.config) + encoder.encode(trainer.fingerprint)
+        var bytes = try encoder.encode(trainer.config) + encoder.encode(trainer.fingerprint) + encoder.encode(trainer.dataContentDigest)
         bytes.append(contentsOf: withUnsafeBytes(of: Int64(trainer.state.step)) { Array($0) })
         let digest = bytes.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
         let all = try parallel.communicator.allgather([digest])

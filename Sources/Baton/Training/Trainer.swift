@@ -52,6 +52,8 @@ public final class Trainer {
     public let loader: DataLoader
     public let validationSet: TokenDataset?
     public let fingerprint: DataFingerprint
+    /// Each shard's token CRC, for ranks to compare (not recorded in checkpoints).
+    public let dataContentDigest: [UInt32]
     public let runFolder: RunFolder
     public let store: CheckpointStore
     public let options: RunOptions
@@ -85,6 +87,7 @@ public final class Trainer {
         loader = DataLoader(dataset: data.train, batchSize: config.batchSize, seed: config.seed)
         validationSet = data.validation
         fingerprint = data.fingerprint
+        dataContentDigest = data.contentDigest
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
         schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
@@ -191,7 +194,7 @@ public final class Trainer {
         log("model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): \(model.parameterCount) parameters")
         log("data: \(loader.dataset.sampleCount) training sequences, \(loader.batchesPerEpoch) batches per epoch")
         if let parallel = options.parallel {
-            log("ranks: \(parallel.size), \(globalMicroBatches / parallel.size) micro-batch\(globalMicroBatches / parallel.size == 1 ? "" : "es") of \(config.batchSize) each per step (global batch \(globalMicroBatches * config.batchSize)), gradients summed \(parallel.usesTree ? "exactly (pairwise tree)" : "by MPI's all-reduce")")
+            log("ranks: \(parallel.size), \(globalMicroBatches / parallel.size) micro-batch\(globalMicroBatches / parallel.size == 1 ? "" : "es") of \(config.batchSize) each per step (global batch \(globalMicroBatches * config.batchSize)), gradients summed \(parallel.summary)")
         }
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
