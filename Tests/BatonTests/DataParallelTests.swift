@@ -296,3 +296,35 @@ extension DataParallelTests {
         XCTAssert(lines.allSatisfy { $0.contains("ranks disagree on the config, the data or the checkpoint") }, lines.joined(separator: "\n"))
     }
 }
+
+extension DataParallelTests {
+    /// SIGTERM to the ranks themselves — all of them, as a batch scheduler preempting the job does
+    /// (Slurm's scancel signals every task), or just one — stops every rank after the same step:
+    /// one checkpoint, exit 0, the resume command printed once, and the resumed job ends with the
+    /// uninterrupted run's bytes. (SIGTERM to mpirun itself cannot do this with OpenMPI 4.1: see
+    /// docs/parallel.md; SIGUSR1 to mpirun does.)
+    func testSIGTERMToTheRanksStopsEveryRankWithOneCheckpoint() throws {
+        XCTAssertEqual(try launch(ranks: 0, longFlags("straight") + ["--save-every", "0"]).status, 0)
+        for (name, targets) in [("all", ["0", "1"]), ("one", ["1"])] {
+            let run = folder.appendingPathComponent(name), output = folder.appendingPathComponent("\(name).out")
+            let job = try startJob(["-np", "2", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + longFlags(name) + ["--save-every", "0"],
+                                   output: output)
+            let metrics = run.appendingPathComponent("metrics.jsonl")
+            for _ in 0..<600 where ((try? Data(contentsOf: metrics))?.count ?? 0) < 2000 { usleep(10_000) }
+            for rank in targets {
+                let pid = try XCTUnwrap(processes(withEnvironment: "OMPI_COMM_WORLD_RANK=\(rank)", commandContaining: run.path).first, "rank \(rank)")
+                kill(pid, SIGTERM)
+            }
+            XCTAssert(waitForEnd(job), "\(name): the job did not stop")
+            XCTAssertEqual(job.terminationStatus, 0, name)
+            let text = try String(contentsOf: output, encoding: .utf8)
+            XCTAssertEqual(text.components(separatedBy: "stopped by SIGTERM after step").count, 2, text)
+            let steps = CheckpointStore(runFolder: run).steps()
+            XCTAssertEqual(steps.count, 1, name)
+            XCTAssertLessThan(steps.first ?? 3000, 3000)
+            let resumed = try launch(ranks: 2, longFlags(name) + ["--save-every", "0", "--resume", "auto"])
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            XCTAssert(try files(name, step: 3000) == files("straight", step: 3000), "\(name): the resumed job's end differs from the uninterrupted run's")
+        }
+    }
+}
