@@ -1,6 +1,12 @@
-// Causal multi-head self-attention on cuBLAS strided-batched sgemm: the twin of
-// Sources/CBatonCPU/attention.c (same math; see there). q, k and v are first repacked from
-// qkv [B,T,3,NH,hs] into [B,NH,T,hs] blocks in the scratch buffer, one (b, h) per batch entry.
+// Causal multi-head self-attention, two ways, chosen by the head size:
+//  - flash (head size <= 64, every GPT-2): online softmax over key tiles of 32, tiles above the
+//    diagonal skipped, q/k/v read in place from qkv by stride, no T x T matrix anywhere: the
+//    forward pass keeps only each row's log-sum-exp; the backward pass recomputes the scores tile
+//    by tile, dK/dV in one kernel (one block per key tile, looping over query tiles) and dQ in
+//    another (one block per query tile), so no sum needs atomics and the bits repeat.
+//  - materialized (larger heads): the scores in memory and cuBLAS strided-batched sgemm, the twin
+//    of Sources/CBatonCPU/attention.c (q, k and v repacked into [B,NH,T,hs] blocks in scratch).
+// attention_sizes tells the model which buffers each needs.
 #include "common.cuh"
 
 // The sizes both ops work with, and the scratch layout (floats):
@@ -98,7 +104,7 @@ __global__ void causal_softmax_backward_kernel(float *ds, const float *att, int 
     for (int t2 = lane; t2 < T; t2 += 32) d[t2] = t2 <= t ? p[t2] * (d[t2] - dot) * scale : 0.0f;
 }
 
-void attention_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
+static void materialized_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
     Attention a(ctx, scratch, B, T, C, NH);
     pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch(ctx, "attention_forward");
@@ -110,7 +116,8 @@ void attention_forward(baton_context *ctx, float *out, float *att, const float *
     check_launch(ctx, "attention_forward");
 }
 
-void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B, int T, int C, int NH) {
+static void materialized_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B, int T,
+                                  int C, int NH) {
     Attention a(ctx, scratch, B, T, C, NH);
     pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch(ctx, "attention_backward");
@@ -123,5 +130,278 @@ void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const f
     a.matmul(a.dk, a.ds, a.q, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS^T Q");
     a.matmul(a.dv, att, a.dout, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: P^T dO");
     unpack_dqkv_kernel<<<blocks_for(a.n, 256), 256>>>(dqkv, a.dq, a.dk, a.dv, B, T, C, NH);
+    check_launch(ctx, "attention_backward");
+}
+
+// ---- flash ----------------------------------------------------------------------------------
+
+constexpr int FLASH_TILE = 32;      // query rows and key rows per tile: one key per lane
+constexpr int FLASH_MAX_HS = 64;    // head sizes the flash kernels take (shared memory: 48 KiB)
+constexpr int FLASH_THREADS = 256;  // 8 warps, 4 rows of a tile each
+constexpr int FLASH_ROWS_PER_WARP = FLASH_TILE / (FLASH_THREADS / 32);
+constexpr int FLASH_PAD = FLASH_MAX_HS + 1;  // row stride in shared memory: lane-indexed rows hit distinct banks
+constexpr int FLASH_CHUNKS = FLASH_MAX_HS / 32;  // channels a lane owns: d = lane, lane + 32
+
+// Where the tile's rows live in qkv: row t of head h of batch b starts at ((b*T + t)*3C + h*hs);
+// k and v are C and 2C further.
+struct FlashHead {
+    int b, h, T, C, NH, hs;
+    __device__ FlashHead(int bh, int T_, int C_, int NH_) : b(bh / NH_), h(bh % NH_), T(T_), C(C_), NH(NH_), hs(C_ / NH_) {}
+    __device__ long long qkv_row(int t) const { return ((long long)b * T + t) * 3 * C + (long long)h * hs; }
+    __device__ long long out_row(int t) const { return ((long long)b * T + t) * C + (long long)h * hs; }
+};
+
+// Copies rows first..first+31 (of `stride`-apart rows starting at base + row(t)) into tile, zeros past T.
+template <class Row>
+__device__ inline void load_tile(float (*tile)[FLASH_PAD], const float *base, Row row, int first, int T, int hs) {
+    for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
+        int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
+        tile[r][d] = (t < T && d < hs) ? base[row(t) + d] : 0.0f;
+    }
+}
+
+__device__ inline float tile_dot(const float *a, const float *b, int hs) {
+    float sum = 0.0f;
+    for (int d = 0; d < hs; d++) sum += a[d] * b[d];
+    return sum;
+}
+
+// One block per (query tile, b*NH + h). Warp w owns query rows 4w..4w+3 of the tile; for a key
+// tile, lane c scores key c, the warp's max and sum update the row's running max m and sum l,
+// and the lane's output channels (lane, lane + 32) are rescaled and accumulated.
+__global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
+    __shared__ float q[FLASH_TILE][FLASH_PAD];
+    __shared__ float k[FLASH_TILE][FLASH_PAD];
+    __shared__ float v[FLASH_TILE][FLASH_PAD];
+    __shared__ float p[FLASH_TILE][FLASH_TILE + 1];
+    FlashHead head(blockIdx.y, T, C, NH);
+    int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
+    float m[FLASH_ROWS_PER_WARP], l[FLASH_ROWS_PER_WARP], acc[FLASH_ROWS_PER_WARP][FLASH_CHUNKS];
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        #pragma unroll
+        for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = 0.0f;
+    }
+    int last = min(q0 + FLASH_TILE, T);  // keys at or after `last` are above every row's diagonal
+    for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
+        __syncthreads();  // the previous tile's k and v are no longer read
+        load_tile(k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+        load_tile(v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+            int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
+            float score = (t < T && key <= t) ? tile_dot(q[r], k[lane], hs) * scale : -INFINITY;
+            float m_new = fmaxf(m[i], warp_max(score));
+            if (m_new == -INFINITY) continue;  // the whole tile is above this row's diagonal (same for every lane)
+            float e = score == -INFINITY ? 0.0f : expf(score - m_new);
+            float correction = expf(m[i] - m_new);  // 0 on the row's first tile (m = -inf)
+            l[i] = l[i] * correction + warp_sum(e);
+            m[i] = m_new;
+            p[r][lane] = e;
+            __syncwarp();
+            #pragma unroll
+            for (int j = 0; j < FLASH_CHUNKS; j++) {
+                int d = lane + 32 * j;
+                float sum = 0.0f;
+                #pragma unroll 8
+                for (int c = 0; c < FLASH_TILE; c++) sum += p[r][c] * v[c][d];
+                acc[i][j] = acc[i][j] * correction + sum;
+            }
+            __syncwarp();  // p's row is rewritten by the next tile
+        }
+    }
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
+        if (t >= T) continue;
+        #pragma unroll
+        for (int j = 0; j < FLASH_CHUNKS; j++) {
+            int d = lane + 32 * j;
+            if (d < hs) out[head.out_row(t) + d] = acc[i][j] / l[i];
+        }
+        if (lane == 0) lse[(long long)blockIdx.y * T + t] = m[i] + logf(l[i]);
+    }
+}
+
+// D[row] = sum over d of dO[row, d] * O[row, d], for the softmax's backward. One warp per row.
+__global__ void flash_row_dot_kernel(float *dsum, const float *dout, const float *out, int B, int T, int C, int NH) {
+    long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= (long long)B * NH * T) return;
+    int bh = (int)(row / T), t = (int)(row % T), hs = C / NH;
+    long long at = ((long long)(bh / NH) * T + t) * C + (long long)(bh % NH) * hs;
+    float sum = 0.0f;
+    for (int d = lane; d < hs; d += 32) sum += dout[at + d] * out[at + d];
+    sum = warp_sum(sum);
+    if (lane == 0) dsum[row] = sum;
+}
+
+// For one (query tile, key tile): P = exp(S - lse) and dS = P (dP - D), where S = scale q k and
+// dP = dO v; entry (row r of the warp's 4, key = lane) into p and ds.
+__device__ inline void flash_scores(float (*p)[FLASH_TILE + 1], float (*ds)[FLASH_TILE + 1], float (*q)[FLASH_PAD],
+                                    float (*k)[FLASH_PAD], float (*v)[FLASH_PAD], float (*dout)[FLASH_PAD],
+                                    const float *lse, const float *dsum, int q0, int k0, int T, int hs, float scale) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
+        float prob = 0.0f, grad = 0.0f;
+        if (t < T && key <= t) {
+            prob = expf(tile_dot(q[r], k[lane], hs) * scale - lse[r]);
+            grad = prob * (tile_dot(dout[r], v[lane], hs) - dsum[r]);
+        }
+        p[r][lane] = prob;
+        ds[r][lane] = grad;
+    }
+}
+
+// One block per (key tile, b*NH + h): dK and dV of its 32 keys, summed over the query tiles at
+// or below the diagonal in query order. Warp w owns keys 4w..4w+3, lane the channels lane, lane+32.
+__global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
+                                           int T, int C, int NH, float scale) {
+    __shared__ float q[FLASH_TILE][FLASH_PAD];
+    __shared__ float k[FLASH_TILE][FLASH_PAD];
+    __shared__ float v[FLASH_TILE][FLASH_PAD];
+    __shared__ float g[FLASH_TILE][FLASH_PAD];  // dO
+    __shared__ float p[FLASH_TILE][FLASH_TILE + 1];
+    __shared__ float ds[FLASH_TILE][FLASH_TILE + 1];
+    __shared__ float lse[FLASH_TILE];
+    __shared__ float dsum[FLASH_TILE];
+    FlashHead head(blockIdx.y, T, C, NH);
+    int hs = head.hs, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    load_tile(k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+    load_tile(v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+    float dk[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {}, dv[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
+    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
+        __syncthreads();
+        load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
+        load_tile(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
+        if (threadIdx.x < FLASH_TILE) {
+            int t = q0 + threadIdx.x;
+            lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
+            dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
+        }
+        __syncthreads();
+        flash_scores(p, ds, q, k, v, g, lse, dsum, q0, k0, T, hs, scale);
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+            int c = warp * FLASH_ROWS_PER_WARP + i;
+            #pragma unroll
+            for (int j = 0; j < FLASH_CHUNKS; j++) {
+                int d = lane + 32 * j;
+                float sum_k = 0.0f, sum_v = 0.0f;
+                #pragma unroll 8
+                for (int r = 0; r < FLASH_TILE; r++) {
+                    sum_k += ds[r][c] * q[r][d];
+                    sum_v += p[r][c] * g[r][d];
+                }
+                dk[i][j] += sum_k;
+                dv[i][j] += sum_v;
+            }
+        }
+    }
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        int key = k0 + warp * FLASH_ROWS_PER_WARP + i;
+        if (key >= T) continue;
+        #pragma unroll
+        for (int j = 0; j < FLASH_CHUNKS; j++) {
+            int d = lane + 32 * j;
+            if (d >= hs) continue;
+            dqkv[head.qkv_row(key) + C + d] = dk[i][j] * scale;
+            dqkv[head.qkv_row(key) + 2 * C + d] = dv[i][j];
+        }
+    }
+}
+
+// One block per (query tile, b*NH + h): dQ of its 32 rows, summed over the key tiles up to the
+// diagonal in key order. Warp w owns rows 4w..4w+3, lane the channels lane, lane+32.
+__global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
+                                         int T, int C, int NH, float scale) {
+    __shared__ float q[FLASH_TILE][FLASH_PAD];
+    __shared__ float k[FLASH_TILE][FLASH_PAD];
+    __shared__ float v[FLASH_TILE][FLASH_PAD];
+    __shared__ float g[FLASH_TILE][FLASH_PAD];  // dO
+    __shared__ float p[FLASH_TILE][FLASH_TILE + 1];
+    __shared__ float ds[FLASH_TILE][FLASH_TILE + 1];
+    __shared__ float lse[FLASH_TILE];
+    __shared__ float dsum[FLASH_TILE];
+    FlashHead head(blockIdx.y, T, C, NH);
+    int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
+    load_tile(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
+    if (threadIdx.x < FLASH_TILE) {
+        int t = q0 + threadIdx.x;
+        lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
+        dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
+    }
+    float dq[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
+    int last = min(q0 + FLASH_TILE, T);
+    for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
+        __syncthreads();
+        load_tile(k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+        load_tile(v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+        __syncthreads();
+        flash_scores(p, ds, q, k, v, g, lse, dsum, q0, k0, T, hs, scale);
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+            int r = warp * FLASH_ROWS_PER_WARP + i;
+            #pragma unroll
+            for (int j = 0; j < FLASH_CHUNKS; j++) {
+                int d = lane + 32 * j;
+                float sum = 0.0f;
+                #pragma unroll 8
+                for (int c = 0; c < FLASH_TILE; c++) sum += ds[r][c] * k[c][d];
+                dq[i][j] += sum;
+            }
+        }
+    }
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
+        if (t >= T) continue;
+        #pragma unroll
+        for (int j = 0; j < FLASH_CHUNKS; j++) {
+            int d = lane + 32 * j;
+            if (d < hs) dqkv[head.qkv_row(t) + d] = dq[i][j] * scale;
+        }
+    }
+}
+
+static bool uses_flash(int C, int NH) { return C / NH <= FLASH_MAX_HS; }
+
+void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
+    if (uses_flash(C, NH)) {
+        *saved = (int64_t)B * NH * T;    // each row's log-sum-exp
+        *scratch = (int64_t)B * NH * T;  // each row's sum of dO * O
+    } else {
+        *saved = (int64_t)B * NH * T * T;
+        *scratch = BATON_ATTENTION_SCRATCH(B, T, C, NH);
+    }
+}
+
+void attention_forward(baton_context *ctx, float *out, float *saved, const float *qkv, float *scratch, int B, int T, int C, int NH) {
+    if (!uses_flash(C, NH)) return materialized_forward(ctx, out, saved, qkv, scratch, B, T, C, NH);
+    dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
+    flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, 1.0f / sqrtf((float)(C / NH)));
+    check_launch(ctx, "attention_forward");
+}
+
+void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
+                        const float *saved, int B, int T, int C, int NH) {
+    if (!uses_flash(C, NH)) return materialized_backward(ctx, dqkv, scratch, dout, qkv, saved, B, T, C, NH);
+    float scale = 1.0f / sqrtf((float)(C / NH));
+    flash_row_dot_kernel<<<blocks_for((long long)B * NH * T, 8), 256>>>(scratch, dout, out, B, T, C, NH);
+    check_launch(ctx, "attention_backward");
+    dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
+    flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+    check_launch(ctx, "attention_backward");
+    flash_backward_dq_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
     check_launch(ctx, "attention_backward");
 }

@@ -26,6 +26,8 @@ struct baton_context {
 
 extern "C" {
 BATON_FOR_EACH_OP(BATON_DECLARE_OP)
+// attention.cu: the buffers its two ways need (flash or materialized).
+void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 }
 
 // Records the first failure ("op: message") in the context; the Swift side collects it after each op.

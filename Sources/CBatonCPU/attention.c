@@ -43,6 +43,13 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
     }
 }
 
+/* saved: the probabilities [B,NH,T,T]; scratch: dS, as large. */
+void cpu_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
+    (void)C;
+    *saved = (int64_t)B * NH * T * T;
+    *scratch = (int64_t)B * NH * T * T;
+}
+
 void attention_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
     (void)scratch; /* the CPU works on qkv in place */
     attention_args a = {out, att, NULL, NULL, qkv, NULL, NULL, B, T, C, NH};
@@ -74,8 +81,9 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att,
-                        int B, int T, int C, int NH) {
+void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
+                        const float *att, int B, int T, int C, int NH) {
+    (void)out; /* the probabilities are kept */
     attention_args a = {NULL, NULL, dqkv, scratch, qkv, dout, att, B, T, C, NH};
     parallel_for(ctx, (int64_t)B * NH, 1, attention_backward_heads, &a);
 }

@@ -14,6 +14,8 @@ struct baton_context {
 };
 
 BATON_FOR_EACH_OP(BATON_DECLARE_OP)
+/* attention.c: the buffers the attention ops need. */
+void cpu_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 
 /* Calls body(arg, begin, end) on disjoint ranges covering [0, count). The ranges are pieces of
  * `grain` items (the last one shorter), handed out to the context's threads; their bounds do not

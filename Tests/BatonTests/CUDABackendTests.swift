@@ -94,7 +94,17 @@ final class CUDABackendTests: XCTestCase {
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
-        XCTAssert(result.stdout.contains("selftest: 44 passed, 0 failed"), result.stdout)
+        XCTAssert(result.stdout.contains("selftest: 64 passed, 0 failed"), result.stdout)
+        // Flash attention: GPT-2 124M at batch 32, T 1024 needs at least the scores' 19 GB less.
+        let memory = try XCTUnwrap(result.stdout.split(separator: "\n").first { $0.hasPrefix("memory: activations of GPT-2 124M") }, result.stdout)
+        // The four "N GB" figures: here, its attention, with the scores kept, their attention.
+        let words = memory.split(separator: " ")
+        let figures = zip(words, words.dropFirst()).compactMap { $1.hasPrefix("GB") ? Double($0) : nil }
+        XCTAssertEqual(figures.count, 4, String(memory))
+        if figures.count == 4 {
+            XCTAssertGreaterThanOrEqual(figures[2] - figures[0], 19, "activations with flash attention against with the scores kept: \(memory)")
+            XCTAssertLessThan(figures[1], 0.1, "flash attention keeps only per-row statistics: \(memory)")
+        }
     }
 
     /// The emulator refuses what a GPU refuses (launch limits, cuBLAS argument rules) and reports

@@ -112,13 +112,26 @@ final class FiniteDifferenceTests: XCTestCase {
         assertClose(try device.download(c), expected, rtol: 1e-6, "matmul with transposes")
     }
 
+    /// The memory figure the selftest prints comes from Activations.floatCount: it must be what
+    /// Activations really allocates.
+    func testActivationFloatCountIsWhatActivationsAllocate() throws {
+        let config = GPTConfig(contextLength: 16, vocabularySize: 37, layers: 2, heads: 2, channels: 8)
+        let sizes = device.attentionSizes(B: 3, T: 16, C: 8, NH: 2)
+        let before = device.allocatedBytes
+        _ = try Activations(config: config, B: 3, T: 16, device: device)
+        XCTAssertEqual(device.allocatedBytes - before,
+                       4 * Activations.floatCount(config: config, B: 3, T: 16, attentionSaved: sizes.saved, attentionScratch: sizes.scratch))
+    }
+
     func testAttentionBackward() throws {
         let B = 2, T = 5, C = 8, NH = 2
         let qkv = random(B * T * 3 * C), w = random(B * T * C)
-        let out = try device.allocate(floats: B * T * C), att = try device.allocate(floats: B * NH * T * T)
-        let scratch = try device.allocate(floats: attentionScratchCount(B: B, T: T, C: C, NH: NH))
+        let sizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
+        XCTAssertEqual(sizes.saved, B * NH * T * T, "the CPU keeps the probabilities")
+        let out = try device.allocate(floats: B * T * C), att = try device.allocate(floats: sizes.saved)
+        let scratch = try device.allocate(floats: sizes.scratch)
         func loss(_ qkv: [Float]) throws -> Double {
-            try device.attentionForward(out: out, att: att, qkv: try tensor(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
+            try device.attentionForward(out: out, saved: att, qkv: try tensor(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
             return try weightedSum(out, w)
         }
         _ = try loss(qkv)
@@ -132,7 +145,7 @@ final class FiniteDifferenceTests: XCTestCase {
         }
         let dqkv = try device.allocate(floats: B * T * 3 * C)
         try device.fill(dqkv, with: .nan)  // backward must overwrite every entry
-        try device.attentionBackward(dqkv: dqkv, scratch: scratch, dout: try tensor(w), qkv: try tensor(qkv), att: att,
+        try device.attentionBackward(dqkv: dqkv, scratch: scratch, dout: try tensor(w), qkv: try tensor(qkv), out: out, saved: att,
                                      B: B, T: T, C: C, NH: NH)
         try checkGradient("attention dqkv", x: qkv, analytic: try device.download(dqkv), samples: 240) { try loss($0) }
     }

@@ -26,6 +26,8 @@ public final class Device {
     /// Buffers allocated so far. Everything a run needs is allocated before its first step (no
     /// allocation in the step loop); the selftest and the tests hold the trainer to that.
     public private(set) var allocationCount = 0
+    /// Bytes of those buffers, all together.
+    public private(set) var allocatedBytes = 0
 
     /// The CPU backend on `threads` threads (0: one per core). Bit-identical whatever the count.
     public static func cpu(threads: Int = 0) -> Device {
@@ -106,6 +108,7 @@ public final class Device {
 
     private func allocate(bytes: Int) throws -> DeviceBuffer {
         allocationCount += 1
+        allocatedBytes += bytes
         var raw: UnsafeMutableRawPointer?
         guard table.pointee.alloc(context, &raw, max(bytes, 1)) == BATON_OK, let pointer = raw else {
             var message: UnsafePointer<CChar>?
@@ -193,14 +196,25 @@ public final class Device {
         ops.bias_backward(context, dbias.pointer, dout.pointer, Int32(N), Int32(OC)); try check()
     }
 
-    /// scratch: attentionScratchCount(B:T:C:NH:) floats, used by both attention ops.
-    public func attentionForward(out: Tensor, att: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
-        ops.attention_forward(context, out.pointer, att.pointer, qkv.pointer, scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
+    /// Floats of `saved` (kept from the forward pass for the backward) and of `scratch` the
+    /// attention ops need on this device: the CPU keeps the probabilities (B·NH·T²); a GPU with
+    /// flash attention only each row's log-sum-exp (B·NH·T).
+    public func attentionSizes(B: Int, T: Int, C: Int, NH: Int) -> (saved: Int, scratch: Int) {
+        var saved: Int64 = 0, scratch: Int64 = 0
+        table.pointee.attention_sizes(Int32(B), Int32(T), Int32(C), Int32(NH), &saved, &scratch)
+        return (Int(saved), Int(scratch))
+    }
+
+    public func attentionForward(out: Tensor, saved: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
+        ops.attention_forward(context, out.pointer, saved.pointer, qkv.pointer, scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
         try check()
     }
 
-    public func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
-        ops.attention_backward(context, dqkv.pointer, scratch.pointer, dout.pointer, qkv.pointer, att.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
+    /// `out` and `saved` are what attentionForward left.
+    public func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, saved: Tensor, B: Int, T: Int, C: Int,
+                                  NH: Int) throws {
+        ops.attention_backward(context, dqkv.pointer, scratch.pointer, dout.pointer, qkv.pointer, out.pointer, saved.pointer, Int32(B), Int32(T),
+                               Int32(C), Int32(NH))
         try check()
     }
 
@@ -237,9 +251,6 @@ public final class Device {
         return result
     }
 }
-
-/// Floats of scratch the attention ops need (BATON_ATTENTION_SCRATCH in baton_backend.h).
-public func attentionScratchCount(B: Int, T: Int, C: Int, NH: Int) -> Int { B * NH * T * T + 7 * B * T * C }
 
 extension Device {
     public func upload(_ values: [Float], to tensor: Tensor) throws {

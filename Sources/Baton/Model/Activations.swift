@@ -2,7 +2,9 @@
 /// backward pass reuses layer by layer. Allocated once for a (batch, length) and reused every step.
 final class Activations {
     struct Layer {
-        let ln1, ln1Mean, ln1Rstd, qkv, attentionOutput, attention, attentionProjection, residualAfterAttention: Tensor
+        /// attentionSaved: what the attention's forward pass keeps for its backward (its size is
+        /// the device's: B·NH·T² probabilities on the CPU, B·NH·T log-sum-exps with flash attention).
+        let ln1, ln1Mean, ln1Rstd, qkv, attentionOutput, attentionSaved, attentionProjection, residualAfterAttention: Tensor
         let ln2, ln2Mean, ln2Rstd, fc, fcGelu, fcProjection, residualAfterMLP: Tensor
     }
 
@@ -20,17 +22,30 @@ final class Activations {
     // Gradient scratch.
     let dresidual, dln, dattentionOutput, dqkv, dfcGelu, dfc, attentionScratch: Tensor
 
+    /// Floats all of this takes for `config` at (B, T), given the attention's sizes on a device
+    /// (Device.attentionSizes): the same sums init allocates, for a memory figure without the memory.
+    static func floatCount(config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int) -> Int {
+        let C = config.channels, N = B * T
+        // ln1, attention output, projection, residual, ln2, MLP projection, residual: 7 of [N, C].
+        let layer = 7 * N * C + 4 * N + 3 * N * C + 2 * 4 * N * C + attentionSaved
+        let gradients = 3 * N * C + 3 * N * C + 2 * 4 * N * C + attentionScratch
+        // encoded, lnf and its statistics, logits, losses, and the input and target tokens (4 bytes each).
+        let top = N * C + N * C + 2 * N + N * config.vocabularySize + N + 2 * N
+        return top + config.layers * layer + gradients
+    }
+
     init(config: GPTConfig, B: Int, T: Int, device: Device) throws {
         let C = config.channels, NH = config.heads, N = B * T
         self.B = B
         self.T = T
         func floats(_ count: Int) throws -> Tensor { try device.allocate(floats: count) }
+        let attentionSizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
         encoded = try floats(N * C)
         var layers: [Layer] = []
         for _ in 0..<config.layers {
             layers.append(Layer(
                 ln1: try floats(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N), qkv: try floats(N * 3 * C),
-                attentionOutput: try floats(N * C), attention: try floats(B * NH * T * T),
+                attentionOutput: try floats(N * C), attentionSaved: try floats(attentionSizes.saved),
                 attentionProjection: try floats(N * C), residualAfterAttention: try floats(N * C),
                 ln2: try floats(N * C), ln2Mean: try floats(N), ln2Rstd: try floats(N), fc: try floats(N * 4 * C),
                 fcGelu: try floats(N * 4 * C), fcProjection: try floats(N * C), residualAfterMLP: try floats(N * C)))
@@ -49,6 +64,6 @@ final class Activations {
         dqkv = try floats(N * 3 * C)
         dfcGelu = try floats(N * 4 * C)
         dfc = try floats(N * 4 * C)
-        attentionScratch = try floats(attentionScratchCount(B: B, T: T, C: C, NH: NH))
+        attentionScratch = try floats(attentionSizes.scratch)
     }
 }

@@ -121,7 +121,7 @@ public final class GPT {
             try d.layernormForward(out: l.ln1, mean: l.ln1Mean, rstd: l.ln1Rstd, input: residual,
                                    weight: parameter(p + "ln_1.weight"), bias: parameter(p + "ln_1.bias"), N: N, C: C)
             try linear(out: l.qkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
-            try d.attentionForward(out: l.attentionOutput, att: l.attention, qkv: l.qkv, scratch: a.attentionScratch, B: B, T: T, C: C, NH: NH)
+            try d.attentionForward(out: l.attentionOutput, saved: l.attentionSaved, qkv: l.qkv, scratch: a.attentionScratch, B: B, T: T, C: C, NH: NH)
             try linear(out: l.attentionProjection, input: l.attentionOutput, weight: p + "attn.c_proj", N: N, inFeatures: C, outFeatures: C)
             try d.residualForward(out: l.residualAfterAttention, a: residual, b: l.attentionProjection)
             try d.layernormForward(out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, input: l.residualAfterAttention,
@@ -187,7 +187,8 @@ public final class GPT {
                                     mean: l.ln2Mean, rstd: l.ln2Rstd, N: N, C: C)
             try linearBackward(dinput: a.dattentionOutput, dout: a.dresidual, input: l.attentionOutput, weight: p + "attn.c_proj",
                                N: N, inFeatures: C, outFeatures: C)
-            try d.attentionBackward(dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, att: l.attention,
+            try d.attentionBackward(dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, out: l.attentionOutput,
+                                    saved: l.attentionSaved,
                                     B: B, T: T, C: C, NH: NH)
             try linearBackward(dinput: a.dln, dout: a.dqkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
             try d.layernormBackward(dinput: a.dresidual, dweight: gradient(p + "ln_1.weight"), dbias: gradient(p + "ln_1.bias"),

@@ -86,14 +86,30 @@ public struct SelfTest {
                 Row(check: "nccl \(nccl.version): all-reduce at world size 1", error: reduced, limit: 0)]
     }
 
-    /// The sizes the op checks run at. Two shapes: one small, and one big enough that every loop
-    /// in the kernels goes round more than once (T past two warps, V past two blocks of 512
-    /// threads, rows past the column-sum chunks, the vector past the global norm's grid).
+    /// Bytes of activations (everything Activations allocates) for GPT-2 124M at batch 32, T 1024:
+    /// with this device's attention buffers, and with the scores kept as the CPU keeps them.
+    public func activationMemory(B: Int = 32, T: Int = 1024) -> (device: Int, deviceAttention: Int, scoresKept: Int, scoresAttention: Int) {
+        let config = GPTConfig(contextLength: 1024, vocabularySize: 50257, layers: 12, heads: 12, channels: 768)
+        let sizes = device.attentionSizes(B: B, T: T, C: 768, NH: 12)
+        let scores = (saved: B * 12 * T * T, scratch: B * 12 * T * T + 7 * B * T * 768)  // the materialized kernels' buffers
+        func bytes(_ saved: Int, _ scratch: Int) -> Int { 4 * Activations.floatCount(config: config, B: B, T: T, attentionSaved: saved, attentionScratch: scratch) }
+        return (bytes(sizes.saved, sizes.scratch), 4 * (12 * sizes.saved + sizes.scratch),
+                bytes(scores.saved, scores.scratch), 4 * (12 * scores.saved + scores.scratch))
+    }
+
+    /// The sizes the op checks run at. One small; one big enough that every loop in the kernels
+    /// goes round more than once (T past two warps and not a multiple of the attention's 32-row
+    /// tiles, 12 heads of 64 as GPT-2's, V past two blocks of 512 threads, rows past the
+    /// column-sum chunks, the vector past the global norm's grid); and heads of 96 channels,
+    /// wider than flash attention takes on a GPU (it keeps the scores there), with B x T x C not a
+    /// multiple of 256, so a kernel's last block has threads past the end (an off-by-one shows).
     public struct OpShape: Sendable {
         public let label: String
         public let B, T, C, NH, V, vector: Int
         public static let small = OpShape(label: "small", B: 2, T: 24, C: 48, NH: 4, V: 67, vector: 5000)
-        public static let loops = OpShape(label: "loops", B: 3, T: 70, C: 96, NH: 3, V: 1100, vector: 300_000)
+        public static let loops = OpShape(label: "loops", B: 2, T: 70, C: 768, NH: 12, V: 1100, vector: 300_000)
+        public static let wideHeads = OpShape(label: "wide heads", B: 2, T: 37, C: 192, NH: 2, V: 67, vector: 5000)
+        public static let all = [small, loops, wideHeads]
         public var description: String { "\(label): B \(B), T \(T), C \(C), heads \(NH), V \(V), vectors \(vector)" }
     }
 
@@ -160,19 +176,21 @@ public struct SelfTest {
             try d.biasBackward(dbias: db, dout: try input(dout), N: N, OC: C)
             return [db]
         })
+        // What attention keeps for its backward pass is each backend's own (probabilities on the
+        // CPU, log-sum-exps with flash attention): the output and the gradients are compared.
         rows.append(try compare("attention_forward", limit: 1e-4) { d, input, out in
-            let o = try out(N * C, nil), att = try out(B * NH * T * T, nil)
-            let scratch = try d.allocate(floats: attentionScratchCount(B: B, T: T, C: C, NH: NH))
-            try d.attentionForward(out: o, att: att, qkv: try input(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
-            return [o, att]
+            let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH)
+            let o = try out(N * C, nil), saved = try d.allocate(floats: sizes.saved), scratch = try d.allocate(floats: sizes.scratch)
+            try d.attentionForward(out: o, saved: saved, qkv: try input(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
+            return [o]
         })
         rows.append(try compare("attention_backward", limit: 1e-4) { d, input, out in
-            let o = try d.allocate(floats: N * C), att = try d.allocate(floats: B * NH * T * T)
-            let scratch = try d.allocate(floats: attentionScratchCount(B: B, T: T, C: C, NH: NH))
+            let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH)
+            let o = try d.allocate(floats: N * C), saved = try d.allocate(floats: sizes.saved), scratch = try d.allocate(floats: sizes.scratch)
             let q = try input(qkv)
-            try d.attentionForward(out: o, att: att, qkv: q, scratch: scratch, B: B, T: T, C: C, NH: NH)
+            try d.attentionForward(out: o, saved: saved, qkv: q, scratch: scratch, B: B, T: T, C: C, NH: NH)
             let dq = try out(N * 3 * C, nil)
-            try d.attentionBackward(dqkv: dq, scratch: scratch, dout: try input(attOut), qkv: q, att: att, B: B, T: T, C: C, NH: NH)
+            try d.attentionBackward(dqkv: dq, scratch: scratch, dout: try input(attOut), qkv: q, out: o, saved: saved, B: B, T: T, C: C, NH: NH)
             return [dq]
         })
         rows.append(try compare("gelu_forward", limit: 1e-5) { d, input, out in
@@ -253,10 +271,11 @@ public struct SelfTest {
         let onDevice = try trainer(config, on: device, run: folder.appendingPathComponent("device"))
         let onCPU = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu"))
         let firstLoss = try onDevice.trainStep().loss
-        let allocatedBeforeStep2 = device.allocationCount
+        let allocatedBeforeStep2 = device.allocationCount, bytesBeforeStep2 = device.allocatedBytes
         let deviceLosses = [firstLoss] + (try losses(onDevice, steps: 19)), cpuLosses = try losses(onCPU, steps: 20)
         _ = try onDevice.validationLoss()
         rows.append(Row(check: "training: allocations in steps 2-20 + eval", error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0))
+        rows.append(Row(check: "training: bytes allocated in steps 2-20 + eval", error: Double(device.allocatedBytes - bytesBeforeStep2), limit: 0))
         let lossError = zip(deviceLosses, cpuLosses).map { SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity
         rows.append(Row(check: "training: 20 losses vs cpu", error: lossError, limit: 1e-4))
         rows.append(Row(check: "training: final weights vs cpu", error: SelfTest.relativeError(try device.download(onDevice.model.parameters),

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 2
+#define BATON_BACKEND_ABI_VERSION 3
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -71,16 +71,18 @@ typedef void baton_bias_forward_fn(baton_context *ctx, float *out, const float *
 typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const float *dout, int N, int OC);
 
 /* Causal multi-head self-attention. qkv is [B,T,3C] (q, k, v side by side, each split into NH
- * heads of C/NH channels); out is [B,T,C]; att [B,NH,T,T] receives the softmax probabilities.
- * scratch holds BATON_ATTENTION_SCRATCH(B,T,C,NH) floats, free for the op to use (a backend may
- * repack q, k and v there); it carries nothing from one call to the next. */
+ * heads of C/NH channels); out is [B,T,C]. `saved` keeps what the backward pass needs besides qkv
+ * and out, in a layout the backend chooses: the CPU keeps the softmax probabilities [B,NH,T,T];
+ * the CUDA backend, for heads of up to 64 channels, only each row's log-sum-exp [B,NH,T] (flash
+ * attention: no T x T matrix). `scratch` is free for the op to use and carries nothing from one
+ * call to the next. The table's attention_sizes gives both sizes, in floats. */
 #define BATON_ATTENTION_SCRATCH(B, T, C, NH) \
     ((int64_t)(B) * (NH) * (T) * (T) + 7 * (int64_t)(B) * (T) * (C))
-typedef void baton_attention_forward_fn(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch,
+typedef void baton_attention_forward_fn(baton_context *ctx, float *out, float *saved, const float *qkv, float *scratch,
                                         int B, int T, int C, int NH);
-/* dqkv is overwritten. */
+/* dqkv is overwritten. out and saved are what the forward pass left. */
 typedef void baton_attention_backward_fn(baton_context *ctx, float *dqkv, float *scratch, const float *dout,
-                                         const float *qkv, const float *att, int B, int T, int C, int NH);
+                                         const float *qkv, const float *out, const float *saved, int B, int T, int C, int NH);
 
 /* GELU, tanh approximation. Backward overwrites dinp. */
 typedef void baton_gelu_forward_fn(baton_context *ctx, float *out, const float *inp, int64_t n);
@@ -125,7 +127,8 @@ typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n)
         .describe = PREFIX##_describe, .take_error = PREFIX##_take_error, .alloc = PREFIX##_alloc, \
         .release = PREFIX##_release, .copy_to_device = PREFIX##_copy_to_device,                   \
         .copy_to_host = PREFIX##_copy_to_host, .copy_on_device = PREFIX##_copy_on_device,         \
-        .synchronize = PREFIX##_synchronize, BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                 \
+        .synchronize = PREFIX##_synchronize, .attention_sizes = PREFIX##_attention_sizes,         \
+        BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                                                      \
     }
 
 /* The table every backend fills. Functions that can fail return a baton_status. Ops return
@@ -152,6 +155,8 @@ typedef struct baton_backend_table {
     baton_status (*copy_to_host)(baton_context *ctx, void *dst, const void *src, size_t bytes);
     baton_status (*copy_on_device)(baton_context *ctx, void *dst, const void *src, size_t bytes);
     baton_status (*synchronize)(baton_context *ctx);
+    /* Floats of `saved` and `scratch` the attention ops need at these sizes. */
+    void (*attention_sizes)(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
     BATON_FOR_EACH_OP(BATON_TABLE_FIELD)
 } baton_backend_table;
 

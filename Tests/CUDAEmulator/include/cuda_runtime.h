@@ -145,6 +145,9 @@ T shuffle(unsigned mask, T value, int source) {
 }
 }  // namespace baton_emulator
 
+// A warp-wide barrier: a shuffle is one (every lane of the mask waits for the others).
+inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)baton_emulator::shuffle(mask, 0, (int)baton_emulator::lane_id()); }
+
 template <class T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
     return baton_emulator::shuffle(mask, value, (int)(baton_emulator::lane_id() ^ (unsigned)lane_mask));
