@@ -148,6 +148,12 @@ static baton_status backend_copy_on_device(baton_context *ctx, void *dst, const 
 }
 static baton_status backend_synchronize(baton_context *ctx) { return check(ctx, cudaDeviceSynchronize(), "synchronize"); }
 
+static baton_status backend_set_precision(baton_context *ctx, int precision) {
+    if (precision < BATON_PRECISION_FP32 || precision > BATON_PRECISION_BF16) return BATON_ERROR_DEVICE;
+    ctx->precision = precision;
+    return BATON_OK;
+}
+
 static const baton_backend_table table = BATON_BACKEND_TABLE("cuda", 0, backend);
 
 extern "C" __attribute__((visibility("default"))) const baton_backend_table *baton_backend_get_table(void) { return &table; }

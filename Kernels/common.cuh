@@ -18,6 +18,7 @@ struct baton_context {
     void *cublas_workspace = nullptr;
     double *norm_partials = nullptr;    // global_norm's partial sums
     float *column_partials = nullptr;   // the column sums' partial rows
+    int precision = BATON_PRECISION_FP32;  // of the matmuls (set_precision)
     baton_status error = BATON_OK;
     std::string message;                // "op: error string" of the first failure
     std::string taken;                  // storage for the message handed out
@@ -29,6 +30,9 @@ BATON_FOR_EACH_OP(BATON_DECLARE_OP)
 // attention.cu: the buffers its two ways need (flash or materialized).
 void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 }
+
+// precision.cu: x[0..n) rounded in place to TF32 or bfloat16 (round to nearest even).
+void round_to_precision(baton_context *ctx, float *x, long long n, int precision);
 
 // Records the first failure ("op: message") in the context; the Swift side collects it after each op.
 void record_cuda_error(baton_context *ctx, cudaError_t status, const char *op);

@@ -3,7 +3,7 @@
 Same work as baton's benchmark: forward, backward, global-norm clipping and an AdamW step on a
 fixed batch of random tokens, fp32. Usage:
   python3 scripts/bench_pytorch.py --layers 4 --heads 4 --embd 128 --seq-len 64 --batch 12 \\
-      --vocab-size 256 --threads 2 [--device cpu|cuda] [--steps 10] [--warmup-steps 2] [--tf32] [--bf16]
+      --vocab-size 256 --threads 2 [--device cpu|cuda] [--steps 10] [--warmup-steps 2] [--tf32] [--bf16] [--compile]
 """
 import argparse
 import os
@@ -22,6 +22,7 @@ for name, default in [("layers", 4), ("heads", 4), ("embd", 128), ("seq-len", 64
 parser.add_argument("--device", default="cpu")
 parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (CUDA)")
 parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass (its compile time falls in the warmup steps)")
 args = parser.parse_args()
 
 if args.threads > 0:
@@ -36,6 +37,14 @@ tokens = torch.randint(0, args.vocab_size, (args.batch, args.seq_len + 1), gener
 inputs, targets = tokens[:, :-1], tokens[:, 1:]
 
 
+def model(inputs):
+    return forward(params, inputs, args.layers, args.heads, fused_attention=True)
+
+
+if args.compile:
+    model = torch.compile(model)
+
+
 def sync():
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -47,7 +56,7 @@ for step in range(args.warmup_steps + args.steps):
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.bf16):
-        logits = forward(params, inputs, args.layers, args.heads, fused_attention=True)
+        logits = model(inputs)
     loss = torch.nn.functional.cross_entropy(logits.float().view(-1, args.vocab_size), targets.reshape(-1))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)

@@ -36,6 +36,7 @@ static baton_status cpu_create_context(const baton_context_options *options, bat
 static void cpu_destroy_context(baton_context *ctx) {
     if (!ctx) return;
     thread_pool_destroy(ctx->pool);
+    free(ctx->rounded);
     free(ctx);
 }
 
@@ -74,6 +75,12 @@ static baton_status cpu_copy(baton_context *ctx, void *dst, const void *src, siz
 
 static baton_status cpu_synchronize(baton_context *ctx) {
     (void)ctx;
+    return BATON_OK;
+}
+
+static baton_status cpu_set_precision(baton_context *ctx, int precision) {
+    if (precision < BATON_PRECISION_FP32 || precision > BATON_PRECISION_BF16) return BATON_ERROR_DEVICE;
+    ctx->precision = precision;
     return BATON_OK;
 }
 

@@ -11,9 +11,18 @@ struct baton_context {
     thread_pool *pool; /* NULL when the device runs on one thread */
     int threads;
     char description[64];
+    int precision;            /* baton_precision of the matmuls */
+    float *rounded;           /* the matmul's inputs rounded to that precision (precision.c) */
+    int64_t rounded_capacity; /* floats */
 };
 
 BATON_FOR_EACH_OP(BATON_DECLARE_OP)
+/* precision.c: x[0..n) rounded in place to TF32 or bfloat16, round to nearest even (FP32: untouched);
+ * one element at a time, so exactly as the CUDA kernel of the same name does it. */
+void round_to_precision(baton_context *ctx, float *x, int64_t n, int precision);
+void round_copy_to_precision(baton_context *ctx, float *out, const float *in, int64_t n, int precision);
+/* The context's own buffer for rounded copies, at least n floats; NULL when memory is out. */
+float *rounding_buffer(baton_context *ctx, int64_t n);
 /* attention.c: the buffers the attention ops need. */
 void cpu_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 

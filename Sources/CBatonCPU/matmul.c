@@ -8,6 +8,7 @@
  * do not depend on the thread count. */
 #include "kernels.h"
 #include <cblas.h>
+#include <stdlib.h>
 
 static int64_t matmul_block_size(int64_t count) {
     int64_t blocks = 2;
@@ -42,10 +43,23 @@ static void matmul_blocks(void *p, int64_t begin, int64_t end) {
     }
 }
 
+/* Below fp32 (see baton_precision), the inputs are rounded copies, and a fresh bf16 output is
+ * rounded too; the sgemm in between is the same, so products of rounded inputs are summed in
+ * float32 as tensor cores sum them. */
 void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+    if (ctx->precision != BATON_PRECISION_FP32) {
+        int64_t na = (int64_t)M * K, nb = (int64_t)K * N;
+        float *rounded = rounding_buffer(ctx, na + nb);
+        if (!rounded) abort(); /* out of host memory: nothing sensible is left to do */
+        round_copy_to_precision(ctx, rounded, a, na, ctx->precision);
+        round_copy_to_precision(ctx, rounded + na, b, nb, ctx->precision);
+        a = rounded;
+        b = rounded + na;
+    }
     int64_t count = M >= N ? M : N;
     matmul_args x = {c, a, b, M, N, K, trans_a, trans_b, M >= N, beta, matmul_block_size(count)};
     parallel_for(ctx, count, x.block_size, matmul_blocks, &x);
+    if (ctx->precision == BATON_PRECISION_BF16 && beta == 0.0f) round_to_precision(ctx, c, (int64_t)M * N, BATON_PRECISION_BF16);
 }
 
 typedef struct { float *out; const float *bias; int N, OC; } bias_args;

@@ -8,6 +8,7 @@ let benchSpec = CommandSpec(
         --steps N: measured steps (default 10)
         --warmup-steps N: unmeasured steps first (default 2)
         --batch B: batch size (default 12)
+        --precision fp32|tf32|bf16: the matmuls' precision (default fp32)
         --checkpoint DIR: instead: time saving and loading a checkpoint of the model in DIR (deleted after)
         --allreduce: instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast
         --tokenize FILE: instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads
@@ -48,8 +49,11 @@ func benchCommand(_ arguments: [String]) throws {
         print(String(format: "load_MB_per_s: %.1f", megabytes / bestLoad))
         return
     }
+    let name = parsed.string("--precision") ?? "fp32"
+    guard let precision = Precision(rawValue: name) else { throw UsageError("baton bench: --precision expects fp32, tf32 or bf16, got '\(name)'") }
+    try device.setPrecision(precision)
     let result = try Benchmark.run(model: model, batchSize: batch, steps: steps, warmupSteps: warmup, device: device)
-    print("bench: \(model.layers)L \(model.heads)H \(model.channels)C T=\(model.contextLength) B=\(batch) V=\(model.vocabularySize), \(result.parameters) parameters, \(device.summary)")
+    print("bench: \(model.layers)L \(model.heads)H \(model.channels)C T=\(model.contextLength) B=\(batch) V=\(model.vocabularySize), \(result.parameters) parameters, \(precision.rawValue), \(device.summary)")
     print(String(format: "tokens_per_s: %.1f", result.tokensPerSecond))
     print(String(format: "ms_per_step: %.2f", result.secondsPerStep * 1000))
 }

@@ -21,7 +21,15 @@ func selftestCommand(_ arguments: [String]) throws {
     for shape in SelfTest.OpShape.all { say("ops at \(shape.description)") }
     var rows: [SelfTest.Row] = []
     for shape in SelfTest.OpShape.all { rows += SelfTest.Row.guarded("ops [\(shape.label)]") { try test.opChecks(shape) } }
-    rows += SelfTest.Row.guarded("training checks") { try test.trainingChecks(folder: folder) }
+    // Each lower precision against the CPU's twin of it (the same roundings at the same points).
+    for precision in [Precision.tf32, .bf16] {
+        rows += SelfTest.Row.guarded("ops [loops, \(precision.rawValue)]") { try test.opChecks(.loops, precision: precision) }
+    }
+    for precision in Precision.allCases {
+        rows += SelfTest.Row.guarded("training checks [\(precision.rawValue)]") {
+            try test.trainingChecks(folder: folder.appendingPathComponent(precision.rawValue), precision: precision)
+        }
+    }
     // GPU ranks reduce through NCCL where the NCCL communicator was built beside the backend.
     if device.kind == .cuda {
         if FileManager.default.fileExists(atPath: DeviceCommunicator.candidatePath) {

@@ -94,7 +94,12 @@ final class CUDABackendTests: XCTestCase {
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
-        XCTAssert(result.stdout.contains("selftest: 64 passed, 0 failed"), result.stdout)
+        XCTAssert(result.stdout.contains("selftest: 122 passed, 0 failed"), result.stdout)
+        // Every precision: the ops at the loops shape, training parity, bitwise resume, bf16 -> fp32.
+        for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "training: 20 losses vs cpu [bf16]",
+                    "resume on cuda: files differing [tf32]", "resume on cuda: files differing [bf16]", "resume bf16 -> fp32 on cuda"] {
+            XCTAssert(result.stdout.contains(row), "selftest row '\(row)' missing")
+        }
         // Flash attention: GPT-2 124M at batch 32, T 1024 needs at least the scores' 19 GB less.
         let memory = try XCTUnwrap(result.stdout.split(separator: "\n").first { $0.hasPrefix("memory: activations of GPT-2 124M") }, result.stdout)
         // The four "N GB" figures: here, its attention, with the scores kept, their attention.

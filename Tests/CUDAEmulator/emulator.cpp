@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <vector>
 #include <string>
 #include <vector>
 
@@ -585,4 +586,47 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
                            const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta, float *C,
                            int ldc) {
     return cublasSgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+namespace {
+float round_to_kept_bits(float x, int dropped) {
+    unsigned bits = __float_as_uint(x), mask = ~((1u << dropped) - 1u);
+    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu)) {
+        bits = (bits | 0x00400000u) & mask;
+    } else {
+        bits += ((1u << (dropped - 1)) - 1u) + ((bits >> dropped) & 1u);
+        bits &= mask;
+    }
+    return __uint_as_float(bits);
+}
+}  // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B, cudaDataType_t Btype,
+                            int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
+                            cublasGemmAlgo_t) {
+    if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F) {
+        fprintf(stderr, "cuda emulator: cublasGemmEx emulates float32 matrices only\n");
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    const float *a = static_cast<const float *>(A), *b = static_cast<const float *>(B);
+    float *c = static_cast<float *>(C);
+    cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, static_cast<const float *>(alpha), a, lda, 0, b, ldb, 0,
+                                       static_cast<const float *>(beta), c, ldc, 0, 1);
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
+    int dropped = computeType == CUBLAS_COMPUTE_32F_FAST_16BF ? 16 : computeType == CUBLAS_COMPUTE_32F_FAST_TF32 ? 13 : 0;
+    bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+    std::vector<float> ra, rb;
+    if (dropped) {
+        // Round copies of the spans the product reads.
+        ra.assign(a, a + span(ta ? k : m, ta ? m : k, lda));
+        rb.assign(b, b + span(tb ? n : k, tb ? k : n, ldb));
+        for (float &x : ra) x = round_to_kept_bits(x, dropped);
+        for (float &x : rb) x = round_to_kept_bits(x, dropped);
+        a = ra.data();
+        b = rb.data();
+    }
+    cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, *static_cast<const float *>(alpha),
+                a, lda, b, ldb, *static_cast<const float *>(beta), c, ldc);
+    return CUBLAS_STATUS_SUCCESS;
 }

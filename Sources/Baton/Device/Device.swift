@@ -199,6 +199,14 @@ public final class Device {
     /// Floats of `saved` (kept from the forward pass for the backward) and of `scratch` the
     /// attention ops need on this device: the CPU keeps the probabilities (B·NH·T²); a GPU with
     /// flash attention only each row's log-sum-exp (B·NH·T).
+    /// The matmuls' precision from now on (fp32 until set).
+    public private(set) var precision: Precision = .fp32
+
+    public func setPrecision(_ precision: Precision) throws {
+        try require(table.pointee.set_precision(context, precision.cValue), "set_precision")
+        self.precision = precision
+    }
+
     public func attentionSizes(B: Int, T: Int, C: Int, NH: Int) -> (saved: Int, scratch: Int) {
         var saved: Int64 = 0, scratch: Int64 = 0
         table.pointee.attention_sizes(Int32(B), Int32(T), Int32(C), Int32(NH), &saved, &scratch)

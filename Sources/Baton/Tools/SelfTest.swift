@@ -113,9 +113,25 @@ public struct SelfTest {
         public var description: String { "\(label): B \(B), T \(T), C \(C), heads \(NH), V \(V), vectors \(vector)" }
     }
 
-    public mutating func opChecks(_ shape: OpShape) throws -> [Row] {
-        try opChecks(B: shape.B, T: shape.T, C: shape.C, NH: shape.NH, V: shape.V, vector: shape.vector).map {
-            Row(check: "\($0.check) [\(shape.label)]", error: $0.error, limit: $0.limit, failure: $0.failure)
+    /// The matmul's limit per precision, against the CPU twin (the same roundings at the same
+    /// points): fp32 as every reduction; tf32 5e-3, since a GPU may round its inputs otherwise than
+    /// to nearest even (truncation errs by up to 2^-10 of each input, ~1e-3 of a product); bf16
+    /// 1e-2, since a fresh output is rounded to 8 significant bits after sums whose order differs,
+    /// so one element near the tensor's largest can land one bf16 step (2^-8 = 3.9e-3) away, and
+    /// the inputs' rounding may differ as for tf32. The GPU's first run measures how close they come.
+    public static let matmulLimit: [Precision: Double] = [.fp32: 1e-4, .tf32: 5e-3, .bf16: 1e-2]
+
+    /// Every op at `shape`, with both devices' matmuls in `precision` (fp32 again afterwards).
+    public mutating func opChecks(_ shape: OpShape, precision: Precision = .fp32) throws -> [Row] {
+        try device.setPrecision(precision)
+        try reference.setPrecision(precision)
+        defer {
+            try? device.setPrecision(.fp32)
+            try? reference.setPrecision(.fp32)
+        }
+        let label = precision == .fp32 ? shape.label : "\(shape.label), \(precision.rawValue)"
+        return try opChecks(B: shape.B, T: shape.T, C: shape.C, NH: shape.NH, V: shape.V, vector: shape.vector).map {
+            Row(check: "\($0.check) [\(label)]", error: $0.error, limit: $0.limit, failure: $0.failure)
         }
     }
 
@@ -159,13 +175,19 @@ public struct SelfTest {
             try d.layernormBackward(dinput: di, dweight: dw, dbias: db, dout: try input(dout), input: xi, weight: wi, mean: mean, rstd: rstd, N: N, C: C)
             return [di, dw, db]
         })
+        let matmulLimit = SelfTest.matmulLimit[device.precision]!
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            rows.append(try compare("matmul\(ta ? " A^T" : "")\(tb ? " B^T" : "")", limit: 1e-4) { d, input, out in
+            rows.append(try compare("matmul\(ta ? " A^T" : "")\(tb ? " B^T" : "")", limit: matmulLimit) { d, input, out in
                 let c = try out(N * 3 * C, cStart)  // beta = 1: accumulates onto the start values
                 try d.matmul(c: c, a: try input(a), b: try input(bMat), M: N, N: 3 * C, K: C, transposeA: ta, transposeB: tb, beta: 1)
                 return [c]
             })
         }
+        rows.append(try compare("matmul, fresh output", limit: matmulLimit) { d, input, out in
+            let c = try out(N * 3 * C, nil)  // beta = 0: in bf16 the output is rounded as stored
+            try d.matmul(c: c, a: try input(a), b: try input(bMat), M: N, N: 3 * C, K: C, transposeA: false, transposeB: false, beta: 0)
+            return [c]
+        })
         rows.append(try compare("bias_forward", limit: 1e-5) { d, input, out in
             let o = try out(N * C, dout)
             try d.biasForward(out: o, bias: try input(w), N: N, OC: C)
@@ -264,9 +286,23 @@ public struct SelfTest {
 
     func losses(_ trainer: Trainer, steps: Int) throws -> [Float] { try (0..<steps).map { _ in try trainer.trainStep().loss } }
 
-    public func trainingChecks(folder: URL) throws -> [Row] {
-        let config = try SelfTest.trainingConfig(folder: folder)
+    /// Limits of the training checks against the CPU per precision: fp32 as ever; in tf32 and
+    /// bf16 the per-op differences of matmulLimit compound over 20 steps (measured on the
+    /// emulator far below these; a GPU's first run says how far below).
+    static let trainingLimits: [Precision: (losses: Double, weights: Double)] = [.fp32: (1e-4, 1e-3), .tf32: (2e-2, 5e-2), .bf16: (2e-2, 5e-2)]
+
+    /// Training in `precision` (its rows say which, past fp32): parity with the CPU twin, bitwise
+    /// resume on the device, resume across backends; in bf16 also a bf16 checkpoint continued in fp32.
+    public func trainingChecks(folder: URL, precision: Precision = .fp32) throws -> [Row] {
+        var config = try SelfTest.trainingConfig(folder: folder)
+        config.precision = precision == .fp32 ? nil : precision.rawValue
+        let limits = SelfTest.trainingLimits[precision]!
+        let tag = precision == .fp32 ? "" : " [\(precision.rawValue)]"
         var rows: [Row] = []
+        defer {
+            try? device.setPrecision(.fp32)
+            try? reference.setPrecision(.fp32)
+        }
         // Parity: the same initial weights (initialised on the host), 20 steps on each backend.
         let onDevice = try trainer(config, on: device, run: folder.appendingPathComponent("device"))
         let onCPU = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu"))
@@ -274,12 +310,13 @@ public struct SelfTest {
         let allocatedBeforeStep2 = device.allocationCount, bytesBeforeStep2 = device.allocatedBytes
         let deviceLosses = [firstLoss] + (try losses(onDevice, steps: 19)), cpuLosses = try losses(onCPU, steps: 20)
         _ = try onDevice.validationLoss()
-        rows.append(Row(check: "training: allocations in steps 2-20 + eval", error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0))
-        rows.append(Row(check: "training: bytes allocated in steps 2-20 + eval", error: Double(device.allocatedBytes - bytesBeforeStep2), limit: 0))
+        rows.append(Row(check: "training: allocations in steps 2-20 + eval\(tag)", error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0))
+        rows.append(Row(check: "training: bytes allocated in steps 2-20 + eval\(tag)", error: Double(device.allocatedBytes - bytesBeforeStep2), limit: 0))
         let lossError = zip(deviceLosses, cpuLosses).map { SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity
-        rows.append(Row(check: "training: 20 losses vs cpu", error: lossError, limit: 1e-4))
-        rows.append(Row(check: "training: final weights vs cpu", error: SelfTest.relativeError(try device.download(onDevice.model.parameters),
-                                                                                                  try reference.download(onCPU.model.parameters)), limit: 1e-3))
+        rows.append(Row(check: "training: 20 losses vs cpu\(tag)", error: lossError, limit: limits.losses))
+        rows.append(Row(check: "training: final weights vs cpu\(tag)", error: SelfTest.relativeError(try device.download(onDevice.model.parameters),
+                                                                                                         try reference.download(onCPU.model.parameters)),
+                        limit: limits.weights))
         // Bitwise resume on the device: 20 straight against 10 + save + resume + 10.
         try onDevice.saveCheckpoint()
         let half = try trainer(config, on: device, run: folder.appendingPathComponent("device-half"))
@@ -293,17 +330,25 @@ public struct SelfTest {
         for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
             if try Data(contentsOf: straightEnd.appendingPathComponent(name)) != Data(contentsOf: end.appendingPathComponent(name)) { differing += 1 }
         }
-        rows.append(Row(check: "resume on \(device.kind.rawValue): files differing", error: Double(differing), limit: 0))
+        rows.append(Row(check: "resume on \(device.kind.rawValue): files differing\(tag)", error: Double(differing), limit: 0))
         // Across backends: a device checkpoint continued on the CPU, and a CPU one on the device.
         let cpuHalf = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu-half"))
         _ = try losses(cpuHalf, steps: 10)
         let cpuMiddle = try cpuHalf.saveCheckpoint()
         let deviceToCPU = try losses(try trainer(config, on: reference, run: folder.appendingPathComponent("device-to-cpu"), from: middle), steps: 10)
         let cpuToDevice = try losses(try trainer(config, on: device, run: folder.appendingPathComponent("cpu-to-device"), from: cpuMiddle), steps: 10)
-        rows.append(Row(check: "resume \(device.kind.rawValue) -> cpu: losses", error: zip(deviceToCPU, deviceLosses.suffix(10)).map {
-            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: 1e-4))
-        rows.append(Row(check: "resume cpu -> \(device.kind.rawValue): losses", error: zip(cpuToDevice, cpuLosses.suffix(10)).map {
-            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: 1e-4))
+        rows.append(Row(check: "resume \(device.kind.rawValue) -> cpu: losses\(tag)", error: zip(deviceToCPU, deviceLosses.suffix(10)).map {
+            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: limits.losses))
+        rows.append(Row(check: "resume cpu -> \(device.kind.rawValue): losses\(tag)", error: zip(cpuToDevice, cpuLosses.suffix(10)).map {
+            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: limits.losses))
+        if precision == .bf16 {
+            // The checkpoint is float32 whatever the precision: a bf16 run goes on in fp32.
+            var fp32 = config
+            fp32.precision = nil
+            let continued = try losses(try trainer(fp32, on: device, run: folder.appendingPathComponent("bf16-to-fp32"), from: middle), steps: 10)
+            rows.append(Row(check: "resume bf16 -> fp32 on \(device.kind.rawValue): losses vs bf16", error: zip(continued, deviceLosses.suffix(10)).map {
+                SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: 5e-2))
+        }
         return rows
     }
 }

@@ -88,6 +88,7 @@ public final class Trainer {
         validationSet = data.validation
         fingerprint = data.fingerprint
         dataContentDigest = data.contentDigest
+        try device.setPrecision(config.resolvedPrecision)
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
         schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
@@ -192,6 +193,7 @@ public final class Trainer {
         baton_install_stop_handlers()
         let metrics = isLeader ? try MetricsLog(url: runFolder.metricsURL) : nil
         log("model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): \(model.parameterCount) parameters")
+        if config.resolvedPrecision != .fp32 { log("precision: \(config.resolvedPrecision.summary)") }
         log("data: \(loader.dataset.sampleCount) training sequences, \(loader.batchesPerEpoch) batches per epoch")
         if let parallel = options.parallel {
             log("ranks: \(parallel.size), \(globalMicroBatches / parallel.size) micro-batch\(globalMicroBatches / parallel.size == 1 ? "" : "es") of \(config.batchSize) each per step (global batch \(globalMicroBatches * config.batchSize)), gradients summed \(parallel.summary)")

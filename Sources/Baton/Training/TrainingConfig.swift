@@ -37,6 +37,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// on the world size) or "fast" (the library's all-reduce). Optional, so configs from before
     /// it still load.
     public var reduce: String?
+    /// The matmuls' precision: "fp32" (nil), "tf32" or "bf16" (see Precision). Optional, so
+    /// configs from before it still load; another one on resume is allowed, with a notice.
+    public var precision: String?
+    public var resolvedPrecision: Precision { precision.flatMap(Precision.init(rawValue:)) ?? .fp32 }
     /// The Hugging Face folder a run started from (--init-from), with its weights files' CRC32C.
     public var initFrom: InitSource?
 
@@ -70,6 +74,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw BatonError("\(flag) must be a finite number >= 0, got \(value)")
         }
         if !["stop", "skip"].contains(onNonfinite) { throw BatonError("--on-nonfinite expects stop or skip, got '\(onNonfinite)'") }
+        if let precision, Precision(rawValue: precision) == nil { throw BatonError("--precision expects fp32, tf32 or bf16, got '\(precision)'") }
         if let reduce, !["exact", "fast"].contains(reduce) { throw BatonError("--reduce expects exact or fast, got '\(reduce)'") }
         if let globalBatch, globalBatch < 1 { throw BatonError("--global-batch must be at least 1, got \(globalBatch)") }
         if !["stop", "retry"].contains(onSaveError) { throw BatonError("--on-save-error expects stop or retry, got '\(onSaveError)'") }
@@ -96,6 +101,7 @@ extension TrainingConfig {
         public var saveEvery: Int?, keepLast: Int?, keepEvery: Int?
         public var onNonfinite: String?, onSaveError: String?
         public var globalBatch: Int?, reduce: String?
+        public var precision: String?
 
         public init() {}
     }
@@ -132,6 +138,7 @@ extension TrainingConfig {
         set(\.onSaveError, overrides.onSaveError)
         if let global = overrides.globalBatch { config.globalBatch = global }
         if let reduce = overrides.reduce { config.reduce = reduce }
+        if let precision = overrides.precision { config.precision = precision }
         return config
     }
 }

@@ -46,6 +46,21 @@ typedef struct baton_context_options {
     int threads;      /* CPU threads, < 1 for one per core (ignored by GPUs) */
 } baton_context_options;
 
+/* How matmuls compute (set on a context with set_precision; fp32 until then). Only the matmul op
+ * changes; every other op, attention's included, computes in fp32 in every mode.
+ *  - FP32: float32 products and sums.
+ *  - TF32: inputs rounded to TF32 (10 mantissa bits, round to nearest even), products summed in
+ *          float32: TF32 tensor cores on a GPU.
+ *  - BF16: inputs rounded to bfloat16 (7 mantissa bits, round to nearest even), products summed
+ *          in float32 (bf16 tensor cores), and a fresh output (beta = 0: an activation or an
+ *          activation's gradient) rounded to bfloat16 as if stored so; an accumulated output
+ *          (beta = 1: a weight's gradient) stays float32. Storage stays float32. */
+typedef enum baton_precision {
+    BATON_PRECISION_FP32 = 0,
+    BATON_PRECISION_TF32 = 1,
+    BATON_PRECISION_BF16 = 2,
+} baton_precision;
+
 /* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] */
 typedef void baton_encoder_forward_fn(baton_context *ctx, float *out, const int32_t *tokens, const float *wte,
                                       const float *wpe, int B, int T, int C);
@@ -128,6 +143,7 @@ typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n)
         .release = PREFIX##_release, .copy_to_device = PREFIX##_copy_to_device,                   \
         .copy_to_host = PREFIX##_copy_to_host, .copy_on_device = PREFIX##_copy_on_device,         \
         .synchronize = PREFIX##_synchronize, .attention_sizes = PREFIX##_attention_sizes,         \
+        .set_precision = PREFIX##_set_precision,                                                  \
         BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                                                      \
     }
 
@@ -157,6 +173,8 @@ typedef struct baton_backend_table {
     baton_status (*synchronize)(baton_context *ctx);
     /* Floats of `saved` and `scratch` the attention ops need at these sizes. */
     void (*attention_sizes)(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
+    /* The matmul precision from now on (a baton_precision). */
+    baton_status (*set_precision)(baton_context *ctx, int precision);
     BATON_FOR_EACH_OP(BATON_TABLE_FIELD)
 } baton_backend_table;
 

@@ -18,6 +18,11 @@ extern "C" {
 
 const baton_backend_table *baton_cpu_get_table(void);
 
+/* One float rounded to bfloat16 or TF32 (round to nearest even), as the matmul precisions round
+ * (baton_precision): for tests and for anyone checking a GPU's rounding against the CPU's. */
+float baton_round_bf16(float x);
+float baton_round_tf32(float x);
+
 #ifdef __cplusplus
 }
 #endif

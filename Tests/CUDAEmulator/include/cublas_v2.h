@@ -27,6 +27,14 @@ typedef enum {
     CUBLAS_TF32_TENSOR_OP_MATH = 3,
 } cublasMath_t;
 
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
+typedef enum {
+    CUBLAS_COMPUTE_32F = 68,
+    CUBLAS_COMPUTE_32F_FAST_16BF = 75,
+    CUBLAS_COMPUTE_32F_FAST_TF32 = 77,
+} cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+
 cublasStatus_t cublasCreate(cublasHandle_t *handle);
 cublasStatus_t cublasDestroy(cublasHandle_t handle);
 cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream);
@@ -39,3 +47,10 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          int k, const float *alpha, const float *A, int lda, long long strideA, const float *B,
                                          int ldb, long long strideB, const float *beta, float *C, int ldc, long long strideC,
                                          int batchCount);
+
+// float32 matrices only. The FAST_16BF and FAST_TF32 compute types round A and B to bfloat16 or
+// TF32 (round to nearest even, as the CPU backend's twin does) and sum in float32.
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B, cudaDataType_t Btype,
+                            int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
+                            cublasGemmAlgo_t algo);

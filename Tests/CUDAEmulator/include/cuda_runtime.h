@@ -74,6 +74,8 @@ template <class T>
 cudaError_t cudaMalloc(T **pointer, size_t bytes) { return cudaMalloc(reinterpret_cast<void **>(pointer), bytes); }
 
 // Device-side math the kernels use that C++ lacks.
+inline unsigned __float_as_uint(float x) { unsigned u; std::memcpy(&u, &x, 4); return u; }
+inline float __uint_as_float(unsigned u) { float x; std::memcpy(&x, &u, 4); return x; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }

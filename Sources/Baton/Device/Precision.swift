@@ -1,0 +1,26 @@
+import CBatonABI
+
+/// How matmuls compute (baton_precision in baton_backend.h): fp32; tf32 (inputs rounded to TF32,
+/// float32 sums: TF32 tensor cores); bf16 (inputs rounded to bfloat16, float32 sums, fresh
+/// outputs rounded to bfloat16: bf16 tensor cores). Every other op is float32 in every mode, and
+/// storage stays float32, so checkpoints are the same in every precision. The CPU rounds at the
+/// same points as a GPU, so a bf16 run on the CPU is the GPU's twin.
+public enum Precision: String, CaseIterable, Codable, Sendable {
+    case fp32, tf32, bf16
+
+    var cValue: Int32 {
+        switch self {
+        case .fp32: return Int32(BATON_PRECISION_FP32.rawValue)
+        case .tf32: return Int32(BATON_PRECISION_TF32.rawValue)
+        case .bf16: return Int32(BATON_PRECISION_BF16.rawValue)
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .fp32: return "fp32"
+        case .tf32: return "tf32 (matmul inputs rounded to TF32, float32 sums)"
+        case .bf16: return "bf16 (matmul inputs and outputs rounded to bfloat16, float32 sums; float32 weights, moments and storage)"
+        }
+    }
+}

@@ -1,0 +1,52 @@
+/* Rounding to TF32 and bfloat16 for the matmul precisions (see baton_precision in
+ * baton_backend.h): the CPU twin of Kernels/precision.cu, bit for bit. */
+#include "kernels.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* Round to nearest, ties to even, keeping the top `kept` bits of the float (16 for bfloat16, 19
+ * for TF32). NaN stays NaN (quieted); a value past the largest finite one becomes infinity. */
+static inline float round_bits(float x, int dropped) {
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    uint32_t mask = ~((1u << dropped) - 1u);
+    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu)) {
+        bits = (bits | 0x00400000u) & mask;  /* quiet NaN, its payload's top bits kept */
+    } else {
+        bits += ((1u << (dropped - 1)) - 1u) + ((bits >> dropped) & 1u);
+        bits &= mask;
+    }
+    memcpy(&x, &bits, 4);
+    return x;
+}
+
+float baton_round_bf16(float x) { return round_bits(x, 16); }
+float baton_round_tf32(float x) { return round_bits(x, 13); }
+
+typedef struct { float *out; const float *in; int dropped; } round_args;
+
+static void round_range(void *p, int64_t begin, int64_t end) {
+    round_args *a = p;
+    for (int64_t i = begin; i < end; i++) a->out[i] = round_bits(a->in[i], a->dropped);
+}
+
+void round_copy_to_precision(baton_context *ctx, float *out, const float *in, int64_t n, int precision) {
+    if (precision == BATON_PRECISION_FP32) {
+        if (out != in) memcpy(out, in, (size_t)n * 4);
+        return;
+    }
+    round_args a = {out, in, precision == BATON_PRECISION_BF16 ? 16 : 13};
+    parallel_for(ctx, n, 1 << 16, round_range, &a);
+}
+
+void round_to_precision(baton_context *ctx, float *x, int64_t n, int precision) { round_copy_to_precision(ctx, x, x, n, precision); }
+
+float *rounding_buffer(baton_context *ctx, int64_t n) {
+    if (n > ctx->rounded_capacity) {
+        float *grown = realloc(ctx->rounded, (size_t)n * 4);
+        if (!grown) return NULL;
+        ctx->rounded = grown;
+        ctx->rounded_capacity = n;
+    }
+    return ctx->rounded;
+}
