@@ -2,12 +2,12 @@
 // Sources/CBatonCPU/crossentropy.c.
 #include "common.cuh"
 
-__global__ void softmax_crossentropy_kernel(float *losses, float *dlogits, const float *logits, const int32_t *targets, int V,
+__global__ void softmax_crossentropy_kernel(float *losses, float *dlogits, const float *logits, const int32_t *targets, int V, int Vp,
                                             float dloss) {
     __shared__ float shared_max[32];
     __shared__ double shared_sum[32];
     long long row = blockIdx.x;
-    const float *x = logits + row * V;
+    const float *x = logits + row * Vp;
     float local_max = -INFINITY;
     for (int i = threadIdx.x; i < V; i += blockDim.x) local_max = fmaxf(local_max, x[i]);
     float maxval = block_max(local_max, shared_max);
@@ -19,15 +19,16 @@ __global__ void softmax_crossentropy_kernel(float *losses, float *dlogits, const
     if (threadIdx.x == 0) losses[row] = (float)(log_sum - ((double)target_logit - maxval));
     if (dlogits) {
         // Every read of x above is finished (block_sum synchronises), so d may alias x.
-        float *d = dlogits + row * V;
-        for (int i = threadIdx.x; i < V; i += blockDim.x) {
-            float prob = (float)exp((double)x[i] - maxval - log_sum);
-            d[i] = (prob - (i == target ? 1.0f : 0.0f)) * dloss;
+        float *d = dlogits + row * Vp;
+        for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
+            float prob = i < V ? (float)exp((double)x[i] - maxval - log_sum) : 0.0f;  // padded columns: masked
+            d[i] = i < V ? (prob - (i == target ? 1.0f : 0.0f)) * dloss : 0.0f;
         }
     }
 }
 
-void softmax_crossentropy(baton_context *ctx, float *losses, float *dlogits, const float *logits, const int32_t *targets, int N, int V, float dloss) {
-    softmax_crossentropy_kernel<<<N, 512>>>(losses, dlogits, logits, targets, V, dloss);
+void softmax_crossentropy(baton_context *ctx, float *losses, float *dlogits, const float *logits, const int32_t *targets, int N, int V, int Vp,
+                          float dloss) {
+    softmax_crossentropy_kernel<<<N, 512>>>(losses, dlogits, logits, targets, V, Vp, dloss);
     check_launch(ctx, "softmax_crossentropy");
 }

@@ -94,7 +94,7 @@ final class CUDABackendTests: XCTestCase {
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
-        XCTAssert(result.stdout.contains("selftest: 122 passed, 0 failed"), result.stdout)
+        XCTAssert(result.stdout.contains("selftest: 127 passed, 0 failed"), result.stdout)
         // Every precision: the ops at the loops shape, training parity, bitwise resume, bf16 -> fp32.
         for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "training: 20 losses vs cpu [bf16]",
                     "resume on cuda: files differing [tf32]", "resume on cuda: files differing [bf16]", "resume bf16 -> fp32 on cuda"] {

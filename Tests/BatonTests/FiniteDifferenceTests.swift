@@ -199,7 +199,7 @@ final class FiniteDifferenceTests: XCTestCase {
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: 3)
         // Larger random weights than GPT-2's init so every path carries a visible gradient.
-        let initial = random(model.parameterCount, scale: 0.3)
+        let initial = random(model.layout.totalCount, scale: 0.3)
         try device.upload(initial, to: model.parameters)
         let B = 2, T = 6
         let inputs = (0..<(B * T)).map { _ in Int32(generator.next() % 11) }, targets = (0..<(B * T)).map { _ in Int32(generator.next() % 11) }

@@ -37,7 +37,7 @@ final class GradientTreeTests: XCTestCase {
         XCTAssert(try gradient(of: 8).map(\.bitPattern) == one.map(\.bitPattern), "eight single micro-batches: other bits")
         // And the tree is what the step applies: the same gradient as summing in a plain loop,
         // up to float rounding.
-        var sequential = [Float](repeating: 0, count: model.parameterCount)
+        var sequential = [Float](repeating: 0, count: model.layout.totalCount)
         for batch in micro {
             _ = try TrainingStep.accumulateGradients(model: model, microBatches: [batch], B: 2, T: 8, scale: scale)
             sequential = zip(sequential, try model.device.download(model.gradients)).map { $0 + $1 }

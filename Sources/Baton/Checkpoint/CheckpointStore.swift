@@ -193,8 +193,13 @@ public struct CheckpointStore {
             var files: [String: CheckpointState.FileCheck] = [:]
             let device = tensors.device
             let modelEntries = layout.specs.map { TensorFile.Entry(name: $0.name, shape: $0.shape) }
+            // The tensors' parts of each flat buffer, the embedding's padded rows left out.
+            let ranges = layout.storedRanges
+            func stored(_ buffer: UnsafeBufferPointer<Float>) -> [UnsafeBufferPointer<Float>] {
+                ranges.map { UnsafeBufferPointer(rebasing: buffer[$0]) }
+            }
             files[CheckpointStore.modelFile] = try device.withHostMemory(of: tensors.parameters) {
-                try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries, segments: [$0],
+                try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries, segments: stored($0),
                                      metadata: ModelWeights.metadata(for: layout.config))
             }
             try midSave?(step, temporary)
@@ -202,7 +207,8 @@ public struct CheckpointStore {
                 + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
             files[CheckpointStore.optimizerFile] = try device.withHostMemory(of: tensors.firstMoment) { m in
                 try device.withHostMemory(of: tensors.secondMoment) { v in
-                    try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries, segments: [m, v],
+                    try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries,
+                                         segments: stored(m) + stored(v),
                                          metadata: ["format": "pt", "baton.optimizer": "adamw"])
                 }
             }
@@ -217,7 +223,7 @@ public struct CheckpointStore {
             try? fileManager.removeItem(at: temporary)
             if let error = error as? BatonError, error.isDiskFull {
                 let free = ((try? fileManager.attributesOfFileSystem(forPath: folder.path))?[.systemFreeSize] as? NSNumber)?.intValue
-                throw BatonError.checkpointDiskFull(checkpoint: target.lastPathComponent, neededBytes: 3 * layout.totalCount * 4,
+                throw BatonError.checkpointDiskFull(checkpoint: target.lastPathComponent, neededBytes: 3 * layout.storedCount * 4,
                                                     folder: folder.path, freeBytes: free)
             }
             throw error

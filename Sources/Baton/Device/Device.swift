@@ -238,9 +238,12 @@ public final class Device {
         ops.residual_forward(context, out.pointer, a.pointer, b.pointer, Int64(a.count)); try check()
     }
 
-    /// losses[n] = cross-entropy of row n; when dlogits is given it receives (softmax - onehot) * dloss.
-    public func softmaxCrossEntropy(losses: Tensor, dlogits: Tensor?, logits: Tensor, targets: TokenTensor, N: Int, V: Int, dloss: Float) throws {
-        ops.softmax_crossentropy(context, losses.pointer, dlogits?.pointer, logits.pointer, targets.pointer, Int32(N), Int32(V), dloss)
+    /// losses[n] = cross-entropy of row n over its first V of paddedV columns (nil: V); when
+    /// dlogits is given it receives (softmax - onehot) * dloss, and 0 in the padded columns.
+    public func softmaxCrossEntropy(losses: Tensor, dlogits: Tensor?, logits: Tensor, targets: TokenTensor, N: Int, V: Int, paddedV: Int? = nil,
+                                    dloss: Float) throws {
+        ops.softmax_crossentropy(context, losses.pointer, dlogits?.pointer, logits.pointer, targets.pointer, Int32(N), Int32(V),
+                                 Int32(paddedV ?? V), dloss)
         try check()
     }
 

@@ -12,7 +12,7 @@ final class Activations {
     let encoded: Tensor
     let layers: [Layer]
     let lnf, lnfMean, lnfRstd: Tensor
-    /// Logits [B*T, V]; after a training forward they hold dlogits instead (the fused loss op
+    /// Logits [B*T, padded V] (the padded columns masked); after a training forward they hold dlogits instead (the fused loss op
     /// writes the gradient in place).
     let logits: Tensor
     let losses: Tensor
@@ -30,7 +30,7 @@ final class Activations {
         let layer = 7 * N * C + 4 * N + 3 * N * C + 2 * 4 * N * C + attentionSaved
         let gradients = 3 * N * C + 3 * N * C + 2 * 4 * N * C + attentionScratch
         // encoded, lnf and its statistics, logits, losses, and the input and target tokens (4 bytes each).
-        let top = N * C + N * C + 2 * N + N * config.vocabularySize + N + 2 * N
+        let top = N * C + N * C + 2 * N + N * config.paddedVocabularySize + N + 2 * N
         return top + config.layers * layer + gradients
     }
 
@@ -54,7 +54,7 @@ final class Activations {
         lnf = try floats(N * C)
         lnfMean = try floats(N)
         lnfRstd = try floats(N)
-        logits = try floats(N * config.vocabularySize)
+        logits = try floats(N * config.paddedVocabularySize)
         losses = try floats(N)
         inputs = try device.allocate(tokens: N)
         targets = try device.allocate(tokens: N)

@@ -24,7 +24,12 @@ public final class GPT {
         self.gradients = try device.allocate(floats: layout.totalCount)
     }
 
-    public var parameterCount: Int { layout.totalCount }
+    /// Parameters the model has (the embedding's padded rows are not parameters).
+    public var parameterCount: Int { layout.storedCount }
+
+    /// The token embedding with its padded rows: [paddedVocabularySize, C], for the LM head.
+    var paddedEmbedding: Tensor { parameters.slice(0, layout.specs[0].allocated) }
+    var paddedEmbeddingGradient: Tensor { gradients.slice(0, layout.specs[0].allocated) }
 
     public func parameter(_ name: String) -> Tensor {
         guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
@@ -88,7 +93,8 @@ public final class GPT {
         let N = B * T
         let dloss = lossScaleForBackward.map { $0 / Float(N) } ?? 0
         try device.softmaxCrossEntropy(losses: a.losses, dlogits: lossScaleForBackward == nil ? nil : a.logits,
-                                       logits: a.logits, targets: a.targets, N: N, V: config.vocabularySize, dloss: dloss)
+                                       logits: a.logits, targets: a.targets, N: N, V: config.vocabularySize,
+                                       paddedV: config.paddedVocabularySize, dloss: dloss)
         let losses = try device.download(a.losses.slice(0, N))
         var sum = 0.0
         for loss in losses { sum += Double(loss) }
@@ -107,11 +113,14 @@ public final class GPT {
         let a = try activations(B: B, T: T)
         try device.upload(tokens: inputs, to: a.inputs)
         try forwardToLogits(a)
-        return try device.download(a.logits.slice(0, B * T * config.vocabularySize))
+        let V = config.vocabularySize, Vp = config.paddedVocabularySize
+        let padded = try device.download(a.logits.slice(0, B * T * Vp))
+        if V == Vp { return padded }
+        return (0..<(B * T)).flatMap { padded[($0 * Vp)..<($0 * Vp + V)] }
     }
 
     private func forwardToLogits(_ a: Activations) throws {
-        let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.vocabularySize
+        let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.paddedVocabularySize
         let d = device
         try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: parameter("transformer.wte.weight"),
                              wpe: parameter("transformer.wpe.weight"), B: B, T: T, C: C)
@@ -134,8 +143,8 @@ public final class GPT {
         }
         try d.layernormForward(out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, input: residual,
                                weight: parameter("transformer.ln_f.weight"), bias: parameter("transformer.ln_f.bias"), N: N, C: C)
-        // Tied LM head: logits = lnf @ wte^T.
-        try d.matmul(c: a.logits, a: a.lnf, b: parameter("transformer.wte.weight"), M: N, N: V, K: C,
+        // Tied LM head: logits = lnf @ wte^T, over the padded rows (their logits are zero, and masked).
+        try d.matmul(c: a.logits, a: a.lnf, b: paddedEmbedding, M: N, N: V, K: C,
                      transposeA: false, transposeB: true, beta: 0)
     }
 
@@ -161,13 +170,14 @@ public final class GPT {
     /// Backpropagates the last `forward(..., lossScaleForBackward:)` and adds into `gradients`.
     public func backward() throws {
         guard let a = activations else { preconditionFailure("backward() before forward()") }
-        let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.vocabularySize
+        let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.paddedVocabularySize
         let d = device
         let dlogits = a.logits
-        // Tied head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
-        try d.matmul(c: a.dln, a: dlogits, b: parameter("transformer.wte.weight"), M: N, N: C, K: V,
+        // Tied head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf (the padded columns' dlogits
+        // are zero, so the padded rows add nothing and get no gradient).
+        try d.matmul(c: a.dln, a: dlogits, b: paddedEmbedding, M: N, N: C, K: V,
                      transposeA: false, transposeB: false, beta: 0)
-        try d.matmul(c: gradient("transformer.wte.weight"), a: dlogits, b: a.lnf, M: V, N: C, K: N,
+        try d.matmul(c: paddedEmbeddingGradient, a: dlogits, b: a.lnf, M: V, N: C, K: N,
                      transposeA: true, transposeB: false, beta: 1)
         // The residual stream's gradient lives in one buffer; each LayerNorm backward adds into it.
         try d.fill(a.dresidual, with: 0)

@@ -7,6 +7,12 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     public var heads: Int
     public var channels: Int
 
+    /// The vocabulary rounded up to a multiple of 64 (50,257 -> 50,304), as llm.c pads it: the
+    /// token embedding and the logits have this many rows/columns in memory, so the LM head's
+    /// matmuls have aligned leading dimensions. The rows past the vocabulary stay zero and their
+    /// logits are masked; checkpoints and exports hold the vocabulary's rows only.
+    public var paddedVocabularySize: Int { (vocabularySize + 63) / 64 * 64 }
+
     public init(contextLength: Int, vocabularySize: Int, layers: Int, heads: Int, channels: Int) {
         self.contextLength = contextLength
         self.vocabularySize = vocabularySize

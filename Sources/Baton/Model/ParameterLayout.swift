@@ -7,7 +7,11 @@ public struct ParameterSpec: Equatable, Sendable {
     public let role: Role
     /// Offset in elements inside the flat parameter buffer.
     public let offset: Int
+    /// Elements the tensor holds (what checkpoints store).
     public var count: Int { shape.reduce(1, *) }
+    /// Elements it takes in the flat buffer: more than count for the token embedding, whose
+    /// padded rows (GPTConfig.paddedVocabularySize) follow it and stay zero.
+    public let allocated: Int
     /// AdamW's weight decay applies to 2-D tensors only (weights and embeddings), as in nanoGPT.
     public var decays: Bool { shape.count == 2 }
 }
@@ -17,7 +21,11 @@ public struct ParameterSpec: Equatable, Sendable {
 public struct ParameterLayout: Sendable {
     public let config: GPTConfig
     public let specs: [ParameterSpec]
+    /// Elements of the flat buffer, padding included.
     public let totalCount: Int
+    /// Elements the tensors hold, padding excluded: the model's parameter count, and what a
+    /// checkpoint stores.
+    public let storedCount: Int
     private let indexByName: [String: Int]
 
     public init(config: GPTConfig) {
@@ -25,12 +33,13 @@ public struct ParameterLayout: Sendable {
         let C = config.channels
         var specs: [ParameterSpec] = []
         var offset = 0
-        func add(_ name: String, _ shape: [Int], _ role: ParameterSpec.Role) {
-            let spec = ParameterSpec(name: name, shape: shape, role: role, offset: offset)
+        func add(_ name: String, _ shape: [Int], _ role: ParameterSpec.Role, allocatedRows: Int? = nil) {
+            let allocated = (allocatedRows ?? shape[0]) * shape.dropFirst().reduce(1, *)
+            let spec = ParameterSpec(name: name, shape: shape, role: role, offset: offset, allocated: allocated)
             specs.append(spec)
-            offset += spec.count
+            offset += allocated
         }
-        add("transformer.wte.weight", [config.vocabularySize, C], .embedding)
+        add("transformer.wte.weight", [config.vocabularySize, C], .embedding, allocatedRows: config.paddedVocabularySize)
         add("transformer.wpe.weight", [config.contextLength, C], .embedding)
         for layer in 0..<config.layers {
             let p = "transformer.h.\(layer)."
@@ -51,8 +60,24 @@ public struct ParameterLayout: Sendable {
         add("transformer.ln_f.bias", [C], .layerNormBias)
         self.specs = specs
         self.totalCount = offset
+        self.storedCount = specs.reduce(0) { $0 + $1.count }
         self.indexByName = Dictionary(uniqueKeysWithValues: specs.enumerated().map { ($1.name, $0) })
     }
 
     public func spec(named name: String) -> ParameterSpec? { indexByName[name].map { specs[$0] } }
+
+    /// The parts of a flat buffer that hold tensors (the padding left out), merged where they
+    /// touch, in order: what a checkpoint writes.
+    public var storedRanges: [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        for spec in specs {
+            let range = spec.offset..<(spec.offset + spec.count)
+            if let last = ranges.last, last.upperBound == range.lowerBound {
+                ranges[ranges.count - 1] = last.lowerBound..<range.upperBound
+            } else {
+                ranges.append(range)
+            }
+        }
+        return ranges
+    }
 }

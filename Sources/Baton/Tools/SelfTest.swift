@@ -235,6 +235,16 @@ public struct SelfTest {
             try d.softmaxCrossEntropy(losses: losses, dlogits: l, logits: l, targets: try tokens(d, targetValues), N: N, V: V, dloss: 0.5)
             return [losses, l]
         })
+        // The padded vocabulary: rows of Vp columns, the ones past V holding garbage that must not count.
+        let Vp = (V + 63) / 64 * 64
+        let garbage: [Float] = (0..<(Vp - V)).map { Float($0 % 7) * 100 }
+        var paddedLogits: [Float] = []
+        for n in 0..<N { paddedLogits += logits[(n * V)..<((n + 1) * V)] + garbage }
+        rows.append(try compare("softmax_crossentropy, padded", limit: 1e-5) { d, input, out in
+            let losses = try out(N, nil), l = try input(paddedLogits)
+            try d.softmaxCrossEntropy(losses: losses, dlogits: l, logits: l, targets: try tokens(d, targetValues), N: N, V: V, paddedV: Vp, dloss: 0.5)
+            return [losses, l]
+        })
         rows.append(try compare("adamw_update", limit: 1e-5) { d, input, out in
             let p = try out(vector, params), mi = try out(vector, m), vi = try out(vector, v)
             try d.adamwUpdate(params: p, grads: try input(grads), m: mi, v: vi, learningRate: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8,

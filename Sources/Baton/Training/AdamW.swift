@@ -12,8 +12,8 @@ public final class AdamW {
         self.beta2 = beta2
         self.epsilon = epsilon
         self.weightDecay = weightDecay
-        firstMoment = try model.device.allocate(floats: model.parameterCount)
-        secondMoment = try model.device.allocate(floats: model.parameterCount)
+        firstMoment = try model.device.allocate(floats: model.layout.totalCount)
+        secondMoment = try model.device.allocate(floats: model.layout.totalCount)
     }
 
     /// Applies update number `step` (1-based, for bias correction); gradients are multiplied by

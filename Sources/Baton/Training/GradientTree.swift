@@ -48,6 +48,6 @@ final class GradientTree {
 
     private func freeBuffer() throws -> Tensor {
         if let buffer = free.popLast() { return buffer }
-        return try model.device.allocate(floats: model.parameterCount)
+        return try model.device.allocate(floats: model.layout.totalCount)
     }
 }

@@ -200,7 +200,7 @@ public enum RunOpener {
         if config.model != saved.model {
             throw BatonError("the model shape given (\(describe(config.model))) differs from checkpoint \(found.url.lastPathComponent)'s (\(describe(saved.model))); a resumed run keeps its shape")
         }
-        let expectedBytes = ParameterLayout(config: config.model).totalCount * 4
+        let expectedBytes = ParameterLayout(config: config.model).storedCount * 4
         let modelBytes = found.state.files[CheckpointStore.modelFile]?.bytes ?? 0
         guard expectedBytes <= modelBytes else {
             throw BatonError("\(found.url.path): state.json describes a model of \(expectedBytes) bytes, but model.safetensors holds \(modelBytes)")

@@ -106,10 +106,12 @@ typedef void baton_gelu_backward_fn(baton_context *ctx, float *dinp, const float
 /* out = a + b, elementwise. */
 typedef void baton_residual_forward_fn(baton_context *ctx, float *out, const float *a, const float *b, int64_t n);
 
-/* Fused softmax + cross-entropy over V classes for N rows: losses[n] = -log softmax(logits[n])[t].
- * When dlogits is not NULL it receives (softmax - onehot) * dloss; it may alias logits. */
+/* Fused softmax + cross-entropy over the first V of each row's Vp columns (Vp >= V: the padded
+ * vocabulary, its extra columns masked) for N rows: losses[n] = -log softmax(logits[n, :V])[t].
+ * When dlogits is not NULL it receives (softmax - onehot) * dloss in the first V columns and 0 in
+ * the padded ones; it may alias logits. */
 typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, float *dlogits, const float *logits,
-                                           const int32_t *targets, int N, int V, float dloss);
+                                           const int32_t *targets, int N, int V, int Vp, float dloss);
 
 /* AdamW as in PyTorch: p *= 1 - lr*wd; m, v updated with g = grads*grad_scale;
  * p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps). t is the 1-based step. */
