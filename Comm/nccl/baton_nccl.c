@@ -162,4 +162,8 @@ static const baton_device_comm_table table = {
     .last_error = comm_last_error,
 };
 
+/* extern "C": the CUDA emulator's build compiles this file as C++ (its cuda_runtime.h is C++). */
+#ifdef __cplusplus
+extern "C"
+#endif
 __attribute__((visibility("default"))) const baton_device_comm_table *baton_device_comm_get_table(void) { return &table; }

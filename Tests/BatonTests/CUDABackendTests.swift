@@ -91,10 +91,15 @@ final class CUDABackendTests: XCTestCase {
     /// on "cuda" and across backends, through the same table and Device type a GPU uses.
     func testSelftestPassesOnTheCUDAEmulator() throws {
         let library = try builtEmulator()
-        let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path])
+        // Beside the emulated backend, the NCCL communicator built for the emulator takes the
+        // emulated NCCL (when scripts/build-cuda-emulator found nccl.h): two more rows.
+        let emulatedNCCL = CUDABackendTests.emulatorFolder.appendingPathComponent("libnccl-emulated.so").path
+        let withNCCL = FileManager.default.fileExists(atPath: emulatedNCCL)
+        let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_LIBNCCL": emulatedNCCL])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
-        XCTAssert(result.stdout.contains("selftest: 127 passed, 0 failed"), result.stdout)
+        XCTAssert(result.stdout.contains(withNCCL ? "selftest: 129 passed, 0 failed" : "selftest: 127 passed, 0 failed"), result.stdout)
+        if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
         // Every precision: the ops at the loops shape, training parity, bitwise resume, bf16 -> fp32.
         for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "training: 20 losses vs cpu [bf16]",
                     "resume on cuda: files differing [tf32]", "resume on cuda: files differing [bf16]", "resume bf16 -> fp32 on cuda"] {

@@ -399,15 +399,26 @@ void run_grid(const char *kernel, dim3 grid, dim3 blocks, size_t shared_bytes, c
 
 using namespace baton_emulator;
 
+// One emulated GPU, or $BATON_EMULATOR_GPUS of them (all the same host memory), so ranks of a job
+// under mpirun can each open "their" GPU.
+static int emulated_devices() {
+    const char *text = getenv("BATON_EMULATOR_GPUS");
+    int count = text ? atoi(text) : 1;
+    return count >= 1 && count <= 64 ? count : 1;
+}
+
 cudaError_t cudaGetDeviceCount(int *count) {
-    *count = 1;
+    *count = emulated_devices();
     return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaSetDevice(int device) { return device >= 0 && device < emulated_devices() ? cudaSuccess : cudaErrorInvalidDevice; }
+
+// Every launch runs to its end before it returns: the stream is always idle.
+cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *properties, int device) {
-    if (device != 0) return cudaErrorInvalidDevice;
+    if (device < 0 || device >= emulated_devices()) return cudaErrorInvalidDevice;
     memset(properties, 0, sizeof *properties);
     snprintf(properties->name, sizeof properties->name, "CUDA emulator on the CPU (not a GPU)");
     properties->totalGlobalMem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGE_SIZE);
@@ -495,6 +506,7 @@ const char *plain_error_string(cudaError_t error) {
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
     case cudaErrorSystemDriverMismatch: return "system has unsupported display driver / cuda driver combination";
