@@ -274,6 +274,19 @@ __device__ inline void flash_scores(float (*p)[FLASH_TILE + 1], float (*ds)[FLAS
     }
 }
 
+// The query side of a backward tile: q and dO rows q0..q0+31, with their log-sum-exps and D.
+__device__ inline void load_query_side(float (*q)[FLASH_PAD], float (*g)[FLASH_PAD], float *lse, float *dsum, const float *qkv,
+                                       const float *dout, const float *lse_all, const float *dsum_all, const FlashHead &head, int q0) {
+    int T = head.T, hs = head.hs;
+    load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
+    load_tile(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
+    if (threadIdx.x < FLASH_TILE) {
+        int t = q0 + threadIdx.x;
+        lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
+        dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
+    }
+}
+
 // One block per (key tile, b*NH + h): dK and dV of its 32 keys, summed over the query tiles at
 // or below the diagonal in query order. Warp w owns keys 4w..4w+3, lane the channels lane, lane+32.
 __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
@@ -293,13 +306,7 @@ __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const
     float dk[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {}, dv[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
     for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
         __syncthreads();
-        load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
-        load_tile(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
-        if (threadIdx.x < FLASH_TILE) {
-            int t = q0 + threadIdx.x;
-            lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
-            dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
-        }
+        load_query_side(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
         __syncthreads();
         flash_scores(p, ds, q, k, v, g, lse, dsum, q0, k0, T, hs, scale);
         __syncthreads();
@@ -348,13 +355,7 @@ __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const f
     __shared__ float dsum[FLASH_TILE];
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
-    load_tile(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
-    if (threadIdx.x < FLASH_TILE) {
-        int t = q0 + threadIdx.x;
-        lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
-        dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
-    }
+    load_query_side(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
     float dq[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {

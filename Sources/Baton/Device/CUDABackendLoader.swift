@@ -1,8 +1,5 @@
 import CBatonABI
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Finds and loads the CUDA backend library (libbaton_cuda.so, built from Kernels/ by
 /// CMakeLists.txt) at run time, so the same `baton` binary runs where there is no CUDA at all.
@@ -20,15 +17,14 @@ public enum CUDABackendLoader {
 
     static func loadTable() throws -> UnsafePointer<baton_backend_table> {
         let path = candidatePath
-        guard FileManager.default.fileExists(atPath: path) else { throw BatonError.backendUnavailable(.noLibrary(path: path)) }
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw BatonError.backendUnavailable(.cannotLoad(path: path, reason: dlerror().map { String(cString: $0) } ?? "unknown reason"))
+        let table: UnsafePointer<baton_backend_table>
+        switch SharedLibrary.table(at: path, symbol: "baton_backend_get_table", as: baton_backend_table.self) {
+        case .success(let found): table = found
+        case .failure(.missing): throw BatonError.backendUnavailable(.noLibrary(path: path))
+        case .failure(.cannotLoad(let reason)): throw BatonError.backendUnavailable(.cannotLoad(path: path, reason: reason))
+        case .failure(.noSymbol): throw BatonError.backendUnavailable(.notABackend(path: path, reason: "no baton_backend_get_table"))
+        case .failure(.noTable): throw BatonError.backendUnavailable(.noTable(path: path))
         }
-        guard let symbol = dlsym(handle, "baton_backend_get_table") else {
-            throw BatonError.backendUnavailable(.notABackend(path: path, reason: "no baton_backend_get_table"))
-        }
-        typealias GetTable = @convention(c) () -> UnsafePointer<baton_backend_table>?
-        guard let table = unsafeBitCast(symbol, to: GetTable.self)() else { throw BatonError.backendUnavailable(.noTable(path: path)) }
         let version = Int(table.pointee.abi_version), expected = Int(BATON_BACKEND_ABI_VERSION)
         guard version == expected else { throw BatonError.backendUnavailable(.abiMismatch(path: path, found: version, expected: expected)) }
         return table

@@ -1,8 +1,5 @@
 import CBatonABI
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The processes of a data-parallel job, through the communicator library (libbaton_mpi.so, built
 /// from Comm/mpi by scripts/build-mpi) loaded at run time: `baton` stays one process, and needs no
@@ -32,16 +29,15 @@ public final class Communicator {
         guard let size = launchedSize else { return nil }
         let path = candidatePath
         let what = "launched by mpirun (\(size) rank\(size == 1 ? "" : "s"))"
-        guard FileManager.default.fileExists(atPath: path) else {
+        let table: UnsafePointer<baton_comm_table>
+        switch SharedLibrary.table(at: path, symbol: "baton_comm_get_table", global: true, as: baton_comm_table.self) {
+        case .success(let found): table = found
+        case .failure(.missing):
             throw BatonError("\(what), but there is no MPI communicator library at \(path); build it with scripts/build-mpi (OpenMPI), or set BATON_MPI_LIBRARY")
+        case .failure(.cannotLoad(let reason)): throw BatonError("\(what), but \(path) does not load: \(reason) (is OpenMPI installed?)")
+        case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton communicator (no baton_comm_get_table)")
         }
-        // RTLD_GLOBAL: OpenMPI's own plugins need libmpi's symbols.
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_GLOBAL) else {
-            throw BatonError("\(what), but \(path) does not load: \(dlerror().map { String(cString: $0) } ?? "unknown reason") (is OpenMPI installed?)")
-        }
-        guard let symbol = dlsym(handle, "baton_comm_get_table") else { throw BatonError("\(path) is not a Baton communicator (no baton_comm_get_table)") }
-        typealias GetTable = @convention(c) () -> UnsafePointer<baton_comm_table>?
-        guard let table = unsafeBitCast(symbol, to: GetTable.self)(), table.pointee.abi_version == BATON_COMM_ABI_VERSION else {
+        guard table.pointee.abi_version == BATON_COMM_ABI_VERSION else {
             throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/build-mpi")
         }
         var rank: Int32 = 0, worldSize: Int32 = 0

@@ -1,8 +1,5 @@
 import CBatonABI
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Collectives on GPU memory between the GPU ranks of a job: the NCCL communicator library
 /// (libbaton_nccl.so, built from Comm/nccl by CMakeLists.txt beside libbaton_cuda.so), which loads
@@ -34,15 +31,15 @@ public final class DeviceCommunicator {
     /// Loads the communicator library and NCCL, without joining anything: the table, and NCCL's version.
     public static func load() throws -> (table: UnsafePointer<baton_device_comm_table>, version: String) {
         let path = candidatePath
-        guard FileManager.default.fileExists(atPath: path) else {
+        let table: UnsafePointer<baton_device_comm_table>
+        switch SharedLibrary.table(at: path, symbol: "baton_device_comm_get_table", as: baton_device_comm_table.self) {
+        case .success(let found): table = found
+        case .failure(.missing):
             throw BatonError("no NCCL communicator library at \(path); build it with cmake where nccl.h is (see the README), or set BATON_NCCL_COMM_LIBRARY")
+        case .failure(.cannotLoad(let reason)): throw BatonError("\(path) does not load: \(reason)")
+        case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton device communicator (no baton_device_comm_get_table)")
         }
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw BatonError("\(path) does not load: \(dlerror().map { String(cString: $0) } ?? "unknown reason")")
-        }
-        guard let symbol = dlsym(handle, "baton_device_comm_get_table") else { throw BatonError("\(path) is not a Baton device communicator (no baton_device_comm_get_table)") }
-        typealias GetTable = @convention(c) () -> UnsafePointer<baton_device_comm_table>?
-        guard let table = unsafeBitCast(symbol, to: GetTable.self)(), table.pointee.abi_version == BATON_DEVICE_COMM_ABI_VERSION else {
+        guard table.pointee.abi_version == BATON_DEVICE_COMM_ABI_VERSION else {
             throw BatonError("\(path): device communicator version mismatch; rebuild it with cmake")
         }
         var version = [CChar](repeating: 0, count: 32)
