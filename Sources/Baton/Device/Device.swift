@@ -247,10 +247,25 @@ public final class Device {
         try check()
     }
 
+    /// Sorted, disjoint element ranges in device memory: where AdamW's weight decay applies.
+    public struct Ranges {
+        let buffer: DeviceBuffer
+        public let count: Int
+    }
+
+    public func upload(ranges: [Range<Int>]) throws -> Ranges {
+        let bounds = ranges.flatMap { [Int64($0.lowerBound), Int64($0.upperBound)] }
+        let buffer = try allocate(bytes: max(bounds.count, 1) * 8)
+        try bounds.withUnsafeBytes { try require(table.pointee.copy_to_device(context, buffer.pointer, $0.baseAddress, $0.count), "upload") }
+        return Ranges(buffer: buffer, count: ranges.count)
+    }
+
+    /// AdamW over `params` in one call; weight decay where `decayRanges` says (nil: everywhere).
     public func adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, learningRate: Float, beta1: Float, beta2: Float,
-                            eps: Float, weightDecay: Float, gradScale: Float, step: Int) throws {
+                            eps: Float, weightDecay: Float, gradScale: Float, step: Int, decayRanges: Ranges? = nil) throws {
+        let ranges = decayRanges.map { UnsafePointer($0.buffer.pointer.assumingMemoryBound(to: Int64.self)) }
         ops.adamw_update(context, params.pointer, grads.pointer, m.pointer, v.pointer, Int64(params.count), learningRate, beta1, beta2, eps,
-                         weightDecay, gradScale, Int64(step))
+                         weightDecay, gradScale, Int64(step), ranges, Int32(decayRanges?.count ?? 0))
         try check()
     }
 

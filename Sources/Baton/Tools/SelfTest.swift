@@ -251,6 +251,13 @@ public struct SelfTest {
                               weightDecay: 0.1, gradScale: 0.7, step: 5)
             return [p, mi, vi]
         })
+        rows.append(try compare("adamw_update, decay ranges", limit: 1e-5) { d, input, out in
+            let p = try out(vector, params), mi = try out(vector, m), vi = try out(vector, v)
+            let ranges = try d.upload(ranges: [3..<(vector / 5), (vector / 3)..<(vector / 2), (vector - 7)..<vector])
+            try d.adamwUpdate(params: p, grads: try input(grads), m: mi, v: vi, learningRate: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8,
+                              weightDecay: 0.5, gradScale: 0.7, step: 5, decayRanges: ranges)
+            return [p, mi, vi]
+        })
         rows.append(try compare("global_norm_squared", limit: 1e-4) { d, input, out in
             let value = try d.globalNormSquared(try input(grads + params + m))
             let o = try out(1, [value])

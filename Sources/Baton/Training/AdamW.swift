@@ -5,6 +5,9 @@ public final class AdamW {
     public let firstMoment: Tensor
     public let secondMoment: Tensor
     private let model: GPT
+    /// The 2-D tensors' elements (weights and embeddings, the embedding's padded rows with them),
+    /// merged where they touch: one AdamW call over the flat buffer decays only these.
+    private let decayRanges: Device.Ranges
 
     public init(model: GPT, beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float) throws {
         self.model = model
@@ -14,17 +17,20 @@ public final class AdamW {
         self.weightDecay = weightDecay
         firstMoment = try model.device.allocate(floats: model.layout.totalCount)
         secondMoment = try model.device.allocate(floats: model.layout.totalCount)
+        var ranges: [Range<Int>] = []
+        for spec in model.layout.specs where spec.decays {
+            let range = spec.offset..<(spec.offset + spec.allocated)
+            if let last = ranges.last, last.upperBound == range.lowerBound { ranges[ranges.count - 1] = last.lowerBound..<range.upperBound } else { ranges.append(range) }
+        }
+        decayRanges = try model.device.upload(ranges: ranges)
     }
 
     /// Applies update number `step` (1-based, for bias correction); gradients are multiplied by
     /// `gradientScale` first (global-norm clipping).
     public func update(step: Int, learningRate: Float, gradientScale: Float) throws {
-        for spec in model.layout.specs {
-            let slice = { (t: Tensor) in t.slice(spec.offset, spec.count) }
-            try model.device.adamwUpdate(params: slice(model.parameters), grads: slice(model.gradients), m: slice(firstMoment),
-                                         v: slice(secondMoment), learningRate: learningRate, beta1: beta1, beta2: beta2, eps: epsilon,
-                                         weightDecay: spec.decays ? weightDecay : 0, gradScale: gradientScale, step: step)
-        }
+        try model.device.adamwUpdate(params: model.parameters, grads: model.gradients, m: firstMoment, v: secondMoment, learningRate: learningRate,
+                                     beta1: beta1, beta2: beta2, eps: epsilon, weightDecay: weightDecay, gradScale: gradientScale, step: step,
+                                     decayRanges: decayRanges)
     }
 
     /// torch.nn.utils.clip_grad_norm_'s factor: min(1, maxNorm / (norm + 1e-6)); 1 when clipping is off.

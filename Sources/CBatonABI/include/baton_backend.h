@@ -113,11 +113,14 @@ typedef void baton_residual_forward_fn(baton_context *ctx, float *out, const flo
 typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, float *dlogits, const float *logits,
                                            const int32_t *targets, int N, int V, int Vp, float dloss);
 
-/* AdamW as in PyTorch: p *= 1 - lr*wd; m, v updated with g = grads*grad_scale;
- * p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps). t is the 1-based step. */
+/* AdamW as in PyTorch, over a flat buffer of tensors in one call: p *= 1 - lr*wd where p decays;
+ * m, v updated with g = grads*grad_scale; p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps).
+ * t is the 1-based step. Element i decays (weight_decay applies) when it lies in one of the
+ * range_count ranges [decay_ranges[2r], decay_ranges[2r+1]), sorted and disjoint, in device
+ * memory; decay_ranges NULL: every element decays. */
 typedef void baton_adamw_update_fn(baton_context *ctx, float *params, const float *grads, float *m, float *v,
                                    int64_t n, float lr, float beta1, float beta2, float eps,
-                                   float weight_decay, float grad_scale, int64_t t);
+                                   float weight_decay, float grad_scale, int64_t t, const int64_t *decay_ranges, int range_count);
 
 /* out[0] = sum of x[i]^2, summed in a fixed order (deterministic). */
 typedef void baton_global_norm_squared_fn(baton_context *ctx, float *out, const float *x, int64_t n);
