@@ -1,18 +1,9 @@
 // Rounding to TF32 and bfloat16 for the matmul precisions (baton_precision in baton_backend.h): the
-// twin of Sources/CBatonCPU/precision.c, bit for bit (the same integer arithmetic on the bits).
+// twin of Sources/CBatonCPU/precision.c, bit for bit: both round by baton_rounding.h.
 #include "common.cuh"
+#include "baton_rounding.h"
 
-__device__ inline float round_bits(float x, int dropped) {
-    unsigned bits = __float_as_uint(x);
-    unsigned mask = ~((1u << dropped) - 1u);
-    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu)) {
-        bits = (bits | 0x00400000u) & mask;  // quiet NaN, its payload's top bits kept
-    } else {
-        bits += ((1u << (dropped - 1)) - 1u) + ((bits >> dropped) & 1u);
-        bits &= mask;
-    }
-    return __uint_as_float(bits);
-}
+__device__ inline float round_bits(float x, int dropped) { return __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped)); }
 
 __global__ void round_to_precision_kernel(float *x, long long n, int dropped) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;

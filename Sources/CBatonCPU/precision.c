@@ -1,21 +1,14 @@
 /* Rounding to TF32 and bfloat16 for the matmul precisions (see baton_precision in
- * baton_backend.h): the CPU twin of Kernels/precision.cu, bit for bit. */
+ * baton_backend.h): the CPU twin of Kernels/precision.cu; both round by baton_rounding.h. */
 #include "kernels.h"
+#include "baton_rounding.h"
 #include <stdlib.h>
 #include <string.h>
 
-/* Round to nearest, ties to even, keeping the top `kept` bits of the float (16 for bfloat16, 19
- * for TF32). NaN stays NaN (quieted); a value past the largest finite one becomes infinity. */
 static inline float round_bits(float x, int dropped) {
     uint32_t bits;
     memcpy(&bits, &x, 4);
-    uint32_t mask = ~((1u << dropped) - 1u);
-    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu)) {
-        bits = (bits | 0x00400000u) & mask;  /* quiet NaN, its payload's top bits kept */
-    } else {
-        bits += ((1u << (dropped - 1)) - 1u) + ((bits >> dropped) & 1u);
-        bits &= mask;
-    }
+    bits = baton_round_float_bits(bits, dropped);
     memcpy(&x, &bits, 4);
     return x;
 }

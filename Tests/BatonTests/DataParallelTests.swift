@@ -35,25 +35,9 @@ final class DataParallelTests: XCTestCase {
     @discardableResult
     func launch(ranks: Int, _ arguments: [String], library: String = DataParallelTests.library.path, seconds: Double = 120,
                 file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
-        let command = ranks == 0 ? arguments
-            : ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "-x", "BATON_MPI_LIBRARY", TestPaths.batonExecutable.path] + arguments
-        let process = Process()
-        process.executableURL = ranks == 0 ? TestPaths.batonExecutable : URL(fileURLWithPath: "/usr/bin/mpirun")
-        process.arguments = command
-        process.currentDirectoryURL = TestPaths.repositoryRoot
-        process.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": library]) { $1 }
-        let out = folder.appendingPathComponent("out-\(UUID().uuidString.prefix(6))"), err = folder.appendingPathComponent("err-\(UUID().uuidString.prefix(6))")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        try process.run()
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { process.terminate(); XCTFail("timed out after \(seconds) s: \(arguments.prefix(3))", file: file, line: line) }
-        process.waitUntilExit()
-        return ProcessResult(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
-                             stderr: try String(contentsOf: err, encoding: .utf8))
+        let run = try runBatonJob(ranks: ranks, arguments, environment: ["BATON_MPI_LIBRARY": library], scratch: folder, seconds: seconds)
+        if run.timedOut { XCTFail("timed out after \(seconds) s: \(arguments.prefix(3))", file: file, line: line) }
+        return run.result
     }
 
     func files(_ run: String, step: Int = 6) throws -> [Data] {

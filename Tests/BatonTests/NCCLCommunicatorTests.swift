@@ -105,19 +105,9 @@ final class EmulatedNCCLTests: XCTestCase {
              "--seq-len", "8", "--batch", "2", "--global-batch", "8", "--steps", "6", "--eval-every", "3", "--eval-batches", "2", "--device", "cuda"]
         }
         func launch(ranks: Int, _ arguments: [String]) throws -> ProcessResult {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)"] + environment.keys.sorted().flatMap { ["-x", $0] }
-                + [TestPaths.batonExecutable.path] + arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            let output = folder.appendingPathComponent("out-\(UUID().uuidString.prefix(6))")
-            FileManager.default.createFile(atPath: output.path, contents: nil)
-            process.standardOutput = try FileHandle(forWritingTo: output)
-            process.standardError = process.standardOutput
-            try process.run()
-            process.waitUntilExit()
-            let text = try String(contentsOf: output, encoding: .utf8)
-            return ProcessResult(status: process.terminationStatus, stdout: text, stderr: text)
+            let run = try runBatonJob(ranks: ranks, arguments, environment: environment, scratch: folder)
+            XCTAssertFalse(run.timedOut, "timed out: \(arguments.prefix(3))")
+            return run.result
         }
         func model(_ run: String) throws -> Data {
             try Data(contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: 6).appendingPathComponent(CheckpointStore.modelFile))
@@ -127,17 +117,17 @@ final class EmulatedNCCLTests: XCTestCase {
         XCTAssert(one.stdout.contains("gradients summed exactly (pairwise tree) over NCCL"), one.stdout)
         for ranks in [2, 4] {
             let result = try launch(ranks: ranks, flags("w\(ranks)") + ["--comm", "nccl"])
-            XCTAssertEqual(result.status, 0, result.stdout)
+            XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
             XCTAssert(result.stdout.contains("ranks: \(ranks),") && result.stdout.contains("over NCCL"), result.stdout)
             XCTAssert(try model("w\(ranks)") == model("w1"), "GPU ranks through NCCL at world size \(ranks) must give one process's bits")
         }
         // The same job through host memory and MPI gives the same bits; fast (ncclAllReduce) runs.
         let host = try launch(ranks: 2, flags("mpi") + ["--comm", "mpi"])
-        XCTAssertEqual(host.status, 0, host.stdout)
+        XCTAssertEqual(host.status, 0, host.stdout + host.stderr)
         XCTAssert(host.stdout.contains("over MPI"), host.stdout)
         XCTAssert(try model("mpi") == model("w1"))
         let fast = try launch(ranks: 2, flags("fast") + ["--comm", "nccl", "--reduce", "fast"])
-        XCTAssertEqual(fast.status, 0, fast.stdout)
+        XCTAssertEqual(fast.status, 0, fast.stdout + fast.stderr)
         XCTAssert(fast.stdout.contains("by NCCL 2."), fast.stdout)
     }
 }

@@ -40,6 +40,35 @@ struct ProcessResult {
     let stderr: String
 }
 
+/// `baton` under `mpirun -np ranks` (alone for 0), from the repository root, with `environment`
+/// added and passed to every rank; its output in files under `scratch`. Stopped if it outlives
+/// `seconds` (timedOut then).
+func runBatonJob(ranks: Int, _ arguments: [String], environment: [String: String], scratch: URL,
+                 seconds: Double = 120) throws -> (result: ProcessResult, timedOut: Bool) {
+    let process = Process()
+    process.executableURL = ranks == 0 ? TestPaths.batonExecutable : URL(fileURLWithPath: "/usr/bin/mpirun")
+    process.arguments = ranks == 0 ? arguments
+        : ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)"] + environment.keys.sorted().flatMap { ["-x", $0] }
+            + [TestPaths.batonExecutable.path] + arguments
+    process.currentDirectoryURL = TestPaths.repositoryRoot
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let tag = UUID().uuidString.prefix(6)
+    let out = scratch.appendingPathComponent("out-\(tag)"), err = scratch.appendingPathComponent("err-\(tag)")
+    FileManager.default.createFile(atPath: out.path, contents: nil)
+    FileManager.default.createFile(atPath: err.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    try process.run()
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    let timedOut = process.isRunning
+    if timedOut { process.terminate() }
+    process.waitUntilExit()
+    let result = ProcessResult(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
+                               stderr: try String(contentsOf: err, encoding: .utf8))
+    return (result, timedOut)
+}
+
 /// Runs the built `baton` with arguments, in `folder` (default: the repository root).
 func runBaton(_ arguments: [String], in folder: URL = TestPaths.repositoryRoot, environment extra: [String: String] = [:]) throws -> ProcessResult {
     let process = Process()

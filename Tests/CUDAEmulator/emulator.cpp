@@ -11,10 +11,10 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <vector>
 #include <string>
 #include <vector>
 
+#include "baton_rounding.h"
 #include "cublas_v2.h"
 
 namespace baton_emulator {
@@ -600,19 +600,6 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
     return cublasSgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
-namespace {
-float round_to_kept_bits(float x, int dropped) {
-    unsigned bits = __float_as_uint(x), mask = ~((1u << dropped) - 1u);
-    if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu)) {
-        bits = (bits | 0x00400000u) & mask;
-    } else {
-        bits += ((1u << (dropped - 1)) - 1u) + ((bits >> dropped) & 1u);
-        bits &= mask;
-    }
-    return __uint_as_float(bits);
-}
-}  // namespace
-
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B, cudaDataType_t Btype,
                             int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
@@ -633,8 +620,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
         // Round copies of the spans the product reads.
         ra.assign(a, a + span(ta ? k : m, ta ? m : k, lda));
         rb.assign(b, b + span(tb ? n : k, tb ? k : n, ldb));
-        for (float &x : ra) x = round_to_kept_bits(x, dropped);
-        for (float &x : rb) x = round_to_kept_bits(x, dropped);
+        for (float &x : ra) x = __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped));
+        for (float &x : rb) x = __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped));
         a = ra.data();
         b = rb.data();
     }

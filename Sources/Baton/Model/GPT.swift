@@ -28,8 +28,13 @@ public final class GPT {
     public var parameterCount: Int { layout.storedCount }
 
     /// The token embedding with its padded rows: [paddedVocabularySize, C], for the LM head.
-    var paddedEmbedding: Tensor { parameters.slice(0, layout.specs[0].allocated) }
-    var paddedEmbeddingGradient: Tensor { gradients.slice(0, layout.specs[0].allocated) }
+    var paddedEmbedding: Tensor { paddedEmbedding(in: parameters) }
+    var paddedEmbeddingGradient: Tensor { paddedEmbedding(in: gradients) }
+
+    private func paddedEmbedding(in buffer: Tensor) -> Tensor {
+        guard let spec = layout.spec(named: "transformer.wte.weight") else { preconditionFailure("no token embedding") }
+        return buffer.slice(spec.offset, spec.allocated)
+    }
 
     public func parameter(_ name: String) -> Tensor {
         guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
@@ -116,7 +121,15 @@ public final class GPT {
         let V = config.vocabularySize, Vp = config.paddedVocabularySize
         let padded = try device.download(a.logits.slice(0, B * T * Vp))
         if V == Vp { return padded }
-        return (0..<(B * T)).flatMap { padded[($0 * Vp)..<($0 * Vp + V)] }
+        // Each row's first V columns, copied row by row.
+        return [Float](unsafeUninitializedCapacity: B * T * V) { rows, count in
+            padded.withUnsafeBufferPointer { source in
+                for row in 0..<(B * T) {
+                    (rows.baseAddress! + row * V).initialize(from: source.baseAddress! + row * Vp, count: V)
+                }
+            }
+            count = B * T * V
+        }
     }
 
     private func forwardToLogits(_ a: Activations) throws {

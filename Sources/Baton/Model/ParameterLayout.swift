@@ -68,16 +68,21 @@ public struct ParameterLayout: Sendable {
 
     /// The parts of a flat buffer that hold tensors (the padding left out), merged where they
     /// touch, in order: what a checkpoint writes.
-    public var storedRanges: [Range<Int>] {
-        var ranges: [Range<Int>] = []
-        for spec in specs {
-            let range = spec.offset..<(spec.offset + spec.count)
-            if let last = ranges.last, last.upperBound == range.lowerBound {
-                ranges[ranges.count - 1] = last.lowerBound..<range.upperBound
+    public var storedRanges: [Range<Int>] { merged(specs.map { $0.offset..<($0.offset + $0.count) }) }
+
+    /// The 2-D tensors' elements (weights and embeddings, the embedding's padded rows with them),
+    /// merged where they touch: where one AdamW call over the flat buffer applies weight decay.
+    public var decayRanges: [Range<Int>] { merged(specs.filter(\.decays).map { $0.offset..<($0.offset + $0.allocated) }) }
+
+    private func merged(_ ranges: [Range<Int>]) -> [Range<Int>] {
+        var result: [Range<Int>] = []
+        for range in ranges {
+            if let last = result.last, last.upperBound == range.lowerBound {
+                result[result.count - 1] = last.lowerBound..<range.upperBound
             } else {
-                ranges.append(range)
+                result.append(range)
             }
         }
-        return ranges
+        return result
     }
 }

@@ -63,24 +63,30 @@ public final class DataParallel {
         guard usesTree else { return try communicator.allreduceSum(tensor) }
         if receivedOnDevice?.count != tensor.count { receivedOnDevice = try device.allocate(floats: tensor.count) }
         let received = receivedOnDevice!
-        var distance = 1
-        while distance < size {
-            try communicator.exchange(tensor, into: received, with: rank ^ distance)
+        try forEachPartner { partner in
+            try communicator.exchange(tensor, into: received, with: partner)
             try device.residualForward(out: tensor, a: tensor, b: received)
-            distance *= 2
         }
     }
 
     private func sum(_ values: UnsafeMutableBufferPointer<Float>) throws {
         guard usesTree else { return try communicator.allreduceSum(values) }
         if received.count != values.count { received = [Float](repeating: 0, count: values.count) }
-        var distance = 1
-        while distance < size {
-            try received.withUnsafeMutableBytes { try communicator.exchange(UnsafeRawBufferPointer(values), into: $0, with: rank ^ distance) }
+        try forEachPartner { partner in
+            try received.withUnsafeMutableBytes { try communicator.exchange(UnsafeRawBufferPointer(values), into: $0, with: partner) }
             // Float addition commutes, so both partners get the same bits.
             received.withUnsafeBufferPointer { theirs in
                 for i in 0..<values.count { values[i] = values[i] + theirs[i] }
             }
+        }
+    }
+
+    /// Recursive doubling's partners in order: at distance 1, 2, 4, ... the rank that differs in
+    /// that bit. Each exchanges its running sum with this rank and adds it.
+    private func forEachPartner(_ combine: (Int) throws -> Void) rethrows {
+        var distance = 1
+        while distance < size {
+            try combine(rank ^ distance)
             distance *= 2
         }
     }

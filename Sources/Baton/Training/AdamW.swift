@@ -5,8 +5,7 @@ public final class AdamW {
     public let firstMoment: Tensor
     public let secondMoment: Tensor
     private let model: GPT
-    /// The 2-D tensors' elements (weights and embeddings, the embedding's padded rows with them),
-    /// merged where they touch: one AdamW call over the flat buffer decays only these.
+    /// ParameterLayout.decayRanges on the device.
     private let decayRanges: Device.Ranges
 
     public init(model: GPT, beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float) throws {
@@ -17,12 +16,7 @@ public final class AdamW {
         self.weightDecay = weightDecay
         firstMoment = try model.device.allocate(floats: model.layout.totalCount)
         secondMoment = try model.device.allocate(floats: model.layout.totalCount)
-        var ranges: [Range<Int>] = []
-        for spec in model.layout.specs where spec.decays {
-            let range = spec.offset..<(spec.offset + spec.allocated)
-            if let last = ranges.last, last.upperBound == range.lowerBound { ranges[ranges.count - 1] = last.lowerBound..<range.upperBound } else { ranges.append(range) }
-        }
-        decayRanges = try model.device.upload(ranges: ranges)
+        decayRanges = try model.device.upload(ranges: model.layout.decayRanges)
     }
 
     /// Applies update number `step` (1-based, for bias correction); gradients are multiplied by
