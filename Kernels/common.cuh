@@ -42,7 +42,21 @@ inline void check_launch(baton_context *ctx, const char *op) { record_cuda_error
 
 constexpr int NORM_BLOCKS = 1024;
 constexpr long long COLUMN_PARTIALS = 16ll << 20;  // floats
-constexpr int COLUMN_CHUNKS = 64;
+
+// How many row chunks a deterministic column reduction (column_sum, LayerNorm's parameter
+// gradients) splits its rows into: enough chunks x columns threads to fill a large GPU (~256K
+// threads: an H100's 132 SMs hold 270K), chunks of at least 16 rows, within the partials' room
+// (`floats_per_chunk` a chunk) and grid.y's 65535. A function of the shape alone, never of the
+// card, so the order of the sums, and the bits, are the same on every GPU.
+inline int column_chunks(int rows, int columns, long long floats_per_chunk) {
+    long long wanted = (256ll * 1024 + columns - 1) / columns;
+    if (wanted < 64) wanted = 64;
+    long long by_rows = (rows + 15ll) / 16, by_room = COLUMN_PARTIALS / floats_per_chunk;
+    long long chunks = wanted < by_rows ? wanted : by_rows;
+    if (chunks > by_room) chunks = by_room;
+    if (chunks > 65535) chunks = 65535;
+    return chunks < 1 ? 1 : (int)chunks;
+}
 
 // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C on cuBLAS, for `batches` matrices
 // `stride_*` floats apart (one plain sgemm when batches is 1). See matmul.cu for the transposition.
@@ -50,7 +64,7 @@ void row_major_sgemm(baton_context *ctx, float *c, const float *a, const float *
                      float beta, long long stride_a, long long stride_b, long long stride_c, int batches, const char *op);
 
 // out[c] += sum over rows n of in[n*columns + c], deterministic and without atomics:
-// COLUMN_CHUNKS fixed row ranges summed in parallel, then the chunk sums added in order.
+// column_chunks() fixed row ranges summed in parallel, then the chunk sums added in order.
 void column_sum(baton_context *ctx, float *out, const float *in, int rows, int columns, const char *op);
 
 inline int blocks_for(long long n, int threads) { return (int)((n + threads - 1) / threads); }

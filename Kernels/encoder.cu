@@ -15,25 +15,27 @@ void encoder_forward(baton_context *ctx, float *out, const int32_t *tokens, cons
     check_launch(ctx, "encoder_forward");
 }
 
-// dwte[token, c] += dout[row, c] over the rows in order, as on the CPU (deterministic, no atomics).
-// Thread (c, s) owns channel c of the vocabulary rows whose id is s mod WTE_SLICES: every thread
-// scans all the tokens (a broadcast within the warp, which shares s) but adds only its own rows, so
-// C * WTE_SLICES threads share the work instead of C, and each (token, c) still sums in row order.
-constexpr int WTE_SLICES = 64;
-
-__global__ void encoder_backward_wte_kernel(float *dwte, const float *dout, const int32_t *tokens, int BT, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x, slice = blockIdx.y;
+// dwte[token, c] += dout[row, c], one thread per (token, channel) that adds the token's rows (its
+// group of the buckets) in row order: the CPU's sums bit for bit, no atomics, and each thread
+// reads only its token's rows. Groups run along grid.x (up to 2^31 - 1; a vocabulary can pass 65535).
+__global__ void encoder_backward_wte_kernel(float *dwte, const float *dout, const int32_t *tokens, const int32_t *bucket_rows,
+                                            const int32_t *bucket_starts, int C) {
+    int group = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    for (int row = 0; row < BT; row++) {
-        int token = tokens[row];
-        if (token % WTE_SLICES == slice) dwte[(long long)token * C + c] += dout[(long long)row * C + c];
-    }
+    int first = bucket_starts[group], end = bucket_starts[group + 1];
+    float *dtok = dwte + (long long)tokens[bucket_rows[first]] * C + c;
+    float sum = *dtok;
+    for (int i = first; i < end; i++) sum += dout[(long long)bucket_rows[i] * C + c];
+    *dtok = sum;
 }
 
 // dwpe[t,c] += sum over b of dout[b,t,c]: dout viewed as B rows of T*C columns.
 
-void encoder_backward(baton_context *ctx, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T, int C) {
-    encoder_backward_wte_kernel<<<dim3(blocks_for(C, 128), WTE_SLICES), 128>>>(dwte, dout, tokens, B * T, C);
-    check_launch(ctx, "encoder_backward");
+void encoder_backward(baton_context *ctx, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, const int32_t *bucket_rows,
+                      const int32_t *bucket_starts, int buckets, int B, int T, int C) {
+    if (buckets > 0) {
+        encoder_backward_wte_kernel<<<dim3(buckets, blocks_for(C, 128)), 128>>>(dwte, dout, tokens, bucket_rows, bucket_starts, C);
+        check_launch(ctx, "encoder_backward");
+    }
     column_sum(ctx, dwpe, dout, B, T * C, "encoder_backward");
 }

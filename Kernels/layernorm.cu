@@ -1,11 +1,10 @@
 // LayerNorm over channels, eps 1e-5: the twin of Sources/CBatonCPU/layernorm.c. One warp per row.
 #include "common.cuh"
 
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                                         const float *bias, int N, int C) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) return;
-    const float *x = inp + (long long)row * C;
+// One row by one warp: out = (x - mean) * rstd * weight + bias, and its statistics. Each lane
+// reads only its own channels (c = lane + 32k), so x may be what the same lane just wrote.
+__device__ void normalize_row(float *out, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
+                              int row, int C, int lane) {
     float sum = 0.0f;
     for (int c = lane; c < C; c += 32) sum += x[c];
     float m = warp_sum(sum) / C;
@@ -17,9 +16,34 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     if (lane == 0) { mean[row] = m; rstd[row] = s; }
 }
 
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                         const float *bias, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    normalize_row(out, mean, rstd, inp + (long long)row * C, weight, bias, row, C, lane);
+}
+
 void layernorm_forward(baton_context *ctx, float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C) {
     layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
     check_launch(ctx, "layernorm_forward");
+}
+
+// residual = a + b and its LayerNorm, one warp per row: the residual is read once and written
+// once, instead of written, then read back by a second kernel.
+__global__ void residual_layernorm_forward_kernel(float *residual, float *out, float *mean, float *rstd, const float *a,
+                                                  const float *b, const float *weight, const float *bias, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    long long offset = (long long)row * C;
+    float *r = residual + offset;
+    for (int c = lane; c < C; c += 32) r[c] = a[offset + c] + b[offset + c];
+    normalize_row(out, mean, rstd, r, weight, bias, row, C, lane);
+}
+
+void residual_layernorm_forward(baton_context *ctx, float *residual, float *out, float *mean, float *rstd, const float *a, const float *b,
+                                const float *weight, const float *bias, int N, int C) {
+    residual_layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(residual, out, mean, rstd, a, b, weight, bias, N, C);
+    check_launch(ctx, "residual_layernorm_forward");
 }
 
 // dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight. One warp per row.
@@ -44,7 +68,9 @@ __global__ void layernorm_backward_input_kernel(float *dinp, const float *dout, 
 }
 
 // dweight = sum over rows of dout * xhat, dbias = sum of dout, in two deterministic stages (as
-// column_sum): stage 1, row chunk j and one thread per channel; stage 2, chunks added in order.
+// column_sum): stage 1, row chunk j and one thread per channel, with enough chunks to fill the GPU
+// (column_chunks: ~340 of 48 rows for GPT-2's 768 channels at 16K rows, ~64 warps an SM where a
+// fixed 64 chunks gave ~12); stage 2, the chunks added in order.
 __global__ void layernorm_params_partials_kernel(float *partial, const float *dout, const float *inp, const float *mean,
                                                  const float *rstd, int N, int C, int chunk_rows) {
     int c = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y;
@@ -76,9 +102,7 @@ void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *
                         const float *mean, const float *rstd, int N, int C) {
     layernorm_backward_input_kernel<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
     check_launch(ctx, "layernorm_backward");
-    int chunks = COLUMN_CHUNKS;
-    while (chunks > 1 && 2ll * chunks * C > COLUMN_PARTIALS) chunks /= 2;
-    if (chunks > N) chunks = N > 0 ? N : 1;
+    int chunks = column_chunks(N, C, 2ll * C);
     int chunk_rows = (N + chunks - 1) / chunks;
     layernorm_params_partials_kernel<<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, dout, inp, mean, rstd, N, C, chunk_rows);
     check_launch(ctx, "layernorm_backward");

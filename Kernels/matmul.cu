@@ -64,9 +64,7 @@ __global__ void column_total_kernel(float *out, const float *partial, int column
 }
 
 void column_sum(baton_context *ctx, float *out, const float *in, int rows, int columns, const char *op) {
-    int chunks = COLUMN_CHUNKS;
-    while (chunks > 1 && (long long)chunks * columns > COLUMN_PARTIALS) chunks /= 2;
-    if (chunks > rows) chunks = rows > 0 ? rows : 1;
+    int chunks = column_chunks(rows, columns, columns);
     int chunk_rows = (rows + chunks - 1) / chunks;
     column_partials_kernel<<<dim3(blocks_for(columns, 128), chunks), 128>>>(ctx->column_partials, in, rows, columns, chunk_rows);
     check_launch(ctx, op);

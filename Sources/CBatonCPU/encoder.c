@@ -22,23 +22,38 @@ void encoder_forward(baton_context *ctx, float *out, const int32_t *tokens, cons
 }
 
 typedef struct {
-    float *dwte, *dwpe; const float *dout; const int32_t *tokens; int B, T, C;
+    float *dwte, *dwpe; const float *dout; const int32_t *tokens, *bucket_rows, *bucket_starts; int B, T, C;
 } encoder_backward_args;
 
-/* Split over channels: each thread owns a slice of every embedding row and adds the positions
- * in order, so the sums are deterministic and never race. */
-static void encoder_backward_channels(void *p, int64_t c0, int64_t c1) {
+/* One token's rows in row order (a group of the buckets): the token's row of dwte is written by
+ * one thread, and each channel's sum is in row order, as the CUDA kernel adds it. */
+static void encoder_backward_buckets(void *p, int64_t g0, int64_t g1) {
     encoder_backward_args *a = p;
-    for (int64_t row = 0; row < (int64_t)a->B * a->T; row++) {
-        int t = (int)(row % a->T);
-        const float *d = a->dout + row * a->C;
-        float *dtok = a->dwte + (int64_t)a->tokens[row] * a->C, *dpos = a->dwpe + (int64_t)t * a->C;
-        for (int64_t c = c0; c < c1; c++) { dtok[c] += d[c]; dpos[c] += d[c]; }
+    for (int64_t g = g0; g < g1; g++) {
+        int32_t first = a->bucket_starts[g], end = a->bucket_starts[g + 1];
+        float *dtok = a->dwte + (int64_t)a->tokens[a->bucket_rows[first]] * a->C;
+        for (int32_t i = first; i < end; i++) {
+            const float *d = a->dout + (int64_t)a->bucket_rows[i] * a->C;
+            for (int c = 0; c < a->C; c++) dtok[c] += d[c];
+        }
+    }
+}
+
+/* dwpe[t] adds dout[b, t] over b in order: split over positions. */
+static void encoder_backward_positions(void *p, int64_t t0, int64_t t1) {
+    encoder_backward_args *a = p;
+    for (int64_t t = t0; t < t1; t++) {
+        float *dpos = a->dwpe + t * a->C;
+        for (int b = 0; b < a->B; b++) {
+            const float *d = a->dout + ((int64_t)b * a->T + t) * a->C;
+            for (int c = 0; c < a->C; c++) dpos[c] += d[c];
+        }
     }
 }
 
 void encoder_backward(baton_context *ctx, float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
-                      int B, int T, int C) {
-    encoder_backward_args a = {dwte, dwpe, dout, tokens, B, T, C};
-    parallel_for(ctx, C, 16, encoder_backward_channels, &a);
+                      const int32_t *bucket_rows, const int32_t *bucket_starts, int buckets, int B, int T, int C) {
+    encoder_backward_args a = {dwte, dwpe, dout, tokens, bucket_rows, bucket_starts, B, T, C};
+    parallel_for(ctx, buckets, 8, encoder_backward_buckets, &a);
+    parallel_for(ctx, T, 8, encoder_backward_positions, &a);
 }

@@ -21,9 +21,12 @@ func selftestCommand(_ arguments: [String]) throws {
     for shape in SelfTest.OpShape.all { say("ops at \(shape.description)") }
     var rows: [SelfTest.Row] = []
     for shape in SelfTest.OpShape.all { rows += SelfTest.Row.guarded("ops [\(shape.label)]") { try test.opChecks(shape) } }
-    // Each lower precision against the CPU's twin of it (the same roundings at the same points).
+    // Each lower precision against the CPU's twin of it (the same roundings at the same points), at
+    // two shapes: the small one and the one that makes every loop go round more than once.
     for precision in [Precision.tf32, .bf16] {
-        rows += SelfTest.Row.guarded("ops [loops, \(precision.rawValue)]") { try test.opChecks(.loops, precision: precision) }
+        for shape in [SelfTest.OpShape.small, .loops] {
+            rows += SelfTest.Row.guarded("ops [\(shape.label), \(precision.rawValue)]") { try test.opChecks(shape, precision: precision) }
+        }
     }
     for precision in Precision.allCases {
         rows += SelfTest.Row.guarded("training checks [\(precision.rawValue)]") {

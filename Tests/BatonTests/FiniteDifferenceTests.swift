@@ -56,7 +56,9 @@ final class FiniteDifferenceTests: XCTestCase {
             return try weightedSum(out, w)
         }
         let dwte = try tensor([Float](repeating: 0, count: V * C)), dwpe = try tensor([Float](repeating: 0, count: T * C))
-        try device.encoderBackward(dwte: dwte, dwpe: dwpe, dout: try tensor(w), tokens: tok, B: B, T: T, C: C)
+        var buckets = try DeviceBuckets(device: device, rows: ids.count)
+        try buckets.upload(EmbeddingBuckets(tokens: ids, vocabularySize: V), on: device)
+        try device.encoderBackward(dwte: dwte, dwpe: dwpe, dout: try tensor(w), tokens: tok, buckets: buckets, B: B, T: T, C: C)
         try checkGradient("dwte", x: wte, analytic: try device.download(dwte)) { try loss($0, wpe) }
         try checkGradient("dwpe", x: wpe, analytic: try device.download(dwpe)) { try loss(wte, $0) }
     }

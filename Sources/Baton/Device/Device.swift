@@ -165,12 +165,25 @@ public final class Device {
         ops.encoder_forward(context, out.pointer, tokens.pointer, wte.pointer, wpe.pointer, Int32(B), Int32(T), Int32(C)); try check()
     }
 
-    public func encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: TokenTensor, B: Int, T: Int, C: Int) throws {
-        ops.encoder_backward(context, dwte.pointer, dwpe.pointer, dout.pointer, tokens.pointer, Int32(B), Int32(T), Int32(C)); try check()
+    /// `buckets`: the same tokens' rows grouped by token (EmbeddingBuckets, uploaded).
+    public func encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: TokenTensor, buckets: DeviceBuckets, B: Int, T: Int,
+                                C: Int) throws {
+        ops.encoder_backward(context, dwte.pointer, dwpe.pointer, dout.pointer, tokens.pointer, buckets.rows.pointer, buckets.starts.pointer,
+                             Int32(buckets.count), Int32(B), Int32(T), Int32(C))
+        try check()
     }
 
     public func layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, input: Tensor, weight: Tensor, bias: Tensor, N: Int, C: Int) throws {
         ops.layernorm_forward(context, out.pointer, mean.pointer, rstd.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(C))
+        try check()
+    }
+
+    /// residual = a + b, then out = LayerNorm(residual) with its mean and rstd, in one op.
+    public func residualLayernormForward(residual: Tensor, out: Tensor, mean: Tensor, rstd: Tensor, a: Tensor, b: Tensor, weight: Tensor,
+                                         bias: Tensor, N: Int, C: Int) throws {
+        precondition(residual.count >= N * C && out.count >= N * C && a.count >= N * C && b.count >= N * C, "residual_layernorm operand too small")
+        ops.residual_layernorm_forward(context, residual.pointer, out.pointer, mean.pointer, rstd.pointer, a.pointer, b.pointer, weight.pointer,
+                                       bias.pointer, Int32(N), Int32(C))
         try check()
     }
 

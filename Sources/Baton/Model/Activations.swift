@@ -18,6 +18,8 @@ final class Activations {
     let losses: Tensor
     let inputs: TokenTensor
     let targets: TokenTensor
+    /// The inputs' rows grouped by token, for the embedding's gradient (uploaded with the inputs).
+    var buckets: DeviceBuckets
 
     // Gradient scratch.
     let dresidual, dln, dattentionOutput, dqkv, dfcGelu, dfc, attentionScratch: Tensor
@@ -29,8 +31,9 @@ final class Activations {
         // ln1, attention output, projection, residual, ln2, MLP projection, residual: 7 of [N, C].
         let layer = 7 * N * C + 4 * N + 3 * N * C + 2 * 4 * N * C + attentionSaved
         let gradients = 3 * N * C + 3 * N * C + 2 * 4 * N * C + attentionScratch
-        // encoded, lnf and its statistics, logits, losses, and the input and target tokens (4 bytes each).
-        let top = N * C + N * C + 2 * N + N * config.paddedVocabularySize + N + 2 * N
+        // encoded, lnf and its statistics, logits, losses, the input and target tokens and the
+        // buckets' rows and starts (4 bytes each).
+        let top = N * C + N * C + 2 * N + N * config.paddedVocabularySize + N + 2 * N + 2 * N + 1
         return top + config.layers * layer + gradients
     }
 
@@ -58,6 +61,7 @@ final class Activations {
         losses = try floats(N)
         inputs = try device.allocate(tokens: N)
         targets = try device.allocate(tokens: N)
+        buckets = try DeviceBuckets(device: device, rows: N)
         dresidual = try floats(N * C)
         dln = try floats(N * C)
         dattentionOutput = try floats(N * C)

@@ -94,6 +94,7 @@ public final class GPT {
         let a = try activations(B: B, T: T)
         try device.upload(tokens: inputs, to: a.inputs)
         try device.upload(tokens: targets, to: a.targets)
+        try a.buckets.upload(EmbeddingBuckets(tokens: inputs, vocabularySize: config.vocabularySize), on: device)
         try forwardToLogits(a)
         let N = B * T
         let dloss = lossScaleForBackward.map { $0 / Float(N) } ?? 0
@@ -137,25 +138,30 @@ public final class GPT {
         let d = device
         try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: parameter("transformer.wte.weight"),
                              wpe: parameter("transformer.wpe.weight"), B: B, T: T, C: C)
+        // Each block's residual adds are fused with the LayerNorm that follows them (the next
+        // block's ln_1, or ln_f after the last block); only the first ln_1 stands alone.
+        try d.layernormForward(out: a.layers[0].ln1, mean: a.layers[0].ln1Mean, rstd: a.layers[0].ln1Rstd, input: a.encoded,
+                               weight: parameter("transformer.h.0.ln_1.weight"), bias: parameter("transformer.h.0.ln_1.bias"), N: N, C: C)
         var residual = a.encoded
         for (index, l) in a.layers.enumerated() {
             let p = "transformer.h.\(index)."
-            try d.layernormForward(out: l.ln1, mean: l.ln1Mean, rstd: l.ln1Rstd, input: residual,
-                                   weight: parameter(p + "ln_1.weight"), bias: parameter(p + "ln_1.bias"), N: N, C: C)
             try linear(out: l.qkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
             try d.attentionForward(out: l.attentionOutput, saved: l.attentionSaved, qkv: l.qkv, scratch: a.attentionScratch, B: B, T: T, C: C, NH: NH)
             try linear(out: l.attentionProjection, input: l.attentionOutput, weight: p + "attn.c_proj", N: N, inFeatures: C, outFeatures: C)
-            try d.residualForward(out: l.residualAfterAttention, a: residual, b: l.attentionProjection)
-            try d.layernormForward(out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, input: l.residualAfterAttention,
-                                   weight: parameter(p + "ln_2.weight"), bias: parameter(p + "ln_2.bias"), N: N, C: C)
+            try d.residualLayernormForward(residual: l.residualAfterAttention, out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, a: residual,
+                                           b: l.attentionProjection, weight: parameter(p + "ln_2.weight"), bias: parameter(p + "ln_2.bias"), N: N, C: C)
             try linear(out: l.fc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
             try d.geluForward(out: l.fcGelu, input: l.fc)
             try linear(out: l.fcProjection, input: l.fcGelu, weight: p + "mlp.c_proj", N: N, inFeatures: 4 * C, outFeatures: C)
-            try d.residualForward(out: l.residualAfterMLP, a: l.residualAfterAttention, b: l.fcProjection)
+            let isLast = index + 1 == a.layers.count
+            let next = isLast ? (out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, prefix: "transformer.ln_f")
+                              : (out: a.layers[index + 1].ln1, mean: a.layers[index + 1].ln1Mean, rstd: a.layers[index + 1].ln1Rstd,
+                                 prefix: "transformer.h.\(index + 1).ln_1")
+            try d.residualLayernormForward(residual: l.residualAfterMLP, out: next.out, mean: next.mean, rstd: next.rstd,
+                                           a: l.residualAfterAttention, b: l.fcProjection, weight: parameter(next.prefix + ".weight"),
+                                           bias: parameter(next.prefix + ".bias"), N: N, C: C)
             residual = l.residualAfterMLP
         }
-        try d.layernormForward(out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, input: residual,
-                               weight: parameter("transformer.ln_f.weight"), bias: parameter("transformer.ln_f.bias"), N: N, C: C)
         // Tied LM head: logits = lnf @ wte^T, over the padded rows (their logits are zero, and masked).
         try d.matmul(c: a.logits, a: a.lnf, b: paddedEmbedding, M: N, N: V, K: C,
                      transposeA: false, transposeB: true, beta: 0)
@@ -219,6 +225,6 @@ public final class GPT {
                                     mean: l.ln1Mean, rstd: l.ln1Rstd, N: N, C: C)
         }
         try d.encoderBackward(dwte: gradient("transformer.wte.weight"), dwpe: gradient("transformer.wpe.weight"),
-                              dout: a.dresidual, tokens: a.inputs, B: B, T: T, C: C)
+                              dout: a.dresidual, tokens: a.inputs, buckets: a.buckets, B: B, T: T, C: C)
     }
 }

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 3
+#define BATON_BACKEND_ABI_VERSION 4
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -64,13 +64,22 @@ typedef enum baton_precision {
 /* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] */
 typedef void baton_encoder_forward_fn(baton_context *ctx, float *out, const int32_t *tokens, const float *wte,
                                       const float *wpe, int B, int T, int C);
-/* dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]  (accumulates) */
+/* dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]  (accumulates). The rows come
+ * grouped by token too: group g (of `buckets`) is rows bucket_rows[bucket_starts[g] ..
+ * bucket_starts[g+1]), all of one token, in row order; so each token's rows can be added in row
+ * order, in parallel over tokens, without atomics. */
 typedef void baton_encoder_backward_fn(baton_context *ctx, float *dwte, float *dwpe, const float *dout,
-                                       const int32_t *tokens, int B, int T, int C);
+                                       const int32_t *tokens, const int32_t *bucket_rows,
+                                       const int32_t *bucket_starts, int buckets, int B, int T, int C);
 
 /* out = (inp - mean) * rstd * weight + bias over the last dimension; saves mean and rstd (N each). */
 typedef void baton_layernorm_forward_fn(baton_context *ctx, float *out, float *mean, float *rstd, const float *inp,
                                         const float *weight, const float *bias, int N, int C);
+/* residual = a + b, then out, mean, rstd = layernorm_forward(residual): a block's residual add and
+ * the next LayerNorm in one pass over each row (the same sums, so the same bits, as the two ops). */
+typedef void baton_residual_layernorm_forward_fn(baton_context *ctx, float *residual, float *out, float *mean, float *rstd,
+                                                 const float *a, const float *b, const float *weight, const float *bias,
+                                                 int N, int C);
 /* dinp, dweight, dbias accumulate. */
 typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, float *dweight, float *dbias,
                                          const float *dout, const float *inp, const float *weight,
@@ -130,7 +139,8 @@ typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n)
 
 /* Every op, once: X(name) for each. */
 #define BATON_FOR_EACH_OP(X) \
-    X(encoder_forward) X(encoder_backward) X(layernorm_forward) X(layernorm_backward) X(matmul) \
+    X(encoder_forward) X(encoder_backward) X(layernorm_forward) X(residual_layernorm_forward) \
+    X(layernorm_backward) X(matmul) \
     X(bias_forward) X(bias_backward) X(attention_forward) X(attention_backward) X(gelu_forward) \
     X(gelu_backward) X(residual_forward) X(softmax_crossentropy) X(adamw_update) \
     X(global_norm_squared) X(fill)
