@@ -8,7 +8,6 @@
 #include "common.cuh"
 
 namespace {
-constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;
 
 // What a CUDA error means to the caller: a driver that is missing or too old, no device, no
 // memory, or anything else.
@@ -78,6 +77,8 @@ static baton_status open_device(baton_context *ctx, int device_index) {
     ctx->description = line;
     record_cublas_error(ctx, cublasCreate(&ctx->cublas), "init: cublasCreate");
     if (ctx->error) return ctx->error;
+    record_cublas_error(ctx, cublasLtCreate(&ctx->cublaslt), "init: cublasLtCreate");
+    if (ctx->error) return ctx->error;
     if (check(ctx, cudaMalloc(&ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init")) return ctx->error;
     record_cublas_error(ctx, cublasSetWorkspace(ctx->cublas, ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init: cublasSetWorkspace");
     // CUBLAS_DEFAULT_MATH never lowers float32 precision (TF32 needs CUBLAS_TF32_TENSOR_OP_MATH):
@@ -110,6 +111,7 @@ static baton_status backend_create_context(const baton_context_options *options,
 static void backend_destroy_context(baton_context *ctx) {
     if (!ctx) return;
     if (ctx->cublas) cublasDestroy(ctx->cublas);
+    if (ctx->cublaslt) cublasLtDestroy(ctx->cublaslt);
     cudaFree(ctx->cublas_workspace);
     cudaFree(ctx->norm_partials);
     cudaFree(ctx->column_partials);

@@ -3,6 +3,7 @@
 // cuBLAS handle, launch helpers.
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -15,7 +16,8 @@
 struct baton_context {
     int device_index = 0;
     cublasHandle_t cublas = nullptr;
-    void *cublas_workspace = nullptr;
+    cublasLtHandle_t cublaslt = nullptr;  // the linear layers' matmuls with epilogues (linear.cu)
+    void *cublas_workspace = nullptr;     // CUBLAS_WORKSPACE_BYTES, shared by both handles (one stream)
     double *norm_partials = nullptr;    // global_norm's partial sums
     float *column_partials = nullptr;   // the column sums' partial rows
     int precision = BATON_PRECISION_FP32;  // of the matmuls (set_precision)
@@ -30,6 +32,13 @@ BATON_FOR_EACH_OP(BATON_DECLARE_OP)
 // attention.cu: the buffers its two ways need (flash or materialized).
 void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 }
+
+constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;
+
+// matmul.cu: c = op(a) @ op(b) + beta * c (row-major) with the inputs in the context's precision
+// and the output not rounded (matmul and linear.cu round it where they store it).
+void gemm_in_precision(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
+                       float beta, const char *op);
 
 // precision.cu: x[0..n) rounded in place to TF32 or bfloat16 (round to nearest even).
 void round_to_precision(baton_context *ctx, float *x, long long n, int precision);

@@ -1,14 +1,10 @@
-// GELU (tanh approximation) as x * sigmoid(2u): the twin of Sources/CBatonCPU/gelu.c.
+// GELU (tanh approximation; the formula: baton_gelu.h): the twin of Sources/CBatonCPU/gelu.c.
 #include "common.cuh"
-
-#define GELU_SCALE 0.7978845608028654f
+#include "baton_gelu.h"
 
 __global__ void gelu_forward_kernel(float *out, const float *inp, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = inp[i];
-    float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-    out[i] = x / (1.0f + expf(-2.0f * u));
+    if (i < n) out[i] = baton_gelu(inp[i]);
 }
 
 void gelu_forward(baton_context *ctx, float *out, const float *inp, int64_t n) {
@@ -16,14 +12,10 @@ void gelu_forward(baton_context *ctx, float *out, const float *inp, int64_t n) {
     check_launch(ctx, "gelu_forward");
 }
 
+// dinp may alias dout.
 __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = inp[i];
-    float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-    float s = 1.0f / (1.0f + expf(-2.0f * u));
-    float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] = (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
+    if (i < n) dinp[i] = baton_gelu_backward(inp[i], dout[i]);
 }
 
 void gelu_backward(baton_context *ctx, float *dinp, const float *inp, const float *dout, int64_t n) {

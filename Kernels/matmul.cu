@@ -15,13 +15,14 @@ void row_major_sgemm(baton_context *ctx, float *c, const float *a, const float *
                             op);
 }
 
-// The matmul op in the context's precision: fp32 is cublasSgemm; tf32 and bf16 are cublasGemmEx
-// on float32 matrices with the compute type that rounds the inputs for tensor cores and sums in
-// float32 (CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF, CUDA 11+); a fresh bf16 output is then
-// rounded as if stored in bfloat16. Attention's products stay fp32 (row_major_sgemm).
-void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+// A matmul in the context's precision: fp32 is cublasSgemm; tf32 and bf16 are cublasGemmEx on
+// float32 matrices with the compute type that rounds the inputs for tensor cores and sums in
+// float32 (CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF, CUDA 11+). Attention's products stay fp32
+// (row_major_sgemm).
+void gemm_in_precision(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
+                       float beta, const char *op) {
     if (ctx->precision == BATON_PRECISION_FP32) {
-        row_major_sgemm(ctx, c, a, b, M, N, K, trans_a, trans_b, 1.0f, beta, 0, 0, 0, 1, "matmul");
+        row_major_sgemm(ctx, c, a, b, M, N, K, trans_a, trans_b, 1.0f, beta, 0, 0, 0, 1, op);
         return;
     }
     int lda = trans_a ? M : K, ldb = trans_b ? K : N;
@@ -30,7 +31,12 @@ void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M,
     record_cublas_error(ctx,
                         cublasGemmEx(ctx->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, b,
                                      CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c, CUDA_R_32F, N, compute, CUBLAS_GEMM_DEFAULT),
-                        "matmul");
+                        op);
+}
+
+// The matmul op: a fresh bf16 output is then rounded as if stored in bfloat16.
+void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+    gemm_in_precision(ctx, c, a, b, M, N, K, trans_a, trans_b, beta, "matmul");
     if (ctx->precision == BATON_PRECISION_BF16 && beta == 0.0f) round_to_precision(ctx, c, (long long)M * N, BATON_PRECISION_BF16);
 }
 

@@ -23,6 +23,10 @@ void round_to_precision(baton_context *ctx, float *x, int64_t n, int precision);
 void round_copy_to_precision(baton_context *ctx, float *out, const float *in, int64_t n, int precision);
 /* The context's own buffer for rounded copies, at least n floats; NULL when memory is out. */
 float *rounding_buffer(baton_context *ctx, int64_t n);
+/* matmul.c: c = op(a) @ op(b) + beta * c with the inputs rounded to the context's precision and
+ * the output not rounded (matmul and the linear layer's ops round it where they store it). */
+void gemm_in_precision(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
+                       float beta);
 /* attention.c: the buffers the attention ops need. */
 void cpu_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 

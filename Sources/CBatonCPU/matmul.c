@@ -43,10 +43,11 @@ static void matmul_blocks(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* Below fp32 (see baton_precision), the inputs are rounded copies, and a fresh bf16 output is
- * rounded too; the sgemm in between is the same, so products of rounded inputs are summed in
- * float32 as tensor cores sum them. */
-void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+/* Below fp32 (see baton_precision), the inputs are rounded copies; the sgemm is the same, so
+ * products of rounded inputs are summed in float32 as tensor cores sum them. The output is not
+ * rounded here: see matmul and linear.c. */
+void gemm_in_precision(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
+                       float beta) {
     if (ctx->precision != BATON_PRECISION_FP32) {
         int64_t na = (int64_t)M * K, nb = (int64_t)K * N;
         float *rounded = rounding_buffer(ctx, na + nb);
@@ -59,6 +60,11 @@ void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M,
     int64_t count = M >= N ? M : N;
     matmul_args x = {c, a, b, M, N, K, trans_a, trans_b, M >= N, beta, matmul_block_size(count)};
     parallel_for(ctx, count, x.block_size, matmul_blocks, &x);
+}
+
+/* A fresh bf16 output is rounded as if stored in bfloat16. */
+void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+    gemm_in_precision(ctx, c, a, b, M, N, K, trans_a, trans_b, beta);
     if (ctx->precision == BATON_PRECISION_BF16 && beta == 0.0f) round_to_precision(ctx, c, (int64_t)M * N, BATON_PRECISION_BF16);
 }
 

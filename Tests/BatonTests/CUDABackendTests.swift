@@ -98,10 +98,11 @@ final class CUDABackendTests: XCTestCase {
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_LIBNCCL": emulatedNCCL])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
-        XCTAssert(result.stdout.contains(withNCCL ? "selftest: 192 passed, 0 failed" : "selftest: 190 passed, 0 failed"), result.stdout)
+        XCTAssert(result.stdout.contains(withNCCL ? "selftest: 227 passed, 0 failed" : "selftest: 225 passed, 0 failed"), result.stdout)
         if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
         // Every precision: the ops at two shapes, training parity, bitwise resume, bf16 -> fp32.
-        for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "matmul [small, bf16]", "residual_layernorm_forward [small, tf32]", "training: 20 losses vs cpu [bf16]",
+        for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "matmul [small, bf16]", "residual_layernorm_forward [small, tf32]",
+                    "linear_forward, gelu, unaligned [loops, bf16]", "matmul_gelu_backward [small, tf32]", "training: 20 losses vs cpu [bf16]",
                     "resume on cuda: files differing [tf32]", "resume on cuda: files differing [bf16]", "resume bf16 -> fp32 on cuda"] {
             XCTAssert(result.stdout.contains(row), "selftest row '\(row)' missing")
         }
@@ -114,6 +115,31 @@ final class CUDABackendTests: XCTestCase {
         if figures.count == 4 {
             XCTAssertGreaterThanOrEqual(figures[2] - figures[0], 19, "activations with flash attention against with the scores kept: \(memory)")
             XCTAssertLessThan(figures[1], 0.1, "flash attention keeps only per-row statistics: \(memory)")
+        }
+    }
+
+    /// A training step runs the fused ops, not the separate kernels they replace: every linear layer
+    /// is one cuBLASLt matmul with its bias (and GELU) in the epilogue, the MLP's GELU gradient is
+    /// in one too, and each residual add is fused with the LayerNorm after it. The emulator traces
+    /// each launch and cuBLAS call (BATON_EMULATOR_TRACE=1), so a fused op that quietly falls back shows.
+    func testATrainingStepRunsTheFusedKernels() throws {
+        let library = try builtEmulator()
+        let layers = 3
+        let result = try runBaton(["bench", "--device", "cuda", "--layers", "\(layers)", "--heads", "2", "--embd", "32", "--seq-len", "16",
+                                   "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0"],
+                                  environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let calls = result.stderr.split(separator: "\n").compactMap { line -> String? in
+            line.hasPrefix("cuda emulator trace: ") ? String(line.dropFirst("cuda emulator trace: ".count)) : nil
+        }
+        func count(_ call: String) -> Int { calls.filter { $0 == call }.count }
+        XCTAssertEqual(count("cublas cublasLtMatmul BIAS"), 3 * layers, "qkv, attention projection, MLP projection")
+        XCTAssertEqual(count("cublas cublasLtMatmul GELU_AUX_BIAS"), layers)
+        XCTAssertEqual(count("cublas cublasLtMatmul DGELU"), layers)
+        XCTAssertEqual(count("launch residual_layernorm_forward_kernel"), 2 * layers)
+        XCTAssertEqual(count("launch layernorm_forward_kernel"), 1, "only the first block's ln_1 stands alone")
+        for replaced in ["bias_forward_kernel", "gelu_forward_kernel", "gelu_backward_kernel", "residual_forward_kernel"] {
+            XCTAssertEqual(count("launch " + replaced), 0, "\(replaced) ran in a training step")
         }
     }
 

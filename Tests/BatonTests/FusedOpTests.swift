@@ -44,6 +44,58 @@ final class FusedOpTests: XCTestCase {
         for (x, y) in zip(fused, separate) { XCTAssertEqual(x.map(\.bitPattern), y.map(\.bitPattern)) }
     }
 
+    func testLinearForwardIsMatmulBiasAndGeluBitForBit() throws {
+        let N = 29, IC = 40, OC = 72
+        let input = try tensor(random(N * IC)), weight = try tensor(random(IC * OC)), bias = try tensor(random(OC))
+        let out = try device.allocate(floats: N * OC), gelu = try device.allocate(floats: N * OC)
+        try device.linearForward(out: out, geluOut: gelu, input: input, weight: weight, bias: bias, N: N, inFeatures: IC, outFeatures: OC)
+        let separate = try device.allocate(floats: N * OC), separateGelu = try device.allocate(floats: N * OC)
+        try device.matmul(c: separate, a: input, b: weight, M: N, N: OC, K: IC, transposeA: false, transposeB: false, beta: 0)
+        try device.biasForward(out: separate, bias: bias, N: N, OC: OC)
+        try device.geluForward(out: separateGelu, input: separate)
+        XCTAssertEqual(try device.download(out).map(\.bitPattern), try device.download(separate).map(\.bitPattern))
+        XCTAssertEqual(try device.download(gelu).map(\.bitPattern), try device.download(separateGelu).map(\.bitPattern))
+    }
+
+    func testMatmulGeluBackwardIsMatmulAndGeluBackwardBitForBit() throws {
+        let N = 29, IC = 40, OC = 72
+        let dout = try tensor(random(N * OC)), weight = try tensor(random(IC * OC)), pre = try tensor(random(N * IC))
+        let fused = try device.allocate(floats: N * IC)
+        try device.matmulGeluBackward(dinput: fused, dout: dout, weight: weight, preGelu: pre, N: N, inFeatures: IC, outFeatures: OC)
+        let product = try device.allocate(floats: N * IC), separate = try device.allocate(floats: N * IC)
+        try device.matmul(c: product, a: dout, b: weight, M: N, N: IC, K: OC, transposeA: false, transposeB: true, beta: 0)
+        try device.geluBackward(dinput: separate, input: pre, dout: product)
+        XCTAssertEqual(try device.download(fused).map(\.bitPattern), try device.download(separate).map(\.bitPattern))
+    }
+
+    /// In bf16 a fused op rounds once, at its end: its outputs are the fp32 op's on bf16-rounded
+    /// inputs, each rounded to bfloat16, the GELU taken of the unrounded pre-activation.
+    func testFusedOpsRoundOnceAtTheEndInBF16() throws {
+        func bf16(_ x: Float) -> Float {  // round to nearest even (finite values)
+            let bits = x.bitPattern
+            return Float(bitPattern: (bits &+ 0x7fff &+ ((bits >> 16) & 1)) & 0xffff_0000)
+        }
+        let N = 9, IC = 16, OC = 24
+        let inputValues = random(N * IC), weightValues = random(IC * OC), biasValues = random(OC)
+        func run(on device: Device, _ input: [Float], _ weight: [Float]) throws -> (out: [Float], gelu: [Float]) {
+            func upload(_ values: [Float]) throws -> Tensor {
+                let t = try device.allocate(floats: values.count)
+                try device.upload(values, to: t)
+                return t
+            }
+            let out = try device.allocate(floats: N * OC), gelu = try device.allocate(floats: N * OC)
+            try device.linearForward(out: out, geluOut: gelu, input: try upload(input), weight: try upload(weight), bias: try upload(biasValues),
+                                     N: N, inFeatures: IC, outFeatures: OC)
+            return (try device.download(out), try device.download(gelu))
+        }
+        let lowered = Device.cpu(threads: 2)
+        try lowered.setPrecision(.bf16)
+        let fused = try run(on: lowered, inputValues, weightValues)
+        let reference = try run(on: device, inputValues.map(bf16), weightValues.map(bf16))
+        XCTAssertEqual(fused.out.map(\.bitPattern), reference.out.map(bf16).map(\.bitPattern))
+        XCTAssertEqual(fused.gelu.map(\.bitPattern), reference.gelu.map(bf16).map(\.bitPattern))
+    }
+
     func testEmbeddingGradientAddsEachTokensRowsInRowOrder() throws {
         let B = 3, T = 50, C = 40, V = 17
         let ids: [Int32] = (0..<(B * T)).map { _ in Int32(generator.next() % UInt64(V)) }

@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "baton_gelu.h"
 #include "baton_rounding.h"
+#include "cublasLt.h"
 #include "cublas_v2.h"
 
 namespace baton_emulator {
@@ -29,6 +31,13 @@ cudaError_t last_error = cudaSuccess;
 // code's own string, so Baton's one-line error names the kernel and the broken rule.
 cudaError_t detail_error = cudaSuccess;
 std::string detail;
+
+// BATON_EMULATOR_TRACE=1: one line on stderr for each kernel launch and each cuBLAS call, so a
+// test can see which kernels a step runs (a fused op that quietly fell back shows).
+void trace(const char *what, const char *name) {
+    static const bool enabled = getenv("BATON_EMULATOR_TRACE") && *getenv("BATON_EMULATOR_TRACE") == '1';
+    if (enabled) fprintf(stderr, "cuda emulator trace: %s %s\n", what, name);
+}
 
 void fail(cudaError_t error, const std::string &message) {
     if (last_error != cudaSuccess) return;
@@ -368,6 +377,7 @@ void install_fault_handler() {
 }  // namespace
 
 void run_grid(const char *kernel, dim3 grid, dim3 blocks, size_t shared_bytes, const std::function<void()> &body) {
+    trace("launch", kernel);
     unsigned long long threads = (unsigned long long)blocks.x * blocks.y * blocks.z;
     // The limits of every GPU Baton targets (compute capability 8.0 and later).
     bool valid = grid.x >= 1 && grid.x <= 2147483647u && grid.y >= 1 && grid.y <= 65535 && grid.z >= 1 && grid.z <= 65535 &&
@@ -584,6 +594,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
     cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc,
                                        strideC, batchCount);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
+    trace("cublas", "cublasSgemm");
     if (handle->math == CUBLAS_TENSOR_OP_MATH || handle->math == CUBLAS_TF32_TENSOR_OP_MATH) {
         fprintf(stderr, "cuda emulator: TF32 math is not emulated; Baton's fp32 path asks for CUBLAS_DEFAULT_MATH\n");
         return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -600,6 +611,28 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
     return cublasSgemmStridedBatched(handle, transa, transb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
+namespace {
+// Column-major C = alpha op(A) op(B) + beta C on OpenBLAS, the inputs first rounded as the compute
+// type says: FAST_16BF and FAST_TF32 round copies of A and B to bfloat16 or TF32 (to nearest
+// even, as the CPU backend's twin does); the sums are float32.
+void rounded_sgemm(cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc, cublasComputeType_t computeType) {
+    int dropped = computeType == CUBLAS_COMPUTE_32F_FAST_16BF ? 16 : computeType == CUBLAS_COMPUTE_32F_FAST_TF32 ? 13 : 0;
+    bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+    std::vector<float> ra, rb;
+    if (dropped) {
+        // Round copies of the spans the product reads.
+        ra.assign(a, a + span(ta ? k : m, ta ? m : k, lda));
+        rb.assign(b, b + span(tb ? n : k, tb ? k : n, ldb));
+        for (float &x : ra) x = __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped));
+        for (float &x : rb) x = __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped));
+        a = ra.data();
+        b = rb.data();
+    }
+    cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+}  // namespace
+
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B, cudaDataType_t Btype,
                             int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
@@ -613,19 +646,179 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, static_cast<const float *>(alpha), a, lda, 0, b, ldb, 0,
                                        static_cast<const float *>(beta), c, ldc, 0, 1);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
-    int dropped = computeType == CUBLAS_COMPUTE_32F_FAST_16BF ? 16 : computeType == CUBLAS_COMPUTE_32F_FAST_TF32 ? 13 : 0;
-    bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
-    std::vector<float> ra, rb;
-    if (dropped) {
-        // Round copies of the spans the product reads.
-        ra.assign(a, a + span(ta ? k : m, ta ? m : k, lda));
-        rb.assign(b, b + span(tb ? n : k, tb ? k : n, ldb));
-        for (float &x : ra) x = __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped));
-        for (float &x : rb) x = __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped));
-        a = ra.data();
-        b = rb.data();
+    trace("cublas", "cublasGemmEx");
+    rounded_sgemm(transa, transb, m, n, k, *static_cast<const float *>(alpha), a, lda, b, ldb, *static_cast<const float *>(beta), c, ldc,
+                  computeType);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// MARK: cuBLASLt
+
+struct baton_emulator_cublaslt {};
+struct baton_emulator_lt_desc {
+    cublasComputeType_t compute;
+    cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
+    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    const float *bias = nullptr;
+    float *aux = nullptr;
+    int64_t aux_ld = 0;
+};
+struct baton_emulator_lt_layout {
+    cudaDataType_t type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct baton_emulator_lt_preference {
+    uint64_t workspace = 0;
+};
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
+    *handle = new baton_emulator_cublaslt();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t computeType, cudaDataType_t scaleType) {
+    if (scaleType != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    *desc = new baton_emulator_lt_desc{computeType};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+    delete desc;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const void *buffer,
+                                              size_t bytes) {
+    // Each attribute's own size, as cuBLASLt checks it.
+    auto take = [&](void *field, size_t size) {
+        if (bytes != size) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(field, buffer, size);
+        return CUBLAS_STATUS_SUCCESS;
+    };
+    switch (attribute) {
+    case CUBLASLT_MATMUL_DESC_TRANSA: return take(&desc->transa, sizeof(int32_t));
+    case CUBLASLT_MATMUL_DESC_TRANSB: return take(&desc->transb, sizeof(int32_t));
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: return take(&desc->epilogue, sizeof(uint32_t));
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return take(&desc->bias, sizeof(void *));
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: return take(&desc->aux, sizeof(void *));
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: return take(&desc->aux_ld, sizeof(int64_t));
     }
-    cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, *static_cast<const float *>(alpha),
-                a, lda, b, ldb, *static_cast<const float *>(beta), c, ldc);
+    return CUBLAS_STATUS_INVALID_VALUE;
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld) {
+    if (ld < (int64_t)std::max<uint64_t>(1, rows)) return CUBLAS_STATUS_INVALID_VALUE;
+    *layout = new baton_emulator_lt_layout{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+    delete layout;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *preference) {
+    *preference = new baton_emulator_lt_preference();
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t preference) {
+    delete preference;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t preference, cublasLtMatmulPreferenceAttributes_t attribute,
+                                                    const void *buffer, size_t bytes) {
+    if (attribute != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || bytes != sizeof(uint64_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(&preference->workspace, buffer, bytes);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+namespace {
+bool has_aux(cublasLtEpilogue_t epilogue) { return epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || epilogue == CUBLASLT_EPILOGUE_DGELU; }
+
+// cuBLASLt's rules for the shapes and epilogues Baton uses (the rest: not supported).
+cublasStatus_t check_lt(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                        cublasLtMatrixLayout_t d) {
+    if (!desc || !a || !b || !c || !d) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (a->type != CUDA_R_32F || b->type != CUDA_R_32F || c->type != CUDA_R_32F || d->type != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    bool ta = desc->transa != CUBLAS_OP_N, tb = desc->transb != CUBLAS_OP_N;
+    uint64_t m = d->rows, n = d->cols, k = ta ? a->rows : a->cols;
+    if ((ta ? a->cols : a->rows) != m || (tb ? b->cols : b->rows) != k || (tb ? b->rows : b->cols) != n) return CUBLAS_STATUS_INVALID_VALUE;
+    if (c->rows != m || c->cols != n) return CUBLAS_STATUS_INVALID_VALUE;
+    switch (desc->epilogue) {
+    case CUBLASLT_EPILOGUE_DEFAULT: case CUBLASLT_EPILOGUE_BIAS: case CUBLASLT_EPILOGUE_GELU_AUX_BIAS: case CUBLASLT_EPILOGUE_DGELU: break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (desc->epilogue & CUBLASLT_EPILOGUE_BIAS && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
+    if (has_aux(desc->epilogue) && (!desc->aux || desc->aux_ld % 8 != 0 || desc->aux_ld < (int64_t)m)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    return CUBLAS_STATUS_SUCCESS;
+}
+}  // namespace
+
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t Adesc,
+                                              cublasLtMatrixLayout_t Bdesc, cublasLtMatrixLayout_t Cdesc, cublasLtMatrixLayout_t Ddesc,
+                                              cublasLtMatmulPreference_t preference, int requestedAlgoCount,
+                                              cublasLtMatmulHeuristicResult_t heuristicResultsArray[], int *returnAlgoCount) {
+    *returnAlgoCount = 0;
+    if (!handle || !preference) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (requestedAlgoCount < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    cublasStatus_t status = check_lt(desc, Adesc, Bdesc, Cdesc, Ddesc);
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
+    heuristicResultsArray[0] = cublasLtMatmulHeuristicResult_t{};
+    heuristicResultsArray[0].state = CUBLAS_STATUS_SUCCESS;
+    *returnAlgoCount = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha, const void *A, cublasLtMatrixLayout_t Adesc,
+                              const void *B, cublasLtMatrixLayout_t Bdesc, const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc,
+                              void *D, cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
+                              size_t workspaceSizeInBytes, cudaStream_t) {
+    if (!handle || !algo) return CUBLAS_STATUS_NOT_INITIALIZED;
+    cublasStatus_t status = check_lt(desc, Adesc, Bdesc, Cdesc, Ddesc);
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
+    if (C != D || Cdesc->ld != Ddesc->ld) {
+        fprintf(stderr, "cuda emulator: cublasLtMatmul emulates C == D only\n");
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (on_device(alpha, 1) || on_device(beta, 1) || (workspaceSizeInBytes && !on_device(workspace, workspaceSizeInBytes)))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    bool ta = desc->transa != CUBLAS_OP_N;
+    int m = (int)Ddesc->rows, n = (int)Ddesc->cols, k = (int)(ta ? Adesc->rows : Adesc->cols);
+    const float *a = static_cast<const float *>(A), *b = static_cast<const float *>(B);
+    float *d = static_cast<float *>(D);
+    auto inside = [](const void *p, int rows, int cols, int64_t ld) {
+        long long elements = span(rows, cols, (int)ld);
+        return elements == 0 || on_device(p, elements * sizeof(float));
+    };
+    bool aux = has_aux(desc->epilogue);
+    if (!inside(a, (int)Adesc->rows, (int)Adesc->cols, Adesc->ld) || !inside(b, (int)Bdesc->rows, (int)Bdesc->cols, Bdesc->ld) ||
+        !inside(d, m, n, Ddesc->ld) || (aux && !inside(desc->aux, m, n, desc->aux_ld)) ||
+        (desc->epilogue & CUBLASLT_EPILOGUE_BIAS && !on_device(desc->bias, m * sizeof(float)))) {
+        fprintf(stderr, "cuda emulator: cublasLtMatmul: a matrix or vector reaches outside its device allocation\n");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    trace("cublas", desc->epilogue == CUBLASLT_EPILOGUE_BIAS            ? "cublasLtMatmul BIAS"
+                    : desc->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ? "cublasLtMatmul GELU_AUX_BIAS"
+                    : desc->epilogue == CUBLASLT_EPILOGUE_DGELU         ? "cublasLtMatmul DGELU"
+                                                                        : "cublasLtMatmul");
+    rounded_sgemm(desc->transa, desc->transb, m, n, k, *static_cast<const float *>(alpha), a, (int)Adesc->ld, b, (int)Bdesc->ld,
+                  *static_cast<const float *>(beta), d, (int)Ddesc->ld, desc->compute);
+    // The epilogue, element by element in float32, as the CPU backend's separate ops compute it.
+    for (int j = 0; j < n; j++) {
+        for (int i = 0; i < m; i++) {
+            float &x = d[i + (long long)j * Ddesc->ld];
+            switch (desc->epilogue) {
+            case CUBLASLT_EPILOGUE_BIAS: x += desc->bias[i]; break;
+            case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
+                x += desc->bias[i];
+                desc->aux[i + j * desc->aux_ld] = x;
+                x = baton_gelu(x);
+                break;
+            case CUBLASLT_EPILOGUE_DGELU: x = baton_gelu_backward(desc->aux[i + j * desc->aux_ld], x); break;
+            default: break;
+            }
+        }
+    }
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -201,6 +201,27 @@ public final class Device {
         try check()
     }
 
+    /// out[N, outFeatures] = input @ weight + bias; with geluOut, also geluOut = GELU(out) (out keeps
+    /// the pre-activation). One op, rounded once at the end in bf16.
+    public func linearForward(out: Tensor, geluOut: Tensor? = nil, input: Tensor, weight: Tensor, bias: Tensor, N: Int, inFeatures: Int,
+                              outFeatures: Int) throws {
+        precondition(out.count >= N * outFeatures && (geluOut?.count ?? Int.max) >= N * outFeatures && input.count >= N * inFeatures
+                     && weight.count >= inFeatures * outFeatures && bias.count >= outFeatures, "linear_forward operand too small")
+        ops.linear_forward(context, out.pointer, geluOut?.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(inFeatures),
+                           Int32(outFeatures))
+        try check()
+    }
+
+    /// dinput[N, inFeatures] = GELU'(preGelu) * (dout[N, outFeatures] @ weight^T): the gradient through a
+    /// linear layer and the GELU before it, rounded once at the end in bf16.
+    public func matmulGeluBackward(dinput: Tensor, dout: Tensor, weight: Tensor, preGelu: Tensor, N: Int, inFeatures: Int, outFeatures: Int) throws {
+        precondition(dinput.count >= N * inFeatures && preGelu.count >= N * inFeatures && dout.count >= N * outFeatures
+                     && weight.count >= inFeatures * outFeatures, "matmul_gelu_backward operand too small")
+        ops.matmul_gelu_backward(context, dinput.pointer, dout.pointer, weight.pointer, preGelu.pointer, Int32(N), Int32(inFeatures),
+                                 Int32(outFeatures))
+        try check()
+    }
+
     public func biasForward(out: Tensor, bias: Tensor, N: Int, OC: Int) throws {
         ops.bias_forward(context, out.pointer, bias.pointer, Int32(N), Int32(OC)); try check()
     }

@@ -22,7 +22,7 @@ final class Activations {
     var buckets: DeviceBuckets
 
     // Gradient scratch.
-    let dresidual, dln, dattentionOutput, dqkv, dfcGelu, dfc, attentionScratch: Tensor
+    let dresidual, dln, dattentionOutput, dqkv, dfc, attentionScratch: Tensor
 
     /// Floats all of this takes for `config` at (B, T), given the attention's sizes on a device
     /// (Device.attentionSizes): the same sums init allocates, for a memory figure without the memory.
@@ -30,7 +30,7 @@ final class Activations {
         let C = config.channels, N = B * T
         // ln1, attention output, projection, residual, ln2, MLP projection, residual: 7 of [N, C].
         let layer = 7 * N * C + 4 * N + 3 * N * C + 2 * 4 * N * C + attentionSaved
-        let gradients = 3 * N * C + 3 * N * C + 2 * 4 * N * C + attentionScratch
+        let gradients = 3 * N * C + 3 * N * C + 4 * N * C + attentionScratch
         // encoded, lnf and its statistics, logits, losses, the input and target tokens and the
         // buckets' rows and starts (4 bytes each).
         let top = N * C + N * C + 2 * N + N * config.paddedVocabularySize + N + 2 * N + 2 * N + 1
@@ -66,7 +66,6 @@ final class Activations {
         dln = try floats(N * C)
         dattentionOutput = try floats(N * C)
         dqkv = try floats(N * 3 * C)
-        dfcGelu = try floats(N * 4 * C)
         dfc = try floats(N * 4 * C)
         attentionScratch = try floats(attentionSizes.scratch)
     }

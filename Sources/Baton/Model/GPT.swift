@@ -150,8 +150,7 @@ public final class GPT {
             try linear(out: l.attentionProjection, input: l.attentionOutput, weight: p + "attn.c_proj", N: N, inFeatures: C, outFeatures: C)
             try d.residualLayernormForward(residual: l.residualAfterAttention, out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, a: residual,
                                            b: l.attentionProjection, weight: parameter(p + "ln_2.weight"), bias: parameter(p + "ln_2.bias"), N: N, C: C)
-            try linear(out: l.fc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
-            try d.geluForward(out: l.fcGelu, input: l.fc)
+            try linear(out: l.fc, geluOut: l.fcGelu, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
             try linear(out: l.fcProjection, input: l.fcGelu, weight: p + "mlp.c_proj", N: N, inFeatures: 4 * C, outFeatures: C)
             let isLast = index + 1 == a.layers.count
             let next = isLast ? (out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, prefix: "transformer.ln_f")
@@ -167,18 +166,22 @@ public final class GPT {
                      transposeA: false, transposeB: true, beta: 0)
     }
 
-    /// out[N, outFeatures] = input[N, inFeatures] @ weight[inFeatures, outFeatures] + bias
-    private func linear(out: Tensor, input: Tensor, weight prefix: String, N: Int, inFeatures: Int, outFeatures: Int) throws {
-        try device.matmul(c: out, a: input, b: parameter(prefix + ".weight"), M: N, N: outFeatures, K: inFeatures,
-                          transposeA: false, transposeB: false, beta: 0)
-        try device.biasForward(out: out, bias: parameter(prefix + ".bias"), N: N, OC: outFeatures)
+    /// out[N, outFeatures] = input[N, inFeatures] @ weight[inFeatures, outFeatures] + bias, and
+    /// geluOut = GELU(out) where asked: one op (on a GPU, the bias and GELU in cuBLASLt's epilogue).
+    private func linear(out: Tensor, geluOut: Tensor? = nil, input: Tensor, weight prefix: String, N: Int, inFeatures: Int,
+                        outFeatures: Int) throws {
+        try device.linearForward(out: out, geluOut: geluOut, input: input, weight: parameter(prefix + ".weight"),
+                                 bias: parameter(prefix + ".bias"), N: N, inFeatures: inFeatures, outFeatures: outFeatures)
     }
 
-    /// Given dout [N, outFeatures], accumulates the weight and bias gradients and writes dinput.
-    private func linearBackward(dinput: Tensor, dout: Tensor, input: Tensor, weight prefix: String, N: Int,
+    /// Given dout [N, outFeatures], accumulates the weight and bias gradients and writes dinput
+    /// (unless nil: the caller computes it another way).
+    private func linearBackward(dinput: Tensor?, dout: Tensor, input: Tensor, weight prefix: String, N: Int,
                                 inFeatures: Int, outFeatures: Int) throws {
-        try device.matmul(c: dinput, a: dout, b: parameter(prefix + ".weight"), M: N, N: inFeatures, K: outFeatures,
-                          transposeA: false, transposeB: true, beta: 0)
+        if let dinput {
+            try device.matmul(c: dinput, a: dout, b: parameter(prefix + ".weight"), M: N, N: inFeatures, K: outFeatures,
+                              transposeA: false, transposeB: true, beta: 0)
+        }
         try device.matmul(c: gradient(prefix + ".weight"), a: input, b: dout, M: inFeatures, N: outFeatures, K: N,
                           transposeA: true, transposeB: false, beta: 1)
         try device.biasBackward(dbias: gradient(prefix + ".bias"), dout: dout, N: N, OC: outFeatures)
@@ -207,9 +210,11 @@ public final class GPT {
         for index in stride(from: config.layers - 1, through: 0, by: -1) {
             let l = a.layers[index], p = "transformer.h.\(index)."
             let residualIn = index == 0 ? a.encoded : a.layers[index - 1].residualAfterMLP
-            try linearBackward(dinput: a.dfcGelu, dout: a.dresidual, input: l.fcGelu, weight: p + "mlp.c_proj", N: N,
+            // The MLP's output projection and its GELU, backwards: dfc in one op, then the weight's and bias's gradients.
+            try d.matmulGeluBackward(dinput: a.dfc, dout: a.dresidual, weight: parameter(p + "mlp.c_proj.weight"), preGelu: l.fc, N: N,
+                                     inFeatures: 4 * C, outFeatures: C)
+            try linearBackward(dinput: nil, dout: a.dresidual, input: l.fcGelu, weight: p + "mlp.c_proj", N: N,
                                inFeatures: 4 * C, outFeatures: C)
-            try d.geluBackward(dinput: a.dfc, input: l.fc, dout: a.dfcGelu)
             try linearBackward(dinput: a.dln, dout: a.dfc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
             try d.layernormBackward(dinput: a.dresidual, dweight: gradient(p + "ln_2.weight"), dbias: gradient(p + "ln_2.bias"),
                                     dout: a.dln, input: l.residualAfterAttention, weight: parameter(p + "ln_2.weight"),

@@ -201,6 +201,26 @@ public struct SelfTest {
             try d.matmul(c: c, a: try input(a), b: try input(bMat), M: N, N: 3 * C, K: C, transposeA: false, transposeB: false, beta: 0)
             return [c]
         })
+        // The linear layer's fused ops, at a width cuBLASLt takes (3C, a multiple of 8) and at one it
+        // declines for GELU's auxiliary matrix (3C - 1, C - 1), where the separate kernels stand in.
+        let linearBias = random(3 * C)
+        for (name, OC, gelu) in [("linear_forward", 3 * C, false), ("linear_forward, gelu", 3 * C, true),
+                                 ("linear_forward, gelu, unaligned", 3 * C - 1, true)] {
+            rows.append(try compare(name, limit: matmulLimit) { d, input, out in
+                let o = try out(N * OC, nil), g = gelu ? try out(N * OC, nil) : nil
+                try d.linearForward(out: o, geluOut: g, input: try input(a), weight: try input(Array(bMat[0..<(C * OC)])),
+                                    bias: try input(Array(linearBias[0..<OC])), N: N, inFeatures: C, outFeatures: OC)
+                return [o] + (g.map { [$0] } ?? [])
+            })
+        }
+        for (suffix, IC) in [("", C), (", unaligned", C - 1)] {
+            rows.append(try compare("matmul_gelu_backward\(suffix)", limit: matmulLimit) { d, input, out in
+                let di = try out(N * IC, nil)
+                try d.matmulGeluBackward(dinput: di, dout: try input(cStart), weight: try input(Array(bMat[0..<(IC * 3 * C)])),
+                                         preGelu: try input(Array(x[0..<(N * IC)])), N: N, inFeatures: IC, outFeatures: 3 * C)
+                return [di]
+            })
+        }
         rows.append(try compare("bias_forward", limit: 1e-5) { d, input, out in
             let o = try out(N * C, dout)
             try d.biasForward(out: o, bias: try input(w), N: N, OC: C)

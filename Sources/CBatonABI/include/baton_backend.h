@@ -89,6 +89,17 @@ typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, float 
  * a is stored as [M,K] (or [K,M] when transposed), b as [K,N] (or [N,K] when transposed). */
 typedef void baton_matmul_fn(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K,
                              int trans_a, int trans_b, float beta);
+/* A linear layer: out[N,OC] = inp[N,IC] @ weight[IC,OC] + bias (matmul, then bias_forward). With
+ * gelu_out not NULL, also gelu_out = GELU(out), out keeping the pre-activation for the backward
+ * pass. In bf16 each output is rounded to bfloat16 once, at the end, from the float32 sum plus the
+ * bias (and its GELU). On a GPU: one cuBLASLt matmul with the bias (and GELU) in its epilogue. */
+typedef void baton_linear_forward_fn(baton_context *ctx, float *out, float *gelu_out, const float *inp, const float *weight,
+                                     const float *bias, int N, int IC, int OC);
+/* The gradient through a linear layer and the GELU before it: dinp[N,IC] = GELU'(pre_gelu) *
+ * (dout[N,OC] @ weight[IC,OC]^T) (matmul, then gelu_backward), rounded once at the end in bf16.
+ * On a GPU: one cuBLASLt matmul with the GELU gradient in its epilogue. */
+typedef void baton_matmul_gelu_backward_fn(baton_context *ctx, float *dinp, const float *dout, const float *weight,
+                                           const float *pre_gelu, int N, int IC, int OC);
 /* out[n,:] += bias  */
 typedef void baton_bias_forward_fn(baton_context *ctx, float *out, const float *bias, int N, int OC);
 /* dbias += sum over n of dout[n,:]  (accumulates) */
@@ -108,7 +119,7 @@ typedef void baton_attention_forward_fn(baton_context *ctx, float *out, float *s
 typedef void baton_attention_backward_fn(baton_context *ctx, float *dqkv, float *scratch, const float *dout,
                                          const float *qkv, const float *out, const float *saved, int B, int T, int C, int NH);
 
-/* GELU, tanh approximation. Backward overwrites dinp. */
+/* GELU, tanh approximation (baton_gelu.h). Backward overwrites dinp, which may alias dout. */
 typedef void baton_gelu_forward_fn(baton_context *ctx, float *out, const float *inp, int64_t n);
 typedef void baton_gelu_backward_fn(baton_context *ctx, float *dinp, const float *inp, const float *dout, int64_t n);
 
@@ -140,7 +151,7 @@ typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n)
 /* Every op, once: X(name) for each. */
 #define BATON_FOR_EACH_OP(X) \
     X(encoder_forward) X(encoder_backward) X(layernorm_forward) X(residual_layernorm_forward) \
-    X(layernorm_backward) X(matmul) \
+    X(layernorm_backward) X(matmul) X(linear_forward) X(matmul_gelu_backward) \
     X(bias_forward) X(bias_backward) X(attention_forward) X(attention_backward) X(gelu_forward) \
     X(gelu_backward) X(residual_forward) X(softmax_crossentropy) X(adamw_update) \
     X(global_norm_squared) X(fill)
