@@ -9,8 +9,13 @@
 // attention_sizes tells the model which buffers each needs.
 #include "common.cuh"
 
+#include <cuda_bf16.h>
+#include <mma.h>
+
 #include <cstdlib>
 #include <cstring>
+
+using namespace nvcuda;
 
 // The sizes both ops work with, and the scratch layout (floats):
 // dS [B*NH*T*T] | q | k | v | dO | dq | dk | dv, each [B*NH*T*hs].
@@ -390,6 +395,285 @@ __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const f
     }
 }
 
+// ---- flash on tensor cores (bf16) -------------------------------------------------------------
+//
+// In bf16 mode (sm_80 and newer) the same three kernels do their tile products on bf16 tensor
+// cores with float32 sums (wmma, 16 x 16 x 16): q, k, v and dO are rounded to bfloat16 as they are
+// loaded, and so are the probabilities and dS before they multiply; the softmax, its statistics
+// (running max, sum, log-sum-exp) and every accumulation stay float32. Each product tile goes
+// through shared memory, so nothing depends on how a fragment is spread over the warp. The CPU's
+// twin (attention.c in bf16) rounds the same operands; it normalises the probabilities before
+// rounding them where these kernels round exp(score - running max), so the two agree to bf16's
+// precision, not bit for bit.
+constexpr int TC_PAD = FLASH_MAX_HS + 8;  // bf16 tile row stride: 144 bytes (a multiple of 16; rows 16 apart stay 32-byte aligned)
+constexpr int TC_SPAD = FLASH_TILE + 4;   // float32 score row stride: 36
+constexpr int TC_PPAD = FLASH_TILE + 8;   // bf16 probability row stride: 40
+constexpr int TC_OPAD = FLASH_MAX_HS + 4; // float32 product row stride: 68
+
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> TileSum;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> RowsA;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> ColumnsA;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> RowsB;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> ColumnsB;
+
+// Rows first..first+31 rounded to bfloat16, zeros past T and past hs (a head of 12 channels is one
+// 16-deep step with zeros).
+template <class Row>
+__device__ inline void load_tile_bf16(__nv_bfloat16 (*tile)[TC_PAD], const float *base, Row row, int first, int T, int hs) {
+    for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
+        int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
+        tile[r][d] = __float2bfloat16((t < T && d < hs) ? base[row(t) + d] : 0.0f);
+    }
+}
+
+// out[r0.., c0..] (16 x 16, float32) = a[r0.., 0..depth) b[0..depth), c0..]^T for a and b both
+// [32 rows][channels] tiles: the scores q k^T (and dO v^T). depth: hs rounded up to 16.
+__device__ inline void tile_times_transposed(float (*out)[TC_SPAD], __nv_bfloat16 (*a)[TC_PAD], __nv_bfloat16 (*b)[TC_PAD], int r0, int c0,
+                                             int depth) {
+    TileSum sum;
+    wmma::fill_fragment(sum, 0.0f);
+    for (int kk = 0; kk < depth; kk += 16) {
+        RowsA x;
+        ColumnsB y;  // b^T: element (d, key) is b[key][d]
+        wmma::load_matrix_sync(x, &a[r0][kk], TC_PAD);
+        wmma::load_matrix_sync(y, &b[c0][kk], TC_PAD);
+        wmma::mma_sync(sum, x, y, sum);
+    }
+    wmma::store_matrix_sync(&out[r0][c0], sum, TC_SPAD, wmma::mem_row_major);
+}
+
+// Writes a 32 x 64 float32 tile from shared memory to rows of `base` (rows past T and channels
+// past hs skipped), times `scale`.
+template <class Row>
+__device__ inline void store_tile(float *base, Row row, float (*tile)[TC_OPAD], int first, int T, int hs, float scale) {
+    for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
+        int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
+        if (t < T && d < hs) base[row(t) + d] = tile[r][d] * scale;
+    }
+}
+
+__global__ void flash_forward_tc_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();  // bf16 tensor cores need sm_80; the host never launches this below it
+#else
+    __shared__ __align__(32) __nv_bfloat16 q[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 k[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 v[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) float s[FLASH_TILE][TC_SPAD];        // the tile's scores
+    __shared__ __align__(32) __nv_bfloat16 p[FLASH_TILE][TC_PPAD];  // exp(score - running max), rounded
+    __shared__ __align__(32) float pv[FLASH_TILE][TC_OPAD];       // the tile's p v
+    __shared__ float correction[FLASH_TILE];
+    FlashHead head(blockIdx.y, T, C, NH);
+    int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    auto qkv_row = [&](int t) { return head.qkv_row(t); };
+    load_tile_bf16(q, qkv, qkv_row, q0, T, hs);
+    float m[FLASH_ROWS_PER_WARP], l[FLASH_ROWS_PER_WARP], acc[FLASH_ROWS_PER_WARP][FLASH_CHUNKS];
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        #pragma unroll
+        for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = 0.0f;
+    }
+    int last = min(q0 + FLASH_TILE, T);
+    for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
+        __syncthreads();  // the previous tile's k, v, p and pv are no longer read
+        load_tile_bf16(k, qkv + C, qkv_row, k0, T, hs);
+        load_tile_bf16(v, qkv + 2 * C, qkv_row, k0, T, hs);
+        __syncthreads();
+        if (warp < 4) tile_times_transposed(s, q, k, (warp / 2) * 16, (warp % 2) * 16, depth);  // 2 x 2 tiles of q k^T
+        __syncthreads();
+        // The online softmax, in float32: warp w owns rows 4w..4w+3, lane the key.
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+            int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
+            float score = (t < T && key <= t) ? s[r][lane] * scale : -INFINITY;
+            float m_new = fmaxf(m[i], warp_max(score)), e = 0.0f, rescale = 1.0f;
+            if (m_new != -INFINITY) {  // the same for every lane: a row past T has no keys at all
+                e = score == -INFINITY ? 0.0f : expf(score - m_new);
+                rescale = expf(m[i] - m_new);  // 0 on the row's first tile (m = -inf)
+                l[i] = l[i] * rescale + warp_sum(e);
+                m[i] = m_new;
+            }
+            p[r][lane] = __float2bfloat16(e);
+            if (lane == 0) correction[r] = rescale;
+        }
+        __syncthreads();
+        {  // pv = p v: 2 x 4 tiles of 16 rows x 16 channels, one a warp, 32 keys deep
+            int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;
+            TileSum sum;
+            wmma::fill_fragment(sum, 0.0f);
+            for (int kk = 0; kk < FLASH_TILE; kk += 16) {
+                RowsA x;
+                RowsB y;
+                wmma::load_matrix_sync(x, &p[r0][kk], TC_PPAD);
+                wmma::load_matrix_sync(y, &v[kk][c0], TC_PAD);
+                wmma::mma_sync(sum, x, y, sum);
+            }
+            wmma::store_matrix_sync(&pv[r0][c0], sum, TC_OPAD, wmma::mem_row_major);
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+            int r = warp * FLASH_ROWS_PER_WARP + i;
+            #pragma unroll
+            for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = acc[i][j] * correction[r] + pv[r][lane + 32 * j];
+        }
+    }
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
+        if (t >= T) continue;
+        #pragma unroll
+        for (int j = 0; j < FLASH_CHUNKS; j++) {
+            int d = lane + 32 * j;
+            if (d < hs) out[head.out_row(t) + d] = acc[i][j] / l[i];
+        }
+        if (lane == 0) lse[(long long)blockIdx.y * T + t] = m[i] + logf(l[i]);
+    }
+#endif
+}
+
+// The shared part of both backward kernels for one (query tile, key tile), q, dO, k, v loaded:
+// scores (warps 0-3) and dP = dO v^T (warps 4-7) on tensor cores, then P = exp(S - lse) and
+// dS = P (dP - D) in float32, rounded into p and ds (row: query, column: key).
+__device__ inline void tc_scores(__nv_bfloat16 (*p)[TC_PPAD], __nv_bfloat16 (*ds)[TC_PPAD], float (*s)[TC_SPAD], float (*dp)[TC_SPAD],
+                                 __nv_bfloat16 (*q)[TC_PAD], __nv_bfloat16 (*k)[TC_PAD], __nv_bfloat16 (*v)[TC_PAD],
+                                 __nv_bfloat16 (*g)[TC_PAD], const float *lse, const float *dsum, int q0, int k0, int T, int depth, float scale) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, quarter = warp % 4;
+    if (warp < 4) tile_times_transposed(s, q, k, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    else tile_times_transposed(dp, g, v, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    __syncthreads();
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
+        float prob = 0.0f, grad = 0.0f;
+        if (t < T && key <= t) {
+            prob = expf(s[r][lane] * scale - lse[r]);
+            grad = prob * (dp[r][lane] - dsum[r]);
+        }
+        p[r][lane] = __float2bfloat16(prob);
+        ds[r][lane] = __float2bfloat16(grad);
+    }
+}
+
+// The query side of a backward tile in bf16: q and dO rows q0..q0+31, their log-sum-exps and D.
+__device__ inline void load_query_side_bf16(__nv_bfloat16 (*q)[TC_PAD], __nv_bfloat16 (*g)[TC_PAD], float *lse, float *dsum,
+                                            const float *qkv, const float *dout, const float *lse_all, const float *dsum_all,
+                                            const FlashHead &head, int q0) {
+    int T = head.T, hs = head.hs;
+    load_tile_bf16(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
+    load_tile_bf16(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
+    if (threadIdx.x < FLASH_TILE) {
+        int t = q0 + threadIdx.x;
+        lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
+        dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
+    }
+}
+
+// dK and dV of one key tile, summed over the query tiles in order, in fragments that stay in the
+// warps across the loop: warp w owns the 16 x 16 tile (w / 4, w % 4) of both [32 keys][64 channels].
+__global__ void flash_backward_dkdv_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
+                                              int T, int C, int NH, float scale) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    __shared__ __align__(32) __nv_bfloat16 q[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 k[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 v[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 g[FLASH_TILE][TC_PAD];  // dO
+    __shared__ __align__(32) float s[FLASH_TILE][TC_SPAD];
+    __shared__ __align__(32) float dp[FLASH_TILE][TC_SPAD];
+    __shared__ __align__(32) __nv_bfloat16 p[FLASH_TILE][TC_PPAD];
+    __shared__ __align__(32) __nv_bfloat16 ds[FLASH_TILE][TC_PPAD];
+    __shared__ __align__(32) float result[FLASH_TILE][TC_OPAD];
+    __shared__ float lse[FLASH_TILE];
+    __shared__ float dsum[FLASH_TILE];
+    FlashHead head(blockIdx.y, T, C, NH);
+    int hs = head.hs, depth = (hs + 15) / 16 * 16, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
+    int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: keys r0.., channels c0..
+    auto qkv_row = [&](int t) { return head.qkv_row(t); };
+    load_tile_bf16(k, qkv + C, qkv_row, k0, T, hs);
+    load_tile_bf16(v, qkv + 2 * C, qkv_row, k0, T, hs);
+    TileSum dk, dv;
+    wmma::fill_fragment(dk, 0.0f);
+    wmma::fill_fragment(dv, 0.0f);
+    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
+        __syncthreads();
+        load_query_side_bf16(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
+        __syncthreads();
+        tc_scores(p, ds, s, dp, q, k, v, g, lse, dsum, q0, k0, T, depth, scale);
+        __syncthreads();
+        for (int kk = 0; kk < FLASH_TILE; kk += 16) {  // over the tile's 32 queries
+            ColumnsA pt, dst;  // P^T and dS^T: element (key, query) is p[query][key]
+            RowsB dout_rows, q_rows;
+            wmma::load_matrix_sync(pt, &p[kk][r0], TC_PPAD);
+            wmma::load_matrix_sync(dout_rows, &g[kk][c0], TC_PAD);
+            wmma::mma_sync(dv, pt, dout_rows, dv);
+            wmma::load_matrix_sync(dst, &ds[kk][r0], TC_PPAD);
+            wmma::load_matrix_sync(q_rows, &q[kk][c0], TC_PAD);
+            wmma::mma_sync(dk, dst, q_rows, dk);
+        }
+    }
+    __syncthreads();
+    wmma::store_matrix_sync(&result[r0][c0], dk, TC_OPAD, wmma::mem_row_major);
+    __syncthreads();
+    store_tile(dqkv + C, qkv_row, result, k0, T, hs, scale);
+    __syncthreads();
+    wmma::store_matrix_sync(&result[r0][c0], dv, TC_OPAD, wmma::mem_row_major);
+    __syncthreads();
+    store_tile(dqkv + 2 * C, qkv_row, result, k0, T, hs, 1.0f);
+#endif
+}
+
+// dQ of one query tile, summed over the key tiles up to the diagonal in order: warp w owns the
+// 16 x 16 tile (w / 4, w % 4) of [32 rows][64 channels].
+__global__ void flash_backward_dq_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
+                                            int T, int C, int NH, float scale) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();
+#else
+    __shared__ __align__(32) __nv_bfloat16 q[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 k[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 v[FLASH_TILE][TC_PAD];
+    __shared__ __align__(32) __nv_bfloat16 g[FLASH_TILE][TC_PAD];  // dO
+    __shared__ __align__(32) float s[FLASH_TILE][TC_SPAD];
+    __shared__ __align__(32) float dp[FLASH_TILE][TC_SPAD];
+    __shared__ __align__(32) __nv_bfloat16 p[FLASH_TILE][TC_PPAD];
+    __shared__ __align__(32) __nv_bfloat16 ds[FLASH_TILE][TC_PPAD];
+    __shared__ __align__(32) float result[FLASH_TILE][TC_OPAD];
+    __shared__ float lse[FLASH_TILE];
+    __shared__ float dsum[FLASH_TILE];
+    FlashHead head(blockIdx.y, T, C, NH);
+    int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
+    int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: rows r0.., channels c0..
+    auto qkv_row = [&](int t) { return head.qkv_row(t); };
+    load_query_side_bf16(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
+    TileSum dq;
+    wmma::fill_fragment(dq, 0.0f);
+    int last = min(q0 + FLASH_TILE, T);
+    for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
+        __syncthreads();
+        load_tile_bf16(k, qkv + C, qkv_row, k0, T, hs);
+        load_tile_bf16(v, qkv + 2 * C, qkv_row, k0, T, hs);
+        __syncthreads();
+        tc_scores(p, ds, s, dp, q, k, v, g, lse, dsum, q0, k0, T, depth, scale);
+        __syncthreads();
+        for (int kk = 0; kk < FLASH_TILE; kk += 16) {  // over the tile's 32 keys
+            RowsA ds_rows;
+            RowsB k_rows;
+            wmma::load_matrix_sync(ds_rows, &ds[r0][kk], TC_PPAD);
+            wmma::load_matrix_sync(k_rows, &k[kk][c0], TC_PAD);
+            wmma::mma_sync(dq, ds_rows, k_rows, dq);
+        }
+    }
+    __syncthreads();
+    wmma::store_matrix_sync(&result[r0][c0], dq, TC_OPAD, wmma::mem_row_major);
+    __syncthreads();
+    store_tile(dqkv, qkv_row, result, q0, T, hs, scale);
+#endif
+}
+
 // BATON_ATTENTION=materialized keeps the scores even where flash attention applies: for
 // scripts/gpu-check to measure both ways on the same GPU (read once; the sizes and the ops agree).
 static bool flash_allowed() {
@@ -401,6 +685,9 @@ static bool flash_allowed() {
 }
 
 static bool uses_flash(int C, int NH) { return C / NH <= FLASH_MAX_HS && flash_allowed(); }
+
+// Flash attention's products on bf16 tensor cores: in bf16 mode, on sm_80 and newer.
+static bool uses_tensor_cores(baton_context *ctx) { return ctx->precision == BATON_PRECISION_BF16 && ctx->compute_major >= 8; }
 
 void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
     if (uses_flash(C, NH)) {
@@ -415,7 +702,9 @@ void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_
 void attention_forward(baton_context *ctx, float *out, float *saved, const float *qkv, float *scratch, int B, int T, int C, int NH) {
     if (!uses_flash(C, NH)) return materialized_forward(ctx, out, saved, qkv, scratch, B, T, C, NH);
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
-    flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, 1.0f / sqrtf((float)(C / NH)));
+    float scale = 1.0f / sqrtf((float)(C / NH));
+    if (uses_tensor_cores(ctx)) flash_forward_tc_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, scale);
+    else flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, scale);
     check_launch(ctx, "attention_forward");
 }
 
@@ -426,8 +715,14 @@ void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const f
     flash_row_dot_kernel<<<blocks_for((long long)B * NH * T, 8), 256>>>(scratch, dout, out, B, T, C, NH);
     check_launch(ctx, "attention_backward");
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
-    flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
-    check_launch(ctx, "attention_backward");
-    flash_backward_dq_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+    if (uses_tensor_cores(ctx)) {
+        flash_backward_dkdv_tc_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+        check_launch(ctx, "attention_backward");
+        flash_backward_dq_tc_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+    } else {
+        flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+        check_launch(ctx, "attention_backward");
+        flash_backward_dq_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+    }
     check_launch(ctx, "attention_backward");
 }

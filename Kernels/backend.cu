@@ -75,6 +75,7 @@ static baton_status open_device(baton_context *ctx, int device_index) {
     snprintf(line, sizeof line, "%s, %.1f GiB, compute capability %d.%d", properties.name,
              properties.totalGlobalMem / 1073741824.0, properties.major, properties.minor);
     ctx->description = line;
+    ctx->compute_major = properties.major;
     record_cublas_error(ctx, cublasCreate(&ctx->cublas), "init: cublasCreate");
     if (ctx->error) return ctx->error;
     record_cublas_error(ctx, cublasLtCreate(&ctx->cublaslt), "init: cublasLtCreate");

@@ -15,6 +15,7 @@
 // Swift side last asked (see backend.cu). Every op gets it; nothing lives in globals.
 struct baton_context {
     int device_index = 0;
+    int compute_major = 0;  // the GPU's compute capability (8: Ampere, bf16 tensor cores)
     cublasHandle_t cublas = nullptr;
     cublasLtHandle_t cublaslt = nullptr;  // the linear layers' matmuls with epilogues (linear.cu)
     void *cublas_workspace = nullptr;     // CUBLAS_WORKSPACE_BYTES, shared by both handles (one stream)

@@ -2,13 +2,16 @@
  * single-threaded OpenBLAS sgemm with strides that pick the head out of qkv in place.
  * Forward:  S = Q K^T / sqrt(hs), P = softmax(S) row by row over t2 <= t (zero above), out = P V.
  * Backward: dP = dO V^T, dS = P * (dP - rowsum(P * dP)) / sqrt(hs), dQ = dS K, dK = dS^T Q,
- *           dV = P^T dO.  (The upper triangle of P is zero, so dS is zero there too.) */
+ *           dV = P^T dO.  (The upper triangle of P is zero, so dS is zero there too.)
+ * In bf16 every product's operands are rounded to bfloat16 first (see head_operands). */
 #include "kernels.h"
 #include <cblas.h>
 #include <math.h>
 
+#define ATTENTION_MAX_HS 64 /* the widest head the GPU's flash kernels take */
+
 typedef struct {
-    float *out, *att, *dqkv, *scratch; const float *qkv, *dout, *att_in; int B, T, C, NH;
+    float *out, *att, *dqkv, *scratch; const float *qkv, *dout, *att_in; int B, T, C, NH, bf16;
 } attention_args;
 
 /* Where (batch, head) bh starts in a [B,T,width] tensor: width 3C for qkv (its q; k and v follow
@@ -17,14 +20,55 @@ static int64_t head_start(const attention_args *a, int64_t bh, int width) {
     return (bh / a->NH) * a->T * width + (bh % a->NH) * (a->C / a->NH);
 }
 
+/* In bf16 the products take bfloat16 operands, as the GPU's tensor-core kernels do: q, k, v, dO
+ * and the probabilities and dS rounded (to nearest even), the sums float32. The head's operands
+ * are rounded into its own part of scratch, after the B*NH*T*T floats of dS:
+ * [q | k | v | dO], each [T, hs] with rows hs apart. */
+static float *rounded_operands(const attention_args *a, int64_t bh) {
+    int hs = a->C / a->NH;
+    return a->scratch + (int64_t)a->B * a->NH * a->T * a->T + bh * 4 * (int64_t)a->T * hs;
+}
+
+static void round_rows(float *dst, const float *src, int rows, int cols, int src_stride) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(int64_t)r * cols + c] = baton_round_bf16(src[(int64_t)r * src_stride + c]);
+}
+
+/* The head's q, k, v (and dO when given), rounded; *ld becomes the operands' row stride. Without
+ * bf16 they are used in place, by stride. */
+static void head_operands(const attention_args *a, int64_t bh, const float **q, const float **k, const float **v, const float **dout,
+                          int *ld, int *ld_dout) {
+    int T = a->T, C = a->C, hs = C / a->NH, C3 = 3 * C;
+    *q = a->qkv + head_start(a, bh, C3);
+    *k = *q + C;
+    *v = *q + 2 * C;
+    *ld = C3;
+    if (dout) { *dout = a->dout + head_start(a, bh, C); *ld_dout = C; }
+    if (!a->bf16) return;
+    float *r = rounded_operands(a, bh);
+    int64_t size = (int64_t)T * hs;
+    round_rows(r, *q, T, hs, C3);
+    round_rows(r + size, *k, T, hs, C3);
+    round_rows(r + 2 * size, *v, T, hs, C3);
+    *q = r; *k = r + size; *v = r + 2 * size;
+    *ld = hs;
+    if (dout) {
+        round_rows(r + 3 * size, *dout, T, hs, C);
+        *dout = r + 3 * size;
+        *ld_dout = hs;
+    }
+}
+
 static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
     attention_args *a = p;
-    int T = a->T, C = a->C, hs = C / a->NH, C3 = 3 * C;
+    int T = a->T, C = a->C, hs = C / a->NH;
     float scale = 1.0f / sqrtf((float)hs);
     for (int64_t bh = begin; bh < end; bh++) {
-        const float *q = a->qkv + head_start(a, bh, C3), *k = q + C, *v = q + 2 * C;
+        const float *q, *k, *v;
+        int ld;
+        head_operands(a, bh, &q, &k, &v, NULL, &ld, NULL);
         float *att = a->att + bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3, 0.0f, att, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld, 0.0f, att, T);
         for (int t = 0; t < T; t++) {
             float *row = att + (int64_t)t * T;
             float maxval = -INFINITY;
@@ -39,21 +83,71 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
             for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
         }
         float *out = a->out + head_start(a, bh, C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, v, C3, 0.0f, out, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, v, ld, 0.0f, out, C);
     }
 }
 
-/* saved: the probabilities [B,NH,T,T]; scratch: dS, as large. */
+/* bf16: the tensor-core flash kernel's arithmetic, row by row. Keys in tiles of 32 with a running
+ * max m and sum l; each tile's exp(score - m) rounded to bfloat16 before it multiplies v, the
+ * output rescaled as m moves and divided by l at the end. The probabilities kept for the
+ * backward pass are exp(score - log-sum-exp), as the GPU's backward pass recomputes them. */
+#define ATTENTION_TILE 32
+static void attention_forward_heads_bf16(void *p, int64_t begin, int64_t end) {
+    attention_args *a = p;
+    int T = a->T, C = a->C, hs = C / a->NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float acc[ATTENTION_MAX_HS], tile_product[ATTENTION_MAX_HS], e[ATTENTION_TILE];
+    for (int64_t bh = begin; bh < end; bh++) {
+        const float *q, *k, *v;
+        int ld;
+        head_operands(a, bh, &q, &k, &v, NULL, &ld, NULL);
+        float *att = a->att + bh * T * T, *out = a->out + head_start(a, bh, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld, 0.0f, att, T);
+        for (int t = 0; t < T; t++) {
+            float *row = att + (int64_t)t * T;
+            float m = -INFINITY, l = 0.0f;
+            for (int d = 0; d < hs; d++) acc[d] = 0.0f;
+            for (int k0 = 0; k0 <= t; k0 += ATTENTION_TILE) {
+                int keys = t + 1 - k0 < ATTENTION_TILE ? t + 1 - k0 : ATTENTION_TILE;
+                float m_new = m;
+                for (int j = 0; j < keys; j++) if (row[k0 + j] > m_new) m_new = row[k0 + j];
+                float sum = 0.0f, rescale = expf(m - m_new);
+                for (int j = 0; j < keys; j++) {
+                    e[j] = expf(row[k0 + j] - m_new);
+                    sum += e[j];
+                    e[j] = baton_round_bf16(e[j]);
+                }
+                l = l * rescale + sum;
+                m = m_new;
+                for (int d = 0; d < hs; d++) tile_product[d] = 0.0f;
+                for (int j = 0; j < keys; j++)
+                    for (int d = 0; d < hs; d++) tile_product[d] += e[j] * v[(int64_t)(k0 + j) * ld + d];
+                for (int d = 0; d < hs; d++) acc[d] = acc[d] * rescale + tile_product[d];
+            }
+            for (int d = 0; d < hs; d++) out[(int64_t)t * C + d] = acc[d] / l;
+            float lse = m + logf(l);
+            for (int t2 = 0; t2 <= t; t2++) row[t2] = expf(row[t2] - lse);
+            for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
+        }
+    }
+}
+
+/* bf16 products where the GPU's tensor-core flash kernels run: in bf16, heads of up to 64
+ * channels (wider heads keep float32 scores on a GPU too). */
+static int uses_bf16_products(const baton_context *ctx, int C, int NH) {
+    return ctx->precision == BATON_PRECISION_BF16 && C / NH <= ATTENTION_MAX_HS;
+}
+
+/* saved: the probabilities [B,NH,T,T]; scratch: dS, as large, then the rounded operands of bf16
+ * (q, k, v, dO: 4 x [B,T,C]). */
 void cpu_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
-    (void)C;
     *saved = (int64_t)B * NH * T * T;
-    *scratch = (int64_t)B * NH * T * T;
+    *scratch = (int64_t)B * NH * T * T + 4 * (int64_t)B * T * C;
 }
 
 void attention_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
-    (void)scratch; /* the CPU works on qkv in place */
-    attention_args a = {out, att, NULL, NULL, qkv, NULL, NULL, B, T, C, NH};
-    parallel_for(ctx, (int64_t)B * NH, 1, attention_forward_heads, &a);
+    attention_args a = {out, att, NULL, scratch, qkv, NULL, NULL, B, T, C, NH, uses_bf16_products(ctx, C, NH)};
+    parallel_for(ctx, (int64_t)B * NH, 1, a.bf16 ? attention_forward_heads_bf16 : attention_forward_heads, &a);
 }
 
 static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
@@ -61,29 +155,47 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
     int T = a->T, C = a->C, hs = C / a->NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
     for (int64_t bh = begin; bh < end; bh++) {
-        const float *q = a->qkv + head_start(a, bh, C3), *k = q + C, *v = q + 2 * C;
+        const float *q, *k, *v, *dout;
+        int ld, ld_dout;
+        head_operands(a, bh, &q, &k, &v, &dout, &ld, &ld_dout);
         float *dq = a->dqkv + head_start(a, bh, C3), *dk = dq + C, *dv = dq + 2 * C;
         const float *prob = a->att_in + bh * T * T;
-        const float *dout = a->dout + head_start(a, bh, C);
         float *ds = a->scratch + bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, C, v, C3, 0.0f, ds, T);  /* dP */
-        for (int t = 0; t < T; t++) {
-            const float *prow = prob + (int64_t)t * T;
-            float *row = ds + (int64_t)t * T;
-            float dot = 0.0f;
-            for (int t2 = 0; t2 <= t; t2++) dot += prow[t2] * row[t2];
-            for (int t2 = 0; t2 <= t; t2++) row[t2] = prow[t2] * (row[t2] - dot) * scale;
-            for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
+        if (a->bf16) {  /* dV from the rounded probabilities, before ds holds dS */
+            round_rows(ds, prob, T, T, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, dout, ld_dout, 0.0f, dv, C3);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, k, C3, 0.0f, dq, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, q, C3, 0.0f, dk, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, prob, T, dout, C, 0.0f, dv, C3);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, ld_dout, v, ld, 0.0f, ds, T);  /* dP */
+        if (a->bf16) {
+            /* As the GPU: D = rowsum(dO * O) in float32, dS = P (dP - D) rounded, the scale applied
+             * to the products' sums. */
+            const float *o = a->out + head_start(a, bh, C), *g = a->dout + head_start(a, bh, C);
+            for (int t = 0; t < T; t++) {
+                const float *prow = prob + (int64_t)t * T;
+                float *row = ds + (int64_t)t * T, dot = 0.0f;
+                for (int d = 0; d < hs; d++) dot += g[(int64_t)t * C + d] * o[(int64_t)t * C + d];
+                for (int t2 = 0; t2 <= t; t2++) row[t2] = baton_round_bf16(prow[t2] * (row[t2] - dot));
+                for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
+            }
+        } else {
+            for (int t = 0; t < T; t++) {
+                const float *prow = prob + (int64_t)t * T;
+                float *row = ds + (int64_t)t * T;
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) dot += prow[t2] * row[t2];
+                for (int t2 = 0; t2 <= t; t2++) row[t2] = prow[t2] * (row[t2] - dot) * scale;
+                for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
+            }
+        }
+        float ds_scale = a->bf16 ? scale : 1.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, ds_scale, ds, T, k, ld, 0.0f, dq, C3);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, ds_scale, ds, T, q, ld, 0.0f, dk, C3);
+        if (!a->bf16) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, prob, T, dout, ld_dout, 0.0f, dv, C3);
     }
 }
 
 void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                         const float *att, int B, int T, int C, int NH) {
-    (void)out; /* the probabilities are kept */
-    attention_args a = {NULL, NULL, dqkv, scratch, qkv, dout, att, B, T, C, NH};
+    attention_args a = {(float *)out, NULL, dqkv, scratch, qkv, dout, att, B, T, C, NH, uses_bf16_products(ctx, C, NH)};
     parallel_for(ctx, (int64_t)B * NH, 1, attention_backward_heads, &a);
 }

@@ -141,6 +141,18 @@ final class CUDABackendTests: XCTestCase {
         for replaced in ["bias_forward_kernel", "gelu_forward_kernel", "gelu_backward_kernel", "residual_forward_kernel"] {
             XCTAssertEqual(count("launch " + replaced), 0, "\(replaced) ran in a training step")
         }
+        XCTAssertEqual(count("launch flash_forward_kernel"), layers, "fp32 attention on CUDA cores")
+        XCTAssertEqual(count("launch flash_forward_tc_kernel"), 0)
+
+        // In bf16 the attention kernels are the tensor-core ones, forward and backward.
+        let bf16 = try runBaton(["bench", "--device", "cuda", "--precision", "bf16", "--layers", "\(layers)", "--heads", "2", "--embd", "32",
+                                 "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0"],
+                                environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        XCTAssertEqual(bf16.status, 0, bf16.stderr)
+        for kernel in ["flash_forward_tc_kernel", "flash_backward_dkdv_tc_kernel", "flash_backward_dq_tc_kernel"] {
+            XCTAssertEqual(bf16.stderr.components(separatedBy: "cuda emulator trace: launch \(kernel)\n").count - 1, layers, kernel)
+        }
+        XCTAssertFalse(bf16.stderr.contains("launch flash_forward_kernel\n"), "bf16 attention on CUDA cores")
     }
 
     /// The emulator refuses what a GPU refuses (launch limits, cuBLAS argument rules) and reports

@@ -27,6 +27,39 @@ final class PrecisionTests: XCTestCase {
         XCTAssertGreaterThan(nans, 1, "the fixture holds NaNs")
     }
 
+    /// Attention in bf16 on the CPU is the tensor-core flash kernels' twin: its products take
+    /// bfloat16 operands, so it differs from fp32 attention, by about bf16's precision; heads wider
+    /// than the flash kernels take (float32 scores on a GPU too) stay float32.
+    func testBF16AttentionRoundsItsProductsAndStaysClose() throws {
+        func run(_ precision: Precision, C: Int, NH: Int) throws -> (out: [Float], dqkv: [Float]) {
+            let device = Device.cpu(threads: 2)
+            try device.setPrecision(precision)
+            let B = 2, T = 45, N = B * T
+            var generator = RandomGenerator(seed: 5)
+            func tensor(_ count: Int) throws -> Tensor {
+                let t = try device.allocate(floats: count)
+                try device.upload((0..<count).map { _ in Float(generator.nextNormal()) }, to: t)
+                return t
+            }
+            let sizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
+            let qkv = try tensor(N * 3 * C), dout = try tensor(N * C)
+            let out = try device.allocate(floats: N * C), saved = try device.allocate(floats: sizes.saved)
+            let scratch = try device.allocate(floats: sizes.scratch), dqkv = try device.allocate(floats: N * 3 * C)
+            try device.attentionForward(out: out, saved: saved, qkv: qkv, scratch: scratch, B: B, T: T, C: C, NH: NH)
+            try device.attentionBackward(dqkv: dqkv, scratch: scratch, dout: dout, qkv: qkv, out: out, saved: saved, B: B, T: T, C: C, NH: NH)
+            return (try device.download(out), try device.download(dqkv))
+        }
+        let fp32 = try run(.fp32, C: 128, NH: 4), bf16 = try run(.bf16, C: 128, NH: 4)
+        for (name, a, b) in [("out", bf16.out, fp32.out), ("dqkv", bf16.dqkv, fp32.dqkv)] {
+            let error = SelfTest.relativeError(a, b)
+            XCTAssertGreaterThan(error, 1e-5, "bf16 attention's \(name) must differ from fp32's (its operands are rounded)")
+            XCTAssertLessThan(error, 2e-2, "bf16 attention's \(name) stays within bf16's precision of fp32's")
+        }
+        let wide32 = try run(.fp32, C: 192, NH: 2), wide16 = try run(.bf16, C: 192, NH: 2)  // heads of 96 channels
+        XCTAssertEqual(wide16.out.map(\.bitPattern), wide32.out.map(\.bitPattern))
+        XCTAssertEqual(wide16.dqkv.map(\.bitPattern), wide32.dqkv.map(\.bitPattern))
+    }
+
     func testTF32RoundingToNearestEven() {
         let ulp = Float(1) / 1024  // 10 mantissa bits
         XCTAssertEqual(baton_round_tf32(1 + ulp / 2), 1)  // a tie goes to the even neighbour

@@ -24,6 +24,13 @@ namespace baton_emulator {
 ThreadState *current_thread = nullptr;
 dim3 block_index, block_dim, grid_dim;
 
+void check_wmma_access(const void *pointer, unsigned ldm, size_t element_bytes, const char *call) {
+    if ((uintptr_t)pointer % 32 == 0 && (ldm * element_bytes) % 16 == 0) return;
+    fprintf(stderr, "cuda emulator: %s: %s (a GPU says \"misaligned address\"): pointer %p, ldm %u\n", call,
+            (uintptr_t)pointer % 32 ? "the pointer is not 256-bit aligned" : "the leading dimension is not a multiple of 16 bytes", pointer, ldm);
+    abort();
+}
+
 namespace {
 
 cudaError_t last_error = cudaSuccess;

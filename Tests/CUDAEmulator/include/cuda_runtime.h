@@ -14,6 +14,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __align__(n) __attribute__((aligned(n)))
 // The emulator runs one block at a time, on the host thread that launched it (Baton issues every
 // op from one thread, as on one CUDA stream), so a function-local static is exactly "one per block".
 #define __shared__ static
