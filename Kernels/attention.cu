@@ -534,40 +534,54 @@ __global__ void flash_forward_tc_kernel(float *out, float *lse, const float *qkv
 #endif
 }
 
+// The shared memory of both tensor-core backward kernels (41.7 KB). Every member's size is a
+// multiple of 32 bytes, so each starts 256-bit aligned, as wmma's pointers must.
+struct __align__(32) TcBackwardTiles {
+    __nv_bfloat16 q[FLASH_TILE][TC_PAD], k[FLASH_TILE][TC_PAD], v[FLASH_TILE][TC_PAD], g[FLASH_TILE][TC_PAD];  // g: dO
+    float s[FLASH_TILE][TC_SPAD], dp[FLASH_TILE][TC_SPAD];
+    __nv_bfloat16 p[FLASH_TILE][TC_PPAD], ds[FLASH_TILE][TC_PPAD];
+    float result[FLASH_TILE][TC_OPAD];
+    float lse[FLASH_TILE], dsum[FLASH_TILE];
+};
+
 // The shared part of both backward kernels for one (query tile, key tile), q, dO, k, v loaded:
 // scores (warps 0-3) and dP = dO v^T (warps 4-7) on tensor cores, then P = exp(S - lse) and
 // dS = P (dP - D) in float32, rounded into p and ds (row: query, column: key).
-__device__ inline void tc_scores(__nv_bfloat16 (*p)[TC_PPAD], __nv_bfloat16 (*ds)[TC_PPAD], float (*s)[TC_SPAD], float (*dp)[TC_SPAD],
-                                 __nv_bfloat16 (*q)[TC_PAD], __nv_bfloat16 (*k)[TC_PAD], __nv_bfloat16 (*v)[TC_PAD],
-                                 __nv_bfloat16 (*g)[TC_PAD], const float *lse, const float *dsum, int q0, int k0, int T, int depth, float scale) {
+__device__ inline void tc_scores(TcBackwardTiles &t, int q0, int k0, int T, int depth, float scale) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, quarter = warp % 4;
-    if (warp < 4) tile_times_transposed(s, q, k, (quarter / 2) * 16, (quarter % 2) * 16, depth);
-    else tile_times_transposed(dp, g, v, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    if (warp < 4) tile_times_transposed(t.s, t.q, t.k, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    else tile_times_transposed(t.dp, t.g, t.v, (quarter / 2) * 16, (quarter % 2) * 16, depth);
     __syncthreads();
     #pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
-        int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
+        int r = warp * FLASH_ROWS_PER_WARP + i, row = q0 + r, key = k0 + lane;
         float prob = 0.0f, grad = 0.0f;
-        if (t < T && key <= t) {
-            prob = expf(s[r][lane] * scale - lse[r]);
-            grad = prob * (dp[r][lane] - dsum[r]);
+        if (row < T && key <= row) {
+            prob = expf(t.s[r][lane] * scale - t.lse[r]);
+            grad = prob * (t.dp[r][lane] - t.dsum[r]);
         }
-        p[r][lane] = __float2bfloat16(prob);
-        ds[r][lane] = __float2bfloat16(grad);
+        t.p[r][lane] = __float2bfloat16(prob);
+        t.ds[r][lane] = __float2bfloat16(grad);
     }
 }
 
+// The key side of a backward tile in bf16: k and v rows k0..k0+31.
+__device__ inline void load_key_side_bf16(TcBackwardTiles &t, const float *qkv, const FlashHead &head, int k0) {
+    auto qkv_row = [&](int row) { return head.qkv_row(row); };
+    load_tile_bf16(t.k, qkv + head.C, qkv_row, k0, head.T, head.hs);
+    load_tile_bf16(t.v, qkv + 2 * head.C, qkv_row, k0, head.T, head.hs);
+}
+
 // The query side of a backward tile in bf16: q and dO rows q0..q0+31, their log-sum-exps and D.
-__device__ inline void load_query_side_bf16(__nv_bfloat16 (*q)[TC_PAD], __nv_bfloat16 (*g)[TC_PAD], float *lse, float *dsum,
-                                            const float *qkv, const float *dout, const float *lse_all, const float *dsum_all,
-                                            const FlashHead &head, int q0) {
+__device__ inline void load_query_side_bf16(TcBackwardTiles &t, const float *qkv, const float *dout, const float *lse_all,
+                                            const float *dsum_all, const FlashHead &head, int q0) {
     int T = head.T, hs = head.hs;
-    load_tile_bf16(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
-    load_tile_bf16(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
+    load_tile_bf16(t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0, T, hs);
+    load_tile_bf16(t.g, dout, [&](int row) { return head.out_row(row); }, q0, T, hs);
     if (threadIdx.x < FLASH_TILE) {
-        int t = q0 + threadIdx.x;
-        lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
-        dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
+        int row = q0 + threadIdx.x;
+        t.lse[threadIdx.x] = row < T ? lse_all[(long long)blockIdx.y * T + row] : 0.0f;
+        t.dsum[threadIdx.x] = row < T ? dsum_all[(long long)blockIdx.y * T + row] : 0.0f;
     }
 }
 
@@ -578,51 +592,41 @@ __global__ void flash_backward_dkdv_tc_kernel(float *dqkv, const float *dout, co
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
-    __shared__ __align__(32) __nv_bfloat16 q[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 k[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 v[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 g[FLASH_TILE][TC_PAD];  // dO
-    __shared__ __align__(32) float s[FLASH_TILE][TC_SPAD];
-    __shared__ __align__(32) float dp[FLASH_TILE][TC_SPAD];
-    __shared__ __align__(32) __nv_bfloat16 p[FLASH_TILE][TC_PPAD];
-    __shared__ __align__(32) __nv_bfloat16 ds[FLASH_TILE][TC_PPAD];
-    __shared__ __align__(32) float result[FLASH_TILE][TC_OPAD];
-    __shared__ float lse[FLASH_TILE];
-    __shared__ float dsum[FLASH_TILE];
+    __shared__ TcBackwardTiles shared[1];  // an array of one: the emulator poisons shared arrays
+    TcBackwardTiles &tiles = shared[0];
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: keys r0.., channels c0..
     auto qkv_row = [&](int t) { return head.qkv_row(t); };
-    load_tile_bf16(k, qkv + C, qkv_row, k0, T, hs);
-    load_tile_bf16(v, qkv + 2 * C, qkv_row, k0, T, hs);
+    load_key_side_bf16(tiles, qkv, head, k0);
     TileSum dk, dv;
     wmma::fill_fragment(dk, 0.0f);
     wmma::fill_fragment(dv, 0.0f);
     for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
         __syncthreads();
-        load_query_side_bf16(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
+        load_query_side_bf16(tiles, qkv, dout, lse_all, dsum_all, head, q0);
         __syncthreads();
-        tc_scores(p, ds, s, dp, q, k, v, g, lse, dsum, q0, k0, T, depth, scale);
+        tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
         for (int kk = 0; kk < FLASH_TILE; kk += 16) {  // over the tile's 32 queries
             ColumnsA pt, dst;  // P^T and dS^T: element (key, query) is p[query][key]
             RowsB dout_rows, q_rows;
-            wmma::load_matrix_sync(pt, &p[kk][r0], TC_PPAD);
-            wmma::load_matrix_sync(dout_rows, &g[kk][c0], TC_PAD);
+            wmma::load_matrix_sync(pt, &tiles.p[kk][r0], TC_PPAD);
+            wmma::load_matrix_sync(dout_rows, &tiles.g[kk][c0], TC_PAD);
             wmma::mma_sync(dv, pt, dout_rows, dv);
-            wmma::load_matrix_sync(dst, &ds[kk][r0], TC_PPAD);
-            wmma::load_matrix_sync(q_rows, &q[kk][c0], TC_PAD);
+            wmma::load_matrix_sync(dst, &tiles.ds[kk][r0], TC_PPAD);
+            wmma::load_matrix_sync(q_rows, &tiles.q[kk][c0], TC_PAD);
             wmma::mma_sync(dk, dst, q_rows, dk);
         }
     }
     __syncthreads();
-    wmma::store_matrix_sync(&result[r0][c0], dk, TC_OPAD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&tiles.result[r0][c0], dk, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv + C, qkv_row, result, k0, T, hs, scale);
+    store_tile(dqkv + C, qkv_row, tiles.result, k0, T, hs, scale);
     __syncthreads();
-    wmma::store_matrix_sync(&result[r0][c0], dv, TC_OPAD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&tiles.result[r0][c0], dv, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv + 2 * C, qkv_row, result, k0, T, hs, 1.0f);
+    store_tile(dqkv + 2 * C, qkv_row, tiles.result, k0, T, hs, 1.0f);
 #endif
 }
 
@@ -633,44 +637,34 @@ __global__ void flash_backward_dq_tc_kernel(float *dqkv, const float *dout, cons
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
-    __shared__ __align__(32) __nv_bfloat16 q[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 k[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 v[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 g[FLASH_TILE][TC_PAD];  // dO
-    __shared__ __align__(32) float s[FLASH_TILE][TC_SPAD];
-    __shared__ __align__(32) float dp[FLASH_TILE][TC_SPAD];
-    __shared__ __align__(32) __nv_bfloat16 p[FLASH_TILE][TC_PPAD];
-    __shared__ __align__(32) __nv_bfloat16 ds[FLASH_TILE][TC_PPAD];
-    __shared__ __align__(32) float result[FLASH_TILE][TC_OPAD];
-    __shared__ float lse[FLASH_TILE];
-    __shared__ float dsum[FLASH_TILE];
+    __shared__ TcBackwardTiles shared[1];  // an array of one: the emulator poisons shared arrays
+    TcBackwardTiles &tiles = shared[0];
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: rows r0.., channels c0..
     auto qkv_row = [&](int t) { return head.qkv_row(t); };
-    load_query_side_bf16(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
+    load_query_side_bf16(tiles, qkv, dout, lse_all, dsum_all, head, q0);
     TileSum dq;
     wmma::fill_fragment(dq, 0.0f);
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads();
-        load_tile_bf16(k, qkv + C, qkv_row, k0, T, hs);
-        load_tile_bf16(v, qkv + 2 * C, qkv_row, k0, T, hs);
+        load_key_side_bf16(tiles, qkv, head, k0);
         __syncthreads();
-        tc_scores(p, ds, s, dp, q, k, v, g, lse, dsum, q0, k0, T, depth, scale);
+        tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
         for (int kk = 0; kk < FLASH_TILE; kk += 16) {  // over the tile's 32 keys
             RowsA ds_rows;
             RowsB k_rows;
-            wmma::load_matrix_sync(ds_rows, &ds[r0][kk], TC_PPAD);
-            wmma::load_matrix_sync(k_rows, &k[kk][c0], TC_PAD);
+            wmma::load_matrix_sync(ds_rows, &tiles.ds[r0][kk], TC_PPAD);
+            wmma::load_matrix_sync(k_rows, &tiles.k[kk][c0], TC_PAD);
             wmma::mma_sync(dq, ds_rows, k_rows, dq);
         }
     }
     __syncthreads();
-    wmma::store_matrix_sync(&result[r0][c0], dq, TC_OPAD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&tiles.result[r0][c0], dq, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv, qkv_row, result, q0, T, hs, scale);
+    store_tile(dqkv, qkv_row, tiles.result, q0, T, hs, scale);
 #endif
 }
 

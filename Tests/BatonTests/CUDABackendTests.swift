@@ -155,6 +155,29 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertFalse(bf16.stderr.contains("launch flash_forward_kernel\n"), "bf16 attention on CUDA cores")
     }
 
+    /// A training step reads nothing back from the device between its forward and backward passes:
+    /// the micro-batches' losses stay there until the step's end, read with one copy, and the
+    /// gradient norm (for clipping) is the other. Before, each forward pass ended in a copy that
+    /// made the host wait for the GPU before it could queue the backward pass.
+    func testATrainingStepReadsTheDeviceTwice() throws {
+        let library = try builtEmulator()
+        let run = try TestPaths.temporaryFolder("two-reads")
+        let result = try runBaton(["train", "--device", "cuda", "--layers", "2", "--heads", "2", "--embd", "32", "--seq-len", "16",
+                                   "--batch", "2", "--grad-accum", "3", "--steps", "1", "--eval-every", "0", "--save-every", "0",
+                                   "--out", run.path],
+                                  environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let calls = result.stderr.split(separator: "\n").filter { $0.hasPrefix("cuda emulator trace: ") }.map { String($0.dropFirst(21)) }
+        // The step: from its first kernel to AdamW's.
+        let first = try XCTUnwrap(calls.firstIndex(of: "launch encoder_forward_kernel"), result.stderr)
+        let update = try XCTUnwrap(calls.firstIndex(of: "launch adamw_kernel"), result.stderr)
+        let step = calls[first..<update]
+        XCTAssertEqual(step.filter { $0 == "launch softmax_crossentropy_kernel" }.count, 3, "three micro-batches")
+        XCTAssertEqual(step.filter { $0 == "memcpy device to host" }.count, 2, "the losses once, the gradient norm once")
+        let lastBackward = try XCTUnwrap(step.lastIndex(of: "launch encoder_backward_wte_kernel"))
+        XCTAssertNil(step[..<lastBackward].firstIndex(of: "memcpy device to host"), "a read before the last backward pass")
+    }
+
     /// The emulator refuses what a GPU refuses (launch limits, cuBLAS argument rules) and reports
     /// what is undefined on one (divergent barriers, shuffles with exited lanes, out-of-bounds
     /// access), and computes right what is right.

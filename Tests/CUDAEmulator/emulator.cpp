@@ -39,8 +39,9 @@ cudaError_t last_error = cudaSuccess;
 cudaError_t detail_error = cudaSuccess;
 std::string detail;
 
-// BATON_EMULATOR_TRACE=1: one line on stderr for each kernel launch and each cuBLAS call, so a
-// test can see which kernels a step runs (a fused op that quietly fell back shows).
+// BATON_EMULATOR_TRACE=1: one line on stderr for each kernel launch, cuBLAS call and
+// device-to-host copy, so a test can see which kernels a step runs (a fused op that quietly fell
+// back shows) and where the host waits for the device.
 void trace(const char *what, const char *name) {
     static const bool enabled = getenv("BATON_EMULATOR_TRACE") && *getenv("BATON_EMULATOR_TRACE") == '1';
     if (enabled) fprintf(stderr, "cuda emulator trace: %s %s\n", what, name);
@@ -492,6 +493,8 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     case cudaMemcpyDefault: valid = true; break;
     }
     if (!valid) return cudaErrorInvalidValue;
+    // A device-to-host copy is where the host waits for the GPU: traced, so a test can count them.
+    if (kind == cudaMemcpyDeviceToHost) trace("memcpy", "device to host");
     memmove(dst, src, bytes);
     return cudaSuccess;
 }

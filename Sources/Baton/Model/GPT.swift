@@ -12,6 +12,7 @@ public final class GPT {
     public internal(set) var gradients: Tensor
 
     private var activations: Activations?
+    private var stepLossBuffer: Tensor?
     /// Gradient accumulation's buffers, made at the first step that accumulates.
     lazy var gradientTree = GradientTree(model: self)
 
@@ -89,6 +90,15 @@ public final class GPT {
     /// ready for `backward()`: pass 1/accumulationSteps to average over micro-batches.
     @discardableResult
     public func forward(inputs: [Int32], targets: [Int32], B: Int, T: Int, lossScaleForBackward: Float? = nil) throws -> Float {
+        try forward(inputs: inputs, targets: targets, B: B, T: T, lossScaleForBackward: lossScaleForBackward, lossesInto: nil)
+        return GPT.meanLoss(try lastLosses()[...])
+    }
+
+    /// The forward pass without reading anything back: the B*T per-position losses stay on the
+    /// device, in `lossesInto` when given (a training step collects its micro-batches' losses
+    /// there and reads them once, after the last backward pass, so nothing waits for the GPU
+    /// between forward and backward), else where `lastLosses()` reads them.
+    func forward(inputs: [Int32], targets: [Int32], B: Int, T: Int, lossScaleForBackward: Float?, lossesInto: Tensor?) throws {
         try checkShape(tokenCount: inputs.count, B: B, T: T)
         precondition(targets.count == inputs.count)
         let a = try activations(B: B, T: T)
@@ -97,17 +107,34 @@ public final class GPT {
         try a.buckets.upload(EmbeddingBuckets(tokens: inputs, vocabularySize: config.vocabularySize), on: device)
         try forwardToLogits(a)
         let N = B * T
+        let losses = lossesInto ?? a.losses
+        precondition(losses.count >= N, "losses buffer too small")
         let dloss = lossScaleForBackward.map { $0 / Float(N) } ?? 0
-        try device.softmaxCrossEntropy(losses: a.losses, dlogits: lossScaleForBackward == nil ? nil : a.logits,
+        try device.softmaxCrossEntropy(losses: losses, dlogits: lossScaleForBackward == nil ? nil : a.logits,
                                        logits: a.logits, targets: a.targets, N: N, V: config.vocabularySize,
                                        paddedV: config.paddedVocabularySize, dloss: dloss)
-        let losses = try device.download(a.losses.slice(0, N))
-        var sum = 0.0
-        for loss in losses { sum += Double(loss) }
-        return Float(sum / Double(N))
     }
 
-    /// Per-position losses of the last forward pass, [B*T].
+    /// The mean of per-position losses, summed in order in double precision: every loss Baton
+    /// reports is this, whichever path read the losses back.
+    static func meanLoss(_ losses: ArraySlice<Float>) -> Float {
+        var sum = 0.0
+        for loss in losses { sum += Double(loss) }
+        return Float(sum / Double(losses.count))
+    }
+
+    /// A device buffer for a training step's per-position losses, `count` floats or more, kept
+    /// from step to step (so no step after the first allocates).
+    func stepLosses(count: Int) throws -> Tensor {
+        if let buffer = stepLossBuffer, buffer.count >= count { return buffer.slice(0, count) }
+        stepLossBuffer = nil
+        let fresh = try device.allocate(floats: count)
+        stepLossBuffer = fresh
+        return fresh
+    }
+
+    /// Per-position losses, [B*T], of the last `forward(...)` that returned a loss (a training
+    /// step keeps its own: see TrainingStep.accumulateGradients).
     public func lastLosses() throws -> [Float] {
         guard let a = activations else { return [] }
         return try device.download(a.losses.slice(0, a.B * a.T))

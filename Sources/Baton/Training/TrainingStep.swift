@@ -34,17 +34,21 @@ public enum TrainingStep {
 
     /// Forward and backward over the micro-batches, each backward scaled by `scale`, leaving the
     /// gradient sum in `model.gradients`: one micro-batch straight into it, several summed as a
-    /// pairwise tree (GradientTree). Returns the micro-batches' losses.
+    /// pairwise tree (GradientTree). Returns the micro-batches' losses, read back once at the end:
+    /// they stay on the device until then, so the host never waits for the GPU mid-step.
     static func accumulateGradients(model: GPT, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float) throws -> [Float] {
-        var losses: [Float] = []
+        let N = B * T
+        let losses = try model.stepLosses(count: microBatches.count * N)
         let tree = microBatches.count > 1 ? model.gradientTree : nil
         if let tree { try tree.begin() } else { try model.zeroGradients() }
-        for batch in microBatches {
-            losses.append(try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale))
+        for (index, batch) in microBatches.enumerated() {
+            try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale,
+                              lossesInto: losses.slice(index * N, N))
             try model.backward()
             try tree?.push()
         }
         try tree?.finish()
-        return losses
+        let values = try model.device.download(losses)
+        return (0..<microBatches.count).map { GPT.meanLoss(values[($0 * N)..<(($0 + 1) * N)]) }
     }
 }

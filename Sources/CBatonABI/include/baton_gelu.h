@@ -12,13 +12,7 @@
 
 #include <math.h>
 
-#ifndef BATON_HOST_DEVICE
-#ifdef __CUDACC__
-#define BATON_HOST_DEVICE __host__ __device__
-#else
-#define BATON_HOST_DEVICE
-#endif
-#endif
+#include "baton_host_device.h"
 
 #define BATON_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 

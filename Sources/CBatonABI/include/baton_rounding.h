@@ -10,13 +10,7 @@
 
 #include <stdint.h>
 
-#ifndef BATON_HOST_DEVICE
-#ifdef __CUDACC__
-#define BATON_HOST_DEVICE __host__ __device__
-#else
-#define BATON_HOST_DEVICE
-#endif
-#endif
+#include "baton_host_device.h"
 
 static inline BATON_HOST_DEVICE uint32_t baton_round_float_bits(uint32_t bits, int dropped) {
     uint32_t mask = ~((1u << dropped) - 1u);
