@@ -9,6 +9,7 @@ let benchSpec = CommandSpec(
         --warmup-steps N: unmeasured steps first (default 2)
         --batch B: batch size (default 12)
         --precision fp32|tf32|bf16: the matmuls' precision (default fp32)
+        --profile: then the same steps again with each op timed (waiting for the device after each): a table of ms per step by op
         --checkpoint DIR: instead: time saving and loading a checkpoint of the model in DIR (deleted after)
         --allreduce: instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast
         --tokenize FILE: instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads
@@ -52,10 +53,14 @@ func benchCommand(_ arguments: [String]) throws {
     let name = parsed.string("--precision") ?? "fp32"
     guard let precision = Precision(rawValue: name) else { throw UsageError("baton bench: --precision expects fp32, tf32 or bf16, got '\(name)'") }
     try device.setPrecision(precision)
-    let result = try Benchmark.run(model: model, batchSize: batch, steps: steps, warmupSteps: warmup, device: device)
+    let result = try Benchmark.run(model: model, batchSize: batch, steps: steps, warmupSteps: warmup, device: device, profile: parsed.flag("--profile"))
     print("bench: \(model.layers)L \(model.heads)H \(model.channels)C T=\(model.contextLength) B=\(batch) V=\(model.vocabularySize), \(result.parameters) parameters, \(precision.rawValue), \(device.summary)")
     print(String(format: "tokens_per_s: %.1f", result.tokensPerSecond))
     print(String(format: "ms_per_step: %.2f", result.secondsPerStep * 1000))
+    if let profile = result.profile {
+        print("profile: \(steps) more steps, each op waited for (so the ops add up to more than ms_per_step)")
+        for line in profile.report(steps: steps) { print(line) }
+    }
 }
 
 /// Tokens/s of the GPT-2 tokenizer on a text file: the median of `rounds` timed encodes (each

@@ -67,6 +67,27 @@ final class CommandLineTests: XCTestCase {
         XCTAssert(auto.stdout.contains("tokens_per_s:"), auto.stdout)
     }
 
+    /// `bench --profile` times each op of a step (the device waits after each): every op a step
+    /// runs is a row, with its calls per step, and the rows add up to the "all ops" line.
+    func testBenchProfileTimesEachOp() throws {
+        let layers = 3
+        let result = try runBaton(["bench", "--device", "cpu", "--layers", "\(layers)", "--heads", "2", "--embd", "32", "--seq-len", "16",
+                                   "--batch", "2", "--steps", "2", "--warmup-steps", "1", "--profile"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = result.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        func row(_ op: String) -> [String]? { rows.first { $0.first == op } }
+        let expectedCalls = ["linear_forward": 4 * layers, "matmul_gelu_backward": layers, "attention_forward": layers, "attention_backward": layers,
+                             "residual_layernorm_forward": 2 * layers, "layernorm_forward": 1, "layernorm_backward": 2 * layers + 1,
+                             "softmax_crossentropy": 1, "encoder_forward": 1, "encoder_backward": 1, "adamw_update": 1, "global_norm_squared": 1]
+        for (op, calls) in expectedCalls {
+            let cells = try XCTUnwrap(row(op), "no row for \(op): \(result.stdout)")
+            XCTAssertEqual(Double(cells[1]), Double(calls), "\(op) calls a step")
+        }
+        let opRows = rows.filter { $0.count == 4 && $0[3].hasSuffix("%") }
+        let sum = opRows.compactMap { Double($0[2]) }.reduce(0, +), total = try XCTUnwrap(Double(try XCTUnwrap(row("all")).last ?? ""))
+        XCTAssertEqual(sum, total, accuracy: 0.001 * Double(opRows.count) + 1e-9, "the rows add up to the total")
+    }
+
     func testHelpListsTheFlags() throws {
         let top = try runBaton(["--help"])
         XCTAssertEqual(top.status, 0)

@@ -98,6 +98,23 @@ public final class Device {
                                        detail: message.map { String(cString: $0) } ?? "\(what) failed")
     }
 
+    /// When set, every op waits for the device and is timed (OpProfiler): `baton bench --profile`.
+    public var profiler: OpProfiler?
+
+    /// Launches one op and checks it; with a profiler, also waits for it to finish and records
+    /// the time from launch to end under the op's name.
+    private func run(_ op: String, _ launch: () -> Void) throws {
+        guard let profiler else {
+            launch()
+            return try check(op)
+        }
+        let start = monotonicSeconds()
+        launch()
+        try check(op)
+        try synchronize()
+        profiler.record(op, seconds: monotonicSeconds() - start)
+    }
+
     private func require(_ status: baton_status, _ what: String) throws {
         if status != BATON_OK { try check(what) }
     }
@@ -158,47 +175,42 @@ public final class Device {
 
 
     public func fill(_ x: Tensor, with value: Float) throws {
-        ops.fill(context, x.pointer, value, Int64(x.count)); try check()
+        try run("fill") { ops.fill(context, x.pointer, value, Int64(x.count)) }
     }
 
     public func encoderForward(out: Tensor, tokens: TokenTensor, wte: Tensor, wpe: Tensor, B: Int, T: Int, C: Int) throws {
-        ops.encoder_forward(context, out.pointer, tokens.pointer, wte.pointer, wpe.pointer, Int32(B), Int32(T), Int32(C)); try check()
+        try run("encoder_forward") { ops.encoder_forward(context, out.pointer, tokens.pointer, wte.pointer, wpe.pointer, Int32(B), Int32(T), Int32(C)) }
     }
 
     /// `buckets`: the same tokens' rows grouped by token (EmbeddingBuckets, uploaded).
     public func encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: TokenTensor, buckets: DeviceBuckets, B: Int, T: Int,
                                 C: Int) throws {
-        ops.encoder_backward(context, dwte.pointer, dwpe.pointer, dout.pointer, tokens.pointer, buckets.rows.pointer, buckets.starts.pointer,
-                             Int32(buckets.count), Int32(B), Int32(T), Int32(C))
-        try check()
+        try run("encoder_backward") { ops.encoder_backward(context, dwte.pointer, dwpe.pointer, dout.pointer, tokens.pointer, buckets.rows.pointer, buckets.starts.pointer,
+                             Int32(buckets.count), Int32(B), Int32(T), Int32(C)) }
     }
 
     public func layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, input: Tensor, weight: Tensor, bias: Tensor, N: Int, C: Int) throws {
-        ops.layernorm_forward(context, out.pointer, mean.pointer, rstd.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(C))
-        try check()
+        try run("layernorm_forward") { ops.layernorm_forward(context, out.pointer, mean.pointer, rstd.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(C)) }
     }
 
     /// residual = a + b, then out = LayerNorm(residual) with its mean and rstd, in one op.
     public func residualLayernormForward(residual: Tensor, out: Tensor, mean: Tensor, rstd: Tensor, a: Tensor, b: Tensor, weight: Tensor,
                                          bias: Tensor, N: Int, C: Int) throws {
         precondition(residual.count >= N * C && out.count >= N * C && a.count >= N * C && b.count >= N * C, "residual_layernorm operand too small")
-        ops.residual_layernorm_forward(context, residual.pointer, out.pointer, mean.pointer, rstd.pointer, a.pointer, b.pointer, weight.pointer,
-                                       bias.pointer, Int32(N), Int32(C))
-        try check()
+        try run("residual_layernorm_forward") { ops.residual_layernorm_forward(context, residual.pointer, out.pointer, mean.pointer, rstd.pointer, a.pointer, b.pointer, weight.pointer,
+                                       bias.pointer, Int32(N), Int32(C)) }
     }
 
     public func layernormBackward(dinput: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, input: Tensor, weight: Tensor,
                                   mean: Tensor, rstd: Tensor, N: Int, C: Int) throws {
-        ops.layernorm_backward(context, dinput.pointer, dweight.pointer, dbias.pointer, dout.pointer, input.pointer, weight.pointer,
-                               mean.pointer, rstd.pointer, Int32(N), Int32(C))
-        try check()
+        try run("layernorm_backward") { ops.layernorm_backward(context, dinput.pointer, dweight.pointer, dbias.pointer, dout.pointer, input.pointer, weight.pointer,
+                               mean.pointer, rstd.pointer, Int32(N), Int32(C)) }
     }
 
     /// c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c
     public func matmul(c: Tensor, a: Tensor, b: Tensor, M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool, beta: Float) throws {
         precondition(c.count >= M * N && a.count >= M * K && b.count >= K * N, "matmul operand too small")
-        ops.matmul(context, c.pointer, a.pointer, b.pointer, Int32(M), Int32(N), Int32(K), transposeA ? 1 : 0, transposeB ? 1 : 0, beta)
-        try check()
+        try run("matmul") { ops.matmul(context, c.pointer, a.pointer, b.pointer, Int32(M), Int32(N), Int32(K), transposeA ? 1 : 0, transposeB ? 1 : 0, beta) }
     }
 
     /// out[N, outFeatures] = input @ weight + bias; with geluOut, also geluOut = GELU(out) (out keeps
@@ -207,9 +219,8 @@ public final class Device {
                               outFeatures: Int) throws {
         precondition(out.count >= N * outFeatures && (geluOut?.count ?? Int.max) >= N * outFeatures && input.count >= N * inFeatures
                      && weight.count >= inFeatures * outFeatures && bias.count >= outFeatures, "linear_forward operand too small")
-        ops.linear_forward(context, out.pointer, geluOut?.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(inFeatures),
-                           Int32(outFeatures))
-        try check()
+        try run("linear_forward") { ops.linear_forward(context, out.pointer, geluOut?.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(inFeatures),
+                           Int32(outFeatures)) }
     }
 
     /// dinput[N, inFeatures] = GELU'(preGelu) * (dout[N, outFeatures] @ weight^T): the gradient through a
@@ -217,17 +228,16 @@ public final class Device {
     public func matmulGeluBackward(dinput: Tensor, dout: Tensor, weight: Tensor, preGelu: Tensor, N: Int, inFeatures: Int, outFeatures: Int) throws {
         precondition(dinput.count >= N * inFeatures && preGelu.count >= N * inFeatures && dout.count >= N * outFeatures
                      && weight.count >= inFeatures * outFeatures, "matmul_gelu_backward operand too small")
-        ops.matmul_gelu_backward(context, dinput.pointer, dout.pointer, weight.pointer, preGelu.pointer, Int32(N), Int32(inFeatures),
-                                 Int32(outFeatures))
-        try check()
+        try run("matmul_gelu_backward") { ops.matmul_gelu_backward(context, dinput.pointer, dout.pointer, weight.pointer, preGelu.pointer, Int32(N), Int32(inFeatures),
+                                 Int32(outFeatures)) }
     }
 
     public func biasForward(out: Tensor, bias: Tensor, N: Int, OC: Int) throws {
-        ops.bias_forward(context, out.pointer, bias.pointer, Int32(N), Int32(OC)); try check()
+        try run("bias_forward") { ops.bias_forward(context, out.pointer, bias.pointer, Int32(N), Int32(OC)) }
     }
 
     public func biasBackward(dbias: Tensor, dout: Tensor, N: Int, OC: Int) throws {
-        ops.bias_backward(context, dbias.pointer, dout.pointer, Int32(N), Int32(OC)); try check()
+        try run("bias_backward") { ops.bias_backward(context, dbias.pointer, dout.pointer, Int32(N), Int32(OC)) }
     }
 
     /// Floats of `saved` (kept from the forward pass for the backward) and of `scratch` the
@@ -248,37 +258,34 @@ public final class Device {
     }
 
     public func attentionForward(out: Tensor, saved: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
-        ops.attention_forward(context, out.pointer, saved.pointer, qkv.pointer, scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
-        try check()
+        try run("attention_forward") { ops.attention_forward(context, out.pointer, saved.pointer, qkv.pointer, scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH)) }
     }
 
     /// `out` and `saved` are what attentionForward left.
     public func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, saved: Tensor, B: Int, T: Int, C: Int,
                                   NH: Int) throws {
-        ops.attention_backward(context, dqkv.pointer, scratch.pointer, dout.pointer, qkv.pointer, out.pointer, saved.pointer, Int32(B), Int32(T),
-                               Int32(C), Int32(NH))
-        try check()
+        try run("attention_backward") { ops.attention_backward(context, dqkv.pointer, scratch.pointer, dout.pointer, qkv.pointer, out.pointer, saved.pointer, Int32(B), Int32(T),
+                               Int32(C), Int32(NH)) }
     }
 
     public func geluForward(out: Tensor, input: Tensor) throws {
-        ops.gelu_forward(context, out.pointer, input.pointer, Int64(input.count)); try check()
+        try run("gelu_forward") { ops.gelu_forward(context, out.pointer, input.pointer, Int64(input.count)) }
     }
 
     public func geluBackward(dinput: Tensor, input: Tensor, dout: Tensor) throws {
-        ops.gelu_backward(context, dinput.pointer, input.pointer, dout.pointer, Int64(input.count)); try check()
+        try run("gelu_backward") { ops.gelu_backward(context, dinput.pointer, input.pointer, dout.pointer, Int64(input.count)) }
     }
 
     public func residualForward(out: Tensor, a: Tensor, b: Tensor) throws {
-        ops.residual_forward(context, out.pointer, a.pointer, b.pointer, Int64(a.count)); try check()
+        try run("residual_forward") { ops.residual_forward(context, out.pointer, a.pointer, b.pointer, Int64(a.count)) }
     }
 
     /// losses[n] = cross-entropy of row n over its first V of paddedV columns (nil: V); when
     /// dlogits is given it receives (softmax - onehot) * dloss, and 0 in the padded columns.
     public func softmaxCrossEntropy(losses: Tensor, dlogits: Tensor?, logits: Tensor, targets: TokenTensor, N: Int, V: Int, paddedV: Int? = nil,
                                     dloss: Float) throws {
-        ops.softmax_crossentropy(context, losses.pointer, dlogits?.pointer, logits.pointer, targets.pointer, Int32(N), Int32(V),
-                                 Int32(paddedV ?? V), dloss)
-        try check()
+        try run("softmax_crossentropy") { ops.softmax_crossentropy(context, losses.pointer, dlogits?.pointer, logits.pointer, targets.pointer, Int32(N), Int32(V),
+                                 Int32(paddedV ?? V), dloss) }
     }
 
     /// Sorted, disjoint element ranges in device memory: where AdamW's weight decay applies.
@@ -298,14 +305,13 @@ public final class Device {
     public func adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, learningRate: Float, beta1: Float, beta2: Float,
                             eps: Float, weightDecay: Float, gradScale: Float, step: Int, decayRanges: Ranges? = nil) throws {
         let ranges = decayRanges.map { UnsafePointer($0.buffer.pointer.assumingMemoryBound(to: Int64.self)) }
-        ops.adamw_update(context, params.pointer, grads.pointer, m.pointer, v.pointer, Int64(params.count), learningRate, beta1, beta2, eps,
-                         weightDecay, gradScale, Int64(step), ranges, Int32(decayRanges?.count ?? 0))
-        try check()
+        try run("adamw_update") { ops.adamw_update(context, params.pointer, grads.pointer, m.pointer, v.pointer, Int64(params.count), learningRate, beta1, beta2, eps,
+                         weightDecay, gradScale, Int64(step), ranges, Int32(decayRanges?.count ?? 0)) }
     }
 
     /// The sum of squares of x, as a host value (one small transfer).
     public func globalNormSquared(_ x: Tensor) throws -> Float {
-        ops.global_norm_squared(context, scalar.assumingMemoryBound(to: Float.self), x.pointer, Int64(x.count)); try check()
+        try run("global_norm_squared") { ops.global_norm_squared(context, scalar.assumingMemoryBound(to: Float.self), x.pointer, Int64(x.count)) }
         var result: Float = 0
         try require(table.pointee.copy_to_host(context, &result, scalar, 4), "global_norm_squared")
         return result

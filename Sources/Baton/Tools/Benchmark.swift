@@ -4,10 +4,12 @@ public enum Benchmark {
         public let tokensPerSecond: Double
         public let secondsPerStep: Double
         public let parameters: Int
+        /// With `profile`: the same steps again, each op timed (OpProfiler).
+        public let profile: OpProfiler?
     }
 
     public static func run(model config: GPTConfig, batchSize: Int, steps: Int, warmupSteps: Int, device: Device,
-                           seed: UInt64 = 1) throws -> Result {
+                           seed: UInt64 = 1, profile: Bool = false) throws -> Result {
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: seed)
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)
@@ -24,6 +26,17 @@ public enum Benchmark {
             if step >= warmupSteps { measured += monotonicSeconds() - start }
         }
         let perStep = measured / Double(steps)
-        return Result(tokensPerSecond: Double(count) / perStep, secondsPerStep: perStep, parameters: model.parameterCount)
+        var profiler: OpProfiler?
+        if profile {  // after the timed steps, so the tokens/s above are a normal step's
+            let attached = OpProfiler()
+            device.profiler = attached
+            defer { device.profiler = nil }
+            for step in 0..<steps {
+                _ = try TrainingStep.run(model: model, optimizer: optimizer, microBatches: [(inputs, targets)], B: batchSize, T: T,
+                                         learningRate: 1e-4, gradientClip: 1, updateNumber: warmupSteps + steps + step + 1)
+            }
+            profiler = attached
+        }
+        return Result(tokensPerSecond: Double(count) / perStep, secondsPerStep: perStep, parameters: model.parameterCount, profile: profiler)
     }
 }
