@@ -8,6 +8,7 @@
 //    of Sources/CBatonCPU/attention.c (q, k and v repacked into [B,NH,T,hs] blocks in scratch).
 // attention_sizes tells the model which buffers each needs.
 #include "common.cuh"
+#include "baton_rounding.h"
 
 #include <cuda_bf16.h>
 #include <mma.h>
@@ -395,51 +396,97 @@ __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const f
     }
 }
 
-// ---- flash on tensor cores (bf16) -------------------------------------------------------------
+// ---- flash on tensor cores (bf16, tf32) -----------------------------------------------------
 //
-// In bf16 mode (sm_80 and newer) the same three kernels do their tile products on bf16 tensor
-// cores with float32 sums (wmma, 16 x 16 x 16): q, k, v and dO are rounded to bfloat16 as they are
-// loaded, and so are the probabilities and dS before they multiply; the softmax, its statistics
-// (running max, sum, log-sum-exp) and every accumulation stay float32. Each product tile goes
-// through shared memory, so nothing depends on how a fragment is spread over the warp. The CPU's
-// twin (attention.c in bf16) rounds the same operands; it normalises the probabilities before
-// rounding them where these kernels round exp(score - running max), so the two agree to bf16's
-// precision, not bit for bit.
-constexpr int TC_PAD = FLASH_MAX_HS + 8;  // bf16 tile row stride: 144 bytes (a multiple of 16; rows 16 apart stay 32-byte aligned)
-constexpr int TC_SPAD = FLASH_TILE + 4;   // float32 score row stride: 36
-constexpr int TC_PPAD = FLASH_TILE + 8;   // bf16 probability row stride: 40
-constexpr int TC_OPAD = FLASH_MAX_HS + 4; // float32 product row stride: 68
+// In bf16 and tf32 mode (sm_80 and newer) the same three kernels do their tile products on tensor
+// cores with float32 sums (wmma: 16 x 16 x 16 in bf16, 16 x 16 x 8 in tf32): q, k, v and dO are
+// rounded to the precision as they are loaded, and so are the probabilities and dS before they
+// multiply; the softmax, its statistics (running max, sum, log-sum-exp) and every accumulation
+// stay float32. Each product tile goes through shared memory, so nothing depends on how a
+// fragment is spread over the warp. The CPU's twin (attention.c) rounds the same operands at the
+// same points and follows the forward pass's online softmax tile by tile.
 
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> TileSum;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> RowsA;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> ColumnsA;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> RowsB;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> ColumnsB;
+// One tensor-core precision: how operands sit in shared memory, wmma's element type and depth,
+// and the rounding of an operand (to nearest even, as the CPU's twin rounds).
+struct Bf16Products {
+    typedef __nv_bfloat16 Element;
+    typedef __nv_bfloat16 FragmentElement;
+    static constexpr int K = 16;                    // wmma's depth
+    static constexpr int PAD = FLASH_MAX_HS + 8;    // operand row stride: 144 bytes
+    static constexpr int PPAD = FLASH_TILE + 8;     // probability row stride: 80 bytes
+    __device__ static Element operand(float x) { return __float2bfloat16(x); }
+    template <class Fragment>
+    __device__ static void after_load(Fragment &) {}
+};
+struct Tf32Products {
+    typedef float Element;
+    typedef wmma::precision::tf32 FragmentElement;
+    static constexpr int K = 8;
+    static constexpr int PAD = FLASH_MAX_HS + 4;    // 272 bytes
+    static constexpr int PPAD = FLASH_TILE + 4;     // 144 bytes
+    __device__ static Element operand(float x) { return __uint_as_float(baton_round_float_bits(__float_as_uint(x), 13)); }
+    // wmma asks tf32 fragments to be converted after loading; the values are TF32 already, so this
+    // changes nothing (whatever rounding the conversion uses).
+    template <class Fragment>
+    __device__ static void after_load(Fragment &f) {
+        for (int i = 0; i < f.num_elements; i++) f.x[i] = wmma::__float_to_tf32(f.x[i]);
+    }
+};
+// Row strides of the float32 tiles: scores (144 bytes) and products (272 bytes). Every stride is
+// a multiple of 16 bytes and 16 rows of every tile a multiple of 32, as wmma's pointers need.
+constexpr int TC_SPAD = FLASH_TILE + 4;
+constexpr int TC_OPAD = FLASH_MAX_HS + 4;
 
-// Rows first..first+31 rounded to bfloat16, zeros past T and past hs (a head of 12 channels is one
-// 16-deep step with zeros).
-template <class Row>
-__device__ inline void load_tile_bf16(__nv_bfloat16 (*tile)[TC_PAD], const float *base, Row row, int first, int T, int hs) {
+template <class P>
+using TileSum = wmma::fragment<wmma::accumulator, 16, 16, P::K, float>;
+template <class P>
+using RowsA = wmma::fragment<wmma::matrix_a, 16, 16, P::K, typename P::FragmentElement, wmma::row_major>;
+template <class P>
+using ColumnsA = wmma::fragment<wmma::matrix_a, 16, 16, P::K, typename P::FragmentElement, wmma::col_major>;
+template <class P>
+using RowsB = wmma::fragment<wmma::matrix_b, 16, 16, P::K, typename P::FragmentElement, wmma::row_major>;
+template <class P>
+using ColumnsB = wmma::fragment<wmma::matrix_b, 16, 16, P::K, typename P::FragmentElement, wmma::col_major>;
+
+template <class P, class Fragment>
+__device__ inline void load_operand(Fragment &f, const typename P::Element *at, int ld) {
+    wmma::load_matrix_sync(f, at, ld);
+    P::after_load(f);
+}
+
+// Rows first..first+31 rounded to the precision, zeros past T and past hs (a head of 12 channels
+// is one step of depth with zeros).
+template <class P, class Row>
+__device__ inline void load_operand_tile(typename P::Element (*tile)[P::PAD], const float *base, Row row, int first, int T, int hs) {
     for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
         int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
-        tile[r][d] = __float2bfloat16((t < T && d < hs) ? base[row(t) + d] : 0.0f);
+        tile[r][d] = P::operand((t < T && d < hs) ? base[row(t) + d] : 0.0f);
     }
 }
 
-// out[r0.., c0..] (16 x 16, float32) = a[r0.., 0..depth) b[0..depth), c0..]^T for a and b both
-// [32 rows][channels] tiles: the scores q k^T (and dO v^T). depth: hs rounded up to 16.
-__device__ inline void tile_times_transposed(float (*out)[TC_SPAD], __nv_bfloat16 (*a)[TC_PAD], __nv_bfloat16 (*b)[TC_PAD], int r0, int c0,
-                                             int depth) {
-    TileSum sum;
+// out[r0.., c0..] (16 x 16, float32) = a[r0.., 0..depth) b[c0.., 0..depth)^T for two [32 rows][channels]
+// operand tiles: the scores q k^T (and dO v^T). depth: hs rounded up to 16.
+template <class P>
+__device__ inline void tile_times_transposed(float (*out)[TC_SPAD], typename P::Element (*a)[P::PAD], typename P::Element (*b)[P::PAD],
+                                             int r0, int c0, int depth) {
+    TileSum<P> sum;
     wmma::fill_fragment(sum, 0.0f);
-    for (int kk = 0; kk < depth; kk += 16) {
-        RowsA x;
-        ColumnsB y;  // b^T: element (d, key) is b[key][d]
-        wmma::load_matrix_sync(x, &a[r0][kk], TC_PAD);
-        wmma::load_matrix_sync(y, &b[c0][kk], TC_PAD);
+    for (int kk = 0; kk < depth; kk += P::K) {
+        RowsA<P> x;
+        ColumnsB<P> y;  // b^T: element (d, key) is b[key][d]
+        load_operand<P>(x, &a[r0][kk], P::PAD);
+        load_operand<P>(y, &b[c0][kk], P::PAD);
         wmma::mma_sync(sum, x, y, sum);
     }
     wmma::store_matrix_sync(&out[r0][c0], sum, TC_SPAD, wmma::mem_row_major);
+}
+
+// The probabilities' operand tile, in the scores' memory (`scores` is free by then: each kernel
+// reads every score into registers and passes a barrier before writing these).
+template <class P>
+__device__ inline typename P::Element (*probability_view(float (*scores)[TC_SPAD]))[P::PPAD] {
+    static_assert(sizeof(typename P::Element) * FLASH_TILE * P::PPAD <= sizeof(float) * FLASH_TILE * TC_SPAD, "fits in the scores");
+    return reinterpret_cast<typename P::Element (*)[P::PPAD]>(&scores[0][0]);
 }
 
 // Writes a 32 x 64 float32 tile from shared memory to rows of `base` (rows past T and channels
@@ -452,21 +499,28 @@ __device__ inline void store_tile(float *base, Row row, float (*tile)[TC_OPAD], 
     }
 }
 
+// The forward kernel's shared memory: 27.3 KB in bf16, 39.6 KB in tf32. Every member's size is a
+// multiple of 32 bytes, so each starts 256-bit aligned.
+template <class P>
+struct __align__(32) FlashForwardTiles {
+    typename P::Element q[FLASH_TILE][P::PAD], k[FLASH_TILE][P::PAD], v[FLASH_TILE][P::PAD];
+    float s[FLASH_TILE][TC_SPAD];    // the tile's scores, then its rounded exp(score - running max)
+    float pv[FLASH_TILE][TC_OPAD];   // the tile's p v
+    float correction[FLASH_TILE];    // each row's rescaling for this tile
+};
+
+template <class P>
 __global__ void flash_forward_tc_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap();  // bf16 tensor cores need sm_80; the host never launches this below it
+    __trap();  // tensor cores in bf16 and tf32 need sm_80; the host never launches this below it
 #else
-    __shared__ __align__(32) __nv_bfloat16 q[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 k[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) __nv_bfloat16 v[FLASH_TILE][TC_PAD];
-    __shared__ __align__(32) float s[FLASH_TILE][TC_SPAD];        // the tile's scores
-    __shared__ __align__(32) __nv_bfloat16 p[FLASH_TILE][TC_PPAD];  // exp(score - running max), rounded
-    __shared__ __align__(32) float pv[FLASH_TILE][TC_OPAD];       // the tile's p v
-    __shared__ float correction[FLASH_TILE];
+    __shared__ FlashForwardTiles<P> shared[1];  // an array of one: the emulator poisons shared arrays
+    FlashForwardTiles<P> &tiles = shared[0];
+    auto p = probability_view<P>(tiles.s);
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     auto qkv_row = [&](int t) { return head.qkv_row(t); };
-    load_tile_bf16(q, qkv, qkv_row, q0, T, hs);
+    load_operand_tile<P>(tiles.q, qkv, qkv_row, q0, T, hs);
     float m[FLASH_ROWS_PER_WARP], l[FLASH_ROWS_PER_WARP], acc[FLASH_ROWS_PER_WARP][FLASH_CHUNKS];
     #pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
@@ -478,46 +532,50 @@ __global__ void flash_forward_tc_kernel(float *out, float *lse, const float *qkv
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads();  // the previous tile's k, v, p and pv are no longer read
-        load_tile_bf16(k, qkv + C, qkv_row, k0, T, hs);
-        load_tile_bf16(v, qkv + 2 * C, qkv_row, k0, T, hs);
+        load_operand_tile<P>(tiles.k, qkv + C, qkv_row, k0, T, hs);
+        load_operand_tile<P>(tiles.v, qkv + 2 * C, qkv_row, k0, T, hs);
         __syncthreads();
-        if (warp < 4) tile_times_transposed(s, q, k, (warp / 2) * 16, (warp % 2) * 16, depth);  // 2 x 2 tiles of q k^T
+        if (warp < 4) tile_times_transposed<P>(tiles.s, tiles.q, tiles.k, (warp / 2) * 16, (warp % 2) * 16, depth);  // 2 x 2 tiles of q k^T
         __syncthreads();
         // The online softmax, in float32: warp w owns rows 4w..4w+3, lane the key.
+        float e[FLASH_ROWS_PER_WARP];
         #pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
-            float score = (t < T && key <= t) ? s[r][lane] * scale : -INFINITY;
-            float m_new = fmaxf(m[i], warp_max(score)), e = 0.0f, rescale = 1.0f;
+            float score = (t < T && key <= t) ? tiles.s[r][lane] * scale : -INFINITY;
+            float m_new = fmaxf(m[i], warp_max(score)), rescale = 1.0f;
+            e[i] = 0.0f;
             if (m_new != -INFINITY) {  // the same for every lane: a row past T has no keys at all
-                e = score == -INFINITY ? 0.0f : expf(score - m_new);
+                e[i] = score == -INFINITY ? 0.0f : expf(score - m_new);
                 rescale = expf(m[i] - m_new);  // 0 on the row's first tile (m = -inf)
-                l[i] = l[i] * rescale + warp_sum(e);
+                l[i] = l[i] * rescale + warp_sum(e[i]);
                 m[i] = m_new;
             }
-            p[r][lane] = __float2bfloat16(e);
-            if (lane == 0) correction[r] = rescale;
+            if (lane == 0) tiles.correction[r] = rescale;
         }
+        __syncthreads();  // every score read: the probabilities take their memory
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) p[warp * FLASH_ROWS_PER_WARP + i][lane] = P::operand(e[i]);
         __syncthreads();
         {  // pv = p v: 2 x 4 tiles of 16 rows x 16 channels, one a warp, 32 keys deep
             int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;
-            TileSum sum;
+            TileSum<P> sum;
             wmma::fill_fragment(sum, 0.0f);
-            for (int kk = 0; kk < FLASH_TILE; kk += 16) {
-                RowsA x;
-                RowsB y;
-                wmma::load_matrix_sync(x, &p[r0][kk], TC_PPAD);
-                wmma::load_matrix_sync(y, &v[kk][c0], TC_PAD);
+            for (int kk = 0; kk < FLASH_TILE; kk += P::K) {
+                RowsA<P> x;
+                RowsB<P> y;
+                load_operand<P>(x, &p[r0][kk], P::PPAD);
+                load_operand<P>(y, &tiles.v[kk][c0], P::PAD);
                 wmma::mma_sync(sum, x, y, sum);
             }
-            wmma::store_matrix_sync(&pv[r0][c0], sum, TC_OPAD, wmma::mem_row_major);
+            wmma::store_matrix_sync(&tiles.pv[r0][c0], sum, TC_OPAD, wmma::mem_row_major);
         }
         __syncthreads();
         #pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i;
             #pragma unroll
-            for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = acc[i][j] * correction[r] + pv[r][lane + 32 * j];
+            for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = acc[i][j] * tiles.correction[r] + tiles.pv[r][lane + 32 * j];
         }
     }
     #pragma unroll
@@ -534,50 +592,65 @@ __global__ void flash_forward_tc_kernel(float *out, float *lse, const float *qkv
 #endif
 }
 
-// The shared memory of both tensor-core backward kernels (41.7 KB). Every member's size is a
-// multiple of 32 bytes, so each starts 256-bit aligned, as wmma's pointers must.
-struct __align__(32) TcBackwardTiles {
-    __nv_bfloat16 q[FLASH_TILE][TC_PAD], k[FLASH_TILE][TC_PAD], v[FLASH_TILE][TC_PAD], g[FLASH_TILE][TC_PAD];  // g: dO
-    float s[FLASH_TILE][TC_SPAD], dp[FLASH_TILE][TC_SPAD];
-    __nv_bfloat16 p[FLASH_TILE][TC_PPAD], ds[FLASH_TILE][TC_PPAD];
-    float result[FLASH_TILE][TC_OPAD];
+// The shared memory of both backward kernels: 27.9 KB in bf16, 44.3 KB in tf32 (under the 48 KB a
+// block gets without opting in to more, because P and dS take the scores' and dP's memory and the
+// results take q's and k's once the loop is done).
+template <class P>
+struct __align__(32) FlashBackwardTiles {
+    typename P::Element q[FLASH_TILE][P::PAD], k[FLASH_TILE][P::PAD], v[FLASH_TILE][P::PAD], g[FLASH_TILE][P::PAD];  // g: dO
+    float s[FLASH_TILE][TC_SPAD], dp[FLASH_TILE][TC_SPAD];  // scores and dP, then P and dS (probability_view)
     float lse[FLASH_TILE], dsum[FLASH_TILE];
+    // A 32 x 64 float32 result tile in q's and k's memory, for after the loop.
+    __device__ float (*result())[TC_OPAD] {
+        static_assert(sizeof(float) * FLASH_TILE * TC_OPAD <= 2 * sizeof(q), "fits in q and k");
+        return reinterpret_cast<float (*)[TC_OPAD]>(&q[0][0]);
+    }
 };
 
-// The shared part of both backward kernels for one (query tile, key tile), q, dO, k, v loaded:
-// scores (warps 0-3) and dP = dO v^T (warps 4-7) on tensor cores, then P = exp(S - lse) and
-// dS = P (dP - D) in float32, rounded into p and ds (row: query, column: key).
-__device__ inline void tc_scores(TcBackwardTiles &t, int q0, int k0, int T, int depth, float scale) {
+// For one (query tile, key tile), q, dO, k, v loaded: the scores (warps 0-3) and dP = dO v^T
+// (warps 4-7) on tensor cores, then P = exp(S - lse) and dS = P (dP - D) in float32, rounded into
+// the probability views of s and dp (row: query, column: key).
+template <class P>
+__device__ inline void tc_scores(FlashBackwardTiles<P> &t, int q0, int k0, int T, int depth, float scale) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, quarter = warp % 4;
-    if (warp < 4) tile_times_transposed(t.s, t.q, t.k, (quarter / 2) * 16, (quarter % 2) * 16, depth);
-    else tile_times_transposed(t.dp, t.g, t.v, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    if (warp < 4) tile_times_transposed<P>(t.s, t.q, t.k, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    else tile_times_transposed<P>(t.dp, t.g, t.v, (quarter / 2) * 16, (quarter % 2) * 16, depth);
     __syncthreads();
+    float prob[FLASH_ROWS_PER_WARP], grad[FLASH_ROWS_PER_WARP];
     #pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
         int r = warp * FLASH_ROWS_PER_WARP + i, row = q0 + r, key = k0 + lane;
-        float prob = 0.0f, grad = 0.0f;
+        prob[i] = grad[i] = 0.0f;
         if (row < T && key <= row) {
-            prob = expf(t.s[r][lane] * scale - t.lse[r]);
-            grad = prob * (t.dp[r][lane] - t.dsum[r]);
+            prob[i] = expf(t.s[r][lane] * scale - t.lse[r]);
+            grad[i] = prob[i] * (t.dp[r][lane] - t.dsum[r]);
         }
-        t.p[r][lane] = __float2bfloat16(prob);
-        t.ds[r][lane] = __float2bfloat16(grad);
+    }
+    __syncthreads();  // every score and dP read: P and dS take their memory
+    auto p = probability_view<P>(t.s), ds = probability_view<P>(t.dp);
+    #pragma unroll
+    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+        int r = warp * FLASH_ROWS_PER_WARP + i;
+        p[r][lane] = P::operand(prob[i]);
+        ds[r][lane] = P::operand(grad[i]);
     }
 }
 
-// The key side of a backward tile in bf16: k and v rows k0..k0+31.
-__device__ inline void load_key_side_bf16(TcBackwardTiles &t, const float *qkv, const FlashHead &head, int k0) {
+// The key side of a backward tile: k and v rows k0..k0+31.
+template <class P>
+__device__ inline void load_key_side(FlashBackwardTiles<P> &t, const float *qkv, const FlashHead &head, int k0) {
     auto qkv_row = [&](int row) { return head.qkv_row(row); };
-    load_tile_bf16(t.k, qkv + head.C, qkv_row, k0, head.T, head.hs);
-    load_tile_bf16(t.v, qkv + 2 * head.C, qkv_row, k0, head.T, head.hs);
+    load_operand_tile<P>(t.k, qkv + head.C, qkv_row, k0, head.T, head.hs);
+    load_operand_tile<P>(t.v, qkv + 2 * head.C, qkv_row, k0, head.T, head.hs);
 }
 
-// The query side of a backward tile in bf16: q and dO rows q0..q0+31, their log-sum-exps and D.
-__device__ inline void load_query_side_bf16(TcBackwardTiles &t, const float *qkv, const float *dout, const float *lse_all,
-                                            const float *dsum_all, const FlashHead &head, int q0) {
+// The query side of a backward tile: q and dO rows q0..q0+31, their log-sum-exps and D.
+template <class P>
+__device__ inline void load_query_side(FlashBackwardTiles<P> &t, const float *qkv, const float *dout, const float *lse_all,
+                                       const float *dsum_all, const FlashHead &head, int q0) {
     int T = head.T, hs = head.hs;
-    load_tile_bf16(t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0, T, hs);
-    load_tile_bf16(t.g, dout, [&](int row) { return head.out_row(row); }, q0, T, hs);
+    load_operand_tile<P>(t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0, T, hs);
+    load_operand_tile<P>(t.g, dout, [&](int row) { return head.out_row(row); }, q0, T, hs);
     if (threadIdx.x < FLASH_TILE) {
         int row = q0 + threadIdx.x;
         t.lse[threadIdx.x] = row < T ? lse_all[(long long)blockIdx.y * T + row] : 0.0f;
@@ -587,85 +660,103 @@ __device__ inline void load_query_side_bf16(TcBackwardTiles &t, const float *qkv
 
 // dK and dV of one key tile, summed over the query tiles in order, in fragments that stay in the
 // warps across the loop: warp w owns the 16 x 16 tile (w / 4, w % 4) of both [32 keys][64 channels].
+template <class P>
 __global__ void flash_backward_dkdv_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
                                               int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
-    __shared__ TcBackwardTiles shared[1];  // an array of one: the emulator poisons shared arrays
-    TcBackwardTiles &tiles = shared[0];
+    __shared__ FlashBackwardTiles<P> shared[1];  // an array of one: the emulator poisons shared arrays
+    FlashBackwardTiles<P> &tiles = shared[0];
+    auto p = probability_view<P>(tiles.s), ds = probability_view<P>(tiles.dp);
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: keys r0.., channels c0..
-    auto qkv_row = [&](int t) { return head.qkv_row(t); };
-    load_key_side_bf16(tiles, qkv, head, k0);
-    TileSum dk, dv;
+    load_key_side(tiles, qkv, head, k0);
+    TileSum<P> dk, dv;
     wmma::fill_fragment(dk, 0.0f);
     wmma::fill_fragment(dv, 0.0f);
     for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
         __syncthreads();
-        load_query_side_bf16(tiles, qkv, dout, lse_all, dsum_all, head, q0);
+        load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0);
         __syncthreads();
         tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
-        for (int kk = 0; kk < FLASH_TILE; kk += 16) {  // over the tile's 32 queries
-            ColumnsA pt, dst;  // P^T and dS^T: element (key, query) is p[query][key]
-            RowsB dout_rows, q_rows;
-            wmma::load_matrix_sync(pt, &tiles.p[kk][r0], TC_PPAD);
-            wmma::load_matrix_sync(dout_rows, &tiles.g[kk][c0], TC_PAD);
+        for (int kk = 0; kk < FLASH_TILE; kk += P::K) {  // over the tile's 32 queries
+            ColumnsA<P> pt, dst;  // P^T and dS^T: element (key, query) is p[query][key]
+            RowsB<P> dout_rows, q_rows;
+            load_operand<P>(pt, &p[kk][r0], P::PPAD);
+            load_operand<P>(dout_rows, &tiles.g[kk][c0], P::PAD);
             wmma::mma_sync(dv, pt, dout_rows, dv);
-            wmma::load_matrix_sync(dst, &tiles.ds[kk][r0], TC_PPAD);
-            wmma::load_matrix_sync(q_rows, &tiles.q[kk][c0], TC_PAD);
+            load_operand<P>(dst, &ds[kk][r0], P::PPAD);
+            load_operand<P>(q_rows, &tiles.q[kk][c0], P::PAD);
             wmma::mma_sync(dk, dst, q_rows, dk);
         }
     }
+    auto result = tiles.result();
+    auto qkv_row = [&](int t) { return head.qkv_row(t); };
     __syncthreads();
-    wmma::store_matrix_sync(&tiles.result[r0][c0], dk, TC_OPAD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&result[r0][c0], dk, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv + C, qkv_row, tiles.result, k0, T, hs, scale);
+    store_tile(dqkv + C, qkv_row, result, k0, T, hs, scale);
     __syncthreads();
-    wmma::store_matrix_sync(&tiles.result[r0][c0], dv, TC_OPAD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&result[r0][c0], dv, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv + 2 * C, qkv_row, tiles.result, k0, T, hs, 1.0f);
+    store_tile(dqkv + 2 * C, qkv_row, result, k0, T, hs, 1.0f);
 #endif
 }
 
 // dQ of one query tile, summed over the key tiles up to the diagonal in order: warp w owns the
 // 16 x 16 tile (w / 4, w % 4) of [32 rows][64 channels].
+template <class P>
 __global__ void flash_backward_dq_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
                                             int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
-    __shared__ TcBackwardTiles shared[1];  // an array of one: the emulator poisons shared arrays
-    TcBackwardTiles &tiles = shared[0];
+    __shared__ FlashBackwardTiles<P> shared[1];
+    FlashBackwardTiles<P> &tiles = shared[0];
+    auto ds = probability_view<P>(tiles.dp);
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: rows r0.., channels c0..
-    auto qkv_row = [&](int t) { return head.qkv_row(t); };
-    load_query_side_bf16(tiles, qkv, dout, lse_all, dsum_all, head, q0);
-    TileSum dq;
+    load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0);
+    TileSum<P> dq;
     wmma::fill_fragment(dq, 0.0f);
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads();
-        load_key_side_bf16(tiles, qkv, head, k0);
+        load_key_side(tiles, qkv, head, k0);
         __syncthreads();
         tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
-        for (int kk = 0; kk < FLASH_TILE; kk += 16) {  // over the tile's 32 keys
-            RowsA ds_rows;
-            RowsB k_rows;
-            wmma::load_matrix_sync(ds_rows, &tiles.ds[r0][kk], TC_PPAD);
-            wmma::load_matrix_sync(k_rows, &tiles.k[kk][c0], TC_PAD);
+        for (int kk = 0; kk < FLASH_TILE; kk += P::K) {  // over the tile's 32 keys
+            RowsA<P> ds_rows;
+            RowsB<P> k_rows;
+            load_operand<P>(ds_rows, &ds[r0][kk], P::PPAD);
+            load_operand<P>(k_rows, &tiles.k[kk][c0], P::PAD);
             wmma::mma_sync(dq, ds_rows, k_rows, dq);
         }
     }
+    auto result = tiles.result();
     __syncthreads();
-    wmma::store_matrix_sync(&tiles.result[r0][c0], dq, TC_OPAD, wmma::mem_row_major);
+    wmma::store_matrix_sync(&result[r0][c0], dq, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv, qkv_row, tiles.result, q0, T, hs, scale);
+    store_tile(dqkv, [&](int t) { return head.qkv_row(t); }, result, q0, T, hs, scale);
 #endif
+}
+
+// The three kernels in one precision.
+template <class P>
+static void flash_tc_forward(dim3 grid, float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
+    flash_forward_tc_kernel<P><<<grid, FLASH_THREADS>>>(out, lse, qkv, T, C, NH, scale);
+}
+template <class P>
+static void flash_tc_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dout, const float *qkv, const float *lse,
+                              const float *dsum, int T, int C, int NH, float scale) {
+    flash_backward_dkdv_tc_kernel<P><<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+    check_launch(ctx, "attention_backward");
+    flash_backward_dq_tc_kernel<P><<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
 }
 
 // BATON_ATTENTION=materialized keeps the scores even where flash attention applies: for
@@ -680,8 +771,8 @@ static bool flash_allowed() {
 
 static bool uses_flash(int C, int NH) { return C / NH <= FLASH_MAX_HS && flash_allowed(); }
 
-// Flash attention's products on bf16 tensor cores: in bf16 mode, on sm_80 and newer.
-static bool uses_tensor_cores(baton_context *ctx) { return ctx->precision == BATON_PRECISION_BF16 && ctx->compute_major >= 8; }
+// Flash attention's products on tensor cores: in bf16 and tf32 mode, on sm_80 and newer.
+static bool uses_tensor_cores(baton_context *ctx) { return ctx->precision != BATON_PRECISION_FP32 && ctx->compute_major >= 8; }
 
 void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
     if (uses_flash(C, NH)) {
@@ -697,8 +788,9 @@ void attention_forward(baton_context *ctx, float *out, float *saved, const float
     if (!uses_flash(C, NH)) return materialized_forward(ctx, out, saved, qkv, scratch, B, T, C, NH);
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
     float scale = 1.0f / sqrtf((float)(C / NH));
-    if (uses_tensor_cores(ctx)) flash_forward_tc_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, scale);
-    else flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, scale);
+    if (!uses_tensor_cores(ctx)) flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, scale);
+    else if (ctx->precision == BATON_PRECISION_BF16) flash_tc_forward<Bf16Products>(grid, out, saved, qkv, T, C, NH, scale);
+    else flash_tc_forward<Tf32Products>(grid, out, saved, qkv, T, C, NH, scale);
     check_launch(ctx, "attention_forward");
 }
 
@@ -710,9 +802,8 @@ void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const f
     check_launch(ctx, "attention_backward");
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
     if (uses_tensor_cores(ctx)) {
-        flash_backward_dkdv_tc_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
-        check_launch(ctx, "attention_backward");
-        flash_backward_dq_tc_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+        if (ctx->precision == BATON_PRECISION_BF16) flash_tc_backward<Bf16Products>(ctx, grid, dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+        else flash_tc_backward<Tf32Products>(ctx, grid, dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
     } else {
         flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
         check_launch(ctx, "attention_backward");

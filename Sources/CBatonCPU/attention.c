@@ -3,15 +3,18 @@
  * Forward:  S = Q K^T / sqrt(hs), P = softmax(S) row by row over t2 <= t (zero above), out = P V.
  * Backward: dP = dO V^T, dS = P * (dP - rowsum(P * dP)) / sqrt(hs), dQ = dS K, dK = dS^T Q,
  *           dV = P^T dO.  (The upper triangle of P is zero, so dS is zero there too.)
- * In bf16 every product's operands are rounded to bfloat16 first (see head_operands). */
+ * In bf16 and tf32 every product's operands are rounded to the precision first (see head_operands). */
 #include "kernels.h"
+#include "baton_rounding.h"
+#include <string.h>
 #include <cblas.h>
 #include <math.h>
 
 #define ATTENTION_MAX_HS 64 /* the widest head the GPU's flash kernels take */
 
 typedef struct {
-    float *out, *att, *dqkv, *scratch; const float *qkv, *dout, *att_in; int B, T, C, NH, bf16;
+    float *out, *att, *dqkv, *scratch; const float *qkv, *dout, *att_in; int B, T, C, NH;
+    int dropped; /* the products' operands lose this many low bits (16: bf16, 13: tf32; 0: float32 products) */
 } attention_args;
 
 /* Where (batch, head) bh starts in a [B,T,width] tensor: width 3C for qkv (its q; k and v follow
@@ -20,22 +23,30 @@ static int64_t head_start(const attention_args *a, int64_t bh, int width) {
     return (bh / a->NH) * a->T * width + (bh % a->NH) * (a->C / a->NH);
 }
 
-/* In bf16 the products take bfloat16 operands, as the GPU's tensor-core kernels do: q, k, v, dO
- * and the probabilities and dS rounded (to nearest even), the sums float32. The head's operands
- * are rounded into its own part of scratch, after the B*NH*T*T floats of dS:
+/* In bf16 and tf32 the products take operands of that precision, as the GPU's tensor-core kernels
+ * do: q, k, v, dO and the probabilities and dS rounded (to nearest even), the sums float32. The
+ * head's operands are rounded into its own part of scratch, after the B*NH*T*T floats of dS:
  * [q | k | v | dO], each [T, hs] with rows hs apart. */
+static float round_operand(float x, int dropped) {
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    bits = baton_round_float_bits(bits, dropped);
+    memcpy(&x, &bits, 4);
+    return x;
+}
+
 static float *rounded_operands(const attention_args *a, int64_t bh) {
     int hs = a->C / a->NH;
     return a->scratch + (int64_t)a->B * a->NH * a->T * a->T + bh * 4 * (int64_t)a->T * hs;
 }
 
-static void round_rows(float *dst, const float *src, int rows, int cols, int src_stride) {
+static void round_rows(float *dst, const float *src, int rows, int cols, int src_stride, int dropped) {
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) dst[(int64_t)r * cols + c] = baton_round_bf16(src[(int64_t)r * src_stride + c]);
+        for (int c = 0; c < cols; c++) dst[(int64_t)r * cols + c] = round_operand(src[(int64_t)r * src_stride + c], dropped);
 }
 
-/* The head's q, k, v (and dO when given), rounded; *ld becomes the operands' row stride. Without
- * bf16 they are used in place, by stride. */
+/* The head's q, k, v (and dO when given), rounded; *ld becomes the operands' row stride. With
+ * float32 products they are used in place, by stride. */
 static void head_operands(const attention_args *a, int64_t bh, const float **q, const float **k, const float **v, const float **dout,
                           int *ld, int *ld_dout) {
     int T = a->T, C = a->C, hs = C / a->NH, C3 = 3 * C;
@@ -44,16 +55,16 @@ static void head_operands(const attention_args *a, int64_t bh, const float **q, 
     *v = *q + 2 * C;
     *ld = C3;
     if (dout) { *dout = a->dout + head_start(a, bh, C); *ld_dout = C; }
-    if (!a->bf16) return;
+    if (!a->dropped) return;
     float *r = rounded_operands(a, bh);
     int64_t size = (int64_t)T * hs;
-    round_rows(r, *q, T, hs, C3);
-    round_rows(r + size, *k, T, hs, C3);
-    round_rows(r + 2 * size, *v, T, hs, C3);
+    round_rows(r, *q, T, hs, C3, a->dropped);
+    round_rows(r + size, *k, T, hs, C3, a->dropped);
+    round_rows(r + 2 * size, *v, T, hs, C3, a->dropped);
     *q = r; *k = r + size; *v = r + 2 * size;
     *ld = hs;
     if (dout) {
-        round_rows(r + 3 * size, *dout, T, hs, C);
+        round_rows(r + 3 * size, *dout, T, hs, C, a->dropped);
         *dout = r + 3 * size;
         *ld_dout = hs;
     }
@@ -87,12 +98,12 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* bf16: the tensor-core flash kernel's arithmetic, row by row. Keys in tiles of 32 with a running
- * max m and sum l; each tile's exp(score - m) rounded to bfloat16 before it multiplies v, the
+/* bf16 and tf32: the tensor-core flash kernel's arithmetic, row by row. Keys in tiles of 32 with a running
+ * max m and sum l; each tile's exp(score - m) rounded to the precision before it multiplies v, the
  * output rescaled as m moves and divided by l at the end. The probabilities kept for the
  * backward pass are exp(score - log-sum-exp), as the GPU's backward pass recomputes them. */
 #define ATTENTION_TILE 32
-static void attention_forward_heads_bf16(void *p, int64_t begin, int64_t end) {
+static void attention_forward_heads_rounded(void *p, int64_t begin, int64_t end) {
     attention_args *a = p;
     int T = a->T, C = a->C, hs = C / a->NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -115,7 +126,7 @@ static void attention_forward_heads_bf16(void *p, int64_t begin, int64_t end) {
                 for (int j = 0; j < keys; j++) {
                     e[j] = expf(row[k0 + j] - m_new);
                     sum += e[j];
-                    e[j] = baton_round_bf16(e[j]);
+                    e[j] = round_operand(e[j], a->dropped);
                 }
                 l = l * rescale + sum;
                 m = m_new;
@@ -132,10 +143,11 @@ static void attention_forward_heads_bf16(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* bf16 products where the GPU's tensor-core flash kernels run: in bf16, heads of up to 64
- * channels (wider heads keep float32 scores on a GPU too). */
-static int uses_bf16_products(const baton_context *ctx, int C, int NH) {
-    return ctx->precision == BATON_PRECISION_BF16 && C / NH <= ATTENTION_MAX_HS;
+/* Rounded products where the GPU's tensor-core flash kernels run: in bf16 and tf32, heads of up
+ * to 64 channels (wider heads keep float32 scores on a GPU too). The bits an operand loses. */
+static int product_rounding(const baton_context *ctx, int C, int NH) {
+    if (C / NH > ATTENTION_MAX_HS) return 0;
+    return ctx->precision == BATON_PRECISION_BF16 ? 16 : ctx->precision == BATON_PRECISION_TF32 ? 13 : 0;
 }
 
 /* saved: the probabilities [B,NH,T,T]; scratch: dS, as large, then the rounded operands of bf16
@@ -146,8 +158,8 @@ void cpu_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *s
 }
 
 void attention_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
-    attention_args a = {out, att, NULL, scratch, qkv, NULL, NULL, B, T, C, NH, uses_bf16_products(ctx, C, NH)};
-    parallel_for(ctx, (int64_t)B * NH, 1, a.bf16 ? attention_forward_heads_bf16 : attention_forward_heads, &a);
+    attention_args a = {out, att, NULL, scratch, qkv, NULL, NULL, B, T, C, NH, product_rounding(ctx, C, NH)};
+    parallel_for(ctx, (int64_t)B * NH, 1, a.dropped ? attention_forward_heads_rounded : attention_forward_heads, &a);
 }
 
 static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
@@ -161,12 +173,12 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
         float *dq = a->dqkv + head_start(a, bh, C3), *dk = dq + C, *dv = dq + 2 * C;
         const float *prob = a->att_in + bh * T * T;
         float *ds = a->scratch + bh * T * T;
-        if (a->bf16) {  /* dV from the rounded probabilities, before ds holds dS */
-            round_rows(ds, prob, T, T, T);
+        if (a->dropped) {  /* dV from the rounded probabilities, before ds holds dS */
+            round_rows(ds, prob, T, T, T, a->dropped);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, dout, ld_dout, 0.0f, dv, C3);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, ld_dout, v, ld, 0.0f, ds, T);  /* dP */
-        if (a->bf16) {
+        if (a->dropped) {
             /* As the GPU: D = rowsum(dO * O) in float32, dS = P (dP - D) rounded, the scale applied
              * to the products' sums. */
             const float *o = a->out + head_start(a, bh, C), *g = a->dout + head_start(a, bh, C);
@@ -174,7 +186,7 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
                 const float *prow = prob + (int64_t)t * T;
                 float *row = ds + (int64_t)t * T, dot = 0.0f;
                 for (int d = 0; d < hs; d++) dot += g[(int64_t)t * C + d] * o[(int64_t)t * C + d];
-                for (int t2 = 0; t2 <= t; t2++) row[t2] = baton_round_bf16(prow[t2] * (row[t2] - dot));
+                for (int t2 = 0; t2 <= t; t2++) row[t2] = round_operand(prow[t2] * (row[t2] - dot), a->dropped);
                 for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
             }
         } else {
@@ -187,15 +199,15 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
                 for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
             }
         }
-        float ds_scale = a->bf16 ? scale : 1.0f;
+        float ds_scale = a->dropped ? scale : 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, ds_scale, ds, T, k, ld, 0.0f, dq, C3);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, ds_scale, ds, T, q, ld, 0.0f, dk, C3);
-        if (!a->bf16) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, prob, T, dout, ld_dout, 0.0f, dv, C3);
+        if (!a->dropped) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, prob, T, dout, ld_dout, 0.0f, dv, C3);
     }
 }
 
 void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
                         const float *att, int B, int T, int C, int NH) {
-    attention_args a = {(float *)out, NULL, dqkv, scratch, qkv, dout, att, B, T, C, NH, uses_bf16_products(ctx, C, NH)};
+    attention_args a = {(float *)out, NULL, dqkv, scratch, qkv, dout, att, B, T, C, NH, product_rounding(ctx, C, NH)};
     parallel_for(ctx, (int64_t)B * NH, 1, attention_backward_heads, &a);
 }

@@ -27,9 +27,9 @@ final class PrecisionTests: XCTestCase {
         XCTAssertGreaterThan(nans, 1, "the fixture holds NaNs")
     }
 
-    /// Attention in bf16 on the CPU is the tensor-core flash kernels' twin: its products take
-    /// bfloat16 operands, so it differs from fp32 attention, by about bf16's precision; heads wider
-    /// than the flash kernels take (float32 scores on a GPU too) stay float32.
+    /// Attention in bf16 and tf32 on the CPU is the tensor-core flash kernels' twin: its products
+    /// take operands of that precision, so it differs from fp32 attention, by about the precision;
+    /// heads wider than the flash kernels take (float32 scores on a GPU too) stay float32.
     func testBF16AttentionRoundsItsProductsAndStaysClose() throws {
         func run(_ precision: Precision, C: Int, NH: Int) throws -> (out: [Float], dqkv: [Float]) {
             let device = Device.cpu(threads: 2)
@@ -49,11 +49,14 @@ final class PrecisionTests: XCTestCase {
             try device.attentionBackward(dqkv: dqkv, scratch: scratch, dout: dout, qkv: qkv, out: out, saved: saved, B: B, T: T, C: C, NH: NH)
             return (try device.download(out), try device.download(dqkv))
         }
-        let fp32 = try run(.fp32, C: 128, NH: 4), bf16 = try run(.bf16, C: 128, NH: 4)
-        for (name, a, b) in [("out", bf16.out, fp32.out), ("dqkv", bf16.dqkv, fp32.dqkv)] {
-            let error = SelfTest.relativeError(a, b)
-            XCTAssertGreaterThan(error, 1e-5, "bf16 attention's \(name) must differ from fp32's (its operands are rounded)")
-            XCTAssertLessThan(error, 2e-2, "bf16 attention's \(name) stays within bf16's precision of fp32's")
+        let fp32 = try run(.fp32, C: 128, NH: 4)
+        for (precision, low, high) in [(Precision.bf16, 1e-5, 2e-2), (.tf32, 1e-6, 5e-3)] {
+            let rounded = try run(precision, C: 128, NH: 4)
+            for (name, a, b) in [("out", rounded.out, fp32.out), ("dqkv", rounded.dqkv, fp32.dqkv)] {
+                let error = SelfTest.relativeError(a, b)
+                XCTAssertGreaterThan(error, low, "\(precision) attention's \(name) must differ from fp32's (its operands are rounded)")
+                XCTAssertLessThan(error, high, "\(precision) attention's \(name) stays within its precision of fp32's")
+            }
         }
         let wide32 = try run(.fp32, C: 192, NH: 2), wide16 = try run(.bf16, C: 192, NH: 2)  // heads of 96 channels
         XCTAssertEqual(wide16.out.map(\.bitPattern), wide32.out.map(\.bitPattern))

@@ -1,8 +1,9 @@
 import CBatonABI
 
-/// How matmuls compute (baton_precision in baton_backend.h): fp32; tf32 (inputs rounded to TF32,
-/// float32 sums: TF32 tensor cores); bf16 (inputs rounded to bfloat16, float32 sums, fresh
-/// outputs rounded to bfloat16: bf16 tensor cores). Every other op is float32 in every mode, and
+/// How products compute (baton_precision in baton_backend.h): fp32; tf32 (matmul and attention
+/// operands rounded to TF32, float32 sums: TF32 tensor cores); bf16 (operands rounded to bfloat16,
+/// float32 sums, fresh matmul outputs rounded to bfloat16: bf16 tensor cores). Softmax, LayerNorm,
+/// GELU, the loss and AdamW are float32 in every mode, and
 /// storage stays float32, so checkpoints are the same in every precision. The CPU rounds at the
 /// same points as a GPU, so a bf16 run on the CPU is the GPU's twin.
 public enum Precision: String, CaseIterable, Codable, Sendable {
@@ -19,8 +20,8 @@ public enum Precision: String, CaseIterable, Codable, Sendable {
     public var summary: String {
         switch self {
         case .fp32: return "fp32"
-        case .tf32: return "tf32 (matmul inputs rounded to TF32, float32 sums)"
-        case .bf16: return "bf16 (matmul inputs and outputs rounded to bfloat16, float32 sums; float32 weights, moments and storage)"
+        case .tf32: return "tf32 (matmul and attention operands rounded to TF32, float32 sums)"
+        case .bf16: return "bf16 (matmul and attention operands and matmul outputs rounded to bfloat16, float32 sums; float32 weights, moments and storage)"
         }
     }
 }

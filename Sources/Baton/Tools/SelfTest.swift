@@ -121,11 +121,12 @@ public struct SelfTest {
     /// the inputs' rounding may differ as for tf32. The GPU's first run measures how close they come.
     public static let matmulLimit: [Precision: Double] = [.fp32: 1e-4, .tf32: 5e-3, .bf16: 1e-2]
 
-    /// Attention's limit per precision: float32 in fp32 and tf32; in bf16 the GPU's tensor-core
+    /// Attention's limit per precision: float32 in fp32; in tf32 and bf16 the GPU's tensor-core
     /// kernels and the CPU's twin round q, k, v, dO, the probabilities and dS at the same points,
-    /// but a GPU sums the scores in another order, so a rounded probability or dS can land one bf16
-    /// step (2^-8) away, as a matmul's output can (measured on the emulator, which sums as the CPU: 1e-5).
-    public static let attentionLimit: [Precision: Double] = [.fp32: 1e-4, .tf32: 1e-4, .bf16: 1e-2]
+    /// but a GPU sums the scores in another order, so a rounded probability or dS can land one step
+    /// of the precision away, as a matmul's output can: the matmul's limits (measured on the
+    /// emulator, which sums as the CPU: 1e-5 and below).
+    public static let attentionLimit: [Precision: Double] = [.fp32: 1e-4, .tf32: 5e-3, .bf16: 1e-2]
 
     /// Every op at `shape`, with both devices' matmuls in `precision` (fp32 again afterwards).
     public mutating func opChecks(_ shape: OpShape, precision: Precision = .fp32) throws -> [Row] {

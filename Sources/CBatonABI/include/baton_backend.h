@@ -47,7 +47,7 @@ typedef struct baton_context_options {
 } baton_context_options;
 
 /* How products compute (set on a context with set_precision; fp32 until then): the matmul and
- * linear ops, and in bf16 attention's products; every other op computes in fp32 in every mode.
+ * linear ops, and attention's products; every other op computes in fp32 in every mode.
  *  - FP32: float32 products and sums.
  *  - TF32: matmul inputs rounded to TF32 (10 mantissa bits, round to nearest even), products
  *          summed in float32: TF32 tensor cores on a GPU.
@@ -55,8 +55,9 @@ typedef struct baton_context_options {
  *          summed in float32 (bf16 tensor cores), and a fresh output (beta = 0: an activation or
  *          an activation's gradient) rounded to bfloat16 as if stored so (the linear ops: once, at
  *          their end); an accumulated output (beta = 1: a weight's gradient) stays float32.
- *          Attention (heads of up to 64 channels) rounds q, k, v, dO, the probabilities and dS
- *          before they multiply, its softmax float32 (see attention.c). Storage stays float32. */
+ *          Storage stays float32.
+ *  In TF32 and BF16, attention (heads of up to 64 channels) rounds q, k, v, dO, the
+ *  probabilities and dS to the precision before they multiply, its softmax float32 (attention.c). */
 typedef enum baton_precision {
     BATON_PRECISION_FP32 = 0,
     BATON_PRECISION_TF32 = 1,
