@@ -57,7 +57,7 @@ final class FiniteDifferenceTests: XCTestCase {
         }
         let dwte = try tensor([Float](repeating: 0, count: V * C)), dwpe = try tensor([Float](repeating: 0, count: T * C))
         var buckets = try DeviceBuckets(device: device, rows: ids.count)
-        try buckets.upload(EmbeddingBuckets(tokens: ids, vocabularySize: V), on: device)
+        try buckets.upload(try EmbeddingBuckets(tokens: ids, vocabularySize: V), on: device)
         try device.encoderBackward(dwte: dwte, dwpe: dwpe, dout: try tensor(w), tokens: tok, buckets: buckets, B: B, T: T, C: C)
         try checkGradient("dwte", x: wte, analytic: try device.download(dwte)) { try loss($0, wpe) }
         try checkGradient("dwpe", x: wpe, analytic: try device.download(dwpe)) { try loss(wte, $0) }

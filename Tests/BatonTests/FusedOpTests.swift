@@ -15,14 +15,18 @@ final class FusedOpTests: XCTestCase {
         return t
     }
 
-    func testBucketsGroupRowsByTokenInRowOrder() {
-        let buckets = EmbeddingBuckets(tokens: [4, 1, 4, 0, 1, 4], vocabularySize: 6)
+    func testBucketsGroupRowsByTokenInRowOrder() throws {
+        let buckets = try EmbeddingBuckets(tokens: [4, 1, 4, 0, 1, 4], vocabularySize: 6)
         XCTAssertEqual(buckets.rows, [3, 1, 4, 0, 2, 5])  // token 0: row 3; token 1: rows 1, 4; token 4: rows 0, 2, 5
         XCTAssertEqual(buckets.starts, [0, 1, 3, 6])
         XCTAssertEqual(buckets.count, 3)
-        let empty = EmbeddingBuckets(tokens: [], vocabularySize: 3)
+        let empty = try EmbeddingBuckets(tokens: [], vocabularySize: 3)
         XCTAssertEqual(empty.count, 0)
         XCTAssertEqual(empty.starts, [0])
+        // A token the embedding has no row for is an error naming it, not a crash.
+        XCTAssertThrowsError(try EmbeddingBuckets(tokens: [1, 3], vocabularySize: 3)) { error in
+            XCTAssert("\(error)".contains("token 3 at position 1"), "\(error)")
+        }
     }
 
     func testResidualLayernormIsTheTwoOpsBitForBit() throws {
@@ -111,7 +115,7 @@ final class FusedOpTests: XCTestCase {
         let tokens = try device.allocate(tokens: ids.count)
         try device.upload(tokens: ids, to: tokens)
         var buckets = try DeviceBuckets(device: device, rows: ids.count)
-        try buckets.upload(EmbeddingBuckets(tokens: ids, vocabularySize: V), on: device)
+        try buckets.upload(try EmbeddingBuckets(tokens: ids, vocabularySize: V), on: device)
         let dwteOut = try tensor(dwteStart), dwpeOut = try tensor(dwpeStart)
         try device.encoderBackward(dwte: dwteOut, dwpe: dwpeOut, dout: try tensor(dout), tokens: tokens, buckets: buckets, B: B, T: T, C: C)
         XCTAssertEqual(try device.download(dwteOut).map(\.bitPattern), dwte.map(\.bitPattern))

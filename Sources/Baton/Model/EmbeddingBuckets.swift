@@ -10,11 +10,14 @@ public struct EmbeddingBuckets: Equatable {
 
     public var count: Int { starts.count - 1 }
 
-    /// A counting sort over the vocabulary: O(rows + vocabulary), stable.
-    public init(tokens: [Int32], vocabularySize: Int) {
+    /// A counting sort over the vocabulary: O(rows + vocabulary), stable. A token outside the
+    /// vocabulary is an error (the embedding has no row for it).
+    public init(tokens: [Int32], vocabularySize: Int) throws {
         var counts = [Int32](repeating: 0, count: vocabularySize + 1)
-        for token in tokens {
-            precondition(token >= 0 && Int(token) < vocabularySize, "token \(token) outside the vocabulary")
+        for (row, token) in tokens.enumerated() {
+            guard token >= 0 && Int(token) < vocabularySize else {
+                throw BatonError("token \(token) at position \(row) of the batch is not below the vocabulary size \(vocabularySize)")
+            }
             counts[Int(token) + 1] += 1
         }
         var starts: [Int32] = [0]

@@ -104,7 +104,7 @@ public final class GPT {
         let a = try activations(B: B, T: T)
         try device.upload(tokens: inputs, to: a.inputs)
         try device.upload(tokens: targets, to: a.targets)
-        try a.buckets.upload(EmbeddingBuckets(tokens: inputs, vocabularySize: config.vocabularySize), on: device)
+        try a.buckets.upload(try EmbeddingBuckets(tokens: inputs, vocabularySize: config.vocabularySize), on: device)
         try forwardToLogits(a)
         let N = B * T
         let losses = lossesInto ?? a.losses

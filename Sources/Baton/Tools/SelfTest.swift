@@ -165,7 +165,7 @@ public struct SelfTest {
             return [o]
         })
         // The token embedding's gradient adds each token's rows in row order on every backend: the same bits.
-        let buckets = EmbeddingBuckets(tokens: tokenValues, vocabularySize: V)
+        let buckets = try EmbeddingBuckets(tokens: tokenValues, vocabularySize: V)
         for (part, limit) in [("wte", 0.0), ("wpe", 1e-4)] {
             rows.append(try compare("encoder_backward, \(part)", limit: limit) { d, input, out in
                 let dw1 = try out(V * C, dwteStart), dw2 = try out(T * C, dwpeStart)
