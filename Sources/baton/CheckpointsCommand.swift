@@ -3,7 +3,7 @@ import Foundation
 
 let checkpointsSpec = CommandSpec(
     name: "checkpoints", summary: "List a run's checkpoints: step, epoch, loss, size, and whether every file verifies.",
-    usage: "baton checkpoints RUN", options: [])
+    usage: "baton checkpoints RUN", options: [], takesArguments: true)
 
 func checkpointsCommand(_ arguments: [String]) throws {
     guard let parsed = try checkpointsSpec.parse(arguments) else { return }

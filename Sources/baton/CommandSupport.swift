@@ -8,12 +8,18 @@ struct CommandSpec {
     let summary: String
     let usage: String
     let options: [Option]
+    /// Whether the command takes arguments besides its flags (files, a run folder); where it takes
+    /// none, a stray word is a usage error rather than silently ignored.
+    var takesArguments = false
 
     func parse(_ arguments: [String]) throws -> ParsedArguments? {
         let parsed = try ParsedArguments(command: name, arguments: arguments, options: options + [helpOption])
         if parsed.flag("--help") {
             print(helpText(command: name, summary: summary, usage: usage, options: options + [helpOption]))
             return nil
+        }
+        if !takesArguments, let stray = parsed.positionals.first {
+            throw UsageError("baton \(name): unexpected argument '\(stray)' (see baton \(name) --help)")
         }
         return parsed
     }

@@ -7,7 +7,7 @@ let evalSpec = CommandSpec(
     options: options("""
         --data FILE: token shard to evaluate on (required)
         --sequences N: number of consecutive sequences from the start of FILE (default 100)
-        """) + deviceOptions)
+        """) + deviceOptions, takesArguments: true)
 
 func evalCommand(_ arguments: [String]) throws {
     guard let parsed = try evalSpec.parse(arguments) else { return }

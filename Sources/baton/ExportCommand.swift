@@ -7,7 +7,7 @@ let exportSpec = CommandSpec(
     options: options("""
         --hf DIR: the folder to write (required)
         --overwrite: replace DIR if it exists (only once the new folder is complete)
-        """))
+        """), takesArguments: true)
 
 func exportCommand(_ arguments: [String]) throws {
     guard let parsed = try exportSpec.parse(arguments) else { return }

@@ -3,7 +3,7 @@ import Foundation
 
 let inspectSpec = CommandSpec(
     name: "inspect", summary: "Print a checkpoint's training state and its tensors' names and shapes.",
-    usage: "baton inspect PATH   (a checkpoint folder, a run folder (its newest good checkpoint) or a .safetensors file)", options: [])
+    usage: "baton inspect PATH   (a checkpoint folder, a run folder (its newest good checkpoint) or a .safetensors file)", options: [], takesArguments: true)
 
 func inspectCommand(_ arguments: [String]) throws {
     guard let parsed = try inspectSpec.parse(arguments) else { return }

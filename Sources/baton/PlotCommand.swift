@@ -9,7 +9,7 @@ let plotSpec = CommandSpec(
         --x step|tokens: x axis: optimizer steps (default) or tokens seen
         --log-y: logarithmic loss axis
         --smoothing X: moving-average weight of the smoothed curve, 0 to 1 (default 0.9)
-        """))
+        """), takesArguments: true)
 
 func plotCommand(_ arguments: [String]) throws {
     guard let parsed = try plotSpec.parse(arguments) else { return }

@@ -12,7 +12,7 @@ let prepareSpec = CommandSpec(
         --shard-tokens N: BPE: tokens per shard (default 100000000, as llm.c)
         --val-tokens N: BPE: tokens for validation, taken first (default: the first shard, as llm.c)
         --threads N: BPE: tokenizer threads (default: one per core)
-        """))
+        """), takesArguments: true)
 
 func prepareCommand(_ arguments: [String]) throws {
     guard let parsed = try prepareSpec.parse(arguments) else { return }

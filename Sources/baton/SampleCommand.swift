@@ -12,7 +12,7 @@ let sampleSpec = CommandSpec(
         --seed N: sampling seed (default 42)
         --tokenizer bytes|gpt2|DIR: default: the one the data was prepared with, else the vocabulary's (256: bytes, 50257: GPT-2)
         --stop-at-eot: stop after <|endoftext|> (GPT-2 tokenizers)
-        """) + deviceOptions)
+        """) + deviceOptions, takesArguments: true)
 
 func sampleCommand(_ arguments: [String]) throws {
     guard let parsed = try sampleSpec.parse(arguments) else { return }

@@ -80,7 +80,6 @@ func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Override
 
 func trainCommand(_ arguments: [String]) throws {
     guard let parsed = try trainSpec.parse(arguments) else { return }
-    if let stray = parsed.positionals.first { throw UsageError("baton train: unexpected argument '\(stray)' (see baton train --help)") }
     let resume = parsed.string("--resume").map(ResumeRequest.init)
     if resume == nil, parsed.string("--data") == nil, !FileManager.default.fileExists(atPath: TrainingConfig().dataFolder) {
         throw BatonError("--data: the default data set \(TrainingConfig().dataFolder) is not here; run from the repository root or pass --data DIR")

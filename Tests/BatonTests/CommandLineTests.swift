@@ -44,6 +44,11 @@ final class CommandLineTests: XCTestCase {
         try assertOneLineError(["frobnicate"], mentions: ["frobnicate", "baton --help"], status: 2)
         try assertOneLineError(["sample"], mentions: ["PATH"], status: 2)
         try assertOneLineError(["eval", "somewhere"], mentions: ["--data"], status: 2)
+        // A word where a command takes none (a value given to a switch, a typo) is refused, not ignored.
+        for command in ["train", "bench", "selftest", "torture"] {
+            try assertOneLineError([command, "3"], mentions: ["unexpected argument '3'", "baton \(command) --help"], status: 2)
+        }
+        try assertOneLineError(["bench", "--profile", "yes"], mentions: ["unexpected argument 'yes'"], status: 2)
     }
 
     func testBadDataIsNamed() throws {
