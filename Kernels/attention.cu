@@ -160,13 +160,19 @@ struct FlashHead {
     __device__ long long out_row(int t) const { return ((long long)b * T + t) * C + (long long)h * hs; }
 };
 
-// Copies rows first..first+31 (of `stride`-apart rows starting at base + row(t)) into tile, zeros past T.
-template <class Row>
-__device__ inline void load_tile(float (*tile)[FLASH_PAD], const float *base, Row row, int first, int T, int hs) {
+// Copies rows first..first+31 (row t starts at base + row(t)) into tile, each value through
+// `convert` (float32 as it is, or rounded to a tensor-core precision), zeros past T and past hs.
+template <class Element, int Pad, class Row, class Convert>
+__device__ inline void load_rows(Element (*tile)[Pad], const float *base, Row row, int first, int T, int hs, Convert convert) {
     for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
         int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
-        tile[r][d] = (t < T && d < hs) ? base[row(t) + d] : 0.0f;
+        tile[r][d] = convert((t < T && d < hs) ? base[row(t) + d] : 0.0f);
     }
+}
+
+template <class Row>
+__device__ inline void load_tile(float (*tile)[FLASH_PAD], const float *base, Row row, int first, int T, int hs) {
+    load_rows(tile, base, row, first, T, hs, [](float x) { return x; });
 }
 
 // dot[i] = sum over d of a[first + i][d] * b[d] for the warp's rows i, d ascending: the lane's
@@ -258,63 +264,82 @@ __global__ void flash_row_dot_kernel(float *dsum, const float *dout, const float
     if (lane == 0) dsum[row] = sum;
 }
 
+// The shared memory of both float32 backward kernels (42 KB).
+struct FlashFloatBackwardTiles {
+    float q[FLASH_TILE][FLASH_PAD], k[FLASH_TILE][FLASH_PAD], v[FLASH_TILE][FLASH_PAD], g[FLASH_TILE][FLASH_PAD];  // g: dO
+    float p[FLASH_TILE][FLASH_TILE + 1], ds[FLASH_TILE][FLASH_TILE + 1];
+    float lse[FLASH_TILE], dsum[FLASH_TILE];
+};
+
 // For one (query tile, key tile): P = exp(S - lse) and dS = P (dP - D), where S = scale q k and
 // dP = dO v; entry (row r of the warp's 4, key = lane) into p and ds.
-__device__ inline void flash_scores(float (*p)[FLASH_TILE + 1], float (*ds)[FLASH_TILE + 1], float (*q)[FLASH_PAD],
-                                    float (*k)[FLASH_PAD], float (*v)[FLASH_PAD], float (*dout)[FLASH_PAD],
-                                    const float *lse, const float *dsum, int q0, int k0, int T, int hs, float scale) {
+__device__ inline void flash_scores(FlashFloatBackwardTiles &t, int q0, int k0, int T, int hs, float scale) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float scores[FLASH_ROWS_PER_WARP], dprobs[FLASH_ROWS_PER_WARP];
-    rows_dot(scores, q, warp * FLASH_ROWS_PER_WARP, k[lane], hs);
-    rows_dot(dprobs, dout, warp * FLASH_ROWS_PER_WARP, v[lane], hs);
+    rows_dot(scores, t.q, warp * FLASH_ROWS_PER_WARP, t.k[lane], hs);
+    rows_dot(dprobs, t.g, warp * FLASH_ROWS_PER_WARP, t.v[lane], hs);
     #pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
-        int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
+        int r = warp * FLASH_ROWS_PER_WARP + i, row = q0 + r, key = k0 + lane;
         float prob = 0.0f, grad = 0.0f;
-        if (t < T && key <= t) {
-            prob = expf(scores[i] * scale - lse[r]);
-            grad = prob * (dprobs[i] - dsum[r]);
+        if (row < T && key <= row) {
+            prob = expf(scores[i] * scale - t.lse[r]);
+            grad = prob * (dprobs[i] - t.dsum[r]);
         }
-        p[r][lane] = prob;
-        ds[r][lane] = grad;
+        t.p[r][lane] = prob;
+        t.ds[r][lane] = grad;
     }
 }
 
-// The query side of a backward tile: q and dO rows q0..q0+31, with their log-sum-exps and D.
-__device__ inline void load_query_side(float (*q)[FLASH_PAD], float (*g)[FLASH_PAD], float *lse, float *dsum, const float *qkv,
-                                       const float *dout, const float *lse_all, const float *dsum_all, const FlashHead &head, int q0) {
-    int T = head.T, hs = head.hs;
-    load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
-    load_tile(g, dout, [&](int t) { return head.out_row(t); }, q0, T, hs);
+// The key side of a backward tile: k and v rows k0..k0+31, for either kind of tiles.
+template <class Tiles, class Load>
+__device__ inline void load_key_side(Tiles &t, const float *qkv, const FlashHead &head, int k0, Load load) {
+    auto qkv_row = [&](int row) { return head.qkv_row(row); };
+    load(t.k, qkv + head.C, qkv_row, k0);
+    load(t.v, qkv + 2 * head.C, qkv_row, k0);
+}
+
+// The query side of a backward tile: q and dO rows q0..q0+31, their log-sum-exps and D.
+template <class Tiles, class Load>
+__device__ inline void load_query_side(Tiles &t, const float *qkv, const float *dout, const float *lse_all, const float *dsum_all,
+                                       const FlashHead &head, int q0, Load load) {
+    int T = head.T;
+    load(t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0);
+    load(t.g, dout, [&](int row) { return head.out_row(row); }, q0);
     if (threadIdx.x < FLASH_TILE) {
-        int t = q0 + threadIdx.x;
-        lse[threadIdx.x] = t < T ? lse_all[(long long)blockIdx.y * T + t] : 0.0f;
-        dsum[threadIdx.x] = t < T ? dsum_all[(long long)blockIdx.y * T + t] : 0.0f;
+        int row = q0 + threadIdx.x;
+        t.lse[threadIdx.x] = row < T ? lse_all[(long long)blockIdx.y * T + row] : 0.0f;
+        t.dsum[threadIdx.x] = row < T ? dsum_all[(long long)blockIdx.y * T + row] : 0.0f;
     }
 }
+
+// Loads float32 rows into the float32 kernels' tiles.
+struct FloatRows {
+    const FlashHead &head;
+    template <class Row>
+    __device__ void operator()(float (*tile)[FLASH_PAD], const float *base, Row row, int first) const {
+        load_tile(tile, base, row, first, head.T, head.hs);
+    }
+};
 
 // One block per (key tile, b*NH + h): dK and dV of its 32 keys, summed over the query tiles at
 // or below the diagonal in query order. Warp w owns keys 4w..4w+3, lane the channels lane, lane+32.
 __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
                                            int T, int C, int NH, float scale) {
-    __shared__ float q[FLASH_TILE][FLASH_PAD];
-    __shared__ float k[FLASH_TILE][FLASH_PAD];
-    __shared__ float v[FLASH_TILE][FLASH_PAD];
-    __shared__ float g[FLASH_TILE][FLASH_PAD];  // dO
-    __shared__ float p[FLASH_TILE][FLASH_TILE + 1];
-    __shared__ float ds[FLASH_TILE][FLASH_TILE + 1];
-    __shared__ float lse[FLASH_TILE];
-    __shared__ float dsum[FLASH_TILE];
+    __shared__ FlashFloatBackwardTiles shared[1];  // an array of one: the emulator poisons shared arrays
+    FlashFloatBackwardTiles &tiles = shared[0];
+    auto &q = tiles.q, &g = tiles.g;
+    auto &p = tiles.p, &ds = tiles.ds;
     FlashHead head(blockIdx.y, T, C, NH);
+    FloatRows load{head};
     int hs = head.hs, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    load_tile(k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
-    load_tile(v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+    load_key_side(tiles, qkv, head, k0, load);
     float dk[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {}, dv[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
     for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
         __syncthreads();
-        load_query_side(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
+        load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
         __syncthreads();
-        flash_scores(p, ds, q, k, v, g, lse, dsum, q0, k0, T, hs, scale);
+        flash_scores(tiles, q0, k0, T, hs, scale);
         __syncthreads();
         #pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
@@ -351,25 +376,21 @@ __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const
 // diagonal in key order. Warp w owns rows 4w..4w+3, lane the channels lane, lane+32.
 __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
                                          int T, int C, int NH, float scale) {
-    __shared__ float q[FLASH_TILE][FLASH_PAD];
-    __shared__ float k[FLASH_TILE][FLASH_PAD];
-    __shared__ float v[FLASH_TILE][FLASH_PAD];
-    __shared__ float g[FLASH_TILE][FLASH_PAD];  // dO
-    __shared__ float p[FLASH_TILE][FLASH_TILE + 1];
-    __shared__ float ds[FLASH_TILE][FLASH_TILE + 1];
-    __shared__ float lse[FLASH_TILE];
-    __shared__ float dsum[FLASH_TILE];
+    __shared__ FlashFloatBackwardTiles shared[1];
+    FlashFloatBackwardTiles &tiles = shared[0];
+    auto &k = tiles.k;
+    auto &ds = tiles.ds;
     FlashHead head(blockIdx.y, T, C, NH);
+    FloatRows load{head};
     int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    load_query_side(q, g, lse, dsum, qkv, dout, lse_all, dsum_all, head, q0);
+    load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
     float dq[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads();
-        load_tile(k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
-        load_tile(v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+        load_key_side(tiles, qkv, head, k0, load);
         __syncthreads();
-        flash_scores(p, ds, q, k, v, g, lse, dsum, q0, k0, T, hs, scale);
+        flash_scores(tiles, q0, k0, T, hs, scale);
         __syncthreads();
         #pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
@@ -458,10 +479,7 @@ __device__ inline void load_operand(Fragment &f, const typename P::Element *at, 
 // is one step of depth with zeros).
 template <class P, class Row>
 __device__ inline void load_operand_tile(typename P::Element (*tile)[P::PAD], const float *base, Row row, int first, int T, int hs) {
-    for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
-        int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
-        tile[r][d] = P::operand((t < T && d < hs) ? base[row(t) + d] : 0.0f);
-    }
+    load_rows(tile, base, row, first, T, hs, [](float x) { return P::operand(x); });
 }
 
 // out[r0.., c0..] (16 x 16, float32) = a[r0.., 0..depth) b[c0.., 0..depth)^T for two [32 rows][channels]
@@ -636,27 +654,15 @@ __device__ inline void tc_scores(FlashBackwardTiles<P> &t, int q0, int k0, int T
     }
 }
 
-// The key side of a backward tile: k and v rows k0..k0+31.
+// Loads float32 rows into a tensor-core kernel's operand tiles, rounded to precision P.
 template <class P>
-__device__ inline void load_key_side(FlashBackwardTiles<P> &t, const float *qkv, const FlashHead &head, int k0) {
-    auto qkv_row = [&](int row) { return head.qkv_row(row); };
-    load_operand_tile<P>(t.k, qkv + head.C, qkv_row, k0, head.T, head.hs);
-    load_operand_tile<P>(t.v, qkv + 2 * head.C, qkv_row, k0, head.T, head.hs);
-}
-
-// The query side of a backward tile: q and dO rows q0..q0+31, their log-sum-exps and D.
-template <class P>
-__device__ inline void load_query_side(FlashBackwardTiles<P> &t, const float *qkv, const float *dout, const float *lse_all,
-                                       const float *dsum_all, const FlashHead &head, int q0) {
-    int T = head.T, hs = head.hs;
-    load_operand_tile<P>(t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0, T, hs);
-    load_operand_tile<P>(t.g, dout, [&](int row) { return head.out_row(row); }, q0, T, hs);
-    if (threadIdx.x < FLASH_TILE) {
-        int row = q0 + threadIdx.x;
-        t.lse[threadIdx.x] = row < T ? lse_all[(long long)blockIdx.y * T + row] : 0.0f;
-        t.dsum[threadIdx.x] = row < T ? dsum_all[(long long)blockIdx.y * T + row] : 0.0f;
+struct OperandRows {
+    const FlashHead &head;
+    template <class Row>
+    __device__ void operator()(typename P::Element (*tile)[P::PAD], const float *base, Row row, int first) const {
+        load_operand_tile<P>(tile, base, row, first, head.T, head.hs);
     }
-}
+};
 
 // dK and dV of one key tile, summed over the query tiles in order, in fragments that stay in the
 // warps across the loop: warp w owns the 16 x 16 tile (w / 4, w % 4) of both [32 keys][64 channels].
@@ -672,13 +678,14 @@ __global__ void flash_backward_dkdv_tc_kernel(float *dqkv, const float *dout, co
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: keys r0.., channels c0..
-    load_key_side(tiles, qkv, head, k0);
+    OperandRows<P> load{head};
+    load_key_side(tiles, qkv, head, k0, load);
     TileSum<P> dk, dv;
     wmma::fill_fragment(dk, 0.0f);
     wmma::fill_fragment(dv, 0.0f);
     for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
         __syncthreads();
-        load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0);
+        load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
         __syncthreads();
         tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
@@ -720,13 +727,14 @@ __global__ void flash_backward_dq_tc_kernel(float *dqkv, const float *dout, cons
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: rows r0.., channels c0..
-    load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0);
+    OperandRows<P> load{head};
+    load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
     TileSum<P> dq;
     wmma::fill_fragment(dq, 0.0f);
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads();
-        load_key_side(tiles, qkv, head, k0);
+        load_key_side(tiles, qkv, head, k0, load);
         __syncthreads();
         tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
