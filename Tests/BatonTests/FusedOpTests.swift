@@ -29,6 +29,21 @@ final class FusedOpTests: XCTestCase {
         }
     }
 
+    /// Every forward pass (training, evaluation, sampling's logits) refuses a token the embedding
+    /// has no row for, naming it, before any kernel reads the embedding.
+    func testAForwardPassRefusesATokenOutsideTheVocabulary() throws {
+        let model = try GPT(config: GPTConfig(contextLength: 4, vocabularySize: 10, layers: 1, heads: 2, channels: 8), device: device)
+        try model.initializeParameters(seed: 1)
+        let inputs: [Int32] = [1, 2, 10, 3], targets: [Int32] = [2, 3, 3, 4]
+        for scale in [nil, Float(1)] {
+            XCTAssertThrowsError(try model.forward(inputs: inputs, targets: targets, B: 1, T: 4, lossScaleForBackward: scale)) { error in
+                XCTAssert("\(error)".contains("token 10 at position 2"), "\(error)")
+            }
+        }
+        XCTAssertThrowsError(try model.logits(inputs: inputs, B: 1, T: 4))
+        XCTAssertNoThrow(try model.forward(inputs: [1, 2, 9, 3], targets: targets, B: 1, T: 4, lossScaleForBackward: 1))
+    }
+
     func testResidualLayernormIsTheTwoOpsBitForBit() throws {
         let N = 37, C = 96
         let a = try tensor(random(N * C)), b = try tensor(random(N * C)), weight = try tensor(random(C)), bias = try tensor(random(C))

@@ -10,16 +10,19 @@ public struct EmbeddingBuckets: Equatable {
 
     public var count: Int { starts.count - 1 }
 
+    /// Every token has a row in an embedding of `vocabularySize` rows, or the error names the first that has not.
+    public static func checkInVocabulary(_ tokens: [Int32], vocabularySize: Int) throws {
+        if let row = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocabularySize }) {
+            throw BatonError("token \(tokens[row]) at position \(row) of the batch is not below the vocabulary size \(vocabularySize)")
+        }
+    }
+
     /// A counting sort over the vocabulary: O(rows + vocabulary), stable. A token outside the
     /// vocabulary is an error (the embedding has no row for it).
     public init(tokens: [Int32], vocabularySize: Int) throws {
+        try EmbeddingBuckets.checkInVocabulary(tokens, vocabularySize: vocabularySize)
         var counts = [Int32](repeating: 0, count: vocabularySize + 1)
-        for (row, token) in tokens.enumerated() {
-            guard token >= 0 && Int(token) < vocabularySize else {
-                throw BatonError("token \(token) at position \(row) of the batch is not below the vocabulary size \(vocabularySize)")
-            }
-            counts[Int(token) + 1] += 1
-        }
+        for token in tokens { counts[Int(token) + 1] += 1 }
         var starts: [Int32] = [0]
         for token in 0..<vocabularySize {
             counts[token + 1] += counts[token]  // counts[token] is now where the token's group begins

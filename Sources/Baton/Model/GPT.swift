@@ -101,10 +101,13 @@ public final class GPT {
     func forward(inputs: [Int32], targets: [Int32], B: Int, T: Int, lossScaleForBackward: Float?, lossesInto: Tensor?) throws {
         try checkShape(tokenCount: inputs.count, B: B, T: T)
         precondition(targets.count == inputs.count)
+        // Only backward() reads the buckets; building them checks the tokens (else the check alone).
+        let buckets = lossScaleForBackward == nil ? nil : try EmbeddingBuckets(tokens: inputs, vocabularySize: config.vocabularySize)
+        if buckets == nil { try EmbeddingBuckets.checkInVocabulary(inputs, vocabularySize: config.vocabularySize) }
         let a = try activations(B: B, T: T)
         try device.upload(tokens: inputs, to: a.inputs)
         try device.upload(tokens: targets, to: a.targets)
-        try a.buckets.upload(try EmbeddingBuckets(tokens: inputs, vocabularySize: config.vocabularySize), on: device)
+        if let buckets { try a.buckets.upload(buckets, on: device) }
         try forwardToLogits(a)
         let N = B * T
         let losses = lossesInto ?? a.losses
@@ -143,6 +146,7 @@ public final class GPT {
     /// Runs the model on inputs [B, T] and returns the logits [B, T, V] (for sampling and tests).
     public func logits(inputs: [Int32], B: Int, T: Int) throws -> [Float] {
         try checkShape(tokenCount: inputs.count, B: B, T: T)
+        try EmbeddingBuckets.checkInVocabulary(inputs, vocabularySize: config.vocabularySize)
         let a = try activations(B: B, T: T)
         try device.upload(tokens: inputs, to: a.inputs)
         try forwardToLogits(a)
