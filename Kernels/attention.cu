@@ -6,7 +6,9 @@
 //    another (one block per query tile), so no sum needs atomics and the bits repeat.
 //  - materialized (larger heads): the scores in memory and cuBLAS strided-batched sgemm, the twin
 //    of Sources/CBatonCPU/attention.c (q, k and v repacked into [B,NH,T,hs] blocks in scratch).
-// attention_sizes tells the model which buffers each needs.
+// attention_sizes tells the model which buffers each needs. qkv, out and their gradients are
+// activations: bf16 in bf16 (read by the tensor-core kernels, or widened into the materialized
+// path's float32 blocks), float32 otherwise.
 #include "common.cuh"
 #include "baton_rounding.h"
 
@@ -57,32 +59,40 @@ __device__ inline long long unpacked_offset(long long i, int T, int C, int NH, i
     return (b * T + t) * width + h * hs + d;
 }
 
-// qkv [B,T,3C] -> q, k, v [B,NH,T,hs]
-__global__ void pack_qkv_kernel(float *q, float *k, float *v, const float *qkv, int B, int T, int C, int NH) {
+// qkv [B,T,3C] -> q, k, v [B,NH,T,hs] (float32)
+template <class Act>
+__global__ void pack_qkv_kernel(float *q, float *k, float *v, const Act *qkv, int B, int T, int C, int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
-    const float *src = qkv + unpacked_offset(i, T, C, NH, 3 * C);
-    q[i] = src[0];
-    k[i] = src[C];
-    v[i] = src[2 * C];
+    long long at = unpacked_offset(i, T, C, NH, 3 * C);
+    q[i] = load_act(qkv, at);
+    k[i] = load_act(qkv, at + C);
+    v[i] = load_act(qkv, at + 2 * C);
 }
 
-// x [B,T,C] <-> packed [B,NH,T,hs]; to_packed chooses the direction.
-__global__ void repack_kernel(float *packed, float *x, int B, int T, int C, int NH, int to_packed) {
+// x [B,T,C] -> packed [B,NH,T,hs] (float32)
+template <class Act>
+__global__ void pack_kernel(float *packed, const Act *x, int B, int T, int C, int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)B * T * C) return;
-    long long j = unpacked_offset(i, T, C, NH, C);
-    if (to_packed) packed[i] = x[j]; else x[j] = packed[i];
+    if (i < (long long)B * T * C) packed[i] = load_act(x, unpacked_offset(i, T, C, NH, C));
+}
+
+// packed [B,NH,T,hs] (float32) -> x [B,T,C]
+template <class Act>
+__global__ void unpack_kernel(Act *x, const float *packed, int B, int T, int C, int NH) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (long long)B * T * C) store_act(x, unpacked_offset(i, T, C, NH, C), packed[i]);
 }
 
 // dq, dk, dv [B,NH,T,hs] -> dqkv [B,T,3C]
-__global__ void unpack_dqkv_kernel(float *dqkv, const float *dq, const float *dk, const float *dv, int B, int T, int C, int NH) {
+template <class Act>
+__global__ void unpack_dqkv_kernel(Act *dqkv, const float *dq, const float *dk, const float *dv, int B, int T, int C, int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
-    float *dst = dqkv + unpacked_offset(i, T, C, NH, 3 * C);
-    dst[0] = dq[i];
-    dst[C] = dk[i];
-    dst[2 * C] = dv[i];
+    long long at = unpacked_offset(i, T, C, NH, 3 * C);
+    store_act(dqkv, at, dq[i]);
+    store_act(dqkv, at + C, dk[i]);
+    store_act(dqkv, at + 2 * C, dv[i]);
 }
 
 // Row (bh, t) of the already-scaled scores: softmax over t2 <= t, zero above. One warp per row.
@@ -113,24 +123,26 @@ __global__ void causal_softmax_backward_kernel(float *ds, const float *att, int 
     for (int t2 = lane; t2 < T; t2 += 32) d[t2] = t2 <= t ? p[t2] * (d[t2] - dot) * scale : 0.0f;
 }
 
-static void materialized_forward(baton_context *ctx, float *out, float *att, const float *qkv, float *scratch, int B, int T, int C, int NH) {
+template <class Act>
+static void materialized_forward(baton_context *ctx, Act *out, float *att, const Act *qkv, float *scratch, int B, int T, int C, int NH) {
     Attention a(ctx, scratch, B, T, C, NH);
-    pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
+    pack_qkv_kernel<Act><<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch(ctx, "attention_forward");
     a.matmul(att, a.q, a.k, T, T, a.hs, 0, 1, a.head, a.head, a.square, a.scale, "attention_forward: Q K^T");
     causal_softmax_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(att, a.batches * T, T);
     check_launch(ctx, "attention_forward");
     a.matmul(a.dq, att, a.v, T, a.hs, T, 0, 0, a.square, a.head, a.head, 1.0f, "attention_forward: P V");
-    repack_kernel<<<blocks_for(a.n, 256), 256>>>(a.dq, out, B, T, C, NH, 0);
+    unpack_kernel<Act><<<blocks_for(a.n, 256), 256>>>(out, a.dq, B, T, C, NH);
     check_launch(ctx, "attention_forward");
 }
 
-static void materialized_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B, int T,
+template <class Act>
+static void materialized_backward(baton_context *ctx, Act *dqkv, float *scratch, const Act *dout, const Act *qkv, const float *att, int B, int T,
                                   int C, int NH) {
     Attention a(ctx, scratch, B, T, C, NH);
-    pack_qkv_kernel<<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
+    pack_qkv_kernel<Act><<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch(ctx, "attention_backward");
-    repack_kernel<<<blocks_for(a.n, 256), 256>>>(a.dout, const_cast<float *>(dout), B, T, C, NH, 1);
+    pack_kernel<Act><<<blocks_for(a.n, 256), 256>>>(a.dout, dout, B, T, C, NH);
     check_launch(ctx, "attention_backward");
     a.matmul(a.ds, a.dout, a.v, T, T, a.hs, 0, 1, a.head, a.head, a.square, 1.0f, "attention_backward: dO V^T");
     causal_softmax_backward_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(a.ds, att, a.batches * T, T, a.scale);
@@ -138,7 +150,7 @@ static void materialized_backward(baton_context *ctx, float *dqkv, float *scratc
     a.matmul(a.dq, a.ds, a.k, T, a.hs, T, 0, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS K");
     a.matmul(a.dk, a.ds, a.q, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS^T Q");
     a.matmul(a.dv, att, a.dout, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: P^T dO");
-    unpack_dqkv_kernel<<<blocks_for(a.n, 256), 256>>>(dqkv, a.dq, a.dk, a.dv, B, T, C, NH);
+    unpack_dqkv_kernel<Act><<<blocks_for(a.n, 256), 256>>>(dqkv, a.dq, a.dk, a.dv, B, T, C, NH);
     check_launch(ctx, "attention_backward");
 }
 
@@ -160,13 +172,14 @@ struct FlashHead {
     __device__ long long out_row(int t) const { return ((long long)b * T + t) * C + (long long)h * hs; }
 };
 
-// Copies rows first..first+31 (row t starts at base + row(t)) into tile, each value through
-// `convert` (float32 as it is, or rounded to a tensor-core precision), zeros past T and past hs.
-template <class Element, int Pad, class Row, class Convert>
-__device__ inline void load_rows(Element (*tile)[Pad], const float *base, Row row, int first, int T, int hs, Convert convert) {
+// Copies rows first..first+31 (row t starts at base + row(t); float32 or bf16) into tile, each
+// value through `convert` (float32 as it is, or rounded to a tensor-core precision), zeros past T
+// and past hs.
+template <class Element, int Pad, class Source, class Row, class Convert>
+__device__ inline void load_rows(Element (*tile)[Pad], const Source *base, Row row, int first, int T, int hs, Convert convert) {
     for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
         int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
-        tile[r][d] = convert((t < T && d < hs) ? base[row(t) + d] : 0.0f);
+        tile[r][d] = convert((t < T && d < hs) ? load_act(base, row(t) + d) : 0.0f);
     }
 }
 
@@ -252,14 +265,15 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, i
 }
 
 // D[row] = sum over d of dO[row, d] * O[row, d], for the softmax's backward. One warp per row.
-__global__ void flash_row_dot_kernel(float *dsum, const float *dout, const float *out, int B, int T, int C, int NH) {
+template <class Act>
+__global__ void flash_row_dot_kernel(float *dsum, const Act *dout, const Act *out, int B, int T, int C, int NH) {
     long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= (long long)B * NH * T) return;
     int bh = (int)(row / T), t = (int)(row % T), hs = C / NH;
     long long at = ((long long)(bh / NH) * T + t) * C + (long long)(bh % NH) * hs;
     float sum = 0.0f;
-    for (int d = lane; d < hs; d += 32) sum += dout[at + d] * out[at + d];
+    for (int d = lane; d < hs; d += 32) sum += load_act(dout, at + d) * load_act(out, at + d);
     sum = warp_sum(sum);
     if (lane == 0) dsum[row] = sum;
 }
@@ -292,16 +306,16 @@ __device__ inline void flash_scores(FlashFloatBackwardTiles &t, int q0, int k0, 
 }
 
 // The key side of a backward tile: k and v rows k0..k0+31, for either kind of tiles.
-template <class Tiles, class Load>
-__device__ inline void load_key_side(Tiles &t, const float *qkv, const FlashHead &head, int k0, Load load) {
+template <class Tiles, class Source, class Load>
+__device__ inline void load_key_side(Tiles &t, const Source *qkv, const FlashHead &head, int k0, Load load) {
     auto qkv_row = [&](int row) { return head.qkv_row(row); };
     load(t.k, qkv + head.C, qkv_row, k0);
     load(t.v, qkv + 2 * head.C, qkv_row, k0);
 }
 
 // The query side of a backward tile: q and dO rows q0..q0+31, their log-sum-exps and D.
-template <class Tiles, class Load>
-__device__ inline void load_query_side(Tiles &t, const float *qkv, const float *dout, const float *lse_all, const float *dsum_all,
+template <class Tiles, class Source, class Load>
+__device__ inline void load_query_side(Tiles &t, const Source *qkv, const Source *dout, const float *lse_all, const float *dsum_all,
                                        const FlashHead &head, int q0, Load load) {
     int T = head.T;
     load(t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0);
@@ -430,6 +444,7 @@ __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const f
 // One tensor-core precision: how operands sit in shared memory, wmma's element type and depth,
 // and the rounding of an operand (to nearest even, as the CPU's twin rounds).
 struct Bf16Products {
+    typedef uint16_t Storage;  // the activations: bf16 bits
     typedef __nv_bfloat16 Element;
     typedef __nv_bfloat16 FragmentElement;
     static constexpr int K = 16;                    // wmma's depth
@@ -440,6 +455,7 @@ struct Bf16Products {
     __device__ static void after_load(Fragment &) {}
 };
 struct Tf32Products {
+    typedef float Storage;  // the activations: float32
     typedef float Element;
     typedef wmma::precision::tf32 FragmentElement;
     static constexpr int K = 8;
@@ -478,7 +494,8 @@ __device__ inline void load_operand(Fragment &f, const typename P::Element *at, 
 // Rows first..first+31 rounded to the precision, zeros past T and past hs (a head of 12 channels
 // is one step of depth with zeros).
 template <class P, class Row>
-__device__ inline void load_operand_tile(typename P::Element (*tile)[P::PAD], const float *base, Row row, int first, int T, int hs) {
+__device__ inline void load_operand_tile(typename P::Element (*tile)[P::PAD], const typename P::Storage *base, Row row, int first, int T,
+                                         int hs) {
     load_rows(tile, base, row, first, T, hs, [](float x) { return P::operand(x); });
 }
 
@@ -507,13 +524,13 @@ __device__ inline typename P::Element (*probability_view(float (*scores)[TC_SPAD
     return reinterpret_cast<typename P::Element (*)[P::PPAD]>(&scores[0][0]);
 }
 
-// Writes a 32 x 64 float32 tile from shared memory to rows of `base` (rows past T and channels
-// past hs skipped), times `scale`.
-template <class Row>
-__device__ inline void store_tile(float *base, Row row, float (*tile)[TC_OPAD], int first, int T, int hs, float scale) {
+// Writes a 32 x 64 float32 tile from shared memory to rows of the activation `base` (rows past T
+// and channels past hs skipped), times `scale`.
+template <class Act, class Row>
+__device__ inline void store_tile(Act *base, Row row, float (*tile)[TC_OPAD], int first, int T, int hs, float scale) {
     for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
         int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
-        if (t < T && d < hs) base[row(t) + d] = tile[r][d] * scale;
+        if (t < T && d < hs) store_act(base, row(t) + d, tile[r][d] * scale);
     }
 }
 
@@ -528,7 +545,7 @@ struct __align__(32) FlashForwardTiles {
 };
 
 template <class P>
-__global__ void flash_forward_tc_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
+__global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, const typename P::Storage *qkv, int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();  // tensor cores in bf16 and tf32 need sm_80; the host never launches this below it
 #else
@@ -603,7 +620,7 @@ __global__ void flash_forward_tc_kernel(float *out, float *lse, const float *qkv
         #pragma unroll
         for (int j = 0; j < FLASH_CHUNKS; j++) {
             int d = lane + 32 * j;
-            if (d < hs) out[head.out_row(t) + d] = acc[i][j] / l[i];
+            if (d < hs) store_act(out, head.out_row(t) + d, acc[i][j] / l[i]);
         }
         if (lane == 0) lse[(long long)blockIdx.y * T + t] = m[i] + logf(l[i]);
     }
@@ -654,12 +671,12 @@ __device__ inline void tc_scores(FlashBackwardTiles<P> &t, int q0, int k0, int T
     }
 }
 
-// Loads float32 rows into a tensor-core kernel's operand tiles, rounded to precision P.
+// Loads activation rows into a tensor-core kernel's operand tiles, rounded to precision P.
 template <class P>
 struct OperandRows {
     const FlashHead &head;
     template <class Row>
-    __device__ void operator()(typename P::Element (*tile)[P::PAD], const float *base, Row row, int first) const {
+    __device__ void operator()(typename P::Element (*tile)[P::PAD], const typename P::Storage *base, Row row, int first) const {
         load_operand_tile<P>(tile, base, row, first, head.T, head.hs);
     }
 };
@@ -667,8 +684,8 @@ struct OperandRows {
 // dK and dV of one key tile, summed over the query tiles in order, in fragments that stay in the
 // warps across the loop: warp w owns the 16 x 16 tile (w / 4, w % 4) of both [32 keys][64 channels].
 template <class P>
-__global__ void flash_backward_dkdv_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
-                                              int T, int C, int NH, float scale) {
+__global__ void flash_backward_dkdv_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout, const typename P::Storage *qkv,
+                                              const float *lse_all, const float *dsum_all, int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -716,8 +733,8 @@ __global__ void flash_backward_dkdv_tc_kernel(float *dqkv, const float *dout, co
 // dQ of one query tile, summed over the key tiles up to the diagonal in order: warp w owns the
 // 16 x 16 tile (w / 4, w % 4) of [32 rows][64 channels].
 template <class P>
-__global__ void flash_backward_dq_tc_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
-                                            int T, int C, int NH, float scale) {
+__global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout, const typename P::Storage *qkv,
+                                            const float *lse_all, const float *dsum_all, int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -754,17 +771,21 @@ __global__ void flash_backward_dq_tc_kernel(float *dqkv, const float *dout, cons
 #endif
 }
 
-// The three kernels in one precision.
+// The three kernels in one precision, on its activations (P::Storage).
 template <class P>
-static void flash_tc_forward(dim3 grid, float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
-    flash_forward_tc_kernel<P><<<grid, FLASH_THREADS>>>(out, lse, qkv, T, C, NH, scale);
+static void flash_tc_forward(dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH, float scale) {
+    typedef typename P::Storage Act;
+    flash_forward_tc_kernel<P><<<grid, FLASH_THREADS>>>(static_cast<Act *>(out), lse, static_cast<const Act *>(qkv), T, C, NH, scale);
 }
 template <class P>
-static void flash_tc_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dout, const float *qkv, const float *lse,
+static void flash_tc_backward(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse,
                               const float *dsum, int T, int C, int NH, float scale) {
-    flash_backward_dkdv_tc_kernel<P><<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+    typedef typename P::Storage Act;
+    Act *dx = static_cast<Act *>(dqkv);
+    const Act *g = static_cast<const Act *>(dout), *x = static_cast<const Act *>(qkv);
+    flash_backward_dkdv_tc_kernel<P><<<grid, FLASH_THREADS>>>(dx, g, x, lse, dsum, T, C, NH, scale);
     check_launch(ctx, "attention_backward");
-    flash_backward_dq_tc_kernel<P><<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+    flash_backward_dq_tc_kernel<P><<<grid, FLASH_THREADS>>>(dx, g, x, lse, dsum, T, C, NH, scale);
 }
 
 // BATON_ATTENTION=materialized keeps the scores even where flash attention applies: for
@@ -779,7 +800,8 @@ static bool flash_allowed() {
 
 static bool uses_flash(int C, int NH) { return C / NH <= FLASH_MAX_HS && flash_allowed(); }
 
-// Flash attention's products on tensor cores: in bf16 and tf32 mode, on sm_80 and newer.
+// Flash attention's products on tensor cores: in bf16 and tf32 mode, on sm_80 and newer (bf16 is
+// refused below sm_80: set_precision).
 static bool uses_tensor_cores(baton_context *ctx) { return ctx->precision != BATON_PRECISION_FP32 && ctx->compute_major >= 8; }
 
 void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
@@ -792,30 +814,51 @@ void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_
     }
 }
 
-void attention_forward(baton_context *ctx, float *out, float *saved, const float *qkv, float *scratch, int B, int T, int C, int NH) {
-    if (!uses_flash(C, NH)) return materialized_forward(ctx, out, saved, qkv, scratch, B, T, C, NH);
+void attention_forward(baton_context *ctx, baton_activation *out, float *saved, const baton_activation *qkv, float *scratch, int B, int T, int C,
+                       int NH) {
+    if (!uses_flash(C, NH)) {
+        with_activations(ctx, [&](auto type) {
+            using Act = decltype(type);
+            materialized_forward(ctx, static_cast<Act *>(out), saved, static_cast<const Act *>(qkv), scratch, B, T, C, NH);
+        });
+        return;
+    }
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
     float scale = 1.0f / sqrtf((float)(C / NH));
-    if (!uses_tensor_cores(ctx)) flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, saved, qkv, T, C, NH, scale);
+    if (!uses_tensor_cores(ctx))
+        flash_forward_kernel<<<grid, FLASH_THREADS>>>(static_cast<float *>(out), saved, static_cast<const float *>(qkv), T, C, NH, scale);
     else if (ctx->precision == BATON_PRECISION_BF16) flash_tc_forward<Bf16Products>(grid, out, saved, qkv, T, C, NH, scale);
     else flash_tc_forward<Tf32Products>(grid, out, saved, qkv, T, C, NH, scale);
     check_launch(ctx, "attention_forward");
 }
 
-void attention_backward(baton_context *ctx, float *dqkv, float *scratch, const float *dout, const float *qkv, const float *out,
-                        const float *saved, int B, int T, int C, int NH) {
-    if (!uses_flash(C, NH)) return materialized_backward(ctx, dqkv, scratch, dout, qkv, saved, B, T, C, NH);
+void attention_backward(baton_context *ctx, baton_activation *dqkv, float *scratch, const baton_activation *dout, const baton_activation *qkv,
+                        const baton_activation *out, const float *saved, int B, int T, int C, int NH) {
+    if (!uses_flash(C, NH)) {
+        with_activations(ctx, [&](auto type) {
+            using Act = decltype(type);
+            materialized_backward(ctx, static_cast<Act *>(dqkv), scratch, static_cast<const Act *>(dout), static_cast<const Act *>(qkv), saved,
+                                  B, T, C, NH);
+        });
+        return;
+    }
     float scale = 1.0f / sqrtf((float)(C / NH));
-    flash_row_dot_kernel<<<blocks_for((long long)B * NH * T, 8), 256>>>(scratch, dout, out, B, T, C, NH);
+    with_activations(ctx, [&](auto type) {
+        using Act = decltype(type);
+        flash_row_dot_kernel<Act><<<blocks_for((long long)B * NH * T, 8), 256>>>(scratch, static_cast<const Act *>(dout),
+                                                                                  static_cast<const Act *>(out), B, T, C, NH);
+    });
     check_launch(ctx, "attention_backward");
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
     if (uses_tensor_cores(ctx)) {
         if (ctx->precision == BATON_PRECISION_BF16) flash_tc_backward<Bf16Products>(ctx, grid, dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
         else flash_tc_backward<Tf32Products>(ctx, grid, dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
     } else {
-        flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+        float *dx = static_cast<float *>(dqkv);
+        const float *g = static_cast<const float *>(dout), *x = static_cast<const float *>(qkv);
+        flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dx, g, x, saved, scratch, T, C, NH, scale);
         check_launch(ctx, "attention_backward");
-        flash_backward_dq_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+        flash_backward_dq_kernel<<<grid, FLASH_THREADS>>>(dx, g, x, saved, scratch, T, C, NH, scale);
     }
     check_launch(ctx, "attention_backward");
 }

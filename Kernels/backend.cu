@@ -116,6 +116,7 @@ static void backend_destroy_context(baton_context *ctx) {
     cudaFree(ctx->cublas_workspace);
     cudaFree(ctx->norm_partials);
     cudaFree(ctx->column_partials);
+    cudaFree(ctx->wide);
     delete ctx;
 }
 
@@ -152,7 +153,16 @@ static baton_status backend_copy_on_device(baton_context *ctx, void *dst, const 
 static baton_status backend_synchronize(baton_context *ctx) { return check(ctx, cudaDeviceSynchronize(), "synchronize"); }
 
 static baton_status backend_set_precision(baton_context *ctx, int precision) {
-    if (precision < BATON_PRECISION_FP32 || precision > BATON_PRECISION_BF16) return BATON_ERROR_DEVICE;
+    if (precision < BATON_PRECISION_FP32 || precision > BATON_PRECISION_BF16) {
+        record(ctx, BATON_ERROR_DEVICE, "set_precision", "no such precision");
+        return ctx->error;
+    }
+    // bf16 activations go to bf16 tensor cores (cuBLAS and the flash kernels): sm_80 and newer.
+    if (precision == BATON_PRECISION_BF16 && ctx->compute_major < 8) {
+        std::string why = "bf16 needs a GPU of compute capability 8.0 or newer (this one: " + ctx->description + "); use --precision fp32 or tf32";
+        record(ctx, BATON_ERROR_DEVICE, "set_precision", why.c_str());
+        return ctx->error;
+    }
     ctx->precision = precision;
     return BATON_OK;
 }

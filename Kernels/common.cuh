@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include "baton_backend.h"
+#include "baton_rounding.h"
 
 #include <string>
 
@@ -22,6 +23,8 @@ struct baton_context {
     double *norm_partials = nullptr;    // global_norm's partial sums
     float *column_partials = nullptr;   // the column sums' partial rows
     int precision = BATON_PRECISION_FP32;  // of the matmuls (set_precision)
+    float *wide = nullptr;              // float32 results before they are stored as bf16 (wide_buffer)
+    long long wide_capacity = 0;        // floats
     baton_status error = BATON_OK;
     std::string message;                // "op: error string" of the first failure
     std::string taken;                  // storage for the message handed out
@@ -36,13 +39,30 @@ void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_
 
 constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;
 
-// matmul.cu: c = op(a) @ op(b) + beta * c (row-major) with the inputs in the context's precision
-// and the output not rounded (matmul and linear.cu round it where they store it).
-void gemm_in_precision(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
-                       float beta, const char *op);
+// Activations (baton_activation) are bf16 in a BF16 context, stored as their bits (uint16_t:
+// the rounding is baton_rounding.h's, the same bits as the CPU's), and float32 otherwise. Kernels
+// that read or write them are templates over the type (Act), and load_act/store_act convert.
+inline bool stores_bf16(const baton_context *ctx) { return ctx->precision == BATON_PRECISION_BF16; }
+__device__ inline float load_act(const float *p, long long i) { return p[i]; }
+__device__ inline float load_act(const uint16_t *p, long long i) { return __uint_as_float(baton_float_bits_from_bf16(p[i])); }
+__device__ inline void store_act(float *p, long long i, float x) { p[i] = x; }
+__device__ inline void store_act(uint16_t *p, long long i, float x) { p[i] = baton_bf16_from_float_bits(__float_as_uint(x)); }
+// Calls launch(Act()) with the context's activation type: launch is a generic lambda whose
+// parameter's type (float or uint16_t) names the type to cast the op's activations to.
+template <class Launch>
+inline void with_activations(baton_context *ctx, Launch launch) {
+    if (stores_bf16(ctx)) launch(uint16_t());
+    else launch(float());
+}
 
-// precision.cu: x[0..n) rounded in place to TF32 or bfloat16 (round to nearest even).
-void round_to_precision(baton_context *ctx, float *x, long long n, int precision);
+// matmul.cu: c = op(a) @ op(b) + beta * c (row-major), a and b activations in the context's
+// precision; c an activation (rounded as stored) when c_is_activation, float32 otherwise.
+void gemm_in_precision(baton_context *ctx, void *c, bool c_is_activation, const void *a, const void *b, int M, int N, int K, int trans_a,
+                       int trans_b, float beta, const char *op);
+// precision.cu: the context's buffer for float32 results that are then stored as bf16 (at least n
+// floats; grown with cudaMalloc, so only the first calls at a size wait); NULL, the failure
+// recorded, when memory is out.
+float *wide_buffer(baton_context *ctx, long long n, const char *op);
 
 // Records the first failure ("op: message") in the context; the Swift side collects it after each op.
 void record_cuda_error(baton_context *ctx, cudaError_t status, const char *op);

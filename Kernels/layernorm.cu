@@ -1,9 +1,11 @@
 // LayerNorm over channels, eps 1e-5: the twin of Sources/CBatonCPU/layernorm.c. One warp per row.
+// Input (the residual stream) and statistics float32; the output and its gradient activations (Act).
 #include "common.cuh"
 
 // One row by one warp: out = (x - mean) * rstd * weight + bias, and its statistics. Each lane
 // reads only its own channels (c = lane + 32k), so x may be what the same lane just wrote.
-__device__ void normalize_row(float *out, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
+template <class Act>
+__device__ void normalize_row(Act *out, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
                               int row, int C, int lane) {
     float sum = 0.0f;
     for (int c = lane; c < C; c += 32) sum += x[c];
@@ -11,51 +13,63 @@ __device__ void normalize_row(float *out, float *mean, float *rstd, const float 
     float var = 0.0f;
     for (int c = lane; c < C; c += 32) { float d = x[c] - m; var += d * d; }
     float s = rsqrtf(warp_sum(var) / C + 1e-5f);
-    float *o = out + (long long)row * C;
-    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    Act *o = out + (long long)row * C;
+    for (int c = lane; c < C; c += 32) store_act(o, c, (x[c] - m) * s * weight[c] + bias[c]);
     if (lane == 0) { mean[row] = m; rstd[row] = s; }
 }
 
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+template <class Act>
+__global__ void layernorm_forward_kernel(Act *out, float *mean, float *rstd, const float *inp, const float *weight,
                                          const float *bias, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     normalize_row(out, mean, rstd, inp + (long long)row * C, weight, bias, row, C, lane);
 }
 
-void layernorm_forward(baton_context *ctx, float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N, int C) {
-    layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(out, mean, rstd, inp, weight, bias, N, C);
+void layernorm_forward(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
+                       int N, int C) {
+    with_activations(ctx, [&](auto type) {
+        using Act = decltype(type);
+        layernorm_forward_kernel<Act><<<blocks_for(N, 8), 256>>>(static_cast<Act *>(out), mean, rstd, inp, weight, bias, N, C);
+    });
     check_launch(ctx, "layernorm_forward");
 }
 
 // residual = a + b and its LayerNorm, one warp per row: the residual is read once and written
 // once, instead of written, then read back by a second kernel.
-__global__ void residual_layernorm_forward_kernel(float *residual, float *out, float *mean, float *rstd, const float *a,
-                                                  const float *b, const float *weight, const float *bias, int N, int C) {
+template <class Act>
+__global__ void residual_layernorm_forward_kernel(float *residual, Act *out, float *mean, float *rstd, const float *a,
+                                                  const Act *b, const float *weight, const float *bias, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     long long offset = (long long)row * C;
     float *r = residual + offset;
-    for (int c = lane; c < C; c += 32) r[c] = a[offset + c] + b[offset + c];
+    for (int c = lane; c < C; c += 32) r[c] = a[offset + c] + load_act(b, offset + c);
     normalize_row(out, mean, rstd, r, weight, bias, row, C, lane);
 }
 
-void residual_layernorm_forward(baton_context *ctx, float *residual, float *out, float *mean, float *rstd, const float *a, const float *b,
-                                const float *weight, const float *bias, int N, int C) {
-    residual_layernorm_forward_kernel<<<blocks_for(N, 8), 256>>>(residual, out, mean, rstd, a, b, weight, bias, N, C);
+void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd, const float *a,
+                                const baton_activation *b, const float *weight, const float *bias, int N, int C) {
+    with_activations(ctx, [&](auto type) {
+        using Act = decltype(type);
+        residual_layernorm_forward_kernel<Act><<<blocks_for(N, 8), 256>>>(residual, static_cast<Act *>(out), mean, rstd, a,
+                                                                          static_cast<const Act *>(b), weight, bias, N, C);
+    });
     check_launch(ctx, "residual_layernorm_forward");
 }
 
 // dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight. One warp per row.
-__global__ void layernorm_backward_input_kernel(float *dinp, const float *dout, const float *inp, const float *weight,
+template <class Act>
+__global__ void layernorm_backward_input_kernel(float *dinp, const Act *dout, const float *inp, const float *weight,
                                                 const float *mean, const float *rstd, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    const float *x = inp + (long long)row * C, *d = dout + (long long)row * C;
+    const float *x = inp + (long long)row * C;
+    const Act *d = dout + (long long)row * C;
     float m = mean[row], s = rstd[row];
     float g_sum = 0.0f, gx_sum = 0.0f;
     for (int c = lane; c < C; c += 32) {
-        float g = d[c] * weight[c];
+        float g = load_act(d, c) * weight[c];
         g_sum += g;
         gx_sum += g * (x[c] - m) * s;
     }
@@ -63,7 +77,7 @@ __global__ void layernorm_backward_input_kernel(float *dinp, const float *dout, 
     float *di = dinp + (long long)row * C;
     for (int c = lane; c < C; c += 32) {
         float xhat = (x[c] - m) * s;
-        di[c] += s * (d[c] * weight[c] - g_mean - xhat * gx_mean);
+        di[c] += s * (load_act(d, c) * weight[c] - g_mean - xhat * gx_mean);
     }
 }
 
@@ -71,14 +85,15 @@ __global__ void layernorm_backward_input_kernel(float *dinp, const float *dout, 
 // column_sum): stage 1, row chunk j and one thread per channel, with enough chunks to fill the GPU
 // (column_chunks: ~340 of 48 rows for GPT-2's 768 channels at 16K rows, ~64 warps an SM where a
 // fixed 64 chunks gave ~12); stage 2, the chunks added in order.
-__global__ void layernorm_params_partials_kernel(float *partial, const float *dout, const float *inp, const float *mean,
+template <class Act>
+__global__ void layernorm_params_partials_kernel(float *partial, const Act *dout, const float *inp, const float *mean,
                                                  const float *rstd, int N, int C, int chunk_rows) {
     int c = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y;
     if (c >= C) return;
     int begin = j * chunk_rows, end = min(N, begin + chunk_rows);
     float dw = 0.0f, db = 0.0f;
     for (int n = begin; n < end; n++) {
-        float d = dout[(long long)n * C + c];
+        float d = load_act(dout, (long long)n * C + c);
         db += d;
         dw += d * (inp[(long long)n * C + c] - mean[n]) * rstd[n];
     }
@@ -98,13 +113,18 @@ __global__ void layernorm_params_total_kernel(float *dweight, float *dbias, cons
     dbias[c] += db;
 }
 
-void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight,
-                        const float *mean, const float *rstd, int N, int C) {
-    layernorm_backward_input_kernel<<<blocks_for(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-    check_launch(ctx, "layernorm_backward");
+void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *dbias, const baton_activation *dout, const float *inp,
+                        const float *weight, const float *mean, const float *rstd, int N, int C) {
     int chunks = column_chunks(N, C, 2ll * C);
     int chunk_rows = (N + chunks - 1) / chunks;
-    layernorm_params_partials_kernel<<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, dout, inp, mean, rstd, N, C, chunk_rows);
+    with_activations(ctx, [&](auto type) {
+        using Act = decltype(type);
+        const Act *d = static_cast<const Act *>(dout);
+        layernorm_backward_input_kernel<Act><<<blocks_for(N, 8), 256>>>(dinp, d, inp, weight, mean, rstd, N, C);
+        check_launch(ctx, "layernorm_backward");
+        layernorm_params_partials_kernel<Act><<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, d, inp, mean, rstd, N, C,
+                                                                                          chunk_rows);
+    });
     check_launch(ctx, "layernorm_backward");
     layernorm_params_total_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, ctx->column_partials, C, chunks);
     check_launch(ctx, "layernorm_backward");

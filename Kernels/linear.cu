@@ -1,7 +1,10 @@
 // A linear layer's fused ops on cuBLASLt: the matmul with its bias (and GELU) in the epilogue, and
 // the gradient through a linear layer and the GELU before it. The twin of Sources/CBatonCPU/linear.c.
-// Where cuBLASLt declines a shape (GELU's auxiliary matrix needs a leading dimension divisible by
-// 8) or finds no algorithm, the same results come from the separate kernels.
+// Every matrix and the bias are activations: float32, or bf16 in bf16 (cuBLASLt then reads and
+// writes bf16, sums in float32 and rounds once as it stores). Where cuBLASLt declines a shape
+// (GELU's auxiliary matrix needs a leading dimension divisible by 8) or finds no algorithm, the
+// same results come from a matmul into float32 and one epilogue kernel.
+#include "baton_gelu.h"
 #include "common.cuh"
 
 namespace {
@@ -20,25 +23,33 @@ struct LtCall {
     }
 };
 
-cublasComputeType_t compute_type(int precision) {
-    switch (precision) {
-    case BATON_PRECISION_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
-    case BATON_PRECISION_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
-    default: return CUBLAS_COMPUTE_32F;
-    }
+// The largest power of two up to 256 that divides the address: the alignment a matrix really has.
+uint32_t pointer_alignment(const void *p) {
+    uint32_t alignment = 256;
+    while (alignment > 1 && reinterpret_cast<uintptr_t>(p) % alignment != 0) alignment /= 2;
+    return alignment;
 }
 
-// Column-major D[m,n] = op(A)[m,k] B[k,n] (B never transposed here), float32 everywhere, then the
+// bf16 operands sum in plain float32; float32 operands are rounded for tensor cores in tf32.
+cublasComputeType_t compute_type(int precision) {
+    return precision == BATON_PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
+// Column-major D[m,n] = op(A)[m,k] B[k,n] (B never transposed here), all activations, then the
 // epilogue with `bias` (m values) and the auxiliary matrix `aux` (m x n, leading dimension
-// aux_ld). Returns false, having done nothing, when cuBLASLt declines; a failure after it
-// accepted is recorded as any cuBLAS error.
-bool lt_matmul(baton_context *ctx, float *d, const float *a, const float *b, int m, int n, int k, bool trans_a, int lda, int ldb,
-               cublasLtEpilogue_t epilogue, const float *bias, const float *aux, int64_t aux_ld, const char *op) {
+// aux_ld), of the same type. Returns false, having done nothing, when cuBLASLt declines; a
+// failure after it accepted is recorded as any cuBLAS error.
+bool lt_matmul(baton_context *ctx, void *d, const void *a, const void *b, int m, int n, int k, bool trans_a, int lda, int ldb,
+               cublasLtEpilogue_t epilogue, const void *bias, const void *aux, int64_t aux_ld, const char *op) {
     if (aux && aux_ld % 8 != 0) return false;
     LtCall call;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = CUBLAS_OP_N;
     uint64_t workspace = CUBLAS_WORKSPACE_BYTES;
     const void *bias_pointer = bias, *aux_pointer = aux;
+    cudaDataType_t type = stores_bf16(ctx) ? CUDA_R_16BF : CUDA_R_32F;
+    // The heuristic assumes 256-byte aligned matrices unless told otherwise, and a weight's slice
+    // of the flat parameter buffer may be less aligned (in bf16, or at a width not a multiple of 64).
+    uint32_t align_a = pointer_alignment(a), align_b = pointer_alignment(b), align_d = pointer_alignment(d);
     auto ok = [](cublasStatus_t status) { return status == CUBLAS_STATUS_SUCCESS; };
     bool described =
         ok(cublasLtMatmulDescCreate(&call.desc, compute_type(ctx->precision), CUDA_R_32F)) &&
@@ -48,11 +59,15 @@ bool lt_matmul(baton_context *ctx, float *d, const float *a, const float *b, int
         (!bias || ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_pointer, sizeof bias_pointer))) &&
         (!aux || (ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_pointer, sizeof aux_pointer)) &&
                   ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld)))) &&
-        ok(cublasLtMatrixLayoutCreate(&call.a, CUDA_R_32F, trans_a ? k : m, trans_a ? m : k, lda)) &&
-        ok(cublasLtMatrixLayoutCreate(&call.b, CUDA_R_32F, k, n, ldb)) &&
-        ok(cublasLtMatrixLayoutCreate(&call.d, CUDA_R_32F, m, n, m)) &&
+        ok(cublasLtMatrixLayoutCreate(&call.a, type, trans_a ? k : m, trans_a ? m : k, lda)) &&
+        ok(cublasLtMatrixLayoutCreate(&call.b, type, k, n, ldb)) &&
+        ok(cublasLtMatrixLayoutCreate(&call.d, type, m, n, m)) &&
         ok(cublasLtMatmulPreferenceCreate(&call.preference)) &&
-        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d));
     if (!described) return false;
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
@@ -67,8 +82,36 @@ bool lt_matmul(baton_context *ctx, float *d, const float *a, const float *b, int
     return true;
 }
 
-void round_if_bf16(baton_context *ctx, float *x, long long n) {
-    if (ctx->precision == BATON_PRECISION_BF16) round_to_precision(ctx, x, n, BATON_PRECISION_BF16);
+// The epilogues where cuBLASLt declines, from the matmul's float32 sums `wide` (which may be
+// `out` itself in float32): out = wide + bias and gelu_out = GELU(out) (the linear layer), or
+// out = GELU'(pre_gelu) * wide (its gradient, bias NULL). The same formulas as cuBLASLt's and the
+// CPU's, rounded once as stored.
+template <class Act>
+__global__ void epilogue_kernel(Act *out, Act *gelu_out, const float *wide, const Act *bias, const Act *pre_gelu, long long n, int columns) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    if (pre_gelu) {
+        store_act(out, i, baton_gelu_backward(load_act(pre_gelu, i), wide[i]));
+        return;
+    }
+    float pre = wide[i] + load_act(bias, i % columns);
+    store_act(out, i, pre);
+    if (gelu_out) store_act(gelu_out, i, baton_gelu(pre));
+}
+
+// A matmul into float32 (in place in float32, else the context's wide buffer) and the epilogue.
+void unfused(baton_context *ctx, void *out, void *gelu_out, const void *a, const void *b, const void *bias, const void *pre_gelu, int N,
+             int OC, int K, int trans_b, const char *op) {
+    long long n = (long long)N * OC;
+    float *wide = stores_bf16(ctx) ? wide_buffer(ctx, n, op) : static_cast<float *>(out);
+    if (!wide) return;
+    gemm_in_precision(ctx, wide, false, a, b, N, OC, K, 0, trans_b, 0.0f, op);
+    with_activations(ctx, [&](auto type) {
+        using Act = decltype(type);
+        epilogue_kernel<Act><<<blocks_for(n, 256), 256>>>(static_cast<Act *>(out), static_cast<Act *>(gelu_out), wide,
+                                                           static_cast<const Act *>(bias), static_cast<const Act *>(pre_gelu), n, OC);
+    });
+    check_launch(ctx, op);
 }
 
 }  // namespace
@@ -76,32 +119,20 @@ void round_if_bf16(baton_context *ctx, float *x, long long n) {
 // Row-major out[N,OC] = inp[N,IC] weight[IC,OC] is column-major out^T[OC,N] = weight^T[OC,IC]
 // inp^T[IC,N], with the weight as stored (leading dimension OC) and the input as stored (IC): the
 // bias runs along D's rows, as cuBLASLt broadcasts it; GELU's input is the auxiliary output.
-void linear_forward(baton_context *ctx, float *out, float *gelu_out, const float *inp, const float *weight, const float *bias, int N, int IC,
-                    int OC) {
-    long long n = (long long)N * OC;
+void linear_forward(baton_context *ctx, baton_activation *out, baton_activation *gelu_out, const baton_activation *inp,
+                    const baton_activation *weight, const baton_activation *bias, int N, int IC, int OC) {
     bool fused = gelu_out ? lt_matmul(ctx, gelu_out, weight, inp, OC, N, IC, false, OC, IC, CUBLASLT_EPILOGUE_GELU_AUX_BIAS, bias, out, OC,
                                       "linear_forward")
                           : lt_matmul(ctx, out, weight, inp, OC, N, IC, false, OC, IC, CUBLASLT_EPILOGUE_BIAS, bias, nullptr, 0,
                                       "linear_forward");
-    if (!fused) {
-        gemm_in_precision(ctx, out, inp, weight, N, OC, IC, 0, 0, 0.0f, "linear_forward");
-        bias_forward(ctx, out, bias, N, OC);
-        if (gelu_out) gelu_forward(ctx, gelu_out, out, n);
-    }
-    round_if_bf16(ctx, out, n);
-    if (gelu_out) round_if_bf16(ctx, gelu_out, n);
+    if (!fused) unfused(ctx, out, gelu_out, inp, weight, bias, nullptr, N, OC, IC, 0, "linear_forward");
 }
 
 // Row-major dinp[N,IC] = dout[N,OC] weight[IC,OC]^T is column-major dinp^T[IC,N] =
 // (weight^T)^T[IC,OC] dout^T[OC,N]: the stored weight (column-major OC x IC) transposed. The DGELU
 // epilogue multiplies by GELU' of the auxiliary input, the forward pass's pre-activation.
-void matmul_gelu_backward(baton_context *ctx, float *dinp, const float *dout, const float *weight, const float *pre_gelu, int N, int IC,
-                          int OC) {
-    long long n = (long long)N * IC;
-    if (!lt_matmul(ctx, dinp, weight, dout, IC, N, OC, true, OC, OC, CUBLASLT_EPILOGUE_DGELU, nullptr, pre_gelu, IC,
-                   "matmul_gelu_backward")) {
-        gemm_in_precision(ctx, dinp, dout, weight, N, IC, OC, 0, 1, 0.0f, "matmul_gelu_backward");
-        gelu_backward(ctx, dinp, pre_gelu, dinp, n);
-    }
-    round_if_bf16(ctx, dinp, n);
+void matmul_gelu_backward(baton_context *ctx, baton_activation *dinp, const baton_activation *dout, const baton_activation *weight,
+                          const baton_activation *pre_gelu, int N, int IC, int OC) {
+    if (!lt_matmul(ctx, dinp, weight, dout, IC, N, OC, true, OC, OC, CUBLASLT_EPILOGUE_DGELU, nullptr, pre_gelu, IC, "matmul_gelu_backward"))
+        unfused(ctx, dinp, nullptr, dout, weight, nullptr, pre_gelu, N, IC, OC, 1, "matmul_gelu_backward");
 }

@@ -15,29 +15,33 @@ void row_major_sgemm(baton_context *ctx, float *c, const float *a, const float *
                             op);
 }
 
-// A matmul in the context's precision: fp32 is cublasSgemm; tf32 and bf16 are cublasGemmEx on
-// float32 matrices with the compute type that rounds the inputs for tensor cores and sums in
-// float32 (CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF, CUDA 11+). Attention's products stay fp32
-// (row_major_sgemm).
-void gemm_in_precision(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
-                       float beta, const char *op) {
+// A matmul in the context's precision: fp32 is cublasSgemm; tf32 is cublasGemmEx on float32
+// matrices with the compute type that rounds the inputs for tensor cores and sums in float32
+// (CUBLAS_COMPUTE_32F_FAST_TF32, CUDA 11+); bf16 is cublasGemmEx on the bf16 activations
+// (CUDA_R_16BF) with float32 sums, c bf16 (cuBLAS rounds the sums to nearest even as it stores
+// them) or float32. Attention's products stay fp32 (row_major_sgemm).
+void gemm_in_precision(baton_context *ctx, void *c, bool c_is_activation, const void *a, const void *b, int M, int N, int K, int trans_a,
+                       int trans_b, float beta, const char *op) {
     if (ctx->precision == BATON_PRECISION_FP32) {
-        row_major_sgemm(ctx, c, a, b, M, N, K, trans_a, trans_b, 1.0f, beta, 0, 0, 0, 1, op);
+        row_major_sgemm(ctx, static_cast<float *>(c), static_cast<const float *>(a), static_cast<const float *>(b), M, N, K, trans_a, trans_b,
+                        1.0f, beta, 0, 0, 0, 1, op);
         return;
     }
     int lda = trans_a ? M : K, ldb = trans_b ? K : N;
     float alpha = 1.0f;
-    cublasComputeType_t compute = ctx->precision == BATON_PRECISION_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_FAST_TF32;
+    bool bf16 = stores_bf16(ctx);
+    cudaDataType_t operands = bf16 ? CUDA_R_16BF : CUDA_R_32F, output = bf16 && c_is_activation ? CUDA_R_16BF : CUDA_R_32F;
+    cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
     record_cublas_error(ctx,
                         cublasGemmEx(ctx->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, b,
-                                     CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c, CUDA_R_32F, N, compute, CUBLAS_GEMM_DEFAULT),
+                                     operands, ldb, a, operands, lda, &beta, c, output, N, compute, CUBLAS_GEMM_DEFAULT),
                         op);
 }
 
-// The matmul op: a fresh bf16 output is then rounded as if stored in bfloat16.
-void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
-    gemm_in_precision(ctx, c, a, b, M, N, K, trans_a, trans_b, beta, "matmul");
-    if (ctx->precision == BATON_PRECISION_BF16 && beta == 0.0f) round_to_precision(ctx, c, (long long)M * N, BATON_PRECISION_BF16);
+// The matmul op: a fresh output (beta 0) is an activation, an accumulated one float32.
+void matmul(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M, int N, int K, int trans_a, int trans_b,
+            float beta) {
+    gemm_in_precision(ctx, c, beta == 0.0f, a, b, M, N, K, trans_a, trans_b, beta, "matmul");
 }
 
 __global__ void bias_forward_kernel(float *out, const float *bias, int N, int OC) {
@@ -51,12 +55,13 @@ void bias_forward(baton_context *ctx, float *out, const float *bias, int N, int 
 }
 
 // Stage 1: chunk j of the rows, one thread per column: partial[j][c].
-__global__ void column_partials_kernel(float *partial, const float *in, int rows, int columns, int chunk_rows) {
+template <class In>
+__global__ void column_partials_kernel(float *partial, const In *in, int rows, int columns, int chunk_rows) {
     int c = blockIdx.x * blockDim.x + threadIdx.x, j = blockIdx.y;
     if (c >= columns) return;
     int begin = j * chunk_rows, end = min(rows, begin + chunk_rows);
     float sum = 0.0f;
-    for (int n = begin; n < end; n++) sum += in[(long long)n * columns + c];
+    for (int n = begin; n < end; n++) sum += load_act(in, (long long)n * columns + c);
     partial[(long long)j * columns + c] = sum;
 }
 
@@ -69,13 +74,20 @@ __global__ void column_total_kernel(float *out, const float *partial, int column
     out[c] += sum;
 }
 
-void column_sum(baton_context *ctx, float *out, const float *in, int rows, int columns, const char *op) {
+template <class In>
+static void column_sum_of(baton_context *ctx, float *out, const In *in, int rows, int columns, const char *op) {
     int chunks = column_chunks(rows, columns, columns);
     int chunk_rows = (rows + chunks - 1) / chunks;
-    column_partials_kernel<<<dim3(blocks_for(columns, 128), chunks), 128>>>(ctx->column_partials, in, rows, columns, chunk_rows);
+    column_partials_kernel<In><<<dim3(blocks_for(columns, 128), chunks), 128>>>(ctx->column_partials, in, rows, columns, chunk_rows);
     check_launch(ctx, op);
     column_total_kernel<<<blocks_for(columns, 128), 128>>>(out, ctx->column_partials, columns, chunks);
     check_launch(ctx, op);
 }
 
-void bias_backward(baton_context *ctx, float *dbias, const float *dout, int N, int OC) { column_sum(ctx, dbias, dout, N, OC, "bias_backward"); }
+void column_sum(baton_context *ctx, float *out, const float *in, int rows, int columns, const char *op) {
+    column_sum_of(ctx, out, in, rows, columns, op);
+}
+
+void bias_backward(baton_context *ctx, float *dbias, const baton_activation *dout, int N, int OC) {
+    with_activations(ctx, [&](auto type) { column_sum_of(ctx, dbias, static_cast<const decltype(type) *>(dout), N, OC, "bias_backward"); });
+}

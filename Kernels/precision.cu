@@ -1,17 +1,32 @@
-// Rounding to TF32 and bfloat16 for the matmul precisions (baton_precision in baton_backend.h): the
-// twin of Sources/CBatonCPU/precision.c, bit for bit: both round by baton_rounding.h.
+// Storing float32 values as activations (bf16 in a BF16 context): the twin of
+// Sources/CBatonCPU/precision.c, bit for bit (both round by baton_rounding.h).
 #include "common.cuh"
-#include "baton_rounding.h"
 
-__device__ inline float round_bits(float x, int dropped) { return __uint_as_float(baton_round_float_bits(__float_as_uint(x), dropped)); }
-
-__global__ void round_to_precision_kernel(float *x, long long n, int dropped) {
+template <class Act>
+__global__ void to_activation_kernel(Act *out, const float *in, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = round_bits(x[i], dropped);
+    if (i < n) store_act(out, i, in[i]);
 }
 
-void round_to_precision(baton_context *ctx, float *x, long long n, int precision) {
-    if (precision == BATON_PRECISION_FP32 || n == 0) return;
-    round_to_precision_kernel<<<blocks_for(n, 256), 256>>>(x, n, precision == BATON_PRECISION_BF16 ? 16 : 13);
-    check_launch(ctx, "round_to_precision");
+void to_activation(baton_context *ctx, baton_activation *out, const float *in, int64_t n) {
+    if (n == 0) return;
+    with_activations(ctx, [&](auto type) {
+        using Act = decltype(type);
+        to_activation_kernel<Act><<<blocks_for(n, 256), 256>>>(static_cast<Act *>(out), in, n);
+    });
+    check_launch(ctx, "to_activation");
+}
+
+float *wide_buffer(baton_context *ctx, long long n, const char *op) {
+    if (n > ctx->wide_capacity) {
+        cudaFree(ctx->wide);
+        ctx->wide = nullptr;
+        ctx->wide_capacity = 0;
+        if (cudaMalloc(&ctx->wide, n * sizeof(float)) != cudaSuccess) {
+            record_cuda_error(ctx, cudaErrorMemoryAllocation, op);
+            return nullptr;
+        }
+        ctx->wide_capacity = n;
+    }
+    return ctx->wide;
 }

@@ -37,6 +37,7 @@ static void cpu_destroy_context(baton_context *ctx) {
     if (!ctx) return;
     thread_pool_destroy(ctx->pool);
     free(ctx->rounded);
+    free(ctx->wide);
     free(ctx);
 }
 

@@ -1,28 +1,60 @@
 /* A linear layer's fused ops: the matmul with its bias (and GELU) and the gradient through a
  * linear layer and a GELU. On the CPU they are the separate ops run one after another; the
- * point is their rounding in bf16, once at the end, as cuBLASLt's epilogues round on a GPU. */
+ * point is their rounding in bf16, once at the end, as cuBLASLt's epilogues round on a GPU: the
+ * float32 sum (plus the bias, through the GELU) stored as a bf16 activation. */
+#include "baton_gelu.h"
 #include "kernels.h"
+#include <stdlib.h>
 
-static void round_if_bf16(baton_context *ctx, float *x, int64_t n) {
-    if (ctx->precision == BATON_PRECISION_BF16) round_to_precision(ctx, x, n, BATON_PRECISION_BF16);
+typedef struct {
+    void *out, *gelu_out; const float *wide; const void *bias, *pre_gelu; int64_t columns;
+} bf16_epilogue_args;
+
+/* out = sum + bias and gelu_out = GELU(sum + bias), stored as bf16. */
+static void bias_gelu_rows(void *p, int64_t begin, int64_t end) {
+    bf16_epilogue_args *a = p;
+    for (int64_t n = begin; n < end; n++)
+        for (int64_t c = 0; c < a->columns; c++) {
+            int64_t i = n * a->columns + c;
+            float pre = a->wide[i] + act_load(a->bias, c, 1);
+            act_store(a->out, i, pre, 1);
+            if (a->gelu_out) act_store(a->gelu_out, i, baton_gelu(pre), 1);
+        }
 }
 
-void linear_forward(baton_context *ctx, float *out, float *gelu_out, const float *inp, const float *weight, const float *bias, int N,
-                    int IC, int OC) {
+void linear_forward(baton_context *ctx, baton_activation *out, baton_activation *gelu_out, const baton_activation *inp,
+                    const baton_activation *weight, const baton_activation *bias, int N, int IC, int OC) {
     int64_t n = (int64_t)N * OC;
-    gemm_in_precision(ctx, out, inp, weight, N, OC, IC, 0, 0, 0.0f);
-    bias_forward(ctx, out, bias, N, OC);
-    if (gelu_out) {
-        gelu_forward(ctx, gelu_out, out, n);
-        round_if_bf16(ctx, gelu_out, n);
+    if (!stores_bf16(ctx)) {
+        gemm_in_precision(ctx, out, inp, weight, N, OC, IC, 0, 0, 0.0f);
+        bias_forward(ctx, out, bias, N, OC);
+        if (gelu_out) gelu_forward(ctx, gelu_out, out, n);
+        return;
     }
-    round_if_bf16(ctx, out, n);
+    float *wide = wide_buffer(ctx, n);
+    if (!wide) abort(); /* out of host memory */
+    gemm_in_precision(ctx, wide, inp, weight, N, OC, IC, 0, 0, 0.0f);
+    bf16_epilogue_args a = {out, gelu_out, wide, bias, NULL, OC};
+    parallel_for(ctx, N, 16, bias_gelu_rows, &a);
 }
 
-void matmul_gelu_backward(baton_context *ctx, float *dinp, const float *dout, const float *weight, const float *pre_gelu, int N, int IC,
-                          int OC) {
-    int64_t n = (int64_t)N * IC;
-    gemm_in_precision(ctx, dinp, dout, weight, N, IC, OC, 0, 1, 0.0f);
-    gelu_backward(ctx, dinp, pre_gelu, dinp, n);
-    round_if_bf16(ctx, dinp, n);
+/* dinp = GELU'(pre_gelu) * sum, stored as bf16. */
+static void gelu_gradient_rows(void *p, int64_t begin, int64_t end) {
+    bf16_epilogue_args *a = p;
+    for (int64_t i = begin * a->columns; i < end * a->columns; i++)
+        act_store(a->out, i, baton_gelu_backward(act_load(a->pre_gelu, i, 1), a->wide[i]), 1);
+}
+
+void matmul_gelu_backward(baton_context *ctx, baton_activation *dinp, const baton_activation *dout, const baton_activation *weight,
+                          const baton_activation *pre_gelu, int N, int IC, int OC) {
+    if (!stores_bf16(ctx)) {
+        gemm_in_precision(ctx, dinp, dout, weight, N, IC, OC, 0, 1, 0.0f);
+        gelu_backward(ctx, dinp, pre_gelu, dinp, (int64_t)N * IC);
+        return;
+    }
+    float *wide = wide_buffer(ctx, (int64_t)N * IC);
+    if (!wide) abort();
+    gemm_in_precision(ctx, wide, dout, weight, N, IC, OC, 0, 1, 0.0f);
+    bf16_epilogue_args a = {dinp, NULL, wide, NULL, pre_gelu, IC};
+    parallel_for(ctx, N, 16, gelu_gradient_rows, &a);
 }

@@ -43,29 +43,50 @@ static void matmul_blocks(void *p, int64_t begin, int64_t end) {
     }
 }
 
-/* Below fp32 (see baton_precision), the inputs are rounded copies; the sgemm is the same, so
- * products of rounded inputs are summed in float32 as tensor cores sum them. The output is not
- * rounded here: see matmul and linear.c. */
-void gemm_in_precision(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
-                       float beta) {
-    if (ctx->precision != BATON_PRECISION_FP32) {
-        int64_t na = (int64_t)M * K, nb = (int64_t)K * N;
-        float *rounded = rounding_buffer(ctx, na + nb);
-        if (!rounded) abort(); /* out of host memory: nothing sensible is left to do */
-        round_copy_to_precision(ctx, rounded, a, na, ctx->precision);
-        round_copy_to_precision(ctx, rounded + na, b, nb, ctx->precision);
-        a = rounded;
-        b = rounded + na;
+typedef struct { float *out; const uint16_t *in; } widen_args;
+
+static void widen_range(void *p, int64_t begin, int64_t end) {
+    widen_args *a = p;
+    for (int64_t i = begin; i < end; i++) a->out[i] = act_load(a->in, i, 1);
+}
+
+/* The matmul's inputs as float32 for sgemm: as they are in fp32; rounded copies in tf32; widened
+ * copies of the bf16 activations in bf16 (exact). So sgemm sums products of rounded inputs in
+ * float32, as tensor cores sum them. */
+static const float *sgemm_operand(baton_context *ctx, float *copy, const void *x, int64_t n) {
+    if (ctx->precision == BATON_PRECISION_FP32) return x;
+    if (stores_bf16(ctx)) {
+        widen_args a = {copy, x};
+        parallel_for(ctx, n, 1 << 16, widen_range, &a);
+    } else {
+        round_copy_to_precision(ctx, copy, x, n, ctx->precision);
     }
+    return copy;
+}
+
+/* The output is float32, not rounded here: see matmul and linear.c. */
+void gemm_in_precision(baton_context *ctx, float *c, const void *a, const void *b, int M, int N, int K, int trans_a, int trans_b,
+                       float beta) {
+    int64_t na = (int64_t)M * K, nb = (int64_t)K * N;
+    float *copies = ctx->precision == BATON_PRECISION_FP32 ? NULL : rounding_buffer(ctx, na + nb);
+    if (ctx->precision != BATON_PRECISION_FP32 && !copies) abort(); /* out of host memory: nothing sensible is left to do */
+    const float *fa = sgemm_operand(ctx, copies, a, na), *fb = sgemm_operand(ctx, copies ? copies + na : NULL, b, nb);
     int64_t count = M >= N ? M : N;
-    matmul_args x = {c, a, b, M, N, K, trans_a, trans_b, M >= N, beta, matmul_block_size(count)};
+    matmul_args x = {c, fa, fb, M, N, K, trans_a, trans_b, M >= N, beta, matmul_block_size(count)};
     parallel_for(ctx, count, x.block_size, matmul_blocks, &x);
 }
 
-/* A fresh bf16 output is rounded as if stored in bfloat16. */
-void matmul(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float beta) {
+/* A fresh output (beta 0) is an activation: in bf16, summed in float32 and stored rounded. */
+void matmul(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M, int N, int K, int trans_a, int trans_b,
+            float beta) {
+    if (stores_bf16(ctx) && beta == 0.0f) {
+        float *wide = wide_buffer(ctx, (int64_t)M * N);
+        if (!wide) abort();
+        gemm_in_precision(ctx, wide, a, b, M, N, K, trans_a, trans_b, 0.0f);
+        store_activations(ctx, c, wide, (int64_t)M * N);
+        return;
+    }
     gemm_in_precision(ctx, c, a, b, M, N, K, trans_a, trans_b, beta);
-    if (ctx->precision == BATON_PRECISION_BF16 && beta == 0.0f) round_to_precision(ctx, c, (int64_t)M * N, BATON_PRECISION_BF16);
 }
 
 typedef struct { float *out; const float *bias; int N, OC; } bias_args;
@@ -83,17 +104,15 @@ void bias_forward(baton_context *ctx, float *out, const float *bias, int N, int 
     parallel_for(ctx, N, 16, bias_forward_rows, &a);
 }
 
-typedef struct { float *dbias; const float *dout; int N, OC; } bias_backward_args;
+typedef struct { float *dbias; const void *dout; int N, OC, bf16; } bias_backward_args;
 
 static void bias_backward_channels(void *p, int64_t c0, int64_t c1) {
     bias_backward_args *a = p;
-    for (int64_t n = 0; n < a->N; n++) {
-        const float *d = a->dout + n * a->OC;
-        for (int64_t c = c0; c < c1; c++) a->dbias[c] += d[c];
-    }
+    for (int64_t n = 0; n < a->N; n++)
+        for (int64_t c = c0; c < c1; c++) a->dbias[c] += act_load(a->dout, n * a->OC + c, a->bf16);
 }
 
-void bias_backward(baton_context *ctx, float *dbias, const float *dout, int N, int OC) {
-    bias_backward_args a = {dbias, dout, N, OC};
+void bias_backward(baton_context *ctx, float *dbias, const baton_activation *dout, int N, int OC) {
+    bias_backward_args a = {dbias, dout, N, OC, stores_bf16(ctx)};
     parallel_for(ctx, OC, 16, bias_backward_channels, &a);
 }

@@ -1,5 +1,6 @@
 /* Rounding to TF32 and bfloat16 for the matmul precisions (see baton_precision in
- * baton_backend.h): the CPU twin of Kernels/precision.cu; both round by baton_rounding.h. */
+ * baton_backend.h), and storing float32 values as activations (bfloat16 in BF16): the CPU twin of
+ * Kernels/precision.cu; both round by baton_rounding.h. */
 #include "kernels.h"
 #include "baton_rounding.h"
 #include <stdlib.h>
@@ -43,3 +44,31 @@ float *rounding_buffer(baton_context *ctx, int64_t n) {
     }
     return ctx->rounded;
 }
+
+float *wide_buffer(baton_context *ctx, int64_t n) {
+    if (n > ctx->wide_capacity) {
+        float *grown = realloc(ctx->wide, (size_t)n * 4);
+        if (!grown) return NULL;
+        ctx->wide = grown;
+        ctx->wide_capacity = n;
+    }
+    return ctx->wide;
+}
+
+typedef struct { void *out; const float *in; int bf16; } store_args;
+
+static void store_range(void *p, int64_t begin, int64_t end) {
+    store_args *a = p;
+    for (int64_t i = begin; i < end; i++) act_store(a->out, i, a->in[i], a->bf16);
+}
+
+void store_activations(baton_context *ctx, void *out, const float *in, int64_t n) {
+    if (!stores_bf16(ctx)) {
+        if (out != in) memcpy(out, in, (size_t)n * 4);
+        return;
+    }
+    store_args a = {out, in, 1};
+    parallel_for(ctx, n, 1 << 16, store_range, &a);
+}
+
+void to_activation(baton_context *ctx, baton_activation *out, const float *in, int64_t n) { store_activations(ctx, out, in, n); }

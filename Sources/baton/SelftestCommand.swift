@@ -45,6 +45,8 @@ func selftestCommand(_ arguments: [String]) throws {
     func gigabytes(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / 1e9) }
     say("memory: activations of GPT-2 124M at batch 32, T 1024 on this device: \(gigabytes(memory.device)) (attention: \(gigabytes(memory.deviceAttention))); "
         + "with the T x T scores kept: \(gigabytes(memory.scoresKept)) (attention: \(gigabytes(memory.scoresAttention)))")
+    let bf16Memory = test.activationMemory(element: .bfloat16)
+    say("memory: the same with bf16 activations (a bf16 run): \(gigabytes(bf16Memory.device)); with the scores kept: \(gigabytes(bf16Memory.scoresKept))")
     say("memory: this selftest allocated \(device.allocationCount) buffers, \(gigabytes(device.allocatedBytes)) on the device")
     let width = rows.map(\.check.count).max() ?? 10
     say("check".padding(toLength: width, withPad: " ", startingAt: 0) + "   max rel error      limit  result")

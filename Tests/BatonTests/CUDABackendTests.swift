@@ -132,7 +132,8 @@ final class CUDABackendTests: XCTestCase {
         let calls = result.stderr.split(separator: "\n").compactMap { line -> String? in
             line.hasPrefix("cuda emulator trace: ") ? String(line.dropFirst("cuda emulator trace: ".count)) : nil
         }
-        func count(_ call: String) -> Int { calls.filter { $0 == call }.count }
+        // A kernel templated over the activations' type is traced as name<Act>.
+        func count(_ call: String) -> Int { calls.filter { $0 == call || $0.hasPrefix(call + "<") }.count }
         XCTAssertEqual(count("cublas cublasLtMatmul BIAS"), 3 * layers, "qkv, attention projection, MLP projection")
         XCTAssertEqual(count("cublas cublasLtMatmul GELU_AUX_BIAS"), layers)
         XCTAssertEqual(count("cublas cublasLtMatmul DGELU"), layers)
@@ -155,6 +156,12 @@ final class CUDABackendTests: XCTestCase {
                 XCTAssertEqual(launches.filter { $0.contains(kernel) }.count, layers, "\(kernel) in \(precision)")
             }
             XCTAssertFalse(launches.contains { $0.hasSuffix("launch flash_forward_kernel") }, "\(precision) attention on CUDA cores")
+            // bf16 stores activations in bf16: the matmuls are bf16 ones, and the weights' bf16 copy is made once a forward pass.
+            let gemms = run.stderr.split(separator: "\n").filter { $0.hasPrefix("cuda emulator trace: cublas cublasGemmEx") }
+            XCTAssertFalse(gemms.isEmpty, run.stderr)
+            XCTAssert(gemms.allSatisfy { $0.hasSuffix(" bf16") == (precision == "bf16") }, "\(precision): \(gemms)")
+            XCTAssertEqual(launches.filter { $0.contains("to_activation_kernel<") }.count, precision == "bf16" ? 1 + 2 * layers : 0,
+                           "\(precision): the weights' copy once, the residual gradient's twice a layer")
         }
     }
 
@@ -175,7 +182,7 @@ final class CUDABackendTests: XCTestCase {
         let first = try XCTUnwrap(calls.firstIndex(of: "launch encoder_forward_kernel"), result.stderr)
         let update = try XCTUnwrap(calls.firstIndex(of: "launch adamw_kernel"), result.stderr)
         let step = calls[first..<update]
-        XCTAssertEqual(step.filter { $0 == "launch softmax_crossentropy_kernel" }.count, 3, "three micro-batches")
+        XCTAssertEqual(step.filter { $0.hasPrefix("launch softmax_crossentropy_kernel<") }.count, 3, "three micro-batches")
         XCTAssertEqual(step.filter { $0 == "memcpy device to host" }.count, 2, "the losses once, the gradient norm once")
         let lastBackward = try XCTUnwrap(step.lastIndex(of: "launch encoder_backward_wte_kernel"))
         XCTAssertNil(step[..<lastBackward].firstIndex(of: "memcpy device to host"), "a read before the last backward pass")

@@ -114,15 +114,22 @@ final class FiniteDifferenceTests: XCTestCase {
         assertClose(try device.download(c), expected, rtol: 1e-6, "matmul with transposes")
     }
 
-    /// The memory figure the selftest prints comes from Activations.floatCount: it must be what
-    /// Activations really allocates.
-    func testActivationFloatCountIsWhatActivationsAllocate() throws {
+    /// The memory figure the selftest prints comes from Activations.byteCount: it must be what
+    /// Activations really allocates, with float32 activations and with bf16 ones.
+    func testActivationByteCountIsWhatActivationsAllocate() throws {
         let config = GPTConfig(contextLength: 16, vocabularySize: 37, layers: 2, heads: 2, channels: 8)
         let sizes = device.attentionSizes(B: 3, T: 16, C: 8, NH: 2)
-        let before = device.allocatedBytes
-        _ = try Activations(config: config, B: 3, T: 16, device: device)
-        XCTAssertEqual(device.allocatedBytes - before,
-                       4 * Activations.floatCount(config: config, B: 3, T: 16, attentionSaved: sizes.saved, attentionScratch: sizes.scratch))
+        defer { try? device.setPrecision(.fp32) }
+        var measured: [Int] = []
+        for (precision, element) in [(Precision.fp32, ElementType.float32), (.bf16, .bfloat16)] {
+            try device.setPrecision(precision)
+            let before = device.allocatedBytes
+            _ = try Activations(config: config, B: 3, T: 16, device: device)
+            measured.append(device.allocatedBytes - before)
+            XCTAssertEqual(measured.last, Activations.byteCount(config: config, B: 3, T: 16, attentionSaved: sizes.saved,
+                                                                attentionScratch: sizes.scratch, element: element), "\(precision)")
+        }
+        XCTAssertLessThan(measured[1], measured[0], "bf16 activations take less memory")
     }
 
     func testAttentionBackward() throws {

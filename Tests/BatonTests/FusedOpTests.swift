@@ -88,7 +88,8 @@ final class FusedOpTests: XCTestCase {
     }
 
     /// In bf16 a fused op rounds once, at its end: its outputs are the fp32 op's on bf16-rounded
-    /// inputs, each rounded to bfloat16, the GELU taken of the unrounded pre-activation.
+    /// inputs (the bias too: it is read from the weights' bf16 copy), each rounded to bfloat16, the
+    /// GELU taken of the unrounded pre-activation.
     func testFusedOpsRoundOnceAtTheEndInBF16() throws {
         func bf16(_ x: Float) -> Float {  // round to nearest even (finite values)
             let bits = x.bitPattern
@@ -96,21 +97,21 @@ final class FusedOpTests: XCTestCase {
         }
         let N = 9, IC = 16, OC = 24
         let inputValues = random(N * IC), weightValues = random(IC * OC), biasValues = random(OC)
-        func run(on device: Device, _ input: [Float], _ weight: [Float]) throws -> (out: [Float], gelu: [Float]) {
+        func run(on device: Device, _ input: [Float], _ weight: [Float], _ bias: [Float]) throws -> (out: [Float], gelu: [Float]) {
             func upload(_ values: [Float]) throws -> Tensor {
-                let t = try device.allocate(floats: values.count)
+                let t = try device.allocate(activations: values.count)  // bf16 on the bf16 device: rounded here
                 try device.upload(values, to: t)
                 return t
             }
-            let out = try device.allocate(floats: N * OC), gelu = try device.allocate(floats: N * OC)
-            try device.linearForward(out: out, geluOut: gelu, input: try upload(input), weight: try upload(weight), bias: try upload(biasValues),
+            let out = try device.allocate(activations: N * OC), gelu = try device.allocate(activations: N * OC)
+            try device.linearForward(out: out, geluOut: gelu, input: try upload(input), weight: try upload(weight), bias: try upload(bias),
                                      N: N, inFeatures: IC, outFeatures: OC)
             return (try device.download(out), try device.download(gelu))
         }
         let lowered = Device.cpu(threads: 2)
         try lowered.setPrecision(.bf16)
-        let fused = try run(on: lowered, inputValues, weightValues)
-        let reference = try run(on: device, inputValues.map(bf16), weightValues.map(bf16))
+        let fused = try run(on: lowered, inputValues, weightValues, biasValues)
+        let reference = try run(on: device, inputValues.map(bf16), weightValues.map(bf16), biasValues.map(bf16))
         XCTAssertEqual(fused.out.map(\.bitPattern), reference.out.map(bf16).map(\.bitPattern))
         XCTAssertEqual(fused.gelu.map(\.bitPattern), reference.gelu.map(bf16).map(\.bitPattern))
     }

@@ -579,16 +579,17 @@ long long span(int rows, int columns, int ld) { return rows == 0 || columns == 0
 // cuBLAS's argument rules for C[m,n] = op(A) op(B), plus: every matrix inside one device
 // allocation, the scalars on the host (the default pointer mode).
 cublasStatus_t check_gemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-                          const float *alpha, const float *A, int lda, long long strideA, const float *B, int ldb,
-                          long long strideB, const float *beta, const float *C, int ldc, long long strideC, int batches) {
+                          const float *alpha, const void *A, int lda, long long strideA, const void *B, int ldb,
+                          long long strideB, const float *beta, const void *C, int ldc, long long strideC, int batches,
+                          long long ab_bytes = sizeof(float), long long c_bytes = sizeof(float)) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
     if (m < 0 || n < 0 || k < 0 || batches < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) || ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
     if (on_device(alpha, 1) || on_device(beta, 1)) return CUBLAS_STATUS_INVALID_VALUE;
-    auto extent = [&](long long one, long long stride) { return one == 0 ? 0 : (stride * (batches - 1) + one) * (long long)sizeof(float); };
-    long long a = extent(span(ta ? k : m, ta ? m : k, lda), strideA), b = extent(span(tb ? n : k, tb ? k : n, ldb), strideB);
-    long long c = extent(span(m, n, ldc), strideC);
+    auto extent = [&](long long one, long long stride, long long bytes) { return one == 0 ? 0 : (stride * (batches - 1) + one) * bytes; };
+    long long a = extent(span(ta ? k : m, ta ? m : k, lda), strideA, ab_bytes), b = extent(span(tb ? n : k, tb ? k : n, ldb), strideB, ab_bytes);
+    long long c = extent(span(m, n, ldc), strideC, c_bytes);
     if ((a && !on_device(A, a)) || (b && !on_device(B, b)) || (c && !on_device(C, c))) {
         fprintf(stderr, "cuda emulator: cublasSgemm: a matrix reaches outside its device allocation\n");
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -641,24 +642,53 @@ void rounded_sgemm(cublasOperation_t transa, cublasOperation_t transb, int m, in
     }
     cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+// bf16 matrices (CUDA_R_16BF: their bits) as float32, exactly, and float32 results stored as bf16,
+// rounded to nearest even: the CPU backend's rule (baton_rounding.h).
+std::vector<float> widen(const void *p, long long count) {
+    std::vector<float> wide(count);
+    const uint16_t *bits = static_cast<const uint16_t *>(p);
+    for (long long i = 0; i < count; i++) wide[i] = __uint_as_float(baton_float_bits_from_bf16(bits[i]));
+    return wide;
+}
+void narrow(void *p, const float *wide, long long count) {
+    uint16_t *bits = static_cast<uint16_t *>(p);
+    for (long long i = 0; i < count; i++) bits[i] = baton_bf16_from_float_bits(__float_as_uint(wide[i]));
+}
 }  // namespace
 
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B, cudaDataType_t Btype,
                             int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
                             cublasGemmAlgo_t) {
-    if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F) {
-        fprintf(stderr, "cuda emulator: cublasGemmEx emulates float32 matrices only\n");
+    // float32 matrices (any float compute type), or bf16 A and B summed in float32 into a bf16 or float32 C.
+    bool bf16 = Atype == CUDA_R_16BF;
+    if (Atype != Btype || (Atype != CUDA_R_32F && !bf16) || (Ctype != CUDA_R_32F && !(bf16 && Ctype == CUDA_R_16BF)) ||
+        (bf16 && computeType != CUBLAS_COMPUTE_32F)) {
+        fprintf(stderr, "cuda emulator: cublasGemmEx emulates float32 matrices, or bf16 ones with CUBLAS_COMPUTE_32F\n");
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
-    const float *a = static_cast<const float *>(A), *b = static_cast<const float *>(B);
-    float *c = static_cast<float *>(C);
-    cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, static_cast<const float *>(alpha), a, lda, 0, b, ldb, 0,
-                                       static_cast<const float *>(beta), c, ldc, 0, 1);
+    long long ab_bytes = bf16 ? 2 : 4, c_bytes = Ctype == CUDA_R_16BF ? 2 : 4;
+    cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, static_cast<const float *>(alpha), A, lda, 0, B, ldb, 0,
+                                       static_cast<const float *>(beta), C, ldc, 0, 1, ab_bytes, c_bytes);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
-    trace("cublas", "cublasGemmEx");
-    rounded_sgemm(transa, transb, m, n, k, *static_cast<const float *>(alpha), a, lda, b, ldb, *static_cast<const float *>(beta), c, ldc,
-                  computeType);
+    trace("cublas", bf16 ? "cublasGemmEx bf16" : "cublasGemmEx");
+    bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+    float alpha_value = *static_cast<const float *>(alpha), beta_value = *static_cast<const float *>(beta);
+    if (!bf16) {
+        rounded_sgemm(transa, transb, m, n, k, alpha_value, static_cast<const float *>(A), lda, static_cast<const float *>(B), ldb, beta_value,
+                      static_cast<float *>(C), ldc, computeType);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    std::vector<float> a = widen(A, span(ta ? k : m, ta ? m : k, lda)), b = widen(B, span(tb ? n : k, tb ? k : n, ldb));
+    long long c_count = span(m, n, ldc);
+    if (Ctype == CUDA_R_32F) {
+        rounded_sgemm(transa, transb, m, n, k, alpha_value, a.data(), lda, b.data(), ldb, beta_value, static_cast<float *>(C), ldc, computeType);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    std::vector<float> c = beta_value == 0.0f ? std::vector<float>(c_count) : widen(C, c_count);
+    rounded_sgemm(transa, transb, m, n, k, alpha_value, a.data(), lda, b.data(), ldb, beta_value, c.data(), ldc, computeType);
+    narrow(C, c.data(), c_count);
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -669,8 +699,8 @@ struct baton_emulator_lt_desc {
     cublasComputeType_t compute;
     cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
     cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
-    const float *bias = nullptr;
-    float *aux = nullptr;
+    const void *bias = nullptr;  // of D's type, as aux
+    void *aux = nullptr;
     int64_t aux_ld = 0;
 };
 struct baton_emulator_lt_layout {
@@ -680,6 +710,7 @@ struct baton_emulator_lt_layout {
 };
 struct baton_emulator_lt_preference {
     uint64_t workspace = 0;
+    uint32_t alignment[4] = {256, 256, 256, 256};  // A, B, C, D: what the caller promises (cuBLASLt's default)
 };
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
@@ -738,8 +769,14 @@ cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t prefer
 }
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t preference, cublasLtMatmulPreferenceAttributes_t attribute,
                                                     const void *buffer, size_t bytes) {
-    if (attribute != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || bytes != sizeof(uint64_t)) return CUBLAS_STATUS_INVALID_VALUE;
-    memcpy(&preference->workspace, buffer, bytes);
+    if (attribute == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) {
+        if (bytes != sizeof(uint64_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&preference->workspace, buffer, bytes);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    int which = (int)attribute - (int)CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES;
+    if (which < 0 || which > 3 || bytes != sizeof(uint32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(&preference->alignment[which], buffer, bytes);
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -750,7 +787,9 @@ bool has_aux(cublasLtEpilogue_t epilogue) { return epilogue == CUBLASLT_EPILOGUE
 cublasStatus_t check_lt(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
                         cublasLtMatrixLayout_t d) {
     if (!desc || !a || !b || !c || !d) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (a->type != CUDA_R_32F || b->type != CUDA_R_32F || c->type != CUDA_R_32F || d->type != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    // One type for every matrix: float32 (any float compute type), or bf16 summed in float32.
+    if (a->type != d->type || b->type != d->type || c->type != d->type) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (d->type != CUDA_R_32F && !(d->type == CUDA_R_16BF && desc->compute == CUBLAS_COMPUTE_32F)) return CUBLAS_STATUS_NOT_SUPPORTED;
     bool ta = desc->transa != CUBLAS_OP_N, tb = desc->transb != CUBLAS_OP_N;
     uint64_t m = d->rows, n = d->cols, k = ta ? a->rows : a->cols;
     if ((ta ? a->cols : a->rows) != m || (tb ? b->cols : b->rows) != k || (tb ? b->rows : b->cols) != n) return CUBLAS_STATUS_INVALID_VALUE;
@@ -776,6 +815,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (status != CUBLAS_STATUS_SUCCESS) return status;
     heuristicResultsArray[0] = cublasLtMatmulHeuristicResult_t{};
     heuristicResultsArray[0].state = CUBLAS_STATUS_SUCCESS;
+    for (int i = 0; i < 4; i++) heuristicResultsArray[0].algo.data[i] = preference->alignment[i];  // what the algorithm may assume
     *returnAlgoCount = 1;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -793,18 +833,21 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     }
     if (on_device(alpha, 1) || on_device(beta, 1) || (workspaceSizeInBytes && !on_device(workspace, workspaceSizeInBytes)))
         return CUBLAS_STATUS_INVALID_VALUE;
+    const void *pointers[4] = {A, B, C, D};
+    for (int i = 0; i < 4; i++)
+        if ((uintptr_t)pointers[i] % algo->data[i] != 0) return CUBLAS_STATUS_NOT_SUPPORTED;  // less aligned than the algorithm assumes
     bool ta = desc->transa != CUBLAS_OP_N;
     int m = (int)Ddesc->rows, n = (int)Ddesc->cols, k = (int)(ta ? Adesc->rows : Adesc->cols);
-    const float *a = static_cast<const float *>(A), *b = static_cast<const float *>(B);
-    float *d = static_cast<float *>(D);
-    auto inside = [](const void *p, int rows, int cols, int64_t ld) {
+    bool bf16 = Ddesc->type == CUDA_R_16BF;
+    long long element = bf16 ? 2 : 4;
+    auto inside = [&](const void *p, int rows, int cols, int64_t ld) {
         long long elements = span(rows, cols, (int)ld);
-        return elements == 0 || on_device(p, elements * sizeof(float));
+        return elements == 0 || on_device(p, elements * element);
     };
     bool aux = has_aux(desc->epilogue);
-    if (!inside(a, (int)Adesc->rows, (int)Adesc->cols, Adesc->ld) || !inside(b, (int)Bdesc->rows, (int)Bdesc->cols, Bdesc->ld) ||
-        !inside(d, m, n, Ddesc->ld) || (aux && !inside(desc->aux, m, n, desc->aux_ld)) ||
-        (desc->epilogue & CUBLASLT_EPILOGUE_BIAS && !on_device(desc->bias, m * sizeof(float)))) {
+    if (!inside(A, (int)Adesc->rows, (int)Adesc->cols, Adesc->ld) || !inside(B, (int)Bdesc->rows, (int)Bdesc->cols, Bdesc->ld) ||
+        !inside(D, m, n, Ddesc->ld) || (aux && !inside(desc->aux, m, n, desc->aux_ld)) ||
+        (desc->epilogue & CUBLASLT_EPILOGUE_BIAS && !on_device(desc->bias, m * element))) {
         fprintf(stderr, "cuda emulator: cublasLtMatmul: a matrix or vector reaches outside its device allocation\n");
         return CUBLAS_STATUS_INVALID_VALUE;
     }
@@ -812,6 +855,20 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                     : desc->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ? "cublasLtMatmul GELU_AUX_BIAS"
                     : desc->epilogue == CUBLASLT_EPILOGUE_DGELU         ? "cublasLtMatmul DGELU"
                                                                         : "cublasLtMatmul");
+    // bf16: the matrices widened to float32 (exactly), the sums and the epilogue in float32, then
+    // D (and GELU's auxiliary output) stored rounded to nearest even, once.
+    std::vector<float> wide_a, wide_b, wide_d, wide_bias, wide_aux;
+    const float *a = static_cast<const float *>(A), *b = static_cast<const float *>(B), *bias = static_cast<const float *>(desc->bias);
+    float *d = static_cast<float *>(D), *aux_values = static_cast<float *>(desc->aux);
+    long long d_count = span(m, n, (int)Ddesc->ld), aux_count = aux ? span(m, n, (int)desc->aux_ld) : 0;
+    if (bf16) {
+        wide_a = widen(A, span((int)Adesc->rows, (int)Adesc->cols, (int)Adesc->ld));
+        wide_b = widen(B, span((int)Bdesc->rows, (int)Bdesc->cols, (int)Bdesc->ld));
+        wide_d = *static_cast<const float *>(beta) == 0.0f ? std::vector<float>(d_count) : widen(D, d_count);
+        if (desc->epilogue & CUBLASLT_EPILOGUE_BIAS) wide_bias = widen(desc->bias, m);
+        if (aux) wide_aux = widen(desc->aux, aux_count);
+        a = wide_a.data(); b = wide_b.data(); d = wide_d.data(); bias = wide_bias.data(); aux_values = wide_aux.data();
+    }
     rounded_sgemm(desc->transa, desc->transb, m, n, k, *static_cast<const float *>(alpha), a, (int)Adesc->ld, b, (int)Bdesc->ld,
                   *static_cast<const float *>(beta), d, (int)Ddesc->ld, desc->compute);
     // The epilogue, element by element in float32, as the CPU backend's separate ops compute it.
@@ -819,16 +876,20 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         for (int i = 0; i < m; i++) {
             float &x = d[i + (long long)j * Ddesc->ld];
             switch (desc->epilogue) {
-            case CUBLASLT_EPILOGUE_BIAS: x += desc->bias[i]; break;
+            case CUBLASLT_EPILOGUE_BIAS: x += bias[i]; break;
             case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
-                x += desc->bias[i];
-                desc->aux[i + j * desc->aux_ld] = x;
+                x += bias[i];
+                aux_values[i + j * desc->aux_ld] = x;
                 x = baton_gelu(x);
                 break;
-            case CUBLASLT_EPILOGUE_DGELU: x = baton_gelu_backward(desc->aux[i + j * desc->aux_ld], x); break;
+            case CUBLASLT_EPILOGUE_DGELU: x = baton_gelu_backward(aux_values[i + j * desc->aux_ld], x); break;
             default: break;
             }
         }
+    }
+    if (bf16) {
+        narrow(D, d, d_count);
+        if (desc->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) narrow(desc->aux, aux_values, aux_count);
     }
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -139,15 +139,38 @@ public final class Device {
     /// New tensors read as zeros.
     public func allocate(floats count: Int) throws -> Tensor { Tensor(buffer: try allocate(bytes: count * 4), count: count) }
 
+    /// How activations are stored in the current precision: bf16 in bf16, float32 otherwise
+    /// (baton_activation in baton_backend.h).
+    public var activationElement: ElementType { precision == .bf16 ? .bfloat16 : .float32 }
+
+    /// A tensor of `count` activations, stored as `activationElement`; reads as zeros.
+    public func allocate(activations count: Int) throws -> Tensor {
+        let element = activationElement
+        return Tensor(buffer: try allocate(bytes: count * element.byteCount), count: count, element: element)
+    }
+
     public func allocate(tokens count: Int) throws -> TokenTensor { TokenTensor(buffer: try allocate(bytes: count * 4), count: count) }
 
+    /// Into a bf16 tensor the values go rounded to nearest even.
     public func upload(_ values: UnsafeBufferPointer<Float>, to tensor: Tensor) throws {
         precondition(values.count <= tensor.count)
+        if tensor.element == .bfloat16 {
+            let halves = values.map { baton_bf16_from_float_bits($0.bitPattern) }
+            try halves.withUnsafeBytes { try require(table.pointee.copy_to_device(context, tensor.raw, $0.baseAddress, $0.count), "upload") }
+            return
+        }
         try require(table.pointee.copy_to_device(context, tensor.pointer, values.baseAddress, values.count * 4), "upload")
     }
 
+    /// A bf16 tensor's values come back as float32 (exactly).
     public func download(_ tensor: Tensor, into values: UnsafeMutableBufferPointer<Float>) throws {
         precondition(values.count <= tensor.count)
+        if tensor.element == .bfloat16 {
+            var halves = [UInt16](repeating: 0, count: values.count)
+            try halves.withUnsafeMutableBytes { try require(table.pointee.copy_to_host(context, $0.baseAddress, tensor.raw, $0.count), "download") }
+            for (i, half) in halves.enumerated() { values[i] = Float(bitPattern: baton_float_bits_from_bf16(half)) }
+            return
+        }
         try require(table.pointee.copy_to_host(context, values.baseAddress, tensor.pointer, values.count * 4), "download")
     }
 
@@ -157,8 +180,8 @@ public final class Device {
     }
 
     public func copy(_ source: Tensor, to destination: Tensor) throws {
-        precondition(source.count == destination.count)
-        try require(table.pointee.copy_on_device(context, destination.pointer, source.pointer, source.count * 4), "copy")
+        precondition(source.count == destination.count && source.element == destination.element)
+        try require(table.pointee.copy_on_device(context, destination.raw, source.raw, source.byteCount), "copy")
     }
 
     public func synchronize() throws { try require(table.pointee.synchronize(context), "synchronize") }
@@ -172,6 +195,18 @@ public final class Device {
     }
 
     // MARK: ops (one per BATON_FOR_EACH_OP entry)
+
+    /// An activation operand (baton_activation): it must be stored as this precision stores them.
+    private func act(_ tensor: Tensor) -> UnsafeMutableRawPointer {
+        precondition(tensor.element == activationElement, "an activation stored as \(tensor.element) in a \(precision) context")
+        return tensor.raw
+    }
+
+    /// out = input as activations (rounded to bf16 in bf16, copied otherwise).
+    public func toActivation(out: Tensor, input: Tensor) throws {
+        precondition(out.count >= input.count, "to_activation output too small")
+        try run("to_activation") { ops.to_activation(context, act(out), input.pointer, Int64(input.count)) }
+    }
 
 
     public func fill(_ x: Tensor, with value: Float) throws {
@@ -190,27 +225,29 @@ public final class Device {
     }
 
     public func layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, input: Tensor, weight: Tensor, bias: Tensor, N: Int, C: Int) throws {
-        try run("layernorm_forward") { ops.layernorm_forward(context, out.pointer, mean.pointer, rstd.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(C)) }
+        try run("layernorm_forward") { ops.layernorm_forward(context, act(out), mean.pointer, rstd.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(C)) }
     }
 
     /// residual = a + b, then out = LayerNorm(residual) with its mean and rstd, in one op.
     public func residualLayernormForward(residual: Tensor, out: Tensor, mean: Tensor, rstd: Tensor, a: Tensor, b: Tensor, weight: Tensor,
                                          bias: Tensor, N: Int, C: Int) throws {
         precondition(residual.count >= N * C && out.count >= N * C && a.count >= N * C && b.count >= N * C, "residual_layernorm operand too small")
-        try run("residual_layernorm_forward") { ops.residual_layernorm_forward(context, residual.pointer, out.pointer, mean.pointer, rstd.pointer, a.pointer, b.pointer, weight.pointer,
+        try run("residual_layernorm_forward") { ops.residual_layernorm_forward(context, residual.pointer, act(out), mean.pointer, rstd.pointer, a.pointer, act(b), weight.pointer,
                                        bias.pointer, Int32(N), Int32(C)) }
     }
 
     public func layernormBackward(dinput: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, input: Tensor, weight: Tensor,
                                   mean: Tensor, rstd: Tensor, N: Int, C: Int) throws {
-        try run("layernorm_backward") { ops.layernorm_backward(context, dinput.pointer, dweight.pointer, dbias.pointer, dout.pointer, input.pointer, weight.pointer,
+        try run("layernorm_backward") { ops.layernorm_backward(context, dinput.pointer, dweight.pointer, dbias.pointer, act(dout), input.pointer, weight.pointer,
                                mean.pointer, rstd.pointer, Int32(N), Int32(C)) }
     }
 
-    /// c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c
+    /// c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c; a and b are activations, and so is c when
+    /// beta is 0 (else c is float32: a weight's gradient).
     public func matmul(c: Tensor, a: Tensor, b: Tensor, M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool, beta: Float) throws {
         precondition(c.count >= M * N && a.count >= M * K && b.count >= K * N, "matmul operand too small")
-        try run("matmul") { ops.matmul(context, c.pointer, a.pointer, b.pointer, Int32(M), Int32(N), Int32(K), transposeA ? 1 : 0, transposeB ? 1 : 0, beta) }
+        let output = beta == 0 ? act(c) : UnsafeMutableRawPointer(c.pointer)
+        try run("matmul") { ops.matmul(context, output, act(a), act(b), Int32(M), Int32(N), Int32(K), transposeA ? 1 : 0, transposeB ? 1 : 0, beta) }
     }
 
     /// out[N, outFeatures] = input @ weight + bias; with geluOut, also geluOut = GELU(out) (out keeps
@@ -219,7 +256,7 @@ public final class Device {
                               outFeatures: Int) throws {
         precondition(out.count >= N * outFeatures && (geluOut?.count ?? Int.max) >= N * outFeatures && input.count >= N * inFeatures
                      && weight.count >= inFeatures * outFeatures && bias.count >= outFeatures, "linear_forward operand too small")
-        try run("linear_forward") { ops.linear_forward(context, out.pointer, geluOut?.pointer, input.pointer, weight.pointer, bias.pointer, Int32(N), Int32(inFeatures),
+        try run("linear_forward") { ops.linear_forward(context, act(out), geluOut.map(act), act(input), act(weight), act(bias), Int32(N), Int32(inFeatures),
                            Int32(outFeatures)) }
     }
 
@@ -228,7 +265,7 @@ public final class Device {
     public func matmulGeluBackward(dinput: Tensor, dout: Tensor, weight: Tensor, preGelu: Tensor, N: Int, inFeatures: Int, outFeatures: Int) throws {
         precondition(dinput.count >= N * inFeatures && preGelu.count >= N * inFeatures && dout.count >= N * outFeatures
                      && weight.count >= inFeatures * outFeatures, "matmul_gelu_backward operand too small")
-        try run("matmul_gelu_backward") { ops.matmul_gelu_backward(context, dinput.pointer, dout.pointer, weight.pointer, preGelu.pointer, Int32(N), Int32(inFeatures),
+        try run("matmul_gelu_backward") { ops.matmul_gelu_backward(context, act(dinput), act(dout), act(weight), act(preGelu), Int32(N), Int32(inFeatures),
                                  Int32(outFeatures)) }
     }
 
@@ -237,7 +274,7 @@ public final class Device {
     }
 
     public func biasBackward(dbias: Tensor, dout: Tensor, N: Int, OC: Int) throws {
-        try run("bias_backward") { ops.bias_backward(context, dbias.pointer, dout.pointer, Int32(N), Int32(OC)) }
+        try run("bias_backward") { ops.bias_backward(context, dbias.pointer, act(dout), Int32(N), Int32(OC)) }
     }
 
     /// Floats of `saved` (kept from the forward pass for the backward) and of `scratch` the
@@ -258,13 +295,13 @@ public final class Device {
     }
 
     public func attentionForward(out: Tensor, saved: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int) throws {
-        try run("attention_forward") { ops.attention_forward(context, out.pointer, saved.pointer, qkv.pointer, scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH)) }
+        try run("attention_forward") { ops.attention_forward(context, act(out), saved.pointer, act(qkv), scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH)) }
     }
 
     /// `out` and `saved` are what attentionForward left.
     public func attentionBackward(dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, saved: Tensor, B: Int, T: Int, C: Int,
                                   NH: Int) throws {
-        try run("attention_backward") { ops.attention_backward(context, dqkv.pointer, scratch.pointer, dout.pointer, qkv.pointer, out.pointer, saved.pointer, Int32(B), Int32(T),
+        try run("attention_backward") { ops.attention_backward(context, act(dqkv), scratch.pointer, act(dout), act(qkv), act(out), saved.pointer, Int32(B), Int32(T),
                                Int32(C), Int32(NH)) }
     }
 
@@ -284,7 +321,7 @@ public final class Device {
     /// dlogits is given it receives (softmax - onehot) * dloss, and 0 in the padded columns.
     public func softmaxCrossEntropy(losses: Tensor, dlogits: Tensor?, logits: Tensor, targets: TokenTensor, N: Int, V: Int, paddedV: Int? = nil,
                                     dloss: Float) throws {
-        try run("softmax_crossentropy") { ops.softmax_crossentropy(context, losses.pointer, dlogits?.pointer, logits.pointer, targets.pointer, Int32(N), Int32(V),
+        try run("softmax_crossentropy") { ops.softmax_crossentropy(context, losses.pointer, dlogits.map(act), act(logits), targets.pointer, Int32(N), Int32(V),
                                  Int32(paddedV ?? V), dloss) }
     }
 

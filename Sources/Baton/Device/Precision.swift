@@ -1,11 +1,12 @@
 import CBatonABI
 
 /// How products compute (baton_precision in baton_backend.h): fp32; tf32 (matmul and attention
-/// operands rounded to TF32, float32 sums: TF32 tensor cores); bf16 (operands rounded to bfloat16,
-/// float32 sums, fresh matmul outputs rounded to bfloat16: bf16 tensor cores). Softmax, LayerNorm,
-/// GELU, the loss and AdamW are float32 in every mode, and
-/// storage stays float32, so checkpoints are the same in every precision. The CPU rounds at the
-/// same points as a GPU, so a bf16 run on the CPU is the GPU's twin.
+/// operands rounded to TF32, float32 sums: TF32 tensor cores); bf16 (activations stored in
+/// bfloat16 and a bf16 copy of the weights for the matmuls, float32 sums: bf16 tensor cores).
+/// Softmax, LayerNorm, GELU, the loss and AdamW compute in float32 in every mode; the residual
+/// stream, the weights, their gradients and AdamW's moments are float32 in every mode, so
+/// checkpoints are the same in every precision. The CPU rounds at the same points as a GPU, so a
+/// bf16 run on the CPU is the GPU's twin.
 public enum Precision: String, CaseIterable, Codable, Sendable {
     case fp32, tf32, bf16
 
@@ -21,7 +22,7 @@ public enum Precision: String, CaseIterable, Codable, Sendable {
         switch self {
         case .fp32: return "fp32"
         case .tf32: return "tf32 (matmul and attention operands rounded to TF32, float32 sums)"
-        case .bf16: return "bf16 (matmul and attention operands and matmul outputs rounded to bfloat16, float32 sums; float32 weights, moments and storage)"
+        case .bf16: return "bf16 (activations and a copy of the weights in bfloat16 for the matmuls and attention, float32 sums; float32 weights, gradients, moments and residual stream)"
         }
     }
 }

@@ -12,6 +12,10 @@ public final class GPT {
     public internal(set) var gradients: Tensor
 
     private var activations: Activations?
+    /// In bf16, a bf16 copy of `parameters` for the matmuls (made afresh at each forward pass, so
+    /// it is never stale: one pass over the weights); nil in fp32 and tf32, whose matmuls read
+    /// `parameters` themselves.
+    private var weightCopy: Tensor?
     private var stepLossBuffer: Tensor?
     /// Gradient accumulation's buffers, made at the first step that accumulates.
     lazy var gradientTree = GradientTree(model: self)
@@ -28,8 +32,9 @@ public final class GPT {
     /// Parameters the model has (the embedding's padded rows are not parameters).
     public var parameterCount: Int { layout.storedCount }
 
-    /// The token embedding with its padded rows: [paddedVocabularySize, C], for the LM head.
-    var paddedEmbedding: Tensor { paddedEmbedding(in: parameters) }
+    /// The token embedding with its padded rows: [paddedVocabularySize, C], for the LM head (as
+    /// the matmuls read it: the bf16 copy in bf16).
+    var paddedEmbedding: Tensor { paddedEmbedding(in: weightCopy ?? parameters) }
     var paddedEmbeddingGradient: Tensor { paddedEmbedding(in: gradients) }
 
     private func paddedEmbedding(in buffer: Tensor) -> Tensor {
@@ -69,9 +74,20 @@ public final class GPT {
         try device.upload(host, to: parameters)
     }
 
+    /// A parameter as the matmuls read it: from the bf16 copy in bf16.
+    private func matmulParameter(_ name: String) -> Tensor {
+        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
+        return (weightCopy ?? parameters).slice(spec.offset, spec.count)
+    }
+
+    /// The activations for (B, T) in the device's current precision (made anew when either
+    /// changed), with the bf16 weight copy where the precision stores activations in bf16.
     private func activations(B: Int, T: Int) throws -> Activations {
-        if let current = activations, current.B == B, current.T == T { return current }
+        let element = device.activationElement
+        if let current = activations, current.B == B, current.T == T, current.element == element { return current }
         activations = nil  // free the old set before allocating a new one
+        weightCopy = nil
+        if element != .float32 { weightCopy = try device.allocate(activations: layout.totalCount) }
         let fresh = try Activations(config: config, B: B, T: T, device: device)
         activations = fresh
         return fresh
@@ -167,6 +183,7 @@ public final class GPT {
     private func forwardToLogits(_ a: Activations) throws {
         let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.paddedVocabularySize
         let d = device
+        if let weightCopy { try d.toActivation(out: weightCopy, input: parameters) }
         try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: parameter("transformer.wte.weight"),
                              wpe: parameter("transformer.wpe.weight"), B: B, T: T, C: C)
         // Each block's residual adds are fused with the LayerNorm that follows them (the next
@@ -201,8 +218,8 @@ public final class GPT {
     /// geluOut = GELU(out) where asked: one op (on a GPU, the bias and GELU in cuBLASLt's epilogue).
     private func linear(out: Tensor, geluOut: Tensor? = nil, input: Tensor, weight prefix: String, N: Int, inFeatures: Int,
                         outFeatures: Int) throws {
-        try device.linearForward(out: out, geluOut: geluOut, input: input, weight: parameter(prefix + ".weight"),
-                                 bias: parameter(prefix + ".bias"), N: N, inFeatures: inFeatures, outFeatures: outFeatures)
+        try device.linearForward(out: out, geluOut: geluOut, input: input, weight: matmulParameter(prefix + ".weight"),
+                                 bias: matmulParameter(prefix + ".bias"), N: N, inFeatures: inFeatures, outFeatures: outFeatures)
     }
 
     /// Given dout [N, outFeatures], accumulates the weight and bias gradients and writes dinput
@@ -210,7 +227,7 @@ public final class GPT {
     private func linearBackward(dinput: Tensor?, dout: Tensor, input: Tensor, weight prefix: String, N: Int,
                                 inFeatures: Int, outFeatures: Int) throws {
         if let dinput {
-            try device.matmul(c: dinput, a: dout, b: parameter(prefix + ".weight"), M: N, N: inFeatures, K: outFeatures,
+            try device.matmul(c: dinput, a: dout, b: matmulParameter(prefix + ".weight"), M: N, N: inFeatures, K: outFeatures,
                               transposeA: false, transposeB: true, beta: 0)
         }
         try device.matmul(c: gradient(prefix + ".weight"), a: input, b: dout, M: inFeatures, N: outFeatures, K: N,
@@ -238,19 +255,25 @@ public final class GPT {
         try d.layernormBackward(dinput: a.dresidual, dweight: gradient("transformer.ln_f.weight"), dbias: gradient("transformer.ln_f.bias"),
                                 dout: a.dln, input: lastResidual, weight: parameter("transformer.ln_f.weight"),
                                 mean: a.lnfMean, rstd: a.lnfRstd, N: N, C: C)
+        // The residual stream's gradient as the matmuls read it (a bf16 copy in bf16), after each LayerNorm backward.
+        func residualGradient() throws -> Tensor {
+            if a.dresidualActivation.element != a.dresidual.element { try d.toActivation(out: a.dresidualActivation, input: a.dresidual) }
+            return a.dresidualActivation
+        }
         for index in stride(from: config.layers - 1, through: 0, by: -1) {
             let l = a.layers[index], p = "transformer.h.\(index)."
             let residualIn = index == 0 ? a.encoded : a.layers[index - 1].residualAfterMLP
             // The MLP's output projection and its GELU, backwards: dfc in one op, then the weight's and bias's gradients.
-            try d.matmulGeluBackward(dinput: a.dfc, dout: a.dresidual, weight: parameter(p + "mlp.c_proj.weight"), preGelu: l.fc, N: N,
+            let dmlp = try residualGradient()
+            try d.matmulGeluBackward(dinput: a.dfc, dout: dmlp, weight: matmulParameter(p + "mlp.c_proj.weight"), preGelu: l.fc, N: N,
                                      inFeatures: 4 * C, outFeatures: C)
-            try linearBackward(dinput: nil, dout: a.dresidual, input: l.fcGelu, weight: p + "mlp.c_proj", N: N,
+            try linearBackward(dinput: nil, dout: dmlp, input: l.fcGelu, weight: p + "mlp.c_proj", N: N,
                                inFeatures: 4 * C, outFeatures: C)
             try linearBackward(dinput: a.dln, dout: a.dfc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
             try d.layernormBackward(dinput: a.dresidual, dweight: gradient(p + "ln_2.weight"), dbias: gradient(p + "ln_2.bias"),
                                     dout: a.dln, input: l.residualAfterAttention, weight: parameter(p + "ln_2.weight"),
                                     mean: l.ln2Mean, rstd: l.ln2Rstd, N: N, C: C)
-            try linearBackward(dinput: a.dattentionOutput, dout: a.dresidual, input: l.attentionOutput, weight: p + "attn.c_proj",
+            try linearBackward(dinput: a.dattentionOutput, dout: try residualGradient(), input: l.attentionOutput, weight: p + "attn.c_proj",
                                N: N, inFeatures: C, outFeatures: C)
             try d.attentionBackward(dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, out: l.attentionOutput,
                                     saved: l.attentionSaved,

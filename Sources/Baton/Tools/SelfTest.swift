@@ -43,23 +43,39 @@ public struct SelfTest {
 
     mutating func random(_ count: Int, scale: Float = 1) -> [Float] { (0..<count).map { _ in Float(generator.nextNormal()) * scale } }
 
+    /// Makes an op's input tensors from host values: float32 (`input(values)`) or activations,
+    /// stored as the device's precision stores them (`input.activation(values)`: rounded to bf16
+    /// in bf16, on both devices alike).
+    struct Inputs {
+        let device: Device
+        func callAsFunction(_ values: [Float]) throws -> Tensor { try make(values, try device.allocate(floats: values.count)) }
+        func activation(_ values: [Float]) throws -> Tensor { try make(values, try device.allocate(activations: values.count)) }
+        private func make(_ values: [Float], _ tensor: Tensor) throws -> Tensor {
+            try device.upload(values, to: tensor)
+            return tensor
+        }
+    }
+
+    /// Makes an op's output tensors, float32 or activations: holding `start` (an op that
+    /// accumulates), else poisoned with NaN on the device under test.
+    struct Outputs {
+        let device: Device
+        let poison: Bool
+        func callAsFunction(_ count: Int, _ start: [Float]?) throws -> Tensor { try make(try device.allocate(floats: count), start) }
+        func activation(_ count: Int, _ start: [Float]?) throws -> Tensor { try make(try device.allocate(activations: count), start) }
+        private func make(_ tensor: Tensor, _ start: [Float]?) throws -> Tensor {
+            if let start { try device.upload(start, to: tensor) } else if poison {
+                try device.upload([Float](repeating: .nan, count: tensor.count), to: tensor)
+            }
+            return tensor
+        }
+    }
+
     /// Runs `op` on both devices with the same host inputs and compares the listed outputs.
-    /// `op` gets the device, a function making an input tensor from host values, and one making
-    /// an output tensor (poisoned with NaN on the device under test, unless it accumulates).
-    func compare(_ name: String, limit: Double,
-                 _ op: (Device, ([Float]) throws -> Tensor, (Int, [Float]?) throws -> Tensor) throws -> [Tensor]) throws -> Row {
+    /// `op` gets the device, its Inputs and its Outputs.
+    func compare(_ name: String, limit: Double, _ op: (Device, Inputs, Outputs) throws -> [Tensor]) throws -> Row {
         func run(on target: Device, poison: Bool) throws -> [[Float]] {
-            let input = { (values: [Float]) -> Tensor in
-                let tensor = try target.allocate(floats: values.count)
-                try target.upload(values, to: tensor)
-                return tensor
-            }
-            let output = { (count: Int, start: [Float]?) -> Tensor in
-                let tensor = try target.allocate(floats: count)
-                if let start { try target.upload(start, to: tensor) } else if poison { try target.fill(tensor, with: .nan) }
-                return tensor
-            }
-            return try op(target, input, output).map { try target.download($0) }
+            try op(target, Inputs(device: target), Outputs(device: target, poison: poison)).map { try target.download($0) }
         }
         let expected = try run(on: reference, poison: false)
         let actual: [[Float]]
@@ -86,13 +102,17 @@ public struct SelfTest {
                 Row(check: "nccl \(nccl.version): all-reduce at world size 1", error: reduced, limit: 0)]
     }
 
-    /// Bytes of activations (everything Activations allocates) for GPT-2 124M at batch 32, T 1024:
-    /// with this device's attention buffers, and with the scores kept as the CPU keeps them.
-    public func activationMemory(B: Int = 32, T: Int = 1024) -> (device: Int, deviceAttention: Int, scoresKept: Int, scoresAttention: Int) {
+    /// Bytes of activations (everything Activations allocates) for GPT-2 124M at batch 32, T 1024,
+    /// stored as `element` (float32, or bf16 as a bf16 run stores them): with this device's
+    /// attention buffers, and with the scores kept as the CPU keeps them.
+    public func activationMemory(B: Int = 32, T: Int = 1024, element: ElementType = .float32)
+        -> (device: Int, deviceAttention: Int, scoresKept: Int, scoresAttention: Int) {
         let config = GPTConfig(contextLength: 1024, vocabularySize: 50257, layers: 12, heads: 12, channels: 768)
         let sizes = device.attentionSizes(B: B, T: T, C: 768, NH: 12)
         let scores = (saved: B * 12 * T * T, scratch: B * 12 * T * T + 7 * B * T * 768)  // the materialized kernels' buffers
-        func bytes(_ saved: Int, _ scratch: Int) -> Int { 4 * Activations.floatCount(config: config, B: B, T: T, attentionSaved: saved, attentionScratch: scratch) }
+        func bytes(_ saved: Int, _ scratch: Int) -> Int {
+            Activations.byteCount(config: config, B: B, T: T, attentionSaved: saved, attentionScratch: scratch, element: element)
+        }
         return (bytes(sizes.saved, sizes.scratch), 4 * (12 * sizes.saved + sizes.scratch),
                 bytes(scores.saved, scores.scratch), 4 * (12 * scores.saved + scores.scratch))
     }
@@ -127,6 +147,12 @@ public struct SelfTest {
     /// of the precision away, as a matmul's output can: the matmul's limits (measured on the
     /// emulator, which sums as the CPU: 1e-5 and below).
     public static let attentionLimit: [Precision: Double] = [.fp32: 1e-4, .tf32: 5e-3, .bf16: 1e-2]
+
+    /// The limit of an op whose output is stored as activations: its float32 limit, and in bf16 one
+    /// step of bfloat16 (2^-8 of a value: 3.9e-3), since an output that the two devices compute a
+    /// rounding error apart (a GPU's rsqrtf and sums in another order) can land on either side of
+    /// a bf16 rounding boundary; 1e-2 as the matmul's.
+    func storedLimit(_ fp32Limit: Double) -> Double { device.precision == .bf16 ? max(fp32Limit, 1e-2) : fp32Limit }
 
     /// Every op at `shape`, with both devices' matmuls in `precision` (fp32 again afterwards).
     public mutating func opChecks(_ shape: OpShape, precision: Precision = .fp32) throws -> [Row] {
@@ -176,36 +202,37 @@ public struct SelfTest {
                 return [part == "wte" ? dw1 : dw2]
             })
         }
-        rows.append(try compare("layernorm_forward", limit: 1e-5) { d, input, out in
-            let o = try out(N * C, nil), mean = try out(N, nil), rstd = try out(N, nil)
+        rows.append(try compare("layernorm_forward", limit: storedLimit(1e-5)) { d, input, out in
+            let o = try out.activation(N * C, nil), mean = try out(N, nil), rstd = try out(N, nil)
             try d.layernormForward(out: o, mean: mean, rstd: rstd, input: try input(x), weight: try input(w), bias: try input(b), N: N, C: C)
             return [o, mean, rstd]
         })
-        rows.append(try compare("residual_layernorm_forward", limit: 1e-5) { d, input, out in
-            let r = try out(N * C, nil), o = try out(N * C, nil), mean = try out(N, nil), rstd = try out(N, nil)
-            try d.residualLayernormForward(residual: r, out: o, mean: mean, rstd: rstd, a: try input(x), b: try input(dout), weight: try input(w),
+        rows.append(try compare("residual_layernorm_forward", limit: storedLimit(1e-5)) { d, input, out in
+            let r = try out(N * C, nil), o = try out.activation(N * C, nil), mean = try out(N, nil), rstd = try out(N, nil)
+            try d.residualLayernormForward(residual: r, out: o, mean: mean, rstd: rstd, a: try input(x), b: try input.activation(dout), weight: try input(w),
                                            bias: try input(b), N: N, C: C)
             return [r, o, mean, rstd]
         })
         rows.append(try compare("layernorm_backward", limit: 1e-4) { d, input, out in
-            let o = try d.allocate(floats: N * C), mean = try d.allocate(floats: N), rstd = try d.allocate(floats: N)
+            let o = try d.allocate(activations: N * C), mean = try d.allocate(floats: N), rstd = try d.allocate(floats: N)
             let xi = try input(x), wi = try input(w)
             try d.layernormForward(out: o, mean: mean, rstd: rstd, input: xi, weight: wi, bias: try input(b), N: N, C: C)
             let di = try out(N * C, dx), dw = try out(C, dwStart), db = try out(C, dbStart)
-            try d.layernormBackward(dinput: di, dweight: dw, dbias: db, dout: try input(dout), input: xi, weight: wi, mean: mean, rstd: rstd, N: N, C: C)
+            try d.layernormBackward(dinput: di, dweight: dw, dbias: db, dout: try input.activation(dout), input: xi, weight: wi, mean: mean, rstd: rstd, N: N, C: C)
             return [di, dw, db]
         })
         let matmulLimit = SelfTest.matmulLimit[device.precision]!
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             rows.append(try compare("matmul\(ta ? " A^T" : "")\(tb ? " B^T" : "")", limit: matmulLimit) { d, input, out in
                 let c = try out(N * 3 * C, cStart)  // beta = 1: accumulates onto the start values
-                try d.matmul(c: c, a: try input(a), b: try input(bMat), M: N, N: 3 * C, K: C, transposeA: ta, transposeB: tb, beta: 1)
+                try d.matmul(c: c, a: try input.activation(a), b: try input.activation(bMat), M: N, N: 3 * C, K: C, transposeA: ta,
+                             transposeB: tb, beta: 1)
                 return [c]
             })
         }
         rows.append(try compare("matmul, fresh output", limit: matmulLimit) { d, input, out in
-            let c = try out(N * 3 * C, nil)  // beta = 0: in bf16 the output is rounded as stored
-            try d.matmul(c: c, a: try input(a), b: try input(bMat), M: N, N: 3 * C, K: C, transposeA: false, transposeB: false, beta: 0)
+            let c = try out.activation(N * 3 * C, nil)  // beta = 0: an activation (bf16 in bf16)
+            try d.matmul(c: c, a: try input.activation(a), b: try input.activation(bMat), M: N, N: 3 * C, K: C, transposeA: false, transposeB: false, beta: 0)
             return [c]
         })
         // The linear layer's fused ops, at a width cuBLASLt takes (3C, a multiple of 8) and at one it
@@ -214,17 +241,17 @@ public struct SelfTest {
         for (name, OC, gelu) in [("linear_forward", 3 * C, false), ("linear_forward, gelu", 3 * C, true),
                                  ("linear_forward, gelu, unaligned", 3 * C - 1, true)] {
             rows.append(try compare(name, limit: matmulLimit) { d, input, out in
-                let o = try out(N * OC, nil), g = gelu ? try out(N * OC, nil) : nil
-                try d.linearForward(out: o, geluOut: g, input: try input(a), weight: try input(Array(bMat[0..<(C * OC)])),
-                                    bias: try input(Array(linearBias[0..<OC])), N: N, inFeatures: C, outFeatures: OC)
+                let o = try out.activation(N * OC, nil), g = gelu ? try out.activation(N * OC, nil) : nil
+                try d.linearForward(out: o, geluOut: g, input: try input.activation(a), weight: try input.activation(Array(bMat[0..<(C * OC)])),
+                                    bias: try input.activation(Array(linearBias[0..<OC])), N: N, inFeatures: C, outFeatures: OC)
                 return [o] + (g.map { [$0] } ?? [])
             })
         }
         for (suffix, IC) in [("", C), (", unaligned", C - 1)] {
             rows.append(try compare("matmul_gelu_backward\(suffix)", limit: matmulLimit) { d, input, out in
-                let di = try out(N * IC, nil)
-                try d.matmulGeluBackward(dinput: di, dout: try input(cStart), weight: try input(Array(bMat[0..<(IC * 3 * C)])),
-                                         preGelu: try input(Array(x[0..<(N * IC)])), N: N, inFeatures: IC, outFeatures: 3 * C)
+                let di = try out.activation(N * IC, nil)
+                try d.matmulGeluBackward(dinput: di, dout: try input.activation(cStart), weight: try input.activation(Array(bMat[0..<(IC * 3 * C)])),
+                                         preGelu: try input.activation(Array(x[0..<(N * IC)])), N: N, inFeatures: IC, outFeatures: 3 * C)
                 return [di]
             })
         }
@@ -235,7 +262,7 @@ public struct SelfTest {
         })
         rows.append(try compare("bias_backward", limit: 1e-4) { d, input, out in
             let db = try out(C, dbStart)
-            try d.biasBackward(dbias: db, dout: try input(dout), N: N, OC: C)
+            try d.biasBackward(dbias: db, dout: try input.activation(dout), N: N, OC: C)
             return [db]
         })
         // What attention keeps for its backward pass is each backend's own (probabilities on the
@@ -243,17 +270,17 @@ public struct SelfTest {
         let attentionLimit = SelfTest.attentionLimit[device.precision]!
         rows.append(try compare("attention_forward", limit: attentionLimit) { d, input, out in
             let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH)
-            let o = try out(N * C, nil), saved = try d.allocate(floats: sizes.saved), scratch = try d.allocate(floats: sizes.scratch)
-            try d.attentionForward(out: o, saved: saved, qkv: try input(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
+            let o = try out.activation(N * C, nil), saved = try d.allocate(floats: sizes.saved), scratch = try d.allocate(floats: sizes.scratch)
+            try d.attentionForward(out: o, saved: saved, qkv: try input.activation(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
             return [o]
         })
         rows.append(try compare("attention_backward", limit: attentionLimit) { d, input, out in
             let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH)
-            let o = try d.allocate(floats: N * C), saved = try d.allocate(floats: sizes.saved), scratch = try d.allocate(floats: sizes.scratch)
-            let q = try input(qkv)
+            let o = try d.allocate(activations: N * C), saved = try d.allocate(floats: sizes.saved), scratch = try d.allocate(floats: sizes.scratch)
+            let q = try input.activation(qkv)
             try d.attentionForward(out: o, saved: saved, qkv: q, scratch: scratch, B: B, T: T, C: C, NH: NH)
-            let dq = try out(N * 3 * C, nil)
-            try d.attentionBackward(dqkv: dq, scratch: scratch, dout: try input(attOut), qkv: q, out: o, saved: saved, B: B, T: T, C: C, NH: NH)
+            let dq = try out.activation(N * 3 * C, nil)
+            try d.attentionBackward(dqkv: dq, scratch: scratch, dout: try input.activation(attOut), qkv: q, out: o, saved: saved, B: B, T: T, C: C, NH: NH)
             return [dq]
         })
         rows.append(try compare("gelu_forward", limit: 1e-5) { d, input, out in
@@ -271,8 +298,8 @@ public struct SelfTest {
             try d.residualForward(out: o, a: try input(x), b: try input(dout))
             return [o]
         })
-        rows.append(try compare("softmax_crossentropy", limit: 1e-5) { d, input, out in
-            let losses = try out(N, nil), l = try input(logits)
+        rows.append(try compare("softmax_crossentropy", limit: storedLimit(1e-5)) { d, input, out in
+            let losses = try out(N, nil), l = try input.activation(logits)
             try d.softmaxCrossEntropy(losses: losses, dlogits: l, logits: l, targets: try tokens(d, targetValues), N: N, V: V, dloss: 0.5)
             return [losses, l]
         })
@@ -281,8 +308,8 @@ public struct SelfTest {
         let garbage: [Float] = (0..<(Vp - V)).map { Float($0 % 7) * 100 }
         var paddedLogits: [Float] = []
         for n in 0..<N { paddedLogits += logits[(n * V)..<((n + 1) * V)] + garbage }
-        rows.append(try compare("softmax_crossentropy, padded", limit: 1e-5) { d, input, out in
-            let losses = try out(N, nil), l = try input(paddedLogits)
+        rows.append(try compare("softmax_crossentropy, padded", limit: storedLimit(1e-5)) { d, input, out in
+            let losses = try out(N, nil), l = try input.activation(paddedLogits)
             try d.softmaxCrossEntropy(losses: losses, dlogits: l, logits: l, targets: try tokens(d, targetValues), N: N, V: V, paddedV: Vp, dloss: 0.5)
             return [losses, l]
         })

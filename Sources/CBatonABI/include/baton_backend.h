@@ -10,7 +10,7 @@
  * that is missing or has another signature does not compile. Adding an op: one line in the list
  * (and its type here), its CPU kernel, its CUDA kernel, one Swift method.
  *
- * Conventions: all tensors are float32, row-major, contiguous; pointers are device pointers for
+ * Conventions: tensors are row-major and contiguous, float32 except the activations (below); pointers are device pointers for
  * the backend that runs the op. B = batch, T = sequence length, C = channels, NH = heads,
  * V = vocabulary size, N = rows (B*T). Ops that "accumulate" add into their output (gradients are
  * summed over micro-batches); every other op overwrites its output. Every op takes the context
@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 4
+#define BATON_BACKEND_ABI_VERSION 5
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -53,9 +53,9 @@ typedef struct baton_context_options {
  *          summed in float32: TF32 tensor cores on a GPU.
  *  - BF16: matmul inputs rounded to bfloat16 (7 mantissa bits, round to nearest even), products
  *          summed in float32 (bf16 tensor cores), and a fresh output (beta = 0: an activation or
- *          an activation's gradient) rounded to bfloat16 as if stored so (the linear ops: once, at
- *          their end); an accumulated output (beta = 1: a weight's gradient) stays float32.
- *          Storage stays float32.
+ *          an activation's gradient) rounded to bfloat16 (the linear ops: once, at their end); an
+ *          accumulated output (beta = 1: a weight's gradient) stays float32. The activations are
+ *          stored in bfloat16 (baton_activation, below).
  *  In TF32 and BF16, attention (heads of up to 64 channels) rounds q, k, v, dO, the
  *  probabilities and dS to the precision before they multiply, its softmax float32 (attention.c). */
 typedef enum baton_precision {
@@ -63,6 +63,15 @@ typedef enum baton_precision {
     BATON_PRECISION_TF32 = 1,
     BATON_PRECISION_BF16 = 2,
 } baton_precision;
+
+/* An activation: what a matmul, a linear layer or attention reads or writes (a LayerNorm's output,
+ * qkv, attention's output, the MLP's hidden layer, the logits, and their gradients) and the
+ * weights and biases those products read (the model keeps a copy of its float32 weights in this
+ * type). Stored as bfloat16 (the top 16 bits of a float32, rounded to nearest even: see
+ * baton_rounding.h) in a BF16 context, as float32 otherwise: half the memory and traffic, and
+ * what bf16 tensor cores read. The residual stream, LayerNorm statistics, losses, weights,
+ * gradients and optimizer moments are float32 in every precision. */
+typedef void baton_activation;
 
 /* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] */
 typedef void baton_encoder_forward_fn(baton_context *ctx, float *out, const int32_t *tokens, const float *wte,
@@ -76,37 +85,40 @@ typedef void baton_encoder_backward_fn(baton_context *ctx, float *dwte, float *d
                                        const int32_t *bucket_starts, int buckets, int B, int T, int C);
 
 /* out = (inp - mean) * rstd * weight + bias over the last dimension; saves mean and rstd (N each). */
-typedef void baton_layernorm_forward_fn(baton_context *ctx, float *out, float *mean, float *rstd, const float *inp,
+typedef void baton_layernorm_forward_fn(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp,
                                         const float *weight, const float *bias, int N, int C);
 /* residual = a + b, then out, mean, rstd = layernorm_forward(residual): a block's residual add and
  * the next LayerNorm in one pass over each row (the same sums, so the same bits, as the two ops). */
-typedef void baton_residual_layernorm_forward_fn(baton_context *ctx, float *residual, float *out, float *mean, float *rstd,
-                                                 const float *a, const float *b, const float *weight, const float *bias,
+typedef void baton_residual_layernorm_forward_fn(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd,
+                                                 const float *a, const baton_activation *b, const float *weight, const float *bias,
                                                  int N, int C);
 /* dinp, dweight, dbias accumulate. */
 typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, float *dweight, float *dbias,
-                                         const float *dout, const float *inp, const float *weight,
+                                         const baton_activation *dout, const float *inp, const float *weight,
                                          const float *mean, const float *rstd, int N, int C);
 
 /* c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c, where op transposes when trans_* is non-zero.
- * a is stored as [M,K] (or [K,M] when transposed), b as [K,N] (or [N,K] when transposed). */
-typedef void baton_matmul_fn(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K,
+ * a is stored as [M,K] (or [K,M] when transposed), b as [K,N] (or [N,K] when transposed). c is
+ * an activation when beta is 0 (a fresh output), float32 otherwise (a weight's gradient). */
+typedef void baton_matmul_fn(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M, int N, int K,
                              int trans_a, int trans_b, float beta);
 /* A linear layer: out[N,OC] = inp[N,IC] @ weight[IC,OC] + bias (matmul, then bias_forward). With
  * gelu_out not NULL, also gelu_out = GELU(out), out keeping the pre-activation for the backward
  * pass. In bf16 each output is rounded to bfloat16 once, at the end, from the float32 sum plus the
  * bias (and its GELU). On a GPU: one cuBLASLt matmul with the bias (and GELU) in its epilogue. */
-typedef void baton_linear_forward_fn(baton_context *ctx, float *out, float *gelu_out, const float *inp, const float *weight,
-                                     const float *bias, int N, int IC, int OC);
+typedef void baton_linear_forward_fn(baton_context *ctx, baton_activation *out, baton_activation *gelu_out,
+                                     const baton_activation *inp, const baton_activation *weight,
+                                     const baton_activation *bias, int N, int IC, int OC);
 /* The gradient through a linear layer and the GELU before it: dinp[N,IC] = GELU'(pre_gelu) *
  * (dout[N,OC] @ weight[IC,OC]^T) (matmul, then gelu_backward), rounded once at the end in bf16.
  * On a GPU: one cuBLASLt matmul with the GELU gradient in its epilogue. */
-typedef void baton_matmul_gelu_backward_fn(baton_context *ctx, float *dinp, const float *dout, const float *weight,
-                                           const float *pre_gelu, int N, int IC, int OC);
-/* out[n,:] += bias  */
+typedef void baton_matmul_gelu_backward_fn(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
+                                           const baton_activation *weight, const baton_activation *pre_gelu, int N, int IC, int OC);
+/* out[n,:] += bias (float32 in every precision, as gelu_forward/backward and residual_forward:
+ * pieces of the fused ops, kept as ops for tests and as the fused ops' fallback on a GPU) */
 typedef void baton_bias_forward_fn(baton_context *ctx, float *out, const float *bias, int N, int OC);
 /* dbias += sum over n of dout[n,:]  (accumulates) */
-typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const float *dout, int N, int OC);
+typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const baton_activation *dout, int N, int OC);
 
 /* Causal multi-head self-attention. qkv is [B,T,3C] (q, k, v side by side, each split into NH
  * heads of C/NH channels); out is [B,T,C]. `saved` keeps what the backward pass needs besides qkv
@@ -116,11 +128,12 @@ typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const floa
  * call to the next. The table's attention_sizes gives both sizes, in floats. */
 #define BATON_ATTENTION_SCRATCH(B, T, C, NH) \
     ((int64_t)(B) * (NH) * (T) * (T) + 7 * (int64_t)(B) * (T) * (C))
-typedef void baton_attention_forward_fn(baton_context *ctx, float *out, float *saved, const float *qkv, float *scratch,
+typedef void baton_attention_forward_fn(baton_context *ctx, baton_activation *out, float *saved, const baton_activation *qkv, float *scratch,
                                         int B, int T, int C, int NH);
 /* dqkv is overwritten. out and saved are what the forward pass left. */
-typedef void baton_attention_backward_fn(baton_context *ctx, float *dqkv, float *scratch, const float *dout,
-                                         const float *qkv, const float *out, const float *saved, int B, int T, int C, int NH);
+typedef void baton_attention_backward_fn(baton_context *ctx, baton_activation *dqkv, float *scratch, const baton_activation *dout,
+                                         const baton_activation *qkv, const baton_activation *out, const float *saved, int B, int T,
+                                         int C, int NH);
 
 /* GELU, tanh approximation (baton_gelu.h). Backward overwrites dinp, which may alias dout. */
 typedef void baton_gelu_forward_fn(baton_context *ctx, float *out, const float *inp, int64_t n);
@@ -133,7 +146,7 @@ typedef void baton_residual_forward_fn(baton_context *ctx, float *out, const flo
  * vocabulary, its extra columns masked) for N rows: losses[n] = -log softmax(logits[n, :V])[t].
  * When dlogits is not NULL it receives (softmax - onehot) * dloss in the first V columns and 0 in
  * the padded ones; it may alias logits. */
-typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, float *dlogits, const float *logits,
+typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, baton_activation *dlogits, const baton_activation *logits,
                                            const int32_t *targets, int N, int V, int Vp, float dloss);
 
 /* AdamW as in PyTorch, over a flat buffer of tensors in one call: p *= 1 - lr*wd where p decays;
@@ -151,13 +164,17 @@ typedef void baton_global_norm_squared_fn(baton_context *ctx, float *out, const 
 /* x[i] = value */
 typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n);
 
+/* out[i] = in[i] as an activation: rounded to bfloat16 (nearest even) in BF16, copied otherwise.
+ * The model's bf16 copy of its weights, and the residual stream's gradient where a matmul reads it. */
+typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, const float *in, int64_t n);
+
 /* Every op, once: X(name) for each. */
 #define BATON_FOR_EACH_OP(X) \
     X(encoder_forward) X(encoder_backward) X(layernorm_forward) X(residual_layernorm_forward) \
     X(layernorm_backward) X(matmul) X(linear_forward) X(matmul_gelu_backward) \
     X(bias_forward) X(bias_backward) X(attention_forward) X(attention_backward) X(gelu_forward) \
     X(gelu_backward) X(residual_forward) X(softmax_crossentropy) X(adamw_update) \
-    X(global_norm_squared) X(fill)
+    X(global_norm_squared) X(fill) X(to_activation)
 /* A backend declares its kernels with BATON_FOR_EACH_OP(BATON_DECLARE_OP). */
 #define BATON_DECLARE_OP(name) baton_##name##_fn name;
 #define BATON_TABLE_FIELD(name) baton_##name##_fn *name;

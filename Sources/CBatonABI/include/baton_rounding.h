@@ -19,4 +19,11 @@ static inline BATON_HOST_DEVICE uint32_t baton_round_float_bits(uint32_t bits, i
     return bits & mask;
 }
 
+/* bfloat16 storage (baton_activation): a float's bits rounded as above, top half kept; and back,
+ * exactly. */
+static inline BATON_HOST_DEVICE uint16_t baton_bf16_from_float_bits(uint32_t bits) {
+    return (uint16_t)(baton_round_float_bits(bits, 16) >> 16);
+}
+static inline BATON_HOST_DEVICE uint32_t baton_float_bits_from_bf16(uint16_t bf16) { return (uint32_t)bf16 << 16; }
+
 #endif

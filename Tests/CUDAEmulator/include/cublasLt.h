@@ -1,7 +1,9 @@
 // cublasLt.h of the CUDA emulator: the cuBLASLt calls Kernels/linear.cu makes (matmuls with the
 // bias, GELU and GELU-gradient epilogues), on OpenBLAS with cuBLASLt's column-major conventions,
 // rounding as cublasGemmEx does here, and with cuBLASLt's rules: GELU's auxiliary matrix needs a
-// leading dimension divisible by 8 (CUBLAS_STATUS_NOT_SUPPORTED otherwise), float32 layouts only.
+// leading dimension divisible by 8 (CUBLAS_STATUS_NOT_SUPPORTED otherwise), float32 layouts or bf16
+// ones summed in float32, and each matrix at least as aligned as the preference said (256 bytes
+// unless told: an algorithm the heuristic chose may need that much; NOT_SUPPORTED otherwise).
 // The epilogues compute GELU with baton_gelu.h, the CPU backend's formula (a GPU's differs in its
 // last bits).
 #pragma once
@@ -46,7 +48,13 @@ typedef enum {
     CUBLASLT_EPILOGUE_DGELU = 64 | 128,
 } cublasLtEpilogue_t;
 
-typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
+typedef enum {
+    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
+    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
+} cublasLtMatmulPreferenceAttributes_t;
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle);
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle);
