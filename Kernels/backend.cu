@@ -112,6 +112,7 @@ static baton_status backend_create_context(const baton_context_options *options,
 static void backend_destroy_context(baton_context *ctx) {
     if (!ctx) return;
     if (ctx->cublas) cublasDestroy(ctx->cublas);
+    destroy_lt_plans(ctx);
     if (ctx->cublaslt) cublasLtDestroy(ctx->cublaslt);
     cudaFree(ctx->cublas_workspace);
     cudaFree(ctx->norm_partials);

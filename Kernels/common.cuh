@@ -23,6 +23,7 @@ struct baton_context {
     double *norm_partials = nullptr;    // global_norm's partial sums
     float *column_partials = nullptr;   // the column sums' partial rows
     int precision = BATON_PRECISION_FP32;  // of the matmuls (set_precision)
+    struct LtPlans *lt_plans = nullptr; // cuBLASLt descriptors and algorithms by call shape (linear.cu)
     float *wide = nullptr;              // float32 results before they are stored as bf16 (wide_buffer)
     long long wide_capacity = 0;        // floats
     baton_status error = BATON_OK;
@@ -63,6 +64,8 @@ void gemm_in_precision(baton_context *ctx, void *c, bool c_is_activation, const 
 // floats; grown with cudaMalloc, so only the first calls at a size wait); NULL, the failure
 // recorded, when memory is out.
 float *wide_buffer(baton_context *ctx, long long n, const char *op);
+// linear.cu: frees the cuBLASLt plans (before the handle goes).
+void destroy_lt_plans(baton_context *ctx);
 
 // Records the first failure ("op: message") in the context; the Swift side collects it after each op.
 void record_cuda_error(baton_context *ctx, cudaError_t status, const char *op);

@@ -7,9 +7,12 @@
 #include "baton_gelu.h"
 #include "common.cuh"
 
-namespace {
+#include <map>
+#include <memory>
+#include <tuple>
 
-// The four cuBLASLt objects one call needs, destroyed together.
+// The four cuBLASLt objects one call needs, destroyed together. (These types are outside the
+// anonymous namespace because the context's LtPlans holds them.)
 struct LtCall {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
@@ -23,6 +26,8 @@ struct LtCall {
     }
 };
 
+namespace {
+
 // The largest power of two up to 256 that divides the address: the alignment a matrix really has.
 uint32_t pointer_alignment(const void *p) {
     uint32_t alignment = 256;
@@ -35,6 +40,77 @@ cublasComputeType_t compute_type(int precision) {
     return precision == BATON_PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 }
 
+}  // namespace
+
+// What fixes a cuBLASLt call's descriptors and algorithm: everything but the pointers, and the
+// pointers' alignments, which the chosen algorithm may rely on.
+struct LtKey {
+    int precision, m, n, k, lda, ldb, trans_a, epilogue;
+    int64_t aux_ld;
+    uint32_t align_a, align_b, align_d, align_bias, align_aux;
+    auto tied() const { return std::tie(precision, m, n, k, lda, ldb, trans_a, epilogue, aux_ld, align_a, align_b, align_d, align_bias, align_aux); }
+    bool operator<(const LtKey &other) const { return tied() < other.tied(); }
+};
+
+// A key's descriptors and the algorithm cuBLASLt's heuristic chose for it (usable false: it
+// declined). Made at a key's first call; later calls only set the bias and auxiliary pointers,
+// so a step asks the heuristic nothing (a GPT-2 step has about five distinct linear shapes).
+struct LtPlan {
+    LtCall call;
+    cublasLtMatmulAlgo_t algo;
+    bool usable = false;
+};
+
+struct LtPlans {
+    std::map<LtKey, std::unique_ptr<LtPlan>> plans;
+};
+
+void destroy_lt_plans(baton_context *ctx) {
+    delete ctx->lt_plans;
+    ctx->lt_plans = nullptr;
+}
+
+namespace {
+
+// The descriptors and the heuristic's algorithm for `key`, asked with this first call's bias and
+// auxiliary pointers set (as cuBLASLt is asked for a single call; each later call sets its own).
+std::unique_ptr<LtPlan> make_plan(baton_context *ctx, const LtKey &key, const void *bias, const void *aux) {
+    auto plan = std::make_unique<LtPlan>();
+    LtCall &call = plan->call;
+    cublasOperation_t op_a = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = CUBLAS_OP_N;
+    cublasLtEpilogue_t epilogue = static_cast<cublasLtEpilogue_t>(key.epilogue);
+    uint64_t workspace = CUBLAS_WORKSPACE_BYTES;
+    cudaDataType_t type = key.precision == BATON_PRECISION_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    int m = key.m, n = key.n, k = key.k;
+    auto ok = [](cublasStatus_t status) { return status == CUBLAS_STATUS_SUCCESS; };
+    bool described =
+        ok(cublasLtMatmulDescCreate(&call.desc, compute_type(key.precision), CUDA_R_32F)) &&
+        ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a)) &&
+        ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b)) &&
+        ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue)) &&
+        (!bias || ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias))) &&
+        (!aux || (ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux)) &&
+                  ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &key.aux_ld, sizeof key.aux_ld)))) &&
+        ok(cublasLtMatrixLayoutCreate(&call.a, type, key.trans_a ? k : m, key.trans_a ? m : k, key.lda)) &&
+        ok(cublasLtMatrixLayoutCreate(&call.b, type, k, n, key.ldb)) &&
+        ok(cublasLtMatrixLayoutCreate(&call.d, type, m, n, m)) &&
+        ok(cublasLtMatmulPreferenceCreate(&call.preference)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a, sizeof key.align_a)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b, sizeof key.align_b)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_d, sizeof key.align_d)) &&
+        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_d, sizeof key.align_d));
+    if (!described) return plan;
+    cublasLtMatmulHeuristicResult_t heuristic;
+    int found = 0;
+    if (ok(cublasLtMatmulAlgoGetHeuristic(ctx->cublaslt, call.desc, call.a, call.b, call.d, call.d, call.preference, 1, &heuristic, &found)) &&
+        found > 0) {
+        plan->algo = heuristic.algo;
+        plan->usable = true;
+    }
+    return plan;
+}
+
 // Column-major D[m,n] = op(A)[m,k] B[k,n] (B never transposed here), all activations, then the
 // epilogue with `bias` (m values) and the auxiliary matrix `aux` (m x n, leading dimension
 // aux_ld), of the same type. Returns false, having done nothing, when cuBLASLt declines; a
@@ -42,41 +118,21 @@ cublasComputeType_t compute_type(int precision) {
 bool lt_matmul(baton_context *ctx, void *d, const void *a, const void *b, int m, int n, int k, bool trans_a, int lda, int ldb,
                cublasLtEpilogue_t epilogue, const void *bias, const void *aux, int64_t aux_ld, const char *op) {
     if (aux && aux_ld % 8 != 0) return false;
-    LtCall call;
-    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = CUBLAS_OP_N;
-    uint64_t workspace = CUBLAS_WORKSPACE_BYTES;
-    const void *bias_pointer = bias, *aux_pointer = aux;
-    cudaDataType_t type = stores_bf16(ctx) ? CUDA_R_16BF : CUDA_R_32F;
     // The heuristic assumes 256-byte aligned matrices unless told otherwise, and a weight's slice
     // of the flat parameter buffer may be less aligned (in bf16, or at a width not a multiple of 64).
-    uint32_t align_a = pointer_alignment(a), align_b = pointer_alignment(b), align_d = pointer_alignment(d);
+    LtKey key{ctx->precision, m, n, k, lda, ldb, trans_a ? 1 : 0, static_cast<int>(epilogue), aux ? aux_ld : 0, pointer_alignment(a),
+              pointer_alignment(b), pointer_alignment(d), bias ? pointer_alignment(bias) : 0, aux ? pointer_alignment(aux) : 0};
+    if (!ctx->lt_plans) ctx->lt_plans = new LtPlans();
+    std::unique_ptr<LtPlan> &plan = ctx->lt_plans->plans[key];
+    if (!plan) plan = make_plan(ctx, key, bias, aux);
+    if (!plan->usable) return false;
     auto ok = [](cublasStatus_t status) { return status == CUBLAS_STATUS_SUCCESS; };
-    bool described =
-        ok(cublasLtMatmulDescCreate(&call.desc, compute_type(ctx->precision), CUDA_R_32F)) &&
-        ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a)) &&
-        ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b)) &&
-        ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue)) &&
-        (!bias || ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_pointer, sizeof bias_pointer))) &&
-        (!aux || (ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux_pointer, sizeof aux_pointer)) &&
-                  ok(cublasLtMatmulDescSetAttribute(call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld)))) &&
-        ok(cublasLtMatrixLayoutCreate(&call.a, type, trans_a ? k : m, trans_a ? m : k, lda)) &&
-        ok(cublasLtMatrixLayoutCreate(&call.b, type, k, n, ldb)) &&
-        ok(cublasLtMatrixLayoutCreate(&call.d, type, m, n, m)) &&
-        ok(cublasLtMatmulPreferenceCreate(&call.preference)) &&
-        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace)) &&
-        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a)) &&
-        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b)) &&
-        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d)) &&
-        ok(cublasLtMatmulPreferenceSetAttribute(call.preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d));
-    if (!described) return false;
-    cublasLtMatmulHeuristicResult_t heuristic;
-    int found = 0;
-    if (!ok(cublasLtMatmulAlgoGetHeuristic(ctx->cublaslt, call.desc, call.a, call.b, call.d, call.d, call.preference, 1, &heuristic, &found)) ||
-        found == 0)
+    if ((bias && !ok(cublasLtMatmulDescSetAttribute(plan->call.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias))) ||
+        (aux && !ok(cublasLtMatmulDescSetAttribute(plan->call.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux))))
         return false;
     float alpha = 1.0f, beta = 0.0f;
-    cublasStatus_t status = cublasLtMatmul(ctx->cublaslt, call.desc, &alpha, a, call.a, b, call.b, &beta, d, call.d, d, call.d,
-                                           &heuristic.algo, ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES, 0);
+    cublasStatus_t status = cublasLtMatmul(ctx->cublaslt, plan->call.desc, &alpha, a, plan->call.a, b, plan->call.b, &beta, d, plan->call.d, d,
+                                           plan->call.d, &plan->algo, ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES, 0);
     if (status == CUBLAS_STATUS_NOT_SUPPORTED) return false;
     record_cublas_error(ctx, status, op);
     return true;

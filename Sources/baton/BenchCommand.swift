@@ -8,7 +8,7 @@ let benchSpec = CommandSpec(
         --steps N: measured steps (default 10)
         --warmup-steps N: unmeasured steps first (default 2)
         --batch B: batch size (default 12)
-        --precision fp32|tf32|bf16: the matmuls' precision (default fp32)
+        --precision fp32|tf32|bf16: the matmuls' precision (default: bf16 on a GPU of sm_80 or newer, else fp32)
         --profile: then the same steps again with each op timed (waiting for the device after each): a table of ms per step by op
         --checkpoint DIR: instead: time saving and loading a checkpoint of the model in DIR (deleted after)
         --allreduce: instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast
@@ -50,7 +50,7 @@ func benchCommand(_ arguments: [String]) throws {
         print(String(format: "load_MB_per_s: %.1f", megabytes / bestLoad))
         return
     }
-    let name = parsed.string("--precision") ?? "fp32"
+    let name = parsed.string("--precision") ?? Precision.defaultFor(device).rawValue
     guard let precision = Precision(rawValue: name) else { throw UsageError("baton bench: --precision expects fp32, tf32 or bf16, got '\(name)'") }
     try device.setPrecision(precision)
     let result = try Benchmark.run(model: model, batchSize: batch, steps: steps, warmupSteps: warmup, device: device, profile: parsed.flag("--profile"))

@@ -15,7 +15,7 @@ let trainSpec = CommandSpec(
         --global-batch N: sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume
         --reduce exact|fast: ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's all-reduce
         --allow-batch-change: resume with another --global-batch, from the same sample position
-        --precision fp32|tf32|bf16: matmuls in float32, TF32 or bfloat16 with float32 sums (default fp32); weights, moments and checkpoints stay float32
+        --precision fp32|tf32|bf16: matmuls in float32, TF32 or bfloat16 with float32 sums (default: bf16 on a GPU of sm_80 or newer, else fp32); weights, moments and checkpoints stay float32
         --comm auto|mpi|nccl: how GPU ranks exchange gradients: NCCL on GPU memory, or MPI through host memory (auto: NCCL where it loads); nccl without mpirun: one rank
         --collective-timeout S: a collective that waits longer than S seconds on a rank ends the job, naming that rank (default 600; 0: wait forever)
         """) + modelOptions + options("""

@@ -125,8 +125,8 @@ final class CUDABackendTests: XCTestCase {
     func testATrainingStepRunsTheFusedKernels() throws {
         let library = try builtEmulator()
         let layers = 3
-        let result = try runBaton(["bench", "--device", "cuda", "--layers", "\(layers)", "--heads", "2", "--embd", "32", "--seq-len", "16",
-                                   "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0"],
+        let result = try runBaton(["bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd", "32",
+                                   "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0"],
                                   environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let calls = result.stderr.split(separator: "\n").compactMap { line -> String? in
@@ -144,6 +144,17 @@ final class CUDABackendTests: XCTestCase {
         }
         XCTAssertEqual(count("launch flash_forward_kernel"), layers, "fp32 attention on CUDA cores")
         XCTAssertFalse(calls.contains { $0.hasPrefix("launch flash_forward_tc_kernel") })
+        // cuBLASLt's heuristic is asked once per call shape (and alignment), then its answer kept:
+        // three steps ask it no more than one.
+        let queries = count("cublas cublasLtMatmulAlgoGetHeuristic")
+        XCTAssertGreaterThan(queries, 0)
+        XCTAssertLessThan(queries, 5 * layers, "fewer queries than one step's cuBLASLt calls")
+        let threeSteps = try runBaton(["bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd", "32",
+                                       "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "3", "--warmup-steps", "0"],
+                                      environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        XCTAssertEqual(threeSteps.status, 0, threeSteps.stderr)
+        XCTAssertEqual(threeSteps.stderr.components(separatedBy: "cublas cublasLtMatmulAlgoGetHeuristic\n").count - 1, queries,
+                       "the heuristic asked again in later steps")
 
         // In bf16 and tf32 the attention kernels are the tensor-core ones, forward and backward.
         for precision in ["bf16", "tf32"] {
@@ -163,6 +174,35 @@ final class CUDABackendTests: XCTestCase {
             XCTAssertEqual(launches.filter { $0.contains("to_activation_kernel<") }.count, precision == "bf16" ? 1 + 2 * layers : 0,
                            "\(precision): the weights' copy once, the residual gradient's twice a layer")
         }
+    }
+
+    /// Without --precision a new run takes its device's default: bf16 on a GPU of sm_80 or newer
+    /// (the emulator says 9.0), recorded in the run's config so a resume on the CPU keeps it; fp32
+    /// on the CPU. An explicit --precision wins.
+    func testTheDefaultPrecisionIsBF16OnAGPUAndFP32OnTheCPU() throws {
+        let library = try builtEmulator()
+        let folder = try TestPaths.temporaryFolder("default-precision")
+        func train(_ name: String, _ extra: [String]) throws -> (stdout: String, precision: String?) {
+            let run = folder.appendingPathComponent(name)
+            let result = try runBaton(["train", "--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16", "--batch", "2", "--steps", "2",
+                                       "--eval-every", "0", "--save-every", "1", "--out", run.path] + extra,
+                                      environment: ["BATON_CUDA_LIBRARY": library.path])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let record = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("config.json"))) as? [String: Any]
+            return (result.stdout, (record?["config"] as? [String: Any])?["precision"] as? String)
+        }
+        let gpu = try train("gpu", ["--device", "cuda"])
+        XCTAssert(gpu.stdout.contains("precision: bf16 by default"), gpu.stdout)
+        XCTAssertEqual(gpu.precision, "bf16")
+        let cpu = try train("cpu", ["--device", "cpu"])
+        XCTAssertFalse(cpu.stdout.contains("by default"), cpu.stdout)
+        XCTAssertNil(cpu.precision, "fp32")
+        XCTAssertEqual(try train("chosen", ["--device", "cuda", "--precision", "fp32"]).precision, "fp32")
+        // The GPU run, resumed on the CPU for two more steps, stays bf16 (no change to print).
+        let resumed = try runBaton(["train", "--resume", "auto", "--out", folder.appendingPathComponent("gpu").path, "--steps", "4", "--device", "cpu"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssert(resumed.stdout.contains("precision: bf16"), resumed.stdout)
+        XCTAssertFalse(resumed.stdout.contains("precision changed"), resumed.stdout)
     }
 
     /// A training step reads nothing back from the device between its forward and backward passes:
@@ -203,7 +243,7 @@ final class CUDABackendTests: XCTestCase {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0, text)
-        XCTAssert(text.contains("16 passed, 0 failed"), text)
+        XCTAssert(text.contains("18 passed, 0 failed"), text)
     }
 
     /// A CUDA kernel that walks off its buffer is caught on the CPU: the emulator's guard pages
@@ -233,14 +273,16 @@ final class CUDABackendTests: XCTestCase {
     /// The promise across backends, through the command line, with "cuda" on the emulator: a run
     /// stopped on cuda and resumed on cuda ends with the same bytes as an uninterrupted cuda run;
     /// stopped on one backend and resumed on the other, every later loss is within 1e-4 of the
-    /// uninterrupted run on the backend it resumed on.
+    /// uninterrupted run on the backend it resumed on. In fp32 on both (a GPU's default is bf16:
+    /// testTheDefaultPrecisionIsBF16OnAGPUAndFP32OnTheCPU; the selftest resumes across backends in
+    /// every precision).
     func testStopAndResumeAcrossBackendsOnTheCommandLine() throws {
         let library = try builtEmulator().path
         let folder = try TestPaths.temporaryFolder("cross-backend")
         defer { try? FileManager.default.removeItem(at: folder) }
         let data = try makeTinyShards(in: folder)
         let common = ["--data", data, "--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "8", "--batch", "4", "--warmup", "3",
-                      "--lr", "3e-3", "--eval-every", "0", "--eval-batches", "2", "--log-every", "100", "--steps", "30"]
+                      "--lr", "3e-3", "--eval-every", "0", "--eval-batches", "2", "--log-every", "100", "--steps", "30", "--precision", "fp32"]
         func train(_ run: String, _ device: String, _ extra: [String]) throws {
             let result = try runBaton(["train", "--out", folder.appendingPathComponent(run).path, "--device", device] + common + extra,
                                       environment: ["BATON_CUDA_LIBRARY": library])

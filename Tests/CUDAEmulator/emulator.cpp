@@ -813,6 +813,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (requestedAlgoCount < 1) return CUBLAS_STATUS_INVALID_VALUE;
     cublasStatus_t status = check_lt(desc, Adesc, Bdesc, Cdesc, Ddesc);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
+    trace("cublas", "cublasLtMatmulAlgoGetHeuristic");
     heuristicResultsArray[0] = cublasLtMatmulHeuristicResult_t{};
     heuristicResultsArray[0].state = CUBLAS_STATUS_SUCCESS;
     for (int i = 0; i < 4; i++) heuristicResultsArray[0].algo.data[i] = preference->alignment[i];  // what the algorithm may assume

@@ -288,6 +288,14 @@ public final class Device {
         self.precision = precision
     }
 
+    /// Whether this device runs `precision` (a GPU below sm_80 refuses bf16); the precision
+    /// stays what it was.
+    public func supports(_ precision: Precision) -> Bool {
+        let current = self.precision
+        defer { try? setPrecision(current) }
+        return (try? setPrecision(precision)) != nil
+    }
+
     public func attentionSizes(B: Int, T: Int, C: Int, NH: Int) -> (saved: Int, scratch: Int) {
         var saved: Int64 = 0, scratch: Int64 = 0
         table.pointee.attention_sizes(Int32(B), Int32(T), Int32(C), Int32(NH), &saved, &scratch)

@@ -26,3 +26,12 @@ public enum Precision: String, CaseIterable, Codable, Sendable {
         }
     }
 }
+
+extension Precision {
+    /// A run's precision when --precision is not given: bf16 on a GPU that has bf16 tensor cores
+    /// (sm_80 and newer), where it is what a user with a GPU runs; fp32 on the CPU, where bf16 is
+    /// the GPU's twin for parity, slower than fp32 (docs/precision.md).
+    public static func defaultFor(_ device: Device) -> Precision {
+        device.kind == .cuda && device.supports(.bf16) ? .bf16 : .fp32
+    }
+}

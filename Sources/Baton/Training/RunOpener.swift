@@ -144,6 +144,15 @@ public enum RunOpener {
             log("data: \(record.tokenizer) tokens (\(CorpusPreparation.datasetFile)): vocabulary \(record.vocabularySize)")
         }
         if let found { try checkShape(config, against: found) }
+        // A new run without --precision takes the device's default, recorded in its config, so a
+        // resume (here, on another GPU or on the CPU) keeps it.
+        if found == nil, config.precision == nil {
+            let precision = Precision.defaultFor(device)
+            if precision != .fp32 {
+                config.precision = precision.rawValue
+                log("precision: \(precision.rawValue) by default on this GPU (--precision fp32 or tf32 to choose another)")
+            }
+        }
         let data = try TrainingData.open(config: config, log: log)
         // The global batch defines the run: recorded at its start, kept on resume at any world size.
         let world = request.options.parallel?.size ?? 1

@@ -1,8 +1,11 @@
 // The CUDA emulator's own checks: it must compute what a GPU computes for correct kernels, and
 // refuse, loudly, what a GPU would refuse or what would be undefined on one. Built and run by
 // scripts/build-cuda-emulator --check; prints one line per check and "N passed, N failed".
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#include "baton_rounding.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -142,6 +145,52 @@ int main() {
             gemm_right = gemm_right && c[i + j * 6] == s;
         }
     expect(gemm_right, "cublasSgemm with both operands transposed matches a naive product");
+
+    // bf16 matrices (their bits) summed in float32 into a bf16 C: each element the naive float32
+    // sum of the widened products, rounded to nearest even once.
+    std::vector<uint16_t> a16(a.size()), b16(b.size()), c16(c.size());
+    auto widened = [](uint16_t bits) { return __uint_as_float(baton_float_bits_from_bf16(bits)); };
+    for (size_t i = 0; i < a.size(); i++) a16[i] = baton_bf16_from_float_bits(__float_as_uint(a[i] * 0.37f));
+    for (size_t i = 0; i < b.size(); i++) b16[i] = baton_bf16_from_float_bits(__float_as_uint(b[i] * 1.13f));
+    cudaMemcpy(device, a16.data(), a16.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(other, b16.data(), b16.size() * 2, cudaMemcpyHostToDevice);
+    cublasStatus_t bf16_status = cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_T, 6, 5, 4, &one, device, CUDA_R_16BF, 4, other, CUDA_R_16BF, 5,
+                                              &zero, device + 1024, CUDA_R_16BF, 6, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cudaMemcpy(c16.data(), device + 1024, c16.size() * 2, cudaMemcpyDeviceToHost);
+    bool bf16_right = bf16_status == CUBLAS_STATUS_SUCCESS;
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 5; j++) {
+            float s = 0;
+            for (int l = 0; l < 4; l++) s += widened(a16[l + i * 4]) * widened(b16[j + l * 5]);
+            bf16_right = bf16_right && c16[i + j * 6] == baton_bf16_from_float_bits(__float_as_uint(s));
+        }
+    expect(bf16_right, "cublasGemmEx on bf16 matrices sums in float32 and stores C rounded to bfloat16");
+
+    // cuBLASLt's heuristic assumes 256-byte aligned matrices unless the preference says less: a
+    // matrix 8 bytes off is refused (NOT_SUPPORTED), and taken once the preference says 8.
+    auto lt_status = [&](const float *matrix, uint32_t alignment) {
+        cublasLtHandle_t lt;
+        cublasLtMatmulDesc_t desc;
+        cublasLtMatrixLayout_t layout;
+        cublasLtMatmulPreference_t preference;
+        cublasLtCreate(&lt);
+        cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        cublasLtMatrixLayoutCreate(&layout, CUDA_R_32F, 4, 4, 4);
+        cublasLtMatmulPreferenceCreate(&preference);
+        cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignment, sizeof alignment);
+        cublasLtMatmulHeuristicResult_t heuristic;
+        int found = 0;
+        cublasLtMatmulAlgoGetHeuristic(lt, desc, layout, layout, layout, layout, preference, 1, &heuristic, &found);
+        cublasStatus_t status = cublasLtMatmul(lt, desc, &one, matrix, layout, other, layout, &zero, device + 2048, layout, device + 2048, layout,
+                                               &heuristic.algo, nullptr, 0, 0);
+        cublasLtMatmulPreferenceDestroy(preference);
+        cublasLtMatrixLayoutDestroy(layout);
+        cublasLtMatmulDescDestroy(desc);
+        cublasLtDestroy(lt);
+        return status;
+    };
+    expect(lt_status(device + 2, 256) == CUBLAS_STATUS_NOT_SUPPORTED && lt_status(device + 2, 8) == CUBLAS_STATUS_SUCCESS,
+           "cublasLtMatmul refuses a matrix less aligned than the preference promised, and takes it when told");
 
     // Out of bounds and after free: the process dies at the access, naming the kernel.
     auto dies_naming = [](void (*body)(float *, float *), float *x, float *y, const char *what) {
