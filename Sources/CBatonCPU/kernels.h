@@ -45,9 +45,8 @@ float *wide_buffer(baton_context *ctx, int64_t n);
 void store_activations(baton_context *ctx, void *out, const float *in, int64_t n);
 
 BATON_FOR_EACH_OP(BATON_DECLARE_OP)
-/* precision.c: x[0..n) rounded in place to TF32 or bfloat16, round to nearest even (FP32: untouched);
- * one element at a time, so exactly as the CUDA kernel of the same name does it. */
-void round_to_precision(baton_context *ctx, float *x, int64_t n, int precision);
+/* precision.c: out[0..n) = in[0..n) rounded to TF32 or bfloat16, round to nearest even (FP32: a
+ * copy); one element at a time, as baton_rounding.h says (the CUDA emulator's rounding too). */
 void round_copy_to_precision(baton_context *ctx, float *out, const float *in, int64_t n, int precision);
 /* The context's own buffer for rounded copies, at least n floats; NULL when memory is out. */
 float *rounding_buffer(baton_context *ctx, int64_t n);

@@ -33,27 +33,21 @@ void round_copy_to_precision(baton_context *ctx, float *out, const float *in, in
     parallel_for(ctx, n, 1 << 16, round_range, &a);
 }
 
-void round_to_precision(baton_context *ctx, float *x, int64_t n, int precision) { round_copy_to_precision(ctx, x, x, n, precision); }
 
-float *rounding_buffer(baton_context *ctx, int64_t n) {
-    if (n > ctx->rounded_capacity) {
-        float *grown = realloc(ctx->rounded, (size_t)n * 4);
+/* *buffer grown to at least n floats (its old contents not kept); NULL when memory is out. */
+static float *at_least(float **buffer, int64_t *capacity, int64_t n) {
+    if (n > *capacity) {
+        float *grown = realloc(*buffer, (size_t)n * 4);
         if (!grown) return NULL;
-        ctx->rounded = grown;
-        ctx->rounded_capacity = n;
+        *buffer = grown;
+        *capacity = n;
     }
-    return ctx->rounded;
+    return *buffer;
 }
 
-float *wide_buffer(baton_context *ctx, int64_t n) {
-    if (n > ctx->wide_capacity) {
-        float *grown = realloc(ctx->wide, (size_t)n * 4);
-        if (!grown) return NULL;
-        ctx->wide = grown;
-        ctx->wide_capacity = n;
-    }
-    return ctx->wide;
-}
+float *rounding_buffer(baton_context *ctx, int64_t n) { return at_least(&ctx->rounded, &ctx->rounded_capacity, n); }
+
+float *wide_buffer(baton_context *ctx, int64_t n) { return at_least(&ctx->wide, &ctx->wide_capacity, n); }
 
 typedef struct { void *out; const float *in; int bf16; } store_args;
 

@@ -48,8 +48,9 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          int ldb, long long strideB, const float *beta, float *C, int ldc, long long strideC,
                                          int batchCount);
 
-// float32 matrices only. The FAST_16BF and FAST_TF32 compute types round A and B to bfloat16 or
-// TF32 (round to nearest even, as the CPU backend's twin does) and sum in float32.
+// float32 matrices, whose FAST_16BF and FAST_TF32 compute types round A and B to bfloat16 or TF32
+// (round to nearest even, as the CPU backend's twin does) and sum in float32; or bf16 A and B
+// (CUDA_R_16BF, with CUBLAS_COMPUTE_32F) summed in float32 into a float32 or bf16 C (rounded once).
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B, cudaDataType_t Btype,
                             int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
