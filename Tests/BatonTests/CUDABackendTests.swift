@@ -205,6 +205,25 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertFalse(resumed.stdout.contains("precision changed"), resumed.stdout)
     }
 
+    /// On a GPU without bf16 tensor cores (the emulator made a 7.5 card) a new run's default is
+    /// fp32, and --precision bf16 is refused in one line naming the card and what to use instead.
+    func testAGPUBelowSM80RefusesBF16AndDefaultsToFP32() throws {
+        let library = try builtEmulator()
+        let folder = try TestPaths.temporaryFolder("sm75")
+        let environment = ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_COMPUTE_CAPABILITY": "7.5"]
+        let tiny = ["--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16", "--batch", "2", "--steps", "1", "--eval-every", "0",
+                    "--device", "cuda"]
+        let plain = try runBaton(["train", "--out", folder.appendingPathComponent("plain").path] + tiny, environment: environment)
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertFalse(plain.stdout.contains("precision: bf16"), plain.stdout)
+        let refused = try runBaton(["train", "--out", folder.appendingPathComponent("bf16").path, "--precision", "bf16"] + tiny, environment: environment)
+        XCTAssertEqual(refused.status, 1, refused.stdout)
+        let lines = refused.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, refused.stderr)
+        XCTAssert(refused.stderr.contains("compute capability 8.0 or newer") && refused.stderr.contains("7.5") && refused.stderr.contains("--precision fp32"),
+                  refused.stderr)
+    }
+
     /// A training step reads nothing back from the device between its forward and backward passes:
     /// the micro-batches' losses stay there until the step's end, read with one copy, and the
     /// gradient norm (for clipping) is the other. Before, each forward pass ended in a copy that

@@ -440,8 +440,15 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *properties, int device) {
     memset(properties, 0, sizeof *properties);
     snprintf(properties->name, sizeof properties->name, "CUDA emulator on the CPU (not a GPU)");
     properties->totalGlobalMem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGE_SIZE);
+    // 9.0 (an H100's), or $BATON_EMULATOR_COMPUTE_CAPABILITY ("7.5": a card without bf16 tensor
+    // cores), so a test can see what Baton does on an older GPU.
+    const char *capability = getenv("BATON_EMULATOR_COMPUTE_CAPABILITY");
     properties->major = 9;
     properties->minor = 0;
+    if (capability && sscanf(capability, "%d.%d", &properties->major, &properties->minor) != 2) {
+        properties->major = 9;
+        properties->minor = 0;
+    }
     properties->multiProcessorCount = 1;
     properties->warpSize = 32;
     properties->maxThreadsPerBlock = 1024;
