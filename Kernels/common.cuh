@@ -11,6 +11,7 @@
 #include "baton_rounding.h"
 
 #include <string>
+#include <type_traits>
 
 // One opened GPU: its cuBLAS handle, the scratch the ops share, and the first failure since the
 // Swift side last asked (see backend.cu). Every op gets it; nothing lives in globals.
@@ -48,6 +49,54 @@ __device__ inline float load_act(const float *p, long long i) { return p[i]; }
 __device__ inline float load_act(const uint16_t *p, long long i) { return __uint_as_float(baton_float_bits_from_bf16(p[i])); }
 __device__ inline void store_act(float *p, long long i, float x) { p[i] = x; }
 __device__ inline void store_act(uint16_t *p, long long i, float x) { p[i] = baton_bf16_from_float_bits(__float_as_uint(x)); }
+// Vectorised access: W consecutive values p[i..i+W) as floats, W = 1 (a plain load) or 8 (16-byte
+// loads: one for 8 bf16, two for 8 floats; p + i must be 16-byte aligned). A kernel templated on
+// W runs with 8 where every row and pointer allows it (vector_width) and 1 otherwise.
+struct alignas(16) Bytes16 {
+    uint32_t words[4];
+};
+// W values of T and the 16-byte words that carry them, one over the other.
+template <int W, class T>
+union Chunk {
+    Bytes16 words[W * sizeof(T) / 16];
+    T values[W];
+};
+template <int W, class T>
+__device__ inline void load_values(float (&v)[W], const T *p, long long i) {
+    if constexpr (W == 1) {
+        v[0] = load_act(p, i);
+    } else {
+        static_assert(W * sizeof(T) % 16 == 0, "whole 16-byte words");
+        Chunk<W, T> chunk;
+        for (int w = 0; w < (int)(W * sizeof(T) / 16); w++) chunk.words[w] = reinterpret_cast<const Bytes16 *>(p + i)[w];
+        for (int k = 0; k < W; k++) v[k] = load_act(chunk.values, k);
+    }
+}
+template <int W, class T>
+__device__ inline void store_values(T *p, long long i, const float (&v)[W]) {
+    if constexpr (W == 1) {
+        store_act(p, i, v[0]);
+    } else {
+        Chunk<W, T> chunk;
+        for (int k = 0; k < W; k++) store_act(chunk.values, k, v[k]);
+        for (int w = 0; w < (int)(W * sizeof(T) / 16); w++) reinterpret_cast<Bytes16 *>(p + i)[w] = chunk.words[w];
+    }
+}
+constexpr int VECTOR_WIDTH = 8;
+// Whether rows of `count` elements at these pointers take VECTOR_WIDTH-wide accesses: every row
+// a whole number of 8-element chunks and every pointer 16-byte aligned.
+template <class... Pointers>
+inline bool vector_width_fits(long long count, Pointers... pointers) {
+    bool aligned = ((reinterpret_cast<uintptr_t>(pointers) % 16 == 0) && ...);
+    return count % VECTOR_WIDTH == 0 && aligned;
+}
+// Calls launch(width) with std::integral_constant<int, 8> or <int, 1>.
+template <class Launch>
+inline void with_vector_width(bool vectorised, Launch launch) {
+    if (vectorised) launch(std::integral_constant<int, VECTOR_WIDTH>());
+    else launch(std::integral_constant<int, 1>());
+}
+
 // Calls launch(Act()) with the context's activation type: launch is a generic lambda whose
 // parameter's type (float or uint16_t) names the type to cast the op's activations to.
 template <class Launch>

@@ -2,64 +2,93 @@
 // Input (the residual stream) and statistics float32; the output and its gradient activations (Act).
 #include "common.cuh"
 
-// One row by one warp: out = (x - mean) * rstd * weight + bias, and its statistics. Each lane
-// reads only its own channels (c = lane + 32k), so x may be what the same lane just wrote.
-template <class Act>
+// One row by one warp: out = (x - mean) * rstd * weight + bias, and its statistics. Lane l reads
+// and writes chunks of W channels, l, l + 32, ... (W = 8: 16-byte accesses, vector_width_fits;
+// W = 1: channel by channel), only its own, so x may be what the same lane just wrote.
+template <int W, class Act>
 __device__ void normalize_row(Act *out, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
                               int row, int C, int lane) {
     float sum = 0.0f;
-    for (int c = lane; c < C; c += 32) sum += x[c];
+    for (int c = lane * W; c < C; c += 32 * W) {
+        float v[W];
+        load_values(v, x, c);
+        for (int k = 0; k < W; k++) sum += v[k];
+    }
     float m = warp_sum(sum) / C;
     float var = 0.0f;
-    for (int c = lane; c < C; c += 32) { float d = x[c] - m; var += d * d; }
+    for (int c = lane * W; c < C; c += 32 * W) {
+        float v[W];
+        load_values(v, x, c);
+        for (int k = 0; k < W; k++) { float d = v[k] - m; var += d * d; }
+    }
     float s = rsqrtf(warp_sum(var) / C + 1e-5f);
     Act *o = out + (long long)row * C;
-    for (int c = lane; c < C; c += 32) store_act(o, c, (x[c] - m) * s * weight[c] + bias[c]);
+    for (int c = lane * W; c < C; c += 32 * W) {
+        float v[W], w[W], b[W], y[W];
+        load_values(v, x, c);
+        load_values(w, weight, c);
+        load_values(b, bias, c);
+        for (int k = 0; k < W; k++) y[k] = (v[k] - m) * s * w[k] + b[k];
+        store_values(o, c, y);
+    }
     if (lane == 0) { mean[row] = m; rstd[row] = s; }
 }
 
-template <class Act>
+template <int W, class Act>
 __global__ void layernorm_forward_kernel(Act *out, float *mean, float *rstd, const float *inp, const float *weight,
                                          const float *bias, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    normalize_row(out, mean, rstd, inp + (long long)row * C, weight, bias, row, C, lane);
+    normalize_row<W>(out, mean, rstd, inp + (long long)row * C, weight, bias, row, C, lane);
 }
 
 void layernorm_forward(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
                        int N, int C) {
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
-        layernorm_forward_kernel<Act><<<blocks_for(N, 8), 256>>>(static_cast<Act *>(out), mean, rstd, inp, weight, bias, N, C);
+        with_vector_width(vector_width_fits(C, out, inp, weight, bias), [&](auto width) {
+            constexpr int W = decltype(width)::value;
+            layernorm_forward_kernel<W, Act><<<blocks_for(N, 8), 256>>>(static_cast<Act *>(out), mean, rstd, inp, weight, bias, N, C);
+        });
     });
     check_launch(ctx, "layernorm_forward");
 }
 
 // residual = a + b and its LayerNorm, one warp per row: the residual is read once and written
 // once, instead of written, then read back by a second kernel.
-template <class Act>
+template <int W, class Act>
 __global__ void residual_layernorm_forward_kernel(float *residual, Act *out, float *mean, float *rstd, const float *a,
                                                   const Act *b, const float *weight, const float *bias, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     long long offset = (long long)row * C;
     float *r = residual + offset;
-    for (int c = lane; c < C; c += 32) r[c] = a[offset + c] + load_act(b, offset + c);
-    normalize_row(out, mean, rstd, r, weight, bias, row, C, lane);
+    for (int c = lane * W; c < C; c += 32 * W) {
+        float x[W], y[W], sum[W];
+        load_values(x, a, offset + c);
+        load_values(y, b, offset + c);
+        for (int k = 0; k < W; k++) sum[k] = x[k] + y[k];
+        store_values(r, c, sum);
+    }
+    normalize_row<W>(out, mean, rstd, r, weight, bias, row, C, lane);
 }
 
 void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd, const float *a,
                                 const baton_activation *b, const float *weight, const float *bias, int N, int C) {
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
-        residual_layernorm_forward_kernel<Act><<<blocks_for(N, 8), 256>>>(residual, static_cast<Act *>(out), mean, rstd, a,
-                                                                          static_cast<const Act *>(b), weight, bias, N, C);
+        with_vector_width(vector_width_fits(C, residual, out, a, b, weight, bias), [&](auto width) {
+            constexpr int W = decltype(width)::value;
+            residual_layernorm_forward_kernel<W, Act><<<blocks_for(N, 8), 256>>>(residual, static_cast<Act *>(out), mean, rstd, a,
+                                                                                 static_cast<const Act *>(b), weight, bias, N, C);
+        });
     });
     check_launch(ctx, "residual_layernorm_forward");
 }
 
-// dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight. One warp per row.
-template <class Act>
+// dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight. One warp per row,
+// chunks of W channels a lane as in normalize_row.
+template <int W, class Act>
 __global__ void layernorm_backward_input_kernel(float *dinp, const Act *dout, const float *inp, const float *weight,
                                                 const float *mean, const float *rstd, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -68,16 +97,30 @@ __global__ void layernorm_backward_input_kernel(float *dinp, const Act *dout, co
     const Act *d = dout + (long long)row * C;
     float m = mean[row], s = rstd[row];
     float g_sum = 0.0f, gx_sum = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float g = load_act(d, c) * weight[c];
-        g_sum += g;
-        gx_sum += g * (x[c] - m) * s;
+    for (int c = lane * W; c < C; c += 32 * W) {
+        float dv[W], xv[W], wv[W];
+        load_values(dv, d, c);
+        load_values(xv, x, c);
+        load_values(wv, weight, c);
+        for (int k = 0; k < W; k++) {
+            float g = dv[k] * wv[k];
+            g_sum += g;
+            gx_sum += g * (xv[k] - m) * s;
+        }
     }
     float g_mean = warp_sum(g_sum) / C, gx_mean = warp_sum(gx_sum) / C;
     float *di = dinp + (long long)row * C;
-    for (int c = lane; c < C; c += 32) {
-        float xhat = (x[c] - m) * s;
-        di[c] += s * (load_act(d, c) * weight[c] - g_mean - xhat * gx_mean);
+    for (int c = lane * W; c < C; c += 32 * W) {
+        float dv[W], xv[W], wv[W], acc[W];
+        load_values(dv, d, c);
+        load_values(xv, x, c);
+        load_values(wv, weight, c);
+        load_values(acc, di, c);
+        for (int k = 0; k < W; k++) {
+            float xhat = (xv[k] - m) * s;
+            acc[k] += s * (dv[k] * wv[k] - g_mean - xhat * gx_mean);
+        }
+        store_values(di, c, acc);
     }
 }
 
@@ -120,7 +163,10 @@ void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
         const Act *d = static_cast<const Act *>(dout);
-        layernorm_backward_input_kernel<Act><<<blocks_for(N, 8), 256>>>(dinp, d, inp, weight, mean, rstd, N, C);
+        with_vector_width(vector_width_fits(C, dinp, dout, inp, weight), [&](auto width) {
+            constexpr int W = decltype(width)::value;
+            layernorm_backward_input_kernel<W, Act><<<blocks_for(N, 8), 256>>>(dinp, d, inp, weight, mean, rstd, N, C);
+        });
         check_launch(ctx, "layernorm_backward");
         layernorm_params_partials_kernel<Act><<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, d, inp, mean, rstd, N, C,
                                                                                           chunk_rows);

@@ -98,7 +98,7 @@ final class CUDABackendTests: XCTestCase {
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_LIBNCCL": emulatedNCCL])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
         XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
-        XCTAssert(result.stdout.contains(withNCCL ? "selftest: 227 passed, 0 failed" : "selftest: 225 passed, 0 failed"), result.stdout)
+        XCTAssert(result.stdout.contains(withNCCL ? "selftest: 234 passed, 0 failed" : "selftest: 232 passed, 0 failed"), result.stdout)
         if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
         // Every precision: the ops at two shapes, training parity, bitwise resume, bf16 -> fp32.
         for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "matmul [small, bf16]", "residual_layernorm_forward [small, tf32]",

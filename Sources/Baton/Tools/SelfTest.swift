@@ -221,6 +221,21 @@ public struct SelfTest {
             try d.layernormBackward(dinput: di, dweight: dw, dbias: db, dout: try input.activation(dout), input: xi, weight: wi, mean: mean, rstd: rstd, N: N, C: C)
             return [di, dw, db]
         })
+        // The three at a width that is not a whole number of 8-channel chunks (C - 1): a GPU's
+        // channel-by-channel kernels, where the other rows run its 16-byte-access ones.
+        let Cu = C - 1, xu = Array(x[0..<(N * Cu)]), yu = Array(dout[0..<(N * Cu)]), wu = Array(w[0..<Cu]), bu = Array(b[0..<Cu])
+        rows.append(try compare("layernorm ops, width not a multiple of 8", limit: storedLimit(1e-4)) { d, input, out in
+            let o = try out.activation(N * Cu, nil), mean = try out(N, nil), rstd = try out(N, nil)
+            let xi = try input(xu), wi = try input(wu), bi = try input(bu)
+            try d.layernormForward(out: o, mean: mean, rstd: rstd, input: xi, weight: wi, bias: bi, N: N, C: Cu)
+            let r = try out(N * Cu, nil), o2 = try out.activation(N * Cu, nil), mean2 = try out(N, nil), rstd2 = try out(N, nil)
+            try d.residualLayernormForward(residual: r, out: o2, mean: mean2, rstd: rstd2, a: xi, b: try input.activation(yu), weight: wi, bias: bi,
+                                           N: N, C: Cu)
+            let di = try out(N * Cu, Array(dx[0..<(N * Cu)])), dw = try out(Cu, Array(dwStart[0..<Cu])), db = try out(Cu, Array(dbStart[0..<Cu]))
+            try d.layernormBackward(dinput: di, dweight: dw, dbias: db, dout: try input.activation(yu), input: xi, weight: wi, mean: mean, rstd: rstd,
+                                    N: N, C: Cu)
+            return [o, mean, rstd, r, o2, mean2, rstd2, di, dw, db]
+        })
         let matmulLimit = SelfTest.matmulLimit[device.precision]!
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             rows.append(try compare("matmul\(ta ? " A^T" : "")\(tb ? " B^T" : "")", limit: matmulLimit) { d, input, out in
