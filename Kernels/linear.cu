@@ -133,7 +133,10 @@ bool lt_matmul(baton_context *ctx, void *d, const void *a, const void *b, int m,
     float alpha = 1.0f, beta = 0.0f;
     cublasStatus_t status = cublasLtMatmul(ctx->cublaslt, plan->call.desc, &alpha, a, plan->call.a, b, plan->call.b, &beta, d, plan->call.d, d,
                                            plan->call.d, &plan->algo, ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES, 0);
-    if (status == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+    if (status == CUBLAS_STATUS_NOT_SUPPORTED) {  // declined after all: the fallback from now on, without asking again
+        plan->usable = false;
+        return false;
+    }
     record_cublas_error(ctx, status, op);
     return true;
 }
