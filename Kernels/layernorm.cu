@@ -86,10 +86,10 @@ void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activ
     check_launch(ctx, "residual_layernorm_forward");
 }
 
-// dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight. One warp per row,
-// chunks of W channels a lane as in normalize_row.
+// dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight, and the sum also into
+// dinp_activation where given. One warp per row, chunks of W channels a lane as in normalize_row.
 template <int W, class Act>
-__global__ void layernorm_backward_input_kernel(float *dinp, const Act *dout, const float *inp, const float *weight,
+__global__ void layernorm_backward_input_kernel(float *dinp, Act *dinp_activation, const Act *dout, const float *inp, const float *weight,
                                                 const float *mean, const float *rstd, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -121,6 +121,7 @@ __global__ void layernorm_backward_input_kernel(float *dinp, const Act *dout, co
             acc[k] += s * (dv[k] * wv[k] - g_mean - xhat * gx_mean);
         }
         store_values(di, c, acc);
+        if (dinp_activation) store_values(dinp_activation + (long long)row * C, c, acc);
     }
 }
 
@@ -156,16 +157,19 @@ __global__ void layernorm_params_total_kernel(float *dweight, float *dbias, cons
     dbias[c] += db;
 }
 
-void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *dbias, const baton_activation *dout, const float *inp,
-                        const float *weight, const float *mean, const float *rstd, int N, int C) {
+void layernorm_backward(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight, float *dbias,
+                        const baton_activation *dout, const float *inp, const float *weight, const float *mean, const float *rstd, int N,
+                        int C) {
     int chunks = column_chunks(N, C, 2ll * C);
     int chunk_rows = (N + chunks - 1) / chunks;
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
         const Act *d = static_cast<const Act *>(dout);
-        with_vector_width(vector_width_fits(C, dinp, dout, inp, weight), [&](auto width) {
+        bool aligned = vector_width_fits(C, dinp, dout, inp, weight) && vector_width_fits(C, dinp_activation);  // NULL is aligned
+        with_vector_width(aligned, [&](auto width) {
             constexpr int W = decltype(width)::value;
-            layernorm_backward_input_kernel<W, Act><<<blocks_for(N, 8), 256>>>(dinp, d, inp, weight, mean, rstd, N, C);
+            layernorm_backward_input_kernel<W, Act><<<blocks_for(N, 8), 256>>>(dinp, static_cast<Act *>(dinp_activation), d, inp, weight, mean,
+                                                                                rstd, N, C);
         });
         check_launch(ctx, "layernorm_backward");
         layernorm_params_partials_kernel<Act><<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, d, inp, mean, rstd, N, C,

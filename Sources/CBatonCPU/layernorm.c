@@ -52,7 +52,7 @@ void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activ
 }
 
 typedef struct {
-    float *dinp, *dweight, *dbias; const void *dout; const float *inp, *weight, *mean, *rstd; int N, C, bf16;
+    float *dinp; void *dinp_activation; float *dweight, *dbias; const void *dout; const float *inp, *weight, *mean, *rstd; int N, C, bf16;
 } layernorm_backward_args;
 
 /* dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dout * weight. Per row. */
@@ -76,6 +76,8 @@ static void layernorm_backward_rows(void *p, int64_t begin, int64_t end) {
             float xhat = (x[c] - m) * s;
             di[c] += s * (act_load(d, c, a->bf16) * a->weight[c] - g_mean - xhat * gx_mean);
         }
+        if (a->dinp_activation)
+            for (int c = 0; c < C; c++) act_store(a->dinp_activation, n * C + c, di[c], a->bf16);
     }
 }
 
@@ -95,10 +97,10 @@ static void layernorm_backward_params(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-void layernorm_backward(baton_context *ctx, float *dinp, float *dweight, float *dbias, const baton_activation *dout,
-                        const float *inp, const float *weight, const float *mean, const float *rstd,
+void layernorm_backward(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight, float *dbias,
+                        const baton_activation *dout, const float *inp, const float *weight, const float *mean, const float *rstd,
                         int N, int C) {
-    layernorm_backward_args a = {dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stores_bf16(ctx)};
+    layernorm_backward_args a = {dinp, dinp_activation, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stores_bf16(ctx)};
     parallel_for(ctx, N, 4, layernorm_backward_rows, &a);
     parallel_for(ctx, C, 16, layernorm_backward_params, &a);
 }

@@ -236,9 +236,10 @@ public final class Device {
                                        bias.pointer, Int32(N), Int32(C)) }
     }
 
-    public func layernormBackward(dinput: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, input: Tensor, weight: Tensor,
-                                  mean: Tensor, rstd: Tensor, N: Int, C: Int) throws {
-        try run("layernorm_backward") { ops.layernorm_backward(context, dinput.pointer, dweight.pointer, dbias.pointer, act(dout), input.pointer, weight.pointer,
+    /// dinputActivation, when given, also receives dinput (after the addition) as activations.
+    public func layernormBackward(dinput: Tensor, dinputActivation: Tensor? = nil, dweight: Tensor, dbias: Tensor, dout: Tensor, input: Tensor,
+                                  weight: Tensor, mean: Tensor, rstd: Tensor, N: Int, C: Int) throws {
+        try run("layernorm_backward") { ops.layernorm_backward(context, dinput.pointer, dinputActivation.map(act), dweight.pointer, dbias.pointer, act(dout), input.pointer, weight.pointer,
                                mean.pointer, rstd.pointer, Int32(N), Int32(C)) }
     }
 

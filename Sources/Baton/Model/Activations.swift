@@ -24,8 +24,8 @@ final class Activations {
     var buckets: DeviceBuckets
 
     // Gradient scratch. The residual stream's gradient is float32 (LayerNorm's backward adds into
-    // it); dresidualActivation is where the matmuls read it: itself in float32 storage, a bf16
-    // copy (to_activation) in bf16.
+    // it); dresidualActivation is where the matmuls read it: itself in float32 storage, in bf16 a
+    // bf16 copy that each LayerNorm backward writes beside its sum.
     let dresidual, dresidualActivation, dln, dattentionOutput, dqkv, dfc, attentionScratch: Tensor
 
     /// Bytes all of this takes for `config` at (B, T), given the attention's sizes on a device

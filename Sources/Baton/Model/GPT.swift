@@ -249,38 +249,37 @@ public final class GPT {
                      transposeA: false, transposeB: false, beta: 0)
         try d.matmul(c: paddedEmbeddingGradient, a: dlogits, b: a.lnf, M: V, N: C, K: N,
                      transposeA: true, transposeB: false, beta: 1)
-        // The residual stream's gradient lives in one buffer; each LayerNorm backward adds into it.
+        // The residual stream's gradient lives in one buffer; each LayerNorm backward adds into it,
+        // and (in bf16) writes the sum's bf16 copy too, for the matmuls and bias gradients that
+        // read it next: dmatmul is where they read it (dresidual itself in float32).
         try d.fill(a.dresidual, with: 0)
+        let copy = a.dresidualActivation.element == a.dresidual.element ? nil : a.dresidualActivation, dmatmul = a.dresidualActivation
         let lastResidual = a.layers.last?.residualAfterMLP ?? a.encoded
-        try d.layernormBackward(dinput: a.dresidual, dweight: gradient("transformer.ln_f.weight"), dbias: gradient("transformer.ln_f.bias"),
-                                dout: a.dln, input: lastResidual, weight: parameter("transformer.ln_f.weight"),
+        try d.layernormBackward(dinput: a.dresidual, dinputActivation: copy, dweight: gradient("transformer.ln_f.weight"),
+                                dbias: gradient("transformer.ln_f.bias"), dout: a.dln, input: lastResidual, weight: parameter("transformer.ln_f.weight"),
                                 mean: a.lnfMean, rstd: a.lnfRstd, N: N, C: C)
-        // The residual stream's gradient as the matmuls read it (a bf16 copy in bf16), after each LayerNorm backward.
-        func residualGradient() throws -> Tensor {
-            if a.dresidualActivation.element != a.dresidual.element { try d.toActivation(out: a.dresidualActivation, input: a.dresidual) }
-            return a.dresidualActivation
-        }
         for index in stride(from: config.layers - 1, through: 0, by: -1) {
             let l = a.layers[index], p = "transformer.h.\(index)."
             let residualIn = index == 0 ? a.encoded : a.layers[index - 1].residualAfterMLP
             // The MLP's output projection and its GELU, backwards: dfc in one op, then the weight's and bias's gradients.
-            let dmlp = try residualGradient()
+            let dmlp = dmatmul
             try d.matmulGeluBackward(dinput: a.dfc, dout: dmlp, weight: matmulParameter(p + "mlp.c_proj.weight"), preGelu: l.fc, N: N,
                                      inFeatures: 4 * C, outFeatures: C)
             try linearBackward(dinput: nil, dout: dmlp, input: l.fcGelu, weight: p + "mlp.c_proj", N: N,
                                inFeatures: 4 * C, outFeatures: C)
             try linearBackward(dinput: a.dln, dout: a.dfc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
-            try d.layernormBackward(dinput: a.dresidual, dweight: gradient(p + "ln_2.weight"), dbias: gradient(p + "ln_2.bias"),
+            try d.layernormBackward(dinput: a.dresidual, dinputActivation: copy, dweight: gradient(p + "ln_2.weight"), dbias: gradient(p + "ln_2.bias"),
                                     dout: a.dln, input: l.residualAfterAttention, weight: parameter(p + "ln_2.weight"),
                                     mean: l.ln2Mean, rstd: l.ln2Rstd, N: N, C: C)
-            try linearBackward(dinput: a.dattentionOutput, dout: try residualGradient(), input: l.attentionOutput, weight: p + "attn.c_proj",
+            try linearBackward(dinput: a.dattentionOutput, dout: dmatmul, input: l.attentionOutput, weight: p + "attn.c_proj",
                                N: N, inFeatures: C, outFeatures: C)
             try d.attentionBackward(dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, out: l.attentionOutput,
                                     saved: l.attentionSaved,
                                     B: B, T: T, C: C, NH: NH)
             try linearBackward(dinput: a.dln, dout: a.dqkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
-            try d.layernormBackward(dinput: a.dresidual, dweight: gradient(p + "ln_1.weight"), dbias: gradient(p + "ln_1.bias"),
-                                    dout: a.dln, input: residualIn, weight: parameter(p + "ln_1.weight"),
+            // The first block's ln_1 feeds only the embedding's gradient, which reads float32: no copy.
+            try d.layernormBackward(dinput: a.dresidual, dinputActivation: index == 0 ? nil : copy, dweight: gradient(p + "ln_1.weight"),
+                                    dbias: gradient(p + "ln_1.bias"), dout: a.dln, input: residualIn, weight: parameter(p + "ln_1.weight"),
                                     mean: l.ln1Mean, rstd: l.ln1Rstd, N: N, C: C)
         }
         try d.encoderBackward(dwte: gradient("transformer.wte.weight"), dwpe: gradient("transformer.wpe.weight"),

@@ -92,8 +92,10 @@ typedef void baton_layernorm_forward_fn(baton_context *ctx, baton_activation *ou
 typedef void baton_residual_layernorm_forward_fn(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd,
                                                  const float *a, const baton_activation *b, const float *weight, const float *bias,
                                                  int N, int C);
-/* dinp, dweight, dbias accumulate. */
-typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, float *dweight, float *dbias,
+/* dinp, dweight, dbias accumulate. When dinp_activation is not NULL it also receives dinp (after
+ * the addition) as an activation: the residual stream's gradient as the matmuls read it (a bf16
+ * copy in BF16), in the same pass. */
+typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight, float *dbias,
                                          const baton_activation *dout, const float *inp, const float *weight,
                                          const float *mean, const float *rstd, int N, int C);
 
@@ -165,7 +167,7 @@ typedef void baton_global_norm_squared_fn(baton_context *ctx, float *out, const 
 typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n);
 
 /* out[i] = in[i] as an activation: rounded to bfloat16 (nearest even) in BF16, copied otherwise.
- * The model's bf16 copy of its weights, and the residual stream's gradient where a matmul reads it. */
+ * The model's bf16 copy of its weights. */
 typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, const float *in, int64_t n);
 
 /* Every op, once: X(name) for each. */
