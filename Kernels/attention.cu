@@ -172,6 +172,56 @@ struct FlashHead {
     __device__ long long out_row(int t) const { return ((long long)b * T + t) * C + (long long)h * hs; }
 };
 
+// The online softmax of both flash forward kernels, for a warp's FLASH_ROWS_PER_WARP query rows:
+// each row's running max m and sum l, and the output channels the lane owns (lane, lane + 32).
+struct OnlineSoftmax {
+    float m[FLASH_ROWS_PER_WARP], l[FLASH_ROWS_PER_WARP], acc[FLASH_ROWS_PER_WARP][FLASH_CHUNKS];
+
+    __device__ OnlineSoftmax() {
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+            m[i] = -INFINITY;
+            l[i] = 0.0f;
+            #pragma unroll
+            for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = 0.0f;
+        }
+    }
+
+    // Row i's score for this lane's key of a key tile (-inf where masked): e = exp(score - the new
+    // max), and `rescale`, what the row's sum and output so far are multiplied by (0 on its first
+    // tile, m = -inf). False, with e = 0 and rescale = 1, where the whole tile is above the row's
+    // diagonal or the row is past T (the same for every lane of the warp).
+    __device__ bool step(int i, float score, float &e, float &rescale) {
+        float m_new = fmaxf(m[i], warp_max(score));
+        e = 0.0f;
+        rescale = 1.0f;
+        if (m_new == -INFINITY) return false;
+        e = score == -INFINITY ? 0.0f : expf(score - m_new);
+        rescale = expf(m[i] - m_new);
+        l[i] = l[i] * rescale + warp_sum(e);
+        m[i] = m_new;
+        return true;
+    }
+
+    // out = acc / l for the warp's rows below T (channels below hs), rows q0 + 4w.., and each
+    // row's log-sum-exp into lse.
+    template <class Act>
+    __device__ void finish(Act *out, float *lse, const FlashHead &head, int q0) const {
+        int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+        #pragma unroll
+        for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
+            int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
+            if (t >= head.T) continue;
+            #pragma unroll
+            for (int j = 0; j < FLASH_CHUNKS; j++) {
+                int d = lane + 32 * j;
+                if (d < head.hs) store_act(out, head.out_row(t) + d, acc[i][j] / l[i]);
+            }
+            if (lane == 0) lse[(long long)blockIdx.y * head.T + t] = m[i] + logf(l[i]);
+        }
+    }
+};
+
 // Copies rows first..first+31 (row t starts at base + row(t); float32 or bf16) into tile, each
 // value through `convert` (float32 as it is, or rounded to a tensor-core precision), zeros past T
 // and past hs.
@@ -212,14 +262,7 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, i
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
-    float m[FLASH_ROWS_PER_WARP], l[FLASH_ROWS_PER_WARP], acc[FLASH_ROWS_PER_WARP][FLASH_CHUNKS];
-    #pragma unroll
-    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
-        m[i] = -INFINITY;
-        l[i] = 0.0f;
-        #pragma unroll
-        for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = 0.0f;
-    }
+    OnlineSoftmax rows;
     int last = min(q0 + FLASH_TILE, T);  // keys at or after `last` are above every row's diagonal
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads();  // the previous tile's k and v are no longer read
@@ -231,13 +274,8 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, i
         #pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
-            float score = (t < T && key <= t) ? dots[i] * scale : -INFINITY;
-            float m_new = fmaxf(m[i], warp_max(score));
-            if (m_new == -INFINITY) continue;  // the whole tile is above this row's diagonal (same for every lane)
-            float e = score == -INFINITY ? 0.0f : expf(score - m_new);
-            float correction = expf(m[i] - m_new);  // 0 on the row's first tile (m = -inf)
-            l[i] = l[i] * correction + warp_sum(e);
-            m[i] = m_new;
+            float score = (t < T && key <= t) ? dots[i] * scale : -INFINITY, e, correction;
+            if (!rows.step(i, score, e, correction)) continue;  // no key of this tile for this row
             p[r][lane] = e;
             __syncwarp();
             #pragma unroll
@@ -246,22 +284,12 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, i
                 float sum = 0.0f;
                 #pragma unroll 8
                 for (int c = 0; c < FLASH_TILE; c++) sum += p[r][c] * v[c][d];
-                acc[i][j] = acc[i][j] * correction + sum;
+                rows.acc[i][j] = rows.acc[i][j] * correction + sum;
             }
             __syncwarp();  // p's row is rewritten by the next tile
         }
     }
-    #pragma unroll
-    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
-        int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
-        if (t >= T) continue;
-        #pragma unroll
-        for (int j = 0; j < FLASH_CHUNKS; j++) {
-            int d = lane + 32 * j;
-            if (d < hs) out[head.out_row(t) + d] = acc[i][j] / l[i];
-        }
-        if (lane == 0) lse[(long long)blockIdx.y * T + t] = m[i] + logf(l[i]);
-    }
+    rows.finish(out, lse, head, q0);
 }
 
 // D[row] = sum over d of dO[row, d] * O[row, d], for the softmax's backward. One warp per row.
@@ -556,14 +584,7 @@ __global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, co
     int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     auto qkv_row = [&](int t) { return head.qkv_row(t); };
     load_operand_tile<P>(tiles.q, qkv, qkv_row, q0, T, hs);
-    float m[FLASH_ROWS_PER_WARP], l[FLASH_ROWS_PER_WARP], acc[FLASH_ROWS_PER_WARP][FLASH_CHUNKS];
-    #pragma unroll
-    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
-        m[i] = -INFINITY;
-        l[i] = 0.0f;
-        #pragma unroll
-        for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = 0.0f;
-    }
+    OnlineSoftmax rows;
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads();  // the previous tile's k, v, p and pv are no longer read
@@ -577,15 +598,8 @@ __global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, co
         #pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
-            float score = (t < T && key <= t) ? tiles.s[r][lane] * scale : -INFINITY;
-            float m_new = fmaxf(m[i], warp_max(score)), rescale = 1.0f;
-            e[i] = 0.0f;
-            if (m_new != -INFINITY) {  // the same for every lane: a row past T has no keys at all
-                e[i] = score == -INFINITY ? 0.0f : expf(score - m_new);
-                rescale = expf(m[i] - m_new);  // 0 on the row's first tile (m = -inf)
-                l[i] = l[i] * rescale + warp_sum(e[i]);
-                m[i] = m_new;
-            }
+            float score = (t < T && key <= t) ? tiles.s[r][lane] * scale : -INFINITY, rescale;
+            rows.step(i, score, e[i], rescale);  // a row without keys in this tile: e = 0, rescale = 1
             if (lane == 0) tiles.correction[r] = rescale;
         }
         __syncthreads();  // every score read: the probabilities take their memory
@@ -610,20 +624,10 @@ __global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, co
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i;
             #pragma unroll
-            for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = acc[i][j] * tiles.correction[r] + tiles.pv[r][lane + 32 * j];
+            for (int j = 0; j < FLASH_CHUNKS; j++) rows.acc[i][j] = rows.acc[i][j] * tiles.correction[r] + tiles.pv[r][lane + 32 * j];
         }
     }
-    #pragma unroll
-    for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
-        int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
-        if (t >= T) continue;
-        #pragma unroll
-        for (int j = 0; j < FLASH_CHUNKS; j++) {
-            int d = lane + 32 * j;
-            if (d < hs) store_act(out, head.out_row(t) + d, acc[i][j] / l[i]);
-        }
-        if (lane == 0) lse[(long long)blockIdx.y * T + t] = m[i] + logf(l[i]);
-    }
+    rows.finish(out, lse, head, q0);
 #endif
 }
 
