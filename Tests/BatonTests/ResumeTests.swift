@@ -50,6 +50,22 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(left, right, "metrics differ", file: file, line: line)
     }
 
+    /// What a resume prints as changed: nothing for the same config (a nested object such as the
+    /// model included, however its dictionary is stored: a checkpoint's config is decoded anew), and
+    /// a changed model as sorted-key JSON.
+    func testAResumeReportsOnlyRealChanges() throws {
+        var config = TrainingConfig()
+        config.model = GPTConfig(contextLength: 16, vocabularySize: 256, layers: 1, heads: 2, channels: 32)
+        for _ in 0..<20 {
+            let decoded = try JSONDecoder().decode(TrainingConfig.self, from: JSONEncoder().encode(config))
+            XCTAssertEqual(RunOpener.differences(config, decoded), [])
+        }
+        var wider = config
+        wider.model.channels = 64
+        XCTAssertEqual(RunOpener.differences(config, wider),
+                       [#"model changed: {"channels":32,"contextLength":16,"heads":2,"layers":1,"vocabularySize":256} -> {"channels":64,"contextLength":16,"heads":2,"layers":1,"vocabularySize":256}"#])
+    }
+
     func testBitwiseResumeMidEpochAtEpochBoundaryAndFromStepZero() throws {
         try baton(["train", "--out", run("straight"), "--steps", "40"] + common)
         // K = 30: epoch 2, index 24 (mid-epoch, third epoch); K = 24: exactly two epochs done; K = 0.

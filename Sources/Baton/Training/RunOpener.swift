@@ -264,8 +264,16 @@ public enum RunOpener {
         encoder.outputFormatting = [.sortedKeys]
         guard let a = try? JSONSerialization.jsonObject(with: encoder.encode(old)) as? [String: Any],
               let b = try? JSONSerialization.jsonObject(with: encoder.encode(new)) as? [String: Any] else { return [] }
+        // Each value as sorted-key JSON: a nested object (the model) then reads the same whenever
+        // it is the same (a dictionary's description follows its storage order, which can differ).
+        func text(_ value: Any?) -> String {
+            guard let value else { return "none" }
+            if let string = value as? String { return string }
+            guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) else { return "\(value)" }
+            return String(decoding: data, as: UTF8.self)
+        }
         return Set(a.keys).union(b.keys).sorted().compactMap { key in
-            let before = a[key].map { "\($0)" } ?? "none", after = b[key].map { "\($0)" } ?? "none"
+            let before = text(a[key]), after = text(b[key])
             return before == after ? nil : "\(key) changed: \(before) -> \(after)"
         }
     }
