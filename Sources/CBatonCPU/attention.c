@@ -31,14 +31,6 @@ static int64_t head_start(const attention_args *a, int64_t bh, int width) {
  * head's operands are rounded (or widened from bf16) into its own part of scratch, after the
  * B*NH*T*T floats of dS: [q | k | v | dO], each [T, hs] with rows hs apart; then, for bf16
  * activations, its float32 results before they are stored: [out or dq | dk | dv | unused]. */
-static float round_operand(float x, int dropped) {
-    uint32_t bits;
-    memcpy(&bits, &x, 4);
-    bits = baton_round_float_bits(bits, dropped);
-    memcpy(&x, &bits, 4);
-    return x;
-}
-
 static float *rounded_operands(const attention_args *a, int64_t bh) {
     int hs = a->C / a->NH;
     return a->scratch + (int64_t)a->B * a->NH * a->T * a->T + bh * 4 * (int64_t)a->T * hs;
@@ -51,7 +43,7 @@ static void round_rows(float *dst, const void *src, int bf16, int rows, int cols
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
             float x = act_load(src, (int64_t)r * src_stride + c, bf16);
-            dst[(int64_t)r * cols + c] = dropped ? round_operand(x, dropped) : x;
+            dst[(int64_t)r * cols + c] = dropped ? round_float(x, dropped) : x;
         }
 }
 
@@ -152,7 +144,7 @@ static void attention_forward_heads_rounded(void *p, int64_t begin, int64_t end)
                 for (int j = 0; j < keys; j++) {
                     e[j] = expf(row[k0 + j] - m_new);
                     sum += e[j];
-                    e[j] = round_operand(e[j], a->dropped);
+                    e[j] = round_float(e[j], a->dropped);
                 }
                 l = l * rescale + sum;
                 m = m_new;
@@ -217,7 +209,7 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
                 float *row = ds + (int64_t)t * T, dot = 0.0f;
                 for (int d = 0; d < hs; d++)
                     dot += act_load(a->dout, at + (int64_t)t * C + d, a->bf16) * act_load(a->out, at + (int64_t)t * C + d, a->bf16);
-                for (int t2 = 0; t2 <= t; t2++) row[t2] = round_operand(prow[t2] * (row[t2] - dot), a->dropped);
+                for (int t2 = 0; t2 <= t; t2++) row[t2] = round_float(prow[t2] * (row[t2] - dot), a->dropped);
                 for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
             }
         } else {

@@ -36,6 +36,14 @@ static inline void act_store(void *p, int64_t i, float x, int bf16) {
     memcpy(&bits, &x, 4);
     ((uint16_t *)p)[i] = baton_bf16_from_float_bits(bits);
 }
+/* x rounded to nearest even, keeping all but the low `dropped` bits (16: bfloat16, 13: TF32). */
+static inline float round_float(float x, int dropped) {
+    uint32_t bits;
+    memcpy(&bits, &x, 4);
+    bits = baton_round_float_bits(bits, dropped);
+    memcpy(&x, &bits, 4);
+    return x;
+}
 /* Element i of an activation tensor, as a pointer. */
 static inline void *act_at(const void *p, int64_t i, int bf16) { return (char *)p + i * (bf16 ? 2 : 4); }
 /* The context's buffer for float32 results stored as bf16 afterwards, at least n floats; NULL

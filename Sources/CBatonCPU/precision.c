@@ -6,22 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline float round_bits(float x, int dropped) {
-    uint32_t bits;
-    memcpy(&bits, &x, 4);
-    bits = baton_round_float_bits(bits, dropped);
-    memcpy(&x, &bits, 4);
-    return x;
-}
-
-float baton_round_bf16(float x) { return round_bits(x, 16); }
-float baton_round_tf32(float x) { return round_bits(x, 13); }
+float baton_round_bf16(float x) { return round_float(x, 16); }
+float baton_round_tf32(float x) { return round_float(x, 13); }
 
 typedef struct { float *out; const float *in; int dropped; } round_args;
 
 static void round_range(void *p, int64_t begin, int64_t end) {
     round_args *a = p;
-    for (int64_t i = begin; i < end; i++) a->out[i] = round_bits(a->in[i], a->dropped);
+    for (int64_t i = begin; i < end; i++) a->out[i] = round_float(a->in[i], a->dropped);
 }
 
 void round_copy_to_precision(baton_context *ctx, float *out, const float *in, int64_t n, int precision) {

@@ -10,7 +10,7 @@ final class Activations {
 
     let B: Int, T: Int
     /// How the activations are stored (the device's activationElement when they were made).
-    let element: ElementType
+    var element: ElementType { lnf.element }
     let encoded: Tensor
     let layers: [Layer]
     let lnf, lnfMean, lnfRstd: Tensor
@@ -47,7 +47,6 @@ final class Activations {
         let C = config.channels, NH = config.heads, N = B * T
         self.B = B
         self.T = T
-        element = device.activationElement
         func floats(_ count: Int) throws -> Tensor { try device.allocate(floats: count) }
         func activations(_ count: Int) throws -> Tensor { try device.allocate(activations: count) }
         let attentionSizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
@@ -71,7 +70,7 @@ final class Activations {
         targets = try device.allocate(tokens: N)
         buckets = try DeviceBuckets(device: device, rows: N)
         dresidual = try floats(N * C)
-        dresidualActivation = element == .float32 ? dresidual : try activations(N * C)
+        dresidualActivation = device.activationElement == .float32 ? dresidual : try activations(N * C)
         dln = try activations(N * C)
         dattentionOutput = try activations(N * C)
         dqkv = try activations(N * 3 * C)
