@@ -71,13 +71,20 @@ static baton_status open_device(baton_context *ctx, int device_index) {
     if (check(ctx, cudaSetDevice(device_index), "init")) return ctx->error;
     cudaDeviceProp properties;
     if (check(ctx, cudaGetDeviceProperties(&properties, device_index), "init")) return ctx->error;
-    char line[sizeof properties.name + 64];
-    snprintf(line, sizeof line, "%s, %.1f GiB, compute capability %d.%d", properties.name,
-             properties.totalGlobalMem / 1073741824.0, properties.major, properties.minor);
-    ctx->description = line;
     ctx->compute_major = properties.major;
     record_cublas_error(ctx, cublasCreate(&ctx->cublas), "init: cublasCreate");
     if (ctx->error) return ctx->error;
+    // Everything cuBLAS's bits depend on (its own conditions: the same version, architecture and
+    // SM count), so a checkpoint records it and a resume elsewhere can say its bits will differ.
+    int runtime = 0, cublas = 0;
+    if (check(ctx, cudaRuntimeGetVersion(&runtime), "init")) return ctx->error;
+    record_cublas_error(ctx, cublasGetVersion(ctx->cublas, &cublas), "init: cublasGetVersion");
+    if (ctx->error) return ctx->error;
+    char line[sizeof properties.name + 160];
+    snprintf(line, sizeof line, "%s, %.1f GiB, compute capability %d.%d, %d SMs, CUDA runtime %d.%d, cuBLAS %d.%d.%d", properties.name,
+             properties.totalGlobalMem / 1073741824.0, properties.major, properties.minor, properties.multiProcessorCount,
+             runtime / 1000, runtime % 1000 / 10, cublas / 10000, cublas % 10000 / 100, cublas % 100);
+    ctx->description = line;
     record_cublas_error(ctx, cublasLtCreate(&ctx->cublaslt), "init: cublasLtCreate");
     if (ctx->error) return ctx->error;
     if (check(ctx, cudaMalloc(&ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init")) return ctx->error;

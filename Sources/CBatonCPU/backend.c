@@ -24,7 +24,9 @@ static baton_status cpu_create_context(const baton_context_options *options, bat
         if (!ctx->pool) { free(ctx); snprintf(message, message_size, "cannot start %d threads", threads); return BATON_ERROR_DEVICE; }
     }
     ctx->threads = threads;
-    snprintf(ctx->description, sizeof ctx->description, "%d thread%s, OpenBLAS sgemm", threads, threads == 1 ? "" : "s");
+    char blas[96];
+    baton_cpu_blas(blas, sizeof blas);
+    snprintf(ctx->description, sizeof ctx->description, "%d thread%s, %s", threads, threads == 1 ? "" : "s", blas);
     /* OpenBLAS stays single-threaded: its own threads spin (sched_yield) between calls and steal
      * the cores from the pool; the kernels split sgemm work across the pool instead. The same
      * for every context, so setting it here changes no other device. */
@@ -42,6 +44,17 @@ static void cpu_destroy_context(baton_context *ctx) {
 }
 
 static const char *cpu_describe(baton_context *ctx) { return ctx->description; }
+
+/* "OpenBLAS 0.3.21 Haswell": the library's version from its build configuration and the core
+ * whose kernels it picked at load time (OPENBLAS_CORETYPE overrides the CPU's own). The sgemm
+ * bits follow from the core: AVX2 and AVX-512 kernels sum in other orders. */
+void baton_cpu_blas(char *line, size_t size) {
+    const char *config = openblas_get_config();   /* "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64" */
+    char version[32];
+    if (!config || sscanf(config, "OpenBLAS %31s", version) != 1) snprintf(version, sizeof version, "?");
+    const char *core = openblas_get_corename();
+    snprintf(line, size, "OpenBLAS %s %s", version, core ? core : "(unknown core)");
+}
 
 /* CPU ops do not fail. */
 static baton_status cpu_take_error(baton_context *ctx, const char **message) {

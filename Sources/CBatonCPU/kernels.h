@@ -12,7 +12,7 @@ typedef struct thread_pool thread_pool;
 struct baton_context {
     thread_pool *pool; /* NULL when the device runs on one thread */
     int threads;
-    char description[64];
+    char description[128];
     int precision;            /* baton_precision of the matmuls */
     float *rounded;           /* the matmul's inputs rounded to that precision (precision.c) */
     int64_t rounded_capacity; /* floats */

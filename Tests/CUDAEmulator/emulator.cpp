@@ -455,6 +455,13 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *properties, int device) {
     return cudaSuccess;
 }
 
+// The emulator speaks CUDA 13.0's runtime API and cuBLAS 13.0's (what the GPU host has).
+cudaError_t cudaRuntimeGetVersion(int *version) {
+    if (!version) return cudaErrorInvalidValue;
+    *version = 13000;
+    return cudaSuccess;
+}
+
 cudaError_t cudaMalloc(void **pointer, size_t bytes) {
     if (!pointer) return cudaErrorInvalidValue;
     size_t page = page_bytes(), used = (bytes + 3) / 4 * 4;  // 4-byte aligned (8 for a buffer of doubles)
@@ -558,6 +565,12 @@ struct baton_emulator_cublas {
 
 cublasStatus_t cublasCreate(cublasHandle_t *handle) {
     *handle = new baton_emulator_cublas();
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetVersion(cublasHandle_t handle, int *version) {
+    if (!handle || !version) return CUBLAS_STATUS_INVALID_VALUE;
+    *version = 130000;
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -24,14 +24,17 @@ public struct CheckpointState: Codable, Equatable {
     public var config: TrainingConfig
     public var data: DataFingerprint
     public var backend: String
+    /// What computed it (absent in checkpoints from before 0.x): a resume on other hardware says
+    /// its bits will differ from an uninterrupted run's.
+    public var hardware: HardwareRecord?
     /// How many ranks wrote it (information only: any world size resumes it).
     public var world_size: Int?
     public var baton_version: String
     public var saved_at: String
     public var files: [String: FileCheck]
 
-    public init(state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String, worldSize: Int? = nil,
-                files: [String: FileCheck]) {
+    public init(state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String, hardware: HardwareRecord? = nil,
+                worldSize: Int? = nil, files: [String: FileCheck]) {
         format_version = CheckpointState.currentFormatVersion
         step = state.step
         epoch = state.position.epoch
@@ -42,6 +45,7 @@ public struct CheckpointState: Codable, Equatable {
         self.config = config
         self.data = data
         self.backend = backend
+        self.hardware = hardware
         world_size = worldSize
         baton_version = batonVersion
         saved_at = ISO8601DateFormatter().string(from: Date())

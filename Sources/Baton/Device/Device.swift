@@ -86,7 +86,12 @@ public final class Device {
     /// A line for logs: the backend and what it runs on.
     public var summary: String {
         let what = table.pointee.describe(context).map { String(cString: $0) } ?? kind.rawValue
-        return kind == .cpu ? "cpu (\(what))" : "cuda (\(what), cuBLAS)"
+        return "\(kind.rawValue) (\(what))"
+    }
+
+    /// The hardware this device computes on, for a checkpoint's state.json.
+    public var hardware: HardwareRecord {
+        HardwareRecord.current(backend: kind.rawValue, gpu: table.pointee.describe(context).map { String(cString: $0) })
     }
 
     /// Throws the failure the backend recorded since the last check, if any.

@@ -169,6 +169,9 @@ public enum RunOpener {
         if let found {
             try checkData(data.fingerprint, against: found, config: config, allowChange: request.options.allowDataChange, log: log)
             for change in differences(found.state.config, config) { log("resume: \(change)") }
+            if let saved = found.state.hardware, saved.bitsIdentity != device.hardware.bitsIdentity {
+                log("resume: \(found.url.lastPathComponent) was computed on \(saved.description); this is \(device.hardware.description): the run continues exactly from the saved state, but its bits will differ from an uninterrupted run on the original hardware")
+            }
             try refuseFork(from: found, store: store, request: request, runFolder: runFolder, log: log)
             log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.index_in_epoch) in the epoch)")
             trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, restoring: (found.state, found.url), options: request.options, log: log)

@@ -18,6 +18,9 @@ extern "C" {
 
 const baton_backend_table *baton_cpu_get_table(void);
 
+/* The BLAS the CPU backend's sgemm calls and the core it runs on: "OpenBLAS 0.3.21 Haswell". */
+void baton_cpu_blas(char *line, size_t size);
+
 /* One float rounded to bfloat16 or TF32 (round to nearest even), as the matmul precisions round
  * (baton_precision): for tests and for anyone checking a GPU's rounding against the CPU's. */
 float baton_round_bf16(float x);
