@@ -1,18 +1,15 @@
 import Baton
 import Foundation
 
-/// The data-parallel flags of `baton train`: how ranks reduce (--reduce), over what (--comm), and
-/// how long a collective may wait on a rank (--collective-timeout).
+/// The data-parallel flags of `baton train` that are not the run's config: over what ranks
+/// exchange gradients (--comm) and how long a collective may wait on a rank (--collective-timeout).
+/// How they sum (--reduce) is the run's config (TrainingConfig.reduce).
 struct ParallelRequest {
     enum Transport: String { case auto, mpi, nccl }
-    let exact: Bool
     let transport: Transport
     let timeoutSeconds: Double
 
     init(_ parsed: ParsedArguments) throws {
-        let reduce = parsed.string("--reduce") ?? "exact"
-        guard reduce == "exact" || reduce == "fast" else { throw UsageError("baton train: --reduce expects exact or fast, got '\(reduce)'") }
-        exact = reduce == "exact"
         let comm = parsed.string("--comm") ?? "auto"
         guard let transport = Transport(rawValue: comm) else { throw UsageError("baton train: --comm expects auto, mpi or nccl, got '\(comm)'") }
         self.transport = transport
@@ -44,6 +41,8 @@ struct ParallelRequest {
         } else if transport == .nccl {
             throw UsageError("baton train: --comm nccl needs GPU ranks (--device cuda); CPU ranks reduce over MPI")
         }
-        return DataParallel(communicator: communicator, exact: exact, deviceCommunicator: deviceCommunicator)
+        // How the ranks sum (--reduce) is the run's config, recorded and kept on resume: the
+        // Trainer sets it once the config is settled.
+        return DataParallel(communicator: communicator, deviceCommunicator: deviceCommunicator)
     }
 }

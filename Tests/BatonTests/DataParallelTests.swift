@@ -49,6 +49,38 @@ final class DataParallelTests: XCTestCase {
         try MetricsLog.read(folder.appendingPathComponent(run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
     }
 
+    /// The README's set-up (scripts/build, which both of its commands run) puts the communicator
+    /// beside the release binary, where every rank finds it with no environment variable.
+    func testMpirunFindsTheCommunicatorBesideTheReleaseBinaryWithNoVariable() throws {
+        let release = TestPaths.repositoryRoot.appendingPathComponent(".build/release/baton")
+        let beside = release.deletingLastPathComponent().appendingPathComponent("libbaton_mpi.so")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: release.path) && FileManager.default.fileExists(atPath: beside.path),
+                          "skipped: \(beside.path) not built (scripts/build, which scripts/test runs, puts it there)")
+        let run = folder.appendingPathComponent("readme").path
+        let job = try runBatonJob(ranks: 2, ["train", "--steps", "3", "--out", run, "--threads", "1", "--device", "cpu"], environment: [:],
+                                  scratch: folder, executable: release, removing: ["BATON_MPI_LIBRARY"])
+        XCTAssertFalse(job.timedOut)
+        XCTAssertEqual(job.result.status, 0, job.result.stderr)
+        XCTAssert(job.result.stdout.contains("ranks: 2") && job.result.stdout.contains("done: 3 steps"), job.result.stdout)
+    }
+
+    /// The recorded --reduce decides how ranks sum: a run started with --reduce fast and resumed
+    /// without the flag still sums by MPI's all-reduce (the pairwise tree is the default).
+    func testReduceFastIsKeptOnResume() throws {
+        let run = folder.appendingPathComponent("fast").path
+        let first = try launch(ranks: 2, flags("fast") + ["--reduce", "fast", "--stop-at", "3"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssert(first.stdout.contains("gradients summed by MPI's all-reduce"), first.stdout)
+        let resumed = try launch(ranks: 2, ["train", "--out", run, "--resume", "auto", "--device", "cpu", "--threads", "1"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssert(resumed.stdout.contains("gradients summed by MPI's all-reduce"), "the resumed run must keep --reduce fast: " + resumed.stdout)
+        XCTAssertFalse(resumed.stdout.contains("changed:"), resumed.stdout)
+        let exact = try launch(ranks: 2, ["train", "--out", run, "--resume", "auto", "--steps", "8", "--reduce", "exact",
+                                          "--device", "cpu", "--threads", "1"])
+        XCTAssertEqual(exact.status, 0, exact.stderr)
+        XCTAssert(exact.stdout.contains("reduce changed: fast -> exact") && exact.stdout.contains("gradients summed exactly"), exact.stdout)
+    }
+
     func testWorldSizesOneTwoAndFourGiveTheSameBits() throws {
         XCTAssertEqual(try launch(ranks: 0, flags("w1")).status, 0)
         for ranks in [2, 4] {

@@ -41,17 +41,18 @@ struct ProcessResult {
 }
 
 /// `baton` under `mpirun -np ranks` (alone for 0), from the repository root, with `environment`
-/// added and passed to every rank; its output in files under `scratch`. Stopped if it outlives
-/// `seconds` (timedOut then).
+/// added (and the variables in `removing` taken away) and passed to every rank; its output in
+/// files under `scratch`. Stopped if it outlives `seconds` (timedOut then).
 func runBatonJob(ranks: Int, _ arguments: [String], environment: [String: String], scratch: URL,
-                 seconds: Double = 120) throws -> (result: ProcessResult, timedOut: Bool) {
+                 seconds: Double = 120, executable: URL = TestPaths.batonExecutable,
+                 removing removed: Set<String> = []) throws -> (result: ProcessResult, timedOut: Bool) {
     let process = Process()
-    process.executableURL = ranks == 0 ? TestPaths.batonExecutable : URL(fileURLWithPath: "/usr/bin/mpirun")
+    process.executableURL = ranks == 0 ? executable : URL(fileURLWithPath: "/usr/bin/mpirun")
     process.arguments = ranks == 0 ? arguments
         : ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)"] + environment.keys.sorted().flatMap { ["-x", $0] }
-            + [TestPaths.batonExecutable.path] + arguments
+            + [executable.path] + arguments
     process.currentDirectoryURL = TestPaths.repositoryRoot
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !removed.contains($0.key) }
     let tag = UUID().uuidString.prefix(6)
     let out = scratch.appendingPathComponent("out-\(tag)"), err = scratch.appendingPathComponent("err-\(tag)")
     FileManager.default.createFile(atPath: out.path, contents: nil)

@@ -7,13 +7,14 @@
 /// the tree, ncclAllReduce for fast); without one, a GPU's gradient goes through host memory.
 public final class DataParallel {
     public let communicator: Communicator
-    public let exact: Bool
+    /// Set from the run's config (`reduce`) by the Trainer that uses it.
+    public internal(set) var exact: Bool
     public let deviceCommunicator: DeviceCommunicator?
     private var host: [Float] = []
     private var received: [Float] = []
     private var receivedOnDevice: Tensor?
 
-    public init(communicator: Communicator, exact: Bool, deviceCommunicator: DeviceCommunicator? = nil) {
+    public init(communicator: Communicator, exact: Bool = true, deviceCommunicator: DeviceCommunicator? = nil) {
         self.communicator = communicator
         self.exact = exact
         self.deviceCommunicator = deviceCommunicator

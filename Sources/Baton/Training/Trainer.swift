@@ -57,6 +57,8 @@ public final class Trainer {
     public let runFolder: RunFolder
     public let store: CheckpointStore
     public let options: RunOptions
+    /// What this run computes on, recorded in each checkpoint.
+    public let hardware: HardwareRecord
     /// All resumable state; the only copy.
     public private(set) var state: TrainingState
     /// Micro-batches per optimizer step over all ranks, and this rank's share of them.
@@ -89,6 +91,9 @@ public final class Trainer {
         fingerprint = data.fingerprint
         dataContentDigest = data.contentDigest
         try device.setPrecision(config.resolvedPrecision)
+        hardware = device.hardware
+        // The run's config says how its ranks sum gradients, whatever the command line of a resume.
+        options.parallel?.exact = config.reduce != "fast"
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
         schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
@@ -172,10 +177,10 @@ public final class Trainer {
             throw BatonError("step \(state.step): the \(name) are not finite; no checkpoint written (the earlier ones are kept)")
         }
         let start = monotonicSeconds()
-        let snapshot = state
+        let snapshot = state, hardware = self.hardware
         let url = try store.save(step: state.step, tensors: checkpointTensors, layout: model.layout, describe: { files in
             CheckpointState(state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
-                            worldSize: self.worldSize, files: files)
+                            hardware: hardware, worldSize: self.worldSize, files: files)
         }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
         let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
         var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
