@@ -150,3 +150,39 @@ extension PrepareFolderTests {
         XCTAssert(outcomes.contains("before the swap: old") && outcomes.contains("after the swap: new"), outcomes.joined(separator: ", "))
     }
 }
+
+extension PrepareFolderTests {
+    /// Where the file system cannot exchange two folders, the old one is renamed aside and the new
+    /// one renamed in. A kill between the two leaves no --out, only `.OUT.old-PID` holding the old
+    /// dataset whole; the next prepare into --out puts it back first (here one without
+    /// --overwrite, which then refuses and leaves it so). A whole run on that path gives the new one.
+    func testTheRenameAsideSwapIsRecoveredByTheNextPrepare() throws {
+        let text = try book
+        let oldInput = try write("old.txt", String(text.prefix(20_000))), newInput = try write("new.txt", String(text.dropFirst(30_000).prefix(30_000)))
+        let flags = ["--tokenizer", "gpt2", "--shard-tokens", "2048", "--val-tokens", "600", "--threads", "1"]
+        let out = folder.appendingPathComponent("data"), expectedNew = folder.appendingPathComponent("expected-new")
+        try prepare(oldInput, out, flags)
+        try prepare(newInput, expectedNew, flags)
+        let old = try XCTUnwrap(snapshot(out)), new = try XCTUnwrap(snapshot(expectedNew))
+        let marker = folder.appendingPathComponent("marker")
+        let process = Process()
+        process.executableURL = TestPaths.batonExecutable
+        process.arguments = ["prepare", newInput.path, "--out", out.path, "--overwrite", "--inject-fault", "pause-aside:\(marker.path)"] + flags
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<3000 where process.isRunning && !FileManager.default.fileExists(atPath: marker.path) { usleep(10_000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertNil(snapshot(out), "between the two renames there is no --out")
+        XCTAssertEqual(snapshot(folder.appendingPathComponent(".data.old-\(process.processIdentifier)")), old)
+        let refused = try runBaton(["prepare", newInput.path, "--out", out.path] + flags)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssert(refused.stderr.contains("--overwrite"), refused.stderr)
+        XCTAssertEqual(snapshot(out), old, "put back by the next prepare")
+        XCTAssertEqual(leftovers(of: out), [])
+        try prepare(newInput, out, flags + ["--overwrite", "--inject-fault", "no-exchange:-"])
+        XCTAssertEqual(snapshot(out), new)
+        XCTAssertEqual(leftovers(of: out), [])
+    }
+}
