@@ -63,7 +63,7 @@ final class PrepareInputTests: XCTestCase {
         XCTAssertEqual(llmc.counts.count, 11)
         XCTAssertEqual(llmc.tokens, all)
         let help = try runBaton(["prepare", "--help"])
-        XCTAssert(help.stdout.contains("10%"), help.stdout)
+        XCTAssert(help.stdout.contains("10% of the tokens, at most one shard"), help.stdout)
     }
 
     func testAFolderAmongTheInputsIsRefused() throws {
