@@ -5,26 +5,32 @@ let prepareSpec = CommandSpec(
     name: "prepare", summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or GPT-2 BPE, streamed.",
     usage: "baton prepare FILE... --out DIR [--tokenizer bytes|gpt2|DIR]   (.txt: one document; .jsonl: one a line)",
     options: options("""
-        --out DIR: folder for the shards (required)
+        --out DIR: folder for the shards (required); written whole beside it, then swapped in
+        --overwrite: replace DIR when it already holds a dataset (a folder holding other files is never replaced)
         --name NAME: shard name prefix (default corpus)
         --tokenizer bytes|gpt2|DIR: bytes (default), the bundled GPT-2 BPE, or a Hugging Face tokenizer folder (vocab.json + merges.txt)
         --field NAME: BPE: the JSONL field holding the text (default text)
         --shard-tokens N: BPE: tokens per shard (default 100000000, as llm.c)
-        --val-tokens N: BPE: tokens for validation, taken first (default: the first shard, as llm.c)
+        --val-tokens N: BPE: tokens for validation, taken first (default: 10% of the tokens, at most one shard)
         --threads N: BPE: tokenizer threads (default: one per core)
-        """), takesArguments: true)
+        """) + debugPrepareOptions, takesArguments: true)
 
 func prepareCommand(_ arguments: [String]) throws {
     guard let parsed = try prepareSpec.parse(arguments) else { return }
     guard !parsed.positionals.isEmpty else { throw UsageError("baton prepare: give at least one text file (see baton prepare --help)") }
     guard let out = parsed.string("--out") else { throw UsageError("baton prepare: --out DIR is required") }
+    #if DEBUG
+    if let fault = parsed.string("--inject-fault") { try injectPrepareFault(fault) }
+    #endif
     let files = parsed.positionals.map { URL(fileURLWithPath: $0) }
     let tokenizer = parsed.string("--tokenizer") ?? "bytes"
+    let overwrite = parsed.flag("--overwrite")
     if tokenizer == "bytes" {
         for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {
             throw UsageError("baton prepare: \(flag) is for --tokenizer gpt2 or DIR; byte-level shards are 90% train, 10% val")
         }
-        let result = try DatasetPreparation.prepare(textFiles: files, outputFolder: URL(fileURLWithPath: out), name: parsed.string("--name") ?? "corpus")
+        let result = try DatasetPreparation.prepare(textFiles: files, outputFolder: URL(fileURLWithPath: out), name: parsed.string("--name") ?? "corpus",
+                                                    overwrite: overwrite)
         print("wrote \(result.files.map(\.path).joined(separator: ", ")): \(result.trainTokens) train and \(result.valTokens) val tokens")
         return
     }
@@ -34,9 +40,37 @@ func prepareCommand(_ arguments: [String]) throws {
     options.shardTokens = try parsed.int("--shard-tokens") ?? options.shardTokens
     options.valTokens = try parsed.int("--val-tokens")
     options.threads = try parsed.int("--threads") ?? 0
+    options.overwrite = overwrite
     options.progress = { say($0) }
     let folder = tokenizer == "gpt2" ? try GPT2Tokenizer.bundledFolder() : URL(fileURLWithPath: tokenizer)
     let start = monotonicSeconds()
     let result = try CorpusPreparation(tokenizerFolder: folder, options: options).prepare(files: files, outputFolder: URL(fileURLWithPath: out))
     say("wrote \(result.files.count) shards to \(out): \(result.documents) documents, \(result.trainTokens) train and \(result.valTokens) val tokens in \(formatDuration(monotonicSeconds() - start))")
 }
+
+// Debug builds only: `baton prepare --inject-fault KIND:FILE` pauses at an instant of the write
+// (creating FILE, then waiting to be killed), so the tests can kill a `baton prepare` there.
+#if DEBUG
+let debugPrepareOptions = [
+    Option(name: "--inject-fault", placeholder: "KIND:FILE",
+           help: "debug builds, for tests: pause-after-shard, pause-before-swap, pause-after-swap, pause-aside (the rename-aside swap) or no-exchange:FILE (that swap, no pause)"),
+]
+
+func injectPrepareFault(_ text: String) throws {
+    let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+    let instants = ["pause-after-shard": "after-shard", "pause-before-swap": "before-swap", "pause-after-swap": "after-swap", "pause-aside": "aside"]
+    guard parts.count == 2, parts[0] == "no-exchange" || instants[parts[0]] != nil else {
+        throw UsageError("baton prepare: --inject-fault expects KIND:FILE (\(instants.keys.sorted().joined(separator: ", ")), no-exchange), got '\(text)'")
+    }
+    if parts[0] == "no-exchange" || parts[0] == "pause-aside" { DatasetFolder.forceNoExchange = true }
+    guard let instant = instants[parts[0]] else { return }
+    let marker = parts[1]
+    DatasetFolder.faultHook = { reached in
+        guard reached == instant else { return }
+        _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+        while true { sleep(60) }
+    }
+}
+#else
+let debugPrepareOptions: [Option] = []
+#endif

@@ -118,8 +118,9 @@ final class CorpusPreparationTests: XCTestCase {
 }
 
 extension CorpusPreparationTests {
-    /// SIGKILL in the middle of `baton prepare`: every shard that is visible is whole, and a
-    /// rerun writes the bytes an uninterrupted run writes.
+    /// SIGKILL in the middle of `baton prepare`: the shards are written into `.OUT.tmp-PID` beside
+    /// --out, each whole; --out does not appear; a rerun removes the leftover and writes the bytes
+    /// an uninterrupted run writes.
     func testAKilledPrepareLeavesOnlyWholeShardsAndARerunIsTheSame() throws {
         let text = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8)
         let input = try write("big.txt", String(repeating: text, count: 4))
@@ -131,26 +132,28 @@ extension CorpusPreparationTests {
         process.arguments = ["prepare", input.path, "--out", killed.path] + flags
         process.standardOutput = FileHandle.nullDevice
         try process.run()
+        let temporary = folder.appendingPathComponent(".killed.tmp-\(process.processIdentifier)")
         var shardsSeen = 0
         for _ in 0..<400 where shardsSeen < 3 {  // wait for a few shards, then kill mid-run
             usleep(10_000)
-            shardsSeen = ((try? FileManager.default.contentsOfDirectory(atPath: killed.path)) ?? []).filter { $0.hasSuffix(".bin") }.count
+            shardsSeen = ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).filter { $0.hasSuffix(".bin") }.count
         }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationReason, .uncaughtSignal, "the run must still be going when it is killed")
-        let visible = try FileManager.default.contentsOfDirectory(atPath: killed.path).filter { $0.hasSuffix(".bin") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killed.path), "--out appears only whole")
+        let visible = try FileManager.default.contentsOfDirectory(atPath: temporary.path).filter { $0.hasSuffix(".bin") }
         XCTAssertFalse(visible.isEmpty)
         for name in visible {
-            let url = killed.appendingPathComponent(name)
+            let url = temporary.appendingPathComponent(name)
             XCTAssertNoThrow(try TokenShard(url: url, vocabularySize: 50257), "\(name) must be whole")
             XCTAssertEqual(try Data(contentsOf: url), try Data(contentsOf: straight.appendingPathComponent(name)))
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: killed.appendingPathComponent("dataset.json").path), "dataset.json comes last")
         XCTAssertEqual(try runBaton(["prepare", input.path, "--out", killed.path] + flags).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temporary.path), "the rerun removes what the killed run left")
         let names = try FileManager.default.contentsOfDirectory(atPath: straight.path).sorted()
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: killed.path).sorted(), names, "no temporary file is left")
-        for name in names where name.hasSuffix(".bin") {
+        for name in names where name.hasSuffix(".bin") || name == "dataset.json" {
             XCTAssertEqual(try Data(contentsOf: killed.appendingPathComponent(name)), try Data(contentsOf: straight.appendingPathComponent(name)), name)
         }
     }

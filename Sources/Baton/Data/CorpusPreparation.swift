@@ -7,10 +7,12 @@ import Glibc
 /// format, streamed (memory is one shard of tokens plus one read block, whatever the input size).
 /// A `.txt` file is one document; a `.jsonl` file is one document a line (its "text" field, or
 /// another). Each document is preceded by `<|endoftext|>`, as llm.c's shards are. The first
-/// `valTokens` tokens (default: one shard's worth, as llm.c's first shard) go to
-/// NAME_val_NNNNNN.bin, the rest to NAME_train_NNNNNN.bin shards of `shardTokens` tokens. A
-/// shard appears only complete (temporary file, fsync, rename); an error removes the shards this
-/// run wrote; `dataset.json` (which tokenizer, its files beside it) is written last.
+/// `valTokens` tokens (default: a tenth of them, at most one shard; see ShardSequence) go to
+/// NAME_val_NNNNNN.bin, the rest to NAME_train_NNNNNN.bin shards of `shardTokens` tokens. The
+/// whole dataset is written into a temporary folder beside the output folder and swapped in at
+/// the end (DatasetFolder): an error or a kill leaves the output folder as it was.
+/// `dataset.json` records the tokenizer (its files copied beside the shards) and every shard's
+/// name, token count and CRC-32C, which `train` checks the shards against.
 public struct CorpusPreparation {
     public struct Options {
         public var name = "corpus"
@@ -18,6 +20,8 @@ public struct CorpusPreparation {
         public var shardTokens = 100_000_000
         public var valTokens: Int?
         public var threads = 0
+        /// Replace an output folder that already holds a dataset.
+        public var overwrite = false
         /// Bytes read at a time (tests make it small to cut documents into many blocks).
         public var blockBytes = 8 << 20
         public var progress: ((String) -> Void)?
@@ -37,6 +41,12 @@ public struct CorpusPreparation {
 
     public init(tokenizerFolder: URL, options: Options) throws {
         tokenizer = try GPT2Tokenizer(folder: tokenizerFolder)
+        // Every document starts with <|endoftext|> as 50256: a vocabulary without it would make
+        // shards that its own vocabulary size refuses.
+        guard tokenizer.endOfTextID == GPT2Tokenizer.endOfText else {
+            let found = tokenizer.endOfTextID.map { "gives \(GPT2Tokenizer.endOfTextText) the id \($0)" } ?? "has no \(GPT2Tokenizer.endOfTextText) token"
+            throw BatonError("\(tokenizerFolder.path): vocab.json \(found); baton prepare puts it, as id \(GPT2Tokenizer.endOfText), before every document: use a GPT-2 tokenizer folder that has it")
+        }
         self.tokenizerFolder = tokenizerFolder
         self.options = options
     }
@@ -49,16 +59,9 @@ public struct CorpusPreparation {
             throw BatonError("--shard-tokens must be between 1024 and \(Int32.max), got \(options.shardTokens)")
         }
         if let val = options.valTokens, val < 1 { throw BatonError("--val-tokens must be at least 1, got \(val)") }
-        for file in files where !FileManager.default.fileExists(atPath: file.path) { throw BatonError("\(file.path): no such file") }
-        do { try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true) } catch {
-            throw BatonError("\(outputFolder.path): cannot create folder (\(error.localizedDescription))")
-        }
-        // Shards a killed run was writing never became shards: remove them.
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: outputFolder.path)) ?? [] where name.hasPrefix(".") && name.contains(".bin.tmp-") {
-            try? FileManager.default.removeItem(at: outputFolder.appendingPathComponent(name))
-        }
-        let writer = ShardSequence(folder: outputFolder, name: options.name, shardTokens: options.shardTokens,
-                                   valTokens: options.valTokens ?? options.shardTokens)
+        try PrepareInputs.check(files)
+        let dataset = try DatasetFolder(out: outputFolder, overwrite: options.overwrite)
+        let writer = ShardSequence(folder: dataset.temporary, name: options.name, shardTokens: options.shardTokens, valTokens: options.valTokens)
         do {
             let totalBytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0) }
             var readBytes = 0, documents = 0
@@ -84,13 +87,16 @@ public struct CorpusPreparation {
                 }
             }
             try writer.finish()
+            guard writer.total > 0 else { throw BatonError("\(files[0].path): no text to tokenize") }
             guard writer.trainTokens > 0 else {
                 throw BatonError("\(files[0].path): all \(writer.total) tokens went to validation; give more text or a smaller --val-tokens")
             }
-            try writeDatasetRecord(to: outputFolder)
-            return Result(trainTokens: writer.trainTokens, valTokens: writer.valTokensWritten, documents: documents, files: writer.written)
+            try writeDatasetRecord(to: dataset.temporary, shards: writer.shards)
+            try dataset.commit(overwrite: options.overwrite)
+            return Result(trainTokens: writer.trainTokens, valTokens: writer.valTokensWritten, documents: documents,
+                          files: writer.shards.map { dataset.target.appendingPathComponent($0.name) })
         } catch {
-            writer.removeWritten()
+            dataset.abandon()
             throw error
         }
     }
@@ -109,6 +115,9 @@ public struct CorpusPreparation {
         for line in block.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
+            if CorpusPreparation.firstInvalidUTF8(line) != nil {
+                throw BatonError("\(file.path): line \(lineNumber) is not valid UTF-8; convert the file to UTF-8 first")
+            }
             guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
                 throw BatonError("\(file.path): line \(lineNumber) is not a JSON object")
             }
@@ -148,20 +157,26 @@ public struct CorpusPreparation {
 
     /// Invalid UTF-8 is refused with its byte offset (nothing is replaced silently).
     private func checkUTF8(_ bytes: [UInt8], file: URL, offset: Int) throws {
+        if let position = CorpusPreparation.firstInvalidUTF8(bytes) {
+            throw BatonError("\(file.path): not valid UTF-8 at byte offset \(offset + position); convert it to UTF-8 first")
+        }
+    }
+
+    /// The offset of the first byte that is not valid UTF-8, or nil.
+    static func firstInvalidUTF8<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Int? {
         var iterator = bytes.makeIterator()
         var parser = Unicode.UTF8.ForwardParser()
         var position = 0
         while true {
             switch parser.parseScalar(from: &iterator) {
             case .valid(let scalar): position += scalar.count
-            case .emptyInput: return
-            case .error:
-                throw BatonError("\(file.path): not valid UTF-8 at byte offset \(offset + position); convert it to UTF-8 first")
+            case .emptyInput: return nil
+            case .error: return position
             }
         }
     }
 
-    private func writeDatasetRecord(to folder: URL) throws {
+    private func writeDatasetRecord(to folder: URL, shards: [ShardSequence.Shard]) throws {
         let copy = folder.appendingPathComponent("tokenizer")
         try? FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
         for name in ["vocab.json", "merges.txt"] {
@@ -169,76 +184,9 @@ public struct CorpusPreparation {
             try AtomicFile.write(data, to: copy.appendingPathComponent(name))
         }
         let record: [String: Any] = ["tokenizer": "gpt2", "tokenizer_folder": "tokenizer", "vocab_size": tokenizer.vocabularySize,
-                                     "end_of_text": Int(GPT2Tokenizer.endOfText), "baton_version": batonVersion]
+                                     "end_of_text": Int(GPT2Tokenizer.endOfText), "baton_version": batonVersion,
+                                     "shards": shards.map { ["name": $0.name, "tokens": $0.tokens, "crc32c": Int($0.crc32c)] as [String: Any] }]
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
                              to: folder.appendingPathComponent(CorpusPreparation.datasetFile))
-    }
-}
-
-/// Fills val then train shards in order and writes each one complete (temp, fsync, rename).
-final class ShardSequence {
-    let folder: URL, name: String, shardTokens: Int, valTarget: Int
-    private var buffer: [UInt16] = []
-    private var index = 0
-    private(set) var total = 0, trainTokens = 0, valTokensWritten = 0
-    private(set) var written: [URL] = []
-
-    init(folder: URL, name: String, shardTokens: Int, valTokens: Int) {
-        self.folder = folder
-        self.name = name
-        self.shardTokens = shardTokens
-        valTarget = valTokens
-        // Pages are touched only as tokens arrive: a small corpus does not pay for a whole shard.
-        buffer.reserveCapacity(shardTokens)
-    }
-
-    func append(_ tokens: [Int32]) throws {
-        for token in tokens {
-            buffer.append(UInt16(token))
-            total += 1
-            let validating = trainTokens == 0 && valTokensWritten < valTarget
-            let limit = validating ? min(shardTokens, valTarget - valTokensWritten) : shardTokens
-            if buffer.count == limit { try flush() }
-        }
-    }
-
-    func finish() throws { if !buffer.isEmpty { try flush() } }
-
-    private func flush() throws {
-        let validating = trainTokens == 0 && valTokensWritten < valTarget
-        let url = folder.appendingPathComponent(String(format: "%@_%@_%06d.bin", name, validating ? "val" : "train", index))
-        try writeShard(to: url)
-        written.append(url)
-        if validating { valTokensWritten += buffer.count } else { trainTokens += buffer.count }
-        index += 1
-        buffer.removeAll(keepingCapacity: true)
-    }
-
-    /// The header, then the buffer as it is (little-endian hosts), into a temporary file that is
-    /// fsynced and renamed into place: no copy of the shard in memory, no half shard on disk.
-    private func writeShard(to url: URL) throws {
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        try? FileManager.default.removeItem(at: temporary)
-        do {
-            let writer = try FileWriter(url: temporary, expectedBytes: TokenShard.headerBytes + 2 * buffer.count)
-            var header = [Int32](repeating: 0, count: 256)
-            header[0] = TokenShard.magic
-            header[1] = TokenShard.version
-            header[2] = Int32(buffer.count)
-            try header.withUnsafeBytes { try writer.write($0) }
-            try buffer.withUnsafeBytes { try writer.write($0) }
-            try writer.sync()
-            writer.close()
-            guard rename(temporary.path, url.path) == 0 else {
-                throw BatonError("\(url.path): cannot move the shard into place (\(String(cString: strerror(errno))))")
-            }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
-        }
-    }
-
-    func removeWritten() {
-        for url in written { try? FileManager.default.removeItem(at: url) }
     }
 }

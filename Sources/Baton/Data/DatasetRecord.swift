@@ -4,10 +4,15 @@ import Foundation
 /// tokenizer made its shards, so train, eval and sample need not be told. A folder without one
 /// holds byte-level (or llm.c's own) shards.
 public struct DatasetRecord {
+    /// A shard as prepare wrote it: its name, token count and CRC-32C of its tokens.
+    public struct Shard { public let name: String; public let tokens: Int; public let crc32c: UInt32? }
+
     public let tokenizer: String
     public let vocabularySize: Int
     /// The tokenizer's vocab.json and merges.txt, copied beside the shards.
     public let tokenizerFolder: URL
+    /// Every shard of the folder; nil in records written before Baton listed them (nothing to check).
+    public let shards: [Shard]?
 
     public static func read(dataFolder: URL) throws -> DatasetRecord? {
         let url = dataFolder.appendingPathComponent(CorpusPreparation.datasetFile)
@@ -16,7 +21,47 @@ public struct DatasetRecord {
               let vocabulary = object["vocab_size"] as? Int, let folder = object["tokenizer_folder"] as? String, !folder.contains("..") else {
             throw BatonError("\(url.path): not a dataset record (tokenizer, vocab_size, tokenizer_folder); prepare the folder again")
         }
-        return DatasetRecord(tokenizer: name, vocabularySize: vocabulary, tokenizerFolder: dataFolder.appendingPathComponent(folder))
+        var shards: [Shard]?
+        if let list = object["shards"] {
+            let malformed = BatonError("\(url.path): \"shards\" is not a list of {name, tokens, crc32c}; prepare the folder again")
+            guard let entries = list as? [[String: Any]] else { throw malformed }
+            shards = try entries.map { entry in
+                guard let name = entry["name"] as? String, let tokens = entry["tokens"] as? Int else { throw malformed }
+                return Shard(name: name, tokens: tokens, crc32c: (entry["crc32c"] as? Int).flatMap { UInt32(exactly: $0) })
+            }
+        }
+        return DatasetRecord(tokenizer: name, vocabularySize: vocabulary, tokenizerFolder: dataFolder.appendingPathComponent(folder), shards: shards)
+    }
+
+    /// The folder's *.bin files must be exactly the shards listed: none missing, none added
+    /// (another prepare's, or byte-level ones beside BPE ones). Checked before any is opened.
+    public func checkShardNames(in dataFolder: URL) throws {
+        guard let shards else { return }
+        let record = dataFolder.appendingPathComponent(CorpusPreparation.datasetFile).path
+        let present = Set(((try? FileManager.default.contentsOfDirectory(atPath: dataFolder.path)) ?? []).filter { $0.hasSuffix(".bin") })
+        let listed = Set(shards.map(\.name))
+        if let extra = present.subtracting(listed).sorted().first {
+            throw BatonError("\(dataFolder.appendingPathComponent(extra).path): not among the \(shards.count) shards \(record) lists, so not written with them; move it out or prepare the folder again")
+        }
+        if let missing = shards.first(where: { !present.contains($0.name) }) {
+            throw BatonError("\(dataFolder.appendingPathComponent(missing.name).path): missing, though \(record) lists it; restore it or prepare the folder again")
+        }
+    }
+
+    /// Each opened shard must hold the token count and tokens (CRC-32C) the record gives it.
+    public func checkShards(_ opened: [TokenShard], in dataFolder: URL) throws {
+        guard let shards else { return }
+        let record = dataFolder.appendingPathComponent(CorpusPreparation.datasetFile).path
+        let byName = Dictionary(shards.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for shard in opened {
+            guard let entry = byName[shard.url.lastPathComponent] else { continue }
+            if shard.tokenCount != entry.tokens {
+                throw BatonError("\(shard.url.path): \(shard.tokenCount) tokens, but \(record) says \(entry.tokens); restore it or prepare the folder again")
+            }
+            if let crc = entry.crc32c, crc != shard.contentDigest {
+                throw BatonError("\(shard.url.path): its tokens differ from those \(record) records (CRC-32C); restore it or prepare the folder again")
+            }
+        }
     }
 }
 

@@ -15,6 +15,8 @@ public final class GPT2Tokenizer {
     /// Token id -> its bytes.
     public let tokenBytes: [[UInt8]]
     public var vocabularySize: Int { tokenBytes.count }
+    /// The id vocab.json gives `<|endoftext|>`, or nil where it has none (GPT-2's: 50256).
+    public let endOfTextID: Int32?
     /// The 256 single-byte tokens, by byte value.
     private let byteTokens: [Int32]
     /// (left id << 32 | right id) -> (rank, merged id).
@@ -57,6 +59,7 @@ public final class GPT2Tokenizer {
             bytes[id] = tokenBytes
         }
         tokenBytes = bytes.map { $0 ?? [] }
+        endOfTextID = vocab[GPT2Tokenizer.endOfTextText].map(Int32.init)
         var byBytes: [[UInt8]: Int32] = [:]
         for (id, b) in tokenBytes.enumerated() { byBytes[b] = Int32(id) }
         var singles = [Int32](repeating: -1, count: 256)
@@ -84,6 +87,7 @@ public final class GPT2Tokenizer {
 
     private init(sharing other: GPT2Tokenizer) {
         tokenBytes = other.tokenBytes
+        endOfTextID = other.endOfTextID
         byteTokens = other.byteTokens
         merges = other.merges
     }
