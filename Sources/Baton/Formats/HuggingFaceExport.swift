@@ -12,8 +12,9 @@ import Glibc
 public enum HuggingFaceExport {
     public struct Result { public let folder: URL; public let files: [String]; public let tokenizer: String }
 
-    public static func export(path: String, to folder: URL, overwrite: Bool, hooks: ExportFolder.Hooks = ExportFolder.Hooks(),
+    public static func export(path: String, to requested: URL, overwrite: Bool, hooks: ExportFolder.Hooks = ExportFolder.Hooks(),
                               log: (String) -> Void = { _ in }) throws -> Result {
+        let folder = requested.standardizedFileURL  // "out/." and "out/" name out itself
         let weights = try ModelWeights.resolve(path: path)
         let config = try ModelWeights.config(of: try SafeTensors.read(weights))
         let fileManager = FileManager.default
