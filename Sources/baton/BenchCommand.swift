@@ -31,7 +31,7 @@ func benchCommand(_ arguments: [String]) throws {
         return
     }
     if let file = parsed.string("--tokenize") {
-        try tokenizerBench(file: file, tokenizer: parsed.string("--tokenizer") ?? "gpt2", threads: try parsed.int("--threads") ?? 1, rounds: max(steps / 5, 1))
+        try tokenizerBench(file: file, tokenizer: parsed.string("--tokenizer") ?? "gpt2", threads: try threadCount(parsed) ?? 1, rounds: max(steps / 5, 1))
         return
     }
     let device = try openDevice(parsed)

@@ -66,14 +66,20 @@ func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> D
     guard let request = DeviceRequest(rawValue: name) else {
         throw UsageError("baton \(arguments.command): --device expects cpu, cuda or auto, got '\(name)'")
     }
-    let threads = try arguments.int("--threads") ?? 0
-    guard threads >= 0 else { throw UsageError("baton \(arguments.command): --threads must not be negative") }
-    guard threads <= 4096 else { throw BatonError("--threads \(threads) is larger than Baton supports (4096)") }
+    let threads = try threadCount(arguments) ?? 0
     var reason: String?
     // One GPU per rank: the launcher's local rank on this node picks it.
     let device = try DeviceSelection.open(request, threads: threads, gpu: launcherLocalRank, log: { reason = $0 })
     if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }
     return device
+}
+
+/// --threads, checked (0 means one per core).
+func threadCount(_ arguments: ParsedArguments) throws -> Int? {
+    guard let threads = try arguments.int("--threads") else { return nil }
+    guard threads >= 0 else { throw UsageError("baton \(arguments.command): --threads must not be negative") }
+    guard threads <= 4096 else { throw UsageError("baton \(arguments.command): --threads \(threads) is larger than Baton supports (4096)") }
+    return threads
 }
 
 /// This process's rank on its node, from the launcher (OpenMPI, or MPICH's PMI); 0 without one.

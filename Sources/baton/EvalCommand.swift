@@ -14,11 +14,39 @@ func evalCommand(_ arguments: [String]) throws {
     let path = try modelPath(parsed)
     guard let dataPath = parsed.string("--data") else { throw UsageError("baton eval: --data FILE is required") }
     let sequences = try parsed.int("--sequences") ?? 100
+    guard sequences >= 1 else { throw UsageError("baton eval: --sequences must be at least 1, got \(sequences)") }
+    try refuseFolder(dataPath)
     let device = try openDevice(parsed)
     let model = try ModelWeights.openModel(path: path, device: device)
-    let shard = try TokenShard(url: URL(fileURLWithPath: dataPath), vocabularySize: model.config.vocabularySize)
+    let shard = try openShard(dataPath, vocabularySize: model.config.vocabularySize, model: path)
     let loss = try Evaluation.meanLoss(model: model, shard: shard, sequences: sequences)
     print("sequences: \(sequences) of \(model.config.contextLength) tokens from \(dataPath)")
     print("loss: \(loss)")
 }
 
+/// eval reads one shard file; a folder (a data folder, as train takes) is named as one, with a
+/// file in it to pass instead.
+private func refuseFolder(_ path: String) throws {
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else { return }
+    let shards = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".bin") }.sorted()
+    let suggestion = (shards.first { $0.contains("_val_") } ?? shards.first).map { ": pass e.g. --data \(URL(fileURLWithPath: path).appendingPathComponent($0).path)" }
+        ?? ": pass one token shard file (baton prepare TEXT --out DIR writes them)"
+    throw BatonError.invalidFlag(flag: "--data", message: "--data \(path) is a folder; eval reads one shard file\(suggestion)")
+}
+
+/// The shard, with every token below the model's vocabulary. eval has no flag that changes the
+/// vocabulary (the weights fix it), so a token past it means the shard was made for another model.
+private func openShard(_ path: String, vocabularySize: Int, model: String) throws -> TokenShard {
+    let shard = try TokenShard(url: URL(fileURLWithPath: path), vocabularySize: 65536)
+    let chunk = 1 << 20
+    var start = 0
+    while start < shard.tokenCount {
+        let tokens = try shard.tokens(start: start, count: min(chunk, shard.tokenCount - start))
+        if let index = tokens.firstIndex(where: { Int($0) >= vocabularySize }) {
+            throw BatonError("\(path): token \(tokens[index]) at position \(start + index) is not below the vocabulary \(vocabularySize) of the model \(model); evaluate on a shard prepared with the tokenizer that model was trained with")
+        }
+        start += tokens.count
+    }
+    return shard
+}

@@ -45,6 +45,28 @@ func faultPlan(_ text: String) throws -> FaultPlan {
         throw UsageError("baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, nonfinite:STEP, stall-rank:STEP:RANK)")
     }
 }
+
+let debugExportOptions = [
+    Option(name: "--inject-fault", placeholder: "pause-at:POINT:FILE",
+           help: "debug builds, for tests: at POINT (written, swapped, aside: the path without RENAME_EXCHANGE) create FILE, then wait to be killed"),
+]
+
+func exportFaultHooks(_ text: String) throws -> ExportFolder.Hooks {
+    let parts = text.split(separator: ":", maxSplits: 2).map(String.init)
+    guard parts.count == 3, parts[0] == "pause-at", ["written", "swapped", "aside"].contains(parts[1]) else {
+        throw UsageError("baton export: --inject-fault expects pause-at:POINT:FILE (POINT: written, swapped or aside), got '\(text)'")
+    }
+    var hooks = ExportFolder.Hooks()
+    hooks.withoutExchange = parts[1] == "aside"
+    let (point, marker) = (parts[1], parts[2])
+    hooks.pause = { reached in
+        guard reached == point else { return }
+        _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+        while true { sleep(60) }
+    }
+    return hooks
+}
 #else
 let debugTrainOptions: [Option] = []
+let debugExportOptions: [Option] = []
 #endif

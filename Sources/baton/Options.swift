@@ -1,4 +1,7 @@
-/// A flag a command accepts. `placeholder` nil means a switch that takes no value.
+/// A flag a command accepts. `placeholder` nil means a switch that takes no value. The placeholder
+/// also says what the value is, checked while parsing (see ParsedArguments.check): N, B, K, M, T,
+/// C, V, STEP a whole number >= 0; X, S a number >= 0; a|b|c one of those words; anything else
+/// (DIR, FILE, PATH, TEXT, a list with an upper-case word) a path or free text.
 struct Option {
     let name: String
     let placeholder: String?
@@ -48,10 +51,42 @@ struct ParsedArguments {
                 values[name] = "true"
                 continue
             }
-            if let inlineValue { values[name] = inlineValue; continue }
-            guard index < arguments.count else { throw UsageError("baton \(command): \(name) needs a value (\(option.placeholder!))") }
-            values[name] = arguments[index]
-            index += 1
+            let value: String
+            if let inlineValue { value = inlineValue } else {
+                guard index < arguments.count else { throw UsageError("baton \(command): \(name) needs a value (\(option.placeholder!))") }
+                value = arguments[index]
+                index += 1
+            }
+            try Self.check(value, of: option, command: command)
+            values[name] = value
+        }
+    }
+
+    /// Placeholders that stand for a whole number, and for any number; none of them negative.
+    static let wholeNumberPlaceholders: Set<String> = ["N", "B", "K", "M", "T", "C", "V", "STEP"]
+    static let numberPlaceholders: Set<String> = ["X", "S"]
+
+    /// Checks a value against its flag's placeholder while parsing, so that a malformed value is a
+    /// usage error before any work, for every flag of every command: a number where the placeholder
+    /// is one (never negative), one of the words of `a|b|c`. Ranges beyond that are the command's.
+    static func check(_ value: String, of option: Option, command: String) throws {
+        guard let placeholder = option.placeholder else { return }
+        if wholeNumberPlaceholders.contains(placeholder) {
+            // (UInt64 too: a seed may be any 64-bit number.)
+            guard let number = Int(value) ?? UInt64(value).map({ _ in Int.max }) else {
+                throw UsageError("baton \(command): \(option.name) expects a whole number, got '\(value)'")
+            }
+            guard number >= 0 else { throw UsageError("baton \(command): \(option.name) must not be negative, got \(value)") }
+        } else if numberPlaceholders.contains(placeholder) {
+            guard let number = Double(value), number.isFinite else { throw UsageError("baton \(command): \(option.name) expects a number, got '\(value)'") }
+            guard number >= 0 else { throw UsageError("baton \(command): \(option.name) must not be negative, got \(value)") }
+        } else if placeholder.contains("|"), !placeholder.contains(where: \.isUppercase) {
+            // A closed list of words (an upper-case alternative, like PATH or DIR, leaves it open).
+            let words = placeholder.split(separator: "|").map(String.init)
+            guard words.contains(value) else {
+                let listed = words.dropLast().joined(separator: ", ") + " or " + words.last!
+                throw UsageError("baton \(command): \(option.name) expects \(listed), got '\(value)'")
+            }
         }
     }
 

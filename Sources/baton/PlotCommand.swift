@@ -19,6 +19,12 @@ func plotCommand(_ arguments: [String]) throws {
     guard let axis = LossPlot.XAxis(rawValue: axisName) else { throw UsageError("baton plot: --x expects step or tokens, got '\(axisName)'") }
     let smoothing = Double(try parsed.float("--smoothing") ?? 0.9)
     guard smoothing >= 0 && smoothing < 1 else { throw UsageError("baton plot: --smoothing must be in [0, 1)") }
+    // The SVG is written beside itself first: a missing folder is named here, as the --out path's.
+    let outFolder = URL(fileURLWithPath: out).deletingLastPathComponent()
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: outFolder.path, isDirectory: &isFolder), isFolder.boolValue else {
+        throw BatonError("--out \(out): the folder \(outFolder.path) does not exist; create it first or choose another --out")
+    }
     let runs = try parsed.positionals.map { try LossPlot.series(runFolder: URL(fileURLWithPath: $0)) }
     let svg = try LossPlot.svg(runs, x: axis, logY: parsed.flag("--log-y"), smoothing: smoothing)
     try AtomicFile.write(Data(svg.utf8), to: URL(fileURLWithPath: out))

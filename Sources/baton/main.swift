@@ -39,6 +39,8 @@ do {
     exit(2)
 } catch let error as BatonError {
     FileHandle.standardError.write(Data("baton: error: \(error.message)\n".utf8))
+    // A flag's value out of range is a usage error, as a malformed one is.
+    if case .invalidFlag = error { exit(2) }
     exit(1)
 } catch {
     FileHandle.standardError.write(Data("baton: error: \(error)\n".utf8))

@@ -145,3 +145,50 @@ final class CommandLineTests: XCTestCase {
         try assertOneLineError(["train", "--data", data, "--out", run] + tinyModel, mentions: [run, "already holds a run", "--resume", "--overwrite"])
     }
 }
+
+/// Messages that name what the user can act on: the flags the command accepts, the path given.
+extension CommandLineTests {
+    func testEvalMessagesNameWhatEvalAccepts() throws {
+        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
+        let trained = try runBaton(["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"] + tinyModel)
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        // A token the model's vocabulary (256) lacks: eval has no --vocab-size to pass.
+        let wide = folder.appendingPathComponent("wide_val_000000.bin")
+        try writeRawShard(wide, count: 100, tokens: [UInt16](repeating: 300, count: 100))
+        try assertOneLineError(["eval", run, "--data", wide.path, "--device", "cpu"], mentions: [wide.path, "300", "vocabulary 256"])
+        let wrong = try runBaton(["eval", run, "--data", wide.path, "--device", "cpu"])
+        XCTAssertFalse(wrong.stderr.contains("--vocab-size"), wrong.stderr)
+        // A folder where a shard file is asked for.
+        try assertOneLineError(["eval", run, "--data", data, "--device", "cpu"], mentions: ["--data", data, "is a folder", "t_val_000000.bin"])
+        let folderError = try runBaton(["eval", run, "--data", data, "--device", "cpu"])
+        XCTAssertFalse(folderError.stderr.contains("4096"), folderError.stderr)
+    }
+
+    func testPlotIntoAMissingFolderNamesTheOutPath() throws {
+        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
+        XCTAssertEqual(try runBaton(["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"] + tinyModel).status, 0)
+        let out = folder.appendingPathComponent("missing/dir/x.svg").path
+        try assertOneLineError(["plot", run, "--out", out], mentions: ["--out", out, "does not exist"], status: 1)
+        let result = try runBaton(["plot", run, "--out", out])
+        XCTAssertFalse(result.stderr.contains(".tmp-"), result.stderr)
+    }
+}
+
+extension CommandLineTests {
+    /// A checkpoint whose state.json holds a bad config value: the file and its key are named,
+    /// not a flag the user never passed, and it is not a usage error.
+    func testABadValueInStateJSONNamesTheFileNotAFlag() throws {
+        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
+        let trained = try runBaton(["train", "--data", data, "--out", run, "--steps", "2", "--eval-batches", "1", "--device", "cpu"] + tinyModel)
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let checkpoint = CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: 2)
+        let stateURL = checkpoint.appendingPathComponent("state.json")
+        let text = try String(contentsOf: stateURL, encoding: .utf8)
+        XCTAssert(text.contains("\"heads\" : 2"), text)
+        try text.replacingOccurrences(of: "\"heads\" : 2", with: "\"heads\" : 3").write(to: stateURL, atomically: true, encoding: .utf8)
+        try assertOneLineError(["train", "--data", data, "--out", run, "--resume", checkpoint.path, "--device", "cpu"],
+                               mentions: [checkpoint.path, "state.json", "config.model.channels 16 is not divisible by config.model.heads 3"], status: 1)
+        let result = try runBaton(["train", "--data", data, "--out", run, "--resume", checkpoint.path, "--device", "cpu"])
+        XCTAssertFalse(result.stderr.contains("--heads"), result.stderr)
+    }
+}

@@ -28,7 +28,7 @@ final class HuggingFaceExportTests: XCTestCase {
         let exported = try runBaton(["export", run, "--hf", hf.path])
         XCTAssertEqual(exported.status, 0, exported.stderr)
         let names = try FileManager.default.contentsOfDirectory(atPath: hf.path).sorted()
-        XCTAssertEqual(names, ["config.json", "generation_config.json", "merges.txt", "model.safetensors", "special_tokens_map.json",
+        XCTAssertEqual(names, [".baton-export", "config.json", "generation_config.json", "merges.txt", "model.safetensors", "special_tokens_map.json",
                                "tokenizer_config.json", "vocab.json"])
         let config = try json(hf.appendingPathComponent("config.json"))
         XCTAssertEqual(config["model_type"] as? String, "gpt2")
@@ -62,7 +62,176 @@ final class HuggingFaceExportTests: XCTestCase {
         let hf = folder.appendingPathComponent("hf")
         let exported = try runBaton(["export", run, "--hf", hf.path])
         XCTAssertEqual(exported.status, 0, exported.stderr)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: hf.path).sorted(), ["config.json", "generation_config.json", "model.safetensors"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: hf.path).sorted(),
+                       [".baton-export", "config.json", "generation_config.json", "model.safetensors"])
         XCTAssertEqual(try json(hf.appendingPathComponent("config.json"))["vocab_size"] as? Int, 256)
+    }
+}
+
+/// What `--hf DIR` may replace: only an earlier export, never a run or an input, and never half.
+extension HuggingFaceExportTests {
+    /// A tiny byte-level run with checkpoints at steps 2 and 4.
+    func tinyRun() throws -> URL {
+        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("runs/run")
+        let trained = try runBaton(["train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8",
+                                    "--batch", "4", "--steps", "4", "--save-every", "2", "--keep-last", "5", "--eval-batches", "1", "--device", "cpu"])
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        return run
+    }
+
+    /// Every file under `url` (relative path -> bytes); empty when it does not exist.
+    func snapshot(_ url: URL) throws -> [String: Data] {
+        var files: [String: Data] = [:]
+        guard let walker = FileManager.default.enumerator(atPath: url.path) else { return files }
+        while let name = walker.nextObject() as? String {
+            var isFolder: ObjCBool = false
+            let path = url.appendingPathComponent(name).path
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue {
+                files[name] = try Data(contentsOf: URL(fileURLWithPath: path))
+            }
+        }
+        return files
+    }
+
+    func assertOneLineError(_ arguments: [String], mentions words: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try runBaton(arguments)
+        XCTAssertNotEqual(result.status, 0, "\(arguments) should fail", file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line expected, got: \(result.stderr)", file: file, line: line)
+        for word in words { XCTAssert(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line) }
+        for dump in ["NSCocoaErrorDomain", "Error Domain=", "Fatal error"] { XCTAssertFalse(result.stderr.contains(dump), result.stderr, file: file, line: line) }
+    }
+
+    /// The run itself, its checkpoint, the folder holding it, a folder above that, or a folder
+    /// inside the run: refused with or without --overwrite, and the run is untouched.
+    func testAnExportNeverReplacesOrEntersTheRunItReads() throws {
+        let run = try tinyRun()
+        let before = try snapshot(folder)
+        let checkpoint = CheckpointStore(runFolder: run).url(step: 4)
+        let weights = checkpoint.appendingPathComponent("model.safetensors")
+        let link = folder.appendingPathComponent("link-to-runs")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: run.deletingLastPathComponent())
+        let targets = [run.path, run.deletingLastPathComponent().path, folder.path, checkpoint.path, run.appendingPathComponent("hf").path,
+                       checkpoint.appendingPathComponent("hf").path, link.path, link.path + "/run", run.path + "/../run"]
+        for source in [run.path, checkpoint.path, weights.path] {
+            for target in targets {
+                for overwrite in [[], ["--overwrite"]] {
+                    try assertOneLineError(["export", source, "--hf", target] + overwrite, mentions: ["--hf"])
+                }
+            }
+        }
+        var after = try snapshot(folder)
+        after.removeValue(forKey: "link-to-runs")
+        XCTAssertEqual(after.keys.sorted(), before.keys.sorted(), "no file appeared or went away")
+        XCTAssert(after == before, "no file changed")
+        XCTAssertNoThrow(try CheckpointStore.verify(checkpoint))
+    }
+
+    /// --overwrite replaces only a folder an export wrote, holding only what the export wrote.
+    func testOverwriteReplacesOnlyAnEarlierExport() throws {
+        let run = try tinyRun()
+        let mine = folder.appendingPathComponent("mine")
+        try FileManager.default.createDirectory(at: mine, withIntermediateDirectories: true)
+        try Data("keep me".utf8).write(to: mine.appendingPathComponent("notes.txt"))
+        try assertOneLineError(["export", run.path, "--hf", mine.path, "--overwrite"], mentions: ["--hf", mine.path, "not a Baton export"])
+        XCTAssertEqual(try String(contentsOf: mine.appendingPathComponent("notes.txt"), encoding: .utf8), "keep me")
+        let file = folder.appendingPathComponent("file.txt")
+        try Data("a file".utf8).write(to: file)
+        try assertOneLineError(["export", run.path, "--hf", file.path, "--overwrite"], mentions: ["--hf", file.path])
+        XCTAssertEqual(try String(contentsOf: file, encoding: .utf8), "a file")
+
+        let hf = folder.appendingPathComponent("hf")
+        XCTAssertEqual(try runBaton(["export", run.path, "--hf", hf.path]).status, 0)
+        let marker = try json(hf.appendingPathComponent(".baton-export"))
+        XCTAssertNotNil(marker["baton_version"] as? String)
+        XCTAssertEqual(marker["files"] as? [String], ["config.json", "generation_config.json", "model.safetensors"])
+        XCTAssert((marker["source"] as? String)?.hasSuffix("model.safetensors") == true, "\(marker)")
+        // A file someone added to an export is theirs: the export is no longer replaced.
+        try Data("added".utf8).write(to: hf.appendingPathComponent("README.md"))
+        try assertOneLineError(["export", run.path, "--hf", hf.path, "--overwrite"], mentions: ["--hf", "README.md"])
+        XCTAssertEqual(try String(contentsOf: hf.appendingPathComponent("README.md"), encoding: .utf8), "added")
+        try FileManager.default.removeItem(at: hf.appendingPathComponent("README.md"))
+        let replaced = try runBaton(["export", CheckpointStore(runFolder: run).url(step: 2).path, "--hf", hf.path, "--overwrite"])
+        XCTAssertEqual(replaced.status, 0, replaced.stderr)
+        XCTAssertEqual(try Data(contentsOf: hf.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: CheckpointStore(runFolder: run).url(step: 2).appendingPathComponent("model.safetensors")))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [], "no temporary folder is left")
+    }
+
+    /// A place that cannot be written (under a regular file: fails for root too) is one line
+    /// naming --hf and the reason.
+    func testAnUnwritablePlaceIsOneLine() throws {
+        let run = try tinyRun()
+        let file = folder.appendingPathComponent("plain-file")
+        try Data("x".utf8).write(to: file)
+        try assertOneLineError(["export", run.path, "--hf", file.path + "/sub/hf"], mentions: ["--hf", file.path + "/sub/hf", "not a directory"])
+    }
+
+    /// `export --overwrite` killed with SIGKILL at random instants, and at fixed points inside the
+    /// swap (the debug build's --inject-fault pause-at:POINT:FILE): after each kill DIR is, file
+    /// for file and byte for byte, the whole old export or the whole new one, never a mix and never
+    /// missing; the next export cleans up what the killed one left.
+    func testOverwriteKilledAtAnyInstantLeavesTheOldOrTheNewExport() throws {
+        let run = try tinyRun()
+        let store = CheckpointStore(runFolder: run)
+        let sources = [store.url(step: 2).path, store.url(step: 4).path]
+        var exports: [[String: Data]] = []
+        for (index, source) in sources.enumerated() {
+            let reference = folder.appendingPathComponent("reference-\(index)")
+            XCTAssertEqual(try runBaton(["export", source, "--hf", reference.path]).status, 0)
+            exports.append(try snapshot(reference))
+        }
+        XCTAssertNotEqual(exports[0], exports[1])
+        let hf = folder.appendingPathComponent("hf")
+        XCTAssertEqual(try runBaton(["export", sources[0], "--hf", hf.path]).status, 0)
+        var current = 0
+        func check(_ what: String) throws {
+            let now = try snapshot(hf)
+            guard let which = exports.firstIndex(of: now) else {
+                XCTFail("\(what): \(hf.path) is neither export: \(now.keys.sorted()) (old \(exports[current].keys.sorted()))")
+                return
+            }
+            current = which
+        }
+        func launch(_ extra: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = TestPaths.batonExecutable
+            process.arguments = ["export", sources[1 - current], "--hf", hf.path, "--overwrite"] + extra
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        let started = Date()
+        XCTAssertEqual(try runBaton(["export", sources[1], "--hf", hf.path, "--overwrite"]).status, 0)
+        let whole = Date().timeIntervalSince(started)
+        try check("after a whole export")
+        var generator = RandomGenerator(seed: 18)
+        for kill in 1...12 {
+            let process = try launch([])
+            usleep(UInt32(generator.nextUniform() * whole * 1.2 * 1e6))
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            try check("after random kill \(kill)")
+        }
+        // Inside the swap, deterministically: before it, after it (the old one not yet deleted),
+        // and, on the path for file systems without RENAME_EXCHANGE, between its two renames.
+        for point in ["written", "swapped", "aside"] {
+            let marker = folder.appendingPathComponent("paused-\(point)")
+            let process = try launch(["--inject-fault", "pause-at:\(point):\(marker.path)"])
+            let deadline = Date().addingTimeInterval(30)
+            while !FileManager.default.fileExists(atPath: marker.path) && process.isRunning && Date() < deadline { usleep(10_000) }
+            XCTAssert(FileManager.default.fileExists(atPath: marker.path), "the export never reached \(point)")
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            if point != "aside" { try check("after a kill at \(point)") }
+            // The next export recovers an interrupted swap first (here one refused: DIR exists).
+            let next = try runBaton(["export", sources[current], "--hf", hf.path])
+            XCTAssertEqual(next.status, 1, next.stderr)
+            try check("after the export following a kill at \(point)")
+        }
+        XCTAssertEqual(try runBaton(["export", sources[1 - current], "--hf", hf.path, "--overwrite"]).status, 0)
+        try check("after a last whole export")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
+                       "what the killed exports left is cleaned up")
     }
 }

@@ -112,3 +112,27 @@ extension HuggingFaceImportTests {
         XCTAssertEqual(try one.device.download(one.parameters), try two.device.download(two.parameters))
     }
 }
+
+extension HuggingFaceImportTests {
+    /// A bad value in config.json names the file and its key, not flags the user never passed.
+    func testABadConfigValueNamesConfigJSONAndItsKey() throws {
+        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
+        let common = ["--data", data, "--out", run, "--batch", "4", "--steps", "2", "--device", "cpu"]
+        for (key, value, words) in [("n_head", "3", ["n_head 3", "n_embd 32"]), ("n_layer", "0", ["n_layer"]), ("n_positions", "100000", ["n_positions"]),
+                                    ("vocab_size", "70000", ["vocab_size"])] {
+            let bad = folder.appendingPathComponent("bad-\(key)")
+            try FileManager.default.copyItem(at: source, to: bad)
+            let configURL = bad.appendingPathComponent("config.json")
+            var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+            config[key] = Int(value)!
+            try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+            let result = try runBaton(["train", "--init-from", bad.path] + common)
+            XCTAssertEqual(result.status, 1, "a file's bad value is not a usage error: \(result.stderr)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            for word in [configURL.path] + words { XCTAssert(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)") }
+            for flag in ["--heads", "--layers", "--embd", "--seq-len", "--vocab-size"] {
+                XCTAssertFalse(result.stderr.contains(flag), "names \(flag), which was not passed: \(result.stderr)")
+            }
+        }
+    }
+}

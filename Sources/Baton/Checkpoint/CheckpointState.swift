@@ -81,6 +81,8 @@ public struct CheckpointState: Codable, Equatable {
               state.skipped_updates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 }) else {
             throw BatonError("\(path): state.json has a negative step or position")
         }
+        // A config out of range here came from the file, not from a flag: named as such.
+        try state.config.validate(file: "\(path): state.json")
         return state
     }
 }

@@ -56,9 +56,9 @@ public struct CorpusPreparation {
 
     public func prepare(files: [URL], outputFolder: URL) throws -> Result {
         guard options.shardTokens >= 1024, options.shardTokens <= Int(Int32.max) else {
-            throw BatonError("--shard-tokens must be between 1024 and \(Int32.max), got \(options.shardTokens)")
+            throw BatonError.invalidFlag(flag: "--shard-tokens", message: "--shard-tokens must be between 1024 and \(Int32.max), got \(options.shardTokens)")
         }
-        if let val = options.valTokens, val < 1 { throw BatonError("--val-tokens must be at least 1, got \(val)") }
+        if let val = options.valTokens, val < 1 { throw BatonError.invalidFlag(flag: "--val-tokens", message: "--val-tokens must be at least 1, got \(val)") }
         try PrepareInputs.check(files)
         let dataset = try DatasetFolder(out: outputFolder, overwrite: options.overwrite)
         let writer = ShardSequence(folder: dataset.temporary, name: options.name, shardTokens: options.shardTokens, valTokens: options.valTokens)

@@ -7,28 +7,52 @@ import Glibc
 /// `AutoTokenizer.from_pretrained(DIR)` load as they are: GPT-2's `config.json`, the weights
 /// (the checkpoint's model.safetensors: Hugging Face names, exactly the real vocabulary rows, the
 /// tied lm_head left out as in Hugging Face's own files), `generation_config.json`, and for BPE
-/// runs the tokenizer files. Written into a temporary sibling and renamed into place; an
-/// existing DIR is refused unless `overwrite`.
+/// runs the tokenizer files, with Baton's `.baton-export` marker. Where DIR may be and how an
+/// earlier export is replaced (whole, never half): see ExportFolder.
 public enum HuggingFaceExport {
     public struct Result { public let folder: URL; public let files: [String]; public let tokenizer: String }
 
-    public static func export(path: String, to folder: URL, overwrite: Bool) throws -> Result {
+    public static func export(path: String, to requested: URL, overwrite: Bool, hooks: ExportFolder.Hooks = ExportFolder.Hooks(),
+                              log: (String) -> Void = { _ in }) throws -> Result {
+        let folder = requested.standardizedFileURL  // "out/." and "out/" name out itself
         let weights = try ModelWeights.resolve(path: path)
         let config = try ModelWeights.config(of: try SafeTensors.read(weights))
         let fileManager = FileManager.default
-        if fileManager.fileExists(atPath: folder.path) && !overwrite {
-            throw BatonError("--hf \(folder.path) already exists; pass --overwrite to replace it")
-        }
         let tokenizerFolder: URL? = try ModelWeights.tokenizerFolder(ofWeights: weights)
             ?? (config.vocabularySize == 50257 ? try GPT2Tokenizer.bundledFolder() : nil)
+        // What the export reads is never written into, replaced or put inside DIR.
+        // Outermost first (a message names the largest thing DIR is inside).
+        var inputs: [(what: String, url: URL)] = []
+        let checkpoint = weights.deletingLastPathComponent()
+        if fileManager.fileExists(atPath: checkpoint.appendingPathComponent(CheckpointStore.stateFile).path) {
+            if checkpoint.deletingLastPathComponent().lastPathComponent == "checkpoints" {
+                inputs.append(("run", checkpoint.deletingLastPathComponent().deletingLastPathComponent()))
+            }
+            inputs.append(("checkpoint", checkpoint))
+        }
+        inputs += [("weights file", weights), ("model PATH", URL(fileURLWithPath: path))]
+        if let tokenizerFolder { inputs.append(("tokenizer folder", tokenizerFolder)) }
+        try ExportFolder.refuseOverlap(folder, inputs: inputs)
+        for note in ExportFolder.recoverInterrupted(folder) { log(note) }
+        let exists = fileManager.fileExists(atPath: folder.path) || (try? fileManager.destinationOfSymbolicLink(atPath: folder.path)) != nil
+        if exists && !overwrite {
+            guard fileManager.fileExists(atPath: folder.appendingPathComponent(ExportFolder.markerName).path) else {
+                throw BatonError("--hf \(folder.path) already exists and is not a Baton export; choose another folder (--overwrite replaces only an earlier export)")
+            }
+            throw BatonError("--hf \(folder.path) already exists; pass --overwrite to replace it")
+        }
+        if exists { try ExportFolder.checkReplaceable(folder) }
         let parent = folder.deletingLastPathComponent()
-        let temporary = parent.appendingPathComponent(".\(folder.lastPathComponent).tmp-\(getpid())")
+        try ExportFolder.makeFolder(parent, for: folder)
+        let temporary = ExportFolder.temporaryName(folder, pid: getpid())
         try? fileManager.removeItem(at: temporary)
+        guard mkdir(temporary.path, 0o755) == 0 else {
+            throw BatonError("--hf \(folder.path): cannot create a folder in \(parent.path) (\(ExportFolder.reason(errno))); choose a --hf folder in a writable place")
+        }
         do {
-            try fileManager.createDirectory(at: temporary, withIntermediateDirectories: true)
             var files: [String] = []
             func write(_ name: String, _ data: Data) throws {
-                try AtomicFile.write(data, to: temporary.appendingPathComponent(name))
+                try ExportFolder.write(data, named: name, in: temporary, for: folder)
                 files.append(name)
             }
             func json(_ object: [String: Any]) throws -> Data {
@@ -58,22 +82,14 @@ public enum HuggingFaceExport {
                 ]))
                 try write("special_tokens_map.json", try json(["bos_token": eot, "eos_token": eot, "unk_token": eot]))
             }
+            // The marker last: it lists every file, and says the folder is an export.
+            let marker = ExportFolder.Marker(baton_version: batonVersion, source: ExportFolder.canonical(weights), files: files.sorted())
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try ExportFolder.write(try encoder.encode(marker), named: ExportFolder.markerName, in: temporary, for: folder)
             AtomicFile.syncFolder(temporary)
-            if fileManager.fileExists(atPath: folder.path) {
-                // --overwrite: the old folder goes only once the new one is complete.
-                let aside = parent.appendingPathComponent(".\(folder.lastPathComponent).old-\(getpid())")
-                guard rename(folder.path, aside.path) == 0 else { throw BatonError("\(folder.path): cannot replace (\(String(cString: strerror(errno))))") }
-                guard rename(temporary.path, folder.path) == 0 else {
-                    _ = rename(aside.path, folder.path)
-                    throw BatonError("\(folder.path): cannot move the export into place (\(String(cString: strerror(errno))))")
-                }
-                try? fileManager.removeItem(at: aside)
-            } else {
-                guard rename(temporary.path, folder.path) == 0 else {
-                    throw BatonError("\(folder.path): cannot move the export into place (\(String(cString: strerror(errno))))")
-                }
-            }
-            AtomicFile.syncFolder(parent)
+            hooks.pause("written")
+            try ExportFolder.moveIntoPlace(temporary, folder, replacing: exists, hooks: hooks)
             return Result(folder: folder, files: files.sorted(), tokenizer: bpe ? "gpt2" : "bytes (no Hugging Face tokenizer)")
         } catch {
             try? fileManager.removeItem(at: temporary)

@@ -45,7 +45,7 @@ public struct HuggingFaceModel {
         }
         config = GPTConfig(contextLength: try integer("n_positions"), vocabularySize: try integer("vocab_size"), layers: try integer("n_layer"),
                            heads: try integer("n_head"), channels: channels)
-        try config.validate()
+        try config.validate(file: configURL.path, key: \.huggingFaceKey)
         // The weights: one model.safetensors, or the shards an index names.
         var names: [String]
         let index = folder.appendingPathComponent("model.safetensors.index.json")

@@ -17,8 +17,10 @@ public enum ModelWeights {
             }
             return number
         }
-        return GPTConfig(contextLength: try value("n_ctx"), vocabularySize: try value("vocab_size"), layers: try value("n_layer"),
-                         heads: try value("n_head"), channels: try value("n_embd"))
+        let config = GPTConfig(contextLength: try value("n_ctx"), vocabularySize: try value("vocab_size"), layers: try value("n_layer"),
+                               heads: try value("n_head"), channels: try value("n_embd"))
+        try config.validate(file: file.url.path, key: { $0 == .contextLength ? "baton.n_ctx" : "baton.\($0.huggingFaceKey)" })
+        return config
     }
 
     /// Loads every parameter of `model` from `file`, checking names and shapes.

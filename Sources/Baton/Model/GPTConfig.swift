@@ -21,22 +21,59 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         self.channels = channels
     }
 
-    /// Checks that the shape can be built; the message names the flag to change.
+    /// One number of the shape: the flag that sets it, and the key GPT-2's config.json gives it.
+    public enum Field: CaseIterable, Sendable {
+        case contextLength, vocabularySize, layers, heads, channels
+
+        public var flag: String {
+            switch self {
+            case .contextLength: return "--seq-len"
+            case .vocabularySize: return "--vocab-size"
+            case .layers: return "--layers"
+            case .heads: return "--heads"
+            case .channels: return "--embd"
+            }
+        }
+
+        public var huggingFaceKey: String {
+            switch self {
+            case .contextLength: return "n_positions"
+            case .vocabularySize: return "vocab_size"
+            case .layers: return "n_layer"
+            case .heads: return "n_head"
+            case .channels: return "n_embd"
+            }
+        }
+    }
+
+    /// Checks that a shape given by flags can be built: a usage error naming the flag to change.
     public func validate() throws {
-        for (flag, value) in [("--seq-len", contextLength), ("--vocab-size", vocabularySize), ("--layers", layers),
-                              ("--heads", heads), ("--embd", channels)] where value < 1 {
-            throw BatonError("\(flag) must be at least 1, got \(value)")
+        if let (field, text) = problem(naming: \.flag) { throw BatonError.invalidFlag(flag: field.flag, message: text) }
+    }
+
+    /// Checks a shape read from `file`, whose keys `key` names: the error names the file and the
+    /// key (the user passed no flag, so naming one would point the wrong way).
+    public func validate(file: String, key: (Field) -> String) throws {
+        if let (_, text) = problem(naming: key) { throw BatonError("\(file): \(text)") }
+    }
+
+    /// The first number that cannot be built, and why, with each field called `name(field)`.
+    func problem(naming name: (Field) -> String) -> (Field, String)? {
+        for (field, value) in [(Field.contextLength, contextLength), (.vocabularySize, vocabularySize), (.layers, layers),
+                               (.heads, heads), (.channels, channels)] where value < 1 {
+            return (field, "\(name(field)) must be at least 1, got \(value)")
         }
         // Upper bounds keep every size product far from overflow, whatever a file claims.
-        for (flag, value, limit) in [("--seq-len", contextLength, 65536), ("--layers", layers, 1024), ("--heads", heads, 1024),
-                                     ("--embd", channels, 65536)] where value > limit {
-            throw BatonError("\(flag) \(value) is larger than Baton supports (\(limit))")
+        for (field, value, limit) in [(Field.contextLength, contextLength, 65536), (.layers, layers, 1024), (.heads, heads, 1024),
+                                      (.channels, channels, 65536)] where value > limit {
+            return (field, "\(name(field)) \(value) is larger than Baton supports (\(limit))")
         }
         if channels % heads != 0 {
-            throw BatonError("--embd \(channels) is not divisible by --heads \(heads)")
+            return (.channels, "\(name(.channels)) \(channels) is not divisible by \(name(.heads)) \(heads)")
         }
         if vocabularySize > 65536 {
-            throw BatonError("--vocab-size \(vocabularySize) is larger than token shards can hold (65536)")
+            return (.vocabularySize, "\(name(.vocabularySize)) \(vocabularySize) is larger than token shards can hold (65536)")
         }
+        return nil
     }
 }

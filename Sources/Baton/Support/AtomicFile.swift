@@ -10,7 +10,8 @@ public enum AtomicFile {
         let folder = url.deletingLastPathComponent()
         let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw BatonError("\(temporary.path): cannot create (\(String(cString: strerror(errno))))") }
+        // Named by the target: the temporary sibling is this function's business, not the user's.
+        guard fd >= 0 else { throw BatonError("\(url.path): cannot write (\(String(cString: strerror(errno))))") }
         var failure: String?
         data.withUnsafeBytes { raw in
             var written = 0

@@ -18,6 +18,10 @@ public enum BatonError: Error, CustomStringConvertible, Equatable {
     case checkpointDiskFull(checkpoint: String, neededBytes: Int, folder: String, freeBytes: Int?)
     /// A data folder has no shard of this split ("train" or "val").
     case noShards(folder: String, split: String)
+    /// A flag's value out of its range (`--steps 0`, `--precision fp16`): a usage error, exit
+    /// status 2. `message` names the flag. A bad value read from a file is not one of these: its
+    /// message names the file.
+    case invalidFlag(flag: String, message: String)
 
     public init(_ message: String) { self = .message(message) }
 
@@ -32,6 +36,7 @@ public enum BatonError: Error, CustomStringConvertible, Equatable {
             return "\(path): \(what) (\(String(cString: strerror(code))))"
         case .checkpointDiskFull(let checkpoint, let needed, let folder, let free):
             return "checkpoint \(checkpoint): no space left on device: it needs about \(megabytes(needed)) MB, \(folder) has \(free.map { "\(megabytes($0)) MB" } ?? "?") free; the earlier checkpoints and latest are intact"
+        case .invalidFlag(_, let message): return message
         case .noShards(let folder, let split):
             return "--data \(folder): no *\(split)*.bin shard; create them with baton prepare TEXT --out DIR"
         }

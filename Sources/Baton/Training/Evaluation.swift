@@ -17,7 +17,7 @@ public enum Evaluation {
     /// Sequence i has inputs tokens[i*T ..< i*T+T] and targets one token later.
     public static func meanLoss(model: GPT, shard: TokenShard, sequences: Int) throws -> Float {
         let T = model.config.contextLength
-        guard sequences >= 1 else { throw BatonError("--sequences must be at least 1, got \(sequences)") }
+        guard sequences >= 1 else { throw BatonError.invalidFlag(flag: "--sequences", message: "--sequences must be at least 1, got \(sequences)") }
         guard sequences * T + 1 <= shard.tokenCount else {
             throw BatonError("\(shard.url.path): \(shard.tokenCount) tokens hold \((shard.tokenCount - 1) / T) sequences of \(T)+1, asked for \(sequences)")
         }

@@ -53,33 +53,48 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     public var tokensPerStep: Int { (globalBatch ?? batchSize * gradientAccumulation) * model.contextLength }
 
-    /// Checks the numbers a user can get wrong; the message names the flag.
-    public func validate() throws {
-        try model.validate()
-        let positive: [(String, Int)] = [("--batch", batchSize), ("--grad-accum", gradientAccumulation), ("--steps", steps),
-                                         ("--eval-batches", evalBatches), ("--log-every", logEvery), ("--keep-last", keepLast),
-                                         ("--epochs", epochs ?? 1)]
-        for (flag, value) in positive where value < 1 { throw BatonError("\(flag) must be at least 1, got \(value)") }
-        for (flag, value, limit) in [("--batch", batchSize, 65536), ("--grad-accum", gradientAccumulation, 65536), ("--steps", steps, 1 << 40),
-                                     ("--epochs", epochs ?? 1, 1 << 30), ("--eval-batches", evalBatches, 1 << 30)]
+    /// Checks the numbers a user can get wrong. Given on the command line (`file` nil): a usage
+    /// error naming the flag. Read from `file` (a checkpoint's state.json, whose `config` this is):
+    /// an error naming the file and the key, since no flag was passed.
+    public func validate(file: String? = nil) throws {
+        if let file {
+            // GPTConfig.Field's cases are named as GPTConfig's properties, its keys in state.json.
+            try model.validate(file: file, key: { "config.model.\($0)" })
+        } else {
+            try model.validate()
+        }
+        // Each check names its flag and its key in state.json.
+        func invalid(_ flag: String, _ key: String, _ text: String) -> BatonError {
+            guard let file else { return .invalidFlag(flag: flag, message: "\(flag) \(text)") }
+            return BatonError("\(file): config.\(key) \(text)")
+        }
+        let positive: [(String, String, Int)] = [("--batch", "batchSize", batchSize), ("--grad-accum", "gradientAccumulation", gradientAccumulation),
+                                                 ("--steps", "steps", steps), ("--eval-batches", "evalBatches", evalBatches),
+                                                 ("--log-every", "logEvery", logEvery), ("--keep-last", "keepLast", keepLast),
+                                                 ("--epochs", "epochs", epochs ?? 1)]
+        for (flag, key, value) in positive where value < 1 { throw invalid(flag, key, "must be at least 1, got \(value)") }
+        for (flag, key, value, limit) in [("--batch", "batchSize", batchSize, 65536), ("--grad-accum", "gradientAccumulation", gradientAccumulation, 65536),
+                                          ("--steps", "steps", steps, 1 << 40), ("--epochs", "epochs", epochs ?? 1, 1 << 30),
+                                          ("--eval-batches", "evalBatches", evalBatches, 1 << 30)]
             where value > limit {
-            throw BatonError("\(flag) \(value) is larger than Baton supports (\(limit))")
+            throw invalid(flag, key, "\(value) is larger than Baton supports (\(limit))")
         }
-        for (flag, value) in [("--warmup", warmupSteps), ("--eval-every", evalEvery), ("--save-every", saveEvery),
-                              ("--keep-every", keepEvery)] where value < 0 {
-            throw BatonError("\(flag) must not be negative, got \(value)")
+        for (flag, key, value) in [("--warmup", "warmupSteps", warmupSteps), ("--eval-every", "evalEvery", evalEvery),
+                                   ("--save-every", "saveEvery", saveEvery), ("--keep-every", "keepEvery", keepEvery)] where value < 0 {
+            throw invalid(flag, key, "must not be negative, got \(value)")
         }
-        for (flag, value) in [("--lr", learningRate), ("--min-lr", minLearningRate), ("--weight-decay", weightDecay),
-                              ("--grad-clip", gradientClip)] where !(value >= 0 && value.isFinite) {
-            throw BatonError("\(flag) must be a finite number >= 0, got \(value)")
+        for (flag, key, value) in [("--lr", "learningRate", learningRate), ("--min-lr", "minLearningRate", minLearningRate),
+                                   ("--weight-decay", "weightDecay", weightDecay), ("--grad-clip", "gradientClip", gradientClip)]
+            where !(value >= 0 && value.isFinite) {
+            throw invalid(flag, key, "must be a finite number >= 0, got \(value)")
         }
-        if !["stop", "skip"].contains(onNonfinite) { throw BatonError("--on-nonfinite expects stop or skip, got '\(onNonfinite)'") }
-        if let precision, Precision(rawValue: precision) == nil { throw BatonError("--precision expects fp32, tf32 or bf16, got '\(precision)'") }
-        if let reduce, !["exact", "fast"].contains(reduce) { throw BatonError("--reduce expects exact or fast, got '\(reduce)'") }
-        if let globalBatch, globalBatch < 1 { throw BatonError("--global-batch must be at least 1, got \(globalBatch)") }
-        if !["stop", "retry"].contains(onSaveError) { throw BatonError("--on-save-error expects stop or retry, got '\(onSaveError)'") }
-        if !(beta1 >= 0 && beta1 < 1) { throw BatonError("--beta1 must be in [0, 1), got \(beta1)") }
-        if !(beta2 >= 0 && beta2 < 1) { throw BatonError("--beta2 must be in [0, 1), got \(beta2)") }
+        if !["stop", "skip"].contains(onNonfinite) { throw invalid("--on-nonfinite", "onNonfinite", "expects stop or skip, got '\(onNonfinite)'") }
+        if let precision, Precision(rawValue: precision) == nil { throw invalid("--precision", "precision", "expects fp32, tf32 or bf16, got '\(precision)'") }
+        if let reduce, !["exact", "fast"].contains(reduce) { throw invalid("--reduce", "reduce", "expects exact or fast, got '\(reduce)'") }
+        if let globalBatch, globalBatch < 1 { throw invalid("--global-batch", "globalBatch", "must be at least 1, got \(globalBatch)") }
+        if !["stop", "retry"].contains(onSaveError) { throw invalid("--on-save-error", "onSaveError", "expects stop or retry, got '\(onSaveError)'") }
+        if !(beta1 >= 0 && beta1 < 1) { throw invalid("--beta1", "beta1", "must be in [0, 1), got \(beta1)") }
+        if !(beta2 >= 0 && beta2 < 1) { throw invalid("--beta2", "beta2", "must be in [0, 1), got \(beta2)") }
     }
 }
 
