@@ -81,6 +81,10 @@ func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Override
 func trainCommand(_ arguments: [String]) throws {
     guard let parsed = try trainSpec.parse(arguments) else { return }
     let resume = parsed.string("--resume").map(ResumeRequest.init)
+    let overrides = try trainOverrides(parsed)
+    let initFrom = parsed.string("--init-from").map { URL(fileURLWithPath: $0) }
+    // Check the flags before any work, so a typo fails in an instant.
+    if resume == nil && initFrom == nil { try TrainingConfig().applying(overrides).validate() }
     if resume == nil, parsed.string("--data") == nil, !FileManager.default.fileExists(atPath: TrainingConfig().dataFolder) {
         throw BatonError("--data: the default data set \(TrainingConfig().dataFolder) is not here; run from the repository root or pass --data DIR")
     }
@@ -99,10 +103,6 @@ func trainCommand(_ arguments: [String]) throws {
     #if DEBUG
     if let fault = parsed.string("--inject-fault") { options.faults = try faultPlan(fault) }
     #endif
-    let overrides = try trainOverrides(parsed)
-    // Check the flags before any work, so a typo fails in an instant.
-    let initFrom = parsed.string("--init-from").map { URL(fileURLWithPath: $0) }
-    if resume == nil && initFrom == nil { try TrainingConfig().applying(overrides).validate() }
     let device = try openDevice(parsed, announce: leader)
     if let communicator {
         options.parallel = try parallelism.dataParallel(communicator: communicator, device: device, report: report)

@@ -129,7 +129,9 @@ public enum RunOpener {
         let initial = try request.initFrom.map { try HuggingFaceModel(folder: $0) }
         // The base config: the checkpoint's; for a --resume that finds no checkpoint, the one the
         // run was started with (its config.json); else the defaults.
-        let base = found?.state.config ?? (request.resume != nil ? runFolder.readConfig() : nil) ?? TrainingConfig()
+        let saved = found == nil && request.resume != nil ? runFolder.readConfig() : nil
+        try saved?.validate(file: runFolder.configURL.path)
+        let base = found?.state.config ?? saved ?? TrainingConfig()
         var config = base.applying(request.overrides)
         if let initial {
             try adopt(initial, into: &config, overrides: request.overrides)
