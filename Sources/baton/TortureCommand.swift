@@ -24,7 +24,7 @@ func tortureCommand(_ arguments: [String]) throws {
     if ranks > 1 {
         guard FileManager.default.fileExists(atPath: "/usr/bin/mpirun") else { throw BatonError("baton torture --ranks: no /usr/bin/mpirun; install OpenMPI (scripts/install-deps)") }
         guard FileManager.default.fileExists(atPath: Communicator.candidatePath) else {
-            throw BatonError("baton torture --ranks: no MPI communicator library at \(Communicator.candidatePath); build it with scripts/build-mpi, or set BATON_MPI_LIBRARY")
+            throw BatonError("baton torture --ranks: no MPI communicator library at \(Communicator.candidatePath); build it with scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY")
         }
     }
     let report = try Torture(work: work, kills: kills, seed: seed, ranks: ranks).run()

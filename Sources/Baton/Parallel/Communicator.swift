@@ -33,7 +33,7 @@ public final class Communicator {
         switch SharedLibrary.table(at: path, symbol: "baton_comm_get_table", global: true, as: baton_comm_table.self) {
         case .success(let found): table = found
         case .failure(.missing):
-            throw BatonError("\(what), but there is no MPI communicator library at \(path); build it with scripts/build-mpi (OpenMPI), or set BATON_MPI_LIBRARY")
+            throw BatonError("\(what), but there is no MPI communicator library at \(path); build it with scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY")
         case .failure(.cannotLoad(let reason)): throw BatonError("\(what), but \(path) does not load: \(reason) (is OpenMPI installed?)")
         case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton communicator (no baton_comm_get_table)")
         }
