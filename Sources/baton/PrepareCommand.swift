@@ -25,21 +25,26 @@ func prepareCommand(_ arguments: [String]) throws {
     let files = parsed.positionals.map { URL(fileURLWithPath: $0) }
     let tokenizer = parsed.string("--tokenizer") ?? "bytes"
     let overwrite = parsed.flag("--overwrite")
+    let name = parsed.string("--name") ?? "corpus"
+    // The prefix names files inside --out: a path would write outside the folder that is swapped in.
+    guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix(".") else {
+        throw UsageError("baton prepare: --name must be a plain file-name prefix (no '/', not empty, not starting with '.'), got '\(name)'")
+    }
     if tokenizer == "bytes" {
         for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {
             throw UsageError("baton prepare: \(flag) is for --tokenizer gpt2 or DIR; byte-level shards are 90% train, 10% val")
         }
-        let result = try DatasetPreparation.prepare(textFiles: files, outputFolder: URL(fileURLWithPath: out), name: parsed.string("--name") ?? "corpus",
+        let result = try DatasetPreparation.prepare(textFiles: files, outputFolder: URL(fileURLWithPath: out), name: name,
                                                     overwrite: overwrite)
         print("wrote \(result.files.map(\.path).joined(separator: ", ")): \(result.trainTokens) train and \(result.valTokens) val tokens")
         return
     }
     var options = CorpusPreparation.Options()
-    options.name = parsed.string("--name") ?? "corpus"
+    options.name = name
     options.field = parsed.string("--field") ?? "text"
     options.shardTokens = try parsed.int("--shard-tokens") ?? options.shardTokens
     options.valTokens = try parsed.int("--val-tokens")
-    options.threads = try parsed.int("--threads") ?? 0
+    options.threads = try threadCount(parsed) ?? 0
     options.overwrite = overwrite
     options.progress = { say($0) }
     let folder = tokenizer == "gpt2" ? try GPT2Tokenizer.bundledFolder() : URL(fileURLWithPath: tokenizer)

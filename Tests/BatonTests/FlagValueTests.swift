@@ -34,7 +34,7 @@ final class FlagValueTests: XCTestCase {
                   "--vocab-size": ["0"], "--threads": ["5000"]],
         "eval": ["--sequences": ["0"], "--threads": ["5000"]],
         "sample": ["--threads": ["5000"]],
-        "prepare": ["--shard-tokens": ["0", "100"], "--val-tokens": ["0"]],
+        "prepare": ["--shard-tokens": ["0", "100"], "--val-tokens": ["0"], "--threads": ["5000"]],
         "plot": ["--smoothing": ["1", "2"]],
         "torture": ["--kills": ["0"], "--ranks": ["0"]],
     ]

@@ -76,7 +76,7 @@ final class PrepareFolderTests: XCTestCase {
         try prepare(small, bytesExpected, [])
         try prepare(small, out, ["--overwrite"])
         XCTAssertEqual(snapshot(out), snapshot(bytesExpected))
-        XCTAssertEqual(Set(snapshot(out)!.keys), ["corpus_train_000000.bin", "corpus_val_000000.bin"])
+        XCTAssertEqual(Set(snapshot(out)!.keys), [".baton-dataset", "corpus_train_000000.bin", "corpus_val_000000.bin"])
         XCTAssertEqual(leftovers(of: out), [])
     }
 
@@ -106,6 +106,46 @@ extension PrepareFolderTests {
     /// SIGKILL `baton prepare --overwrite` over an existing dataset at several instants (timed,
     /// and inside the swap through the debug fault hook): after each kill the folder is exactly
     /// the old dataset or exactly the new one, and the next prepare removes what the killed one left.
+    /// --overwrite replaces only what prepare recorded writing: llm.c's own shards, or any other
+    /// .bin, in the folder are never deleted.
+    func testOverwriteNeverDeletesShardsPrepareDidNotWrite() throws {
+        let input = try write("in.txt", String(try book.prefix(20_000)))
+        let out = folder.appendingPathComponent("llmc")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try writeRawShard(out.appendingPathComponent("fineweb_train_000001.bin"), count: 3, tokens: [1, 2, 3])
+        try writeRawShard(out.appendingPathComponent("notes.bin"), count: 2, tokens: [4, 5])
+        let old = try XCTUnwrap(snapshot(out))
+        for flags in [[], gpt2] {
+            let refused = try runBaton(["prepare", input.path, "--out", out.path, "--overwrite"] + flags)
+            XCTAssertEqual(refused.status, 1, refused.stderr)
+            XCTAssert(refused.stderr.contains("did not write") && refused.stderr.contains(out.path), refused.stderr)
+            XCTAssertEqual(snapshot(out), old, "the shards baton did not write are untouched")
+        }
+        // A folder prepare wrote, with a shard added by hand: refused too, nothing lost.
+        let mine = folder.appendingPathComponent("mine")
+        try prepare(input, mine, [])
+        XCTAssertNotNil(FileManager.default.contents(atPath: mine.appendingPathComponent(DatasetFolder.markerFile).path))
+        try writeRawShard(mine.appendingPathComponent("extra_train_000009.bin"), count: 1, tokens: [7])
+        let before = try XCTUnwrap(snapshot(mine))
+        let again = try runBaton(["prepare", input.path, "--out", mine.path, "--overwrite"])
+        XCTAssertEqual(again.status, 1, again.stderr)
+        XCTAssert(again.stderr.contains("extra_train_000009.bin"), again.stderr)
+        XCTAssertEqual(snapshot(mine), before)
+    }
+
+    /// --name is a file-name prefix inside --out: a path would write outside the swapped folder.
+    func testANameThatIsAPathIsAUsageError() throws {
+        let input = try write("in.txt", String(try book.prefix(5_000)))
+        for name in ["../other/corpus", "a/b", "..", ".", "", ".hidden"] {
+            for flags in [[], gpt2] {
+                let result = try runBaton(["prepare", input.path, "--out", folder.appendingPathComponent("d").path, "--name", name] + flags)
+                XCTAssertEqual(result.status, 2, "--name '\(name)': \(result.stderr)")
+                XCTAssert(result.stderr.contains("--name"), result.stderr)
+            }
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted(), ["in.txt"], "nothing written")
+    }
+
     func testAKilledOverwriteLeavesTheOldDatasetOrTheNewOneNeverAMix() throws {
         let text = try book
         let oldInput = try write("old.txt", String(text.prefix(30_000)))

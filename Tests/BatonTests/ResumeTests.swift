@@ -155,6 +155,23 @@ final class ResumeTests: XCTestCase {
         assertClose(losses, straightLosses, rtol: 2e-6, "losses of steps 1-40")
     }
 
+    /// A run never writes into its data folder: --out equal to --data, or inside it, is a usage
+    /// error before anything is written, for a fresh run and for a resume pointed at new data.
+    func testARunFolderInsideItsDataIsRefused() throws {
+        let before = try FileManager.default.contentsOfDirectory(atPath: data).sorted()
+        for out in [data!, data + "/run", data + "/../" + URL(fileURLWithPath: data).lastPathComponent + "/x"] {
+            let result = try runBaton(["train", "--out", out, "--steps", "2"] + common)
+            XCTAssertEqual(result.status, 2, result.stderr)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssert(result.stderr.contains("--out") && result.stderr.contains("inside --data"), result.stderr)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: data).sorted(), before, "nothing written into the data")
+        try baton(["train", "--out", run("r"), "--steps", "2", "--stop-at", "1"] + common)
+        let moved = try runBaton(["train", "--out", run("r"), "--resume", "auto", "--allow-data-change", "--data", folder.path] + common.dropFirst(2))
+        XCTAssertEqual(moved.status, 2, moved.stderr)
+        XCTAssert(moved.stderr.contains("inside --data"), moved.stderr)
+    }
+
     func testKillDuringSaveFallsBackToThePreviousCheckpoint() throws {
         try baton(["train", "--out", run("straight"), "--steps", "40", "--save-every", "10"] + common)
         let marker = folder.appendingPathComponent("paused").path

@@ -6,8 +6,10 @@ import Glibc
 
 /// Where `baton prepare` writes a dataset: a temporary sibling of `--out` (`.OUT.tmp-PID`),
 /// swapped in whole at the end, so that `--out` is at every instant the old dataset or the new
-/// one, never a mix. A folder that holds a dataset (shards, dataset.json) is replaced only with
-/// `--overwrite`; a folder that holds anything else is never touched.
+/// one, never a mix. A folder that holds a dataset baton prepare wrote is replaced only with
+/// `--overwrite`; a folder that holds anything else (llm.c's own shards, any other file) is never
+/// touched. What prepare wrote is known from the `.baton-dataset` list every prepare leaves in its
+/// folder (or, for a folder from before it, from dataset.json's shard list).
 ///
 /// The swap: a missing `--out` appears by one rename. An existing one is exchanged with the new
 /// folder by renameat2(RENAME_EXCHANGE), atomic, after which the old dataset sits at the
@@ -49,8 +51,15 @@ public final class DatasetFolder {
     /// A prepare that fails removes its temporary folder; `--out` is as it was.
     public func abandon() { try? FileManager.default.removeItem(at: temporary) }
 
+    /// The list of what prepare wrote, left in the folder it wrote.
+    public static let markerFile = ".baton-dataset"
+
     /// Makes the temporary folder `--out`: one rename if there is none, else an exchange.
     public func commit(overwrite: Bool) throws {
+        let written = ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).sorted()
+        let marker: [String: Any] = ["baton_version": batonVersion, "files": written]
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: marker, options: [.prettyPrinted, .sortedKeys]),
+                             to: temporary.appendingPathComponent(DatasetFolder.markerFile))
         AtomicFile.syncFolder(temporary)
         let parent = target.deletingLastPathComponent()
         // Checked again: something may have been put into --out while the dataset was written.
@@ -110,8 +119,8 @@ public final class DatasetFolder {
     }
 
     /// `out` may be replaced when it is missing or empty, or (with --overwrite) holds only what
-    /// `baton prepare` writes: shards, dataset.json, tokenizer/ and the temporary files of a
-    /// killed write.
+    /// `baton prepare` wrote there (its `.baton-dataset` list, or dataset.json's shards) and the
+    /// temporary files of a killed write.
     static func checkReplaceable(_ out: URL, overwrite: Bool) throws {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: out.path, isDirectory: &isFolder) else { return }
@@ -121,8 +130,9 @@ public final class DatasetFolder {
             throw BatonError("--out \(out.path): cannot read the folder (\(error.localizedDescription))")
         }
         guard !names.isEmpty else { return }
-        for name in names where !isDatasetEntry(name, in: out) {
-            throw BatonError("--out \(out.path): holds \(name), which baton prepare did not write; choose another --out (nothing there is deleted)")
+        let written = writtenByPrepare(out)
+        for name in names where !(written.contains(name) && isDatasetEntry(name, in: out)) && !isTemporaryFile(name) {
+            throw BatonError("--out \(out.path): holds \(name), which baton prepare did not write there; choose another --out (nothing there is deleted)")
         }
         guard overwrite else {
             let shards = names.filter { $0.hasSuffix(".bin") }.count
@@ -130,7 +140,21 @@ public final class DatasetFolder {
         }
     }
 
+    /// The names prepare recorded writing in `folder`: its `.baton-dataset` list, else (a folder
+    /// from before that list) dataset.json's shards with dataset.json and tokenizer/; else none.
+    private static func writtenByPrepare(_ folder: URL) -> Set<String> {
+        if let data = FileManager.default.contents(atPath: folder.appendingPathComponent(markerFile).path),
+           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let files = object["files"] as? [String] {
+            return Set(files + [markerFile])
+        }
+        if let record = try? DatasetRecord.read(dataFolder: folder), let shards = record.shards {
+            return Set(shards.map(\.name) + [CorpusPreparation.datasetFile, "tokenizer"])
+        }
+        return []
+    }
+
     private static func isDatasetEntry(_ name: String, in folder: URL) -> Bool {
+        if name == markerFile { return true }
         let url = folder.appendingPathComponent(name)
         var isFolder: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder)

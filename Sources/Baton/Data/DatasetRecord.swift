@@ -27,6 +27,10 @@ public struct DatasetRecord {
             guard let entries = list as? [[String: Any]] else { throw malformed }
             shards = try entries.map { entry in
                 guard let name = entry["name"] as? String, let tokens = entry["tokens"] as? Int else { throw malformed }
+                // A shard is a file of the folder itself: a path in its name would lead outside it.
+                guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+                    throw BatonError("\(url.path): shard name '\(name)' is not a file name in the folder; prepare the folder again")
+                }
                 return Shard(name: name, tokens: tokens, crc32c: (entry["crc32c"] as? Int).flatMap { UInt32(exactly: $0) })
             }
         }

@@ -97,14 +97,17 @@ public final class GPT2Tokenizer {
     /// copies of this tokenizer (each with its own cache), and the tokens are joined in order.
     public func encode(_ text: String, threads: Int) -> [Int32] {
         let utf8 = Array(text.utf8)
-        let chunkCount = max(1, threads * 8)
+        // Chunks of at least 4 KiB, and no more threads than chunks: more would only copy tokenizers.
+        let chunkCount = max(1, min(threads * 8, utf8.count / 4096))
+        let threads = min(threads, chunkCount)
         guard threads > 1, utf8.count > 1 << 16 else { return encode(text) }
         var bounds = [0]
         let step = utf8.count / chunkCount
         for k in 1..<chunkCount {
             var i = max(k * step, bounds.last! + 1)
             while i < utf8.count && !GPT2Tokenizer.isSafeCut(utf8, at: i) { i += 1 }
-            if i < utf8.count { bounds.append(i) }
+            guard i < utf8.count else { break }  // no safe cut left: the rest is one chunk
+            bounds.append(i)
         }
         bounds.append(utf8.count)
         let chunks = bounds.count - 1

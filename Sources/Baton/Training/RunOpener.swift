@@ -96,6 +96,9 @@ public enum RunOpener {
             throw BatonError("--resume needs --out RUN, the run folder to continue")
         }
         let runFolder = try RunFolder.locate(requested: request.out)
+        if request.resume == nil {  // before the lock is taken: nothing is written into the data
+            try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: request.overrides.dataFolder ?? TrainingConfig().dataFolder))
+        }
         let existed = FileManager.default.fileExists(atPath: runFolder.url.path)
         // Everything below may change the folder: take it for this process alone first.
         let lock = try RunLock(runFolder: runFolder.url)
@@ -139,6 +142,7 @@ public enum RunOpener {
         try config.validate()
         // Record where the data is absolutely, so a resume from another directory finds it.
         config.dataFolder = URL(fileURLWithPath: config.dataFolder).standardizedFileURL.path
+        try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: config.dataFolder))
         // Data prepared with a BPE tokenizer says its vocabulary; a fresh run takes it unless told.
         if found == nil, initial == nil, request.overrides.vocabularySize == nil,
            let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
@@ -195,13 +199,21 @@ public enum RunOpener {
         return trainer
     }
 
+    /// A run writes checkpoints, metrics and its config into its folder: never into its data folder
+    /// (where the shards would be mixed with them and a later prepare would refuse the folder).
+    private static func refuseRunInsideData(_ run: URL, _ data: URL) throws {
+        let runPath = ExportFolder.canonical(run), dataPath = ExportFolder.canonical(data)
+        guard ExportFolder.within(runPath, dataPath) else { return }
+        throw BatonError.invalidFlag(flag: "--out", message: "--out \(run.path) is or lies inside --data \(data.path); a run never writes into its data: choose a run folder outside it")
+    }
+
     /// A run started from a Hugging Face folder takes its shape; a flag that says otherwise is an error.
     private static func adopt(_ initial: HuggingFaceModel, into config: inout TrainingConfig, overrides: TrainingConfig.Overrides) throws {
         let theirs = initial.config, source = initial.folder.appendingPathComponent("config.json").path
         for (flag, given, value) in [("--layers", overrides.layers, theirs.layers), ("--heads", overrides.heads, theirs.heads),
                                      ("--embd", overrides.channels, theirs.channels), ("--seq-len", overrides.contextLength, theirs.contextLength),
                                      ("--vocab-size", overrides.vocabularySize, theirs.vocabularySize)] {
-            if let given, given != value { throw BatonError("\(flag) \(given) conflicts with \(source), which says \(value); drop the flag") }
+            if let given, given != value { throw BatonError.invalidFlag(flag: flag, message: "\(flag) \(given) conflicts with \(source), which says \(value); drop the flag") }
         }
         config.model = theirs
         config.initFrom = TrainingConfig.InitSource(folder: initial.folder.standardizedFileURL.path, files: initial.checksums)

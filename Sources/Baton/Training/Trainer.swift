@@ -101,7 +101,7 @@ public final class Trainer {
         let world = options.parallel?.size ?? 1
         let global = config.globalBatch ?? config.batchSize * config.gradientAccumulation * world
         guard global % (config.batchSize * world) == 0 else {
-            throw BatonError("--global-batch \(global) is not a multiple of --batch \(config.batchSize) x \(world) rank\(world == 1 ? "" : "s") (\(config.batchSize * world))")
+            throw BatonError.invalidFlag(flag: "--global-batch", message: "--global-batch \(global) is not a multiple of --batch \(config.batchSize) x \(world) rank\(world == 1 ? "" : "s") (\(config.batchSize * world))")
         }
         globalMicroBatches = global / config.batchSize
         restoredFrom = restoring?.url
