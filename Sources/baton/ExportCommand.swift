@@ -15,10 +15,28 @@ func exportCommand(_ arguments: [String]) throws {
     guard let out = parsed.string("--hf") else { throw UsageError("baton export: --hf DIR is required") }
     var hooks = ExportFolder.Hooks()
     #if DEBUG
-    if let fault = parsed.string("--inject-fault") { hooks = try exportFaultHooks(fault) }
+    if let fault = parsed.string("--inject-fault") { hooks = try exportHooks(fault) }
     #endif
     let result = try HuggingFaceExport.export(path: path, to: URL(fileURLWithPath: out), overwrite: parsed.flag("--overwrite"), hooks: hooks,
                                               log: { say($0) })
     print("wrote \(result.folder.path): \(result.files.joined(separator: ", ")); tokenizer: \(result.tokenizer)")
     print("load it with: GPT2LMHeadModel.from_pretrained(\"\(result.folder.path)\")")
 }
+
+#if DEBUG
+/// The debug hooks of --inject-fault: pause-at:POINT:FILE (see exportFaultHooks: wait to be
+/// killed), or wait-at:POINT:FILE: at POINT create FILE, wait until it is deleted, then go on, so a
+/// test can change DIR at that instant (the re-check before the swap).
+func exportHooks(_ text: String) throws -> ExportFolder.Hooks {
+    let parts = text.split(separator: ":", maxSplits: 2).map(String.init)
+    guard parts.count == 3, parts[0] == "wait-at" else { return try exportFaultHooks(text) }
+    var hooks = try exportFaultHooks("pause-at:\(parts[1]):\(parts[2])")  // checks POINT
+    let (point, marker) = (parts[1], parts[2])
+    hooks.pause = { reached in
+        guard reached == point else { return }
+        _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+        while FileManager.default.fileExists(atPath: marker) { usleep(10_000) }
+    }
+    return hooks
+}
+#endif

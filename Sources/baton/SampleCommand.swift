@@ -6,7 +6,7 @@ let sampleSpec = CommandSpec(
     usage: "baton sample PATH [options]   (\(modelPathHelp))",
     options: options("""
         --prompt TEXT: text to continue (default: a newline)
-        --length N: tokens to generate (default 300)
+        --length N: tokens to generate, 0 to 1000000 (default 300)
         --temperature X: softmax temperature; 0 is greedy (default 0.8)
         --top-k K: sample among the K likeliest tokens; 0: all (default 40)
         --seed N: sampling seed (default 42)
@@ -21,6 +21,9 @@ func sampleCommand(_ arguments: [String]) throws {
     let temperature = try parsed.float("--temperature") ?? 0.8
     let topK = try parsed.int("--top-k") ?? 40
     guard length >= 0 else { throw UsageError("baton sample: --length must not be negative") }
+    guard length <= Sampler.maximumLength else {
+        throw UsageError("baton sample: --length must be at most \(Sampler.maximumLength) tokens, got \(length); sample in several runs for more")
+    }
     guard temperature >= 0 else { throw UsageError("baton sample: --temperature must not be negative") }
     guard topK >= 0 else { throw UsageError("baton sample: --top-k must not be negative") }
     let device = try openDevice(parsed, announce: false)

@@ -51,6 +51,18 @@ final class CommandLineTests: XCTestCase {
         try assertOneLineError(["bench", "--profile", "yes"], mentions: ["unexpected argument 'yes'"], status: 2)
     }
 
+    /// sample --length has an upper bound (1,000,000 tokens, in --help): beyond it, a usage error
+    /// before the model is read, not a run that goes on until killed.
+    func testSampleLengthIsBounded() throws {
+        let missing = folder.appendingPathComponent("missing").path
+        for length in ["99999999999", "1000001"] {
+            try assertOneLineError(["sample", missing, "--length", length], mentions: ["--length", "1000000"], status: 2)
+        }
+        // The bound itself is accepted: the missing PATH is what fails then.
+        try assertOneLineError(["sample", missing, "--length", "1000000"], mentions: [missing], status: 1)
+        XCTAssert(try runBaton(["sample", "--help"]).stdout.contains("0 to 1000000"))
+    }
+
     func testBadDataIsNamed() throws {
         try assertOneLineError(["train", "--data", folder.appendingPathComponent("nope").path], mentions: ["--data", "nope"])
         let magic = try shardFolder("magic") { try writeRawShard($0, magic: 1, count: 100, tokens: [UInt16](repeating: 1, count: 100)) }

@@ -234,4 +234,77 @@ extension HuggingFaceExportTests {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
                        "what the killed exports left is cleaned up")
     }
+
+    /// A file put into the earlier export while the new one is written (the debug build's
+    /// --inject-fault wait-at:written:FILE holds the export there until FILE is deleted): the
+    /// re-check right before the swap refuses, naming the file; nothing is deleted or replaced.
+    func testAFileAddedDuringTheWriteIsNotSwappedAway() throws {
+        let run = try tinyRun()
+        let store = CheckpointStore(runFolder: run)
+        let hf = folder.appendingPathComponent("hf")
+        XCTAssertEqual(try runBaton(["export", store.url(step: 2).path, "--hf", hf.path]).status, 0)
+        let before = try snapshot(hf)
+        let marker = folder.appendingPathComponent("waiting")
+        let process = Process()
+        process.executableURL = TestPaths.batonExecutable
+        process.arguments = ["export", store.url(step: 4).path, "--hf", hf.path, "--overwrite", "--inject-fault", "wait-at:written:\(marker.path)"]
+        let errors = folder.appendingPathComponent("stderr.txt")
+        XCTAssert(FileManager.default.createFile(atPath: errors.path, contents: nil))
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: errors)
+        try process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: marker.path) && process.isRunning && Date() < deadline { usleep(10_000) }
+        XCTAssert(FileManager.default.fileExists(atPath: marker.path), "the export never reached written")
+        try Data("mine".utf8).write(to: hf.appendingPathComponent("README.md"))
+        try FileManager.default.removeItem(at: marker)
+        process.waitUntilExit()
+        let stderr = try String(contentsOf: errors, encoding: .utf8)
+        try FileManager.default.removeItem(at: errors)
+        XCTAssertEqual(process.terminationStatus, 1, stderr)
+        XCTAssertEqual(stderr.split(separator: "\n").count, 1, stderr)
+        XCTAssert(stderr.contains("--hf") && stderr.contains("README.md"), stderr)
+        var after = try snapshot(hf)
+        XCTAssertEqual(after.removeValue(forKey: "README.md"), Data("mine".utf8), "the added file stays")
+        XCTAssert(after == before, "the earlier export is as it was")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [], "no temporary folder is left")
+    }
+
+    /// A leftover `.DIR.tmp-PID` whose PID is alive but not baton (the PID reused: here a `sleep`)
+    /// is cleaned up; one whose PID is a live baton export is left alone until that export is gone.
+    func testALeftoverIsJudgedByWhetherItsPIDIsALiveBaton() throws {
+        let run = try tinyRun()
+        let hf = folder.appendingPathComponent("hf")
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["60"]
+        try sleeper.run()
+        defer { sleeper.terminate(); sleeper.waitUntilExit() }
+        let leftover = folder.appendingPathComponent(".hf.tmp-\(sleeper.processIdentifier)")
+        try FileManager.default.createDirectory(at: leftover, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: leftover.appendingPathComponent("config.json"))
+        let exported = try runBaton(["export", run.path, "--hf", hf.path])
+        XCTAssertEqual(exported.status, 0, exported.stderr)
+        XCTAssert(exported.stdout.contains("removed \(leftover.path)"), exported.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: leftover.path), "a leftover of a PID that is not baton is cleaned up")
+
+        // A live baton export's temporary folder is its own: left alone.
+        let marker = folder.appendingPathComponent("paused")
+        let paused = Process()
+        paused.executableURL = TestPaths.batonExecutable
+        paused.arguments = ["export", run.path, "--hf", hf.path, "--overwrite", "--inject-fault", "pause-at:written:\(marker.path)"]
+        paused.standardOutput = FileHandle.nullDevice
+        paused.standardError = FileHandle.nullDevice
+        try paused.run()
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: marker.path) && paused.isRunning && Date() < deadline { usleep(10_000) }
+        let live = folder.appendingPathComponent(".hf.tmp-\(paused.processIdentifier)")
+        XCTAssert(FileManager.default.fileExists(atPath: live.path))
+        XCTAssertEqual(try runBaton(["export", run.path, "--hf", hf.path, "--overwrite"]).status, 0)
+        XCTAssert(FileManager.default.fileExists(atPath: live.path), "a live baton's temporary folder is left alone")
+        Glibc.kill(paused.processIdentifier, SIGKILL)
+        paused.waitUntilExit()
+        XCTAssertEqual(try runBaton(["export", run.path, "--hf", hf.path, "--overwrite"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: live.path), "once it is gone, its leftover is cleaned up")
+    }
 }

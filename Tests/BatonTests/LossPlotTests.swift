@@ -56,4 +56,61 @@ final class LossPlotTests: XCTestCase {
         XCTAssertEqual(missing.status, 1)
         XCTAssert(missing.stderr.contains("no metrics.jsonl"), missing.stderr)
     }
+
+    /// --out inside a run it reads (its metrics.jsonl, its config.json, a new file; through `..`
+    /// or a symbolic link), or inside any folder holding a run: a usage error naming --out, and
+    /// the run is untouched. An existing --out that is not an SVG: one line naming --out, the file
+    /// untouched. An existing SVG is replaced.
+    func testOutNeverEntersARunNorReplacesANonSVG() throws {
+        let folder = try TestPaths.temporaryFolder("plot-out")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try makeTinyShards(in: folder)
+        let run = folder.appendingPathComponent("run")
+        let trained = try runBaton(["train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8",
+                                    "--batch", "4", "--steps", "3", "--eval-batches", "1", "--device", "cpu"])
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        func contents(_ url: URL) throws -> [String: Data] {
+            var files: [String: Data] = [:]
+            let walker = try XCTUnwrap(FileManager.default.enumerator(atPath: url.path))
+            while let name = walker.nextObject() as? String {
+                var isFolder: ObjCBool = false
+                if FileManager.default.fileExists(atPath: url.appendingPathComponent(name).path, isDirectory: &isFolder), !isFolder.boolValue {
+                    files[name] = try Data(contentsOf: url.appendingPathComponent(name))
+                }
+            }
+            return files
+        }
+        let before = try contents(run)
+        XCTAssertNotNil(before["metrics.jsonl"])
+        let link = folder.appendingPathComponent("link")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: run)
+        let other = folder.appendingPathComponent("other-run")  // a run not given as input
+        try FileManager.default.createDirectory(at: other.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+        for out in [run.path + "/metrics.jsonl", run.path + "/config.json", run.path + "/loss.svg", run.path, folder.path + "/x/../run/metrics.jsonl",
+                    link.path + "/metrics.jsonl", link.path + "/new.svg", other.path + "/loss.svg", run.path + "/checkpoints/x.svg"] {
+            let result = try runBaton(["plot", run.path, "--out", out])
+            XCTAssertEqual(result.status, 2, "--out \(out): \(result.stderr)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssert(result.stderr.contains("--out"), result.stderr)
+        }
+        XCTAssert(try contents(run) == before, "the run is untouched")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: other.path), ["checkpoints"])
+
+        let plots = folder.appendingPathComponent("plots")
+        try FileManager.default.createDirectory(at: plots, withIntermediateDirectories: true)
+        let notes = plots.appendingPathComponent("notes.svg")
+        try Data("my notes, not a picture".utf8).write(to: notes)
+        let refused = try runBaton(["plot", run.path, "--out", notes.path])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssert(refused.stderr.contains("--out") && refused.stderr.contains("not an SVG"), refused.stderr)
+        XCTAssertEqual(try String(contentsOf: notes, encoding: .utf8), "my notes, not a picture")
+
+        let svg = plots.appendingPathComponent("loss.svg")
+        for _ in 0..<2 {  // written, then replaced
+            let plotted = try runBaton(["plot", run.path, "--out", svg.path])
+            XCTAssertEqual(plotted.status, 0, plotted.stderr)
+        }
+        XCTAssert(try String(contentsOf: svg, encoding: .utf8).hasPrefix("<?xml"))
+    }
 }

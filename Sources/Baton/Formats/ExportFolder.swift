@@ -11,15 +11,23 @@ import Glibc
 ///   Paths are compared after resolving symbolic links and `..`.
 /// - Every export holds `.baton-export` (JSON: the baton version, the source weights, the files it
 ///   wrote). `--overwrite` replaces only such a folder, and only while it holds nothing else.
-/// - The new export is written into `.DIR.tmp-PID` beside DIR, then swapped in. With
+/// - The new export is written into `.DIR.tmp-PID` beside DIR, then swapped in; right before the
+///   swap DIR is checked again (something may have been put into it while the export was written).
+///   With
 ///   renameat2(RENAME_EXCHANGE) DIR is at every instant the whole old export or the whole new one;
 ///   the old one, now at the temporary name, is deleted after. Where the file system cannot
 ///   exchange, the old export is renamed to `.DIR.old-PID`, the new one renamed in, the old one
 ///   deleted: between those two renames DIR is missing, and if the process dies there the next
 ///   export to DIR renames the old one back before anything else (a rollback). Leftover temporary
-///   folders of dead processes are deleted by that next export too.
+///   folders are deleted by that next export too, unless their PID is a live baton process (read
+///   from /proc/PID/cmdline: a PID since reused by another program does not count).
+/// - Deleting an old or leftover export deletes only the files an export writes (those its marker
+///   lists, and the names below); anything else put there stays, with the folder, and is named.
 public enum ExportFolder {
     public static let markerName = ".baton-export"
+    /// Every name an export writes.
+    static let writtenNames: Set<String> = [markerName, "config.json", "generation_config.json", "model.safetensors", "vocab.json", "merges.txt",
+                                            "tokenizer_config.json", "special_tokens_map.json"]
 
     /// Debug-build test hooks: `pause` is called at "written" (the new export complete beside DIR),
     /// "swapped" (exchanged, the old one not yet deleted) and "aside" (the fallback path: the old one
@@ -166,22 +174,61 @@ public enum ExportFolder {
         folder.deletingLastPathComponent().appendingPathComponent(".\(folder.lastPathComponent).old-\(pid)")
     }
 
+    /// Deletes an export folder (old, leftover or unfinished): the regular files an export writes
+    /// (its marker's list and `writtenNames`), then the folder. Returns nil when it is gone, else
+    /// the first entry it kept, which export did not write.
+    @discardableResult
+    static func removeExport(_ url: URL) -> String? {
+        var known = writtenNames
+        if let data = FileManager.default.contents(atPath: url.appendingPathComponent(markerName).path),
+           let marker = try? JSONDecoder().decode(Marker.self, from: data) {
+            known.formUnion(marker.files.filter { !$0.contains("/") && $0 != "." && $0 != ".." })
+        }
+        var info = stat()
+        guard lstat(url.path, &info) == 0 else { return nil }
+        guard info.st_mode & S_IFMT == S_IFDIR else { return url.lastPathComponent }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []).sorted()
+        var kept: String?
+        for name in names {
+            var entry = stat()
+            let path = url.appendingPathComponent(name).path
+            if known.contains(name), lstat(path, &entry) == 0, entry.st_mode & S_IFMT == S_IFREG, unlink(path) == 0 { continue }
+            kept = kept ?? name
+        }
+        if rmdir(url.path) == 0 { return nil }
+        return kept ?? ((try? FileManager.default.contentsOfDirectory(atPath: url.path))?.sorted().first ?? url.lastPathComponent)
+    }
+
+    /// Whether `pid` is a live baton process: alive, and (where /proc can tell) running a program
+    /// named baton. A PID that a finished baton left and another program now has is not.
+    static func isLiveBaton(_ pid: pid_t) -> Bool {
+        guard pid > 0, pid != getpid() else { return pid == getpid() }
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard FileManager.default.fileExists(atPath: "/proc/self/cmdline") else { return true }  // no /proc: liveness only
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {
+            // Gone since, or a zombie (empty command line): not running.
+            return false
+        }
+        let program = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
+        return URL(fileURLWithPath: program).lastPathComponent == "baton"
+    }
+
     /// Puts the complete export at `temporary` in place of `folder`: a plain rename when there is no
     /// folder, else an exchange (or, where the file system has none, aside-then-in).
-    static func moveIntoPlace(_ temporary: URL, _ folder: URL, replacing: Bool, hooks: Hooks) throws {
+    /// Returns notes (one line each) on what it could not delete.
+    static func moveIntoPlace(_ temporary: URL, _ folder: URL, replacing: Bool, hooks: Hooks) throws -> [String] {
         let parent = folder.deletingLastPathComponent()
         defer { AtomicFile.syncFolder(parent) }
         guard replacing else {
             guard rename(temporary.path, folder.path) == 0 else {
                 throw BatonError("--hf \(folder.path): cannot move the export into place (\(reason(errno)))")
             }
-            return
+            return []
         }
         if !hooks.withoutExchange && baton_rename_exchange(temporary.path, folder.path) == 0 {
             AtomicFile.syncFolder(parent)
             hooks.pause("swapped")
-            try? FileManager.default.removeItem(at: temporary)  // the old export, now at the temporary name
-            return
+            return removedOld(temporary, folder)  // the old export, now at the temporary name
         }
         if !hooks.withoutExchange && errno != EINVAL && errno != ENOSYS && errno != ENOTSUP {
             throw BatonError("--hf \(folder.path): cannot replace it (\(reason(errno)))")
@@ -196,12 +243,19 @@ public enum ExportFolder {
             throw BatonError("--hf \(folder.path): cannot move the export into place (\(reason(code))); the earlier export is back")
         }
         AtomicFile.syncFolder(parent)
-        try? FileManager.default.removeItem(at: aside)
+        return removedOld(aside, folder)
+    }
+
+    /// Deletes the old export, swapped out to `url`; a note when something not an export's stays.
+    static func removedOld(_ url: URL, _ folder: URL) -> [String] {
+        guard let kept = removeExport(url) else { return [] }
+        return ["export: kept \(url.path), the earlier export of \(folder.path): it holds \(kept), which baton export did not write; move what you need out of it and delete it"]
     }
 
     /// Cleans up after an export to `folder` that died: an old export moved aside while DIR is
-    /// missing goes back (the replacement is rolled back); other leftovers of dead processes, each a
-    /// folder of plain files an export wrote, are deleted. Returns what it did, one line each.
+    /// missing goes back (the replacement is rolled back); other leftovers of processes that are not
+    /// a live baton are deleted, file by file, as far as an export wrote them (see removeExport).
+    /// Returns what it did, one line each.
     static func recoverInterrupted(_ folder: URL) -> [String] {
         let fileManager = FileManager.default
         let parent = folder.deletingLastPathComponent()
@@ -210,7 +264,7 @@ public enum ExportFolder {
         let names = ((try? fileManager.contentsOfDirectory(atPath: parent.path)) ?? []).filter { $0.hasPrefix(prefix) }.sorted()
         func deadProcess(_ name: String, _ kind: String) -> Bool {
             guard name.hasPrefix(prefix + kind + "-"), let pid = pid_t(name.dropFirst(prefix.count + kind.count + 1)), pid != getpid() else { return false }
-            return kill(pid, 0) != 0 && errno == ESRCH
+            return !isLiveBaton(pid)
         }
         func onlyPlainFiles(_ url: URL) -> Bool {
             let entries = (try? fileManager.contentsOfDirectory(atPath: url.path)) ?? ["?"]
@@ -219,20 +273,28 @@ public enum ExportFolder {
                 return lstat(url.appendingPathComponent(name).path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
             }
         }
+        func remove(_ url: URL, left what: String) {
+            if let kept = removeExport(url) {
+                notes.append("export: kept \(url.path), left by \(what): it holds \(kept), which baton export did not write; move what you need out of it and delete it")
+            } else {
+                notes.append("export: removed \(url.path), left by \(what)")
+            }
+        }
         for name in names where deadProcess(name, "old") {
             let aside = parent.appendingPathComponent(name)
             guard fileManager.fileExists(atPath: aside.appendingPathComponent(markerName).path), onlyPlainFiles(aside) else { continue }
             if !fileManager.fileExists(atPath: folder.path), rename(aside.path, folder.path) == 0 {
                 AtomicFile.syncFolder(parent)
                 notes.append("export: put back \(folder.path), moved aside by a replacement that did not finish")
-            } else if (try? fileManager.removeItem(at: aside)) != nil {
-                notes.append("export: removed \(aside.path), left by a replacement that did not finish")
+            } else {
+                remove(aside, left: "a replacement that did not finish")
             }
         }
         for name in names where deadProcess(name, "tmp") {
             let temporary = parent.appendingPathComponent(name)
-            guard onlyPlainFiles(temporary), (try? fileManager.removeItem(at: temporary)) != nil else { continue }
-            notes.append("export: removed \(temporary.path), left by an export that did not finish")
+            var info = stat()
+            guard lstat(temporary.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
+            remove(temporary, left: "an export that did not finish")
         }
         return notes
     }

@@ -45,7 +45,9 @@ public enum HuggingFaceExport {
         let parent = folder.deletingLastPathComponent()
         try ExportFolder.makeFolder(parent, for: folder)
         let temporary = ExportFolder.temporaryName(folder, pid: getpid())
-        try? fileManager.removeItem(at: temporary)
+        if let kept = ExportFolder.removeExport(temporary) {
+            throw BatonError("--hf \(folder.path): \(temporary.path) holds \(kept), which baton export did not write; move it away and run again")
+        }
         guard mkdir(temporary.path, 0o755) == 0 else {
             throw BatonError("--hf \(folder.path): cannot create a folder in \(parent.path) (\(ExportFolder.reason(errno))); choose a --hf folder in a writable place")
         }
@@ -89,10 +91,17 @@ public enum HuggingFaceExport {
             try ExportFolder.write(try encoder.encode(marker), named: ExportFolder.markerName, in: temporary, for: folder)
             AtomicFile.syncFolder(temporary)
             hooks.pause("written")
-            try ExportFolder.moveIntoPlace(temporary, folder, replacing: exists, hooks: hooks)
+            // Checked again right before the swap: something may have been put into DIR (or DIR
+            // created or removed) while the export was written.
+            let existsNow = fileManager.fileExists(atPath: folder.path) || (try? fileManager.destinationOfSymbolicLink(atPath: folder.path)) != nil
+            if existsNow != exists {
+                throw BatonError("--hf \(folder.path) was \(exists ? "removed" : "created") while the export was written; nothing was replaced: run again")
+            }
+            if exists { try ExportFolder.checkReplaceable(folder) }
+            for note in try ExportFolder.moveIntoPlace(temporary, folder, replacing: exists, hooks: hooks) { log(note) }
             return Result(folder: folder, files: files.sorted(), tokenizer: bpe ? "gpt2" : "bytes (no Hugging Face tokenizer)")
         } catch {
-            try? fileManager.removeItem(at: temporary)
+            ExportFolder.removeExport(temporary)  // only what this export wrote
             throw error
         }
     }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `baton plot`: loss curves as a plain SVG that any browser opens. Per run: the training loss of
 /// every step (faint), its exponential moving average (solid), and the validation losses
@@ -26,6 +29,59 @@ public enum LossPlot {
         }
         let metrics = try MetricsLog.read(run.metricsURL)
         return Series(name: runFolder.lastPathComponent, metrics: metrics, tokensPerStep: run.readConfig()?.tokensPerStep ?? 0)
+    }
+
+    // MARK: where --out may be
+
+    /// What `baton plot` may write to. `--out` may not be, or lie inside, a run folder it reads, nor
+    /// lie inside any folder that holds a run or an export (a folder, `--out`'s own or one above it
+    /// up to the filesystem root, with config.json, metrics.jsonl or checkpoints/ in it): a usage
+    /// error (exit 2) naming --out. Paths are compared after resolving symbolic links and `..`.
+    /// Returns the canonical path to write.
+    public static func checkOutput(_ out: URL, runs: [URL]) throws -> URL {
+        let target = ExportFolder.canonical(out)
+        for run in runs {
+            let folder = ExportFolder.canonical(run)
+            if ExportFolder.within(target, folder) {
+                throw BatonError.invalidFlag(flag: "--out", message: "--out \(out.path) lies inside the run folder \(run.path) that the plot reads; choose a path outside it")
+            }
+        }
+        let fileManager = FileManager.default
+        var above = URL(fileURLWithPath: target).deletingLastPathComponent()
+        while true {
+            for name in ["config.json", "metrics.jsonl", "checkpoints"] where fileManager.fileExists(atPath: above.appendingPathComponent(name).path) {
+                throw BatonError.invalidFlag(flag: "--out", message: "--out \(out.path) lies inside \(above.path), which holds a run or an export (\(name)); choose a path outside it")
+            }
+            if above.path == "/" { break }
+            above.deleteLastPathComponent()
+        }
+        return URL(fileURLWithPath: target)
+    }
+
+    /// An existing `--out` is replaced only when it is an SVG: a regular file that starts (after
+    /// an optional byte-order mark and white space) with `<svg`, or with `<?xml` and has `<svg` in
+    /// its first 4 KiB. Anything else is refused in one line naming --out (exit 1).
+    public static func checkReplaceable(_ out: URL, as given: String) throws {
+        var info = stat()
+        guard lstat(out.path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw BatonError("--out \(given) exists and is not a file; choose another --out")
+        }
+        let head: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: out)
+            defer { try? handle.close() }
+            head = try handle.read(upToCount: 4096) ?? Data()
+        } catch {
+            throw BatonError("--out \(given) exists and cannot be read to check it is an SVG; choose another --out")
+        }
+        var bytes = head[...]
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
+        let text = String(decoding: bytes, as: UTF8.self).drop { $0.isWhitespace }
+        let isSVG = text.hasPrefix("<svg") || (text.hasPrefix("<?xml") && text.contains("<svg"))
+        guard isSVG else {
+            throw BatonError("--out \(given) exists and is not an SVG; plot replaces only an SVG: choose another --out or move it away")
+        }
     }
 
     static let colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]

@@ -2,6 +2,10 @@ import Foundation
 
 /// Autoregressive sampling with temperature and top-k.
 public enum Sampler {
+    /// The most tokens one `baton sample` generates (--length): each token is a forward pass over
+    /// a full context window, so a bound keeps a mistyped length from running until killed.
+    public static let maximumLength = 1_000_000
+
     /// Generates up to `length` tokens after `prompt` (or after `start` when it is empty), and
     /// stops early after generating `stopAt` when given.
     public static func generate(model: GPT, prompt: [Int32], length: Int, temperature: Float, topK: Int, seed: UInt64,
