@@ -5,7 +5,7 @@ let plotSpec = CommandSpec(
     name: "plot", summary: "Draw runs' loss curves (training raw and smoothed, validation points) as an SVG.",
     usage: "baton plot RUN [RUN...] --out FILE.svg [--x step|tokens] [--log-y]",
     options: options("""
-        --out FILE.svg: the SVG to write (required); never inside a RUN it reads or inside a folder (at any depth) that holds config.json, metrics.jsonl or checkpoints/; an existing file is replaced only if it is an SVG
+        --out FILE.svg: the SVG to write (required), e.g. RUN/loss.svg; never a run's own file (config.json, metrics.jsonl), nor inside its checkpoints, an export or a dataset; an existing file is replaced only if it is an SVG
         --x step|tokens: x axis: optimizer steps (default) or tokens seen
         --log-y: logarithmic loss axis
         --smoothing X: moving-average weight of the smoothed curve, 0 to 1 (default 0.9)
@@ -20,7 +20,7 @@ func plotCommand(_ arguments: [String]) throws {
     let smoothing = Double(try parsed.float("--smoothing") ?? 0.9)
     guard smoothing >= 0 && smoothing < 1 else { throw UsageError("baton plot: --smoothing must be in [0, 1)") }
     let runs = try parsed.positionals.map { try LossPlot.series(runFolder: URL(fileURLWithPath: $0)) }
-    // Never into a run (its metrics.jsonl, config.json, checkpoints); over a file only if it is an SVG (checked before writing).
+    // Never a run's own files or checkpoints, an export or a dataset; over a file only if it is an SVG (checked before writing).
     let target = try LossPlot.checkOutput(URL(fileURLWithPath: out), runs: parsed.positionals.map { URL(fileURLWithPath: $0) })
     // The SVG is written beside itself first: a missing folder is named here, as the --out path's.
     let outFolder = URL(fileURLWithPath: out).deletingLastPathComponent()

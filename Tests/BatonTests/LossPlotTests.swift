@@ -86,8 +86,10 @@ final class LossPlotTests: XCTestCase {
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: run)
         let other = folder.appendingPathComponent("other-run")  // a run not given as input
         try FileManager.default.createDirectory(at: other.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-        for out in [run.path + "/metrics.jsonl", run.path + "/config.json", run.path + "/loss.svg", run.path, folder.path + "/x/../run/metrics.jsonl",
-                    link.path + "/metrics.jsonl", link.path + "/new.svg", other.path + "/loss.svg", run.path + "/checkpoints/x.svg"] {
+        let checkpoint = try XCTUnwrap(CheckpointStore(runFolder: run).steps().last.map { CheckpointStore(runFolder: run).url(step: $0) })
+        for out in [run.path + "/metrics.jsonl", run.path + "/config.json", run.path, folder.path + "/x/../run/metrics.jsonl",
+                    link.path + "/metrics.jsonl", link.path, other.path + "/checkpoints", run.path + "/checkpoints/x.svg",
+                    checkpoint.path + "/loss.svg"] {
             let result = try runBaton(["plot", run.path, "--out", out])
             XCTAssertEqual(result.status, 2, "--out \(out): \(result.stderr)")
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
@@ -95,6 +97,13 @@ final class LossPlotTests: XCTestCase {
         }
         XCTAssert(try contents(run) == before, "the run is untouched")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: other.path), ["checkpoints"])
+        // Beside the run's own files, the command train prints: a new SVG, then replaced.
+        for _ in 0..<2 {
+            let beside = try runBaton(["plot", run.path, "--out", run.path + "/loss.svg"])
+            XCTAssertEqual(beside.status, 0, beside.stderr)
+        }
+        XCTAssertEqual(Set(try contents(run).keys), Set(before.keys).union(["loss.svg"]))
+        XCTAssert(try contents(run).filter { $0.key != "loss.svg" } == before, "the run's own files are untouched")
 
         let plots = folder.appendingPathComponent("plots")
         try FileManager.default.createDirectory(at: plots, withIntermediateDirectories: true)

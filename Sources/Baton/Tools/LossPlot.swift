@@ -33,29 +33,46 @@ public enum LossPlot {
 
     // MARK: where --out may be
 
-    /// What `baton plot` may write to. `--out` may not be, or lie inside, a run folder it reads, nor
-    /// lie inside any folder that holds a run or an export (a folder, `--out`'s own or one above it
-    /// up to the filesystem root, with config.json, metrics.jsonl or checkpoints/ in it): a usage
-    /// error (exit 2) naming --out. Paths are compared after resolving symbolic links and `..`.
+    /// Names a run folder uses for itself; a plot never takes one of them.
+    static let runEntries: Set<String> = ["config.json", "metrics.jsonl", "checkpoints", ".lock"]
+
+    /// What `baton plot` may write to: a new file or an SVG (checkReplaceable) anywhere but where
+    /// a run, a checkpoint, an export or a dataset keeps its own files. Refused, as a usage error
+    /// (exit 2) naming --out: a run folder itself, a name a run uses for itself (config.json,
+    /// metrics.jsonl, checkpoints, .lock) in a folder that holds a run, anything inside a run's
+    /// checkpoints/ or a checkpoint, and anything inside an export or a dataset folder (whose next
+    /// --overwrite would then refuse the stray file). `RUN/loss.svg`, the command train prints, is
+    /// fine: a run reads only its own names. Paths are compared after resolving links and `..`.
     /// Returns the canonical path to write.
     public static func checkOutput(_ out: URL, runs: [URL]) throws -> URL {
-        let target = ExportFolder.canonical(out)
-        for run in runs {
-            let folder = ExportFolder.canonical(run)
-            if ExportFolder.within(target, folder) {
-                throw BatonError.invalidFlag(flag: "--out", message: "--out \(out.path) lies inside the run folder \(run.path) that the plot reads; choose a path outside it")
-            }
-        }
+        let target = URL(fileURLWithPath: ExportFolder.canonical(out))
         let fileManager = FileManager.default
-        var above = URL(fileURLWithPath: target).deletingLastPathComponent()
-        while true {
-            for name in ["config.json", "metrics.jsonl", "checkpoints"] where fileManager.fileExists(atPath: above.appendingPathComponent(name).path) {
-                throw BatonError.invalidFlag(flag: "--out", message: "--out \(out.path) lies inside \(above.path), which holds a run or an export (\(name)); choose a path outside it")
+        func refuse(_ why: String) -> BatonError {
+            .invalidFlag(flag: "--out", message: "--out \(out.path) \(why); choose another path (RUN/loss.svg, or a folder of plots)")
+        }
+        func holdsRun(_ folder: URL) -> Bool {
+            ["config.json", "metrics.jsonl", "checkpoints"].contains { fileManager.fileExists(atPath: folder.appendingPathComponent($0).path) }
+        }
+        for run in runs where ExportFolder.canonical(run) == target.path { throw refuse("is the run folder \(run.path) the plot reads") }
+        if holdsRun(target) { throw refuse("is a run folder") }
+        let parent = target.deletingLastPathComponent()
+        if runEntries.contains(target.lastPathComponent) && (holdsRun(parent) || runs.contains { ExportFolder.canonical($0) == parent.path }) {
+            throw refuse("is the run's own \(target.lastPathComponent)")
+        }
+        for marker in [".baton-export", ".baton-dataset", "dataset.json"] where fileManager.fileExists(atPath: parent.appendingPathComponent(marker).path) {
+            throw refuse("lies inside \(parent.path), an export or a dataset (\(marker))")
+        }
+        var above = parent
+        while above.path != "/" {
+            if fileManager.fileExists(atPath: above.appendingPathComponent("state.json").path) && holdsRun(above.deletingLastPathComponent().deletingLastPathComponent()) {
+                throw refuse("lies inside the checkpoint \(above.path)")
             }
-            if above.path == "/" { break }
+            if above.lastPathComponent == "checkpoints" && holdsRun(above.deletingLastPathComponent()) {
+                throw refuse("lies inside the run's checkpoints folder \(above.path)")
+            }
             above.deleteLastPathComponent()
         }
-        return URL(fileURLWithPath: target)
+        return target
     }
 
     /// An existing `--out` is replaced only when it is an SVG: a regular file that starts (after
