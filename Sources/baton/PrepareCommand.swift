@@ -27,8 +27,8 @@ func prepareCommand(_ arguments: [String]) throws {
     let overwrite = parsed.flag("--overwrite")
     let name = parsed.string("--name") ?? "corpus"
     // The prefix names files inside --out: a path would write outside the folder that is swapped in.
-    guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix(".") else {
-        throw UsageError("baton prepare: --name must be a plain file-name prefix (no '/', not empty, not starting with '.'), got '\(name)'")
+    guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix("."), name.utf8.count <= 200 else {
+        throw UsageError("baton prepare: --name must be a plain file-name prefix (no '/', not empty, not starting with '.', at most 200 bytes), got '\(name.prefix(40))\(name.count > 40 ? "..." : "")'")
     }
     if tokenizer == "bytes" {
         for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {

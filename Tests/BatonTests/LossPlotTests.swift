@@ -97,6 +97,18 @@ final class LossPlotTests: XCTestCase {
         }
         XCTAssert(try contents(run) == before, "the run is untouched")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: other.path), ["checkpoints"])
+        // At any depth inside a dataset or an export, or inside a checkpoint copied out of its run.
+        let prepared = folder.appendingPathComponent("prepared")
+        let text = folder.appendingPathComponent("text.txt")
+        try Data(String(repeating: "Of Man's first disobedience. ", count: 40).utf8).write(to: text)
+        XCTAssertEqual(try runBaton(["prepare", text.path, "--out", prepared.path, "--tokenizer", "gpt2", "--threads", "1"]).status, 0)
+        let copied = folder.appendingPathComponent("copied-checkpoint")
+        try FileManager.default.copyItem(at: checkpoint, to: copied)
+        for out in [prepared.path + "/tokenizer/x.svg", prepared.path + "/x.svg", copied.path + "/x.svg"] {
+            let result = try runBaton(["plot", run.path, "--out", out])
+            XCTAssertEqual(result.status, 2, "--out \(out): \(result.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
         // Beside the run's own files, the command train prints: a new SVG, then replaced.
         for _ in 0..<2 {
             let beside = try runBaton(["plot", run.path, "--out", run.path + "/loss.svg"])

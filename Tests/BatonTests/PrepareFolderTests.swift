@@ -133,10 +133,34 @@ extension PrepareFolderTests {
         XCTAssertEqual(snapshot(mine), before)
     }
 
+    /// A leftover-looking folder beside --out that holds other files, a temporary-looking file
+    /// inside --out that no prepare recorded, and parent folders a failed prepare created: none is
+    /// deleted, and the parents are not left behind.
+    func testWhatLooksLikeALeftoverIsDeletedOnlyWhenItIsOneOfPreparesOwn() throws {
+        let input = try write("in.txt", String(try book.prefix(20_000)))
+        let out = folder.appendingPathComponent("x")
+        try prepare(input, out, [])
+        let neighbour = folder.appendingPathComponent(".x.tmp-99999")
+        try FileManager.default.createDirectory(at: neighbour, withIntermediateDirectories: true)
+        try Data("important".utf8).write(to: neighbour.appendingPathComponent("work.txt"))
+        try Data("mine".utf8).write(to: out.appendingPathComponent(".mydata.bin.tmp-5"))
+        let before = try XCTUnwrap(snapshot(out))
+        let refused = try runBaton(["prepare", input.path, "--out", out.path, "--overwrite"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssert(refused.stderr.contains(".mydata.bin.tmp-5"), refused.stderr)
+        XCTAssertEqual(snapshot(out), before)
+        XCTAssertEqual(try String(contentsOf: neighbour.appendingPathComponent("work.txt"), encoding: .utf8), "important")
+        // A failed prepare into a new nested folder leaves no new parents behind.
+        let bad = try write("bad.jsonl", "{\"text\": \"fine\"}\nnot json\n")
+        let nested = folder.appendingPathComponent("newp/a/b")
+        XCTAssertNotEqual(try runBaton(["prepare", bad.path, "--out", nested.path, "--tokenizer", "gpt2"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("newp").path))
+    }
+
     /// --name is a file-name prefix inside --out: a path would write outside the swapped folder.
     func testANameThatIsAPathIsAUsageError() throws {
         let input = try write("in.txt", String(try book.prefix(5_000)))
-        for name in ["../other/corpus", "a/b", "..", ".", "", ".hidden"] {
+        for name in ["../other/corpus", "a/b", "..", ".", "", ".hidden", String(repeating: "a", count: 250)] {
             for flags in [[], gpt2] {
                 let result = try runBaton(["prepare", input.path, "--out", folder.appendingPathComponent("d").path, "--name", name] + flags)
                 XCTAssertEqual(result.status, 2, "--name '\(name)': \(result.stderr)")

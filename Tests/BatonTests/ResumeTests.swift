@@ -165,6 +165,9 @@ final class ResumeTests: XCTestCase {
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
             XCTAssert(result.stderr.contains("--out") && result.stderr.contains("inside --data"), result.stderr)
         }
+        // With --resume too: refused before the run's lock file is made in the data.
+        let resumed = try runBaton(["train", "--out", data, "--resume", "auto", "--steps", "2"] + common)
+        XCTAssertEqual(resumed.status, 2, resumed.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: data).sorted(), before, "nothing written into the data")
         try baton(["train", "--out", run("r"), "--steps", "2", "--stop-at", "1"] + common)
         let moved = try runBaton(["train", "--out", run("r"), "--resume", "auto", "--allow-data-change", "--data", folder.path] + common.dropFirst(2))

@@ -34,6 +34,11 @@ public final class DatasetFolder {
         target = out
         let parent = out.deletingLastPathComponent()
         temporary = parent.appendingPathComponent(".\(out.lastPathComponent).tmp-\(getpid())")
+        var missing = parent
+        while !FileManager.default.fileExists(atPath: missing.path) && missing.path != "/" {
+            createdParents.append(missing)
+            missing.deleteLastPathComponent()
+        }
         do { try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
             throw BatonError("--out \(out.path): cannot create its parent folder (\(error.localizedDescription))")
         }
@@ -48,8 +53,17 @@ public final class DatasetFolder {
     public func url(_ name: String) -> URL { temporary.appendingPathComponent(name) }
     public func finalURL(_ url: URL) -> URL { target.appendingPathComponent(url.lastPathComponent) }
 
-    /// A prepare that fails removes its temporary folder; `--out` is as it was.
-    public func abandon() { try? FileManager.default.removeItem(at: temporary) }
+    /// The folders above `--out` this prepare created (deepest first), removed again on failure.
+    private var createdParents: [URL] = []
+
+    /// A prepare that fails removes its temporary folder, and the parent folders it created when
+    /// they are still empty; `--out` is as it was.
+    public func abandon() {
+        try? FileManager.default.removeItem(at: temporary)
+        for folder in createdParents where ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? ["?"]).isEmpty {
+            try? FileManager.default.removeItem(at: folder)
+        }
+    }
 
     /// The list of what prepare wrote, left in the folder it wrote.
     public static let markerFile = ".baton-dataset"
@@ -95,7 +109,8 @@ public final class DatasetFolder {
 
     /// What a killed prepare left beside `out`: `.OUT.old-PID` (the old dataset, moved aside) is
     /// put back when `out` is missing, else deleted; `.OUT.tmp-PID` (a dataset never swapped in,
-    /// or an old one swapped out) is deleted. Those of a prepare still running are refused.
+    /// or an old one swapped out) is deleted. Those of a baton still running are refused; a
+    /// folder of that name holding anything prepare does not write is not ours and is left alone.
     static func recover(_ out: URL) throws {
         let parent = out.deletingLastPathComponent()
         let names = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
@@ -103,10 +118,11 @@ public final class DatasetFolder {
             let prefix = ".\(out.lastPathComponent).\(kind)-"
             for name in names.sorted() where name.hasPrefix(prefix) {
                 guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0 else { continue }
-                if pid != getpid() && (kill(pid, 0) == 0 || errno == EPERM) {
+                let url = parent.appendingPathComponent(name)
+                guard holdsOnlyDatasetFiles(url) else { continue }
+                if pid != getpid() && ExportFolder.isLiveBaton(pid) {
                     throw BatonError("--out \(out.path): \(parent.appendingPathComponent(name).path) belongs to a baton prepare still running (pid \(pid)); wait for it, or stop it and run again")
                 }
-                let url = parent.appendingPathComponent(name)
                 if kind == "old" && !FileManager.default.fileExists(atPath: out.path) {
                     guard rename(url.path, out.path) == 0 else {
                         throw BatonError("--out \(out.path): cannot put back the dataset a killed prepare moved aside to \(url.path) (\(String(cString: strerror(errno))))")
@@ -131,7 +147,7 @@ public final class DatasetFolder {
         }
         guard !names.isEmpty else { return }
         let written = writtenByPrepare(out)
-        for name in names where !(written.contains(name) && isDatasetEntry(name, in: out)) && !isTemporaryFile(name) {
+        for name in names where !(written.contains(name) && isDatasetEntry(name, in: out)) {
             throw BatonError("--out \(out.path): holds \(name), which baton prepare did not write there; choose another --out (nothing there is deleted)")
         }
         guard overwrite else {
@@ -153,6 +169,17 @@ public final class DatasetFolder {
         return []
     }
 
+    /// A leftover folder holds only names prepare writes (a killed write's temporary files too).
+    private static func holdsOnlyDatasetFiles(_ folder: URL) -> Bool {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? ["?"]
+        return names.allSatisfy { isDatasetEntry($0, in: folder) || isRegularFile(folder.appendingPathComponent($0)) && isTemporaryFile($0) }
+    }
+
+    private static func isRegularFile(_ url: URL) -> Bool {
+        var info = stat()
+        return lstat(url.path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+    }
+
     private static func isDatasetEntry(_ name: String, in folder: URL) -> Bool {
         if name == markerFile { return true }
         let url = folder.appendingPathComponent(name)
@@ -160,7 +187,7 @@ public final class DatasetFolder {
         _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder)
         if name == "tokenizer" && isFolder.boolValue {
             let inside = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
-            return inside.allSatisfy { ["vocab.json", "merges.txt"].contains($0) || isTemporaryFile($0) }
+            return inside.allSatisfy { (["vocab.json", "merges.txt"].contains($0) || isTemporaryFile($0)) && isRegularFile(url.appendingPathComponent($0)) }
         }
         guard !isFolder.boolValue else { return false }
         return name.hasSuffix(".bin") || name == CorpusPreparation.datasetFile || isTemporaryFile(name)

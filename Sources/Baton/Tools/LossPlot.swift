@@ -40,8 +40,8 @@ public enum LossPlot {
     /// a run, a checkpoint, an export or a dataset keeps its own files. Refused, as a usage error
     /// (exit 2) naming --out: a run folder itself, a name a run uses for itself (config.json,
     /// metrics.jsonl, checkpoints, .lock) in a folder that holds a run, anything inside a run's
-    /// checkpoints/ or a checkpoint, and anything inside an export or a dataset folder (whose next
-    /// --overwrite would then refuse the stray file). `RUN/loss.svg`, the command train prints, is
+    /// checkpoints/ or a checkpoint (state.json beside model.safetensors), and anything at any
+    /// depth inside an export or a dataset folder (whose next --overwrite would then refuse it). `RUN/loss.svg`, the command train prints, is
     /// fine: a run reads only its own names. Paths are compared after resolving links and `..`.
     /// Returns the canonical path to write.
     public static func checkOutput(_ out: URL, runs: [URL]) throws -> URL {
@@ -59,12 +59,16 @@ public enum LossPlot {
         if runEntries.contains(target.lastPathComponent) && (holdsRun(parent) || runs.contains { ExportFolder.canonical($0) == parent.path }) {
             throw refuse("is the run's own \(target.lastPathComponent)")
         }
-        for marker in [".baton-export", ".baton-dataset", "dataset.json"] where fileManager.fileExists(atPath: parent.appendingPathComponent(marker).path) {
-            throw refuse("lies inside \(parent.path), an export or a dataset (\(marker))")
-        }
+        func has(_ folder: URL, _ name: String) -> Bool { fileManager.fileExists(atPath: folder.appendingPathComponent(name).path) }
         var above = parent
         while above.path != "/" {
-            if fileManager.fileExists(atPath: above.appendingPathComponent("state.json").path) && holdsRun(above.deletingLastPathComponent().deletingLastPathComponent()) {
+            for marker in [".baton-export", ".baton-dataset"] where has(above, marker) {
+                throw refuse("lies inside \(above.path), an export or a dataset (\(marker))")
+            }
+            if has(above, "dataset.json") && ((try? fileManager.contentsOfDirectory(atPath: above.path)) ?? []).contains(where: { $0.hasSuffix(".bin") }) {
+                throw refuse("lies inside the dataset \(above.path)")
+            }
+            if has(above, "state.json") && has(above, "model.safetensors") {
                 throw refuse("lies inside the checkpoint \(above.path)")
             }
             if above.lastPathComponent == "checkpoints" && holdsRun(above.deletingLastPathComponent()) {

@@ -96,10 +96,12 @@ public enum RunOpener {
             throw BatonError("--resume needs --out RUN, the run folder to continue")
         }
         let runFolder = try RunFolder.locate(requested: request.out)
-        if request.resume == nil {  // before the lock is taken: nothing is written into the data
-            try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: request.overrides.dataFolder ?? TrainingConfig().dataFolder))
-        }
+        // Before the lock is taken, so nothing is written into the data: the data named on the
+        // command line, else the run's own (its config.json), else the default.
+        let data = request.overrides.dataFolder ?? (request.resume != nil ? runFolder.readConfig()?.dataFolder : nil) ?? TrainingConfig().dataFolder
+        try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: data))
         let existed = FileManager.default.fileExists(atPath: runFolder.url.path)
+        let lockExisted = FileManager.default.fileExists(atPath: runFolder.url.appendingPathComponent(".lock").path)
         // Everything below may change the folder: take it for this process alone first.
         let lock = try RunLock(runFolder: runFolder.url)
         do {
@@ -107,8 +109,9 @@ public enum RunOpener {
             trainer.lock = lock
             return trainer
         } catch {
-            // Leave no empty folder behind when a fresh start fails its checks.
+            // Leave no empty folder, and no lock file of ours, behind when a start fails its checks.
             if !existed { try? FileManager.default.removeItem(at: lock.url); try? FileManager.default.removeItem(at: runFolder.url) }
+            else if !lockExisted { try? FileManager.default.removeItem(at: lock.url) }
             throw error
         }
     }
