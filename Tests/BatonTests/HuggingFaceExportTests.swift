@@ -119,6 +119,10 @@ extension HuggingFaceExportTests {
                 }
             }
         }
+        // Refused by the overlap check itself, not only by a later one that happens to stop it too.
+        for target in [run.deletingLastPathComponent().path, folder.path] {
+            try assertOneLineError(["export", run.path, "--hf", target, "--overwrite"], mentions: ["holds the", "that the export reads"])
+        }
         var after = try snapshot(folder)
         after.removeValue(forKey: "link-to-runs")
         XCTAssertEqual(after.keys.sorted(), before.keys.sorted(), "no file appeared or went away")
