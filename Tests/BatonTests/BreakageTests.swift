@@ -141,4 +141,37 @@ final class BreakageTests: XCTestCase {
         XCTAssert(resumed.stderr.contains("step-00000010") && resumed.stderr.contains("optimizer.safetensors")
                   && resumed.stderr.contains("checksum"), resumed.stderr)
     }
+
+    /// --beta1, --beta2 and --grad-clip each change the weights after 3 steps (Adam's first update
+    /// is the gradient's sign whatever they are, so one step would not show it); a clip above
+    /// every gradient norm changes nothing, so the difference is the clipping's.
+    func testBetasAndGradientClipChangeTheWeights() throws {
+        let schedule = ["--steps", "3", "--batch", "4", "--lr", "3e-3", "--warmup", "0", "--save-every", "0"]
+        func modelBytes(_ name: String, _ flags: [String]) throws -> Data {
+            try baton(["train", "--out", run(name).path] + flags + schedule + tiny)
+            return try Data(contentsOf: CheckpointStore(runFolder: run(name)).url(step: 3).appendingPathComponent(CheckpointStore.modelFile))
+        }
+        let base = try modelBytes("base", [])
+        XCTAssertNotEqual(try modelBytes("beta1", ["--beta1", "0.5"]), base, "--beta1 0.5 left the weights as 0.9 did")
+        XCTAssertNotEqual(try modelBytes("beta2", ["--beta2", "0.9"]), base, "--beta2 0.9 left the weights as 0.99 did")
+        XCTAssertGreaterThan(try metrics(run("base")).map(\.grad_norm).max()!, 1, "the default clip at 1 must cut these gradients")
+        let unclipped = try modelBytes("clip-0", ["--grad-clip", "0"])
+        XCTAssertNotEqual(unclipped, base, "--grad-clip 0 left the weights as clipping at 1 did")
+        XCTAssertEqual(try modelBytes("clip-100", ["--grad-clip", "100"]), unclipped, "a clip above every norm changes nothing")
+    }
+
+    /// --keep-every keeps its multiples past --keep-last; --allow-batch-change lets a resume take
+    /// another --global-batch, which is refused without it.
+    func testKeepEveryAndAllowBatchChange() throws {
+        let flags = ["--batch", "4", "--save-every", "2", "--keep-last", "1", "--keep-every", "4"] + tiny
+        try baton(["train", "--out", run("r").path, "--steps", "10"] + flags)
+        XCTAssertEqual(CheckpointStore(runFolder: run("r")).steps(), [4, 8, 10])
+        let refused = try runBaton(["train", "--out", run("r").path, "--resume", "auto", "--steps", "12", "--global-batch", "8"] + flags)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssert(refused.stderr.contains("--allow-batch-change"), refused.stderr)
+        try baton(["train", "--out", run("r").path, "--resume", "auto", "--steps", "12", "--global-batch", "8", "--allow-batch-change"] + flags)
+        let state = CheckpointStore(runFolder: run("r")).url(step: 12).appendingPathComponent("state.json")
+        XCTAssertEqual(try CheckpointState.decode(try Data(contentsOf: state), path: state.path).config.globalBatch, 8)
+        XCTAssertEqual(try metrics(run("r")).last?.step, 12)
+    }
 }
