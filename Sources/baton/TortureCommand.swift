@@ -83,6 +83,7 @@ struct Torture {
             let tortured = work.appendingPathComponent("tortured-\(rounds)").path
             let store = CheckpointStore(runFolder: URL(fileURLWithPath: tortured))
             var newestBefore = -1
+            var seenTemporaries: Set<String> = []
             attempts: while done < kills {
                 // Kill within the first ~steps/(2 kills) steps of this attempt's work, so most kills
                 // land before the run is over.
@@ -126,7 +127,11 @@ struct Torture {
                 // Inside a save: a temporary folder not yet renamed, or `latest` not yet moved on.
                 let names = (try? fileManager.contentsOfDirectory(atPath: store.folder.path)) ?? []
                 let newestFolder = store.steps().last.map { CheckpointStore.name(step: $0) }
-                let leftTemporary = names.contains { $0.hasPrefix(".tmp-") }
+                // A .tmp- folder's name holds its writer's pid: one not there after an earlier kill
+                // was left by this attempt (an earlier one's may outlive a kill before the cleanup).
+                let temporaries = Set(names.filter { $0.hasPrefix(".tmp-") })
+                let leftTemporary = !temporaries.subtracting(seenTemporaries).isEmpty
+                seenTemporaries.formUnion(temporaries)
                 if leftTemporary { inSaveWrite += 1 }
                 if leftTemporary || names.contains(where: { $0.hasPrefix(".old-") }) || store.latestName() != newestFolder { inSave += 1 }
                 // Nothing good may be lost: every checkpoint folder verifies, and the newest good
