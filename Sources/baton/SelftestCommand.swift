@@ -16,27 +16,38 @@ func selftestCommand(_ arguments: [String]) throws {
     let device = try DeviceSelection.open(request, threads: 0, log: { _ in })
     say("selftest: \(device.summary) against the cpu backend")
     var test = SelfTest(device: device)
+    // Each row as soon as it is measured (a check that hangs loses none before it); the table
+    // with every row comes at the end.
+    func line(_ row: SelfTest.Row, width: Int) -> String {
+        row.check.padding(toLength: max(width, row.check.count), withPad: " ", startingAt: 0) + "  "
+            + String(format: "%14.3e %10.0e", row.error, row.limit) + "  " + (row.passed ? "pass" : "FAIL")
+    }
+    let live: (SelfTest.Row) -> Void = { row in
+        say("row: " + line(row, width: 60))
+        if let failure = row.failure { say("    \(failure)") }
+    }
+    test.onRow = live
     let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("baton-selftest-\(getpid())")
     defer { try? FileManager.default.removeItem(at: folder) }
     for shape in SelfTest.OpShape.all { say("ops at \(shape.description)") }
     var rows: [SelfTest.Row] = []
-    for shape in SelfTest.OpShape.all { rows += SelfTest.Row.guarded("ops [\(shape.label)]") { try test.opChecks(shape) } }
+    for shape in SelfTest.OpShape.all { rows += SelfTest.Row.guarded("ops [\(shape.label)]", report: live) { try test.opChecks(shape) } }
     // Each lower precision against the CPU's twin of it (the same roundings at the same points), at
     // two shapes: the small one and the one that makes every loop go round more than once.
     for precision in [Precision.tf32, .bf16] {
         for shape in [SelfTest.OpShape.small, .loops] {
-            rows += SelfTest.Row.guarded("ops [\(shape.label), \(precision.rawValue)]") { try test.opChecks(shape, precision: precision) }
+            rows += SelfTest.Row.guarded("ops [\(shape.label), \(precision.rawValue)]", report: live) { try test.opChecks(shape, precision: precision) }
         }
     }
     for precision in Precision.allCases {
-        rows += SelfTest.Row.guarded("training checks [\(precision.rawValue)]") {
+        rows += SelfTest.Row.guarded("training checks [\(precision.rawValue)]", report: live) {
             try test.trainingChecks(folder: folder.appendingPathComponent(precision.rawValue), precision: precision)
         }
     }
     // GPU ranks reduce through NCCL where the NCCL communicator was built beside the backend.
     if device.kind == .cuda {
         if FileManager.default.fileExists(atPath: DeviceCommunicator.candidatePath) {
-            rows += SelfTest.Row.guarded("nccl") { try test.ncclChecks() }
+            rows += SelfTest.Row.guarded("nccl", report: live) { try test.ncclChecks() }
         } else {
             say("nccl: skipped: no \(DeviceCommunicator.candidatePath) (cmake builds it where it finds nccl.h)")
         }
@@ -51,8 +62,7 @@ func selftestCommand(_ arguments: [String]) throws {
     let width = rows.map(\.check.count).max() ?? 10
     say("check".padding(toLength: width, withPad: " ", startingAt: 0) + "   max rel error      limit  result")
     for row in rows {
-        say(row.check.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + String(format: "%14.3e %10.0e", row.error, row.limit)
-            + "  " + (row.passed ? "pass" : "FAIL"))
+        say(line(row, width: width))
         if let failure = row.failure { say("    \(failure)") }
     }
     let failed = rows.filter { !$0.passed }.count

@@ -74,7 +74,7 @@ struct Torture {
         let whole = try timed { try runToEnd(["train", "--out", straight] + common) }
         let perStep = max((whole - startupAlone) / Double(steps), 1e-5)
 
-        var done = 0, inSave = 0, launches = 0, lost = 0, mismatches = 0, rounds = 0
+        var done = 0, inSave = 0, inSaveWrite = 0, launches = 0, lost = 0, mismatches = 0, rounds = 0
         var notes: [String] = []
         // A round: a fresh run folder, killed until the run completes or every kill is spent, then
         // run to the end and compared with the uninterrupted run.
@@ -83,6 +83,7 @@ struct Torture {
             let tortured = work.appendingPathComponent("tortured-\(rounds)").path
             let store = CheckpointStore(runFolder: URL(fileURLWithPath: tortured))
             var newestBefore = -1
+            var seenTemporaries: Set<String> = []
             attempts: while done < kills {
                 // Kill within the first ~steps/(2 kills) steps of this attempt's work, so most kills
                 // land before the run is over.
@@ -126,7 +127,13 @@ struct Torture {
                 // Inside a save: a temporary folder not yet renamed, or `latest` not yet moved on.
                 let names = (try? fileManager.contentsOfDirectory(atPath: store.folder.path)) ?? []
                 let newestFolder = store.steps().last.map { CheckpointStore.name(step: $0) }
-                if names.contains(where: { $0.hasPrefix(".tmp-") || $0.hasPrefix(".old-") }) || store.latestName() != newestFolder { inSave += 1 }
+                // A .tmp- folder's name holds its writer's pid: one not there after an earlier kill
+                // was left by this attempt (an earlier one's may outlive a kill before the cleanup).
+                let temporaries = Set(names.filter { $0.hasPrefix(".tmp-") })
+                let leftTemporary = !temporaries.subtracting(seenTemporaries).isEmpty
+                seenTemporaries.formUnion(temporaries)
+                if leftTemporary { inSaveWrite += 1 }
+                if leftTemporary || names.contains(where: { $0.hasPrefix(".old-") }) || store.latestName() != newestFolder { inSave += 1 }
                 // Nothing good may be lost: every checkpoint folder verifies, and the newest good
                 // step never goes backwards.
                 var newestGood = -1
@@ -159,7 +166,7 @@ struct Torture {
         let lines = ["torture: seed \(seed), \(ranks > 1 ? "\(ranks) ranks under mpirun (a random rank killed each time), " : "")\(steps) steps a run, checkpoint every 2 steps, SIGKILL \(String(format: "%.0f", 500 * startup))-\(String(format: "%.0f", window)) ms after each launch"]
             + notes.map { "  note: \($0)" } + [
             "kills: \(done)",
-            "kills inside a save: \(inSave)",
+            "kills inside a save: \(inSave) (\(inSaveWrite) while writing it: a .tmp- folder left)",
             "resumes: \(launches - rounds)",
             "runs compared with the uninterrupted one: \(rounds)",
             "mismatches: \(mismatches)",

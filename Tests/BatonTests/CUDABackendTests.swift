@@ -100,6 +100,13 @@ final class CUDABackendTests: XCTestCase {
         XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
         XCTAssert(result.stdout.contains(withNCCL ? "selftest: 234 passed, 0 failed" : "selftest: 232 passed, 0 failed"), result.stdout)
         if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
+        // Each row is printed as it is measured ("row: ..."), before the table repeats them all.
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        let live = lines.filter { $0.hasPrefix("row: ") }
+        XCTAssertEqual(live.count, withNCCL ? 234 : 232, "one live line per row")
+        if let table = lines.firstIndex(where: { $0.hasPrefix("check ") }) {
+            XCTAssert(lines[..<table].filter { $0.hasPrefix("row: ") }.count == live.count, "every live row comes before the table")
+        } else { XCTFail("no table: " + result.stdout) }
         // Every precision: the ops at two shapes, training parity, bitwise resume, bf16 -> fp32.
         for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "matmul [small, bf16]", "residual_layernorm_forward [small, tf32]",
                     "linear_forward, gelu, unaligned [loops, bf16]", "matmul_gelu_backward [small, tf32]", "training: 20 losses vs cpu [bf16]",

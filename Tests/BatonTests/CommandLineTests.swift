@@ -77,6 +77,9 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testCudaRequestFailsClearlyAndAutoFallsBackToCPU() throws {
+        // Children do not inherit BATON_CUDA_LIBRARY (runBaton): only a library beside `baton` opens CUDA.
+        let beside = TestPaths.batonExecutable.deletingLastPathComponent().appendingPathComponent(CUDABackendLoader.libraryName).path
+        try XCTSkipIf(FileManager.default.fileExists(atPath: beside), "skipped: a CUDA backend sits beside baton (\(beside)), so --device cuda may open")
         try assertOneLineError(["bench", "--device", "cuda"], mentions: ["--device cuda", "CUDA"])
         let auto = try runBaton(["bench", "--device", "auto", "--steps", "1", "--warmup-steps", "0"] + tinyModel)
         XCTAssertEqual(auto.status, 0, auto.stderr)
@@ -85,7 +88,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     /// `bench --profile` times each op of a step (the device waits after each): every op a step
-    /// runs is a row, with its calls per step, and the rows add up to the "all ops" line.
+    /// runs is a row, with its calls per step, and the rows fit inside the steps' wall time.
     func testBenchProfileTimesEachOp() throws {
         let layers = 3
         let result = try runBaton(["bench", "--device", "cpu", "--layers", "\(layers)", "--heads", "2", "--embd", "32", "--seq-len", "16",
@@ -101,8 +104,14 @@ final class CommandLineTests: XCTestCase {
             XCTAssertEqual(Double(cells[1]), Double(calls), "\(op) calls a step")
         }
         let opRows = rows.filter { $0.count == 4 && $0[3].hasSuffix("%") }
-        let sum = opRows.compactMap { Double($0[2]) }.reduce(0, +), total = try XCTUnwrap(Double(try XCTUnwrap(row("all")).last ?? ""))
-        XCTAssertEqual(sum, total, accuracy: 0.001 * Double(opRows.count) + 1e-9, "the rows add up to the total")
+        let sum = opRows.compactMap { Double($0[2]) }.reduce(0, +)
+        let wall = try XCTUnwrap(Double(try XCTUnwrap(row("wall"), result.stdout).last ?? ""))
+        print("profile: ops \(sum) ms/step, wall \(wall) ms/step")
+        // Against the steps' wall time, timed around them outside the profiler: the ops run one
+        // after another inside it, so they add up to at most it (plus the cells' rounding), and to
+        // at least half of it (the rest is the host's work between ops).
+        XCTAssertLessThanOrEqual(sum, wall + 0.001 * Double(opRows.count), "the ops take more than the steps' wall time")
+        XCTAssertGreaterThanOrEqual(sum, 0.5 * wall, "the ops miss most of the steps' wall time")
     }
 
     func testHelpListsTheFlags() throws {

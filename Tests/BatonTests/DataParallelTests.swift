@@ -3,7 +3,7 @@ import XCTest
 @testable import Baton
 
 /// Data-parallel training under OpenMPI's mpirun (tiny models, 1 thread a rank): the same global
-/// batch gives the same bits at world sizes 1, 2 and 4, and a run stopped at one world size and
+/// batch gives the same bits at world sizes 1, 2, 4 and 8, and a run stopped at one world size and
 /// resumed at another ends with the bytes of an uninterrupted one.
 final class DataParallelTests: XCTestCase {
     static let library = TestPaths.repositoryRoot.appendingPathComponent(".build-mpi/libbaton_mpi.so")
@@ -25,9 +25,9 @@ final class DataParallelTests: XCTestCase {
 
     override func tearDownWithError() throws { if let folder { try? FileManager.default.removeItem(at: folder) } }
 
-    func flags(_ run: String, globalBatch: Int = 8) -> [String] {
+    func flags(_ run: String, globalBatch: Int = 8, batch: Int = 2) -> [String] {
         ["train", "--out", folder.appendingPathComponent(run).path, "--data", data, "--layers", "1", "--heads", "2", "--embd", "16",
-         "--seq-len", "8", "--batch", "2", "--global-batch", "\(globalBatch)", "--steps", "6", "--eval-every", "3", "--eval-batches", "2",
+         "--seq-len", "8", "--batch", "\(batch)", "--global-batch", "\(globalBatch)", "--steps", "6", "--eval-every", "3", "--eval-batches", "2",
          "--device", "cpu", "--threads", "1"]
     }
 
@@ -81,7 +81,7 @@ final class DataParallelTests: XCTestCase {
         XCTAssert(exact.stdout.contains("reduce changed: fast -> exact") && exact.stdout.contains("gradients summed exactly"), exact.stdout)
     }
 
-    func testWorldSizesOneTwoAndFourGiveTheSameBits() throws {
+    func testWorldSizesOneTwoFourAndEightGiveTheSameBits() throws {
         XCTAssertEqual(try launch(ranks: 0, flags("w1")).status, 0)
         for ranks in [2, 4] {
             let result = try launch(ranks: ranks, flags("w\(ranks)"))
@@ -91,6 +91,14 @@ final class DataParallelTests: XCTestCase {
             XCTAssert(try files("w\(ranks)") == files("w1"), "world size \(ranks): the checkpoint differs from one process's")
             XCTAssertEqual(try metrics("w\(ranks)"), try metrics("w1"))
         }
+        // Eight ranks, one micro-batch of 1 each, against one process summing the same 8 in turn
+        // (micro-batches of 1 sum otherwise than of 2, so w1 is not the reference).
+        XCTAssertEqual(try launch(ranks: 0, flags("b1", batch: 1)).status, 0)
+        let eight = try launch(ranks: 8, flags("w8", batch: 1), seconds: 240)
+        XCTAssertEqual(eight.status, 0, eight.stderr)
+        XCTAssert(eight.stdout.contains("ranks: 8, 1 micro-batch"), eight.stdout)
+        XCTAssert(try files("w8") == files("b1"), "world size 8: the checkpoint differs from one process's")
+        XCTAssertEqual(try metrics("w8"), try metrics("b1"))
         // Three ranks (not a power of two): MPI's all-reduce, equal within float rounding.
         XCTAssertEqual(try launch(ranks: 0, flags("g6", globalBatch: 6)).status, 0)
         let three = try launch(ranks: 3, flags("w3", globalBatch: 6))

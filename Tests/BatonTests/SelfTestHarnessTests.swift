@@ -42,6 +42,84 @@ final class SelfTestHarnessTests: XCTestCase {
         assertOnlyFailing("gelu_forward", try rows(of: table))
     }
 
+    func testAnOpThatSkipsItsFirstElementFails() throws {
+        // GELU that leaves output 0 untouched (its NaN poison), then fills the rest right: the
+        // NaN must survive every later element's smaller error.
+        let table = brokenTable { $0.gelu_forward = { ctx, out, inp, n in cpuTable.gelu_forward(ctx, out! + 1, inp! + 1, n - 1) } }
+        assertOnlyFailing("gelu_forward", try rows(of: table))
+    }
+
+    func testAnOpThatSkipsAMiddleElementFails() throws {
+        // GELU that leaves output n/2 untouched: elements before and after it are right.
+        let table = brokenTable {
+            $0.gelu_forward = { ctx, out, inp, n in
+                let half = n / 2
+                cpuTable.gelu_forward(ctx, out, inp, half)
+                cpuTable.gelu_forward(ctx, out! + Int(half) + 1, inp! + Int(half) + 1, n - half - 1)
+            }
+        }
+        assertOnlyFailing("gelu_forward", try rows(of: table))
+    }
+
+    func testAnOpWithOneWrongElementFails() throws {
+        // GELU right everywhere but output n/2, doubled: a plain wrong value, no NaN.
+        let table = brokenTable {
+            $0.gelu_forward = { ctx, out, inp, n in
+                cpuTable.gelu_forward(ctx, out, inp, n)
+                out![Int(n / 2)] = out![Int(n / 2)] * 2 + 1
+            }
+        }
+        assertOnlyFailing("gelu_forward", try rows(of: table))
+    }
+
+    /// The reference [1, -2, 3, 4, -5] with element `index` replaced by `value`.
+    func broken(at index: Int, _ value: Float) -> [Float] {
+        var values: [Float] = [1, -2, 3, 4, -5]
+        values[index] = value
+        return values
+    }
+
+    func testRelativeErrorKeepsANaNOrAWrongValueWhereverItIs() {
+        let reference: [Float] = [1, -2, 3, 4, -5]
+        XCTAssertEqual(SelfTest.relativeError(reference, reference), 0)
+        for index in [0, 2, 4] {  // first, middle, last
+            XCTAssert(SelfTest.relativeError(broken(at: index, .nan), reference).isNaN, "NaN at \(index) lost")
+            let row = SelfTest.Row(check: "x", error: SelfTest.relativeError(broken(at: index, .nan), reference), limit: 1)
+            XCTAssertFalse(row.passed, "a NaN at \(index) passes its row")
+            // 0.5 off where the scale is 5: a relative error of 0.1, wherever it is.
+            XCTAssertEqual(SelfTest.relativeError(broken(at: index, reference[index] + 0.5), reference), 0.1, accuracy: 1e-7, "wrong value at \(index)")
+        }
+    }
+
+    func testAssertCloseKeepsANaNOrAWrongValueWhereverItIs() {
+        let reference: [Float] = [1, -2, 3, 4, -5]
+        XCTAssertEqual(worstError(reference, reference).error, 0)
+        for index in [0, 2, 4] {  // first, middle, last
+            let nan = worstError(broken(at: index, .nan), reference)
+            XCTAssert(nan.error.isNaN, "NaN at \(index) lost")
+            XCTAssertEqual(nan.index, index)
+            XCTAssertFalse(nan.error <= 1, "a NaN at \(index) passes assertClose's check")
+            let wrong = worstError(broken(at: index, reference[index] + 0.5), reference)
+            XCTAssertEqual(wrong.error, 0.5)
+            XCTAssertEqual(wrong.index, index)
+        }
+    }
+
+    /// `baton selftest` prints each row from onRow as it is measured, so a later check that hangs
+    /// loses none: every row reaches onRow, in order, and a group that throws reports its failure.
+    func testEveryRowIsReportedAsItIsMeasured() throws {
+        let device = try Device(kind: .cuda, table: baton_cpu_get_table(), options: baton_context_options(device_index: 0, threads: 2))
+        var test = SelfTest(device: device, reference: Device.cpu(threads: 1))
+        var seen: [String] = []
+        test.onRow = { seen.append($0.check) }
+        let rows = try test.opChecks(.small)
+        XCTAssertEqual(seen, rows.map(\.check))
+        struct Hung: Error {}
+        let failed = SelfTest.Row.guarded("group", report: { seen.append($0.check) }) { throw Hung() }
+        XCTAssertEqual(seen.last, "group")
+        XCTAssertFalse(failed[0].passed)
+    }
+
     func testAnOpOffByARoundingErrorFails() throws {
         // A matmul whose result is 1e-3 too large (relative): above the 1e-4 limit.
         let table = brokenTable {

@@ -7,12 +7,20 @@ import XCTest
 func assertClose(_ actual: [Float], _ expected: [Float], rtol: Float, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(actual.count, expected.count, "\(what): sizes differ", file: file, line: line)
     let scale = max(expected.map { abs($0) }.max() ?? 0, 1e-12)
+    let (worst, worstIndex) = worstError(actual, expected)
+    XCTAssert(worst <= rtol * scale, "\(what): max error \(worst) at \(worstIndex) (actual \(actual[worstIndex]), expected \(expected[worstIndex])) exceeds \(rtol) x \(scale)", file: file, line: line)
+}
+
+/// assertClose's max |actual - expected| over the common length and where it is: NaN at the first
+/// NaN error, which no later element may replace (NaN fails the check).
+func worstError(_ actual: [Float], _ expected: [Float]) -> (error: Float, index: Int) {
     var worst: Float = 0, worstIndex = 0
     for i in 0..<min(actual.count, expected.count) {
         let error = abs(actual[i] - expected[i])
-        if !(error <= worst) { worst = error; worstIndex = i }  // also catches NaN
+        if error.isNaN { return (.nan, i) }
+        if error > worst { worst = error; worstIndex = i }
     }
-    XCTAssert(worst <= rtol * scale, "\(what): max error \(worst) at \(worstIndex) (actual \(actual[worstIndex]), expected \(expected[worstIndex])) exceeds \(rtol) x \(scale)", file: file, line: line)
+    return (worst, worstIndex)
 }
 
 enum TestPaths {
@@ -52,7 +60,7 @@ func runBatonJob(ranks: Int, _ arguments: [String], environment: [String: String
         : ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)"] + environment.keys.sorted().flatMap { ["-x", $0] }
             + [executable.path] + arguments
     process.currentDirectoryURL = TestPaths.repositoryRoot
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !removed.contains($0.key) }
+    process.environment = inheritedEnvironment.merging(environment) { $1 }.filter { !removed.contains($0.key) }
     let tag = UUID().uuidString.prefix(6)
     let out = scratch.appendingPathComponent("out-\(tag)"), err = scratch.appendingPathComponent("err-\(tag)")
     FileManager.default.createFile(atPath: out.path, contents: nil)
@@ -70,13 +78,27 @@ func runBatonJob(ranks: Int, _ arguments: [String], environment: [String: String
     return (result, timedOut)
 }
 
+/// This process's environment for a child `baton`, less BATON_CUDA_LIBRARY: set around the suite
+/// (scripts/gpu-check exports it) it would turn every `--device auto` run into a CUDA one; a test
+/// that means a CUDA backend passes the library it means.
+var inheritedEnvironment: [String: String] { ProcessInfo.processInfo.environment.filter { $0.key != "BATON_CUDA_LIBRARY" } }
+
+/// Why this host looks like it has an NVIDIA GPU (the driver's device node or its /proc entry), or
+/// nil: a test that expects CUDA to fail for want of a GPU skips there, saying this.
+var nvidiaGPUPresent: String? {
+    for path in ["/dev/nvidia0", "/proc/driver/nvidia/gpus"] where FileManager.default.fileExists(atPath: path) {
+        return "this host has an NVIDIA GPU (\(path) exists)"
+    }
+    return nil
+}
+
 /// Runs the built `baton` with arguments, in `folder` (default: the repository root).
 func runBaton(_ arguments: [String], in folder: URL = TestPaths.repositoryRoot, environment extra: [String: String] = [:]) throws -> ProcessResult {
     let process = Process()
     process.executableURL = TestPaths.batonExecutable
     process.arguments = arguments
     process.currentDirectoryURL = folder
-    process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+    process.environment = inheritedEnvironment.merging(extra) { $1 }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

@@ -13,6 +13,9 @@ public final class OpProfiler {
     }
 
     private var rows: [String: Row] = [:]
+    /// The profiled steps' wall time, measured around them by the caller, not summed from the
+    /// rows: the ops run one after another inside it, so their total is at most this.
+    public var wallSeconds: Double?
 
     public init() {}
 
@@ -21,7 +24,10 @@ public final class OpProfiler {
         rows[op, default: Row(op: op, calls: 0, seconds: 0)].seconds += seconds
     }
 
-    public func reset() { rows = [:] }
+    public func reset() {
+        rows = [:]
+        wallSeconds = nil
+    }
 
     /// The rows, most time first.
     public var byTime: [Row] { rows.values.sorted { ($0.seconds, $1.op) > ($1.seconds, $0.op) } }
@@ -36,6 +42,9 @@ public final class OpProfiler {
                                                row.seconds * 1000 / Double(steps), total > 0 ? 100 * row.seconds / total : 0))
         }
         lines.append(name("all ops") + String(repeating: " ", count: 11) + String(format: " %10.3f", total * 1000 / Double(steps)))
+        if let wallSeconds {
+            lines.append(name("wall time of the steps") + String(repeating: " ", count: 11) + String(format: " %10.3f", wallSeconds * 1000 / Double(steps)))
+        }
         return lines
     }
 }

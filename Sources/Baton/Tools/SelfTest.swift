@@ -15,28 +15,39 @@ public struct SelfTest {
 
         /// The rows `body` makes, or one failing row that says what it threw: one broken op must
         /// not hide the state of the others.
-        public static func guarded(_ check: String, _ body: () throws -> [Row]) -> [Row] {
-            do { return try body() } catch { return [Row(check: check, error: .infinity, limit: 0, failure: "\(error)")] }
+        /// The failing row is also handed to `report` (the rows `body` made before it threw were
+        /// reported as each was measured).
+        public static func guarded(_ check: String, report: (Row) -> Void = { _ in }, _ body: () throws -> [Row]) -> [Row] {
+            do { return try body() } catch {
+                let row = Row(check: check, error: .infinity, limit: 0, failure: "\(error)")
+                report(row)
+                return [row]
+            }
         }
     }
 
     let device: Device
     let reference: Device
     var generator = RandomGenerator(seed: 2024)
+    /// Called with each row as soon as it is measured, before the checks after it run: `baton
+    /// selftest` prints it then, so a check that hangs loses none of the rows before it.
+    public var onRow: (Row) -> Void = { _ in }
 
     public init(device: Device, reference: Device = Device.cpu()) {
         self.device = device
         self.reference = reference
     }
 
-    /// max |a - b| / max |b|: the error relative to the reference tensor's scale.
+    /// max |a - b| / max |b|: the error relative to the reference tensor's scale. NaN when any
+    /// element's error is NaN (wherever it is: a later element must not replace it), so the row fails.
     static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
         guard a.count == b.count else { return .infinity }
         let scale = max(Double(b.map { abs($0) }.max() ?? 0), 1e-30)
         var worst = 0.0
         for (x, y) in zip(a, b) {
             let e = abs(Double(x) - Double(y))
-            if !(e <= worst) { worst = e }  // NaN propagates
+            if e.isNaN { return .nan }
+            worst = max(worst, e)
         }
         return worst / scale
     }
@@ -79,9 +90,22 @@ public struct SelfTest {
         }
         let expected = try run(on: reference, poison: false)
         let actual: [[Float]]
-        do { actual = try run(on: device, poison: true) } catch { return Row(check: name, error: .infinity, limit: limit, failure: "\(error)") }
-        let error = zip(actual, expected).map { SelfTest.relativeError($0, $1) }.max() ?? .infinity
-        return Row(check: name, error: error, limit: limit)
+        do { actual = try run(on: device, poison: true) } catch { return reported(Row(check: name, error: .infinity, limit: limit, failure: "\(error)")) }
+        let error = zip(actual, expected).map { SelfTest.relativeError($0, $1) }
+        return reported(Row(check: name, error: SelfTest.worst(error), limit: limit))
+    }
+
+    /// The largest of `errors`; NaN if any is (Array.max() would drop a NaN that is not first),
+    /// infinite if there are none.
+    static func worst(_ errors: [Double]) -> Double {
+        if errors.isEmpty { return .infinity }
+        return errors.contains { $0.isNaN } ? .nan : errors.max()!
+    }
+
+    /// `row`, handed to onRow first.
+    func reported(_ row: Row) -> Row {
+        onRow(row)
+        return row
     }
 
     /// The NCCL communicator on this GPU in a job of one rank: ncclSend/ncclRecv to itself and
@@ -98,8 +122,8 @@ public struct SelfTest {
         let exchanged = SelfTest.relativeError(try device.download(receive), values)
         try nccl.allreduceSum(send)
         let reduced = SelfTest.relativeError(try device.download(send), values)
-        return [Row(check: "nccl \(nccl.version): send/recv to itself", error: exchanged, limit: 0),
-                Row(check: "nccl \(nccl.version): all-reduce at world size 1", error: reduced, limit: 0)]
+        return [reported(Row(check: "nccl \(nccl.version): send/recv to itself", error: exchanged, limit: 0)),
+                reported(Row(check: "nccl \(nccl.version): all-reduce at world size 1", error: reduced, limit: 0))]
     }
 
     /// Bytes of activations (everything Activations allocates) for GPT-2 124M at batch 32, T 1024,
@@ -163,9 +187,12 @@ public struct SelfTest {
             try? reference.setPrecision(.fp32)
         }
         let label = precision == .fp32 ? shape.label : "\(shape.label), \(precision.rawValue)"
-        return try opChecks(B: shape.B, T: shape.T, C: shape.C, NH: shape.NH, V: shape.V, vector: shape.vector).map {
-            Row(check: "\($0.check) [\(label)]", error: $0.error, limit: $0.limit, failure: $0.failure)
-        }
+        func labelled(_ row: Row) -> Row { Row(check: "\(row.check) [\(label)]", error: row.error, limit: row.limit, failure: row.failure) }
+        // Rows reach onRow with their label too.
+        let report = onRow
+        onRow = { report(labelled($0)) }
+        defer { onRow = report }
+        return try opChecks(B: shape.B, T: shape.T, C: shape.C, NH: shape.NH, V: shape.V, vector: shape.vector).map(labelled)
     }
 
     mutating func opChecks(B: Int, T: Int, C: Int, NH: Int, V: Int, vector: Int) throws -> [Row] {
@@ -404,10 +431,13 @@ public struct SelfTest {
 
     func losses(_ trainer: Trainer, steps: Int) throws -> [Float] { try (0..<steps).map { _ in try trainer.trainStep().loss } }
 
-    /// Limits of the training checks against the CPU per precision: fp32 as ever; in tf32 and
-    /// bf16 the per-op differences of matmulLimit compound over 20 steps (measured on the
-    /// emulator far below these; a GPU's first run says how far below).
-    static let trainingLimits: [Precision: (losses: Double, weights: Double)] = [.fp32: (1e-4, 1e-3), .tf32: (2e-2, 5e-2), .bf16: (2e-2, 5e-2)]
+    /// Limits of the training checks against the CPU per precision: fp32 as ever; tf32 and bf16
+    /// 10-20x what the emulator measured (docs/precision.md, 2026-12-06): losses 3.2e-6 (tf32)
+    /// and 4.2e-5 (bf16), final weights 1.1e-3 and 8.4e-4. A GPU sums otherwise than the
+    /// emulator (which sums as the CPU does): its first run says whether these hold.
+    static let trainingLimits: [Precision: (losses: Double, weights: Double)] = [.fp32: (1e-4, 1e-3), .tf32: (5e-5, 1.5e-2), .bf16: (6e-4, 1.5e-2)]
+    /// A bf16 checkpoint continued in fp32, its losses against bf16's: 5.0e-5 measured, 14x.
+    static let bf16ToFP32Limit = 7e-4
 
     /// Training in `precision` (its rows say which, past fp32): parity with the CPU twin, bitwise
     /// resume on the device, resume across backends; in bf16 also a bf16 checkpoint continued in fp32.
@@ -428,14 +458,14 @@ public struct SelfTest {
         let allocatedBeforeStep2 = device.allocationCount, bytesBeforeStep2 = device.allocatedBytes
         let deviceLosses = [firstLoss] + (try losses(onDevice, steps: 19)), cpuLosses = try losses(onCPU, steps: 20)
         _ = try onDevice.validationLoss()
-        rows.append(Row(check: "training: allocations in steps 2-20 + eval\(tag)", error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0))
-        rows.append(Row(check: "training: bytes allocated in steps 2-20 + eval\(tag)", error: Double(device.allocatedBytes - bytesBeforeStep2), limit: 0))
-        let lossError = zip(deviceLosses, cpuLosses).map { SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity
-        rows.append(Row(check: "training: 20 losses vs cpu\(tag)", error: lossError, limit: limits.losses))
+        rows.append(reported(Row(check: "training: allocations in steps 2-20 + eval\(tag)", error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0)))
+        rows.append(reported(Row(check: "training: bytes allocated in steps 2-20 + eval\(tag)", error: Double(device.allocatedBytes - bytesBeforeStep2), limit: 0)))
+        let lossError = SelfTest.worst(zip(deviceLosses, cpuLosses).map { SelfTest.relativeError([$0], [$1]) })
+        rows.append(reported(Row(check: "training: 20 losses vs cpu\(tag)", error: lossError, limit: limits.losses)))
         let finalWeights = try SelfTest.withoutKeyBiases(try device.download(onDevice.model.parameters), model: onDevice.model)
         let cpuWeights = try SelfTest.withoutKeyBiases(try reference.download(onCPU.model.parameters), model: onCPU.model)
-        rows.append(Row(check: "training: final weights vs cpu\(tag)", error: SelfTest.relativeError(finalWeights, cpuWeights),
-                        limit: limits.weights))
+        rows.append(reported(Row(check: "training: final weights vs cpu\(tag)", error: SelfTest.relativeError(finalWeights, cpuWeights),
+                        limit: limits.weights)))
         // Bitwise resume on the device: 20 straight against 10 + save + resume + 10.
         try onDevice.saveCheckpoint()
         let half = try trainer(config, on: device, run: folder.appendingPathComponent("device-half"))
@@ -449,24 +479,24 @@ public struct SelfTest {
         for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
             if try Data(contentsOf: straightEnd.appendingPathComponent(name)) != Data(contentsOf: end.appendingPathComponent(name)) { differing += 1 }
         }
-        rows.append(Row(check: "resume on \(device.kind.rawValue): files differing\(tag)", error: Double(differing), limit: 0))
+        rows.append(reported(Row(check: "resume on \(device.kind.rawValue): files differing\(tag)", error: Double(differing), limit: 0)))
         // Across backends: a device checkpoint continued on the CPU, and a CPU one on the device.
         let cpuHalf = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu-half"))
         _ = try losses(cpuHalf, steps: 10)
         let cpuMiddle = try cpuHalf.saveCheckpoint()
         let deviceToCPU = try losses(try trainer(config, on: reference, run: folder.appendingPathComponent("device-to-cpu"), from: middle), steps: 10)
         let cpuToDevice = try losses(try trainer(config, on: device, run: folder.appendingPathComponent("cpu-to-device"), from: cpuMiddle), steps: 10)
-        rows.append(Row(check: "resume \(device.kind.rawValue) -> cpu: losses\(tag)", error: zip(deviceToCPU, deviceLosses.suffix(10)).map {
-            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: limits.losses))
-        rows.append(Row(check: "resume cpu -> \(device.kind.rawValue): losses\(tag)", error: zip(cpuToDevice, cpuLosses.suffix(10)).map {
-            SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: limits.losses))
+        rows.append(reported(Row(check: "resume \(device.kind.rawValue) -> cpu: losses\(tag)", error: SelfTest.worst(zip(deviceToCPU, deviceLosses.suffix(10)).map {
+            SelfTest.relativeError([$0], [$1]) }), limit: limits.losses)))
+        rows.append(reported(Row(check: "resume cpu -> \(device.kind.rawValue): losses\(tag)", error: SelfTest.worst(zip(cpuToDevice, cpuLosses.suffix(10)).map {
+            SelfTest.relativeError([$0], [$1]) }), limit: limits.losses)))
         if precision == .bf16 {
             // The checkpoint is float32 whatever the precision: a bf16 run goes on in fp32.
             var fp32 = config
             fp32.precision = nil
             let continued = try losses(try trainer(fp32, on: device, run: folder.appendingPathComponent("bf16-to-fp32"), from: middle), steps: 10)
-            rows.append(Row(check: "resume bf16 -> fp32 on \(device.kind.rawValue): losses vs bf16", error: zip(continued, deviceLosses.suffix(10)).map {
-                SelfTest.relativeError([$0], [$1]) }.max() ?? .infinity, limit: 5e-2))
+            rows.append(reported(Row(check: "resume bf16 -> fp32 on \(device.kind.rawValue): losses vs bf16", error: SelfTest.worst(zip(continued, deviceLosses.suffix(10)).map {
+                SelfTest.relativeError([$0], [$1]) }), limit: SelfTest.bf16ToFP32Limit)))
         }
         return rows
     }
