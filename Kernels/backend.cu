@@ -59,6 +59,17 @@ void record_cublas_error(baton_context *ctx, cublasStatus_t status, const char *
 
 static void backend_destroy_context(baton_context *ctx);
 
+// Makes the context's GPU the calling thread's current device: CUDA keeps one current device per
+// host thread, and every launch, allocation, copy, event and cuBLAS call goes to it, so two
+// contexts of one process (two Devices, or a Device and the NCCL communicator, which sets its own)
+// would otherwise run each other's work on the wrong GPU. Called at every entry that touches the
+// GPU; when the device is already current it is one cudaGetDevice (a thread-local read).
+static bool select_device(baton_context *ctx) {
+    int current = -1;
+    if (cudaGetDevice(&current) == cudaSuccess && current == ctx->device_index) return true;
+    return check(ctx, cudaSetDevice(ctx->device_index), "select device") == BATON_OK;
+}
+
 // Opens the device and everything the ops share: the cuBLAS handle with a fixed workspace and no
 // TF32 (the same GPU gives the same bits), and the reductions' scratch.
 static baton_status open_device(baton_context *ctx, int device_index) {
@@ -68,7 +79,7 @@ static baton_status open_device(baton_context *ctx, int device_index) {
         record(ctx, BATON_ERROR_NO_DEVICE, "init", count == 0 ? "no CUDA device" : "no CUDA device at that index");
         return ctx->error;
     }
-    if (check(ctx, cudaSetDevice(device_index), "init")) return ctx->error;
+    if (!select_device(ctx)) return ctx->error;
     cudaDeviceProp properties;
     if (check(ctx, cudaGetDeviceProperties(&properties, device_index), "init")) return ctx->error;
     ctx->compute_major = properties.major;
@@ -118,6 +129,12 @@ static baton_status backend_create_context(const baton_context_options *options,
 
 static void backend_destroy_context(baton_context *ctx) {
     if (!ctx) return;
+    select_device(ctx);
+    for (StagingSlot &slot : ctx->staging) {
+        if (slot.pending) cudaEventSynchronize(slot.done);
+        if (slot.done) cudaEventDestroy(slot.done);
+        cudaFreeHost(slot.host);
+    }
     if (ctx->cublas) cublasDestroy(ctx->cublas);
     destroy_lt_plans(ctx);
     if (ctx->cublaslt) cublasLtDestroy(ctx->cublaslt);
@@ -143,22 +160,67 @@ static baton_status backend_take_error(baton_context *ctx, const char **message)
     return status;
 }
 
-// Memory functions return the status and also record it, so take_error gives the detail.
+// Memory functions return the status and also record it, so take_error gives the detail. Each
+// selects the context's device first (select_device).
 static baton_status backend_alloc(baton_context *ctx, void **pointer, size_t bytes) {
+    if (!select_device(ctx)) return ctx->error;
     if (check(ctx, cudaMalloc(pointer, bytes > 0 ? bytes : 1), "alloc")) return ctx->error;
     return check(ctx, cudaMemset(*pointer, 0, bytes > 0 ? bytes : 1), "alloc");  // new memory reads as zeros
 }
-static baton_status backend_release(baton_context *ctx, void *pointer) { return check(ctx, cudaFree(pointer), "release"); }
+static baton_status backend_release(baton_context *ctx, void *pointer) {
+    if (!select_device(ctx)) return ctx->error;
+    return check(ctx, cudaFree(pointer), "release");
+}
+// Uploads up to STAGING_MAX_BYTES (a micro-batch's tokens, targets and embedding buckets; small
+// parameters) go through pinned staging: the bytes are copied into the next slot of a ring of
+// pinned host buffers and cudaMemcpyAsync'd from there on the context's stream (the legacy
+// default stream every kernel here runs on, so the copy is ordered before the ops that read it).
+// A copy from pageable memory would wait for every queued kernel first (CUDA stages it through a
+// driver buffer synchronously), draining the launch queue at every micro-batch. The caller may
+// reuse its buffer as soon as this returns (the bytes are in the slot); a slot is written again
+// only after the event recorded behind its last copy has completed, STAGING_SLOTS uploads later,
+// so the host runs at most that far ahead of the copies. Larger uploads (weights, checkpoints)
+// stay plain cudaMemcpy, as does any upload if pinned memory cannot be had.
 static baton_status backend_copy_to_device(baton_context *ctx, void *dst, const void *src, size_t bytes) {
-    return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+    if (!select_device(ctx)) return ctx->error;
+    if (bytes == 0 || bytes > STAGING_MAX_BYTES) return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+    StagingSlot &slot = ctx->staging[ctx->staging_next];
+    ctx->staging_next = (ctx->staging_next + 1) % STAGING_SLOTS;
+    if (slot.pending) {
+        if (check(ctx, cudaEventSynchronize(slot.done), "copy_to_device: staging")) return ctx->error;
+        slot.pending = false;
+    }
+    if (slot.capacity < bytes) {
+        cudaFreeHost(slot.host);
+        slot.host = nullptr;
+        slot.capacity = 0;
+        size_t capacity = (bytes + STAGING_GRAIN - 1) / STAGING_GRAIN * STAGING_GRAIN;
+        if (cudaMallocHost(&slot.host, capacity) != cudaSuccess) {
+            slot.host = nullptr;
+            cudaGetLastError();  // no pinned memory to be had: the plain copy, which works without it
+            return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+        }
+        slot.capacity = capacity;
+    }
+    if (!slot.done && check(ctx, cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming), "copy_to_device: staging")) return ctx->error;
+    memcpy(slot.host, src, bytes);
+    if (check(ctx, cudaMemcpyAsync(dst, slot.host, bytes, cudaMemcpyHostToDevice, 0), "copy_to_device")) return ctx->error;
+    if (check(ctx, cudaEventRecord(slot.done, 0), "copy_to_device: staging")) return ctx->error;
+    slot.pending = true;
+    return BATON_OK;
 }
 static baton_status backend_copy_to_host(baton_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!select_device(ctx)) return ctx->error;
     return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy_to_host");
 }
 static baton_status backend_copy_on_device(baton_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!select_device(ctx)) return ctx->error;
     return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy_on_device");
 }
-static baton_status backend_synchronize(baton_context *ctx) { return check(ctx, cudaDeviceSynchronize(), "synchronize"); }
+static baton_status backend_synchronize(baton_context *ctx) {
+    if (!select_device(ctx)) return ctx->error;
+    return check(ctx, cudaDeviceSynchronize(), "synchronize");
+}
 
 static baton_status backend_set_precision(baton_context *ctx, int precision) {
     if (precision < BATON_PRECISION_FP32 || precision > BATON_PRECISION_BF16) {
@@ -175,6 +237,18 @@ static baton_status backend_set_precision(baton_context *ctx, int precision) {
     return BATON_OK;
 }
 
+// Every op enters through OnContextDevice<op>::call, which selects the context's device first
+// (select_device) and skips the op, the failure recorded, when that fails.
+template <auto Op>
+struct OnContextDevice;
+template <class... Arguments, void (*Op)(baton_context *, Arguments...)>
+struct OnContextDevice<Op> {
+    static void call(baton_context *ctx, Arguments... arguments) {
+        if (select_device(ctx)) Op(ctx, arguments...);
+    }
+};
+#undef BATON_TABLE_ENTRY
+#define BATON_TABLE_ENTRY(name) .name = OnContextDevice<&name>::call,
 static const baton_backend_table table = BATON_BACKEND_TABLE("cuda", 0, backend);
 
 extern "C" __attribute__((visibility("default"))) const baton_backend_table *baton_backend_get_table(void) { return &table; }

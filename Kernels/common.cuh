@@ -13,6 +13,18 @@
 #include <string>
 #include <type_traits>
 
+// A pinned host buffer that uploads are staged in (backend_copy_to_device), and the event
+// recorded behind the last copy out of it.
+struct StagingSlot {
+    void *host = nullptr;  // cudaMallocHost
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;
+    bool pending = false;  // `done` recorded and not yet waited for
+};
+constexpr int STAGING_SLOTS = 8;
+constexpr size_t STAGING_MAX_BYTES = 4u << 20;  // larger uploads are plain cudaMemcpy
+constexpr size_t STAGING_GRAIN = 64u << 10;
+
 // One opened GPU: its cuBLAS handle, the scratch the ops share, and the first failure since the
 // Swift side last asked (see backend.cu). Every op gets it; nothing lives in globals.
 struct baton_context {
@@ -27,6 +39,8 @@ struct baton_context {
     struct LtPlans *lt_plans = nullptr; // cuBLASLt descriptors and algorithms by call shape (linear.cu)
     float *wide = nullptr;              // float32 results before they are stored as bf16 (wide_buffer)
     long long wide_capacity = 0;        // floats
+    StagingSlot staging[STAGING_SLOTS];  // pinned upload buffers, used in turn
+    int staging_next = 0;
     baton_status error = BATON_OK;
     std::string message;                // "op: error string" of the first failure
     std::string taken;                  // storage for the message handed out

@@ -334,7 +334,11 @@ struct Allocation {
     size_t bytes;
     char *mapping;  // guard page, data pages, guard page
     size_t mapping_bytes;
+    int device;     // current when it was allocated
 };
+// The calling thread's current device (cudaSetDevice), 0 until set, as in CUDA.
+thread_local int current_device = 0;
+std::map<uintptr_t, size_t> pinned;  // cudaMallocHost's buffers by start
 std::map<uintptr_t, Allocation> allocations;  // by start
 size_t page_bytes() { return (size_t)sysconf(_SC_PAGE_SIZE); }
 
@@ -346,6 +350,25 @@ bool on_device(const void *pointer, size_t bytes) {
     if (it == allocations.begin()) return false;
     --it;
     return p >= it->first && p + bytes <= it->first + it->second.bytes;
+}
+
+// The device of the allocation holding pointer, or -1 (host memory).
+int device_of(const void *pointer) {
+    std::lock_guard<std::mutex> guard(memory_lock);
+    uintptr_t p = reinterpret_cast<uintptr_t>(pointer);
+    auto it = allocations.upper_bound(p);
+    if (it == allocations.begin()) return -1;
+    --it;
+    return p >= it->first && p < it->first + (it->second.bytes ? it->second.bytes : 1) ? it->second.device : -1;
+}
+
+bool is_pinned(const void *pointer, size_t bytes) {
+    std::lock_guard<std::mutex> guard(memory_lock);
+    uintptr_t p = reinterpret_cast<uintptr_t>(pointer);
+    auto it = pinned.upper_bound(p);
+    if (it == pinned.begin()) return false;
+    --it;
+    return p >= it->first && p + bytes <= it->first + it->second;
 }
 
 const char *running_kernel = nullptr;
@@ -383,6 +406,15 @@ void install_fault_handler() {
     sigaction(SIGSEGV, &action, &previous_segv);
 }
 }  // namespace
+
+bool on_current_device(const char *kernel, const void *pointer) {
+    int device = device_of(pointer);
+    if (device < 0 || device == current_device) return true;
+    char line[256];
+    snprintf(line, sizeof line, "%s: launched on device %d with a pointer into device %d's memory", kernel, current_device, device);
+    fail(cudaErrorIllegalAddress, line);
+    return false;
+}
 
 void run_grid(const char *kernel, dim3 grid, dim3 blocks, size_t shared_bytes, const std::function<void()> &body) {
     trace("launch", kernel);
@@ -430,7 +462,21 @@ cudaError_t cudaGetDeviceCount(int *count) {
     return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) { return device >= 0 && device < emulated_devices() ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaSetDevice(int device) {
+    if (device < 0 || device >= emulated_devices()) return cudaErrorInvalidDevice;
+    current_device = device;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *device) {
+    if (!device) return cudaErrorInvalidValue;
+    *device = current_device;
+    return cudaSuccess;
+}
+
+// Which emulated device an allocation is on (-1: none), for tests that open two contexts through a
+// loaded backend library (whose other symbols are hidden).
+extern "C" __attribute__((visibility("default"))) int baton_emulator_device_of(const void *pointer) { return device_of(pointer); }
 
 // Every launch runs to its end before it returns: the stream is always idle.
 cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
@@ -476,7 +522,7 @@ cudaError_t cudaMalloc(void **pointer, size_t bytes) {
     char *start = base + page + data - used;
     memset(start, 0xff, used);  // as a GPU's fresh memory, not zeros: reading it before writing shows (NaN)
     std::lock_guard<std::mutex> guard(memory_lock);
-    allocations[reinterpret_cast<uintptr_t>(start)] = Allocation{bytes, base, total};
+    allocations[reinterpret_cast<uintptr_t>(start)] = Allocation{bytes, base, total, current_device};
     *pointer = start;
     return cudaSuccess;
 }
@@ -497,6 +543,8 @@ cudaError_t cudaFree(void *pointer) {
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (bytes == 0) return cudaSuccess;
+    // From pageable memory a GPU waits for the stream first: traced, so a test can see where.
+    if (kind == cudaMemcpyHostToDevice) trace("memcpy", "host to device (pageable: waits for the stream)");
     bool dst_device = on_device(dst, bytes), src_device = on_device(src, bytes);
     bool valid = false;
     switch (kind) {
@@ -516,6 +564,77 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemset(void *pointer, int value, size_t bytes) {
     if (bytes && !on_device(pointer, bytes)) return cudaErrorInvalidValue;
     memset(pointer, value, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **pointer, size_t bytes) {
+    if (!pointer) return cudaErrorInvalidValue;
+    void *memory = malloc(bytes > 0 ? bytes : 1);
+    if (!memory) return cudaErrorMemoryAllocation;
+    std::lock_guard<std::mutex> guard(memory_lock);
+    pinned[reinterpret_cast<uintptr_t>(memory)] = bytes > 0 ? bytes : 1;
+    *pointer = memory;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *pointer) {
+    if (!pointer) return cudaSuccess;
+    {
+        std::lock_guard<std::mutex> guard(memory_lock);
+        auto it = pinned.find(reinterpret_cast<uintptr_t>(pointer));
+        if (it == pinned.end()) return cudaErrorInvalidValue;
+        pinned.erase(it);
+    }
+    free(pointer);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+    if (bytes == 0) return cudaSuccess;
+    const void *host = kind == cudaMemcpyHostToDevice ? src : kind == cudaMemcpyDeviceToHost ? dst : nullptr;
+    if (host && !is_pinned(host, bytes)) {
+        fail(cudaErrorInvalidValue, "cudaMemcpyAsync with pageable host memory: a GPU does it synchronously (pin it: cudaMallocHost)");
+        return cudaErrorInvalidValue;
+    }
+    if (kind == cudaMemcpyHostToDevice) trace("memcpy", "host to device (pinned, async)");
+    if (kind == cudaMemcpyDeviceToHost) trace("memcpy", "device to host (pinned, async)");
+    // cudaMemcpy's rules, without its trace.
+    bool dst_device = on_device(dst, bytes), src_device = on_device(src, bytes);
+    bool valid = kind == cudaMemcpyHostToDevice ? dst_device && !on_device(src, 1)
+               : kind == cudaMemcpyDeviceToHost ? src_device && !on_device(dst, 1)
+               : kind == cudaMemcpyDeviceToDevice ? dst_device && src_device
+                                                  : kind == cudaMemcpyDefault || (!on_device(dst, 1) && !on_device(src, 1));
+    if (!valid) return cudaErrorInvalidValue;
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+
+// An event belongs to the device current at its creation; recording it while another is current is
+// an error, as on a GPU. Everything is done when it is recorded here.
+struct baton_emulator_event {
+    int device;
+};
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned) {
+    if (!event) return cudaErrorInvalidValue;
+    *event = new baton_emulator_event{current_device};
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+    if (!event) return cudaErrorInvalidResourceHandle;
+    if (event->device != current_device) {
+        char line[128];
+        snprintf(line, sizeof line, "cudaEventRecord: an event of device %d recorded on device %d's stream", event->device, current_device);
+        fail(cudaErrorInvalidResourceHandle, line);
+        return cudaErrorInvalidResourceHandle;
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) { return event ? cudaSuccess : cudaErrorInvalidResourceHandle; }
+cudaError_t cudaEventQuery(cudaEvent_t event) { return event ? cudaSuccess : cudaErrorInvalidResourceHandle; }
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    delete event;
     return cudaSuccess;
 }
 
@@ -541,6 +660,8 @@ const char *plain_error_string(cudaError_t error) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNotReady: return "device not ready";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
     case cudaErrorSystemDriverMismatch: return "system has unsupported display driver / cuda driver combination";
@@ -561,7 +682,17 @@ const char *cudaGetErrorString(cudaError_t error) {
 
 struct baton_emulator_cublas {
     cublasMath_t math = CUBLAS_DEFAULT_MATH;
+    int device = current_device;  // a handle works on the device current at its creation
 };
+
+namespace {
+// A cuBLAS or cuBLASLt handle used while another device is current: refused, named on stderr.
+bool handle_on_current_device(int device, const char *call) {
+    if (device == current_device) return true;
+    fprintf(stderr, "cuda emulator: %s: a handle created on device %d used while device %d is current\n", call, device, current_device);
+    return false;
+}
+}  // namespace
 
 cublasStatus_t cublasCreate(cublasHandle_t *handle) {
     *handle = new baton_emulator_cublas();
@@ -625,6 +756,7 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
     cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc,
                                        strideC, batchCount);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
+    if (!handle_on_current_device(handle->device, "cublasSgemm")) return CUBLAS_STATUS_EXECUTION_FAILED;
     trace("cublas", "cublasSgemm");
     if (handle->math == CUBLAS_TENSOR_OP_MATH || handle->math == CUBLAS_TF32_TENSOR_OP_MATH) {
         fprintf(stderr, "cuda emulator: TF32 math is not emulated; Baton's fp32 path asks for CUBLAS_DEFAULT_MATH\n");
@@ -692,6 +824,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     cublasStatus_t status = check_gemm(handle, transa, transb, m, n, k, static_cast<const float *>(alpha), A, lda, 0, B, ldb, 0,
                                        static_cast<const float *>(beta), C, ldc, 0, 1, ab_bytes, c_bytes);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
+    if (!handle_on_current_device(handle->device, "cublasGemmEx")) return CUBLAS_STATUS_EXECUTION_FAILED;
     trace("cublas", bf16 ? "cublasGemmEx bf16" : "cublasGemmEx");
     bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
     float alpha_value = *static_cast<const float *>(alpha), beta_value = *static_cast<const float *>(beta);
@@ -714,7 +847,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
 
 // MARK: cuBLASLt
 
-struct baton_emulator_cublaslt {};
+struct baton_emulator_cublaslt {
+    int device = current_device;
+};
 struct baton_emulator_lt_desc {
     cublasComputeType_t compute;
     cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
@@ -846,6 +981,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               void *D, cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
                               size_t workspaceSizeInBytes, cudaStream_t) {
     if (!handle || !algo) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!handle_on_current_device(handle->device, "cublasLtMatmul")) return CUBLAS_STATUS_EXECUTION_FAILED;
     cublasStatus_t status = check_lt(desc, Adesc, Bdesc, Cdesc, Ddesc);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
     if (C != D || Cdesc->ld != Ddesc->ld) {

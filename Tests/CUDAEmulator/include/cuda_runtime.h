@@ -35,7 +35,9 @@ typedef enum cudaError {
     cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
+    cudaErrorInvalidResourceHandle = 400,
     cudaErrorNotReady = 600,
+    cudaErrorIllegalAddress = 700,
     cudaErrorLaunchFailure = 719,
     cudaErrorSystemDriverMismatch = 803,
     cudaErrorCompatNotSupportedOnDevice = 804,
@@ -59,9 +61,13 @@ struct cudaDeviceProp {
 };
 
 typedef struct baton_emulator_stream *cudaStream_t;
+typedef struct baton_emulator_event *cudaEvent_t;
+#define cudaEventDefault 0x00
+#define cudaEventDisableTiming 0x02
 
 cudaError_t cudaGetDeviceCount(int *count);
-cudaError_t cudaSetDevice(int device);
+cudaError_t cudaSetDevice(int device);  // the calling thread's current device, as in CUDA
+cudaError_t cudaGetDevice(int *device);
 cudaError_t cudaStreamQuery(cudaStream_t stream);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *properties, int device);
 cudaError_t cudaRuntimeGetVersion(int *version);
@@ -69,6 +75,18 @@ cudaError_t cudaMalloc(void **pointer, size_t bytes);
 cudaError_t cudaFree(void *pointer);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemset(void *pointer, int value, size_t bytes);
+// Pinned host memory, and copies that return before they are done on a GPU (here they are done at
+// once: the stream never has anything queued). An async copy whose host side is not pinned is
+// refused here (on a GPU it quietly waits for the stream, as cudaMemcpy does).
+cudaError_t cudaMallocHost(void **pointer, size_t bytes);
+cudaError_t cudaFreeHost(void *pointer);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = 0);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags);
+cudaError_t cudaEventCreate(cudaEvent_t *event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventQuery(cudaEvent_t event);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
@@ -76,6 +94,8 @@ const char *cudaGetErrorString(cudaError_t error);
 
 template <class T>
 cudaError_t cudaMalloc(T **pointer, size_t bytes) { return cudaMalloc(reinterpret_cast<void **>(pointer), bytes); }
+template <class T>
+cudaError_t cudaMallocHost(T **pointer, size_t bytes) { return cudaMallocHost(reinterpret_cast<void **>(pointer), bytes); }
 
 // Device-side math the kernels use that C++ lacks.
 inline unsigned __float_as_uint(float x) { unsigned u; std::memcpy(&u, &x, 4); return u; }
@@ -109,6 +129,15 @@ void poison_shared(void *array, size_t bytes);
 // breaks a rule a GPU enforces.
 void run_grid(const char *kernel, dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()> &body);
 
+// Every pointer argument of a launch that points into a device allocation must be the current
+// device's: a kernel launched on one GPU that is handed another GPU's memory faults there (or,
+// with peer access, crosses the bus). Records an illegal address and returns false otherwise.
+bool on_current_device(const char *kernel, const void *pointer);
+template <class T>
+bool argument_on_current_device(const char *, const T &) { return true; }
+template <class T>
+bool argument_on_current_device(const char *kernel, T *pointer) { return on_current_device(kernel, pointer); }
+
 template <class Kernel>
 struct Launch {
     Kernel *kernel;
@@ -118,6 +147,7 @@ struct Launch {
     template <class... Arguments>
     void operator()(Arguments... arguments) const {
         Kernel *k = kernel;
+        if (!(argument_on_current_device(name, arguments) && ...)) return;
         run_grid(name, grid, block, shared_bytes, [=]() { k(arguments...); });
     }
 };

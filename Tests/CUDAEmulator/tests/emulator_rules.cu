@@ -5,7 +5,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "baton_backend.h"
 #include "baton_rounding.h"
+#include <dlfcn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +62,81 @@ __global__ void missing_barrier_kernel(float *out) {
 __global__ void write_one_past_kernel(float *out, int n) { out[n + threadIdx.x] = 1.0f; }
 
 __global__ void read_kernel(float *out, const float *in) { out[threadIdx.x] = in[threadIdx.x]; }
+
+// Two contexts of the backend library built beside this program (libbaton_cuda.so: the real
+// Kernels/*.cu on this emulator), on two emulated GPUs, used in turn as two Devices of one process
+// use them: each one's memory, launches, cuBLAS handles and copies must stay on its own GPU
+// whichever context was opened or used last (the emulator refuses a launch handed another
+// device's memory, and a cuBLAS handle used on another device).
+static void two_devices_of_one_process() {
+    char self[4096] = {};
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    std::string library = std::string(self, n > 0 ? (size_t)n : 0);
+    library = library.substr(0, library.rfind('/') + 1) + "libbaton_cuda.so";
+    setenv("BATON_EMULATOR_GPUS", "2", 1);
+    void *handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+    auto get_table = handle ? (baton_backend_get_table_fn *)dlsym(handle, "baton_backend_get_table") : nullptr;
+    auto device_of = handle ? (int (*)(const void *))dlsym(handle, "baton_emulator_device_of") : nullptr;
+    if (!get_table || !device_of) {
+        expect(false, ("two devices: cannot load " + library).c_str());
+        return;
+    }
+    const baton_backend_table *t = get_table();
+    baton_context *ctx[2] = {};
+    float *x[2] = {}, *y[2] = {};
+    const int n_values = 64;
+    bool opened = true, each_on_its_own = true, errors_clear = true;
+    char message[256];
+    auto clear = [&](baton_context *c) {
+        const char *detail = nullptr;
+        if (t->take_error(c, &detail) == BATON_OK) return true;
+        printf("      %s\n", detail ? detail : "?");
+        return false;
+    };
+    // Opened and allocated in turn: device 0's context opens, allocates; then device 1's.
+    for (int d = 0; d < 2; d++) {
+        baton_context_options options = {};
+        options.device_index = d;
+        opened = opened && t->create_context(&options, &ctx[d], message, sizeof message) == BATON_OK;
+        if (!opened) { printf("      %s\n", message); break; }
+        opened = t->alloc(ctx[d], (void **)&x[d], n_values * 4) == BATON_OK && t->alloc(ctx[d], (void **)&y[d], n_values * n_values * 4) == BATON_OK;
+    }
+    if (!opened) {
+        expect(false, "two devices: two contexts open");
+        return;
+    }
+    // Device 0's context used after device 1's was opened (device 1 current): its allocation, an
+    // op, an upload from a buffer overwritten at once, a cuBLAS matmul and a download.
+    void *late = nullptr;
+    t->alloc(ctx[0], &late, 16);
+    each_on_its_own = device_of(late) == 0;
+    std::vector<float> values(n_values), back(n_values);
+    for (int round = 0; round < 2; round++) {
+        for (int d = 0; d < 2; d++) {
+            t->fill(ctx[d], y[d], 0.5f * (d + 1), (int64_t)n_values * n_values);
+            for (int i = 0; i < n_values; i++) values[i] = (float)(i + 100 * d + 1000 * round);
+            t->copy_to_device(ctx[d], x[d], values.data(), n_values * 4);
+            for (int i = 0; i < n_values; i++) values[i] = -1.0f;  // the caller's buffer reused at once
+            t->matmul(ctx[d], y[d], x[d], x[d], n_values, n_values, 1, 0, 1, 0);  // y = x xᵀ (1 x 64 by 64 x 1 is fine too)
+            errors_clear = clear(ctx[d]) && errors_clear;
+        }
+        for (int d = 0; d < 2; d++) {
+            t->copy_to_host(ctx[d], back.data(), x[d], n_values * 4);
+            for (int i = 0; i < n_values; i++) each_on_its_own = each_on_its_own && back[i] == (float)(i + 100 * d + 1000 * round);
+            errors_clear = clear(ctx[d]) && errors_clear;
+        }
+    }
+    for (int d = 0; d < 2; d++) each_on_its_own = each_on_its_own && device_of(x[d]) == d && device_of(y[d]) == d;
+    expect(errors_clear, "two devices: ops, uploads and cuBLAS of two contexts, used in turn, run without an error");
+    expect(each_on_its_own, "two devices: each context's memory is on its own GPU and holds its own values (pinned uploads)");
+    t->release(ctx[0], late);
+    for (int d = 0; d < 2; d++) {
+        t->release(ctx[d], x[d]);
+        t->release(ctx[d], y[d]);
+        t->destroy_context(ctx[d]);
+    }
+    unsetenv("BATON_EMULATOR_GPUS");
+}
 
 int main() {
     float *device = nullptr, *other = nullptr;
@@ -217,6 +294,29 @@ int main() {
     expect(dies_naming([](float *x, float *y) { cudaFree(y); read_kernel<<<1, 32>>>(x, y); }, device, other,
                        "illegal memory access in read_kernel"),
            "reading freed memory faults and names the kernel");
+
+    // A launch handed another GPU's memory, and an async copy from pageable memory, are refused.
+    setenv("BATON_EMULATOR_GPUS", "2", 1);
+    cudaSetDevice(1);
+    block_sum_kernel<<<1, 32>>>(device, other, 10);
+    expect(last_error_string().find("device 0's memory") != std::string::npos, "a kernel launched on device 1 with device 0's memory is an illegal address");
+    expect(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, device, 8, other, 8, &zero, device + 2048, 8) ==
+               CUBLAS_STATUS_EXECUTION_FAILED,
+           "a cuBLAS handle of device 0 used while device 1 is current is refused");
+    cudaSetDevice(0);
+    unsetenv("BATON_EMULATOR_GPUS");
+    expect(cudaMemcpyAsync(device, host.data(), 16, cudaMemcpyHostToDevice, 0) == cudaErrorInvalidValue,
+           "cudaMemcpyAsync from pageable host memory is refused (a GPU would quietly wait)");
+    cudaGetLastError();
+    float *staged = nullptr;
+    cudaMallocHost(&staged, 16);
+    staged[0] = 42;
+    float copied = 0;
+    expect(cudaMemcpyAsync(device, staged, 16, cudaMemcpyHostToDevice, 0) == cudaSuccess &&
+               cudaMemcpy(&copied, device, 4, cudaMemcpyDeviceToHost) == cudaSuccess && copied == 42,
+           "cudaMemcpyAsync from pinned host memory copies");
+    cudaFreeHost(staged);
+    two_devices_of_one_process();
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
