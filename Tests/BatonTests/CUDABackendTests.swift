@@ -252,6 +252,9 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertEqual(step.filter { $0 == "memcpy device to host" }.count, 2, "the losses once, the gradient norm once")
         let lastBackward = try XCTUnwrap(step.lastIndex(of: "launch encoder_backward_wte_kernel"))
         XCTAssertNil(step[..<lastBackward].firstIndex(of: "memcpy device to host"), "a read before the last backward pass")
+        // A micro-batch's tokens, targets and buckets come from pinned memory: no upload drains the queue.
+        XCTAssertFalse(step.contains { $0.hasPrefix("memcpy host to device (pageable") }, "a pageable upload inside the step")
+        XCTAssert(step.contains("memcpy host to device (pinned, async)"), "the micro-batches' uploads are pinned and async")
     }
 
     /// The emulator refuses what a GPU refuses (launch limits, cuBLAS argument rules) and reports
@@ -269,7 +272,7 @@ final class CUDABackendTests: XCTestCase {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0, text)
-        XCTAssert(text.contains("18 passed, 0 failed"), text)
+        XCTAssert(text.contains("24 passed, 0 failed"), text)
     }
 
     /// A CUDA kernel that walks off its buffer is caught on the CPU: the emulator's guard pages
