@@ -22,9 +22,18 @@ func selftestCommand(_ arguments: [String]) throws {
         row.check.padding(toLength: max(width, row.check.count), withPad: " ", startingAt: 0) + "  "
             + String(format: "%14.3e %10.0e", row.error, row.limit) + "  " + (row.passed ? "pass" : "FAIL")
     }
+    #if DEBUG
+    // Debug builds, for the tests: hang for good after this many rows, as a check stuck on a GPU would.
+    let hangAfter = ProcessInfo.processInfo.environment["BATON_DEBUG_SELFTEST_HANG_AFTER_ROWS"].flatMap { Int($0) }
+    #else
+    let hangAfter: Int? = nil
+    #endif
+    var reported = 0
     let live: (SelfTest.Row) -> Void = { row in
         say("row: " + line(row, width: 60))
         if let failure = row.failure { say("    \(failure)") }
+        reported += 1
+        if reported == hangAfter { while true { sleep(60) } }
     }
     test.onRow = live
     let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("baton-selftest-\(getpid())")
