@@ -120,7 +120,7 @@ public final class DatasetFolder {
                 guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0 else { continue }
                 let url = parent.appendingPathComponent(name)
                 guard holdsOnlyDatasetFiles(url) else { continue }
-                if pid != getpid() && ExportFolder.isLiveBaton(pid) {
+                if pid != getpid() && FilePaths.isLiveBaton(pid) {
                     throw BatonError("--out \(out.path): \(parent.appendingPathComponent(name).path) belongs to a baton prepare still running (pid \(pid)); wait for it, or stop it and run again")
                 }
                 if kind == "old" && !FileManager.default.fileExists(atPath: out.path) {

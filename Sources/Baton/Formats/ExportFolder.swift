@@ -47,42 +47,19 @@ public enum ExportFolder {
 
     // MARK: checks
 
-    /// A path with symbolic links and `.`/`..` resolved: the longest part that exists through
-    /// realpath, the rest as written.
-    static func canonical(_ url: URL) -> String {
-        var existing = url.standardizedFileURL
-        var rest: [String] = []
-        while true {
-            if let resolved = realpath(existing.path, nil) {
-                defer { free(resolved) }
-                var result = URL(fileURLWithPath: String(cString: resolved))
-                for component in rest.reversed() { result.appendPathComponent(component) }
-                return result.standardizedFileURL.path
-            }
-            guard existing.path != "/" else { return url.standardizedFileURL.path }
-            rest.append(existing.lastPathComponent)
-            existing = existing.deletingLastPathComponent()
-        }
-    }
-
-    /// Whether `inner` is `outer` or lies inside it (both canonical).
-    static func within(_ inner: String, _ outer: String) -> Bool {
-        inner == outer || inner.hasPrefix(outer == "/" ? "/" : outer + "/")
-    }
-
     /// Refuses a DIR that is, holds, or lies inside one of `inputs` (what the export reads, named
     /// by what it is) or inside any run or checkpoint folder.
     static func refuseOverlap(_ folder: URL, inputs: [(what: String, url: URL)]) throws {
-        let target = canonical(folder)
-        let resolved = inputs.map { (what: $0.what, path: $0.url.path, canonical: canonical($0.url)) }
+        let target = FilePaths.canonical(folder)
+        let resolved = inputs.map { (what: $0.what, path: $0.url.path, canonical: FilePaths.canonical($0.url)) }
         // Same first, then holding, then inside: the message names the closest relation.
         if let same = resolved.first(where: { $0.canonical == target }) {
             throw BatonError("--hf \(folder.path) is the \(same.what) the export reads; choose a folder outside it")
         }
-        if let held = resolved.first(where: { within($0.canonical, target) }) {
+        if let held = resolved.first(where: { FilePaths.within($0.canonical, target) }) {
             throw BatonError("--hf \(folder.path) holds the \(held.what) \(held.path) that the export reads; choose a folder outside it")
         }
-        if let outer = resolved.first(where: { within(target, $0.canonical) }) {
+        if let outer = resolved.first(where: { FilePaths.within(target, $0.canonical) }) {
             throw BatonError("--hf \(folder.path) is inside the \(outer.what) \(outer.path); choose a folder outside it")
         }
         // No folder above DIR may be a run or a checkpoint (their contents are Baton's own).
@@ -144,19 +121,7 @@ public enum ExportFolder {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw writeFailed(folder, name, errno, data.count) }
         defer { close(fd) }
-        var failure: Int32 = 0
-        data.withUnsafeBytes { raw in
-            var written = 0
-            while written < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno; return
-                }
-                written += n
-            }
-        }
-        if failure == 0, fsync(fd) != 0 { failure = errno }
+        let failure = AtomicFile.writeAll(data, to: fd)
         if failure != 0 { throw writeFailed(folder, name, failure, data.count) }
     }
 
@@ -197,20 +162,6 @@ public enum ExportFolder {
         }
         if rmdir(url.path) == 0 { return nil }
         return kept ?? ((try? FileManager.default.contentsOfDirectory(atPath: url.path))?.sorted().first ?? url.lastPathComponent)
-    }
-
-    /// Whether `pid` is a live baton process: alive, and (where /proc can tell) running a program
-    /// named baton. A PID that a finished baton left and another program now has is not.
-    static func isLiveBaton(_ pid: pid_t) -> Bool {
-        guard pid > 0, pid != getpid() else { return pid == getpid() }
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        guard FileManager.default.fileExists(atPath: "/proc/self/cmdline") else { return true }  // no /proc: liveness only
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {
-            // Gone since, or a zombie (empty command line): not running.
-            return false
-        }
-        let program = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
-        return URL(fileURLWithPath: program).lastPathComponent == "baton"
     }
 
     /// Puts the complete export at `temporary` in place of `folder`: a plain rename when there is no
@@ -264,7 +215,7 @@ public enum ExportFolder {
         let names = ((try? fileManager.contentsOfDirectory(atPath: parent.path)) ?? []).filter { $0.hasPrefix(prefix) }.sorted()
         func deadProcess(_ name: String, _ kind: String) -> Bool {
             guard name.hasPrefix(prefix + kind + "-"), let pid = pid_t(name.dropFirst(prefix.count + kind.count + 1)), pid != getpid() else { return false }
-            return !isLiveBaton(pid)
+            return !FilePaths.isLiveBaton(pid)
         }
         func onlyPlainFiles(_ url: URL) -> Bool {
             let entries = (try? fileManager.contentsOfDirectory(atPath: url.path)) ?? ["?"]

@@ -6,25 +6,33 @@ import Glibc
 /// Whole-file writes that a crash cannot leave half done: write a temporary sibling, fsync it,
 /// rename it over the target, fsync the folder.
 public enum AtomicFile {
-    public static func write(_ data: Data, to url: URL) throws {
-        let folder = url.deletingLastPathComponent()
-        let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        // Named by the target: the temporary sibling is this function's business, not the user's.
-        guard fd >= 0 else { throw BatonError("\(url.path): cannot write (\(String(cString: strerror(errno))))") }
-        var failure: String?
+    /// Writes all of `data` to `fd` (retrying interrupted writes) and fsyncs it: 0, or the errno
+    /// of the first failure.
+    static func writeAll(_ data: Data, to fd: Int32) -> Int32 {
+        var failure: Int32 = 0
         data.withUnsafeBytes { raw in
             var written = 0
             while written < raw.count {
                 let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    failure = String(cString: strerror(errno)); return
+                    failure = errno; return
                 }
                 written += n
             }
         }
-        if failure == nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
+        if failure == 0, fsync(fd) != 0 { failure = errno }
+        return failure
+    }
+
+    public static func write(_ data: Data, to url: URL) throws {
+        let folder = url.deletingLastPathComponent()
+        let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // Named by the target: the temporary sibling is this function's business, not the user's.
+        guard fd >= 0 else { throw BatonError("\(url.path): cannot write (\(String(cString: strerror(errno))))") }
+        let code = writeAll(data, to: fd)
+        let failure = code == 0 ? nil : String(cString: strerror(code))
         close(fd)
         if let failure {
             unlink(temporary.path)

@@ -45,7 +45,7 @@ public enum LossPlot {
     /// fine: a run reads only its own names. Paths are compared after resolving links and `..`.
     /// Returns the canonical path to write.
     public static func checkOutput(_ out: URL, runs: [URL]) throws -> URL {
-        let target = URL(fileURLWithPath: ExportFolder.canonical(out))
+        let target = URL(fileURLWithPath: FilePaths.canonical(out))
         let fileManager = FileManager.default
         func refuse(_ why: String) -> BatonError {
             .invalidFlag(flag: "--out", message: "--out \(out.path) \(why); choose another path (RUN/loss.svg, or a folder of plots)")
@@ -53,10 +53,10 @@ public enum LossPlot {
         func holdsRun(_ folder: URL) -> Bool {
             ["config.json", "metrics.jsonl", "checkpoints"].contains { fileManager.fileExists(atPath: folder.appendingPathComponent($0).path) }
         }
-        for run in runs where ExportFolder.canonical(run) == target.path { throw refuse("is the run folder \(run.path) the plot reads") }
+        for run in runs where FilePaths.canonical(run) == target.path { throw refuse("is the run folder \(run.path) the plot reads") }
         if holdsRun(target) { throw refuse("is a run folder") }
         let parent = target.deletingLastPathComponent()
-        if runEntries.contains(target.lastPathComponent) && (holdsRun(parent) || runs.contains { ExportFolder.canonical($0) == parent.path }) {
+        if runEntries.contains(target.lastPathComponent) && (holdsRun(parent) || runs.contains { FilePaths.canonical($0) == parent.path }) {
             throw refuse("is the run's own \(target.lastPathComponent)")
         }
         func has(_ folder: URL, _ name: String) -> Bool { fileManager.fileExists(atPath: folder.appendingPathComponent(name).path) }

@@ -205,8 +205,8 @@ public enum RunOpener {
     /// A run writes checkpoints, metrics and its config into its folder: never into its data folder
     /// (where the shards would be mixed with them and a later prepare would refuse the folder).
     private static func refuseRunInsideData(_ run: URL, _ data: URL) throws {
-        let runPath = ExportFolder.canonical(run), dataPath = ExportFolder.canonical(data)
-        guard ExportFolder.within(runPath, dataPath) else { return }
+        let runPath = FilePaths.canonical(run), dataPath = FilePaths.canonical(data)
+        guard FilePaths.within(runPath, dataPath) else { return }
         throw BatonError.invalidFlag(flag: "--out", message: "--out \(run.path) is or lies inside --data \(data.path); a run never writes into its data: choose a run folder outside it")
     }
 
