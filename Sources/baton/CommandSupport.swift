@@ -32,21 +32,25 @@ let deviceOptions = options("""
     --threads N: CPU threads (default: one per core)
     """)
 
-/// The model-shape flags that train and bench share.
-let modelOptions = options("""
-    --seq-len T: context length (default 64)
-    --layers N: transformer blocks (default 4)
-    --heads N: attention heads (default 4)
-    --embd C: channels (default 128)
-    --vocab-size V: vocabulary size; token ids must be below it (default 256, bytes)
-    """)
+/// Settings as flags: each setting's line of --help, in declaration order, with a command's own
+/// flags inserted after the setting whose flag keys them.
+func settingOptions(_ entries: [SettingEntry], inserting extra: [String: [Option]] = [:]) -> [Option] {
+    entries.flatMap { entry in [Option(name: entry.flag, placeholder: entry.placeholder, help: entry.help)] + (extra[entry.flag] ?? []) }
+}
 
+/// The model-shape flags that train and bench share, from the model's settings.
+let modelSettings = TrainingConfig.settings.filter { $0.key.hasPrefix("model.") }
+let modelOptions = settingOptions(modelSettings)
+
+/// The model shape the flags give over `model`.
 func applyModelFlags(_ parsed: ParsedArguments, to model: inout GPTConfig) throws {
-    if let value = try parsed.int("--seq-len") { model.contextLength = value }
-    if let value = try parsed.int("--layers") { model.layers = value }
-    if let value = try parsed.int("--heads") { model.heads = value }
-    if let value = try parsed.int("--embd") { model.channels = value }
-    if let value = try parsed.int("--vocab-size") { model.vocabularySize = value }
+    var overrides = TrainingConfig.Overrides()
+    for entry in modelSettings {
+        if let text = parsed.string(entry.flag) { try overrides.set(entry, text: text) }
+    }
+    var config = TrainingConfig()
+    config.model = model
+    model = try config.applying(overrides).model
 }
 
 /// What eval and sample take as their one argument.

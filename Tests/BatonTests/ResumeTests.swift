@@ -50,20 +50,33 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(left, right, "metrics differ", file: file, line: line)
     }
 
-    /// What a resume prints as changed: nothing for the same config (a nested object such as the
-    /// model included, however its dictionary is stored: a checkpoint's config is decoded anew), and
-    /// a changed model as sorted-key JSON.
+    /// What a resume does with each setting, by its declaration: nothing for the same config (a
+    /// nested object such as the model included, however its dictionary is stored: a checkpoint's
+    /// config is decoded anew), a notice for a learning rate, a refusal naming the flag for the shape,
+    /// and for the global batch unless --allow-batch-change lifts it.
     func testAResumeReportsOnlyRealChanges() throws {
         var config = TrainingConfig()
         config.model = GPTConfig(contextLength: 16, vocabularySize: 256, layers: 1, heads: 2, channels: 32)
+        config.globalBatch = 8
         for _ in 0..<20 {
             let decoded = try JSONDecoder().decode(TrainingConfig.self, from: JSONEncoder().encode(config))
-            XCTAssertEqual(RunOpener.differences(config, decoded), [])
+            XCTAssertEqual(try RunOpener.changes(from: config, to: decoded), [])
         }
+        var faster = config
+        faster.learningRate = 5e-4
+        faster.reduce = .fast
+        XCTAssertEqual(try RunOpener.changes(from: config, to: faster), ["reduce changed: none -> fast", "learningRate changed: 0.001 -> 0.0005"])
         var wider = config
         wider.model.channels = 64
-        XCTAssertEqual(RunOpener.differences(config, wider),
-                       [#"model changed: {"channels":32,"contextLength":16,"heads":2,"layers":1,"vocabularySize":256} -> {"channels":64,"contextLength":16,"heads":2,"layers":1,"vocabularySize":256}"#])
+        XCTAssertThrowsError(try RunOpener.changes(from: config, to: wider)) {
+            XCTAssertEqual(($0 as? BatonError)?.message, "--embd 64 differs from the run's 32; a resumed run keeps it")
+        }
+        var larger = config
+        larger.globalBatch = 16
+        XCTAssertThrowsError(try RunOpener.changes(from: config, to: larger)) {
+            XCTAssertEqual(($0 as? BatonError)?.message, "--global-batch 16 differs from the run's 8; pass --allow-batch-change to go on with it")
+        }
+        XCTAssertEqual(try RunOpener.changes(from: config, to: larger, allowing: ["--allow-batch-change"]), ["globalBatch changed: 8 -> 16"])
     }
 
     func testBitwiseResumeMidEpochAtEpochBoundaryAndFromStepZero() throws {
@@ -132,7 +145,7 @@ final class ResumeTests: XCTestCase {
         var config = old.config
         config.dataFolder = data
         let trainer = try Trainer(config: config, data: try TrainingData.open(config: config, log: { _ in }), device: Device.cpu(threads: 2),
-                                  runFolder: try RunFolder.locate(requested: resaved.path), restoring: (old, checkpoint(copy, 17)), log: { _ in })
+                                  runFolder: try RunFolder.locate(requested: resaved.path), restoring: try VerifiedCheckpoint(verifying: checkpoint(copy, 17)), log: { _ in })
         try trainer.saveCheckpoint()
         try FileManager.default.copyItem(at: URL(fileURLWithPath: copy).appendingPathComponent("metrics.jsonl"),
                                          to: resaved.appendingPathComponent("metrics.jsonl"))

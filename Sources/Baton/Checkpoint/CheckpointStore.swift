@@ -129,7 +129,7 @@ public struct CheckpointStore {
 
     /// Finds the checkpoint a resume asked for. `auto` takes the newest one that verifies, saying
     /// why it skipped any; it returns nil when there is none. An explicit step or path must verify.
-    public func resolve(_ request: ResumeRequest, log: (String) -> Void) throws -> (url: URL, state: CheckpointState)? {
+    public func resolve(_ request: ResumeRequest, log: (String) -> Void) throws -> VerifiedCheckpoint? {
         switch request {
         case .auto:
             if let latest = latestName(), !FileManager.default.fileExists(atPath: folder.appendingPathComponent(latest).path) {
@@ -137,7 +137,7 @@ public struct CheckpointStore {
             }
             for step in steps().reversed() {
                 let candidate = url(step: step)
-                do { return (candidate, try CheckpointStore.verify(candidate)) } catch {
+                do { return try VerifiedCheckpoint(verifying: candidate) } catch {
                     log("checkpoint: skipping corrupt \(CheckpointStore.name(step: step)): \(error)")
                 }
             }
@@ -150,12 +150,12 @@ public struct CheckpointStore {
     }
 
     /// A checkpoint the user named: it must exist (else the error lists the steps there are) and verify.
-    private func explicit(_ candidate: URL, named missing: String) throws -> (url: URL, state: CheckpointState) {
+    private func explicit(_ candidate: URL, named missing: String) throws -> VerifiedCheckpoint {
         guard FileManager.default.fileExists(atPath: candidate.path) else {
             let have = steps().map { CheckpointStore.name(step: $0) }
             throw BatonError("\(missing) (this run has: \(have.isEmpty ? "none" : have.joined(separator: ", ")))")
         }
-        return (candidate, try CheckpointStore.verify(candidate))
+        return try VerifiedCheckpoint(verifying: candidate)
     }
 
     // MARK: saving

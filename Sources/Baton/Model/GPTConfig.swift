@@ -1,17 +1,25 @@
-/// The shape of a GPT-2 model.
+/// The shape of a GPT-2 model. The defaults are the small model `baton train` trains on the bundled
+/// corpus.
 public struct GPTConfig: Codable, Equatable, Sendable {
     /// Longest sequence the position embedding covers (GPT-2's n_positions).
-    public var contextLength: Int
-    public var vocabularySize: Int
-    public var layers: Int
-    public var heads: Int
-    public var channels: Int
+    @Setting("--seq-len", "T", "context length (default {})", .whole(min: 1, max: 65536), resume: .refuse())
+    public var contextLength = 64
+    @Setting("--layers", "N", "transformer blocks (default {})", .whole(min: 1, max: 1024), resume: .refuse())
+    public var layers = 4
+    @Setting("--heads", "N", "attention heads (default {})", .whole(min: 1, max: 1024), resume: .refuse())
+    public var heads = 4
+    @Setting("--embd", "C", "channels (default {})", .whole(min: 1, max: 65536), resume: .refuse())
+    public var channels = 128
+    @Setting("--vocab-size", "V", "vocabulary size; token ids must be below it (default {}, bytes)", .whole(min: 1, max: nil), resume: .refuse())
+    public var vocabularySize = 256
 
     /// The vocabulary rounded up to a multiple of 64 (50,257 -> 50,304), as llm.c pads it: the
     /// token embedding and the logits have this many rows/columns in memory, so the LM head's
     /// matmuls have aligned leading dimensions. The rows past the vocabulary stay zero and their
     /// logits are masked; checkpoints and exports hold the vocabulary's rows only.
     public var paddedVocabularySize: Int { (vocabularySize + 63) / 64 * 64 }
+
+    public init() {}
 
     public init(contextLength: Int, vocabularySize: Int, layers: Int, heads: Int, channels: Int) {
         self.contextLength = contextLength
@@ -21,19 +29,12 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         self.channels = channels
     }
 
-    /// One number of the shape: the flag that sets it, and the key GPT-2's config.json gives it.
-    public enum Field: CaseIterable, Sendable {
+    /// One number of the shape: its key in config.json (its property's name), its flag, and the key
+    /// GPT-2's config.json gives it.
+    public enum Field: String, CaseIterable, Sendable {
         case contextLength, vocabularySize, layers, heads, channels
 
-        public var flag: String {
-            switch self {
-            case .contextLength: return "--seq-len"
-            case .vocabularySize: return "--vocab-size"
-            case .layers: return "--layers"
-            case .heads: return "--heads"
-            case .channels: return "--embd"
-            }
-        }
+        public var flag: String { TrainingConfig.settings.first { $0.key == "model." + rawValue }!.flag }
 
         public var huggingFaceKey: String {
             switch self {
@@ -59,14 +60,9 @@ public struct GPTConfig: Codable, Equatable, Sendable {
 
     /// The first number that cannot be built, and why, with each field called `name(field)`.
     func problem(naming name: (Field) -> String) -> (Field, String)? {
-        for (field, value) in [(Field.contextLength, contextLength), (.vocabularySize, vocabularySize), (.layers, layers),
-                               (.heads, heads), (.channels, channels)] where value < 1 {
-            return (field, "\(name(field)) must be at least 1, got \(value)")
-        }
-        // Upper bounds keep every size product far from overflow, whatever a file claims.
-        for (field, value, limit) in [(Field.contextLength, contextLength, 65536), (.layers, layers, 1024), (.heads, heads, 1024),
-                                      (.channels, channels, 65536)] where value > limit {
-            return (field, "\(name(field)) \(value) is larger than Baton supports (\(limit))")
+        for entry in SettingTable.entries(of: self) {
+            let field = Field(rawValue: entry.key)!
+            if let text = entry.violation { return (field, "\(name(field)) \(text)") }
         }
         if channels % heads != 0 {
             return (.channels, "\(name(.channels)) \(channels) is not divisible by \(name(.heads)) \(heads)")

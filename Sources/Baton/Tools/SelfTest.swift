@@ -430,7 +430,7 @@ public struct SelfTest {
     }
 
     func trainer(_ config: TrainingConfig, on device: Device, run: URL, from checkpoint: URL? = nil) throws -> Trainer {
-        let restoring = try checkpoint.map { (try CheckpointStore.verify($0), $0) }
+        let restoring = try checkpoint.map { try VerifiedCheckpoint(verifying: $0) }
         return try Trainer(config: config, data: try TrainingData.open(config: config, log: { _ in }), device: device,
                            runFolder: try RunFolder.locate(requested: run.path), restoring: restoring, log: { _ in })
     }
@@ -449,7 +449,7 @@ public struct SelfTest {
     /// resume on the device, resume across backends; in bf16 also a bf16 checkpoint continued in fp32.
     public func trainingChecks(folder: URL, precision: Precision = .fp32) throws -> [Row] {
         var config = try SelfTest.trainingConfig(folder: folder)
-        config.precision = precision == .fp32 ? nil : precision.rawValue
+        config.precision = precision == .fp32 ? nil : precision
         let limits = SelfTest.trainingLimits[precision]!
         let tag = precision == .fp32 ? "" : " [\(precision.rawValue)]"
         var rows: [Row] = []

@@ -58,7 +58,7 @@ public enum RunOpener {
         let text = try parallel.communicator.broadcast("")
         let handoff = try JSONDecoder().decode(Handoff.self, from: Data(text.utf8))
         let data = try TrainingData.open(config: handoff.config, log: { _ in })
-        let restoring = try handoff.checkpoint.map { (state: try CheckpointStore.verify(URL(fileURLWithPath: $0)), url: URL(fileURLWithPath: $0)) }
+        let restoring = try handoff.checkpoint.map { try VerifiedCheckpoint(verifying: URL(fileURLWithPath: $0)) }
         let trainer = try Trainer(config: handoff.config, data: data, device: device, runFolder: RunFolder(url: URL(fileURLWithPath: handoff.runFolder)),
                                   restoring: restoring, options: request.options, log: log)
         if restoring == nil, let source = handoff.config.initFrom {
@@ -98,7 +98,7 @@ public enum RunOpener {
         let runFolder = try RunFolder.locate(requested: request.out)
         // Before the lock is taken, so nothing is written into the data: the data named on the
         // command line, else the run's own (its config.json), else the default.
-        let data = request.overrides.dataFolder ?? (request.resume != nil ? runFolder.readConfig()?.dataFolder : nil) ?? TrainingConfig().dataFolder
+        let data = request.overrides.value("dataFolder", as: String.self) ?? (request.resume != nil ? runFolder.readConfig()?.dataFolder : nil) ?? TrainingConfig().dataFolder
         try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: data))
         let existed = FileManager.default.fileExists(atPath: runFolder.url.path)
         let lockExisted = FileManager.default.fileExists(atPath: runFolder.url.appendingPathComponent(".lock").path)
@@ -119,7 +119,7 @@ public enum RunOpener {
     private static func open(_ request: Request, runFolder: RunFolder, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
         let store = CheckpointStore(runFolder: runFolder.url)
         store.removeAbandonedSaves(log: log)
-        var found: (url: URL, state: CheckpointState)?
+        var found: VerifiedCheckpoint?
         if let resume = request.resume {
             found = try store.resolve(resume, log: log)
             if found == nil { log("checkpoint: none in \(store.folder.path); starting fresh") }
@@ -138,7 +138,7 @@ public enum RunOpener {
         let saved = found == nil && request.resume != nil ? runFolder.readConfig() : nil
         try saved?.validate(file: runFolder.configURL.path)
         let base = found?.state.config ?? saved ?? TrainingConfig()
-        var config = base.applying(request.overrides)
+        var config = try base.applying(request.overrides)
         if let initial {
             try adopt(initial, into: &config, overrides: request.overrides)
         }
@@ -147,7 +147,7 @@ public enum RunOpener {
         config.dataFolder = URL(fileURLWithPath: config.dataFolder).standardizedFileURL.path
         try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: config.dataFolder))
         // Data prepared with a BPE tokenizer says its vocabulary; a fresh run takes it unless told.
-        if found == nil, initial == nil, request.overrides.vocabularySize == nil,
+        if found == nil, initial == nil, !request.overrides.given("model.vocabularySize"),
            let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
             config.model.vocabularySize = record.vocabularySize
             log("data: \(record.tokenizer) tokens (\(CorpusPreparation.datasetFile)): vocabulary \(record.vocabularySize)")
@@ -158,17 +158,13 @@ public enum RunOpener {
         if found == nil, config.precision == nil {
             let precision = Precision.defaultFor(device)
             if precision != .fp32 {
-                config.precision = precision.rawValue
+                config.precision = precision
                 log("precision: \(precision.rawValue) by default on this GPU (--precision fp32 or tf32 to choose another)")
             }
         }
         let data = try TrainingData.open(config: config, log: log)
         // The global batch defines the run: recorded at its start, kept on resume at any world size.
         let world = request.options.parallel?.size ?? 1
-        if let found, let saved = found.state.config.globalBatch, let asked = request.overrides.globalBatch, asked != saved,
-           !request.options.allowBatchChange {
-            throw BatonError("--global-batch \(asked) differs from the run's \(saved); pass --allow-batch-change to go on with it from the same sample position")
-        }
         if config.globalBatch == nil { config.globalBatch = config.batchSize * config.gradientAccumulation * world }
         if let epochs = config.epochs {  // the total steps follow from the data
             config.steps = max(1, epochs * (data.train.sampleCount / config.batchSize) / (config.globalBatch! / config.batchSize))
@@ -177,13 +173,14 @@ public enum RunOpener {
         let trainer: Trainer
         if let found {
             try checkData(data.fingerprint, against: found, config: config, allowChange: request.options.allowDataChange, log: log)
-            for change in differences(found.state.config, config) { log("resume: \(change)") }
+            let allowed: Set<String> = request.options.allowBatchChange ? ["--allow-batch-change"] : []
+            for change in try changes(from: found.state.config, to: config, allowing: allowed) { log("resume: \(change)") }
             if let saved = found.state.hardware, saved.bitsIdentity != device.hardware.bitsIdentity {
                 log("resume: \(found.url.lastPathComponent) was computed on \(saved.description); this is \(device.hardware.description): the run continues exactly from the saved state, but its bits will differ from an uninterrupted run on the original hardware")
             }
             try refuseFork(from: found, store: store, request: request, runFolder: runFolder, log: log)
             log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.index_in_epoch) in the epoch)")
-            trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, restoring: (found.state, found.url), options: request.options, log: log)
+            trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, restoring: found, options: request.options, log: log)
         } else {
             let replaced = try setAsidePreviousRun(runFolder: runFolder, store: store, log: log)
             trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, options: request.options, log: log)
@@ -213,18 +210,18 @@ public enum RunOpener {
     /// A run started from a Hugging Face folder takes its shape; a flag that says otherwise is an error.
     private static func adopt(_ initial: HuggingFaceModel, into config: inout TrainingConfig, overrides: TrainingConfig.Overrides) throws {
         let theirs = initial.config, source = initial.folder.appendingPathComponent("config.json").path
-        for (flag, given, value) in [("--layers", overrides.layers, theirs.layers), ("--heads", overrides.heads, theirs.heads),
-                                     ("--embd", overrides.channels, theirs.channels), ("--seq-len", overrides.contextLength, theirs.contextLength),
-                                     ("--vocab-size", overrides.vocabularySize, theirs.vocabularySize)] {
-            if let given, given != value { throw BatonError.invalidFlag(flag: flag, message: "\(flag) \(given) conflicts with \(source), which says \(value); drop the flag") }
+        for entry in SettingTable.entries(of: theirs, prefix: "model.") {
+            if let given = overrides.value(entry.key, as: Int.self), String(given) != entry.valueText {
+                throw BatonError.invalidFlag(flag: entry.flag, message: "\(entry.flag) \(given) conflicts with \(source), which says \(entry.valueText); drop the flag")
+            }
         }
         config.model = theirs
         config.initFrom = TrainingConfig.InitSource(folder: initial.folder.standardizedFileURL.path, files: initial.checksums)
     }
 
-    /// A resumed run keeps its shape, and the checkpoint's config must agree with its own
-    /// (size-checked) model file before anything is allocated from it.
-    private static func checkShape(_ config: TrainingConfig, against found: (url: URL, state: CheckpointState)) throws {
+    /// A resumed run keeps its shape (see `changes`), and the checkpoint's config must agree with
+    /// its own (size-checked) model file before anything is allocated from it.
+    private static func checkShape(_ config: TrainingConfig, against found: VerifiedCheckpoint) throws {
         let saved = found.state.config
         if config.model != saved.model {
             throw BatonError("the model shape given (\(describe(config.model))) differs from checkpoint \(found.url.lastPathComponent)'s (\(describe(saved.model))); a resumed run keeps its shape")
@@ -236,7 +233,7 @@ public enum RunOpener {
         }
     }
 
-    private static func checkData(_ fingerprint: DataFingerprint, against found: (url: URL, state: CheckpointState), config: TrainingConfig,
+    private static func checkData(_ fingerprint: DataFingerprint, against found: VerifiedCheckpoint, config: TrainingConfig,
                                   allowChange: Bool, log: (String) -> Void) throws {
         guard fingerprint != found.state.data else { return }
         let difference = fingerprint.difference(from: found.state.data)
@@ -249,7 +246,7 @@ public enum RunOpener {
     /// Checkpoints newer than an explicitly chosen one belong to a future this run is about to
     /// rewrite: auto-resume after a crash must not jump back into it. (Auto-resume only passes
     /// over newer checkpoints that are corrupt; saving replaces those.)
-    private static func refuseFork(from found: (url: URL, state: CheckpointState), store: CheckpointStore, request: Request,
+    private static func refuseFork(from found: VerifiedCheckpoint, store: CheckpointStore, request: Request,
                                    runFolder: RunFolder, log: (String) -> Void) throws {
         let newer = request.resume == .auto ? [] : store.steps().filter { $0 > found.state.step }
         guard !newer.isEmpty else { return }
@@ -278,23 +275,26 @@ public enum RunOpener {
         "\(model.layers) layers, \(model.heads) heads, \(model.channels) channels, context \(model.contextLength), vocabulary \(model.vocabularySize)"
     }
 
-    /// "lr: 0.001 -> 0.0005" for every top-level config field that changed.
-    static func differences(_ old: TrainingConfig, _ new: TrainingConfig) -> [String] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let a = try? JSONSerialization.jsonObject(with: encoder.encode(old)) as? [String: Any],
-              let b = try? JSONSerialization.jsonObject(with: encoder.encode(new)) as? [String: Any] else { return [] }
-        // Each value as sorted-key JSON: a nested object (the model) then reads the same whenever
-        // it is the same (a dictionary's description follows its storage order, which can differ).
-        func text(_ value: Any?) -> String {
-            guard let value else { return "none" }
-            if let string = value as? String { return string }
-            guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) else { return "\(value)" }
-            return String(decoding: data, as: UTF8.self)
+    /// What a resume does with each setting that differs from the checkpoint's, by its declaration:
+    /// a refusal (naming the flag that lifts it, if one does), or "learningRate changed: 0.001 ->
+    /// 0.0005" for each that may change with a notice. A setting the checkpoint did not record
+    /// (unset) is being recorded, not changed. The shape is refused earlier (checkShape), in its
+    /// own words.
+    static func changes(from saved: TrainingConfig, to new: TrainingConfig, allowing allowed: Set<String> = []) throws -> [String] {
+        var notices: [String] = []
+        for (before, after) in zip(saved.settingEntries, new.settingEntries) where before.recordedText != after.recordedText {
+            switch before.resume {
+            case .refuse(let unless) where before.recordedText != "none" && !(unless.map(allowed.contains) ?? false):
+                let remedy = unless.map { "pass \($0) to go on with it" } ?? "a resumed run keeps it"
+                throw BatonError("\(before.flag) \(after.valueText) differs from the run's \(before.valueText); \(remedy)")
+            case .free:
+                continue
+            default:
+                notices.append("\(before.key) changed: \(before.recordedText) -> \(after.recordedText)")
+            }
         }
-        return Set(a.keys).union(b.keys).sorted().compactMap { key in
-            let before = text(a[key]), after = text(b[key])
-            return before == after ? nil : "\(key) changed: \(before) -> \(after)"
-        }
+        // Recorded values without a flag.
+        if saved.epsilon != new.epsilon { notices.append("epsilon changed: \(saved.epsilon) -> \(new.epsilon)") }
+        return notices
     }
 }

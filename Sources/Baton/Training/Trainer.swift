@@ -35,13 +35,14 @@ public struct TrainingSummary {
     public let tokensPerSecond: Double
     public let runFolder: URL
     public let checkpoint: URL?
-    /// Why the run stopped before `totalSteps`: "SIGINT", "SIGTERM" or "--stop-at"; nil when done.
+    /// Why the run stopped before `totalSteps`: "SIGINT", "SIGTERM", "SIGUSR1" or "--stop-at"; nil when done.
     public let stoppedBy: String?
 }
 
 /// The training loop, in one place: batches at the state's position -> one optimizer step
 /// (TrainingStep) -> metrics, validation every `evalEvery` steps, checkpoints every `saveEvery`
-/// steps, at the end, at `--stop-at`, and on SIGINT/SIGTERM (after the step in flight).
+/// steps, at the end, at `--stop-at`, and on SIGINT, SIGTERM or SIGUSR1 (after the step in flight; mpirun
+/// forwards SIGUSR1 to every rank).
 /// Opening a run (its folder, lock, config record, resume) is RunOpener's job; a Trainer starts
 /// from what that hands it and touches the run folder only to log metrics and save checkpoints.
 public final class Trainer {
@@ -79,7 +80,7 @@ public final class Trainer {
     /// Builds the model and optimizer on `device`: initialised from the seed, or, with
     /// `restoring`, holding a verified checkpoint's weights, moments and training state.
     public init(config: TrainingConfig, data: TrainingData, device: Device, runFolder: RunFolder,
-                restoring: (state: CheckpointState, url: URL)? = nil, options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
+                restoring: VerifiedCheckpoint? = nil, options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
         try config.validate()
         self.config = config
         self.runFolder = runFolder
@@ -93,7 +94,7 @@ public final class Trainer {
         try device.setPrecision(config.resolvedPrecision)
         hardware = device.hardware
         // The run's config says how its ranks sum gradients, whatever the command line of a resume.
-        options.parallel?.exact = config.reduce != "fast"
+        options.parallel?.exact = config.reduce != .fast
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
         schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
@@ -141,7 +142,7 @@ public final class Trainer {
             parallel: options.parallel)
         if !outcome.applied {
             let what = !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
-            guard config.onNonfinite == "skip" else {
+            guard config.onNonfinite == .skip else {
                 let kept = store.steps().last.map { "; the last checkpoint (\(CheckpointStore.name(step: $0))) is kept" } ?? ""
                 throw BatonError("step \(stepNumber): \(what); stopped without applying it\(kept). Resume with a lower --lr, or --on-nonfinite skip")
             }
@@ -220,7 +221,7 @@ public final class Trainer {
         /// A periodic save that fails: stop (default), or with --on-save-error retry, say so and
         /// keep training; the next save tries again. Final and stop saves always stop on failure.
         func saveOrRetryLater() throws {
-            do { try saveUnlessSaved() } catch let error as BatonError where config.onSaveError == "retry" {
+            do { try saveUnlessSaved() } catch let error as BatonError where config.onSaveError == .retry {
                 log("checkpoint: save at step \(state.step) failed: \(error.message); training on, retrying at the next save (--on-save-error retry)")
             }
         }
@@ -278,7 +279,7 @@ public final class Trainer {
         return url
     }
 
-    /// The stop signal any rank received (SIGINT or SIGTERM), so that every rank stops after the same step.
+    /// The stop signal any rank received (SIGINT, SIGTERM or SIGUSR1), so that every rank stops after the same step.
     private func agreedStopSignal() throws -> Int32 {
         let local = baton_stop_signal()
         guard let parallel = options.parallel, parallel.size > 1 else { return local }

@@ -1,48 +1,81 @@
 /// Everything that defines a training run. Defaults are nanoGPT's CPU recipe on the bundled corpus.
+/// Each setting is declared once, here (see Setting): `baton train`'s flags and --help, `--config`
+/// files, config.json, the checks and the resume comparison all follow from these declarations,
+/// in this order.
 public struct TrainingConfig: Codable, Equatable, Sendable {
-    public var model = GPTConfig(contextLength: 64, vocabularySize: 256, layers: 4, heads: 4, channels: 128)
+    @Setting("--data", "DIR", "folder of llm.c token shards (*train*.bin, *val*.bin); default {}")
     public var dataFolder = "data/paradise-lost"
-    public var batchSize = 12
-    public var gradientAccumulation = 1
+    @Setting("--steps", "N", "total optimizer steps (default {}); may be raised on resume", .whole(min: 1, max: 1 << 40))
     public var steps = 2000
+    /// When set, `steps` was derived from this many epochs over the training data.
+    @Setting("--epochs", "N", "total epochs over the training data, instead of --steps", .whole(min: 1, max: 1 << 30))
+    public var epochs: Int? = nil
+    @Setting("--batch", "B", "sequences per micro-batch (default {})", .whole(min: 1, max: 65536))
+    public var batchSize = 12
+    @Setting("--grad-accum", "N", "micro-batches per step on each rank (default {})", .whole(min: 1, max: 65536))
+    public var gradientAccumulation = 1
+    /// Sequences per optimizer step over all ranks. Set at a run's start (batch x grad-accum x
+    /// world size when not given), so a resume at another world size keeps the same steps; another
+    /// one on resume only with --allow-batch-change (RunOpener).
+    @Setting("--global-batch", "N", "sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume",
+             .whole(min: 1, max: nil), resume: .refuse(unless: "--allow-batch-change"))
+    public var globalBatch: Int? = nil
+    /// How ranks sum their gradients (unset: exact).
+    @Setting("--reduce", "ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's all-reduce")
+    public var reduce: ReduceMode? = nil
+    /// The matmuls' precision (see Precision). Unset at a fresh start: the device's default is
+    /// recorded. Another one on resume is allowed, with a notice.
+    @Setting("--precision", "matmuls in float32, TF32 or bfloat16 with float32 sums (default: bf16 on a GPU of sm_80 or newer, else fp32); weights, moments and checkpoints stay float32")
+    public var precision: Precision? = nil
+    public var model = GPTConfig()
+    @Setting("--lr", "X", "peak learning rate (default {})", .nonNegative)
     public var learningRate: Float = 1e-3
+    @Setting("--min-lr", "X", "learning rate at the end of the cosine decay (default {})", .nonNegative)
     public var minLearningRate: Float = 1e-4
+    @Setting("--warmup", "N", "linear warmup steps (default {})", .whole(min: 0, max: nil))
     public var warmupSteps = 100
+    @Setting("--weight-decay", "X", "AdamW weight decay on 2-D weights (default {})", .nonNegative)
     public var weightDecay: Float = 0.1
+    @Setting("--beta1", "X", "AdamW beta1 (default {})", .fraction)
     public var beta1: Float = 0.9
+    @Setting("--beta2", "X", "AdamW beta2 (default {})", .fraction)
     public var beta2: Float = 0.99
+    /// AdamW's epsilon: recorded, with no flag.
     public var epsilon: Float = 1e-8
+    @Setting("--grad-clip", "X", "clip the global gradient norm to this; 0 turns clipping off (default {})", .nonNegative)
     public var gradientClip: Float = 1.0
+    @Setting("--seed", "N", "seed for the initial weights and the data order (default {})")
     public var seed: UInt64 = 1337
+    @Setting("--eval-every", "N", "validation loss every N steps; 0: only at the end (default {})", .whole(min: 0, max: nil))
     public var evalEvery = 250
+    @Setting("--eval-batches", "N", "validation batches per evaluation (default {})", .whole(min: 1, max: 1 << 30))
     public var evalBatches = 20
+    @Setting("--log-every", "N", "print a progress line every N steps (default {})", .whole(min: 1, max: nil))
     public var logEvery = 10
-    /// Save a checkpoint every N steps (0: only at the end and when stopped).
+    @Setting("--save-every", "N", "checkpoint every N steps; 0: only at the end and when stopped (default {})", .whole(min: 0, max: nil))
     public var saveEvery = 500
-    /// Keep the newest K checkpoints (the newest good one is never deleted) ...
+    /// The newest K checkpoints are kept (the newest good one is never deleted) ...
+    @Setting("--keep-last", "K", "keep the newest K checkpoints (default {})", .whole(min: 1, max: nil))
     public var keepLast = 3
     /// ... and every checkpoint whose step is a multiple of M (0: none), forever.
+    @Setting("--keep-every", "M", "also keep every checkpoint whose step is a multiple of M, forever", .whole(min: 0, max: nil))
     public var keepEvery = 0
-    /// When set, `steps` was derived from this many epochs over the training data.
-    public var epochs: Int?
-    /// A NaN or Inf loss or gradient norm: "stop" (the default; nothing of that step is applied)
-    /// or "skip" (that update is skipped and counted).
-    public var onNonfinite = "stop"
-    /// A checkpoint save that fails (a full disk): "stop" (the default) or "retry" at the next save.
-    public var onSaveError = "stop"
-    /// Sequences per optimizer step over all ranks. Set at a run's start (batch x grad-accum x
-    /// world size when not given), so a resume at another world size keeps the same steps.
-    public var globalBatch: Int?
-    /// How ranks sum their gradients: "exact" (nil: a pairwise tree whose order does not depend
-    /// on the world size) or "fast" (the library's all-reduce). Optional, so configs from before
-    /// it still load.
-    public var reduce: String?
-    /// The matmuls' precision: "fp32" (nil), "tf32" or "bf16" (see Precision). Optional, so
-    /// configs from before it still load; another one on resume is allowed, with a notice.
-    public var precision: String?
-    public var resolvedPrecision: Precision { precision.flatMap(Precision.init(rawValue:)) ?? .fp32 }
+    /// A NaN or Inf loss or gradient norm: nothing of that step is applied, and the run stops or
+    /// skips that update (counted).
+    @Setting("--on-nonfinite", "a NaN/Inf loss or gradient norm stops the run (default) or skips that update")
+    public var onNonfinite = NonfiniteRule.stop
+    /// A checkpoint save that fails (a full disk): stop, or retry at the next save.
+    @Setting("--on-save-error", "a failed save (full disk) stops the run (default) or retries at the next save")
+    public var onSaveError = SaveErrorRule.stop
+    public var resolvedPrecision: Precision { precision ?? .fp32 }
     /// The Hugging Face folder a run started from (--init-from), with its weights files' CRC32C.
     public var initFrom: InitSource?
+
+    /// Every setting, with the defaults as values: what --help lists, in declaration order.
+    public static let settings = SettingTable.entries(of: TrainingConfig())
+
+    /// This config's settings, with its values.
+    public var settingEntries: [SettingEntry] { SettingTable.entries(of: self) }
 
     public struct InitSource: Codable, Equatable, Sendable {
         public var folder: String
@@ -59,101 +92,26 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public func validate(file: String? = nil) throws {
         if let file {
             // GPTConfig.Field's cases are named as GPTConfig's properties, its keys in state.json.
-            try model.validate(file: file, key: { "config.model.\($0)" })
+            try model.validate(file: file, key: { "config.model.\($0.rawValue)" })
         } else {
             try model.validate()
         }
-        // Each check names its flag and its key in state.json.
-        func invalid(_ flag: String, _ key: String, _ text: String) -> BatonError {
-            guard let file else { return .invalidFlag(flag: flag, message: "\(flag) \(text)") }
-            return BatonError("\(file): config.\(key) \(text)")
+        for entry in settingEntries where !entry.key.hasPrefix("model.") {
+            guard let text = entry.violation else { continue }
+            guard let file else { throw BatonError.invalidFlag(flag: entry.flag, message: "\(entry.flag) \(text)") }
+            throw BatonError("\(file): config.\(entry.key) \(text)")
         }
-        let positive: [(String, String, Int)] = [("--batch", "batchSize", batchSize), ("--grad-accum", "gradientAccumulation", gradientAccumulation),
-                                                 ("--steps", "steps", steps), ("--eval-batches", "evalBatches", evalBatches),
-                                                 ("--log-every", "logEvery", logEvery), ("--keep-last", "keepLast", keepLast),
-                                                 ("--epochs", "epochs", epochs ?? 1)]
-        for (flag, key, value) in positive where value < 1 { throw invalid(flag, key, "must be at least 1, got \(value)") }
-        for (flag, key, value, limit) in [("--batch", "batchSize", batchSize, 65536), ("--grad-accum", "gradientAccumulation", gradientAccumulation, 65536),
-                                          ("--steps", "steps", steps, 1 << 40), ("--epochs", "epochs", epochs ?? 1, 1 << 30),
-                                          ("--eval-batches", "evalBatches", evalBatches, 1 << 30)]
-            where value > limit {
-            throw invalid(flag, key, "\(value) is larger than Baton supports (\(limit))")
-        }
-        for (flag, key, value) in [("--warmup", "warmupSteps", warmupSteps), ("--eval-every", "evalEvery", evalEvery),
-                                   ("--save-every", "saveEvery", saveEvery), ("--keep-every", "keepEvery", keepEvery)] where value < 0 {
-            throw invalid(flag, key, "must not be negative, got \(value)")
-        }
-        for (flag, key, value) in [("--lr", "learningRate", learningRate), ("--min-lr", "minLearningRate", minLearningRate),
-                                   ("--weight-decay", "weightDecay", weightDecay), ("--grad-clip", "gradientClip", gradientClip)]
-            where !(value >= 0 && value.isFinite) {
-            throw invalid(flag, key, "must be a finite number >= 0, got \(value)")
-        }
-        if !["stop", "skip"].contains(onNonfinite) { throw invalid("--on-nonfinite", "onNonfinite", "expects stop or skip, got '\(onNonfinite)'") }
-        if let precision, Precision(rawValue: precision) == nil { throw invalid("--precision", "precision", "expects fp32, tf32 or bf16, got '\(precision)'") }
-        if let reduce, !["exact", "fast"].contains(reduce) { throw invalid("--reduce", "reduce", "expects exact or fast, got '\(reduce)'") }
-        if let globalBatch, globalBatch < 1 { throw invalid("--global-batch", "globalBatch", "must be at least 1, got \(globalBatch)") }
-        if !["stop", "retry"].contains(onSaveError) { throw invalid("--on-save-error", "onSaveError", "expects stop or retry, got '\(onSaveError)'") }
-        if !(beta1 >= 0 && beta1 < 1) { throw invalid("--beta1", "beta1", "must be in [0, 1), got \(beta1)") }
-        if !(beta2 >= 0 && beta2 < 1) { throw invalid("--beta2", "beta2", "must be in [0, 1), got \(beta2)") }
     }
 }
 
-extension TrainingConfig {
-    /// The config values given on the command line, each nil when not given: applied over the
-    /// defaults for a fresh run, or over the checkpoint's config for a resumed one.
-    public struct Overrides: Sendable {
-        public var dataFolder: String?
-        public var steps: Int?
-        public var epochs: Int?
-        public var batchSize: Int?
-        public var gradientAccumulation: Int?
-        public var contextLength: Int?, layers: Int?, heads: Int?, channels: Int?, vocabularySize: Int?
-        public var learningRate: Float?, minLearningRate: Float?
-        public var warmupSteps: Int?
-        public var weightDecay: Float?, beta1: Float?, beta2: Float?, gradientClip: Float?
-        public var seed: UInt64?
-        public var evalEvery: Int?, evalBatches: Int?, logEvery: Int?
-        public var saveEvery: Int?, keepLast: Int?, keepEvery: Int?
-        public var onNonfinite: String?, onSaveError: String?
-        public var globalBatch: Int?, reduce: String?
-        public var precision: String?
+/// How ranks sum their gradients: a pairwise tree whose order does not depend on the world size,
+/// or the library's all-reduce.
+public enum ReduceMode: String, SettingMode { case exact, fast }
 
-        public init() {}
-    }
+/// What a NaN or Inf loss or gradient norm does.
+public enum NonfiniteRule: String, SettingMode { case stop, skip }
 
-    /// This config with `overrides` applied. `--steps` given alone drops a previous `--epochs`.
-    public func applying(_ overrides: Overrides) -> TrainingConfig {
-        var config = self
-        func set<T>(_ path: WritableKeyPath<TrainingConfig, T>, _ value: T?) { if let value { config[keyPath: path] = value } }
-        set(\.dataFolder, overrides.dataFolder)
-        if let steps = overrides.steps { config.steps = steps; config.epochs = nil }
-        if let epochs = overrides.epochs { config.epochs = epochs }
-        set(\.batchSize, overrides.batchSize)
-        set(\.gradientAccumulation, overrides.gradientAccumulation)
-        set(\.model.contextLength, overrides.contextLength)
-        set(\.model.layers, overrides.layers)
-        set(\.model.heads, overrides.heads)
-        set(\.model.channels, overrides.channels)
-        set(\.model.vocabularySize, overrides.vocabularySize)
-        set(\.learningRate, overrides.learningRate)
-        set(\.minLearningRate, overrides.minLearningRate)
-        set(\.warmupSteps, overrides.warmupSteps)
-        set(\.weightDecay, overrides.weightDecay)
-        set(\.beta1, overrides.beta1)
-        set(\.beta2, overrides.beta2)
-        set(\.gradientClip, overrides.gradientClip)
-        set(\.seed, overrides.seed)
-        set(\.evalEvery, overrides.evalEvery)
-        set(\.evalBatches, overrides.evalBatches)
-        set(\.logEvery, overrides.logEvery)
-        set(\.saveEvery, overrides.saveEvery)
-        set(\.keepLast, overrides.keepLast)
-        set(\.keepEvery, overrides.keepEvery)
-        set(\.onNonfinite, overrides.onNonfinite)
-        set(\.onSaveError, overrides.onSaveError)
-        if let global = overrides.globalBatch { config.globalBatch = global }
-        if let reduce = overrides.reduce { config.reduce = reduce }
-        if let precision = overrides.precision { config.precision = precision }
-        return config
-    }
-}
+/// What a failed checkpoint save does.
+public enum SaveErrorRule: String, SettingMode { case stop, retry }
+
+extension Precision: SettingMode {}
