@@ -28,9 +28,6 @@ public final class GPT {
     private var weightCopy: Tensor? {
         didSet { matmulTensors = weightCopy.map { ParameterTensors(layout: layout, buffer: $0) } ?? parameterTensors }
     }
-    private var stepLossBuffer: Tensor?
-    /// Gradient accumulation's buffers, made at the first step that accumulates.
-    lazy var gradientTree = GradientTree(model: self)
 
     public init(config: GPTConfig, device: Device) throws {
         try config.validate()
@@ -48,15 +45,8 @@ public final class GPT {
     public var parameterCount: Int { layout.storedCount }
 
     /// A parameter by its name in the layout (as files and tests name it).
-    public func parameter(_ name: String) -> Tensor {
-        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
-        return parameters.slice(spec.offset, spec.count)
-    }
-
-    public func gradient(_ name: String) -> Tensor {
-        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
-        return gradients.slice(spec.offset, spec.count)
-    }
+    public func parameter(_ name: String) -> Tensor { layout.tensor(named: name, in: parameters) }
+    public func gradient(_ name: String) -> Tensor { layout.tensor(named: name, in: gradients) }
 
     /// GPT-2's initialisation: normal(0, 0.02) for weights and embeddings, 0.02/sqrt(2·layers) for
     /// the residual projections, zero biases, LayerNorm weights one. Deterministic in the seed.
@@ -140,16 +130,6 @@ public final class GPT {
         var sum = 0.0
         for loss in losses { sum += Double(loss) }
         return Float(sum / Double(losses.count))
-    }
-
-    /// A device buffer for a training step's per-position losses, `count` floats or more, kept
-    /// from step to step (so no step after the first allocates).
-    func stepLosses(count: Int) throws -> Tensor {
-        if let buffer = stepLossBuffer, buffer.count >= count { return buffer.slice(0, count) }
-        stepLossBuffer = nil
-        let fresh = try device.allocate(floats: count)
-        stepLossBuffer = fresh
-        return fresh
     }
 
     /// Per-position losses, [B*T], of the last `forward(...)` that returned a loss (a training

@@ -46,6 +46,13 @@ public struct ParameterLayout: Sendable {
 
     public func spec(named name: String) -> ParameterSpec? { indexByName[name].map { specs[$0] } }
 
+    /// The tensor `name` in `buffer`, a flat buffer in this layout: its elements, and with
+    /// `padding` the padded rows after them.
+    func tensor(named name: String, in buffer: Tensor, padding: Bool = false) -> Tensor {
+        guard let spec = spec(named: name) else { preconditionFailure("no parameter \(name)") }
+        return buffer.slice(spec.offset, padding ? spec.allocated : spec.count)
+    }
+
     /// The parts of a flat buffer that hold tensors (the padding left out), merged where they
     /// touch, in order: what a checkpoint writes.
     public var storedRanges: [Range<Int>] { merged(specs.map { $0.offset..<($0.offset + $0.count) }) }
@@ -115,9 +122,6 @@ struct ParameterTensors<T> {
 extension ParameterTensors where T == Tensor {
     /// Views of `buffer`, a flat buffer laid out as `layout` (float32 or the bf16 copy).
     init(layout: ParameterLayout, buffer: Tensor) {
-        self.init(config: layout.config) { name, _, _, _ in
-            guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
-            return buffer.slice(spec.offset, spec.allocated)
-        }
+        self.init(config: layout.config) { name, _, _, _ in layout.tensor(named: name, in: buffer, padding: true) }
     }
 }
