@@ -11,6 +11,7 @@ final class GradientTreeTests: XCTestCase {
         let config = GPTConfig(contextLength: 8, vocabularySize: 64, layers: 1, heads: 2, channels: 16)
         let model = try GPT(config: config, device: Device.cpu(threads: 2))
         try model.initializeParameters(seed: 5)
+        let step = TrainingStep(model: model, optimizer: try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0))
         var generator = RandomGenerator(seed: 9)
         let micro = (0..<8).map { _ -> (inputs: [Int32], targets: [Int32]) in
             let tokens = (0..<(2 * 8 + 2)).map { _ in Int32(generator.next() % 64) }
@@ -21,8 +22,7 @@ final class GradientTreeTests: XCTestCase {
             let size = micro.count / blocks
             var sums: [[Float]] = []
             for block in 0..<blocks {
-                _ = try TrainingStep.accumulateGradients(model: model, microBatches: Array(micro[(block * size)..<((block + 1) * size)]),
-                                                         B: 2, T: 8, scale: scale)
+                _ = try step.accumulateGradients(microBatches: Array(micro[(block * size)..<((block + 1) * size)]), B: 2, T: 8, scale: scale)
                 sums.append(try model.device.download(model.gradients))
             }
             // The blocks' sums added pairwise, as ranks would combine them by recursive doubling.
@@ -39,7 +39,7 @@ final class GradientTreeTests: XCTestCase {
         // up to float rounding.
         var sequential = [Float](repeating: 0, count: model.layout.totalCount)
         for batch in micro {
-            _ = try TrainingStep.accumulateGradients(model: model, microBatches: [batch], B: 2, T: 8, scale: scale)
+            _ = try step.accumulateGradients(microBatches: [batch], B: 2, T: 8, scale: scale)
             sequential = zip(sequential, try model.device.download(model.gradients)).map { $0 + $1 }
         }
         assertClose(one, sequential, rtol: 1e-5, "tree against sequential sum")

@@ -43,11 +43,12 @@ final class ReferenceFixtureTests: XCTestCase {
     func testTenAdamWStepsMatchPyTorch() throws {
         func meta(_ key: String) -> Float { Float(fixture.metadata[key]!)! }
         let optimizer = try AdamW(model: model, beta1: meta("beta1"), beta2: meta("beta2"), epsilon: meta("eps"), weightDecay: meta("weight_decay"))
+        let trainingStep = TrainingStep(model: model, optimizer: optimizer)
         let expected = try fixture.floats("losses")
         var losses: [Float] = []
         for step in 0..<expected.count {
-            let outcome = try TrainingStep.run(model: model, optimizer: optimizer, microBatches: [(inputs, targets)], B: B, T: T,
-                                               learningRate: meta("lr"), gradientClip: meta("grad_clip"), updateNumber: step + 1)
+            let outcome = try trainingStep.run(microBatches: [(inputs, targets)], B: B, T: T, learningRate: meta("lr"),
+                                               gradientClip: meta("grad_clip"), updateNumber: step + 1)
             XCTAssert(outcome.applied)
             losses.append(outcome.loss)
         }

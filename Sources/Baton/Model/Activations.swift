@@ -1,61 +1,83 @@
 /// Every activation a forward pass keeps for the backward pass, and the gradient scratch the
 /// backward pass reuses layer by layer. Allocated once for a (batch, length) and reused every step.
+/// Its buffers are read as members of `ActivationBuffers` (a.encoded, a.layers[l].qkv, ...).
+@dynamicMemberLookup
 final class Activations {
+    typealias Layer = ActivationBuffers<Tensor, TokenTensor>.Layer
+
+    let B: Int, T: Int
+    let buffers: ActivationBuffers<Tensor, TokenTensor>
+    /// How the activations are stored (the device's activationElement when they were made).
+    var element: ElementType { buffers.lnf.element }
+    /// The inputs' rows grouped by token, for the embedding's gradient (uploaded with the inputs).
+    var buckets: DeviceBuckets
+
+    subscript<Value>(dynamicMember member: KeyPath<ActivationBuffers<Tensor, TokenTensor>, Value>) -> Value { buffers[keyPath: member] }
+
+    init(config: GPTConfig, B: Int, T: Int, device: Device) throws {
+        self.B = B
+        self.T = T
+        let sizes = device.attentionSizes(B: B, T: T, C: config.channels, NH: config.heads)
+        buffers = try ActivationBuffers(config: config, B: B, T: T, attentionSaved: sizes.saved, attentionScratch: sizes.scratch,
+                                        element: device.activationElement,
+                                        tensor: { count, element in
+                                            try element == .float32 ? device.allocate(floats: count) : device.allocate(activations: count)
+                                        },
+                                        tokens: { try device.allocate(tokens: $0) })
+        buckets = DeviceBuckets(rows: buffers.bucketRows, starts: buffers.bucketStarts)
+    }
+
+    /// Bytes all of this takes for `config` at (B, T), given the attention's sizes on a device
+    /// (Device.attentionSizes, floats) and the activations' storage, for a memory figure without
+    /// the memory: the sizes of the buffers init allocates, from the same declaration.
+    static func byteCount(config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType) -> Int {
+        var bytes = 0
+        _ = ActivationBuffers<Void, Void>(config: config, B: B, T: T, attentionSaved: attentionSaved, attentionScratch: attentionScratch,
+                                          element: element, tensor: { bytes += $0 * $1.byteCount }, tokens: { bytes += $0 * 4 })
+        return bytes
+    }
+}
+
+/// Every buffer of the activations, declared once, each one value of Buffer (made by `tensor(count,
+/// element type)`) or of Tokens (int32 tokens, made by `tokens(count)`): `Activations.init`
+/// allocates them on a device, `Activations.byteCount` sums their sizes.
+struct ActivationBuffers<Buffer, Tokens> {
     struct Layer {
         /// attentionSaved: what the attention's forward pass keeps for its backward (its size is
         /// the device's: B·NH·T² probabilities on the CPU, B·NH·T log-sum-exps with flash attention).
-        let ln1, ln1Mean, ln1Rstd, qkv, attentionOutput, attentionSaved, attentionProjection, residualAfterAttention: Tensor
-        let ln2, ln2Mean, ln2Rstd, fc, fcGelu, fcProjection, residualAfterMLP: Tensor
+        let ln1, ln1Mean, ln1Rstd, qkv, attentionOutput, attentionSaved, attentionProjection, residualAfterAttention: Buffer
+        let ln2, ln2Mean, ln2Rstd, fc, fcGelu, fcProjection, residualAfterMLP: Buffer
     }
 
-    let B: Int, T: Int
-    /// How the activations are stored (the device's activationElement when they were made).
-    var element: ElementType { lnf.element }
-    let encoded: Tensor
+    let encoded: Buffer
     let layers: [Layer]
-    let lnf, lnfMean, lnfRstd: Tensor
+    let lnf, lnfMean, lnfRstd: Buffer
     /// Logits [B*T, padded V] (the padded columns masked); after a training forward they hold dlogits instead (the fused loss op
     /// writes the gradient in place).
-    let logits: Tensor
-    let losses: Tensor
-    let inputs: TokenTensor
-    let targets: TokenTensor
-    /// The inputs' rows grouped by token, for the embedding's gradient (uploaded with the inputs).
-    var buckets: DeviceBuckets
+    let logits: Buffer
+    let losses: Buffer
+    let inputs: Tokens
+    let targets: Tokens
+    /// Room for the embedding buckets (DeviceBuckets) of B·T rows.
+    let bucketRows, bucketStarts: Tokens
 
     // Gradient scratch. The residual stream's gradient is float32 (LayerNorm's backward adds into
     // it); dresidualActivation is where the matmuls read it: itself in float32 storage, in bf16 a
     // bf16 copy that each LayerNorm backward writes beside its sum.
-    let dresidual, dresidualActivation, dln, dattentionOutput, dqkv, dfc, attentionScratch: Tensor
+    let dresidual, dresidualActivation, dln, dattentionOutput, dqkv, dfc, attentionScratch: Buffer
 
-    /// Bytes all of this takes for `config` at (B, T), given the attention's sizes on a device
-    /// (Device.attentionSizes, floats) and the activations' storage: the same sums init
-    /// allocates, for a memory figure without the memory.
-    static func byteCount(config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType) -> Int {
-        let C = config.channels, N = B * T, a = element.byteCount
-        // Activations: ln1, qkv, attention output, projection, ln2, fc, GELU, MLP projection (16 of [N, C]);
-        // float32: the two residuals, the LayerNorms' statistics and what attention keeps.
-        let layer = a * 16 * N * C + 4 * (2 * N * C + 4 * N + attentionSaved)
-        let gradients = 4 * (N * C + attentionScratch) + a * ((element == .float32 ? 0 : N * C) + N * C + N * C + 3 * N * C + 4 * N * C)
-        // encoded, lnf and its statistics, logits, losses, the input and target tokens and the
-        // buckets' rows and starts (4 bytes each).
-        let top = 4 * N * C + a * N * C + 4 * 2 * N + a * N * config.paddedVocabularySize + 4 * (N + 2 * N + 2 * N + 1)
-        return top + config.layers * layer + gradients
-    }
-
-    init(config: GPTConfig, B: Int, T: Int, device: Device) throws {
-        let C = config.channels, NH = config.heads, N = B * T
-        self.B = B
-        self.T = T
-        func floats(_ count: Int) throws -> Tensor { try device.allocate(floats: count) }
-        func activations(_ count: Int) throws -> Tensor { try device.allocate(activations: count) }
-        let attentionSizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
+    /// `element`: how activations are stored (float32 or bf16); the rest is float32.
+    init(config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType,
+         tensor: (Int, ElementType) throws -> Buffer, tokens: (Int) throws -> Tokens) rethrows {
+        let C = config.channels, N = B * T
+        func floats(_ count: Int) throws -> Buffer { try tensor(count, .float32) }
+        func activations(_ count: Int) throws -> Buffer { try tensor(count, element) }
         encoded = try floats(N * C)
         var layers: [Layer] = []
         for _ in 0..<config.layers {
             layers.append(Layer(
                 ln1: try activations(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N), qkv: try activations(N * 3 * C),
-                attentionOutput: try activations(N * C), attentionSaved: try floats(attentionSizes.saved),
+                attentionOutput: try activations(N * C), attentionSaved: try floats(attentionSaved),
                 attentionProjection: try activations(N * C), residualAfterAttention: try floats(N * C),
                 ln2: try activations(N * C), ln2Mean: try floats(N), ln2Rstd: try floats(N), fc: try activations(N * 4 * C),
                 fcGelu: try activations(N * 4 * C), fcProjection: try activations(N * C), residualAfterMLP: try floats(N * C)))
@@ -66,15 +88,16 @@ final class Activations {
         lnfRstd = try floats(N)
         logits = try activations(N * config.paddedVocabularySize)
         losses = try floats(N)
-        inputs = try device.allocate(tokens: N)
-        targets = try device.allocate(tokens: N)
-        buckets = try DeviceBuckets(device: device, rows: N)
+        inputs = try tokens(N)
+        targets = try tokens(N)
+        bucketRows = try tokens(max(N, 1))
+        bucketStarts = try tokens(N + 1)
         dresidual = try floats(N * C)
-        dresidualActivation = device.activationElement == .float32 ? dresidual : try activations(N * C)
+        dresidualActivation = element == .float32 ? dresidual : try activations(N * C)
         dln = try activations(N * C)
         dattentionOutput = try activations(N * C)
         dqkv = try activations(N * 3 * C)
         dfc = try activations(N * 4 * C)
-        attentionScratch = try floats(attentionSizes.scratch)
+        self.attentionScratch = try floats(attentionScratch)
     }
 }

@@ -48,8 +48,13 @@ public struct DeviceBuckets {
 
     /// Room for the buckets of a batch of `rows` rows.
     public init(device: Device, rows: Int) throws {
-        self.rows = try device.allocate(tokens: max(rows, 1))
-        self.starts = try device.allocate(tokens: rows + 1)
+        self.init(rows: try device.allocate(tokens: max(rows, 1)), starts: try device.allocate(tokens: rows + 1))
+    }
+
+    /// Over room already made: `rows` of the batch's row count (at least 1), `starts` one more.
+    init(rows: TokenTensor, starts: TokenTensor) {
+        self.rows = rows
+        self.starts = starts
         self.count = 0
     }
 

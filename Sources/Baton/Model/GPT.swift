@@ -2,6 +2,8 @@
 /// tanh-GELU MLP, a final LayerNorm, and an LM head tied to the token embedding.
 /// Forward and backward are written as calls to `Device` ops, following llm.c's train_gpt2.c.
 public final class GPT {
+    typealias Affine = ParameterTensors<Tensor>.Affine
+
     public let config: GPTConfig
     public let layout: ParameterLayout
     public let device: Device
@@ -9,16 +11,23 @@ public final class GPT {
     public let parameters: Tensor
     /// Gradients, same layout; backward accumulates into them. Gradient accumulation swaps in
     /// buffers of its own (GradientTree), so this is whichever buffer holds the current sum.
-    public internal(set) var gradients: Tensor
+    public internal(set) var gradients: Tensor {
+        didSet { gradientTensors = ParameterTensors(layout: layout, buffer: gradients) }
+    }
+
+    /// Typed views (ParameterTensors) of `parameters`, of `gradients`, and of the weights as the
+    /// matmuls read them: the bf16 copy in bf16, `parameters` themselves otherwise.
+    let parameterTensors: ParameterTensors<Tensor>
+    private(set) var gradientTensors: ParameterTensors<Tensor>
+    private var matmulTensors: ParameterTensors<Tensor>
 
     private var activations: Activations?
     /// In bf16, a bf16 copy of `parameters` for the matmuls (made afresh at each forward pass, so
     /// it is never stale: one pass over the weights); nil in fp32 and tf32, whose matmuls read
     /// `parameters` themselves.
-    private var weightCopy: Tensor?
-    private var stepLossBuffer: Tensor?
-    /// Gradient accumulation's buffers, made at the first step that accumulates.
-    lazy var gradientTree = GradientTree(model: self)
+    private var weightCopy: Tensor? {
+        didSet { matmulTensors = weightCopy.map { ParameterTensors(layout: layout, buffer: $0) } ?? parameterTensors }
+    }
 
     public init(config: GPTConfig, device: Device) throws {
         try config.validate()
@@ -27,30 +36,17 @@ public final class GPT {
         self.layout = ParameterLayout(config: config)
         self.parameters = try device.allocate(floats: layout.totalCount)
         self.gradients = try device.allocate(floats: layout.totalCount)
+        parameterTensors = ParameterTensors(layout: layout, buffer: parameters)
+        gradientTensors = ParameterTensors(layout: layout, buffer: gradients)
+        matmulTensors = parameterTensors
     }
 
     /// Parameters the model has (the embedding's padded rows are not parameters).
     public var parameterCount: Int { layout.storedCount }
 
-    /// The token embedding with its padded rows: [paddedVocabularySize, C], for the LM head (as
-    /// the matmuls read it: the bf16 copy in bf16).
-    var paddedEmbedding: Tensor { paddedEmbedding(in: weightCopy ?? parameters) }
-    var paddedEmbeddingGradient: Tensor { paddedEmbedding(in: gradients) }
-
-    private func paddedEmbedding(in buffer: Tensor) -> Tensor {
-        guard let spec = layout.spec(named: "transformer.wte.weight") else { preconditionFailure("no token embedding") }
-        return buffer.slice(spec.offset, spec.allocated)
-    }
-
-    public func parameter(_ name: String) -> Tensor {
-        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
-        return parameters.slice(spec.offset, spec.count)
-    }
-
-    public func gradient(_ name: String) -> Tensor {
-        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
-        return gradients.slice(spec.offset, spec.count)
-    }
+    /// A parameter by its name in the layout (as files and tests name it).
+    public func parameter(_ name: String) -> Tensor { layout.tensor(named: name, in: parameters) }
+    public func gradient(_ name: String) -> Tensor { layout.tensor(named: name, in: gradients) }
 
     /// GPT-2's initialisation: normal(0, 0.02) for weights and embeddings, 0.02/sqrt(2·layers) for
     /// the residual projections, zero biases, LayerNorm weights one. Deterministic in the seed.
@@ -72,12 +68,6 @@ public final class GPT {
             }
         }
         try device.upload(host, to: parameters)
-    }
-
-    /// A parameter as the matmuls read it: from the bf16 copy in bf16.
-    private func matmulParameter(_ name: String) -> Tensor {
-        guard let spec = layout.spec(named: name) else { preconditionFailure("no parameter \(name)") }
-        return (weightCopy ?? parameters).slice(spec.offset, spec.count)
     }
 
     /// The activations for (B, T) in the device's current precision (made anew when either
@@ -142,16 +132,6 @@ public final class GPT {
         return Float(sum / Double(losses.count))
     }
 
-    /// A device buffer for a training step's per-position losses, `count` floats or more, kept
-    /// from step to step (so no step after the first allocates).
-    func stepLosses(count: Int) throws -> Tensor {
-        if let buffer = stepLossBuffer, buffer.count >= count { return buffer.slice(0, count) }
-        stepLossBuffer = nil
-        let fresh = try device.allocate(floats: count)
-        stepLossBuffer = fresh
-        return fresh
-    }
-
     /// Per-position losses, [B*T], of the last `forward(...)` that returned a loss (a training
     /// step keeps its own: see TrainingStep.accumulateGradients).
     public func lastLosses() throws -> [Float] {
@@ -182,57 +162,56 @@ public final class GPT {
 
     private func forwardToLogits(_ a: Activations) throws {
         let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.paddedVocabularySize
-        let d = device
+        let d = device, w = parameterTensors
         if let weightCopy { try d.toActivation(out: weightCopy, input: parameters) }
-        try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: parameter("transformer.wte.weight"),
-                             wpe: parameter("transformer.wpe.weight"), B: B, T: T, C: C)
+        try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: w.tokenEmbedding, wpe: w.positionEmbedding, B: B, T: T, C: C)
         // Each block's residual adds are fused with the LayerNorm that follows them (the next
         // block's ln_1, or ln_f after the last block); only the first ln_1 stands alone.
         try d.layernormForward(out: a.layers[0].ln1, mean: a.layers[0].ln1Mean, rstd: a.layers[0].ln1Rstd, input: a.encoded,
-                               weight: parameter("transformer.h.0.ln_1.weight"), bias: parameter("transformer.h.0.ln_1.bias"), N: N, C: C)
+                               weight: w.blocks[0].ln1.weight, bias: w.blocks[0].ln1.bias, N: N, C: C)
         var residual = a.encoded
         for (index, l) in a.layers.enumerated() {
-            let p = "transformer.h.\(index)."
-            try linear(out: l.qkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
+            let block = w.blocks[index], matmul = matmulTensors.blocks[index]
+            try linear(out: l.qkv, input: l.ln1, layer: matmul.qkv, N: N, inFeatures: C, outFeatures: 3 * C)
             try d.attentionForward(out: l.attentionOutput, saved: l.attentionSaved, qkv: l.qkv, scratch: a.attentionScratch, B: B, T: T, C: C, NH: NH)
-            try linear(out: l.attentionProjection, input: l.attentionOutput, weight: p + "attn.c_proj", N: N, inFeatures: C, outFeatures: C)
+            try linear(out: l.attentionProjection, input: l.attentionOutput, layer: matmul.attentionProjection, N: N, inFeatures: C, outFeatures: C)
             try d.residualLayernormForward(residual: l.residualAfterAttention, out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, a: residual,
-                                           b: l.attentionProjection, weight: parameter(p + "ln_2.weight"), bias: parameter(p + "ln_2.bias"), N: N, C: C)
-            try linear(out: l.fc, geluOut: l.fcGelu, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
-            try linear(out: l.fcProjection, input: l.fcGelu, weight: p + "mlp.c_proj", N: N, inFeatures: 4 * C, outFeatures: C)
+                                           b: l.attentionProjection, weight: block.ln2.weight, bias: block.ln2.bias, N: N, C: C)
+            try linear(out: l.fc, geluOut: l.fcGelu, input: l.ln2, layer: matmul.fc, N: N, inFeatures: C, outFeatures: 4 * C)
+            try linear(out: l.fcProjection, input: l.fcGelu, layer: matmul.mlpProjection, N: N, inFeatures: 4 * C, outFeatures: C)
             let isLast = index + 1 == a.layers.count
-            let next = isLast ? (out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, prefix: "transformer.ln_f")
+            let next = isLast ? (out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, norm: w.finalNorm)
                               : (out: a.layers[index + 1].ln1, mean: a.layers[index + 1].ln1Mean, rstd: a.layers[index + 1].ln1Rstd,
-                                 prefix: "transformer.h.\(index + 1).ln_1")
+                                 norm: w.blocks[index + 1].ln1)
             try d.residualLayernormForward(residual: l.residualAfterMLP, out: next.out, mean: next.mean, rstd: next.rstd,
-                                           a: l.residualAfterAttention, b: l.fcProjection, weight: parameter(next.prefix + ".weight"),
-                                           bias: parameter(next.prefix + ".bias"), N: N, C: C)
+                                           a: l.residualAfterAttention, b: l.fcProjection, weight: next.norm.weight,
+                                           bias: next.norm.bias, N: N, C: C)
             residual = l.residualAfterMLP
         }
         // Tied LM head: logits = lnf @ wte^T, over the padded rows (their logits are zero, and masked).
-        try d.matmul(c: a.logits, a: a.lnf, b: paddedEmbedding, M: N, N: V, K: C,
+        try d.matmul(c: a.logits, a: a.lnf, b: matmulTensors.tokenEmbedding, M: N, N: V, K: C,
                      transposeA: false, transposeB: true, beta: 0)
     }
 
     /// out[N, outFeatures] = input[N, inFeatures] @ weight[inFeatures, outFeatures] + bias, and
     /// geluOut = GELU(out) where asked: one op (on a GPU, the bias and GELU in cuBLASLt's epilogue).
-    private func linear(out: Tensor, geluOut: Tensor? = nil, input: Tensor, weight prefix: String, N: Int, inFeatures: Int,
+    private func linear(out: Tensor, geluOut: Tensor? = nil, input: Tensor, layer: Affine, N: Int, inFeatures: Int,
                         outFeatures: Int) throws {
-        try device.linearForward(out: out, geluOut: geluOut, input: input, weight: matmulParameter(prefix + ".weight"),
-                                 bias: matmulParameter(prefix + ".bias"), N: N, inFeatures: inFeatures, outFeatures: outFeatures)
+        try device.linearForward(out: out, geluOut: geluOut, input: input, weight: layer.weight, bias: layer.bias, N: N,
+                                 inFeatures: inFeatures, outFeatures: outFeatures)
     }
 
-    /// Given dout [N, outFeatures], accumulates the weight and bias gradients and writes dinput
-    /// (unless nil: the caller computes it another way).
-    private func linearBackward(dinput: Tensor?, dout: Tensor, input: Tensor, weight prefix: String, N: Int,
+    /// Given dout [N, outFeatures], accumulates the weight and bias gradients into `gradient` and
+    /// writes dinput (unless nil: the caller computes it another way).
+    private func linearBackward(dinput: Tensor?, dout: Tensor, input: Tensor, layer: Affine, gradient: Affine, N: Int,
                                 inFeatures: Int, outFeatures: Int) throws {
         if let dinput {
-            try device.matmul(c: dinput, a: dout, b: matmulParameter(prefix + ".weight"), M: N, N: inFeatures, K: outFeatures,
+            try device.matmul(c: dinput, a: dout, b: layer.weight, M: N, N: inFeatures, K: outFeatures,
                               transposeA: false, transposeB: true, beta: 0)
         }
-        try device.matmul(c: gradient(prefix + ".weight"), a: input, b: dout, M: inFeatures, N: outFeatures, K: N,
+        try device.matmul(c: gradient.weight, a: input, b: dout, M: inFeatures, N: outFeatures, K: N,
                           transposeA: true, transposeB: false, beta: 1)
-        try device.biasBackward(dbias: gradient(prefix + ".bias"), dout: dout, N: N, OC: outFeatures)
+        try device.biasBackward(dbias: gradient.bias, dout: dout, N: N, OC: outFeatures)
     }
 
     public func zeroGradients() throws { try device.fill(gradients, with: 0) }
@@ -241,13 +220,13 @@ public final class GPT {
     public func backward() throws {
         guard let a = activations else { preconditionFailure("backward() before forward()") }
         let B = a.B, T = a.T, C = config.channels, NH = config.heads, N = B * T, V = config.paddedVocabularySize
-        let d = device
+        let d = device, w = parameterTensors, g = gradientTensors
         let dlogits = a.logits
         // Tied head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf (the padded columns' dlogits
         // are zero, so the padded rows add nothing and get no gradient).
-        try d.matmul(c: a.dln, a: dlogits, b: paddedEmbedding, M: N, N: C, K: V,
+        try d.matmul(c: a.dln, a: dlogits, b: matmulTensors.tokenEmbedding, M: N, N: C, K: V,
                      transposeA: false, transposeB: false, beta: 0)
-        try d.matmul(c: paddedEmbeddingGradient, a: dlogits, b: a.lnf, M: V, N: C, K: N,
+        try d.matmul(c: g.tokenEmbedding, a: dlogits, b: a.lnf, M: V, N: C, K: N,
                      transposeA: true, transposeB: false, beta: 1)
         // The residual stream's gradient lives in one buffer; each LayerNorm backward adds into it,
         // and (in bf16) writes the sum's bf16 copy too, for the matmuls and bias gradients that
@@ -255,34 +234,36 @@ public final class GPT {
         try d.fill(a.dresidual, with: 0)
         let copy = a.dresidualActivation.element == a.dresidual.element ? nil : a.dresidualActivation, dmatmul = a.dresidualActivation
         let lastResidual = a.layers.last?.residualAfterMLP ?? a.encoded
-        try d.layernormBackward(dinput: a.dresidual, dinputActivation: copy, dweight: gradient("transformer.ln_f.weight"),
-                                dbias: gradient("transformer.ln_f.bias"), dout: a.dln, input: lastResidual, weight: parameter("transformer.ln_f.weight"),
+        try d.layernormBackward(dinput: a.dresidual, dinputActivation: copy, dweight: g.finalNorm.weight,
+                                dbias: g.finalNorm.bias, dout: a.dln, input: lastResidual, weight: w.finalNorm.weight,
                                 mean: a.lnfMean, rstd: a.lnfRstd, N: N, C: C)
         for index in stride(from: config.layers - 1, through: 0, by: -1) {
-            let l = a.layers[index], p = "transformer.h.\(index)."
+            let l = a.layers[index], block = w.blocks[index], matmul = matmulTensors.blocks[index], gradient = g.blocks[index]
             let residualIn = index == 0 ? a.encoded : a.layers[index - 1].residualAfterMLP
             // The MLP's output projection and its GELU, backwards: dfc in one op, then the weight's and bias's gradients.
             let dmlp = dmatmul
-            try d.matmulGeluBackward(dinput: a.dfc, dout: dmlp, weight: matmulParameter(p + "mlp.c_proj.weight"), preGelu: l.fc, N: N,
+            try d.matmulGeluBackward(dinput: a.dfc, dout: dmlp, weight: matmul.mlpProjection.weight, preGelu: l.fc, N: N,
                                      inFeatures: 4 * C, outFeatures: C)
-            try linearBackward(dinput: nil, dout: dmlp, input: l.fcGelu, weight: p + "mlp.c_proj", N: N,
+            try linearBackward(dinput: nil, dout: dmlp, input: l.fcGelu, layer: matmul.mlpProjection, gradient: gradient.mlpProjection, N: N,
                                inFeatures: 4 * C, outFeatures: C)
-            try linearBackward(dinput: a.dln, dout: a.dfc, input: l.ln2, weight: p + "mlp.c_fc", N: N, inFeatures: C, outFeatures: 4 * C)
-            try d.layernormBackward(dinput: a.dresidual, dinputActivation: copy, dweight: gradient(p + "ln_2.weight"), dbias: gradient(p + "ln_2.bias"),
-                                    dout: a.dln, input: l.residualAfterAttention, weight: parameter(p + "ln_2.weight"),
+            try linearBackward(dinput: a.dln, dout: a.dfc, input: l.ln2, layer: matmul.fc, gradient: gradient.fc, N: N,
+                               inFeatures: C, outFeatures: 4 * C)
+            try d.layernormBackward(dinput: a.dresidual, dinputActivation: copy, dweight: gradient.ln2.weight, dbias: gradient.ln2.bias,
+                                    dout: a.dln, input: l.residualAfterAttention, weight: block.ln2.weight,
                                     mean: l.ln2Mean, rstd: l.ln2Rstd, N: N, C: C)
-            try linearBackward(dinput: a.dattentionOutput, dout: dmatmul, input: l.attentionOutput, weight: p + "attn.c_proj",
-                               N: N, inFeatures: C, outFeatures: C)
+            try linearBackward(dinput: a.dattentionOutput, dout: dmatmul, input: l.attentionOutput, layer: matmul.attentionProjection,
+                               gradient: gradient.attentionProjection, N: N, inFeatures: C, outFeatures: C)
             try d.attentionBackward(dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, out: l.attentionOutput,
                                     saved: l.attentionSaved,
                                     B: B, T: T, C: C, NH: NH)
-            try linearBackward(dinput: a.dln, dout: a.dqkv, input: l.ln1, weight: p + "attn.c_attn", N: N, inFeatures: C, outFeatures: 3 * C)
+            try linearBackward(dinput: a.dln, dout: a.dqkv, input: l.ln1, layer: matmul.qkv, gradient: gradient.qkv, N: N,
+                               inFeatures: C, outFeatures: 3 * C)
             // The first block's ln_1 feeds only the embedding's gradient, which reads float32: no copy.
-            try d.layernormBackward(dinput: a.dresidual, dinputActivation: index == 0 ? nil : copy, dweight: gradient(p + "ln_1.weight"),
-                                    dbias: gradient(p + "ln_1.bias"), dout: a.dln, input: residualIn, weight: parameter(p + "ln_1.weight"),
+            try d.layernormBackward(dinput: a.dresidual, dinputActivation: index == 0 ? nil : copy, dweight: gradient.ln1.weight,
+                                    dbias: gradient.ln1.bias, dout: a.dln, input: residualIn, weight: block.ln1.weight,
                                     mean: l.ln1Mean, rstd: l.ln1Rstd, N: N, C: C)
         }
-        try d.encoderBackward(dwte: gradient("transformer.wte.weight"), dwpe: gradient("transformer.wpe.weight"),
+        try d.encoderBackward(dwte: g.tokenEmbedding, dwpe: g.positionEmbedding,
                               dout: a.dresidual, tokens: a.inputs, buckets: a.buckets, B: B, T: T, C: C)
     }
 }

@@ -16,8 +16,9 @@ public struct ParameterSpec: Equatable, Sendable {
     public var decays: Bool { shape.count == 2 }
 }
 
-/// All parameters in one flat buffer, in Hugging Face's order, so the optimizer and the global
-/// norm can each run as one call and views give each parameter by name.
+/// All parameters in one flat buffer, in Hugging Face's order (ParameterTensors declares them), so
+/// the optimizer and the global norm can each run as one call. Files (checkpoints, Hugging Face
+/// weights) find a tensor by its name here; the forward and backward passes read typed views.
 public struct ParameterLayout: Sendable {
     public let config: GPTConfig
     public let specs: [ParameterSpec]
@@ -30,34 +31,13 @@ public struct ParameterLayout: Sendable {
 
     public init(config: GPTConfig) {
         self.config = config
-        let C = config.channels
         var specs: [ParameterSpec] = []
         var offset = 0
-        func add(_ name: String, _ shape: [Int], _ role: ParameterSpec.Role, allocatedRows: Int? = nil) {
-            let allocated = (allocatedRows ?? shape[0]) * shape.dropFirst().reduce(1, *)
-            let spec = ParameterSpec(name: name, shape: shape, role: role, offset: offset, allocated: allocated)
-            specs.append(spec)
+        _ = ParameterTensors<Void>(config: config) { name, shape, role, allocatedRows in
+            let allocated = allocatedRows * shape.dropFirst().reduce(1, *)
+            specs.append(ParameterSpec(name: name, shape: shape, role: role, offset: offset, allocated: allocated))
             offset += allocated
         }
-        add("transformer.wte.weight", [config.vocabularySize, C], .embedding, allocatedRows: config.paddedVocabularySize)
-        add("transformer.wpe.weight", [config.contextLength, C], .embedding)
-        for layer in 0..<config.layers {
-            let p = "transformer.h.\(layer)."
-            add(p + "ln_1.weight", [C], .layerNormWeight)
-            add(p + "ln_1.bias", [C], .layerNormBias)
-            add(p + "attn.c_attn.weight", [C, 3 * C], .linearWeight)
-            add(p + "attn.c_attn.bias", [3 * C], .bias)
-            add(p + "attn.c_proj.weight", [C, C], .residualProjectionWeight)
-            add(p + "attn.c_proj.bias", [C], .bias)
-            add(p + "ln_2.weight", [C], .layerNormWeight)
-            add(p + "ln_2.bias", [C], .layerNormBias)
-            add(p + "mlp.c_fc.weight", [C, 4 * C], .linearWeight)
-            add(p + "mlp.c_fc.bias", [4 * C], .bias)
-            add(p + "mlp.c_proj.weight", [4 * C, C], .residualProjectionWeight)
-            add(p + "mlp.c_proj.bias", [C], .bias)
-        }
-        add("transformer.ln_f.weight", [C], .layerNormWeight)
-        add("transformer.ln_f.bias", [C], .layerNormBias)
         self.specs = specs
         self.totalCount = offset
         self.storedCount = specs.reduce(0) { $0 + $1.count }
@@ -65,6 +45,13 @@ public struct ParameterLayout: Sendable {
     }
 
     public func spec(named name: String) -> ParameterSpec? { indexByName[name].map { specs[$0] } }
+
+    /// The tensor `name` in `buffer`, a flat buffer in this layout: its elements, and with
+    /// `padding` the padded rows after them.
+    func tensor(named name: String, in buffer: Tensor, padding: Bool = false) -> Tensor {
+        guard let spec = spec(named: name) else { preconditionFailure("no parameter \(name)") }
+        return buffer.slice(spec.offset, padding ? spec.allocated : spec.count)
+    }
 
     /// The parts of a flat buffer that hold tensors (the padding left out), merged where they
     /// touch, in order: what a checkpoint writes.
@@ -84,5 +71,57 @@ public struct ParameterLayout: Sendable {
             }
         }
         return result
+    }
+}
+
+/// GPT-2's parameter tensors, declared once, one value of T each, as llm.c's ParameterTensors.
+/// `ParameterLayout` walks the declaration to lay out the flat buffer (the names, shapes, roles and
+/// order come from here), and `ParameterTensors<Tensor>(layout:buffer:)` gives typed views of a
+/// flat buffer laid out so: the parameters, their gradients, or the matmuls' bf16 copy.
+struct ParameterTensors<T> {
+    /// A weight and its bias: a linear (Conv1D) layer's, or a LayerNorm's scale and shift.
+    struct Affine {
+        let weight, bias: T
+    }
+
+    /// One transformer block: ln_1, attention (qkv and its output projection), ln_2, the MLP.
+    struct Block {
+        let ln1, qkv, attentionProjection, ln2, fc, mlpProjection: Affine
+    }
+
+    /// The token embedding with its padded rows, [paddedVocabularySize, C]: the tied LM head reads all of them.
+    let tokenEmbedding: T
+    let positionEmbedding: T
+    let blocks: [Block]
+    let finalNorm: Affine
+
+    /// Declares every tensor, in the flat buffer's order: `tensor(name, shape, role, allocatedRows)`
+    /// gives the value for the tensor named as in Hugging Face's GPT2LMHeadModel, `allocatedRows` being
+    /// the rows it takes in the flat buffer (more than shape[0] for the padded token embedding).
+    init(config: GPTConfig, tensor: (String, [Int], ParameterSpec.Role, Int) -> T) {
+        let C = config.channels
+        func layerNorm(_ name: String) -> Affine {
+            Affine(weight: tensor(name + ".weight", [C], .layerNormWeight, C), bias: tensor(name + ".bias", [C], .layerNormBias, C))
+        }
+        func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int, _ role: ParameterSpec.Role = .linearWeight) -> Affine {
+            Affine(weight: tensor(name + ".weight", [inFeatures, outFeatures], role, inFeatures),
+                   bias: tensor(name + ".bias", [outFeatures], .bias, outFeatures))
+        }
+        tokenEmbedding = tensor("transformer.wte.weight", [config.vocabularySize, C], .embedding, config.paddedVocabularySize)
+        positionEmbedding = tensor("transformer.wpe.weight", [config.contextLength, C], .embedding, config.contextLength)
+        blocks = (0..<config.layers).map { layer in
+            let p = "transformer.h.\(layer)."
+            return Block(ln1: layerNorm(p + "ln_1"), qkv: linear(p + "attn.c_attn", C, 3 * C),
+                         attentionProjection: linear(p + "attn.c_proj", C, C, .residualProjectionWeight), ln2: layerNorm(p + "ln_2"),
+                         fc: linear(p + "mlp.c_fc", C, 4 * C), mlpProjection: linear(p + "mlp.c_proj", 4 * C, C, .residualProjectionWeight))
+        }
+        finalNorm = layerNorm("transformer.ln_f")
+    }
+}
+
+extension ParameterTensors where T == Tensor {
+    /// Views of `buffer`, a flat buffer laid out as `layout` (float32 or the bf16 copy).
+    init(layout: ParameterLayout, buffer: Tensor) {
+        self.init(config: layout.config) { name, _, _, _ in layout.tensor(named: name, in: buffer, padding: true) }
     }
 }

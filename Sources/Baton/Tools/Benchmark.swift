@@ -12,18 +12,18 @@ public enum Benchmark {
                            seed: UInt64 = 1, profile: Bool = false) throws -> Result {
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: seed)
-        let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)
+        let step = TrainingStep(model: model, optimizer: try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1))
         var generator = RandomGenerator(seed: seed)
         let T = config.contextLength, count = batchSize * T
         let tokens = (0..<(count + 1)).map { _ in Int32(generator.next() % UInt64(config.vocabularySize)) }
         let inputs = Array(tokens[0..<count]), targets = Array(tokens[1...count])
         var measured = 0.0
-        for step in 0..<(warmupSteps + steps) {
+        for index in 0..<(warmupSteps + steps) {
             let start = monotonicSeconds()
-            _ = try TrainingStep.run(model: model, optimizer: optimizer, microBatches: [(inputs, targets)], B: batchSize, T: T,
-                                     learningRate: 1e-4, gradientClip: 1, updateNumber: step + 1)
+            _ = try step.run(microBatches: [(inputs, targets)], B: batchSize, T: T, learningRate: 1e-4, gradientClip: 1,
+                             updateNumber: index + 1)
             try device.synchronize()
-            if step >= warmupSteps { measured += monotonicSeconds() - start }
+            if index >= warmupSteps { measured += monotonicSeconds() - start }
         }
         let perStep = measured / Double(steps)
         var profiler: OpProfiler?
@@ -32,9 +32,9 @@ public enum Benchmark {
             device.profiler = attached
             defer { device.profiler = nil }
             let start = monotonicSeconds()
-            for step in 0..<steps {
-                _ = try TrainingStep.run(model: model, optimizer: optimizer, microBatches: [(inputs, targets)], B: batchSize, T: T,
-                                         learningRate: 1e-4, gradientClip: 1, updateNumber: warmupSteps + steps + step + 1)
+            for index in 0..<steps {
+                _ = try step.run(microBatches: [(inputs, targets)], B: batchSize, T: T, learningRate: 1e-4, gradientClip: 1,
+                                 updateNumber: warmupSteps + steps + index + 1)
             }
             try device.synchronize()
             attached.wallSeconds = monotonicSeconds() - start  // the ops' total must fit inside it

@@ -49,6 +49,8 @@ public final class Trainer {
     public let config: TrainingConfig
     public let model: GPT
     public let optimizer: AdamW
+    /// The step function with its buffers (the step's losses, gradient accumulation's sums).
+    let optimizerStep: TrainingStep
     public let schedule: LearningRateSchedule
     public let loader: DataLoader
     public let validationSet: TokenDataset?
@@ -97,6 +99,7 @@ public final class Trainer {
         options.parallel?.exact = config.reduce != .fast
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
+        optimizerStep = TrainingStep(model: model, optimizer: optimizer, parallel: options.parallel)
         schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
                                         warmupSteps: config.warmupSteps, totalSteps: config.steps)
         let world = options.parallel?.size ?? 1
@@ -135,11 +138,10 @@ public final class Trainer {
             }
             position = loader.position(after: position)
         }
-        let outcome = try TrainingStep.run(
-            model: model, optimizer: optimizer, microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
+        let outcome = try optimizerStep.run(
+            microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
             T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step), gradientClip: config.gradientClip,
-            updateNumber: state.nextUpdateNumber, afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } },
-            parallel: options.parallel)
+            updateNumber: state.nextUpdateNumber, afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
         if !outcome.applied {
             let what = !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
             guard config.onNonfinite == .skip else {

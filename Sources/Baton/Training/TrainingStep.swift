@@ -10,17 +10,31 @@ public struct StepOutcome: Sendable {
 
 /// One optimizer step: forward and backward over each micro-batch (gradients averaged), the
 /// global gradient norm, clipping folded into AdamW's gradient scale, and the update. The one
-/// step function: training, `baton bench` and the PyTorch fixture test all call it.
-public enum TrainingStep {
+/// step function: training, `baton bench` and the PyTorch fixture test all call it. It owns what
+/// a step needs beside the model and the optimizer: the micro-batches' losses on the device and
+/// gradient accumulation's buffers, made once and kept from step to step.
+public final class TrainingStep {
+    public let model: GPT
+    public let optimizer: AdamW
+    /// With ranks, this rank's micro-batches are its slice of the step's; the loss and the
+    /// gradient are over all of them.
+    let parallel: DataParallel?
+    private var lossBuffer: Tensor?
+    /// Gradient accumulation's buffers, made at the first step that accumulates.
+    private lazy var tree = GradientTree(model: model)
+
+    public init(model: GPT, optimizer: AdamW, parallel: DataParallel? = nil) {
+        self.model = model
+        self.optimizer = optimizer
+        self.parallel = parallel
+    }
+
     /// `microBatches`: inputs and targets of B x T tokens each. `updateNumber` is AdamW's 1-based
     /// step for bias correction. A non-finite loss or gradient norm is never applied.
-    public static func run(model: GPT, optimizer: AdamW, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int,
-                           learningRate: Float, gradientClip: Float, updateNumber: Int,
-                           afterBackward: ((GPT) throws -> Void)? = nil, parallel: DataParallel? = nil) throws -> StepOutcome {
-        // With ranks, this rank's micro-batches are its slice of the step's; the loss and the
-        // gradient are over all of them.
+    public func run(microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, learningRate: Float, gradientClip: Float,
+                    updateNumber: Int, afterBackward: ((GPT) throws -> Void)? = nil) throws -> StepOutcome {
         let total = microBatches.count * (parallel?.size ?? 1)
-        var losses = try accumulateGradients(model: model, microBatches: microBatches, B: B, T: T, scale: 1 / Float(total))
+        var losses = try accumulateGradients(microBatches: microBatches, B: B, T: T, scale: 1 / Float(total))
         if let parallel { losses = try parallel.reduce(model: model, losses: losses) }
         try afterBackward?(model)
         let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
@@ -36,10 +50,10 @@ public enum TrainingStep {
     /// gradient sum in `model.gradients`: one micro-batch straight into it, several summed as a
     /// pairwise tree (GradientTree). Returns the micro-batches' losses, read back once at the end:
     /// they stay on the device until then, so the host never waits for the GPU mid-step.
-    static func accumulateGradients(model: GPT, microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float) throws -> [Float] {
+    func accumulateGradients(microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float) throws -> [Float] {
         let N = B * T
-        let losses = try model.stepLosses(count: microBatches.count * N)
-        let tree = microBatches.count > 1 ? model.gradientTree : nil
+        let losses = try stepLosses(count: microBatches.count * N)
+        let tree = microBatches.count > 1 ? self.tree : nil
         if let tree { try tree.begin() } else { try model.zeroGradients() }
         for (index, batch) in microBatches.enumerated() {
             try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale,
@@ -50,5 +64,15 @@ public enum TrainingStep {
         try tree?.finish()
         let values = try model.device.download(losses)
         return (0..<microBatches.count).map { GPT.meanLoss(values[($0 * N)..<(($0 + 1) * N)]) }
+    }
+
+    /// A device buffer for the step's per-position losses, `count` floats or more, kept from
+    /// step to step (so no step after the first allocates).
+    private func stepLosses(count: Int) throws -> Tensor {
+        if let buffer = lossBuffer, buffer.count >= count { return buffer.slice(0, count) }
+        lossBuffer = nil
+        let fresh = try model.device.allocate(floats: count)
+        lossBuffer = fresh
+        return fresh
     }
 }
