@@ -117,6 +117,7 @@ static baton_status backend_create_context(const baton_context_options *options,
         return BATON_ERROR_OUT_OF_MEMORY;
     }
     ctx->device_index = options->device_index;
+    ctx->attention = options->attention;
     baton_status status = open_device(ctx, options->device_index);
     if (status != BATON_OK) {
         snprintf(message, message_size, "%s", ctx->message.c_str());
@@ -235,6 +236,15 @@ static baton_status backend_set_precision(baton_context *ctx, int precision) {
     }
     ctx->precision = precision;
     return BATON_OK;
+}
+
+// Every precision on sm_80 and newer (bf16 tensor cores), fp32 and tf32 below; flash attention
+// always (attention.cu: for heads of up to 64 channels).
+static uint32_t backend_capabilities(baton_context *ctx) {
+    uint32_t bits = BATON_CAPABILITY_PRECISION(BATON_PRECISION_FP32) | BATON_CAPABILITY_PRECISION(BATON_PRECISION_TF32) |
+                    BATON_CAPABILITY_FLASH_ATTENTION;
+    if (ctx->compute_major >= 8) bits |= BATON_CAPABILITY_PRECISION(BATON_PRECISION_BF16);
+    return bits;
 }
 
 // Every op enters through OnContextDevice<op>::call, which selects the context's device first

@@ -36,6 +36,7 @@ struct baton_context {
     double *norm_partials = nullptr;    // global_norm's partial sums
     float *column_partials = nullptr;   // the column sums' partial rows
     int precision = BATON_PRECISION_FP32;  // of the matmuls (set_precision)
+    int attention = BATON_ATTENTION_FLASH;  // which attention kernels run (baton_context_options)
     struct LtPlans *lt_plans = nullptr; // cuBLASLt descriptors and algorithms by call shape (linear.cu)
     float *wide = nullptr;              // float32 results before they are stored as bf16 (wide_buffer)
     long long wide_capacity = 0;        // floats
@@ -49,8 +50,8 @@ struct baton_context {
 
 extern "C" {
 BATON_FOR_EACH_OP(BATON_DECLARE_OP)
-// attention.cu: the buffers its two ways need (flash or materialized).
-void backend_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
+// attention.cu: the buffers its two ways need (flash or materialized) on this context.
+void backend_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 }
 
 constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;

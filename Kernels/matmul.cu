@@ -44,16 +44,6 @@ void matmul(baton_context *ctx, void *c, const baton_activation *a, const baton_
     gemm_in_precision(ctx, c, beta == 0.0f, a, b, M, N, K, trans_a, trans_b, beta, "matmul");
 }
 
-__global__ void bias_forward_kernel(float *out, const float *bias, int N, int OC) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (long long)N * OC) out[i] += bias[i % OC];
-}
-
-void bias_forward(baton_context *ctx, float *out, const float *bias, int N, int OC) {
-    bias_forward_kernel<<<blocks_for((long long)N * OC, 256), 256>>>(out, bias, N, OC);
-    check_launch(ctx, "bias_forward");
-}
-
 // Stage 1: chunk j of the rows, one thread per column: partial[j][c].
 template <class In>
 __global__ void column_partials_kernel(float *partial, const In *in, int rows, int columns, int chunk_rows) {

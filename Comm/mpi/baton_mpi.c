@@ -15,9 +15,12 @@
 #include <string.h>
 #include <time.h>
 
-static char error_text[512];
-static int my_rank, world_size;
-static double timeout; /* seconds; 0: no limit */
+/* One communicator: everything a call needs, in the handle comm_init returns. */
+struct baton_comm {
+    char error_text[512];
+    int my_rank, world_size;
+    double timeout; /* seconds; 0: no limit */
+};
 
 /* Non-root ranks wait this much longer than rank 0 before blaming it. */
 #define GRACE_SECONDS 5.0
@@ -26,14 +29,16 @@ static double timeout; /* seconds; 0: no limit */
 #define TAG_EXCHANGE 7
 #define PIECE ((size_t)1 << 30)
 
-static int check(int status, const char *what) {
+/* Writes the failure's text into `text` (size bytes). */
+static int failed_with(int status, const char *what, char *text, size_t size) {
     if (status == MPI_SUCCESS) return 0;
     char message[MPI_MAX_ERROR_STRING];
     int length = 0;
     MPI_Error_string(status, message, &length);
-    snprintf(error_text, sizeof error_text, "%s: %.*s", what, length, message);
+    snprintf(text, size, "%s: %.*s", what, length, message);
     return 1;
 }
+#define check(status, what) failed_with(status, what, comm->error_text, sizeof comm->error_text)
 
 static double seconds_now(void) {
     struct timespec now;
@@ -43,7 +48,7 @@ static double seconds_now(void) {
 
 /* Waits for `count` requests. On timeout, cancels nothing (the job is ending) and names the
  * ranks of the requests still open: peers[i] is the rank request i waits on, or -1 when unknown. */
-static int wait_all(int count, MPI_Request *requests, const int *peers, double limit, const char *what) {
+static int wait_all(baton_comm *comm, int count, MPI_Request *requests, const int *peers, double limit, const char *what) {
     double start = seconds_now();
     long polls = 0;
     for (;;) {
@@ -65,94 +70,108 @@ static int wait_all(int count, MPI_Request *requests, const int *peers, double l
         if (peers[i] < 0) { used += snprintf(names + used, sizeof names - used, "%sa rank", used ? ", " : ""); break; }
         used += snprintf(names + used, sizeof names - used, "%srank %d", used ? ", " : "", peers[i]);
     }
-    snprintf(error_text, sizeof error_text, "%s: %s did not answer within %.0f s (lost or stuck)", what, used ? names : "a rank", limit);
+    snprintf(comm->error_text, sizeof comm->error_text, "%s: %s did not answer within %.0f s (lost or stuck)", what, used ? names : "a rank", limit);
     return 1;
 }
 
-static int comm_init(int *rank, int *size) {
+static int comm_init(baton_comm **handle, int *rank, int *size, char *message, size_t message_size) {
+    *handle = NULL;
+    baton_comm *comm = calloc(1, sizeof *comm);
+    if (!comm) { snprintf(message, message_size, "out of memory"); return 1; }
     int initialized = 0;
     MPI_Initialized(&initialized);
+    int failed = 0;
     if (!initialized) {
         int provided = 0;
-        if (check(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread")) return 1;
+        failed = check(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     }
     /* Errors come back as codes, so a lost peer is an error message, not an abort. */
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    if (check(MPI_Comm_rank(MPI_COMM_WORLD, &my_rank), "MPI_Comm_rank")) return 1;
-    if (check(MPI_Comm_size(MPI_COMM_WORLD, &world_size), "MPI_Comm_size")) return 1;
-    *rank = my_rank;
-    *size = world_size;
+    if (!failed) MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    failed = failed || check(MPI_Comm_rank(MPI_COMM_WORLD, &comm->my_rank), "MPI_Comm_rank") ||
+             check(MPI_Comm_size(MPI_COMM_WORLD, &comm->world_size), "MPI_Comm_size");
+    if (failed) {
+        snprintf(message, message_size, "%s", comm->error_text);
+        free(comm);
+        return 1;
+    }
+    *rank = comm->my_rank;
+    *size = comm->world_size;
+    *handle = comm;
     return 0;
 }
 
-static int comm_finalize(void) { return check(MPI_Finalize(), "MPI_Finalize"); }
+static int comm_finalize(baton_comm *comm) {
+    int failed = check(MPI_Finalize(), "MPI_Finalize");
+    free(comm);
+    return failed;
+}
 
-static int comm_set_timeout(double seconds) {
-    timeout = seconds > 0 ? seconds : 0;
+static int comm_set_timeout(baton_comm *comm, double seconds) {
+    comm->timeout = seconds > 0 ? seconds : 0;
     return 0;
 }
 
-static int comm_broadcast(void *data, size_t bytes, int root) {
+static int comm_broadcast(baton_comm *comm, void *data, size_t bytes, int root) {
     int peer = root;
-    double limit = timeout > 0 && my_rank != root ? timeout + GRACE_SECONDS : timeout;
+    double limit = comm->timeout > 0 && comm->my_rank != root ? comm->timeout + GRACE_SECONDS : comm->timeout;
     for (size_t done = 0; done < bytes; done += PIECE) {
         size_t n = bytes - done < PIECE ? bytes - done : PIECE;
         MPI_Request request;
         if (check(MPI_Ibcast((char *)data + done, (int)n, MPI_BYTE, root, MPI_COMM_WORLD, &request), "MPI_Ibcast")) return 1;
-        if (wait_all(1, &request, my_rank == root ? (int[]){-1} : &peer, limit, "broadcast")) return 1;
+        if (wait_all(comm, 1, &request, comm->my_rank == root ? (int[]){-1} : &peer, limit, "broadcast")) return 1;
     }
     return 0;
 }
 
-static int comm_exchange(const void *send, void *receive, size_t bytes, int peer) {
+static int comm_exchange(baton_comm *comm, const void *send, void *receive, size_t bytes, int peer) {
     for (size_t done = 0; done < bytes; done += PIECE) {
         size_t n = bytes - done < PIECE ? bytes - done : PIECE;
         MPI_Request requests[2];
         if (check(MPI_Irecv((char *)receive + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD, &requests[0]), "MPI_Irecv") ||
             check(MPI_Isend((const char *)send + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD, &requests[1]), "MPI_Isend"))
             return 1;
-        if (wait_all(2, requests, (int[]){peer, peer}, timeout, "exchange")) return 1;
+        if (wait_all(comm, 2, requests, (int[]){peer, peer}, comm->timeout, "exchange")) return 1;
     }
     return 0;
 }
 
 /* Every rank's `bytes` to rank 0, which sends the whole back: rank 0 waits on each rank by name. */
-static int comm_allgather(const void *send, void *receive, size_t bytes) {
-    if (bytes * world_size > PIECE) { snprintf(error_text, sizeof error_text, "allgather: %zu bytes a rank is more than one piece", bytes); return 1; }
-    size_t total = bytes * world_size;
-    if (my_rank != 0) {
+static int comm_allgather(baton_comm *comm, const void *send, void *receive, size_t bytes) {
+    if (bytes * comm->world_size > PIECE) { snprintf(comm->error_text, sizeof comm->error_text, "allgather: %zu bytes a rank is more than one piece", bytes); return 1; }
+    size_t total = bytes * comm->world_size;
+    if (comm->my_rank != 0) {
         MPI_Request requests[2];
         if (check(MPI_Irecv(receive, (int)total, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD, &requests[0]), "MPI_Irecv") ||
             check(MPI_Isend(send, (int)bytes, MPI_BYTE, 0, TAG_GATHER, MPI_COMM_WORLD, &requests[1]), "MPI_Isend"))
             return 1;
-        return wait_all(2, requests, (int[]){0, 0}, timeout > 0 ? timeout + GRACE_SECONDS : 0, "allgather");
+        return wait_all(comm, 2, requests, (int[]){0, 0}, comm->timeout > 0 ? comm->timeout + GRACE_SECONDS : 0, "allgather");
     }
     memcpy(receive, send, bytes);
-    int others = world_size - 1;
+    int others = comm->world_size - 1;
     MPI_Request *requests = calloc((size_t)others * 2 + 1, sizeof *requests);
     int *peers = calloc((size_t)others * 2 + 1, sizeof *peers);
     int failed = !requests || !peers;
-    if (failed) snprintf(error_text, sizeof error_text, "allgather: out of memory");
+    if (failed) snprintf(comm->error_text, sizeof comm->error_text, "allgather: out of memory");
     for (int r = 1; r <= others && !failed; r++) {
         peers[r - 1] = r;
         failed = check(MPI_Irecv((char *)receive + bytes * r, (int)bytes, MPI_BYTE, r, TAG_GATHER, MPI_COMM_WORLD, &requests[r - 1]), "MPI_Irecv");
     }
-    if (!failed) failed = wait_all(others, requests, peers, timeout, "allgather");
+    if (!failed) failed = wait_all(comm, others, requests, peers, comm->timeout, "allgather");
     for (int r = 1; r <= others && !failed; r++) {
         peers[r - 1] = r;
         failed = check(MPI_Isend(receive, (int)total, MPI_BYTE, r, TAG_RESULT, MPI_COMM_WORLD, &requests[r - 1]), "MPI_Isend");
     }
-    if (!failed) failed = wait_all(others, requests, peers, timeout, "allgather");
+    if (!failed) failed = wait_all(comm, others, requests, peers, comm->timeout, "allgather");
     free(requests);
     free(peers);
     return failed;
 }
 
-static int comm_barrier(void) {
+static int comm_barrier(baton_comm *comm) {
     char nothing = 0;
-    char *gathered = malloc((size_t)world_size);
-    if (!gathered) { snprintf(error_text, sizeof error_text, "barrier: out of memory"); return 1; }
-    int failed = comm_allgather(&nothing, gathered, 1);
+    char *gathered = malloc((size_t)comm->world_size);
+    if (!gathered) { snprintf(comm->error_text, sizeof comm->error_text, "barrier: out of memory"); return 1; }
+    int failed = comm_allgather(comm, &nothing, gathered, 1);
     free(gathered);
     return failed;
 }
@@ -160,7 +179,7 @@ static int comm_barrier(void) {
 /* Blocking, unlike the rest: OpenMPI 4.1's nonblocking all-reduce (libnbc) ran at a third to a
  * fifth of MPI_Allreduce's speed here (docs/parallel.md). The timeout still holds in training:
  * the loss gather just before it names any rank that does not arrive. */
-static int comm_allreduce_sum(float *data, size_t count) {
+static int comm_allreduce_sum(baton_comm *comm, float *data, size_t count) {
     size_t piece = PIECE / sizeof(float);
     for (size_t done = 0; done < count; done += piece) {
         size_t n = count - done < piece ? count - done : piece;
@@ -169,7 +188,7 @@ static int comm_allreduce_sum(float *data, size_t count) {
     return 0;
 }
 
-static const char *comm_last_error(void) { return error_text; }
+static const char *comm_last_error(baton_comm *comm) { return comm->error_text; }
 
 static const baton_comm_table table = {
     .abi_version = BATON_COMM_ABI_VERSION, .name = "mpi", .init = comm_init, .finalize = comm_finalize,

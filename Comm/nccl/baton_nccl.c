@@ -14,12 +14,12 @@
 #include <dlfcn.h>
 #include <nccl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static char error_text[512];
-
-static struct {
+/* NCCL's functions, bound by comm_load. */
+struct nccl_functions {
     __typeof__(ncclGetVersion) *get_version;
     __typeof__(ncclGetUniqueId) *get_unique_id;
     __typeof__(ncclCommInitRank) *comm_init_rank;
@@ -32,25 +32,30 @@ static struct {
     __typeof__(ncclSend) *send;
     __typeof__(ncclRecv) *recv;
     __typeof__(ncclAllReduce) *all_reduce;
-} nccl;
+};
 
-static ncclComm_t comm;
-static int my_rank, world_size;
-static double timeout;
+/* One device communicator: everything a call needs, in the handle comm_load returns. */
+struct baton_device_comm {
+    struct nccl_functions nccl;
+    ncclComm_t comm; /* NULL until init, and after an abort */
+    int my_rank, world_size;
+    double timeout;
+    char error_text[512];
+};
 
-static int fail(const char *format, const char *what, const char *detail) {
-    snprintf(error_text, sizeof error_text, format, what, detail);
+static int fail(baton_device_comm *c, const char *format, const char *what, const char *detail) {
+    snprintf(c->error_text, sizeof c->error_text, format, what, detail);
     return 1;
 }
 
-static int check_nccl(ncclResult_t result, const char *what) {
+static int check_nccl(baton_device_comm *c, ncclResult_t result, const char *what) {
     if (result == ncclSuccess) return 0;
-    return fail("%s: %s", what, nccl.get_error_string ? nccl.get_error_string(result) : "NCCL error");
+    return fail(c, "%s: %s", what, c->nccl.get_error_string ? c->nccl.get_error_string(result) : "NCCL error");
 }
 
-static int check_cuda(cudaError_t result, const char *what) {
+static int check_cuda(baton_device_comm *c, cudaError_t result, const char *what) {
     if (result == cudaSuccess) return 0;
-    return fail("%s: %s", what, cudaGetErrorString(result));
+    return fail(c, "%s: %s", what, cudaGetErrorString(result));
 }
 
 static double seconds_now(void) {
@@ -59,12 +64,14 @@ static double seconds_now(void) {
     return (double)now.tv_sec + now.tv_nsec * 1e-9;
 }
 
-static int comm_load(const char *library, char *version, size_t version_bytes) {
+/* Binds NCCL's functions into c; on failure c's error says why. */
+static int bind_nccl(baton_device_comm *c, const char *library, char *version, size_t version_bytes) {
     const char *path = library ? library : "libnccl.so.2";
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!handle) return fail("cannot load %s: %s", path, dlerror());
+    if (!handle) return fail(c, "cannot load %s: %s", path, dlerror());
+    struct nccl_functions *nccl = &c->nccl;
 #define BIND(field, symbol)                                                                          \
-    if (!(*(void **)&nccl.field = dlsym(handle, #symbol))) return fail("%s has no %s", path, #symbol);
+    if (!(*(void **)&nccl->field = dlsym(handle, #symbol))) return fail(c, "%s has no %s", path, #symbol);
     BIND(get_version, ncclGetVersion)
     BIND(get_unique_id, ncclGetUniqueId)
     BIND(comm_init_rank, ncclCommInitRank)
@@ -79,82 +86,96 @@ static int comm_load(const char *library, char *version, size_t version_bytes) {
     BIND(all_reduce, ncclAllReduce)
 #undef BIND
     int code = 0;
-    if (check_nccl(nccl.get_version(&code), "ncclGetVersion")) return 1;
+    if (check_nccl(c, nccl->get_version(&code), "ncclGetVersion")) return 1;
     /* NCCL_VERSION_CODE is X*10000 + Y*100 + Z from 2.9 on, X*1000 + Y*100 + Z before. */
     if (code >= 10000) snprintf(version, version_bytes, "%d.%d.%d", code / 10000, code / 100 % 100, code % 100);
     else snprintf(version, version_bytes, "%d.%d.%d", code / 1000, code / 100 % 10, code % 100);
     return 0;
 }
 
-static int comm_unique_id(unsigned char id[BATON_DEVICE_COMM_ID_BYTES]) {
+static int comm_load(const char *library, baton_device_comm **handle, char *version, size_t version_bytes, char *message,
+                     size_t message_size) {
+    *handle = NULL;
+    baton_device_comm *c = (baton_device_comm *)calloc(1, sizeof *c);
+    if (!c) { snprintf(message, message_size, "out of memory"); return 1; }
+    if (bind_nccl(c, library, version, version_bytes)) {
+        snprintf(message, message_size, "%s", c->error_text);
+        free(c);
+        return 1;
+    }
+    *handle = c;
+    return 0;
+}
+
+static int comm_unique_id(baton_device_comm *c, unsigned char id[BATON_DEVICE_COMM_ID_BYTES]) {
     ncclUniqueId unique;
-    if (check_nccl(nccl.get_unique_id(&unique), "ncclGetUniqueId")) return 1;
+    if (check_nccl(c, c->nccl.get_unique_id(&unique), "ncclGetUniqueId")) return 1;
     memcpy(id, unique.internal, BATON_DEVICE_COMM_ID_BYTES);
     return 0;
 }
 
-static int comm_init(const unsigned char id[BATON_DEVICE_COMM_ID_BYTES], int rank, int size, int device, double timeout_seconds) {
+static int comm_init(baton_device_comm *c, const unsigned char id[BATON_DEVICE_COMM_ID_BYTES], int rank, int size, int device,
+                     double timeout_seconds) {
     ncclUniqueId unique;
     memcpy(unique.internal, id, BATON_DEVICE_COMM_ID_BYTES);
-    if (check_cuda(cudaSetDevice(device), "cudaSetDevice")) return 1;
-    if (check_nccl(nccl.comm_init_rank(&comm, size, unique, rank), "ncclCommInitRank")) return 1;
-    my_rank = rank;
-    world_size = size;
-    timeout = timeout_seconds;
+    if (check_cuda(c, cudaSetDevice(device), "cudaSetDevice")) return 1;
+    if (check_nccl(c, c->nccl.comm_init_rank(&c->comm, size, unique, rank), "ncclCommInitRank")) return 1;
+    c->my_rank = rank;
+    c->world_size = size;
+    c->timeout = timeout_seconds;
     return 0;
 }
 
-static int comm_finalize(void) {
-    if (!comm) return 0;
-    ncclComm_t done = comm;
-    comm = NULL;
-    return check_nccl(nccl.comm_destroy(done), "ncclCommDestroy");
+static int comm_finalize(baton_device_comm *c) {
+    int failed = c->comm && check_nccl(c, c->nccl.comm_destroy(c->comm), "ncclCommDestroy");
+    free(c);
+    return failed;
 }
 
 /* Waits for what was enqueued on the default stream; `waiting_on` names the peer for the error. */
-static int finish(const char *what, const char *waiting_on) {
+static int finish(baton_device_comm *c, const char *what, const char *waiting_on) {
     double start = seconds_now();
     struct timespec pause = {0, 20000};
     for (;;) {
         cudaError_t state = cudaStreamQuery(0);
         if (state == cudaSuccess) return 0;
-        if (state != cudaErrorNotReady) return check_cuda(state, what);
+        if (state != cudaErrorNotReady) return check_cuda(c, state, what);
         ncclResult_t async = ncclSuccess;
-        if (check_nccl(nccl.comm_get_async_error(comm, &async), "ncclCommGetAsyncError") || check_nccl(async, what)) {
-            nccl.comm_abort(comm);
-            comm = NULL;
+        if (check_nccl(c, c->nccl.comm_get_async_error(c->comm, &async), "ncclCommGetAsyncError") || check_nccl(c, async, what)) {
+            c->nccl.comm_abort(c->comm);
+            c->comm = NULL;
             return 1;
         }
-        if (timeout > 0 && seconds_now() - start > timeout) {
+        if (c->timeout > 0 && seconds_now() - start > c->timeout) {
             char detail[160];
-            snprintf(detail, sizeof detail, "%s did not answer within %.0f s (lost or stuck); NCCL communicator aborted", waiting_on, timeout);
-            nccl.comm_abort(comm);
-            comm = NULL;
-            return fail("%s: %s", what, detail);
+            snprintf(detail, sizeof detail, "%s did not answer within %.0f s (lost or stuck); NCCL communicator aborted", waiting_on, c->timeout);
+            c->nccl.comm_abort(c->comm);
+            c->comm = NULL;
+            return fail(c, "%s: %s", what, detail);
         }
         nanosleep(&pause, NULL);
     }
 }
 
-static int comm_exchange(const float *send, float *receive, size_t count, int peer) {
-    if (!comm) return fail("%s%s", "exchange: the NCCL communicator is not open", "");
-    if (check_nccl(nccl.group_start(), "ncclGroupStart")) return 1;
-    ncclResult_t sent = nccl.send(send, count, ncclFloat32, peer, comm, 0);
-    ncclResult_t received = nccl.recv(receive, count, ncclFloat32, peer, comm, 0);
-    ncclResult_t ended = nccl.group_end();
-    if (check_nccl(sent, "ncclSend") || check_nccl(received, "ncclRecv") || check_nccl(ended, "ncclGroupEnd")) return 1;
+static int comm_exchange(baton_device_comm *c, const float *send, float *receive, size_t count, int peer) {
+    if (!c->comm) return fail(c, "%s%s", "exchange: the NCCL communicator is not open", "");
+    if (check_nccl(c, c->nccl.group_start(), "ncclGroupStart")) return 1;
+    ncclResult_t sent = c->nccl.send(send, count, ncclFloat32, peer, c->comm, 0);
+    ncclResult_t received = c->nccl.recv(receive, count, ncclFloat32, peer, c->comm, 0);
+    ncclResult_t ended = c->nccl.group_end();
+    if (check_nccl(c, sent, "ncclSend") || check_nccl(c, received, "ncclRecv") || check_nccl(c, ended, "ncclGroupEnd")) return 1;
     char peer_name[32];
     snprintf(peer_name, sizeof peer_name, "rank %d", peer);
-    return finish("NCCL exchange", peer_name);
+    return finish(c, "NCCL exchange", peer_name);
 }
 
-static int comm_allreduce_sum(float *data, size_t count) {
-    if (!comm) return fail("%s%s", "all-reduce: the NCCL communicator is not open", "");
-    if (check_nccl(nccl.all_reduce(data, data, count, ncclFloat32, ncclSum, comm, 0), "ncclAllReduce")) return 1;
-    return finish("NCCL all-reduce", world_size == 2 ? (my_rank == 0 ? "rank 1" : "rank 0") : "a rank");
+static int comm_allreduce_sum(baton_device_comm *c, float *data, size_t count) {
+    if (!c->comm) return fail(c, "%s%s", "all-reduce: the NCCL communicator is not open", "");
+    if (check_nccl(c, c->nccl.all_reduce(data, data, count, ncclFloat32, ncclSum, c->comm, 0), "ncclAllReduce")) return 1;
+    return finish(c, "NCCL all-reduce", c->world_size == 2 ? (c->my_rank == 0 ? "rank 1" : "rank 0") : "a rank");
 }
 
-static const char *comm_last_error(void) { return error_text; }
+static const char *comm_last_error(baton_device_comm *c) { return c->error_text; }
 
 static const baton_device_comm_table table = {
     .abi_version = BATON_DEVICE_COMM_ABI_VERSION, .name = "nccl", .load = comm_load, .unique_id = comm_unique_id,

@@ -12,7 +12,7 @@
 #include <cblas.h>
 #include <math.h>
 
-#define ATTENTION_MAX_HS 64 /* the widest head the GPU's flash kernels take */
+#define ATTENTION_MAX_HS BATON_ATTENTION_MAX_HEAD /* the widest head the GPU's flash kernels take */
 
 typedef struct {
     void *out, *dqkv; float *att, *scratch; const void *qkv, *dout; const float *att_in; int B, T, C, NH;
@@ -119,7 +119,7 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
  * max m and sum l; each tile's exp(score - m) rounded to the precision before it multiplies v, the
  * output rescaled as m moves and divided by l at the end. The probabilities kept for the
  * backward pass are exp(score - log-sum-exp), as the GPU's backward pass recomputes them. */
-#define ATTENTION_TILE 32
+#define ATTENTION_TILE BATON_ATTENTION_TILE
 static void attention_forward_heads_rounded(void *p, int64_t begin, int64_t end) {
     attention_args *a = p;
     int T = a->T, C = a->C, hs = C / a->NH;
@@ -170,7 +170,8 @@ static int product_rounding(const baton_context *ctx, int C, int NH) {
 
 /* saved: the probabilities [B,NH,T,T]; scratch: dS, as large, then the rounded operands of bf16
  * and tf32 (q, k, v, dO: 4 x [B,T,C]), then bf16 activations' float32 results (4 x [B,T,C]). */
-void cpu_attention_sizes(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
+void cpu_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
+    (void)ctx;
     *saved = (int64_t)B * NH * T * T;
     *scratch = (int64_t)B * NH * T * T + 8 * (int64_t)B * T * C;
 }

@@ -98,6 +98,14 @@ static baton_status cpu_set_precision(baton_context *ctx, int precision) {
     return BATON_OK;
 }
 
+/* Every precision; attention always keeps the scores (no flash kernels), whatever the context's
+ * attention option. */
+static uint32_t cpu_capabilities(baton_context *ctx) {
+    (void)ctx;
+    return BATON_CAPABILITY_PRECISION(BATON_PRECISION_FP32) | BATON_CAPABILITY_PRECISION(BATON_PRECISION_TF32) |
+           BATON_CAPABILITY_PRECISION(BATON_PRECISION_BF16);
+}
+
 static const baton_backend_table table = BATON_BACKEND_TABLE("cpu", 1, cpu);
 
 const baton_backend_table *baton_cpu_get_table(void) { return &table; }

@@ -89,21 +89,6 @@ void matmul(baton_context *ctx, void *c, const baton_activation *a, const baton_
     gemm_in_precision(ctx, c, a, b, M, N, K, trans_a, trans_b, beta);
 }
 
-typedef struct { float *out; const float *bias; int N, OC; } bias_args;
-
-static void bias_forward_rows(void *p, int64_t begin, int64_t end) {
-    bias_args *a = p;
-    for (int64_t n = begin; n < end; n++) {
-        float *o = a->out + n * a->OC;
-        for (int c = 0; c < a->OC; c++) o[c] += a->bias[c];
-    }
-}
-
-void bias_forward(baton_context *ctx, float *out, const float *bias, int N, int OC) {
-    bias_args a = {out, bias, N, OC};
-    parallel_for(ctx, N, 16, bias_forward_rows, &a);
-}
-
 typedef struct { float *dbias; const void *dout; int N, OC, bf16; } bias_backward_args;
 
 static void bias_backward_channels(void *p, int64_t c0, int64_t c1) {

@@ -30,6 +30,7 @@ let helpOption = Option(name: "--help", placeholder: nil, help: "show this help"
 let deviceOptions = options("""
     --device cpu|cuda|auto: backend to run on (default auto: CUDA where it loads, else CPU)
     --threads N: CPU threads (default: one per core)
+    --attention KIND: attention kernels on a GPU: flash (default: no T x T scores in memory) or materialized (the scores kept, as the CPU keeps them)
     """)
 
 /// Settings as flags: each setting's line of --help, in declaration order, with a command's own
@@ -71,9 +72,16 @@ func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> D
         throw UsageError("baton \(arguments.command): --device expects cpu, cuda or auto, got '\(name)'")
     }
     let threads = try threadCount(arguments) ?? 0
+    let attentionName = arguments.string("--attention")
+    guard let attention = AttentionKernel(rawValue: attentionName ?? "flash") else {
+        throw UsageError("baton \(arguments.command): --attention expects flash or materialized, got '\(attentionName!)'")
+    }
     var reason: String?
     // One GPU per rank: the launcher's local rank on this node picks it.
-    let device = try DeviceSelection.open(request, threads: threads, gpu: launcherLocalRank, log: { reason = $0 })
+    let device = try DeviceSelection.open(request, threads: threads, gpu: launcherLocalRank, attention: attention, log: { reason = $0 })
+    if attentionName != nil && attention == .flash && !device.hasFlashAttention {
+        throw UsageError("baton \(arguments.command): --attention flash: the \(device.kind.rawValue) device has no flash attention (it keeps the scores)")
+    }
     if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }
     return device
 }

@@ -1,3 +1,4 @@
+import CBatonABI
 import XCTest
 @testable import Baton
 
@@ -89,8 +90,7 @@ final class FiniteDifferenceTests: XCTestCase {
         let a = random(M * K), b = random(K * N), bias = random(N), w = random(M * N)
         let c = try device.allocate(floats: M * N)
         func loss(_ a: [Float], _ b: [Float], _ bias: [Float]) throws -> Double {
-            try device.matmul(c: c, a: try tensor(a), b: try tensor(b), M: M, N: N, K: K, transposeA: false, transposeB: false, beta: 0)
-            try device.biasForward(out: c, bias: try tensor(bias), N: M, OC: N)
+            try device.linearForward(out: c, input: try tensor(a), weight: try tensor(b), bias: try tensor(bias), N: M, inFeatures: K, outFeatures: N)
             return try weightedSum(c, w)
         }
         let dc = try tensor(w), da = try device.allocate(floats: M * K), dbias = try tensor([Float](repeating: 0, count: N))
@@ -159,17 +159,13 @@ final class FiniteDifferenceTests: XCTestCase {
         try checkGradient("attention dqkv", x: qkv, analytic: try device.download(dqkv), samples: 240) { try loss($0) }
     }
 
+    /// GELU's gradient formula against GELU (baton_gelu.h, what the linear layers' kernels compute).
     func testGeluBackward() throws {
         let n = 64
         let x = random(n, scale: 2), w = random(n)
-        let out = try device.allocate(floats: n)
-        func loss(_ x: [Float]) throws -> Double {
-            try device.geluForward(out: out, input: try tensor(x))
-            return try weightedSum(out, w)
-        }
-        let dx = try device.allocate(floats: n)
-        try device.geluBackward(dinput: dx, input: try tensor(x), dout: try tensor(w))
-        try checkGradient("gelu", x: x, analytic: try device.download(dx), eps: 1e-3) { try loss($0) }
+        func loss(_ x: [Float]) throws -> Double { zip(x, w).reduce(0.0) { $0 + Double(baton_gelu($1.0)) * Double($1.1) } }
+        let dx = zip(x, w).map { baton_gelu_backward($0, $1) }
+        try checkGradient("gelu", x: x, analytic: dx, eps: 1e-3) { try loss($0) }
     }
 
     func testSoftmaxCrossEntropyBackward() throws {

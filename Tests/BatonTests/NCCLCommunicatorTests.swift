@@ -32,11 +32,12 @@ final class NCCLCommunicatorTests: XCTestCase {
     }
 
     func testItLoadsNCCLMakesAnIdAndStopsAtTheMissingGPU() throws {
-        let (table, version) = try DeviceCommunicator.load()
+        let (table, handle, version) = try DeviceCommunicator.load()
+        defer { _ = table.pointee.finalize(handle) }
         XCTAssert(version.hasPrefix("2."), version)
         XCTAssertEqual(String(cString: table.pointee.name!), "nccl")
         var id = [UInt8](repeating: 0, count: Int(BATON_DEVICE_COMM_ID_BYTES))
-        XCTAssertEqual(table.pointee.unique_id(&id), 0, String(cString: table.pointee.last_error()!))
+        XCTAssertEqual(table.pointee.unique_id(handle, &id), 0, String(cString: table.pointee.last_error(handle)!))
         XCTAssert(id.contains { $0 != 0 }, "NCCL's unique id should not be all zeros")
         if let gpu = nvidiaGPUPresent { throw XCTSkip("skipped the missing-GPU error: \(gpu); scripts/gpu-check runs NCCL there") }
         XCTAssertThrowsError(try DeviceCommunicator.join(over: .single(), deviceIndex: 0, timeoutSeconds: 5)) { error in

@@ -19,7 +19,7 @@ private func brokenTable(_ change: (inout baton_backend_table) -> Void) -> Unsaf
 /// fail exactly the broken op's rows and pass the others.
 final class SelfTestHarnessTests: XCTestCase {
     func rows(of table: UnsafePointer<baton_backend_table>) throws -> [SelfTest.Row] {
-        let device = try Device(kind: .cuda, table: table, options: baton_context_options(device_index: 0, threads: 2))
+        let device = try Device(kind: .cuda, table: table, options: baton_context_options(device_index: 0, threads: 2, attention: 0))
         var test = SelfTest(device: device, reference: Device.cpu(threads: 1))
         return try test.opChecks(.small)
     }
@@ -37,39 +37,39 @@ final class SelfTestHarnessTests: XCTestCase {
     }
 
     func testAnOpThatSkipsItsLastElementFails() throws {
-        // GELU that leaves its last output untouched: the harness poisons outputs with NaN first.
-        let table = brokenTable { $0.gelu_forward = { ctx, out, inp, n in cpuTable.gelu_forward(ctx, out, inp, n - 1) } }
-        assertOnlyFailing("gelu_forward", try rows(of: table))
+        // An add that leaves its last output untouched: the harness poisons outputs with NaN first.
+        let table = brokenTable { $0.add = { ctx, out, a, b, n in cpuTable.add(ctx, out, a, b, n - 1) } }
+        assertOnlyFailing("add", try rows(of: table))
     }
 
     func testAnOpThatSkipsItsFirstElementFails() throws {
-        // GELU that leaves output 0 untouched (its NaN poison), then fills the rest right: the
+        // An add that leaves output 0 untouched (its NaN poison), then fills the rest right: the
         // NaN must survive every later element's smaller error.
-        let table = brokenTable { $0.gelu_forward = { ctx, out, inp, n in cpuTable.gelu_forward(ctx, out! + 1, inp! + 1, n - 1) } }
-        assertOnlyFailing("gelu_forward", try rows(of: table))
+        let table = brokenTable { $0.add = { ctx, out, a, b, n in cpuTable.add(ctx, out! + 1, a! + 1, b! + 1, n - 1) } }
+        assertOnlyFailing("add", try rows(of: table))
     }
 
     func testAnOpThatSkipsAMiddleElementFails() throws {
-        // GELU that leaves output n/2 untouched: elements before and after it are right.
+        // An add that leaves output n/2 untouched: elements before and after it are right.
         let table = brokenTable {
-            $0.gelu_forward = { ctx, out, inp, n in
+            $0.add = { ctx, out, a, b, n in
                 let half = n / 2
-                cpuTable.gelu_forward(ctx, out, inp, half)
-                cpuTable.gelu_forward(ctx, out! + Int(half) + 1, inp! + Int(half) + 1, n - half - 1)
+                cpuTable.add(ctx, out, a, b, half)
+                cpuTable.add(ctx, out! + Int(half) + 1, a! + Int(half) + 1, b! + Int(half) + 1, n - half - 1)
             }
         }
-        assertOnlyFailing("gelu_forward", try rows(of: table))
+        assertOnlyFailing("add", try rows(of: table))
     }
 
     func testAnOpWithOneWrongElementFails() throws {
-        // GELU right everywhere but output n/2, doubled: a plain wrong value, no NaN.
+        // An add right everywhere but output n/2, doubled: a plain wrong value, no NaN.
         let table = brokenTable {
-            $0.gelu_forward = { ctx, out, inp, n in
-                cpuTable.gelu_forward(ctx, out, inp, n)
+            $0.add = { ctx, out, a, b, n in
+                cpuTable.add(ctx, out, a, b, n)
                 out![Int(n / 2)] = out![Int(n / 2)] * 2 + 1
             }
         }
-        assertOnlyFailing("gelu_forward", try rows(of: table))
+        assertOnlyFailing("add", try rows(of: table))
     }
 
     /// The reference [1, -2, 3, 4, -5] with element `index` replaced by `value`.
@@ -108,7 +108,7 @@ final class SelfTestHarnessTests: XCTestCase {
     /// `baton selftest` prints each row from onRow as it is measured, so a later check that hangs
     /// loses none: every row reaches onRow, in order, and a group that throws reports its failure.
     func testEveryRowIsReportedAsItIsMeasured() throws {
-        let device = try Device(kind: .cuda, table: baton_cpu_get_table(), options: baton_context_options(device_index: 0, threads: 2))
+        let device = try Device(kind: .cuda, table: baton_cpu_get_table(), options: baton_context_options(device_index: 0, threads: 2, attention: 0))
         var test = SelfTest(device: device, reference: Device.cpu(threads: 1))
         var seen: [String] = []
         test.onRow = { seen.append($0.check) }

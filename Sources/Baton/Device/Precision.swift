@@ -35,3 +35,17 @@ extension Precision {
         device.kind == .cuda && device.supports(.bf16) ? .bf16 : .fp32
     }
 }
+
+/// Which attention kernels a device runs (baton_attention, fixed when it opens): flash attention
+/// where the device has it and the head fits (the default; no T x T matrix), or the scores kept in
+/// memory everywhere, as the CPU always keeps them (for comparing both on one GPU).
+public enum AttentionKernel: String, CaseIterable, Sendable {
+    case flash, materialized
+
+    var cValue: Int32 {
+        switch self {
+        case .flash: return Int32(BATON_ATTENTION_FLASH.rawValue)
+        case .materialized: return Int32(BATON_ATTENTION_MATERIALIZED.rawValue)
+        }
+    }
+}

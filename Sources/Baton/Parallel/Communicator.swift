@@ -9,6 +9,8 @@ public final class Communicator {
     public let size: Int
     /// nil for a job of one process that no launcher started (`Communicator.single`).
     private let table: UnsafePointer<baton_comm_table>?
+    /// The library's handle for this job; nil without a table, and once finalized.
+    private var handle: OpaquePointer?
 
     public static let libraryName = "libbaton_mpi.so"
 
@@ -41,39 +43,49 @@ public final class Communicator {
             throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/build-mpi")
         }
         var rank: Int32 = 0, worldSize: Int32 = 0
-        guard table.pointee.`init`(&rank, &worldSize) == 0 else { throw BatonError("\(what): MPI did not start: \((table.pointee.last_error().map { String(cString: $0) } ?? "unknown error"))") }
-        return Communicator(rank: Int(rank), size: Int(worldSize), table: table)
+        var message = [CChar](repeating: 0, count: 512)
+        var handle: OpaquePointer?
+        guard table.pointee.`init`(&handle, &rank, &worldSize, &message, message.count) == 0, let handle else {
+            throw BatonError("\(what): MPI did not start: \(String(cString: message))")
+        }
+        return Communicator(rank: Int(rank), size: Int(worldSize), table: table, handle: handle)
     }
 
     /// A job of this one process, without MPI: every collective is a copy or nothing. It lets
     /// `--comm nccl` run at world size 1 where there is no launcher (scripts/gpu-check).
-    public static func single() -> Communicator { Communicator(rank: 0, size: 1, table: nil) }
+    public static func single() -> Communicator { Communicator(rank: 0, size: 1, table: nil, handle: nil) }
 
-    private init(rank: Int, size: Int, table: UnsafePointer<baton_comm_table>?) {
+    private init(rank: Int, size: Int, table: UnsafePointer<baton_comm_table>?, handle: OpaquePointer?) {
         self.rank = rank
         self.size = size
         self.table = table
+        self.handle = handle
     }
 
     private func check(_ status: Int32, _ what: String) throws {
-        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \((table?.pointee.last_error().map { String(cString: $0) } ?? "unknown error"))") }
+        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \((table?.pointee.last_error(handle).map { String(cString: $0) } ?? "unknown error"))") }
     }
 
-    public func finalize() { _ = table?.pointee.finalize() }
+    /// Leaves the job; the communicator is not used after this.
+    public func finalize() {
+        guard let handle else { return }
+        self.handle = nil
+        _ = table?.pointee.finalize(handle)
+    }
 
     /// A collective that waits longer than this on a rank fails naming it (0: wait forever).
     public func setTimeout(seconds: Double) throws {
         guard let table else { return }
-        try check(table.pointee.set_timeout(seconds), "set timeout")
+        try check(table.pointee.set_timeout(handle, seconds), "set timeout")
     }
     public func barrier() throws {
         guard let table else { return }
-        try check(table.pointee.barrier(), "barrier")
+        try check(table.pointee.barrier(handle), "barrier")
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int = 0) throws {
         guard let table else { return }
-        try check(table.pointee.broadcast(buffer.baseAddress, buffer.count, Int32(root)), "broadcast")
+        try check(table.pointee.broadcast(handle, buffer.baseAddress, buffer.count, Int32(root)), "broadcast")
     }
 
     public func exchange(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer, with peer: Int) throws {
@@ -82,12 +94,12 @@ public final class Communicator {
             receive.copyMemory(from: send)
             return
         }
-        try check(table.pointee.exchange(send.baseAddress, receive.baseAddress, send.count, Int32(peer)), "exchange with rank \(peer)")
+        try check(table.pointee.exchange(handle, send.baseAddress, receive.baseAddress, send.count, Int32(peer)), "exchange with rank \(peer)")
     }
 
     public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
         guard let table else { return }
-        try check(table.pointee.allreduce_sum(values.baseAddress, values.count), "all-reduce")
+        try check(table.pointee.allreduce_sum(handle, values.baseAddress, values.count), "all-reduce")
     }
 
     /// Every rank's values, in rank order (each rank gives the same count).
@@ -96,7 +108,7 @@ public final class Communicator {
         var result = [T](unsafeUninitializedCapacity: values.count * size) { _, count in count = values.count * size }
         try values.withUnsafeBytes { send in
             try result.withUnsafeMutableBytes { receive in
-                try check(table.pointee.allgather(send.baseAddress, receive.baseAddress, send.count), "allgather")
+                try check(table.pointee.allgather(handle, send.baseAddress, receive.baseAddress, send.count), "allgather")
             }
         }
         return result

@@ -66,7 +66,7 @@ public final class DataParallel {
         let received = receivedOnDevice!
         try forEachPartner { partner in
             try communicator.exchange(tensor, into: received, with: partner)
-            try device.residualForward(out: tensor, a: tensor, b: received)
+            try device.add(out: tensor, a: tensor, b: received)
         }
     }
 

@@ -12,6 +12,8 @@ public final class DeviceCommunicator {
     /// The NCCL version that was loaded, e.g. "2.27.7".
     public let version: String
     private let table: UnsafePointer<baton_device_comm_table>
+    /// The library's handle for this communicator; nil once finalized.
+    private var handle: OpaquePointer?
 
     public static let libraryName = "libbaton_nccl.so"
 
@@ -28,8 +30,9 @@ public final class DeviceCommunicator {
         ProcessInfo.processInfo.environment["BATON_LIBNCCL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// Loads the communicator library and NCCL, without joining anything: the table, and NCCL's version.
-    public static func load() throws -> (table: UnsafePointer<baton_device_comm_table>, version: String) {
+    /// Loads the communicator library and NCCL, without joining anything: the table, a handle
+    /// (finalize frees it), and NCCL's version.
+    public static func load() throws -> (table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer, version: String) {
         let path = candidatePath
         let table: UnsafePointer<baton_device_comm_table>
         switch SharedLibrary.table(at: path, symbol: "baton_device_comm_get_table", as: baton_device_comm_table.self) {
@@ -42,12 +45,14 @@ public final class DeviceCommunicator {
         guard table.pointee.abi_version == BATON_DEVICE_COMM_ABI_VERSION else {
             throw BatonError("\(path): device communicator version mismatch; rebuild it with cmake")
         }
-        var version = [CChar](repeating: 0, count: 32)
-        let loaded = ncclLibrary.map { $0.withCString { table.pointee.load($0, &version, version.count) } } ?? table.pointee.load(nil, &version, version.count)
-        guard loaded == 0 else {
-            throw BatonError("NCCL: \(lastError(table)) (install NCCL, or point BATON_LIBNCCL at libnccl.so.2, e.g. from the nvidia-nccl-cu12 wheel)")
+        var version = [CChar](repeating: 0, count: 32), message = [CChar](repeating: 0, count: 512)
+        var handle: OpaquePointer?
+        let loaded = ncclLibrary.map { $0.withCString { table.pointee.load($0, &handle, &version, version.count, &message, message.count) } }
+            ?? table.pointee.load(nil, &handle, &version, version.count, &message, message.count)
+        guard loaded == 0, let handle else {
+            throw BatonError("NCCL: \(String(cString: message)) (install NCCL, or point BATON_LIBNCCL at libnccl.so.2, e.g. from the nvidia-nccl-cu12 wheel)")
         }
-        return (table, String(cString: version))
+        return (table, handle, String(cString: version))
     }
 
     /// This rank's place in an NCCL communicator over the job's ranks, on GPU `deviceIndex`. Every
@@ -58,18 +63,21 @@ public final class DeviceCommunicator {
         // the others waiting in a collective.
         let loaded = Result { try load() }
         try agree(communicator, loaded, "could not load NCCL")
-        let (table, version) = try loaded.get()
-        var id = [UInt8](repeating: 0, count: Int(BATON_DEVICE_COMM_ID_BYTES))
-        let made = communicator.rank != 0 || table.pointee.unique_id(&id) == 0
-        try agree(communicator, made ? .success(()) : .failure(BatonError("rank 0: NCCL unique id: \(lastError(table))")), "could not make an NCCL id")
-        try id.withUnsafeMutableBytes { try communicator.broadcast($0) }
-        let joined = table.pointee.`init`(id, Int32(communicator.rank), Int32(communicator.size), Int32(deviceIndex), timeoutSeconds) == 0
-        let started: Result<Void, Error> = joined ? .success(()) : .failure(BatonError("rank \(communicator.rank): NCCL did not start on GPU \(deviceIndex): \(lastError(table))"))
-        do { try agree(communicator, started, "NCCL did not start") } catch {
-            if joined { _ = table.pointee.finalize() }
+        let (table, handle, version) = try loaded.get()
+        do {
+            var id = [UInt8](repeating: 0, count: Int(BATON_DEVICE_COMM_ID_BYTES))
+            let made = communicator.rank != 0 || table.pointee.unique_id(handle, &id) == 0
+            try agree(communicator, made ? .success(()) : .failure(BatonError("rank 0: NCCL unique id: \(lastError(table, handle))")),
+                      "could not make an NCCL id")
+            try id.withUnsafeMutableBytes { try communicator.broadcast($0) }
+            let joined = table.pointee.`init`(handle, id, Int32(communicator.rank), Int32(communicator.size), Int32(deviceIndex), timeoutSeconds) == 0
+            let started: Result<Void, Error> = joined ? .success(()) : .failure(BatonError("rank \(communicator.rank): NCCL did not start on GPU \(deviceIndex): \(lastError(table, handle))"))
+            try agree(communicator, started, "NCCL did not start")
+        } catch {
+            _ = table.pointee.finalize(handle)
             throw error
         }
-        return DeviceCommunicator(rank: communicator.rank, size: communicator.size, version: version, table: table)
+        return DeviceCommunicator(rank: communicator.rank, size: communicator.size, version: version, table: table, handle: handle)
     }
 
     /// Throws on every rank when any rank's `outcome` failed: its own error where it failed, else
@@ -80,32 +88,38 @@ public final class DeviceCommunicator {
         if let other = failed.firstIndex(of: 1) { throw BatonError("rank \(communicator.rank): rank \(other) \(what)") }
     }
 
-    private init(rank: Int, size: Int, version: String, table: UnsafePointer<baton_device_comm_table>) {
+    private init(rank: Int, size: Int, version: String, table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer) {
         self.rank = rank
         self.size = size
         self.version = version
         self.table = table
+        self.handle = handle
     }
 
-    fileprivate static func lastError(_ table: UnsafePointer<baton_device_comm_table>) -> String {
-        table.pointee.last_error().map { String(cString: $0) } ?? "unknown error"
+    fileprivate static func lastError(_ table: UnsafePointer<baton_device_comm_table>, _ handle: OpaquePointer?) -> String {
+        table.pointee.last_error(handle).map { String(cString: $0) } ?? "unknown error"
     }
 
     private func check(_ status: Int32, _ what: String) throws {
-        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \(Self.lastError(table))") }
+        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \(Self.lastError(table, handle))") }
     }
 
-    public func finalize() { _ = table.pointee.finalize() }
+    /// Leaves the NCCL communicator; it is not used after this.
+    public func finalize() {
+        guard let handle else { return }
+        self.handle = nil
+        _ = table.pointee.finalize(handle)
+    }
 
     /// Sends `send` (GPU memory) to `peer` and receives as many floats from it into `receive`.
     public func exchange(_ send: Tensor, into receive: Tensor, with peer: Int) throws {
         precondition(send.count == receive.count)
-        try check(table.pointee.exchange(send.pointer, receive.pointer, send.count, Int32(peer)), "NCCL exchange with rank \(peer)")
+        try check(table.pointee.exchange(handle, send.pointer, receive.pointer, send.count, Int32(peer)), "NCCL exchange with rank \(peer)")
     }
 
     /// NCCL's own in-place sum over the ranks.
     public func allreduceSum(_ tensor: Tensor) throws {
-        try check(table.pointee.allreduce_sum(tensor.pointer, tensor.count), "NCCL all-reduce")
+        try check(table.pointee.allreduce_sum(handle, tensor.pointer, tensor.count), "NCCL all-reduce")
     }
 }
 

@@ -23,7 +23,7 @@ final class GradientTree {
         var level = 0, sum = model.gradients
         while let top = stack.last, top.level == level {
             stack.removeLast()
-            try model.device.residualForward(out: top.sum, a: top.sum, b: sum)  // left + right, into left
+            try model.device.add(out: top.sum, a: top.sum, b: sum)  // left + right, into left
             free.append(sum)
             sum = top.sum
             level += 1
@@ -39,7 +39,7 @@ final class GradientTree {
         free.append(model.gradients)
         guard var total = stack.popLast()?.sum else { preconditionFailure("finish() before any push()") }
         while let left = stack.popLast() {
-            try model.device.residualForward(out: left.sum, a: left.sum, b: total)
+            try model.device.add(out: left.sum, a: left.sum, b: total)
             free.append(total)
             total = left.sum
         }

@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 5
+#define BATON_BACKEND_ABI_VERSION 6
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -41,10 +41,27 @@ typedef enum baton_status {
 /* A backend's own state for one opened device; each backend defines the struct. */
 typedef struct baton_context baton_context;
 
+/* Which attention kernels a context runs (fixed when it opens):
+ *  - FLASH: flash attention wherever the backend has it and the head fits (the default): no
+ *           T x T matrix, each row's log-sum-exp kept (BATON_CAPABILITY_FLASH_ATTENTION).
+ *  - MATERIALIZED: the scores kept in memory everywhere, as the CPU always keeps them: for
+ *           measuring both ways on one GPU. */
+typedef enum baton_attention {
+    BATON_ATTENTION_FLASH = 0,
+    BATON_ATTENTION_MATERIALIZED = 1,
+} baton_attention;
+
 typedef struct baton_context_options {
     int device_index; /* which GPU (ignored by the CPU) */
     int threads;      /* CPU threads, < 1 for one per core (ignored by GPUs) */
+    int attention;    /* a baton_attention */
 } baton_context_options;
+
+/* What an opened context can do, as bits of the table's `capabilities`: a precision p it runs
+ * (set_precision accepts it) is bit BATON_CAPABILITY_PRECISION(p); flash attention (for heads of
+ * up to BATON_ATTENTION_MAX_HEAD channels) is BATON_CAPABILITY_FLASH_ATTENTION. */
+#define BATON_CAPABILITY_PRECISION(p) (1u << (p))
+#define BATON_CAPABILITY_FLASH_ATTENTION (1u << 8)
 
 /* How products compute (set on a context with set_precision; fp32 until then): the matmul and
  * linear ops, and attention's products; every other op computes in fp32 in every mode.
@@ -104,7 +121,7 @@ typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, baton_
  * an activation when beta is 0 (a fresh output), float32 otherwise (a weight's gradient). */
 typedef void baton_matmul_fn(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M, int N, int K,
                              int trans_a, int trans_b, float beta);
-/* A linear layer: out[N,OC] = inp[N,IC] @ weight[IC,OC] + bias (matmul, then bias_forward). With
+/* A linear layer: out[N,OC] = inp[N,IC] @ weight[IC,OC] + bias (matmul, then the bias). With
  * gelu_out not NULL, also gelu_out = GELU(out), out keeping the pre-activation for the backward
  * pass. In bf16 each output is rounded to bfloat16 once, at the end, from the float32 sum plus the
  * bias (and its GELU). On a GPU: one cuBLASLt matmul with the bias (and GELU) in its epilogue. */
@@ -112,15 +129,18 @@ typedef void baton_linear_forward_fn(baton_context *ctx, baton_activation *out, 
                                      const baton_activation *inp, const baton_activation *weight,
                                      const baton_activation *bias, int N, int IC, int OC);
 /* The gradient through a linear layer and the GELU before it: dinp[N,IC] = GELU'(pre_gelu) *
- * (dout[N,OC] @ weight[IC,OC]^T) (matmul, then gelu_backward), rounded once at the end in bf16.
+ * (dout[N,OC] @ weight[IC,OC]^T) (matmul, then GELU's gradient), rounded once at the end in bf16.
  * On a GPU: one cuBLASLt matmul with the GELU gradient in its epilogue. */
 typedef void baton_matmul_gelu_backward_fn(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
                                            const baton_activation *weight, const baton_activation *pre_gelu, int N, int IC, int OC);
-/* out[n,:] += bias (float32 in every precision, as gelu_forward/backward and residual_forward:
- * pieces of the fused ops, kept as ops for tests and as the fused ops' fallback on a GPU) */
-typedef void baton_bias_forward_fn(baton_context *ctx, float *out, const float *bias, int N, int OC);
 /* dbias += sum over n of dout[n,:]  (accumulates) */
 typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const baton_activation *dout, int N, int OC);
+
+/* Attention's tiles, which the GPU's flash kernels use and the CPU's bf16 and tf32 attention (their
+ * twin, rounding at the same points) follows: queries and keys in tiles of BATON_ATTENTION_TILE
+ * rows, heads of up to BATON_ATTENTION_MAX_HEAD channels (wider heads keep the scores). */
+#define BATON_ATTENTION_TILE 32
+#define BATON_ATTENTION_MAX_HEAD 64
 
 /* Causal multi-head self-attention. qkv is [B,T,3C] (q, k, v side by side, each split into NH
  * heads of C/NH channels); out is [B,T,C]. `saved` keeps what the backward pass needs besides qkv
@@ -137,12 +157,8 @@ typedef void baton_attention_backward_fn(baton_context *ctx, baton_activation *d
                                          const baton_activation *qkv, const baton_activation *out, const float *saved, int B, int T,
                                          int C, int NH);
 
-/* GELU, tanh approximation (baton_gelu.h). Backward overwrites dinp, which may alias dout. */
-typedef void baton_gelu_forward_fn(baton_context *ctx, float *out, const float *inp, int64_t n);
-typedef void baton_gelu_backward_fn(baton_context *ctx, float *dinp, const float *inp, const float *dout, int64_t n);
-
-/* out = a + b, elementwise. */
-typedef void baton_residual_forward_fn(baton_context *ctx, float *out, const float *a, const float *b, int64_t n);
+/* out = a + b, elementwise (out may alias a or b): summing gradients (micro-batches, ranks). */
+typedef void baton_add_fn(baton_context *ctx, float *out, const float *a, const float *b, int64_t n);
 
 /* Fused softmax + cross-entropy over the first V of each row's Vp columns (Vp >= V: the padded
  * vocabulary, its extra columns masked) for N rows: losses[n] = -log softmax(logits[n, :V])[t].
@@ -174,9 +190,8 @@ typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, c
 #define BATON_FOR_EACH_OP(X) \
     X(encoder_forward) X(encoder_backward) X(layernorm_forward) X(residual_layernorm_forward) \
     X(layernorm_backward) X(matmul) X(linear_forward) X(matmul_gelu_backward) \
-    X(bias_forward) X(bias_backward) X(attention_forward) X(attention_backward) X(gelu_forward) \
-    X(gelu_backward) X(residual_forward) X(softmax_crossentropy) X(adamw_update) \
-    X(global_norm_squared) X(fill) X(to_activation)
+    X(bias_backward) X(attention_forward) X(attention_backward) X(add) X(softmax_crossentropy) \
+    X(adamw_update) X(global_norm_squared) X(fill) X(to_activation)
 /* A backend declares its kernels with BATON_FOR_EACH_OP(BATON_DECLARE_OP). */
 #define BATON_DECLARE_OP(name) baton_##name##_fn name;
 #define BATON_TABLE_FIELD(name) baton_##name##_fn *name;
@@ -191,7 +206,7 @@ typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, c
         .release = PREFIX##_release, .copy_to_device = PREFIX##_copy_to_device,                   \
         .copy_to_host = PREFIX##_copy_to_host, .copy_on_device = PREFIX##_copy_on_device,         \
         .synchronize = PREFIX##_synchronize, .attention_sizes = PREFIX##_attention_sizes,         \
-        .set_precision = PREFIX##_set_precision,                                                  \
+        .set_precision = PREFIX##_set_precision, .capabilities = PREFIX##_capabilities,          \
         BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                                                      \
     }
 
@@ -219,10 +234,13 @@ typedef struct baton_backend_table {
     baton_status (*copy_to_host)(baton_context *ctx, void *dst, const void *src, size_t bytes);
     baton_status (*copy_on_device)(baton_context *ctx, void *dst, const void *src, size_t bytes);
     baton_status (*synchronize)(baton_context *ctx);
-    /* Floats of `saved` and `scratch` the attention ops need at these sizes. */
-    void (*attention_sizes)(int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
+    /* Floats of `saved` and `scratch` the attention ops need at these sizes on this context (its
+     * attention option decides). */
+    void (*attention_sizes)(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
     /* The matmul precision from now on (a baton_precision). */
     baton_status (*set_precision)(baton_context *ctx, int precision);
+    /* What this context can do: BATON_CAPABILITY_* bits. Asking changes nothing. */
+    uint32_t (*capabilities)(baton_context *ctx);
     BATON_FOR_EACH_OP(BATON_TABLE_FIELD)
 } baton_backend_table;
 

@@ -1,16 +1,16 @@
-/* Elementwise ops: the residual add and fill. */
+/* Elementwise ops: add and fill. */
 #include "kernels.h"
 
 typedef struct { float *out; const float *a, *b; float value; } elementwise_args;
 
-static void residual_range(void *p, int64_t begin, int64_t end) {
+static void add_range(void *p, int64_t begin, int64_t end) {
     elementwise_args *e = p;
     for (int64_t i = begin; i < end; i++) e->out[i] = e->a[i] + e->b[i];
 }
 
-void residual_forward(baton_context *ctx, float *out, const float *a, const float *b, int64_t n) {
+void add(baton_context *ctx, float *out, const float *a, const float *b, int64_t n) {
     elementwise_args e = {out, a, b, 0.0f};
-    parallel_for(ctx, n, 8192, residual_range, &e);
+    parallel_for(ctx, n, 8192, add_range, &e);
 }
 
 static void fill_range(void *p, int64_t begin, int64_t end) {
