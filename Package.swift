@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "CBatonSystem", path: "Sources/CBatonSystem", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Baton", dependencies: ["CBatonABI", "CBatonCPU", "CBatonSystem"], path: "Sources/Baton"),
         .executableTarget(name: "baton", dependencies: ["Baton"], path: "Sources/baton"),
-        // libFuzzer targets for the readers of untrusted files; scripts/fuzz builds it for fuzzing.
+        // libFuzzer targets for the readers of untrusted files; scripts/checks/fuzz builds it for fuzzing.
         .executableTarget(name: "baton-fuzz", dependencies: ["Baton"], path: "Sources/baton-fuzz"),
         .testTarget(
             name: "BatonTests",

@@ -5,7 +5,7 @@ import XCTest
 /// The CUDA backend as far as a machine without a GPU can check it: the library scripts/test
 /// compiles with nvcc loads and exports exactly the versioned table; every way of not having a
 /// usable GPU is a one-line error; `auto` trains on the CPU. The GPU checks themselves run in
-/// `baton selftest --device cuda` (scripts/gpu-check) and are skipped here, saying so.
+/// `baton selftest --device cuda` (scripts/checks/gpu-check) and are skipped here, saying so.
 final class CUDABackendTests: XCTestCase {
     static let library = TestPaths.repositoryRoot.appendingPathComponent(".build-cuda/libbaton_cuda.so")
 
@@ -83,7 +83,7 @@ final class CUDABackendTests: XCTestCase {
     func builtEmulator() throws -> URL {
         let library = CUDABackendTests.emulatorFolder.appendingPathComponent("libbaton_cuda.so")
         try XCTSkipUnless(FileManager.default.fileExists(atPath: library.path),
-                          "skipped: \(library.path) not built (scripts/test builds it with scripts/build-cuda-emulator)")
+                          "skipped: \(library.path) not built (scripts/test builds it with scripts/setup/build-cuda-emulator)")
         return library
     }
 
@@ -92,7 +92,7 @@ final class CUDABackendTests: XCTestCase {
     func testSelftestPassesOnTheCUDAEmulator() throws {
         let library = try builtEmulator()
         // Beside the emulated backend, the NCCL communicator built for the emulator takes the
-        // emulated NCCL (when scripts/build-cuda-emulator found nccl.h): two more rows.
+        // emulated NCCL (when scripts/setup/build-cuda-emulator found nccl.h): two more rows.
         let emulatedNCCL = CUDABackendTests.emulatorFolder.appendingPathComponent("libnccl-emulated.so").path
         let withNCCL = FileManager.default.fileExists(atPath: emulatedNCCL)
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_LIBNCCL": emulatedNCCL])
@@ -283,8 +283,8 @@ final class CUDABackendTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         // A copy of the kernels with encoder_forward's bounds check off by one.
         let root = TestPaths.repositoryRoot.path
-        XCTAssertEqual(shell("mkdir -p '\(folder.path)/Kernels' && cp -r '\(root)/Kernels/.' '\(folder.path)/Kernels/' && mkdir -p '\(folder.path)/scripts' "
-                             + "&& cp '\(root)/scripts/build-cuda-emulator' '\(folder.path)/scripts/' && mkdir -p '\(folder.path)/Sources' "
+        XCTAssertEqual(shell("mkdir -p '\(folder.path)/Kernels' && cp -r '\(root)/Kernels/.' '\(folder.path)/Kernels/' && mkdir -p '\(folder.path)/scripts/setup' "
+                             + "&& cp '\(root)/scripts/setup/build-cuda-emulator' '\(folder.path)/scripts/setup/' && mkdir -p '\(folder.path)/Sources' "
                              + "&& cp -r '\(root)/Sources/CBatonABI' '\(folder.path)/Sources/' && mkdir -p '\(folder.path)/Tests' "
                              + "&& cp -r '\(root)/Tests/CUDAEmulator' '\(folder.path)/Tests/'"), 0)
         let encoder = folder.appendingPathComponent("Kernels/encoder.cu")
@@ -292,7 +292,7 @@ final class CUDABackendTests: XCTestCase {
         let broken = source.replacingOccurrences(of: "if (i >= (long long)B * T * C) return;", with: "if (i > (long long)B * T * C) return;")
         XCTAssertNotEqual(source, broken, "the mutation must apply")
         try broken.write(to: encoder, atomically: true, encoding: .utf8)
-        XCTAssertEqual(shell("'\(folder.path)/scripts/build-cuda-emulator' >/dev/null"), 0)
+        XCTAssertEqual(shell("'\(folder.path)/scripts/setup/build-cuda-emulator' >/dev/null"), 0)
         let result = try runBaton(["selftest", "--device", "cuda"],
                                   environment: ["BATON_CUDA_LIBRARY": folder.appendingPathComponent(".build-cuda-emulator/libbaton_cuda.so").path])
         XCTAssertNotEqual(result.status, 0)

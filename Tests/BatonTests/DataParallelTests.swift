@@ -11,9 +11,9 @@ final class DataParallelTests: XCTestCase {
     var data: String!
 
     override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/usr/bin/mpirun"), "skipped: no mpirun (scripts/install-deps installs OpenMPI)")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/usr/bin/mpirun"), "skipped: no mpirun (scripts/setup/install-deps installs OpenMPI)")
         try XCTSkipUnless(FileManager.default.fileExists(atPath: DataParallelTests.library.path),
-                          "skipped: \(DataParallelTests.library.path) not built (scripts/test builds it with scripts/build-mpi)")
+                          "skipped: \(DataParallelTests.library.path) not built (scripts/test builds it with scripts/setup/build-mpi)")
         folder = try TestPaths.temporaryFolder("dp")
         let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
         let shards = folder.appendingPathComponent("shards")

@@ -3,7 +3,7 @@ import XCTest
 @testable import Baton
 
 /// GPT-2's BPE against tiktoken and Hugging Face `tokenizers` (which agree on every case:
-/// Fixtures/gpt2_tokens.json, written by scripts/make_tokenizer_fixture.py), round trips, and
+/// Fixtures/gpt2_tokens.json, written by scripts/fixtures/make_tokenizer_fixture.py), round trips, and
 /// the tokenizer folder's bad inputs.
 final class GPT2TokenizerTests: XCTestCase {
     nonisolated(unsafe) static let tokenizer = try! GPT2Tokenizer(folder: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer"))

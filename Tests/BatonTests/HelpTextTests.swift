@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// What every command's --help prints is part of what users see: it changes only on purpose.
-/// The committed copies in Fixtures/help/ are written by scripts/update-help.
+/// The committed copies in Fixtures/help/ are written by scripts/fixtures/update-help.
 final class HelpTextTests: XCTestCase {
     func testEveryCommandsHelpMatchesTheCommittedCopy() throws {
         let folder = TestPaths.repositoryRoot.appendingPathComponent("Tests/BatonTests/Fixtures/help")
@@ -15,12 +15,12 @@ final class HelpTextTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(commands.count, 11, "baton --help lists the commands")
         let committed = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".txt") }.sorted()
         XCTAssertEqual(committed, (["baton"] + commands).map { "\($0).txt" }.sorted(),
-                       "one committed copy per command; run scripts/update-help after adding or removing one")
+                       "one committed copy per command; run scripts/fixtures/update-help after adding or removing one")
         for (name, arguments) in [("baton", ["--help"])] + commands.map({ ($0, [$0, "--help"]) }) {
             let result = try runBaton(arguments)
             XCTAssertEqual(result.status, 0, name)
             let expected = try String(contentsOf: folder.appendingPathComponent("\(name).txt"), encoding: .utf8)
-            XCTAssertEqual(result.stdout, expected, "baton \(arguments.joined(separator: " ")) changed; if that is meant, run scripts/update-help and commit")
+            XCTAssertEqual(result.stdout, expected, "baton \(arguments.joined(separator: " ")) changed; if that is meant, run scripts/fixtures/update-help and commit")
         }
     }
 }

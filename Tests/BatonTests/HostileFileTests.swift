@@ -5,7 +5,7 @@ import XCTest
 
 /// Malformed input to every reader of files a user hands Baton: crafted cases that must be
 /// rejected with an error, then a seeded mutation run (the same mutations every time) through the
-/// fuzzing targets, which must finish without a crash. scripts/fuzz runs the same targets under
+/// fuzzing targets, which must finish without a crash. scripts/checks/fuzz runs the same targets under
 /// libFuzzer for longer.
 final class HostileFileTests: XCTestCase {
     var scratch: URL!
@@ -124,13 +124,13 @@ final class HostileFileTests: XCTestCase {
     }
 }
 
-/// scripts/fuzz seeds the safetensors target with a checkpoint it trains; the model that target
+/// scripts/checks/fuzz seeds the safetensors target with a checkpoint it trains; the model that target
 /// loads into must have the seed's shape, or even the unmutated seed is rejected and the fuzzer
 /// almost never reaches tensor loading (it once was so: vocabulary 256 against 16).
 final class FuzzSeedTests: XCTestCase {
     func testTheFuzzSeedLoadsIntoTheFuzzModel() throws {
-        let script = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("scripts/fuzz"), encoding: .utf8)
-        XCTAssert(script.contains(FuzzTargets.seedTrainFlags), "scripts/fuzz must train its seed with \(FuzzTargets.seedTrainFlags)")
+        let script = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("scripts/checks/fuzz"), encoding: .utf8)
+        XCTAssert(script.contains(FuzzTargets.seedTrainFlags), "scripts/checks/fuzz must train its seed with \(FuzzTargets.seedTrainFlags)")
         let folder = try TestPaths.temporaryFolder("fuzz-seed")
         defer { try? FileManager.default.removeItem(at: folder) }
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path

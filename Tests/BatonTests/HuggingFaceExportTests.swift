@@ -4,7 +4,7 @@ import XCTest
 
 /// `baton export --hf DIR`: the files transformers needs, with GPT-2's config fields, the
 /// checkpoint's tensors as they are, the tokenizer for BPE runs, none for byte-level ones; an
-/// existing folder refused without --overwrite. (scripts/check_hf_export.py loads the folder with
+/// existing folder refused without --overwrite. (scripts/checks/check_hf_export.py loads the folder with
 /// transformers itself; see the README for its output.)
 final class HuggingFaceExportTests: XCTestCase {
     var folder: URL!

@@ -3,7 +3,7 @@ import XCTest
 @testable import Baton
 
 /// `baton train --init-from HF_DIR` with Fixtures/hf-gpt2-tiny (a random GPT-2 saved by
-/// transformers; scripts/make_hf_fixture.py): Baton computes transformers' logits and loss, a run
+/// transformers; scripts/fixtures/make_hf_fixture.py): Baton computes transformers' logits and loss, a run
 /// started from it resumes without the folder, exporting its first checkpoint gives back the same
 /// tensors, and what Baton cannot load is a one-line error.
 final class HuggingFaceImportTests: XCTestCase {

@@ -11,7 +11,7 @@ final class InteropTests: XCTestCase {
         probe.standardError = FileHandle.nullDevice
         try probe.run()
         probe.waitUntilExit()
-        try XCTSkipIf(probe.terminationStatus != 0, "skipped: Python's safetensors package is not installed (scripts/install-deps installs it)")
+        try XCTSkipIf(probe.terminationStatus != 0, "skipped: Python's safetensors package is not installed (scripts/setup/install-deps installs it)")
 
         let run = try TestPaths.temporaryFolder("interop")
         defer { try? FileManager.default.removeItem(at: run) }

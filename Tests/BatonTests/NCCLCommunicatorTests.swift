@@ -4,9 +4,9 @@ import XCTest
 @testable import Baton
 
 /// The NCCL communicator (Comm/nccl) as CMake built it against the real nccl.h, loading the real
-/// libnccl.so.2 of PyPI's nvidia-nccl-cu12 wheel (scripts/fetch-nccl; scripts/test sets
+/// libnccl.so.2 of PyPI's nvidia-nccl-cu12 wheel (scripts/setup/fetch-nccl; scripts/test sets
 /// BATON_LIBNCCL). There is no GPU here, so these stop at the first call that needs one; the
-/// exchanges themselves run in scripts/gpu-check on a GPU host (not run on a GPU yet).
+/// exchanges themselves run in scripts/checks/gpu-check on a GPU host (not run on a GPU yet).
 final class NCCLCommunicatorTests: XCTestCase {
     static let library = TestPaths.repositoryRoot.appendingPathComponent(".build-cuda/libbaton_nccl.so")
     var saved: [String: String?] = [:]
@@ -15,7 +15,7 @@ final class NCCLCommunicatorTests: XCTestCase {
         try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.library.path),
                           "skipped: \(Self.library.path) not built (scripts/test builds it with cmake against the wheel's nccl.h)")
         let nccl = ProcessInfo.processInfo.environment["BATON_LIBNCCL"] ?? ""
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: nccl), "skipped: no libnccl.so.2 (scripts/test fetches it with scripts/fetch-nccl and sets BATON_LIBNCCL)")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: nccl), "skipped: no libnccl.so.2 (scripts/test fetches it with scripts/setup/fetch-nccl and sets BATON_LIBNCCL)")
         set("BATON_NCCL_COMM_LIBRARY", Self.library.path)
     }
 
@@ -38,7 +38,7 @@ final class NCCLCommunicatorTests: XCTestCase {
         var id = [UInt8](repeating: 0, count: Int(BATON_DEVICE_COMM_ID_BYTES))
         XCTAssertEqual(table.pointee.unique_id(&id), 0, String(cString: table.pointee.last_error()!))
         XCTAssert(id.contains { $0 != 0 }, "NCCL's unique id should not be all zeros")
-        if let gpu = nvidiaGPUPresent { throw XCTSkip("skipped the missing-GPU error: \(gpu); scripts/gpu-check runs NCCL there") }
+        if let gpu = nvidiaGPUPresent { throw XCTSkip("skipped the missing-GPU error: \(gpu); scripts/checks/gpu-check runs NCCL there") }
         XCTAssertThrowsError(try DeviceCommunicator.join(over: .single(), deviceIndex: 0, timeoutSeconds: 5)) { error in
             XCTAssert("\(error)".contains("rank 0: NCCL did not start on GPU 0: cudaSetDevice:"), "\(error)")
         }
@@ -60,7 +60,7 @@ final class NCCLCommunicatorTests: XCTestCase {
     /// run folder; on CPU ranks it is a usage error.
     func testTrainWithCommNCCLWithoutAGPUIsAOneLineError() throws {
         let emulator = CUDABackendTests.emulatorFolder.appendingPathComponent("libbaton_cuda.so")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: emulator.path), "skipped: \(emulator.path) not built (scripts/build-cuda-emulator)")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: emulator.path), "skipped: \(emulator.path) not built (scripts/setup/build-cuda-emulator)")
         // The NCCL communicator is the real CUDA build: on a GPU its cudaSetDevice succeeds.
         if let gpu = nvidiaGPUPresent { throw XCTSkip("skipped: \(gpu); the communicator would start there") }
         let out = try TestPaths.temporaryFolder("nccl-train")
@@ -81,7 +81,7 @@ final class NCCLCommunicatorTests: XCTestCase {
 
 /// GPU ranks' NCCL path end to end on a machine without a GPU: the CUDA emulator's backend on
 /// emulated GPUs, the NCCL communicator compiled for it, and an emulated libnccl.so.2 that does
-/// the NCCL calls over MPI (Tests/CUDAEmulator/nccl; scripts/build-cuda-emulator builds them).
+/// the NCCL calls over MPI (Tests/CUDAEmulator/nccl; scripts/setup/build-cuda-emulator builds them).
 /// It shows Baton's side — the id broadcast, grouped ncclSend/ncclRecv for the exact tree on
 /// device memory, the add, ncclAllReduce for fast — not NCCL itself.
 final class EmulatedNCCLTests: XCTestCase {
@@ -93,7 +93,7 @@ final class EmulatedNCCLTests: XCTestCase {
         for path in libraries + [Self.mpiLibrary.path] {
             try XCTSkipUnless(FileManager.default.fileExists(atPath: path), "skipped: \(path) not built (scripts/test builds it: build-cuda-emulator with nccl.h, build-mpi)")
         }
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/usr/bin/mpirun"), "skipped: no mpirun (scripts/install-deps installs OpenMPI)")
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/usr/bin/mpirun"), "skipped: no mpirun (scripts/setup/install-deps installs OpenMPI)")
         let folder = try TestPaths.temporaryFolder("emulated-nccl")
         defer { try? FileManager.default.removeItem(at: folder) }
         let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))

@@ -3,7 +3,7 @@ import XCTest
 @testable import Baton
 
 /// The CPU backend against PyTorch: Tests/BatonTests/Fixtures/gpt2_tiny.safetensors, written by
-/// scripts/make_fixtures.py.
+/// scripts/fixtures/make_fixtures.py.
 final class ReferenceFixtureTests: XCTestCase {
     var fixture: SafeTensors.File!
     var model: GPT!

@@ -79,7 +79,7 @@ func runBatonJob(ranks: Int, _ arguments: [String], environment: [String: String
 }
 
 /// This process's environment for a child `baton`, less BATON_CUDA_LIBRARY: set around the suite
-/// (scripts/gpu-check exports it) it would turn every `--device auto` run into a CUDA one; a test
+/// (scripts/checks/gpu-check exports it) it would turn every `--device auto` run into a CUDA one; a test
 /// that means a CUDA backend passes the library it means.
 var inheritedEnvironment: [String: String] { ProcessInfo.processInfo.environment.filter { $0.key != "BATON_CUDA_LIBRARY" } }
 

@@ -1,6 +1,6 @@
 """Loads a Baton model.safetensors in PyTorch and prints the loss that `baton eval` prints for the
 same sequences, so the two can be compared by hand (needs torch, safetensors, numpy):
-  python3 scripts/check_weights_pytorch.py RUN/model.safetensors SHARD.bin SEQUENCES
+  python3 scripts/checks/check_weights_pytorch.py RUN/model.safetensors SHARD.bin SEQUENCES
 """
 import os
 import sys
@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 from reference_gpt import forward  # noqa: E402
 
 weights, shard, sequences = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -1,6 +1,6 @@
 """Loads a Baton checkpoint into Hugging Face transformers' GPT2LMHeadModel, as the tensors are,
 and compares its loss with `baton eval` on the same sequences (run by hand; needs torch and
-transformers):  python3 scripts/check_transformers.py CHECKPOINT_DIR SHARD.bin SEQUENCES
+transformers):  python3 scripts/checks/check_transformers.py CHECKPOINT_DIR SHARD.bin SEQUENCES
 """
 import sys
 

@@ -2,7 +2,7 @@
 
 Same work as baton's benchmark: forward, backward, global-norm clipping and an AdamW step on a
 fixed batch of random tokens, fp32. Usage:
-  python3 scripts/bench_pytorch.py --layers 4 --heads 4 --embd 128 --seq-len 64 --batch 12 \\
+  python3 scripts/bench/bench_pytorch.py --layers 4 --heads 4 --embd 128 --seq-len 64 --batch 12 \\
       --vocab-size 256 --threads 2 [--device cpu|cuda] [--steps 10] [--warmup-steps 2] [--tf32] [--bf16] [--compile]
 """
 import argparse
@@ -12,7 +12,7 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 from reference_gpt import forward, init_parameters, make_optimizer  # noqa: E402
 
 parser = argparse.ArgumentParser()

@@ -1,5 +1,5 @@
 """Checks a `baton export --hf DIR` folder with Hugging Face transformers (run by hand; needs torch and
-transformers):  python3 scripts/check_hf_export.py DIR SHARD.bin SEQUENCES BATON_LOSS
+transformers):  python3 scripts/checks/check_hf_export.py DIR SHARD.bin SEQUENCES BATON_LOSS
 Loads DIR with GPT2LMHeadModel.from_pretrained (no missing or unexpected keys but the tied lm_head) and
 AutoTokenizer.from_pretrained, computes the mean loss on the first SEQUENCES sequences of SHARD.bin as
 `baton eval` does, requires it within 1e-5 (relative) of BATON_LOSS, and runs pipeline("text-generation").

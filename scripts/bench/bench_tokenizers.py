@@ -1,7 +1,7 @@
 """Tokens/s of tiktoken (r50k's pattern and ranks, built from data/gpt2-tokenizer/) and Hugging Face
 `tokenizers` (GPT-2's byte-level BPE on the same files) on one text file, single thread and on N
-threads (the text cut into threads x 8 chunks at newlines, encoded as a batch), medians of ROUNDS. Used by scripts/bench-tokenizer.
-    python3 scripts/bench_tokenizers.py FILE THREADS ROUNDS
+threads (the text cut into threads x 8 chunks at newlines, encoded as a batch), medians of ROUNDS. Used by scripts/bench/bench-tokenizer.
+    python3 scripts/bench/bench_tokenizers.py FILE THREADS ROUNDS
 """
 import json
 import os
@@ -13,7 +13,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", sys.argv[2])
 import tiktoken  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
 from gpt2_files import FOLDER as folder, PATTERN, ranks  # noqa: E402
 
 path, threads, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
