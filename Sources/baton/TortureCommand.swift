@@ -158,7 +158,7 @@ struct Torture {
                 if a != b { mismatches += 1; notes.append("round \(rounds): \(name) of step \(steps) differs from the uninterrupted run's") }
             }
             func metrics(_ run: String) throws -> [StepMetrics] {
-                try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
+                try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
             }
             if try metrics(straight) != metrics(tortured) { mismatches += 1; notes.append("round \(rounds): metrics.jsonl differs from the uninterrupted run's") }
         }

@@ -51,7 +51,7 @@ final class BreakageTests: XCTestCase {
             XCTAssertEqual(split.count, 4)
             for (a, b) in zip(whole, split) {
                 XCTAssertEqual(b.loss, a.loss, accuracy: 1e-5 * a.loss, "\(name): loss at step \(a.step)")
-                XCTAssertEqual(b.grad_norm, a.grad_norm, accuracy: 1e-4 * a.grad_norm, "\(name): gradient norm at step \(a.step)")
+                XCTAssertEqual(b.gradNorm, a.gradNorm, accuracy: 1e-4 * a.gradNorm, "\(name): gradient norm at step \(a.step)")
             }
             // The weights within 2e-3 of each tensor's largest value: the query/key bias's elements are
             // rounding noise that Adam divides by its own sqrt(v) (2.6e-4 measured on OpenBLAS's
@@ -157,7 +157,7 @@ final class BreakageTests: XCTestCase {
         let base = try modelBytes("base", [])
         XCTAssertNotEqual(try modelBytes("beta1", ["--beta1", "0.5"]), base, "--beta1 0.5 left the weights as 0.9 did")
         XCTAssertNotEqual(try modelBytes("beta2", ["--beta2", "0.9"]), base, "--beta2 0.9 left the weights as 0.99 did")
-        XCTAssertGreaterThan(try metrics(run("base")).map(\.grad_norm).max()!, 1, "the default clip at 1 must cut these gradients")
+        XCTAssertGreaterThan(try metrics(run("base")).map(\.gradNorm).max()!, 1, "the default clip at 1 must cut these gradients")
         let unclipped = try modelBytes("clip-0", ["--grad-clip", "0"])
         XCTAssertNotEqual(unclipped, base, "--grad-clip 0 left the weights as clipping at 1 did")
         XCTAssertEqual(try modelBytes("clip-100", ["--grad-clip", "100"]), unclipped, "a clip above every norm changes nothing")

@@ -60,7 +60,7 @@ final class CheckpointStoreTests: XCTestCase {
         let state = try CheckpointStore.verify(url)
         XCTAssertEqual(state.step, 7)
         XCTAssertEqual(state.epoch, 2)
-        XCTAssertEqual(state.index_in_epoch, 8)
+        XCTAssertEqual(state.indexInEpoch, 8)
         let loaded = try load(url)
         // The embedding's padded rows (16 -> 64) are not stored: they load as the zeros they were filled with.
         XCTAssertEqual(layout.storedCount, layout.totalCount - (64 - 16) * 4)

@@ -139,7 +139,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssert(trained.stdout.contains("val loss"), trained.stdout)
         let metrics = try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl"))
         XCTAssertEqual(metrics.map(\.step), Array(1...30))
-        XCTAssertEqual(metrics.compactMap(\.val_loss).count, 3)
+        XCTAssertEqual(metrics.compactMap(\.valLoss).count, 3)
         XCTAssertLessThan(metrics.last!.loss, metrics.first!.loss - 1, "30 steps on repetitive text should cut the loss")
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run).appendingPathComponent("config.json"))) as? [String: Any]
         XCTAssertNotNil(config?["config"])

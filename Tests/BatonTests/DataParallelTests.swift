@@ -46,7 +46,7 @@ final class DataParallelTests: XCTestCase {
     }
 
     func metrics(_ run: String) throws -> [StepMetrics] {
-        try MetricsLog.read(folder.appendingPathComponent(run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
+        try MetricsLog.read(folder.appendingPathComponent(run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
     }
 
     /// The README's set-up (scripts/build, which both of its commands run) puts the communicator
@@ -145,7 +145,7 @@ extension DataParallelTests {
             XCTAssertEqual(result.status, 0, result.stderr)
         }
         XCTAssertEqual(try String(contentsOfFile: ledger, encoding: .utf8), try String(contentsOfFile: straightLedger, encoding: .utf8))
-        XCTAssertEqual(try CheckpointStore.verify(CheckpointStore(runFolder: folder.appendingPathComponent("ranks")).url(step: 6)).world_size, 2)
+        XCTAssertEqual(try CheckpointStore.verify(CheckpointStore(runFolder: folder.appendingPathComponent("ranks")).url(step: 6)).worldSize, 2)
     }
 
     /// SIGKILL of rank 1 ends the job (mpirun stops every rank; nothing hangs), and --resume auto

@@ -87,9 +87,9 @@ final class FaultTests: XCTestCase {
         let metrics = try MetricsLog.read(URL(fileURLWithPath: run("skip") + "/metrics.jsonl"))
         XCTAssertEqual(metrics.map(\.step), Array(1...10))
         XCTAssertEqual(metrics.filter { $0.skipped == true }.map(\.step), [7])
-        XCTAssert(metrics[6].grad_norm.isNaN)
+        XCTAssert(metrics[6].gradNorm.isNaN)
         let state = try CheckpointStore.verify(checkpoint(run("skip"), 10))
-        XCTAssertEqual(state.skipped_updates, 1)
+        XCTAssertEqual(state.skippedUpdates, 1)
         let model = try ModelWeights.openModel(path: run("skip"), device: Device.cpu())
         XCTAssert(try model.device.download(model.parameters).allSatisfy(\.isFinite), "no non-finite weight is ever saved")
     }

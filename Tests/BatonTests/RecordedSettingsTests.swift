@@ -100,7 +100,7 @@ final class RecordedSettingsTests: XCTestCase {
                            "\(what): recorded config at step \(step)", file: file, line: line)
         }
         func metrics(_ run: String) throws -> [StepMetrics] {
-            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
+            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
         }
         XCTAssertEqual(try metrics(a), try metrics(b), "\(what): metrics", file: file, line: line)
     }

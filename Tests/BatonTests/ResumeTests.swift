@@ -43,7 +43,7 @@ final class ResumeTests: XCTestCase {
             XCTAssert(left == right, "\(name) of step \(step) differs between \(a) and \(b)", file: file, line: line)
         }
         func metrics(_ run: String) throws -> [StepMetrics] {
-            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
+            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
         }
         let left = try metrics(a), right = try metrics(b)
         XCTAssertEqual(left.map(\.step), Array(1...step), file: file, line: line)
@@ -74,7 +74,7 @@ final class ResumeTests: XCTestCase {
             let stopped = try baton(["train", "--out", name, "--steps", "40", "--stop-at", "\(k)"] + common)
             XCTAssert(stopped.stdout.contains("stopped by --stop-at after step \(k)/40"), stopped.stdout)
             let state = try CheckpointStore.verify(checkpoint(name, k))
-            XCTAssertEqual([state.step, state.epoch, state.index_in_epoch], [k, epoch, index])
+            XCTAssertEqual([state.step, state.epoch, state.indexInEpoch], [k, epoch, index])
             let resumed = try baton(["train", "--out", name, "--resume", "auto"] + common)
             XCTAssert(resumed.stdout.contains("resume: from"), resumed.stdout)
             try assertSameRun(run("straight"), name, step: 40)
@@ -123,7 +123,7 @@ final class ResumeTests: XCTestCase {
         let copy = folder.appendingPathComponent("v1").path
         try FileManager.default.copyItem(at: TestPaths.fixtures.appendingPathComponent("checkpoint-v1"), to: URL(fileURLWithPath: copy))
         let old = try CheckpointStore.verify(checkpoint(copy, 17))
-        XCTAssertEqual(old.format_version, 1)
+        XCTAssertEqual(old.formatVersion, 1)
         XCTAssertEqual(old.trainingState.position, LoaderPosition(epoch: 1, index: 20))
         XCTAssertNil(old.hardware, "format 1 records no hardware")
 
@@ -136,12 +136,12 @@ final class ResumeTests: XCTestCase {
         try trainer.saveCheckpoint()
         try FileManager.default.copyItem(at: URL(fileURLWithPath: copy).appendingPathComponent("metrics.jsonl"),
                                          to: resaved.appendingPathComponent("metrics.jsonl"))
-        XCTAssertEqual(try CheckpointStore.verify(checkpoint(resaved.path, 17)).format_version, CheckpointState.currentFormatVersion)
+        XCTAssertEqual(try CheckpointStore.verify(checkpoint(resaved.path, 17)).formatVersion, CheckpointState.currentFormatVersion)
 
         try baton(["train", "--out", copy, "--resume", "auto", "--steps", "40"] + common)
         try baton(["train", "--out", resaved.path, "--resume", "auto", "--steps", "40"] + common)
         try assertSameRun(resaved.path, copy, step: 40)
-        XCTAssertEqual(try CheckpointStore.verify(checkpoint(copy, 40)).format_version, CheckpointState.currentFormatVersion)
+        XCTAssertEqual(try CheckpointStore.verify(checkpoint(copy, 40)).formatVersion, CheckpointState.currentFormatVersion)
 
         try baton(["train", "--out", run("straight"), "--steps", "40"] + common)
         let here = try SafeTensors.read(checkpoint(run("straight"), 40).appendingPathComponent("model.safetensors"))

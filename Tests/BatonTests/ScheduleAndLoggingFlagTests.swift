@@ -48,8 +48,8 @@ final class ScheduleAndLoggingFlagTests: XCTestCase {
 
     func testEvalBatchesIsHowManyValidationBatchesTheLossAverages() throws {
         let oneRun = folder.appendingPathComponent("eval-1"), threeRun = folder.appendingPathComponent("eval-3")
-        let one = try train("eval-1", ["--eval-batches", "1"]).metrics.last?.val_loss
-        let three = try train("eval-3", ["--eval-batches", "3"]).metrics.last?.val_loss
+        let one = try train("eval-1", ["--eval-batches", "1"]).metrics.last?.valLoss
+        let three = try train("eval-3", ["--eval-batches", "3"]).metrics.last?.valLoss
         let valShard = URL(fileURLWithPath: data).appendingPathComponent("t_val_000000.bin").path
         for (run, loss, sequences) in [(oneRun, one, 4), (threeRun, three, 12)] {
             let evaluated = try runBaton(["eval", run.path, "--data", valShard, "--sequences", "\(sequences)", "--device", "cpu"])

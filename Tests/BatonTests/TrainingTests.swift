@@ -67,7 +67,7 @@ final class ThreadCountTests: XCTestCase {
                                        "--embd", "64", "--seq-len", "64", "--batch", "8", "--steps", "12", "--eval-every", "6", "--eval-batches", "2"])
             XCTAssertEqual(result.status, 0, result.stderr)
             weights.append(try Data(contentsOf: CheckpointStore(runFolder: run).url(step: 12).appendingPathComponent("model.safetensors")))
-            metrics.append(try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m })
+            metrics.append(try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m })
         }
         XCTAssertEqual(metrics[0].count, 12)
         XCTAssert(weights[0] == weights[1] && weights[1] == weights[2], "the weights after 12 steps differ between 1, 2 and 3 threads")

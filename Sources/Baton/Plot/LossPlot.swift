@@ -114,7 +114,7 @@ public enum LossPlot {
         var finiteLosses: [Double] = []
         for run in runs {
             for m in run.metrics {
-                for value in [m.loss, m.val_loss ?? .nan] where value.isFinite && (!logY || value > 0) { finiteLosses.append(Double(value)) }
+                for value in [m.loss, m.valLoss ?? .nan] where value.isFinite && (!logY || value > 0) { finiteLosses.append(Double(value)) }
             }
         }
         guard !finiteLosses.isEmpty else { throw BatonError("baton plot: no finite losses to plot") }
@@ -175,7 +175,7 @@ public enum LossPlot {
             out += "<polyline class=\"train-raw\" data-points=\"\(usable.count)\" fill=\"none\" stroke=\"\(colour)\" stroke-opacity=\"0.25\" stroke-width=\"1\" points=\"\(raw)\"/>\n"
             out += "<polyline class=\"train-smoothed\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" points=\"\(smooth)\"/>\n"
             for m in run.metrics {
-                guard let val = m.val_loss, val.isFinite, !logY || val > 0 else { continue }
+                guard let val = m.valLoss, val.isFinite, !logY || val > 0 else { continue }
                 out += "<circle class=\"val\" cx=\"\(f(px(xValue(m, run))))\" cy=\"\(f(py(Double(val))))\" r=\"4\" fill=\"white\" stroke=\"\(colour)\" stroke-width=\"2\"/>\n"
             }
             let legendY = top + 16 + Double(index) * 40

@@ -6,11 +6,16 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var epoch: Int
     public var loss: Float
     public var lr: Float
-    public var grad_norm: Float
-    public var tokens_per_s: Double
-    public var val_loss: Float?
+    public var gradNorm: Float
+    public var tokensPerSecond: Double
+    public var valLoss: Float?
     /// True on a step whose update was skipped for a non-finite loss or gradient norm.
     public var skipped: Bool?
+
+    /// metrics.jsonl's keys.
+    enum CodingKeys: String, CodingKey {
+        case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", valLoss = "val_loss", skipped
+    }
 }
 
 /// NaN and infinities are written as the strings "NaN", "Infinity", "-Infinity" (JSON has no

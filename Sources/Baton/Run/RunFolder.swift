@@ -34,12 +34,17 @@ public struct RunFolder {
 
     /// What config.json records.
     public struct Record: Codable {
-        public var baton_version: String
+        public var batonVersion: String
         public var device: String
         public var parameters: Int
-        public var train_data: String
-        public var val_data: String
+        public var trainData: String
+        public var valData: String
         public var config: TrainingConfig
+
+        /// config.json's keys.
+        enum CodingKeys: String, CodingKey {
+            case batonVersion = "baton_version", device, parameters, trainData = "train_data", valData = "val_data", config
+        }
     }
 
     /// The training config recorded in config.json, if it is there and reads.

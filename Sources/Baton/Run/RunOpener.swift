@@ -182,7 +182,7 @@ public enum RunOpener {
                 log("resume: \(found.url.lastPathComponent) was computed on \(saved.description); this is \(device.hardware.description): the run continues exactly from the saved state, but its bits will differ from an uninterrupted run on the original hardware")
             }
             try refuseFork(from: found, store: store, request: request, runFolder: runFolder, log: log)
-            log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.index_in_epoch) in the epoch)")
+            log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.indexInEpoch) in the epoch)")
             trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, restoring: (found.state, found.url), options: request.options, log: log)
         } else {
             let replaced = try setAsidePreviousRun(runFolder: runFolder, store: store, log: log)
@@ -194,8 +194,8 @@ public enum RunOpener {
             }
         }
         try runFolder.writeConfig(RunFolder.Record(
-            baton_version: batonVersion, device: device.summary, parameters: trainer.model.parameterCount,
-            train_data: data.train.description, val_data: data.validation?.description ?? "none", config: config))
+            batonVersion: batonVersion, device: device.summary, parameters: trainer.model.parameterCount,
+            trainData: data.train.description, valData: data.validation?.description ?? "none", config: config))
         // Every step appears once in the logs, even after a crash that outlived its checkpoint.
         try MetricsLog.truncate(runFolder.metricsURL, afterStep: trainer.state.step)
         if let ledger = request.options.sampleLedger { try MetricsLog.truncate(ledger, afterStep: trainer.state.step) }
