@@ -2,9 +2,9 @@ import Foundation
 import XCTest
 @testable import Baton
 
-/// Tests written against breakages of product code that no other test noticed (issue 19): each
-/// one fails when the code it names is broken, not only when it crashes. Tiny runs of the `baton`
-/// binary on the bundled text: 48 windows of 8+1 tokens.
+/// Breakages of product code, each caught by a test that fails when the code it names is broken,
+/// not only when it crashes. Tiny runs of the `baton` binary on the bundled text: 48 windows of
+/// 8+1 tokens.
 final class BreakageTests: XCTestCase {
     var folder: URL!
     var data: String!

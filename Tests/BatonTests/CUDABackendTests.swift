@@ -233,8 +233,8 @@ final class CUDABackendTests: XCTestCase {
 
     /// A training step reads nothing back from the device between its forward and backward passes:
     /// the micro-batches' losses stay there until the step's end, read with one copy, and the
-    /// gradient norm (for clipping) is the other. Before, each forward pass ended in a copy that
-    /// made the host wait for the GPU before it could queue the backward pass.
+    /// gradient norm (for clipping) is the other. A copy at the end of each forward pass would make
+    /// the host wait for the GPU before it could queue the backward pass.
     func testATrainingStepReadsTheDeviceTwice() throws {
         let library = try builtEmulator()
         let run = try TestPaths.temporaryFolder("two-reads")

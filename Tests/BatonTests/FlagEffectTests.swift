@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import Baton
 
-/// Issue 19: for the flags of the commands other than `train` (sample, eval, prepare, plot,
+/// For the flags of the commands other than `train` (sample, eval, prepare, plot,
 /// bench), a non-default value changes what it should. Each assertion fails if the flag were
 /// ignored (its default used instead). One tiny byte-level run is trained per test class.
 final class FlagEffectTests: XCTestCase {

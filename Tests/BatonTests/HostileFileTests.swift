@@ -126,7 +126,7 @@ final class HostileFileTests: XCTestCase {
 
 /// scripts/checks/fuzz seeds the safetensors target with a checkpoint it trains; the model that target
 /// loads into must have the seed's shape, or even the unmutated seed is rejected and the fuzzer
-/// almost never reaches tensor loading (it once was so: vocabulary 256 against 16).
+/// almost never reaches tensor loading.
 final class FuzzSeedTests: XCTestCase {
     func testTheFuzzSeedLoadsIntoTheFuzzModel() throws {
         let script = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("scripts/checks/fuzz"), encoding: .utf8)

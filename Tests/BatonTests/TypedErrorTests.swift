@@ -4,8 +4,8 @@ import Foundation
 import XCTest
 @testable import Baton
 
-/// Code that reacts to a particular failure matches a case of BatonError, never its text. Each
-/// case below was once recognised by searching the message; each is now thrown and caught by type.
+/// Code that reacts to a particular failure matches a case of BatonError, never its text: each case
+/// below is thrown and caught by type.
 final class TypedErrorTests: XCTestCase {
     var folder: URL!
     override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("typed") }
