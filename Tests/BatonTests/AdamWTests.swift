@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// AdamW in one call over the flat buffer gives exactly the bits of one call per tensor with each
 /// tensor's own weight decay (what the PyTorch fixtures check).

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The checkpoint store on its own: layout of the files, verification, overwrite policy,
 /// retention, resolution of --resume.
@@ -166,14 +167,3 @@ final class CheckpointStoreTests: XCTestCase {
 
 import CBatonSystem
 func baton_crc32c_for_tests(_ bytes: UnsafeRawBufferPointer) -> UInt32 { baton_crc32c(0, bytes.baseAddress, bytes.count) }
-
-func flipByte(in url: URL, at offset: Int) throws {
-    var data = try Data(contentsOf: url)
-    data[offset] ^= 0x40
-    try data.write(to: url)
-}
-
-func truncate(_ url: URL, by count: Int) throws {
-    let data = try Data(contentsOf: url)
-    try data.prefix(data.count - count).write(to: url)
-}

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The CPU backend against PyTorch: Tests/BatonTests/Fixtures/gpt2_tiny.safetensors, written by
 /// scripts/fixtures/make_fixtures.py.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 final class SafeTensorsTests: XCTestCase {
     func testRoundTripAndLayout() throws {

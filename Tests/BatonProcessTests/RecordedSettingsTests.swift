@@ -1,27 +1,17 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// A resume continues the run it resumes: every setting recorded in the run's config is taken
 /// from the checkpoint, not from a flag's default. For each setting, a run started with a
 /// non-default value, stopped, and resumed with no flag at all (only --out and --resume) must end
 /// exactly as the same run uninterrupted: the same bytes, the same metrics, the same checkpoints
 /// kept, the same progress lines, the same recorded config.
-final class RecordedSettingsTests: XCTestCase {
-    var folder: URL!
-    var data: String!
-
-    override func setUpWithError() throws {
-        folder = try TestPaths.temporaryFolder("recorded")
-        data = try makeTinyShards(in: folder)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class RecordedSettingsTests: TinyRunTestCase {
     /// The run every case changes one setting of: 8 steps of a tiny model, stopped after step 4.
     var base: [String] {
-        ["--data", data, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "4", "--warmup", "3",
-         "--lr", "3e-3", "--steps", "8", "--eval-every", "3", "--eval-batches", "2", "--log-every", "100", "--save-every", "4"]
+        tinyModel + ["--batch", "4", "--warmup", "3", "--lr", "3e-3", "--steps", "8", "--eval-every", "3", "--eval-batches", "2", "--log-every", "100", "--save-every", "4"]
     }
 
     /// Not recorded, so given to every command (the bits do not depend on the thread count).

@@ -24,9 +24,10 @@ func worstError(_ actual: [Float], _ expected: [Float]) -> (error: Float, index:
 }
 
 enum TestPaths {
-    static let testsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    static let repositoryRoot = testsFolder.deletingLastPathComponent().deletingLastPathComponent()
-    static let fixtures = testsFolder.appendingPathComponent("Fixtures")
+    /// This file is Tests/BatonTestSupport/TestSupport.swift.
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let fixtures = repositoryRoot.appendingPathComponent("Tests/BatonTests/Fixtures")
 
     /// The `baton` executable built beside the test bundle.
     static var batonExecutable: URL {
@@ -151,3 +152,30 @@ func writeRawShard(_ url: URL, magic: Int32 = TokenShard.magic, version: Int32 =
     tokens.withUnsafeBufferPointer { data.append(UnsafeRawBufferPointer($0).bindMemory(to: UInt8.self)) }
     try data.write(to: url)
 }
+
+/// Runs `command` with /bin/sh, its output discarded; its exit status (-1 if it cannot start).
+@discardableResult
+func shell(_ command: String) -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command + " >/dev/null 2>&1"]
+    do { try process.run() } catch { return -1 }
+    process.waitUntilExit()
+    return process.terminationStatus
+}
+
+/// Flips one bit of the byte at `offset` in the file: damage a checksum must catch.
+func flipByte(in url: URL, at offset: Int) throws {
+    var data = try Data(contentsOf: url)
+    data[offset] ^= 0x40
+    try data.write(to: url)
+}
+
+/// Cuts the last `count` bytes off the file.
+func truncate(_ url: URL, by count: Int) throws {
+    let data = try Data(contentsOf: url)
+    try data.prefix(data.count - count).write(to: url)
+}
+
+/// GPT-2's tokenizer (data/gpt2-tokenizer), loaded once for every test that needs it.
+nonisolated(unsafe) let gpt2Tokenizer = try! GPT2Tokenizer(folder: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer"))

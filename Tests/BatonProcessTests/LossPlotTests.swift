@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// `baton plot`: the SVG is well-formed XML with one group per run, whose faint training curve
 /// has one point per metrics row and whose validation points are the rows with a val loss.

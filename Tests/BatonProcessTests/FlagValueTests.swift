@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import BatonTestSupport
 
 /// Every value-taking flag of every command, given a malformed value and, where it has a range, an
 /// out-of-range one: a usage error (exit 2) in one line that names the flag, before any work. The

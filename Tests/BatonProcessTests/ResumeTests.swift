@@ -1,24 +1,14 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// Stop and resume, each part in a fresh `baton` process: the resumed run must end with the
 /// same bytes as the uninterrupted one. The data: 48 windows of 8+1 tokens, batch 4, so an
 /// epoch is 12 steps and 40 steps cross into a fourth epoch.
-final class ResumeTests: XCTestCase {
-    var folder: URL!
-    var data: String!
-
-    override func setUpWithError() throws {
-        folder = try TestPaths.temporaryFolder("resume")
-        data = try makeTinyShards(in: folder)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class ResumeTests: TinyRunTestCase {
     var common: [String] {
-        ["--data", data, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "4", "--warmup", "3",
-         "--lr", "3e-3", "--eval-every", "10", "--eval-batches", "2", "--log-every", "100", "--device", "cpu", "--threads", "2"]
+        tinyModel + ["--batch", "4", "--warmup", "3", "--lr", "3e-3", "--eval-every", "10", "--eval-batches", "2", "--log-every", "100", "--device", "cpu", "--threads", "2"]
     }
 
     func run(_ name: String) -> String { folder.appendingPathComponent(name).path }

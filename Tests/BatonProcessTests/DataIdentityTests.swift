@@ -1,23 +1,13 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The data fingerprint in state.json holds each shard's token CRC: a shard re-prepared with the
 /// same name and size but other tokens is not the data the run trained on.
-final class DataIdentityTests: XCTestCase {
-    var folder: URL!
-    var data: String!
-
-    override func setUpWithError() throws {
-        folder = try TestPaths.temporaryFolder("identity")
-        data = try makeTinyShards(in: folder)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class DataIdentityTests: TinyRunTestCase {
     var flags: [String] {
-        ["--data", data, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "4", "--eval-every", "0",
-         "--log-every", "100", "--device", "cpu", "--threads", "2"]
+        tinyModel + ["--batch", "4", "--eval-every", "0", "--log-every", "100", "--device", "cpu", "--threads", "2"]
     }
 
     var trainShard: URL { URL(fileURLWithPath: data).appendingPathComponent("t_train_000000.bin") }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// For the flags of the commands other than `train` (sample, eval, prepare, plot,
 /// bench), a non-default value changes what it should. Each assertion fails if the flag were

@@ -1,25 +1,15 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The flags BreakageTests leaves out, each shown to change what it should: --lr, --min-lr and
 /// --warmup through the learning rate metrics.jsonl records at every step (against the formula
 /// written out here, not the product's), --eval-batches through the validation loss `baton eval`
 /// computes on the same sequences, and --log-every through the progress lines printed.
-final class ScheduleAndLoggingFlagTests: XCTestCase {
-    var folder: URL!
-    var data: String!
-
-    override func setUpWithError() throws {
-        folder = try TestPaths.temporaryFolder("flags-effect")
-        data = try makeTinyShards(in: folder)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class ScheduleAndLoggingFlagTests: TinyRunTestCase {
     var common: [String] {
-        ["--data", data, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "4", "--steps", "10",
-         "--eval-every", "0", "--eval-batches", "1", "--log-every", "100", "--device", "cpu", "--threads", "2"]
+        tinyModel + ["--batch", "4", "--steps", "10", "--eval-every", "0", "--eval-batches", "1", "--log-every", "100", "--device", "cpu", "--threads", "2"]
     }
 
     func train(_ name: String, _ flags: [String]) throws -> (metrics: [StepMetrics], stdout: String) {

@@ -1,15 +1,11 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The `baton` binary as a user meets it: each bad input gets one line on stderr that names the
 /// file or flag, a non-zero exit, and no crash trace.
-final class CommandLineTests: XCTestCase {
-    var folder: URL!
-
-    override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("cli") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class CommandLineTests: FolderTestCase {
     let tinyModel = ["--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "2"]
 
     func assertOneLineError(_ arguments: [String], mentions expected: [String], status: Int32? = nil,

@@ -1,16 +1,13 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// `baton export --hf DIR`: the files transformers needs, with GPT-2's config fields, the
 /// checkpoint's tensors as they are, the tokenizer for BPE runs, none for byte-level ones; an
 /// existing folder refused without --overwrite. (scripts/checks/check_hf_export.py loads the folder with
 /// transformers itself; see the README for its output.)
-final class HuggingFaceExportTests: XCTestCase {
-    var folder: URL!
-    override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("export") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class HuggingFaceExportTests: FolderTestCase {
     func json(_ url: URL) throws -> [String: Any] {
         try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
     }

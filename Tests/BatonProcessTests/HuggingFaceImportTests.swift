@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// `baton train --init-from HF_DIR` with Fixtures/hf-gpt2-tiny (a random GPT-2 saved by
 /// transformers; scripts/fixtures/make_hf_fixture.py): Baton computes transformers' logits and loss, a run

@@ -1,24 +1,14 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// Each checkpoint records the hardware that computed it; a resume on hardware whose bits differ
 /// (here: another OpenBLAS core, chosen with OPENBLAS_CORETYPE) says so once, and on the same
 /// hardware says nothing.
-final class HardwareRecordTests: XCTestCase {
-    var folder: URL!
-    var data: String!
-
-    override func setUpWithError() throws {
-        folder = try TestPaths.temporaryFolder("hardware")
-        data = try makeTinyShards(in: folder)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class HardwareRecordTests: TinyRunTestCase {
     var common: [String] {
-        ["--data", data, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "4", "--steps", "6",
-         "--log-every", "100", "--eval-every", "0", "--device", "cpu", "--threads", "2"]
+        tinyModel + ["--batch", "4", "--steps", "6", "--log-every", "100", "--eval-every", "0", "--device", "cpu", "--threads", "2"]
     }
 
     /// The device line and the record name OpenBLAS's version and the core its kernels run on.

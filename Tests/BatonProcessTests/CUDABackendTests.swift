@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The CUDA backend as far as a machine without a GPU can check it: the library scripts/test
 /// compiles with nvcc loads and exports exactly the versioned table; every way of not having a

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import BatonTestSupport
 
 /// What every command's --help prints is part of what users see: it changes only on purpose.
 /// The committed copies in Fixtures/help/ are written by scripts/fixtures/update-help.

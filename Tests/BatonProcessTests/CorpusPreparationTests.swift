@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// `baton prepare --tokenizer gpt2`: documents in order, each after <|endoftext|>, validation
 /// first, shards of the asked size, the same tokens however the files are cut into blocks, the
@@ -8,7 +9,7 @@ import XCTest
 final class CorpusPreparationTests: XCTestCase {
     var folder: URL!
     let tokenizerFolder = TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer")
-    var tokenizer: GPT2Tokenizer { GPT2TokenizerTests.tokenizer }
+    var tokenizer: GPT2Tokenizer { gpt2Tokenizer }
 
     override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("corpus") }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }

@@ -1,25 +1,15 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// Breakages of product code, each caught by a test that fails when the code it names is broken,
 /// not only when it crashes. Tiny runs of the `baton` binary on the bundled text: 48 windows of
 /// 8+1 tokens.
-final class BreakageTests: XCTestCase {
-    var folder: URL!
-    var data: String!
-
-    override func setUpWithError() throws {
-        folder = try TestPaths.temporaryFolder("breakage")
-        data = try makeTinyShards(in: folder)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class BreakageTests: TinyRunTestCase {
     /// A tiny model on the CPU, without the schedule's flags (each test sets its own).
     var tiny: [String] {
-        ["--data", data, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--eval-every", "0", "--log-every", "100",
-         "--device", "cpu", "--threads", "2"]
+        tinyModel + ["--eval-every", "0", "--log-every", "100", "--device", "cpu", "--threads", "2"]
     }
 
     func run(_ name: String) -> URL { folder.appendingPathComponent(name) }

@@ -1,15 +1,12 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// `baton prepare`'s default validation split (a tenth of the tokens, at most one shard), its
 /// one-line refusals of inputs it cannot use (a folder, a tokenizer without <|endoftext|>, a JSONL
 /// line that is not UTF-8), and `baton train`'s refusal of shards that disagree with dataset.json.
-final class PrepareInputTests: XCTestCase {
-    var folder: URL!
-    override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("prepare-input") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class PrepareInputTests: FolderTestCase {
     let book = TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt")
 
     func write(_ name: String, _ data: Data) throws -> URL {
@@ -38,7 +35,7 @@ final class PrepareInputTests: XCTestCase {
 
     func testTheDefaultValidationSplitIsATenthOfTheTokensAtMostOneShard() throws {
         let text = try String(contentsOf: book, encoding: .utf8)
-        let all = [GPT2Tokenizer.endOfText] + GPT2TokenizerTests.tokenizer.encode(text)
+        let all = [GPT2Tokenizer.endOfText] + gpt2Tokenizer.encode(text)
         XCTAssertEqual(all.count, 138_559)
         // No flag but --out: 13,855 validation tokens (a tenth, rounded down), the rest for training.
         let plain = folder.appendingPathComponent("plain")

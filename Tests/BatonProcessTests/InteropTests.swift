@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The checkpoint files as someone else's code reads them: Python's own safetensors package.
 final class InteropTests: XCTestCase {

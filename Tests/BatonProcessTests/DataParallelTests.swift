@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// Data-parallel training under OpenMPI's mpirun (tiny models, 1 thread a rank): the same global
 /// batch gives the same bits at world sizes 1, 2, 4 and 8, and a run stopped at one world size and

@@ -1,15 +1,12 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// `baton prepare --out DIR` writes the dataset whole into a sibling temporary folder and swaps it
 /// in at the end: at every instant DIR is the old dataset or the new one, never a mix; a folder
 /// that holds a dataset is replaced only with --overwrite, and one that holds anything else never.
-final class PrepareFolderTests: XCTestCase {
-    var folder: URL!
-    override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("prepare-folder") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class PrepareFolderTests: FolderTestCase {
     var book: String { get throws { try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8) } }
 
     func write(_ name: String, _ text: String) throws -> URL {
