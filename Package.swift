@@ -23,13 +23,23 @@ let package = Package(
         .target(name: "CBatonSystem", path: "Sources/CBatonSystem", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Baton", dependencies: ["CBatonABI", "CBatonCPU", "CBatonSystem"], path: "Sources/Baton"),
         .executableTarget(name: "baton", dependencies: ["Baton"], path: "Sources/baton"),
-        // libFuzzer targets for the readers of untrusted files; scripts/fuzz builds it for fuzzing.
+        // libFuzzer targets for the readers of untrusted files; scripts/checks/fuzz builds it for fuzzing.
         .executableTarget(name: "baton-fuzz", dependencies: ["Baton"], path: "Sources/baton-fuzz"),
+        // What both test targets share: paths, running `baton`, tiny data, TinyRunTestCase.
+        .target(name: "BatonTestSupport", dependencies: ["Baton"], path: "Tests/BatonTestSupport"),
+        // The tests that run in this process: seconds (`swift test --filter BatonTests`).
         .testTarget(
             name: "BatonTests",
-            dependencies: ["Baton", "baton", "baton-fuzz", "CBatonSystem"],
+            dependencies: ["Baton", "BatonTestSupport", "baton", "baton-fuzz", "CBatonSystem"],
             path: "Tests/BatonTests",
             exclude: ["Fixtures"]
+        ),
+        // The tests that start processes: `baton` (train, resume, kill, prepare, export ...),
+        // mpirun, Python, a C compiler. Their fixtures are BatonTests' (TestPaths.fixtures).
+        .testTarget(
+            name: "BatonProcessTests",
+            dependencies: ["Baton", "BatonTestSupport", "CBatonABI", "baton", "baton-fuzz"],
+            path: "Tests/BatonProcessTests"
         ),
     ],
     swiftLanguageModes: [.v6]

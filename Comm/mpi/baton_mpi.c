@@ -1,5 +1,5 @@
 /* The MPI communicator: baton_comm.h's table over MPI (OpenMPI from Debian). Built by
- * scripts/build-mpi into libbaton_mpi.so, which `baton` loads when a launcher (mpirun) started it.
+ * scripts/setup/build-mpi into libbaton_mpi.so, which `baton` loads when a launcher (mpirun) started it.
  * Messages over 1 GiB are sent in pieces (MPI counts are ints).
  *
  * Every collective is nonblocking and polled against a deadline, so a rank that is lost or stuck

@@ -1,4 +1,4 @@
-// Fuzzing targets for Baton's readers of untrusted files, for libFuzzer (`scripts/fuzz` builds
+// Fuzzing targets for Baton's readers of untrusted files, for libFuzzer (`scripts/checks/fuzz` builds
 // this with -sanitize=fuzzer,address -D FUZZING). Each input is handed to one reader, chosen by
 // BATON_FUZZ_TARGET: safetensors, state, shard or latest. A reader may reject the input with an
 // error; it must never crash, hang, or allocate what the input asks for.
@@ -47,7 +47,7 @@ public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePo
 @main
 struct BatonFuzz {
     static func main() {
-        print("baton-fuzz: build it with scripts/fuzz (libFuzzer), which runs each reader's fuzzing target")
+        print("baton-fuzz: build it with scripts/checks/fuzz (libFuzzer), which runs each reader's fuzzing target")
     }
 }
 #endif

@@ -6,9 +6,9 @@ import Foundation
 enum FuzzTargets {
     static let names = ["safetensors", "state", "shard", "latest"]
 
-    /// The shape of the model scripts/fuzz trains for its seed checkpoint, and of the model the
+    /// The shape of the model scripts/checks/fuzz trains for its seed checkpoint, and of the model the
     /// safetensors target loads into: the same, so that the unmutated seed loads and mutations of
-    /// it reach tensor loading (a test holds scripts/fuzz to `seedTrainFlags`).
+    /// it reach tensor loading (a test holds scripts/checks/fuzz to `seedTrainFlags`).
     static let seedModel = GPTConfig(contextLength: 8, vocabularySize: 256, layers: 1, heads: 2, channels: 4)
     static var seedTrainFlags: String {
         "--layers \(seedModel.layers) --heads \(seedModel.heads) --embd \(seedModel.channels) --seq-len \(seedModel.contextLength) --vocab-size \(seedModel.vocabularySize)"

@@ -21,7 +21,7 @@ func checkpointsCommand(_ arguments: [String]) throws {
         let marker = url.lastPathComponent == latest ? "  (latest)" : ""
         do {
             let state = try CheckpointStore.verify(url)
-            let loss = state.last_loss.map { String(format: "%.4f", $0) } ?? "-"
+            let loss = state.lastLoss.map { String(format: "%.4f", $0) } ?? "-"
             print("\(url.lastPathComponent)  \(pad(String(state.epoch), 6))  \(pad(loss, 7))  \(pad(formatBytes(size), 10))  verified\(marker)")
         } catch {
             print("\(url.lastPathComponent)  \(pad("-", 6))  \(pad("-", 7))  \(pad(formatBytes(size), 10))  corrupt: \(error)\(marker)")

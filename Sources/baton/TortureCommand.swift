@@ -22,7 +22,7 @@ func tortureCommand(_ arguments: [String]) throws {
     let ranks = try parsed.int("--ranks") ?? 1
     guard ranks >= 1 else { throw UsageError("baton torture: --ranks must be at least 1") }
     if ranks > 1 {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/mpirun") else { throw BatonError("baton torture --ranks: no /usr/bin/mpirun; install OpenMPI (scripts/install-deps)") }
+        guard FileManager.default.fileExists(atPath: "/usr/bin/mpirun") else { throw BatonError("baton torture --ranks: no /usr/bin/mpirun; install OpenMPI (scripts/setup/install-deps)") }
         guard FileManager.default.fileExists(atPath: Communicator.candidatePath) else {
             throw BatonError("baton torture --ranks: no MPI communicator library at \(Communicator.candidatePath); build it with scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY")
         }
@@ -158,7 +158,7 @@ struct Torture {
                 if a != b { mismatches += 1; notes.append("round \(rounds): \(name) of step \(steps) differs from the uninterrupted run's") }
             }
             func metrics(_ run: String) throws -> [StepMetrics] {
-                try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokens_per_s = 0; return m }
+                try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
             }
             if try metrics(straight) != metrics(tortured) { mismatches += 1; notes.append("round \(rounds): metrics.jsonl differs from the uninterrupted run's") }
         }

@@ -1,9 +1,10 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// AdamW in one call over the flat buffer gives exactly the bits of one call per tensor with each
-/// tensor's own weight decay (how Baton updated before, and what the PyTorch fixtures check).
+/// tensor's own weight decay (what the PyTorch fixtures check).
 final class AdamWTests: XCTestCase {
     func testOneCallWithDecayRangesEqualsOneCallPerTensor() throws {
         let device = Device.cpu(threads: 2)

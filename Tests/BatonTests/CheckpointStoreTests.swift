@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The checkpoint store on its own: layout of the files, verification, overwrite policy,
 /// retention, resolution of --resume.
@@ -60,7 +61,7 @@ final class CheckpointStoreTests: XCTestCase {
         let state = try CheckpointStore.verify(url)
         XCTAssertEqual(state.step, 7)
         XCTAssertEqual(state.epoch, 2)
-        XCTAssertEqual(state.index_in_epoch, 8)
+        XCTAssertEqual(state.indexInEpoch, 8)
         let loaded = try load(url)
         // The embedding's padded rows (16 -> 64) are not stored: they load as the zeros they were filled with.
         XCTAssertEqual(layout.storedCount, layout.totalCount - (64 - 16) * 4)
@@ -166,14 +167,3 @@ final class CheckpointStoreTests: XCTestCase {
 
 import CBatonSystem
 func baton_crc32c_for_tests(_ bytes: UnsafeRawBufferPointer) -> UInt32 { baton_crc32c(0, bytes.baseAddress, bytes.count) }
-
-func flipByte(in url: URL, at offset: Int) throws {
-    var data = try Data(contentsOf: url)
-    data[offset] ^= 0x40
-    try data.write(to: url)
-}
-
-func truncate(_ url: URL, by count: Int) throws {
-    let data = try Data(contentsOf: url)
-    try data.prefix(data.count - count).write(to: url)
-}

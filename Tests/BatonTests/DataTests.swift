@@ -1,13 +1,9 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
-final class DataTests: XCTestCase {
-    var folder: URL!
-
-    override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("data") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+final class DataTests: FolderTestCase {
     func testShardRoundTripInLlmcFormat() throws {
         let url = folder.appendingPathComponent("x_train_000000.bin")
         let tokens: [UInt16] = [1, 2, 3, 65535, 0, 7]

@@ -1,6 +1,7 @@
 import CBatonABI
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// Every backward op against central finite differences of its forward op, on random inputs.
 /// The scalar checked is L = sum(w * out) for a random w; the analytic gradient is the backward op

@@ -1,6 +1,7 @@
 import CBatonABI
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The fused and regrouped ops give the bits of what they replace: residual + LayerNorm in one op,
 /// and the token embedding's gradient summed token by token from the batch's buckets.

@@ -1,13 +1,13 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// GPT-2's BPE against tiktoken and Hugging Face `tokenizers` (which agree on every case:
-/// Fixtures/gpt2_tokens.json, written by scripts/make_tokenizer_fixture.py), round trips, and
+/// Fixtures/gpt2_tokens.json, written by scripts/fixtures/make_tokenizer_fixture.py), round trips, and
 /// the tokenizer folder's bad inputs.
 final class GPT2TokenizerTests: XCTestCase {
-    nonisolated(unsafe) static let tokenizer = try! GPT2Tokenizer(folder: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer"))
-    var tokenizer: GPT2Tokenizer { GPT2TokenizerTests.tokenizer }
+    var tokenizer: GPT2Tokenizer { gpt2Tokenizer }
 
     struct Fixture: Decodable {
         struct Case: Decodable { let name: String; let text: String; let tokens: [Int32] }

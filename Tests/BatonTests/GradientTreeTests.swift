@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// Gradient accumulation sums the micro-batches as a pairwise tree, so a step's gradient does not
 /// depend on how its micro-batches are split into contiguous power-of-two blocks (one per rank,

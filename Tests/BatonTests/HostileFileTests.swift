@@ -1,17 +1,14 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 @testable import baton_fuzz
 
 /// Malformed input to every reader of files a user hands Baton: crafted cases that must be
 /// rejected with an error, then a seeded mutation run (the same mutations every time) through the
-/// fuzzing targets, which must finish without a crash. scripts/fuzz runs the same targets under
+/// fuzzing targets, which must finish without a crash. scripts/checks/fuzz runs the same targets under
 /// libFuzzer for longer.
-final class HostileFileTests: XCTestCase {
-    var scratch: URL!
-    override func setUpWithError() throws { scratch = try TestPaths.temporaryFolder("hostile") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }
-
+final class HostileFileTests: FolderTestCase {
     func safetensors(header: String, dataBytes: Int = 16, headerLength: UInt64? = nil) -> Data {
         var data = Data()
         let json = Data(header.utf8)
@@ -22,7 +19,7 @@ final class HostileFileTests: XCTestCase {
     }
 
     func rejects(_ target: String, _ input: Data, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse(FuzzTargets.run(target: target, input: input, scratch: scratch), "\(target) accepted \(what)", file: file, line: line)
+        XCTAssertFalse(FuzzTargets.run(target: target, input: input, scratch: folder), "\(target) accepted \(what)", file: file, line: line)
     }
 
     func testCraftedSafetensorsAreRejected() {
@@ -41,7 +38,7 @@ final class HostileFileTests: XCTestCase {
     }
 
     func testCraftedStateFilesAndShardsAndLatestAreRejected() throws {
-        let store = CheckpointStore(runFolder: scratch.appendingPathComponent("r"))
+        let store = CheckpointStore(runFolder: folder.appendingPathComponent("r"))
         rejects("state", Data("{\"format_version\": 1".utf8), "truncated JSON")
         rejects("state", Data([0xC3, 0x28, 0x7B]), "invalid UTF-8")
         rejects("state", Data("{\"format_version\": 99999999999999999999999}".utf8), "an overflowing number")
@@ -51,7 +48,7 @@ final class HostileFileTests: XCTestCase {
         header[2] = Int32.max
         rejects("shard", header.withUnsafeBytes { Data($0) }, "a token count far past the file")
         rejects("latest", Data("../../../etc/passwd\n".utf8), "a path outside the checkpoints")
-        XCTAssert(FuzzTargets.run(target: "latest", input: Data("step-00000002\n".utf8), scratch: scratch), "a step name is accepted")
+        XCTAssert(FuzzTargets.run(target: "latest", input: Data("step-00000002\n".utf8), scratch: folder), "a step name is accepted")
         try FileManager.default.createDirectory(at: store.folder, withIntermediateDirectories: true)
         for text in ["../../../etc/passwd", "step--0000001", String(repeating: "x", count: 100_000), "step-0000000a"] {
             try Data(text.utf8).write(to: store.latestURL)
@@ -63,14 +60,14 @@ final class HostileFileTests: XCTestCase {
     /// rewritten length fields. Every one must be read or rejected, never crash.
     func testSeededMutationsNeverCrashAReader() throws {
         // Real seeds: a checkpoint and a shard written by Baton itself.
-        let run = scratch.appendingPathComponent("run")
+        let run = folder.appendingPathComponent("run")
         let config = FuzzTargets.seedModel
         let device = Device.cpu()
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: 9)
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1)
         let checkpoint = try saveCheckpoint(model, optimizer, run: run, step: 2)
-        let shardURL = scratch.appendingPathComponent("s.bin")
+        let shardURL = folder.appendingPathComponent("s.bin")
         try TokenShard.write(tokens: (0..<300).map { UInt16($0 % 256) }, to: shardURL)
         let seeds: [String: Data] = [
             "safetensors": try Data(contentsOf: checkpoint.appendingPathComponent("model.safetensors")),
@@ -83,10 +80,10 @@ final class HostileFileTests: XCTestCase {
         let reachedBefore = FuzzTargets.reachedLoading
         for target in FuzzTargets.names {
             let seed = seeds[target]!
-            XCTAssert(FuzzTargets.run(target: target, input: seed, scratch: scratch), "the unmutated \(target) seed must read")
+            XCTAssert(FuzzTargets.run(target: target, input: seed, scratch: folder), "the unmutated \(target) seed must read")
             for _ in 0..<400 {
                 let mutated = mutate(seed, &generator)
-                if FuzzTargets.run(target: target, input: mutated, scratch: scratch) { accepted += 1 }
+                if FuzzTargets.run(target: target, input: mutated, scratch: folder) { accepted += 1 }
                 tried += 1
             }
         }
@@ -121,25 +118,5 @@ final class HostileFileTests: XCTestCase {
             }
         }
         return data
-    }
-}
-
-/// scripts/fuzz seeds the safetensors target with a checkpoint it trains; the model that target
-/// loads into must have the seed's shape, or even the unmutated seed is rejected and the fuzzer
-/// almost never reaches tensor loading (it once was so: vocabulary 256 against 16).
-final class FuzzSeedTests: XCTestCase {
-    func testTheFuzzSeedLoadsIntoTheFuzzModel() throws {
-        let script = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("scripts/fuzz"), encoding: .utf8)
-        XCTAssert(script.contains(FuzzTargets.seedTrainFlags), "scripts/fuzz must train its seed with \(FuzzTargets.seedTrainFlags)")
-        let folder = try TestPaths.temporaryFolder("fuzz-seed")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
-        let result = try runBaton(["train", "--data", data, "--out", run, "--batch", "2", "--steps", "2", "--device", "cpu"]
-                                  + FuzzTargets.seedTrainFlags.split(separator: " ").map(String.init))
-        XCTAssertEqual(result.status, 0, result.stderr)
-        let seed = try Data(contentsOf: CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: 2).appendingPathComponent("model.safetensors"))
-        let loadedBefore = FuzzTargets.loaded
-        XCTAssert(FuzzTargets.run(target: "safetensors", input: seed, scratch: folder), "the seed must read")
-        XCTAssertEqual(FuzzTargets.loaded, loadedBefore + 1, "the seed must load into the fuzz model")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// A vocabulary that is not a multiple of 64 (37 -> 64 in memory): the logits handed out have the
 /// vocabulary's columns only, and the loss is the cross-entropy over those columns alone.

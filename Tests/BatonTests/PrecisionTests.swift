@@ -2,6 +2,7 @@ import CBatonCPU
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The matmul precisions on the CPU, the GPU's twin: rounding to bfloat16 bit for bit as PyTorch
 /// does it, TF32 rounding by hand-checked cases, the bf16 matmul against a naive product of

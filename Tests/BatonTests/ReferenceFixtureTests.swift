@@ -1,9 +1,10 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 /// The CPU backend against PyTorch: Tests/BatonTests/Fixtures/gpt2_tiny.safetensors, written by
-/// scripts/make_fixtures.py.
+/// scripts/fixtures/make_fixtures.py.
 final class ReferenceFixtureTests: XCTestCase {
     var fixture: SafeTensors.File!
     var model: GPT!

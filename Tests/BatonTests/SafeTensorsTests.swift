@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
 final class SafeTensorsTests: XCTestCase {
     func testRoundTripAndLayout() throws {
@@ -25,8 +26,8 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     /// Another writer need not align the data section: a tensor at an odd address is copied, and
-    /// the copy must outlive the reader's closure (it once did not: the closure got a pointer into
-    /// an array already freed, which the allocation below then reused).
+    /// the copy must outlive the reader's closure (a pointer into an array already freed would read
+    /// what the allocation below puts there).
     func testAMisalignedTensorIsReadCorrectly() throws {
         let values = (0..<4096).map { Float($0) + 0.5 }
         let header = Data(#"{"w":{"dtype":"F32","shape":[4096],"data_offsets":[0,16384]}}"#.utf8)  // 61 bytes: data at 69

@@ -3,14 +3,11 @@ import CBatonCPU
 import Foundation
 import XCTest
 @testable import Baton
+@testable import BatonTestSupport
 
-/// Code that reacts to a particular failure matches a case of BatonError, never its text. Each
-/// case below was once recognised by searching the message; each is now thrown and caught by type.
-final class TypedErrorTests: XCTestCase {
-    var folder: URL!
-    override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("typed") }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
+/// Code that reacts to a particular failure matches a case of BatonError, never its text: each case
+/// below is thrown and caught by type.
+final class TypedErrorTests: FolderTestCase {
     func store() -> CheckpointStore { CheckpointStore(runFolder: folder.appendingPathComponent("run")) }
 
     func save(_ store: CheckpointStore, step: Int, midSave: ((Int, URL) throws -> Void)? = nil) throws {

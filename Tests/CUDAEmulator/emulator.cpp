@@ -342,24 +342,26 @@ std::map<uintptr_t, size_t> pinned;  // cudaMallocHost's buffers by start
 std::map<uintptr_t, Allocation> allocations;  // by start
 size_t page_bytes() { return (size_t)sysconf(_SC_PAGE_SIZE); }
 
+// The allocation that starts at or below p, or allocations.end(); memory_lock held.
+std::map<uintptr_t, Allocation>::const_iterator allocation_below(uintptr_t p) {
+    auto it = allocations.upper_bound(p);
+    return it == allocations.begin() ? allocations.cend() : std::prev(it);
+}
+
 // Whether [pointer, pointer + bytes) lies inside one allocation.
 bool on_device(const void *pointer, size_t bytes) {
     std::lock_guard<std::mutex> guard(memory_lock);
     uintptr_t p = reinterpret_cast<uintptr_t>(pointer);
-    auto it = allocations.upper_bound(p);
-    if (it == allocations.begin()) return false;
-    --it;
-    return p >= it->first && p + bytes <= it->first + it->second.bytes;
+    auto it = allocation_below(p);
+    return it != allocations.cend() && p + bytes <= it->first + it->second.bytes;
 }
 
 // The device of the allocation holding pointer, or -1 (host memory).
 int device_of(const void *pointer) {
     std::lock_guard<std::mutex> guard(memory_lock);
     uintptr_t p = reinterpret_cast<uintptr_t>(pointer);
-    auto it = allocations.upper_bound(p);
-    if (it == allocations.begin()) return -1;
-    --it;
-    return p >= it->first && p < it->first + (it->second.bytes ? it->second.bytes : 1) ? it->second.device : -1;
+    auto it = allocation_below(p);
+    return it != allocations.cend() && p < it->first + (it->second.bytes ? it->second.bytes : 1) ? it->second.device : -1;
 }
 
 bool is_pinned(const void *pointer, size_t bytes) {

@@ -14,13 +14,13 @@ public struct CheckpointState: Codable, Equatable {
         public var crc32c: String
     }
 
-    public var format_version: Int
+    public var formatVersion: Int
     public var step: Int
     public var epoch: Int
-    public var index_in_epoch: Int
-    public var tokens_seen: Int
-    public var last_loss: Float?
-    public var skipped_updates: Int
+    public var indexInEpoch: Int
+    public var tokensSeen: Int
+    public var lastLoss: Float?
+    public var skippedUpdates: Int
     public var config: TrainingConfig
     public var data: DataFingerprint
     public var backend: String
@@ -28,27 +28,34 @@ public struct CheckpointState: Codable, Equatable {
     /// its bits will differ from an uninterrupted run's.
     public var hardware: HardwareRecord?
     /// How many ranks wrote it (information only: any world size resumes it).
-    public var world_size: Int?
-    public var baton_version: String
-    public var saved_at: String
+    public var worldSize: Int?
+    public var batonVersion: String
+    public var savedAt: String
     public var files: [String: FileCheck]
+
+    /// state.json's keys: the file format's snake case.
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", step, epoch, indexInEpoch = "index_in_epoch", tokensSeen = "tokens_seen",
+             lastLoss = "last_loss", skippedUpdates = "skipped_updates", config, data, backend, hardware,
+             worldSize = "world_size", batonVersion = "baton_version", savedAt = "saved_at", files
+    }
 
     public init(state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String, hardware: HardwareRecord? = nil,
                 worldSize: Int? = nil, files: [String: FileCheck]) {
-        format_version = CheckpointState.currentFormatVersion
+        formatVersion = CheckpointState.currentFormatVersion
         step = state.step
         epoch = state.position.epoch
-        index_in_epoch = state.position.index
-        tokens_seen = state.tokensSeen
-        last_loss = state.lastLoss.flatMap { $0.isFinite ? $0 : nil }
-        skipped_updates = state.skippedUpdates
+        indexInEpoch = state.position.index
+        tokensSeen = state.tokensSeen
+        lastLoss = state.lastLoss.flatMap { $0.isFinite ? $0 : nil }
+        skippedUpdates = state.skippedUpdates
         self.config = config
         self.data = data
         self.backend = backend
         self.hardware = hardware
-        world_size = worldSize
-        baton_version = batonVersion
-        saved_at = ISO8601DateFormatter().string(from: Date())
+        self.worldSize = worldSize
+        batonVersion = Baton.batonVersion
+        savedAt = ISO8601DateFormatter().string(from: Date())
         self.files = files
     }
 
@@ -56,10 +63,10 @@ public struct CheckpointState: Codable, Equatable {
     public var trainingState: TrainingState {
         var state = TrainingState()
         state.step = step
-        state.position = LoaderPosition(epoch: epoch, index: index_in_epoch)
-        state.tokensSeen = tokens_seen
-        state.lastLoss = last_loss
-        state.skippedUpdates = skipped_updates
+        state.position = LoaderPosition(epoch: epoch, index: indexInEpoch)
+        state.tokensSeen = tokensSeen
+        state.lastLoss = lastLoss
+        state.skippedUpdates = skippedUpdates
         return state
     }
 
@@ -74,11 +81,11 @@ public struct CheckpointState: Codable, Equatable {
         do { state = try JSONDecoder().decode(CheckpointState.self, from: data) } catch {
             throw BatonError("\(path): state.json is not valid (\(describeDecodingError(error)))")
         }
-        guard readableFormatVersions.contains(state.format_version) else {
-            throw BatonError("\(path): state.json format version \(state.format_version) is not supported (this baton reads \(readableFormatVersions.lowerBound) to \(readableFormatVersions.upperBound))")
+        guard readableFormatVersions.contains(state.formatVersion) else {
+            throw BatonError("\(path): state.json format version \(state.formatVersion) is not supported (this baton reads \(readableFormatVersions.lowerBound) to \(readableFormatVersions.upperBound))")
         }
-        guard state.step >= 0, state.epoch >= 0, state.index_in_epoch >= 0, state.tokens_seen >= 0, state.skipped_updates >= 0,
-              state.skipped_updates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 }) else {
+        guard state.step >= 0, state.epoch >= 0, state.indexInEpoch >= 0, state.tokensSeen >= 0, state.skippedUpdates >= 0,
+              state.skippedUpdates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 }) else {
             throw BatonError("\(path): state.json has a negative step or position")
         }
         // A config out of range here came from the file, not from a flag: named as such.

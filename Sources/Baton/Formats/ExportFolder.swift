@@ -40,9 +40,13 @@ public enum ExportFolder {
 
     /// The marker's content.
     struct Marker: Codable {
-        var baton_version: String
+        var batonVersion: String
         var source: String
         var files: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case batonVersion = "baton_version", source, files
+        }
     }
 
     // MARK: checks

@@ -85,7 +85,7 @@ public enum HuggingFaceExport {
                 try write("special_tokens_map.json", try json(["bos_token": eot, "eos_token": eot, "unk_token": eot]))
             }
             // The marker last: it lists every file, and says the folder is an export.
-            let marker = ExportFolder.Marker(baton_version: batonVersion, source: FilePaths.canonical(weights), files: files.sorted())
+            let marker = ExportFolder.Marker(batonVersion: batonVersion, source: FilePaths.canonical(weights), files: files.sorted())
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try ExportFolder.write(try encoder.encode(marker), named: ExportFolder.markerName, in: temporary, for: folder)

@@ -2,7 +2,7 @@ import CBatonABI
 import Foundation
 
 /// The processes of a data-parallel job, through the communicator library (libbaton_mpi.so, built
-/// from Comm/mpi by scripts/build-mpi) loaded at run time: `baton` stays one process, and needs no
+/// from Comm/mpi by scripts/setup/build-mpi) loaded at run time: `baton` stays one process, and needs no
 /// MPI, unless a launcher (mpirun) started it.
 public final class Communicator {
     public let rank: Int
@@ -40,7 +40,7 @@ public final class Communicator {
         case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton communicator (no baton_comm_get_table)")
         }
         guard table.pointee.abi_version == BATON_COMM_ABI_VERSION else {
-            throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/build-mpi")
+            throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/setup/build-mpi")
         }
         var rank: Int32 = 0, worldSize: Int32 = 0
         var message = [CChar](repeating: 0, count: 512)
@@ -52,7 +52,7 @@ public final class Communicator {
     }
 
     /// A job of this one process, without MPI: every collective is a copy or nothing. It lets
-    /// `--comm nccl` run at world size 1 where there is no launcher (scripts/gpu-check).
+    /// `--comm nccl` run at world size 1 where there is no launcher (scripts/checks/gpu-check).
     public static func single() -> Communicator { Communicator(rank: 0, size: 1, table: nil, handle: nil) }
 
     private init(rank: Int, size: Int, table: UnsafePointer<baton_comm_table>?, handle: OpaquePointer?) {

@@ -34,7 +34,7 @@ public final class DataParallel {
     /// in rank order (each rank gives as many).
     func reduce(model: GPT, losses: [Float]) throws -> [Float] {
         let all = try communicator.allgather(losses)
-        // With NCCL, a job of one rank still goes through it (scripts/gpu-check runs NCCL that way).
+        // With NCCL, a job of one rank still goes through it (scripts/checks/gpu-check runs NCCL that way).
         if size > 1 || deviceCommunicator != nil { try sum(model.gradients, on: model.device) }
         return all
     }

@@ -247,18 +247,18 @@ public final class Trainer {
             smoothedStepSeconds = smoothedStepSeconds.map { 0.9 * $0 + 0.1 * seconds } ?? seconds
             let tokensPerSecond = Double(config.tokensPerStep) / seconds
             var record = StepMetrics(step: state.step, epoch: state.position.epoch, loss: outcome.loss,
-                                     lr: schedule.learningRate(atStep: stepIndex), grad_norm: outcome.gradientNorm, tokens_per_s: tokensPerSecond,
+                                     lr: schedule.learningRate(atStep: stepIndex), gradNorm: outcome.gradientNorm, tokensPerSecond: tokensPerSecond,
                                      skipped: outcome.applied ? nil : true)
             let isLast = state.step == config.steps
             if (config.evalEvery > 0 && state.step % config.evalEvery == 0) || isLast {
-                record.val_loss = try validationLoss()
-                lastValidation = record.val_loss ?? lastValidation
+                record.valLoss = try validationLoss()
+                lastValidation = record.valLoss ?? lastValidation
             }
             try metrics?.append(record)
-            if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.val_loss != nil {
+            if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.valLoss != nil {
                 let eta = Double(config.steps - state.step) * (smoothedStepSeconds ?? 0)
                 var line = "step \(state.step)/\(config.steps) | loss \(fixed(outcome.loss, 4)) | lr \(scientific(record.lr)) | grad norm \(fixed(outcome.gradientNorm, 3)) | \(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
-                if let val = record.val_loss { line += " | val loss \(fixed(val, 4))" }
+                if let val = record.valLoss { line += " | val loss \(fixed(val, 4))" }
                 log(line)
             }
             if config.saveEvery > 0 && state.step % config.saveEvery == 0 { try saveOrRetryLater() }

@@ -2,7 +2,7 @@
 // MPI on "device" memory that is host memory. With the emulated CUDA backend it lets CI run GPU
 // ranks' gradient path (the NCCL communicator, ncclSend/ncclRecv in groups for the exact tree,
 // ncclAllReduce for fast) under mpirun on a machine without a GPU. It proves Baton's logic, not
-// NCCL. Built against the real nccl.h (from the nvidia-nccl wheel) by scripts/build-cuda-emulator.
+// NCCL. Built against the real nccl.h (from the nvidia-nccl wheel) by scripts/setup/build-cuda-emulator.
 #include <mpi.h>
 #include <nccl.h>
 

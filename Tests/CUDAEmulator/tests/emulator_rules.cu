@@ -1,6 +1,6 @@
 // The CUDA emulator's own checks: it must compute what a GPU computes for correct kernels, and
 // refuse, loudly, what a GPU would refuse or what would be undefined on one. Built and run by
-// scripts/build-cuda-emulator --check; prints one line per check and "N passed, N failed".
+// scripts/setup/build-cuda-emulator --check; prints one line per check and "N passed, N failed".
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
