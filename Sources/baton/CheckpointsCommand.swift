@@ -7,8 +7,7 @@ let checkpointsSpec = CommandSpec(
 
 func checkpointsCommand(_ arguments: [String]) throws {
     guard let parsed = try checkpointsSpec.parse(arguments) else { return }
-    guard parsed.positionals.count == 1 else { throw UsageError("baton checkpoints: give one RUN folder (see baton checkpoints --help)") }
-    let run = URL(fileURLWithPath: parsed.positionals[0])
+    let run = URL(fileURLWithPath: try parsed.onlyArgument("RUN folder"))
     guard FileManager.default.fileExists(atPath: run.path) else { throw BatonError("\(run.path): no such run folder") }
     let store = CheckpointStore(runFolder: run)
     let steps = store.steps()

@@ -57,12 +57,7 @@ func applyModelFlags(_ parsed: ParsedArguments, to model: inout GPTConfig) throw
 /// What eval and sample take as their one argument.
 let modelPathHelp = "PATH: a run folder (its newest good checkpoint), a checkpoint folder, or a model.safetensors"
 
-func modelPath(_ parsed: ParsedArguments) throws -> String {
-    guard parsed.positionals.count == 1 else {
-        throw UsageError("baton \(parsed.command): give one \(modelPathHelp) (see baton \(parsed.command) --help)")
-    }
-    return parsed.positionals[0]
-}
+func modelPath(_ parsed: ParsedArguments) throws -> String { try parsed.onlyArgument(modelPathHelp) }
 
 /// Opens the requested device. With `announce`, prints a "device:" line on stdout (with the reason
 /// when auto chose); sample passes false so its stdout is only the generated text.

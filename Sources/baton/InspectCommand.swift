@@ -7,8 +7,7 @@ let inspectSpec = CommandSpec(
 
 func inspectCommand(_ arguments: [String]) throws {
     guard let parsed = try inspectSpec.parse(arguments) else { return }
-    guard parsed.positionals.count == 1 else { throw UsageError("baton inspect: give one PATH (see baton inspect --help)") }
-    let path = parsed.positionals[0]
+    let path = try parsed.onlyArgument("PATH")
     var isFolder: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw BatonError("\(path): no such file or folder") }
     let files: [URL]

@@ -91,6 +91,12 @@ struct ParsedArguments {
     }
 
     func string(_ name: String) -> String? { values[name] }
+
+    /// The one argument besides the flags that the command takes; `what` names it in the error.
+    func onlyArgument(_ what: String) throws -> String {
+        guard positionals.count == 1 else { throw UsageError("baton \(command): give one \(what) (see baton \(command) --help)") }
+        return positionals[0]
+    }
     func flag(_ name: String) -> Bool { values[name] != nil }
 
     func int(_ name: String) throws -> Int? {

@@ -318,7 +318,7 @@ extension DataParallelTests {
         let errorText = try String(contentsOf: errors, encoding: .utf8)
         let lines = errorText.split(separator: "\n").filter { $0.hasPrefix("baton: error:") }
         XCTAssertFalse(lines.isEmpty, errorText)
-        XCTAssert(lines.allSatisfy { $0.contains("ranks disagree on the config, the data or the checkpoint") }, lines.joined(separator: "\n"))
+        XCTAssert(lines.allSatisfy { $0.contains("disagrees with rank 0 on the config, the data or the checkpoint") }, lines.joined(separator: "\n"))
     }
 }
 

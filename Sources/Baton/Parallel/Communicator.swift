@@ -31,14 +31,10 @@ public final class Communicator {
         guard let size = launchedSize else { return nil }
         let path = candidatePath
         let what = "launched by mpirun (\(size) rank\(size == 1 ? "" : "s"))"
-        let table: UnsafePointer<baton_comm_table>
-        switch SharedLibrary.table(at: path, symbol: "baton_comm_get_table", global: true, as: baton_comm_table.self) {
-        case .success(let found): table = found
-        case .failure(.missing):
-            throw BatonError("\(what), but there is no MPI communicator library at \(path); build it with scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY")
-        case .failure(.cannotLoad(let reason)): throw BatonError("\(what), but \(path) does not load: \(reason) (is OpenMPI installed?)")
-        case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton communicator (no baton_comm_get_table)")
-        }
+        let table = try SharedLibrary.requireTable(
+            at: path, symbol: "baton_comm_get_table", kind: "communicator", global: true, as: baton_comm_table.self,
+            missing: "\(what), but there is no MPI communicator library at \(path); build it with scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY",
+            cannotLoad: { "\(what), but \(path) does not load: \($0) (is OpenMPI installed?)" })
         guard table.pointee.abi_version == BATON_COMM_ABI_VERSION else {
             throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/setup/build-mpi")
         }
@@ -112,6 +108,16 @@ public final class Communicator {
             }
         }
         return result
+    }
+
+    /// Every rank gives a value (a digest, or 0 for a step that went well); they must all equal
+    /// `expected`, or rank 0's where none is expected. Otherwise every rank throws, naming the first
+    /// rank that differs: "rank 1: rank 3 <what>".
+    public func agree(_ value: UInt32, expected: UInt32? = nil, _ what: String) throws {
+        let all = try allgather([value])
+        if let other = all.firstIndex(where: { $0 != (expected ?? all[0]) }) {
+            throw BatonError("rank \(rank): rank \(other) \(what)")
+        }
     }
 
     /// rank 0's string, on every rank.

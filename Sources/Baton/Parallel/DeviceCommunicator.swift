@@ -34,14 +34,10 @@ public final class DeviceCommunicator {
     /// (finalize frees it), and NCCL's version.
     public static func load() throws -> (table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer, version: String) {
         let path = candidatePath
-        let table: UnsafePointer<baton_device_comm_table>
-        switch SharedLibrary.table(at: path, symbol: "baton_device_comm_get_table", as: baton_device_comm_table.self) {
-        case .success(let found): table = found
-        case .failure(.missing):
-            throw BatonError("no NCCL communicator library at \(path); build it with cmake where nccl.h is (see the README), or set BATON_NCCL_COMM_LIBRARY")
-        case .failure(.cannotLoad(let reason)): throw BatonError("\(path) does not load: \(reason)")
-        case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton device communicator (no baton_device_comm_get_table)")
-        }
+        let table = try SharedLibrary.requireTable(
+            at: path, symbol: "baton_device_comm_get_table", kind: "device communicator", as: baton_device_comm_table.self,
+            missing: "no NCCL communicator library at \(path); build it with cmake where nccl.h is (see the README), or set BATON_NCCL_COMM_LIBRARY",
+            cannotLoad: { "\(path) does not load: \($0)" })
         guard table.pointee.abi_version == BATON_DEVICE_COMM_ABI_VERSION else {
             throw BatonError("\(path): device communicator version mismatch; rebuild it with cmake")
         }
@@ -83,9 +79,9 @@ public final class DeviceCommunicator {
     /// Throws on every rank when any rank's `outcome` failed: its own error where it failed, else
     /// one that names the first rank that did.
     private static func agree<T>(_ communicator: Communicator, _ outcome: Result<T, Error>, _ what: String) throws {
-        let failed = try communicator.allgather([outcome.isFailure ? Int32(1) : 0])
+        let agreed = Result { try communicator.agree(outcome.isFailure ? 1 : 0, expected: 0, what) }
         if case .failure(let error) = outcome { throw error }
-        if let other = failed.firstIndex(of: 1) { throw BatonError("rank \(communicator.rank): rank \(other) \(what)") }
+        try agreed.get()
     }
 
     private init(rank: Int, size: Int, version: String, table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer) {

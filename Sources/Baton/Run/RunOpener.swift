@@ -67,29 +67,24 @@ public enum RunOpener {
         return trainer
     }
 
-    /// Every rank must train the same run on the same data from the same step: a digest of the
-    /// config, the data's fingerprint and the step, compared across ranks.
     /// Before anything is opened: every rank was started with the same command line.
     private static func agreeOnArguments(_ arguments: [String], _ parallel: DataParallel) throws {
-        let flags = Data(arguments.dropFirst().joined(separator: "\u{0}").utf8)
-        let digest = flags.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
-        let all = try parallel.communicator.allgather([digest])
-        if let other = all.firstIndex(where: { $0 != all[0] }) {
-            throw BatonError("rank \(parallel.rank): rank \(other) was started with other arguments than rank 0; start every rank with the same command")
-        }
+        try parallel.communicator.agree(digest(Data(arguments.dropFirst().joined(separator: "\u{0}").utf8)),
+                                        "was started with other arguments than rank 0; start every rank with the same command")
     }
 
+    /// Every rank must train the same run on the same data from the same step: a digest of the
+    /// config, the data's fingerprint and the step, compared across ranks.
     private static func agree(_ trainer: Trainer, _ parallel: DataParallel) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         var bytes = try encoder.encode(trainer.config) + encoder.encode(trainer.fingerprint) + encoder.encode(trainer.dataContentDigest)
         bytes.append(contentsOf: withUnsafeBytes(of: Int64(trainer.state.step)) { Array($0) })
-        let digest = bytes.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
-        let all = try parallel.communicator.allgather([digest])
-        if let other = all.firstIndex(where: { $0 != all[0] }) {
-            throw BatonError("rank \(parallel.rank): ranks disagree on the config, the data or the checkpoint (rank \(other) differs from rank 0); give every rank the same flags and data")
-        }
+        try parallel.communicator.agree(digest(bytes),
+                                        "disagrees with rank 0 on the config, the data or the checkpoint; give every rank the same flags and data")
     }
+
+    private static func digest(_ bytes: Data) -> UInt32 { bytes.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) } }
 
     private static func openAlone(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
         if request.resume != nil && request.out == nil {

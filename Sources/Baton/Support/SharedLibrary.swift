@@ -25,4 +25,17 @@ enum SharedLibrary {
         guard let table = unsafeBitCast(function, to: GetTable.self)() else { return .failure(.noTable) }
         return .success(table.assumingMemoryBound(to: Table.self))
     }
+
+    /// The table, or one line in the caller's words: `missing` where there is no file,
+    /// `cannotLoad(reason)` where it does not load, and that `path` is not a Baton `kind` where
+    /// it has no table.
+    static func requireTable<Table>(at path: String, symbol: String, kind: String, global: Bool = false, as type: Table.Type,
+                                    missing: String, cannotLoad: (String) -> String) throws -> UnsafePointer<Table> {
+        switch table(at: path, symbol: symbol, global: global, as: type) {
+        case .success(let found): return found
+        case .failure(.missing): throw BatonError(missing)
+        case .failure(.cannotLoad(let reason)): throw BatonError(cannotLoad(reason))
+        case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton \(kind) (no \(symbol))")
+        }
+    }
 }
