@@ -9,7 +9,8 @@ let benchSpec = CommandSpec(
         --warmup-steps N: unmeasured steps first (default 2)
         --batch B: batch size (default 12)
         --precision fp32|tf32|bf16: the matmuls' precision (default: bf16 on a GPU of sm_80 or newer, else fp32)
-        --profile: then the same steps again with each op timed (waiting for the device after each): a table of ms per step by op
+        --profile: then the same steps again with each op timed (waiting for the device after each): a table of ms per
+            step by op
         --checkpoint DIR: instead: time saving and loading a checkpoint of the model in DIR (deleted after)
         --allreduce: instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast
         --tokenize FILE: instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads

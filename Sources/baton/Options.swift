@@ -8,10 +8,15 @@ struct Option {
     let help: String
 }
 
-/// A command's flags, one a line: `--name PLACEHOLDER: help`, or `--name: help` for a switch.
+/// A command's flags, one each: `--name PLACEHOLDER: help`, or `--name: help` for a switch. A line
+/// that does not start with `--` continues the help of the flag above it.
 func options(_ table: String) -> [Option] {
-    table.split(separator: "\n").map { line in
+    var entries: [String] = []
+    for line in table.split(separator: "\n") {
         let text = line.trimmingCharacters(in: .whitespaces)
+        if text.hasPrefix("--") || entries.isEmpty { entries.append(text) } else { entries[entries.count - 1] += " " + text }
+    }
+    return entries.map { text in
         guard let colon = text.range(of: ": ") else { preconditionFailure("option line without ': ': \(text)") }
         let head = text[..<colon.lowerBound].split(separator: " ", maxSplits: 1).map(String.init)
         return Option(name: head[0], placeholder: head.count > 1 ? head[1] : nil, help: String(text[colon.upperBound...]))

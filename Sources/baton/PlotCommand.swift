@@ -5,7 +5,9 @@ let plotSpec = CommandSpec(
     name: "plot", summary: "Draw runs' loss curves (training raw and smoothed, validation points) as an SVG.",
     usage: "baton plot RUN [RUN...] --out FILE.svg [--x step|tokens] [--log-y]",
     options: options("""
-        --out FILE.svg: the SVG to write (required), e.g. RUN/loss.svg; never a run's own file (config.json, metrics.jsonl), nor inside its checkpoints, an export or a dataset; an existing file is replaced only if it is an SVG
+        --out FILE.svg: the SVG to write (required), e.g. RUN/loss.svg; never a run's own file (config.json,
+            metrics.jsonl), nor inside its checkpoints, an export or a dataset; an existing file is replaced only if it
+            is an SVG
         --x step|tokens: x axis: optimizer steps (default) or tokens seen
         --log-y: logarithmic loss axis
         --smoothing X: moving-average weight of the smoothed curve, 0 to 1 (default 0.9)

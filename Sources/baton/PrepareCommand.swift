@@ -8,7 +8,8 @@ let prepareSpec = CommandSpec(
         --out DIR: folder for the shards (required); written whole beside it, then swapped in
         --overwrite: replace DIR when it already holds a dataset (a folder holding other files is never replaced)
         --name NAME: shard name prefix (default corpus)
-        --tokenizer bytes|gpt2|DIR: bytes (default), the bundled GPT-2 BPE, or a Hugging Face tokenizer folder (vocab.json + merges.txt)
+        --tokenizer bytes|gpt2|DIR: bytes (default), the bundled GPT-2 BPE, or a Hugging Face tokenizer folder
+            (vocab.json + merges.txt)
         --field NAME: BPE: the JSONL field holding the text (default text)
         --shard-tokens N: BPE: tokens per shard (default 100000000, as llm.c)
         --val-tokens N: BPE: tokens for validation, taken first (default: 10% of the tokens, at most one shard)

@@ -10,7 +10,8 @@ let sampleSpec = CommandSpec(
         --temperature X: softmax temperature; 0 is greedy (default 0.8)
         --top-k K: sample among the K likeliest tokens; 0: all (default 40)
         --seed N: sampling seed (default 42)
-        --tokenizer bytes|gpt2|DIR: default: the one the data was prepared with, else the vocabulary's (256: bytes, 50257: GPT-2)
+        --tokenizer bytes|gpt2|DIR: default: the one the data was prepared with, else the vocabulary's (256: bytes,
+            50257: GPT-2)
         --stop-at-eot: stop after <|endoftext|> (GPT-2 tokenizers)
         """) + deviceOptions, takesArguments: true)
 

@@ -9,7 +9,8 @@ let tortureSpec = CommandSpec(
         --kills N: SIGKILLs to deliver (default 50)
         --seed S: seed for the kill times and the data (default 1); a failure replays with the same seed
         --work DIR: working folder, kept afterwards (default: a temporary folder, deleted when all is well)
-        --ranks N: run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one process)
+        --ranks N: run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one
+            process)
         """))
 
 func tortureCommand(_ arguments: [String]) throws {

@@ -8,18 +8,22 @@ let trainSpec = CommandSpec(
     options: settingOptions(TrainingConfig.settings, inserting: [
         "--data": options("""
             --out DIR: run folder (default: a new folder under runs/)
-            --config FILE: the run's settings from a JSON file with config.json's keys (a run's config.json repeats that run); flags override it
+            --config FILE: the run's settings from a JSON file with config.json's keys (a run's config.json repeats that
+                run); flags override it
             """),
         "--reduce": options("""
             --allow-batch-change: resume with another --global-batch, from the same sample position
             """),
         "--precision": options("""
-            --comm auto|mpi|nccl: how GPU ranks exchange gradients: NCCL on GPU memory, or MPI through host memory (auto: NCCL where it loads); nccl without mpirun: one rank
-            --collective-timeout S: a collective that waits longer than S seconds on a rank ends the job, naming that rank (default 600; 0: wait forever)
+            --comm auto|mpi|nccl: how GPU ranks exchange gradients: NCCL on GPU memory, or MPI through host memory
+                (auto: NCCL where it loads); nccl without mpirun: one rank
+            --collective-timeout S: a collective that waits longer than S seconds on a rank ends the job, naming that
+                rank (default 600; 0: wait forever)
             """),
         "--keep-every": options("""
             --stop-at STEP: stop after STEP steps, with a checkpoint (0: save the initial state)
-            --init-from HF_DIR: start from a Hugging Face GPT2LMHeadModel folder (config.json + safetensors); its shape is the run's
+            --init-from HF_DIR: start from a Hugging Face GPT2LMHeadModel folder (config.json + safetensors); its shape
+                is the run's
             --resume auto|step-N|PATH: continue from the newest good checkpoint, a step, or a checkpoint folder
             --overwrite: start over in a run folder that has checkpoints; replace a checkpoint of the same step
             --allow-data-change: resume even though the data differs from the checkpoint's
