@@ -30,8 +30,8 @@ let helpOption = Option(name: "--help", placeholder: nil, help: "show this help"
 let deviceOptions = options("""
     --device cpu|cuda|auto: backend to run on (default auto: CUDA where it loads, else CPU)
     --threads N: CPU threads (default: one per core)
-    --attention KIND: attention kernels on a GPU: flash (default: no T x T scores in memory) or materialized (the scores
-        kept, as the CPU keeps them)
+    --attention flash|materialized: attention kernels on a GPU: flash (default: no T x T scores in memory) or
+        materialized (the scores kept, as the CPU keeps them)
     """)
 
 /// Settings as flags: each setting's line of --help, in declaration order, with a command's own
