@@ -19,10 +19,11 @@
 struct Attention {
     baton_context *ctx;
     int B, T, C, NH, hs, batches;
-    long long n, head, square;  // elements of [B,T,C]; of one head's [T,hs]; of one [T,T]
+    long long n, head, square; // elements of [B,T,C]; of one head's [T,hs]; of one [T,T]
     float scale;
     float *ds, *q, *k, *v, *dout, *dq, *dk, *dv;
-    Attention(baton_context *ctx_, float *scratch, int B_, int T_, int C_, int NH_) : ctx(ctx_), B(B_), T(T_), C(C_), NH(NH_) {
+    Attention(baton_context *ctx_, float *scratch, int B_, int T_, int C_, int NH_)
+        : ctx(ctx_), B(B_), T(T_), C(C_), NH(NH_) {
         hs = C / NH;
         batches = B * NH;
         n = (long long)B * T * C;
@@ -31,12 +32,18 @@ struct Attention {
         scale = 1.0f / sqrtf((float)hs);
         ds = scratch;
         q = ds + batches * square;
-        k = q + n; v = k + n; dout = v + n; dq = dout + n; dk = dq + n; dv = dk + n;
+        k = q + n;
+        v = k + n;
+        dout = v + n;
+        dq = dout + n;
+        dk = dq + n;
+        dv = dk + n;
     }
     // C = alpha op(A) op(B) per (b, h), on the strided batch; op names the step for errors.
-    void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, long long stride_a,
-                long long stride_b, long long stride_c, float alpha, const char *op) const {
-        row_major_sgemm(ctx, c, a, b, M, N, K, trans_a, trans_b, alpha, 0.0f, stride_a, stride_b, stride_c, batches, op);
+    void matmul(float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b,
+                long long stride_a, long long stride_b, long long stride_c, float alpha, const char *op) const {
+        row_major_sgemm(ctx, c, a, b, M, N, K, trans_a, trans_b, alpha, 0.0f, stride_a, stride_b, stride_c, batches,
+                        op);
     }
 };
 
@@ -65,22 +72,21 @@ __global__ void pack_qkv_kernel(float *q, float *k, float *v, const Act *qkv, in
 }
 
 // x [B,T,C] -> packed [B,NH,T,hs] (float32)
-template <class Act>
-__global__ void pack_kernel(float *packed, const Act *x, int B, int T, int C, int NH) {
+template <class Act> __global__ void pack_kernel(float *packed, const Act *x, int B, int T, int C, int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (long long)B * T * C) packed[i] = load_act(x, unpacked_offset(i, T, C, NH, C));
 }
 
 // packed [B,NH,T,hs] (float32) -> x [B,T,C]
-template <class Act>
-__global__ void unpack_kernel(Act *x, const float *packed, int B, int T, int C, int NH) {
+template <class Act> __global__ void unpack_kernel(Act *x, const float *packed, int B, int T, int C, int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (long long)B * T * C) store_act(x, unpacked_offset(i, T, C, NH, C), packed[i]);
 }
 
 // dq, dk, dv [B,NH,T,hs] -> dqkv [B,T,3C]
 template <class Act>
-__global__ void unpack_dqkv_kernel(Act *dqkv, const float *dq, const float *dk, const float *dv, int B, int T, int C, int NH) {
+__global__ void unpack_dqkv_kernel(Act *dqkv, const float *dq, const float *dk, const float *dv, int B, int T, int C,
+                                   int NH) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
     long long at = unpacked_offset(i, T, C, NH, 3 * C);
@@ -99,7 +105,11 @@ __global__ void causal_softmax_kernel(float *att, int rows, int T) {
     for (int t2 = lane; t2 <= t; t2 += 32) maxval = fmaxf(maxval, x[t2]);
     maxval = warp_max(maxval);
     float sum = 0.0f;
-    for (int t2 = lane; t2 <= t; t2 += 32) { float e = expf(x[t2] - maxval); x[t2] = e; sum += e; }
+    for (int t2 = lane; t2 <= t; t2 += 32) {
+        float e = expf(x[t2] - maxval);
+        x[t2] = e;
+        sum += e;
+    }
     float inv = 1.0f / warp_sum(sum);
     for (int t2 = lane; t2 < T; t2 += 32) x[t2] = t2 <= t ? x[t2] * inv : 0.0f;
 }
@@ -118,7 +128,8 @@ __global__ void causal_softmax_backward_kernel(float *ds, const float *att, int 
 }
 
 template <class Act>
-static void materialized_forward(baton_context *ctx, Act *out, float *att, const Act *qkv, float *scratch, int B, int T, int C, int NH) {
+static void materialized_forward(baton_context *ctx, Act *out, float *att, const Act *qkv, float *scratch, int B, int T,
+                                 int C, int NH) {
     Attention a(ctx, scratch, B, T, C, NH);
     pack_qkv_kernel<Act><<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch(ctx, "attention_forward");
@@ -131,15 +142,16 @@ static void materialized_forward(baton_context *ctx, Act *out, float *att, const
 }
 
 template <class Act>
-static void materialized_backward(baton_context *ctx, Act *dqkv, float *scratch, const Act *dout, const Act *qkv, const float *att, int B, int T,
-                                  int C, int NH) {
+static void materialized_backward(baton_context *ctx, Act *dqkv, float *scratch, const Act *dout, const Act *qkv,
+                                  const float *att, int B, int T, int C, int NH) {
     Attention a(ctx, scratch, B, T, C, NH);
     pack_qkv_kernel<Act><<<blocks_for(a.n, 256), 256>>>(a.q, a.k, a.v, qkv, B, T, C, NH);
     check_launch(ctx, "attention_backward");
     pack_kernel<Act><<<blocks_for(a.n, 256), 256>>>(a.dout, dout, B, T, C, NH);
     check_launch(ctx, "attention_backward");
     a.matmul(a.ds, a.dout, a.v, T, T, a.hs, 0, 1, a.head, a.head, a.square, 1.0f, "attention_backward: dO V^T");
-    causal_softmax_backward_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(a.ds, att, a.batches * T, T, a.scale);
+    causal_softmax_backward_kernel<<<blocks_for((long long)a.batches * T, 8), 256>>>(a.ds, att, a.batches * T, T,
+                                                                                     a.scale);
     check_launch(ctx, "attention_backward");
     a.matmul(a.dq, a.ds, a.k, T, a.hs, T, 0, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS K");
     a.matmul(a.dk, a.ds, a.q, T, a.hs, T, 1, 0, a.square, a.head, a.head, 1.0f, "attention_backward: dS^T Q");
@@ -157,41 +169,47 @@ static bool uses_flash(baton_context *ctx, int C, int NH) {
 
 // Flash attention's products on tensor cores: in bf16 and tf32 mode, on sm_80 and newer (bf16 is
 // refused below sm_80: set_precision).
-static bool uses_tensor_cores(baton_context *ctx) { return ctx->precision != BATON_PRECISION_FP32 && ctx->compute_major >= 8; }
+static bool uses_tensor_cores(baton_context *ctx) {
+    return ctx->precision != BATON_PRECISION_FP32 && ctx->compute_major >= 8;
+}
 
 void backend_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch) {
     if (uses_flash(ctx, C, NH)) {
-        *saved = (int64_t)B * NH * T;    // each row's log-sum-exp
-        *scratch = (int64_t)B * NH * T;  // each row's sum of dO * O
+        *saved = (int64_t)B * NH * T;   // each row's log-sum-exp
+        *scratch = (int64_t)B * NH * T; // each row's sum of dO * O
     } else {
         *saved = (int64_t)B * NH * T * T;
         *scratch = BATON_ATTENTION_SCRATCH(B, T, C, NH);
     }
 }
 
-void attention_forward(baton_context *ctx, baton_activation *out, float *saved, const baton_activation *qkv, float *scratch, int B, int T, int C,
-                       int NH) {
+void attention_forward(baton_context *ctx, baton_activation *out, float *saved, const baton_activation *qkv,
+                       float *scratch, int B, int T, int C, int NH) {
     if (!uses_flash(ctx, C, NH)) {
         with_activations(ctx, [&](auto type) {
             using Act = decltype(type);
-            materialized_forward(ctx, static_cast<Act *>(out), saved, static_cast<const Act *>(qkv), scratch, B, T, C, NH);
+            materialized_forward(ctx, static_cast<Act *>(out), saved, static_cast<const Act *>(qkv), scratch, B, T, C,
+                                 NH);
         });
         return;
     }
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
     float scale = 1.0f / sqrtf((float)(C / NH));
-    if (uses_tensor_cores(ctx)) flash_tc_forward(ctx, grid, out, saved, qkv, T, C, NH, scale);
-    else flash_forward(grid, static_cast<float *>(out), saved, static_cast<const float *>(qkv), T, C, NH, scale);
+    if (uses_tensor_cores(ctx))
+        flash_tc_forward(ctx, grid, out, saved, qkv, T, C, NH, scale);
+    else
+        flash_forward(grid, static_cast<float *>(out), saved, static_cast<const float *>(qkv), T, C, NH, scale);
     check_launch(ctx, "attention_forward");
 }
 
-void attention_backward(baton_context *ctx, baton_activation *dqkv, float *scratch, const baton_activation *dout, const baton_activation *qkv,
-                        const baton_activation *out, const float *saved, int B, int T, int C, int NH) {
+void attention_backward(baton_context *ctx, baton_activation *dqkv, float *scratch, const baton_activation *dout,
+                        const baton_activation *qkv, const baton_activation *out, const float *saved, int B, int T,
+                        int C, int NH) {
     if (!uses_flash(ctx, C, NH)) {
         with_activations(ctx, [&](auto type) {
             using Act = decltype(type);
-            materialized_backward(ctx, static_cast<Act *>(dqkv), scratch, static_cast<const Act *>(dout), static_cast<const Act *>(qkv), saved,
-                                  B, T, C, NH);
+            materialized_backward(ctx, static_cast<Act *>(dqkv), scratch, static_cast<const Act *>(dout),
+                                  static_cast<const Act *>(qkv), saved, B, T, C, NH);
         });
         return;
     }
@@ -199,8 +217,10 @@ void attention_backward(baton_context *ctx, baton_activation *dqkv, float *scrat
     flash_row_dot(ctx, scratch, dout, out, B, T, C, NH);
     check_launch(ctx, "attention_backward");
     dim3 grid(blocks_for(T, FLASH_TILE), B * NH);
-    if (uses_tensor_cores(ctx)) flash_tc_backward(ctx, grid, dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
-    else flash_backward(ctx, grid, static_cast<float *>(dqkv), static_cast<const float *>(dout), static_cast<const float *>(qkv), saved,
-                        scratch, T, C, NH, scale);
+    if (uses_tensor_cores(ctx))
+        flash_tc_backward(ctx, grid, dqkv, dout, qkv, saved, scratch, T, C, NH, scale);
+    else
+        flash_backward(ctx, grid, static_cast<float *>(dqkv), static_cast<const float *>(dout),
+                       static_cast<const float *>(qkv), saved, scratch, T, C, NH, scale);
     check_launch(ctx, "attention_backward");
 }

@@ -12,12 +12,13 @@ __device__ inline void load_tile(float (*tile)[FLASH_PAD], const float *base, Ro
 // dot[i] = sum over d of a[first + i][d] * b[d] for the warp's rows i, d ascending: the lane's
 // b[d] is loaded once for all rows (the rows' values are broadcasts), so shared memory serves
 // 4 multiply-adds with 5 loads instead of 8.
-__device__ inline void rows_dot(float (&dot)[FLASH_ROWS_PER_WARP], float (*a)[FLASH_PAD], int first, const float *b, int hs) {
-    #pragma unroll
+__device__ inline void rows_dot(float (&dot)[FLASH_ROWS_PER_WARP], float (*a)[FLASH_PAD], int first, const float *b,
+                                int hs) {
+#pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) dot[i] = 0.0f;
     for (int d = 0; d < hs; d++) {
         float bd = b[d];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) dot[i] += a[first + i][d] * bd;
     }
 }
@@ -32,32 +33,35 @@ __global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, i
     __shared__ float p[FLASH_TILE][FLASH_TILE + 1];
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    load_tile(q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
+    load_tile(
+            q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
     OnlineSoftmax rows;
-    int last = min(q0 + FLASH_TILE, T);  // keys at or after `last` are above every row's diagonal
+    int last = min(q0 + FLASH_TILE, T); // keys at or after `last` are above every row's diagonal
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
-        __syncthreads();  // the previous tile's k and v are no longer read
-        load_tile(k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
-        load_tile(v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+        __syncthreads(); // the previous tile's k and v are no longer read
+        load_tile(
+                k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+        load_tile(
+                v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
         __syncthreads();
         float dots[FLASH_ROWS_PER_WARP];
         rows_dot(dots, q, warp * FLASH_ROWS_PER_WARP, k[lane], hs);
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
             float score = (t < T && key <= t) ? dots[i] * scale : -INFINITY, e, correction;
-            if (!rows.step(i, score, e, correction)) continue;  // no key of this tile for this row
+            if (!rows.step(i, score, e, correction)) continue; // no key of this tile for this row
             p[r][lane] = e;
             __syncwarp();
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < FLASH_CHUNKS; j++) {
                 int d = lane + 32 * j;
                 float sum = 0.0f;
-                #pragma unroll 8
+#pragma unroll 8
                 for (int c = 0; c < FLASH_TILE; c++) sum += p[r][c] * v[c][d];
                 rows.acc[i][j] = rows.acc[i][j] * correction + sum;
             }
-            __syncwarp();  // p's row is rewritten by the next tile
+            __syncwarp(); // p's row is rewritten by the next tile
         }
     }
     rows.finish(out, lse, head, q0);
@@ -79,7 +83,8 @@ __global__ void flash_row_dot_kernel(float *dsum, const Act *dout, const Act *ou
 
 // The shared memory of both float32 backward kernels (42 KB).
 struct FlashFloatBackwardTiles {
-    float q[FLASH_TILE][FLASH_PAD], k[FLASH_TILE][FLASH_PAD], v[FLASH_TILE][FLASH_PAD], g[FLASH_TILE][FLASH_PAD];  // g: dO
+    float q[FLASH_TILE][FLASH_PAD], k[FLASH_TILE][FLASH_PAD], v[FLASH_TILE][FLASH_PAD],
+            g[FLASH_TILE][FLASH_PAD]; // g: dO
     float p[FLASH_TILE][FLASH_TILE + 1], ds[FLASH_TILE][FLASH_TILE + 1];
     float lse[FLASH_TILE], dsum[FLASH_TILE];
 };
@@ -91,7 +96,7 @@ __device__ inline void flash_scores(FlashFloatBackwardTiles &t, int q0, int k0, 
     float scores[FLASH_ROWS_PER_WARP], dprobs[FLASH_ROWS_PER_WARP];
     rows_dot(scores, t.q, warp * FLASH_ROWS_PER_WARP, t.k[lane], hs);
     rows_dot(dprobs, t.g, warp * FLASH_ROWS_PER_WARP, t.v[lane], hs);
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
         int r = warp * FLASH_ROWS_PER_WARP + i, row = q0 + r, key = k0 + lane;
         float prob = 0.0f, grad = 0.0f;
@@ -115,9 +120,9 @@ struct FloatRows {
 
 // One block per (key tile, b*NH + h): dK and dV of its 32 keys, summed over the query tiles at
 // or below the diagonal in query order. Warp w owns keys 4w..4w+3, lane the channels lane, lane+32.
-__global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
-                                           int T, int C, int NH, float scale) {
-    __shared__ FlashFloatBackwardTiles shared[1];  // an array of one: the emulator poisons shared arrays
+__global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all,
+                                           const float *dsum_all, int T, int C, int NH, float scale) {
+    __shared__ FlashFloatBackwardTiles shared[1]; // an array of one: the emulator poisons shared arrays
     FlashFloatBackwardTiles &tiles = shared[0];
     auto &q = tiles.q, &g = tiles.g;
     auto &p = tiles.p, &ds = tiles.ds;
@@ -126,20 +131,20 @@ __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const
     int hs = head.hs, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     load_key_side(tiles, qkv, head, k0, load);
     float dk[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {}, dv[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
-    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
+    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) { // query tiles below k0 see none of these keys
         __syncthreads();
         load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
         __syncthreads();
         flash_scores(tiles, q0, k0, T, hs, scale);
         __syncthreads();
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int c = warp * FLASH_ROWS_PER_WARP + i;
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < FLASH_CHUNKS; j++) {
                 int d = lane + 32 * j;
                 float sum_k = 0.0f, sum_v = 0.0f;
-                #pragma unroll 8
+#pragma unroll 8
                 for (int r = 0; r < FLASH_TILE; r++) {
                     sum_k += ds[r][c] * q[r][d];
                     sum_v += p[r][c] * g[r][d];
@@ -149,11 +154,11 @@ __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const
             }
         }
     }
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
         int key = k0 + warp * FLASH_ROWS_PER_WARP + i;
         if (key >= T) continue;
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < FLASH_CHUNKS; j++) {
             int d = lane + 32 * j;
             if (d >= hs) continue;
@@ -165,8 +170,8 @@ __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const
 
 // One block per (query tile, b*NH + h): dQ of its 32 rows, summed over the key tiles up to the
 // diagonal in key order. Warp w owns rows 4w..4w+3, lane the channels lane, lane+32.
-__global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all, const float *dsum_all,
-                                         int T, int C, int NH, float scale) {
+__global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all,
+                                         const float *dsum_all, int T, int C, int NH, float scale) {
     __shared__ FlashFloatBackwardTiles shared[1];
     FlashFloatBackwardTiles &tiles = shared[0];
     auto &k = tiles.k;
@@ -183,24 +188,24 @@ __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const f
         __syncthreads();
         flash_scores(tiles, q0, k0, T, hs, scale);
         __syncthreads();
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i;
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < FLASH_CHUNKS; j++) {
                 int d = lane + 32 * j;
                 float sum = 0.0f;
-                #pragma unroll 8
+#pragma unroll 8
                 for (int c = 0; c < FLASH_TILE; c++) sum += ds[r][c] * k[c][d];
                 dq[i][j] += sum;
             }
         }
     }
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
         int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
         if (t >= T) continue;
-        #pragma unroll
+#pragma unroll
         for (int j = 0; j < FLASH_CHUNKS; j++) {
             int d = lane + 32 * j;
             if (d < hs) dqkv[head.qkv_row(t) + d] = dq[i][j] * scale;
@@ -212,8 +217,8 @@ void flash_forward(dim3 grid, float *out, float *lse, const float *qkv, int T, i
     flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, lse, qkv, T, C, NH, scale);
 }
 
-void flash_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dout, const float *qkv, const float *lse, const float *dsum,
-                    int T, int C, int NH, float scale) {
+void flash_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dout, const float *qkv, const float *lse,
+                    const float *dsum, int T, int C, int NH, float scale) {
     flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
     check_launch(ctx, "attention_backward");
     flash_backward_dq_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
@@ -222,7 +227,7 @@ void flash_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dou
 void flash_row_dot(baton_context *ctx, float *dsum, const void *dout, const void *out, int B, int T, int C, int NH) {
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
-        flash_row_dot_kernel<Act><<<blocks_for((long long)B * NH * T, 8), 256>>>(dsum, static_cast<const Act *>(dout),
-                                                                                  static_cast<const Act *>(out), B, T, C, NH);
+        flash_row_dot_kernel<Act><<<blocks_for((long long)B * NH * T, 8), 256>>>(
+                dsum, static_cast<const Act *>(dout), static_cast<const Act *>(out), B, T, C, NH);
     });
 }

@@ -6,18 +6,19 @@
 
 #include "common.cuh"
 
-constexpr int FLASH_TILE = BATON_ATTENTION_TILE;          // query rows and key rows per tile: one key per lane
-constexpr int FLASH_MAX_HS = BATON_ATTENTION_MAX_HEAD;    // head sizes the flash kernels take (shared memory: 48 KiB)
-constexpr int FLASH_THREADS = 256;  // 8 warps, 4 rows of a tile each
+constexpr int FLASH_TILE = BATON_ATTENTION_TILE;       // query rows and key rows per tile: one key per lane
+constexpr int FLASH_MAX_HS = BATON_ATTENTION_MAX_HEAD; // head sizes the flash kernels take (shared memory: 48 KiB)
+constexpr int FLASH_THREADS = 256;                     // 8 warps, 4 rows of a tile each
 constexpr int FLASH_ROWS_PER_WARP = FLASH_TILE / (FLASH_THREADS / 32);
-constexpr int FLASH_PAD = FLASH_MAX_HS + 1;  // row stride in shared memory: lane-indexed rows hit distinct banks
-constexpr int FLASH_CHUNKS = FLASH_MAX_HS / 32;  // channels a lane owns: d = lane, lane + 32
+constexpr int FLASH_PAD = FLASH_MAX_HS + 1;     // row stride in shared memory: lane-indexed rows hit distinct banks
+constexpr int FLASH_CHUNKS = FLASH_MAX_HS / 32; // channels a lane owns: d = lane, lane + 32
 
 // Where the tile's rows live in qkv: row t of head h of batch b starts at ((b*T + t)*3C + h*hs);
 // k and v are C and 2C further.
 struct FlashHead {
     int b, h, T, C, NH, hs;
-    __device__ FlashHead(int bh, int T_, int C_, int NH_) : b(bh / NH_), h(bh % NH_), T(T_), C(C_), NH(NH_), hs(C_ / NH_) {}
+    __device__ FlashHead(int bh, int T_, int C_, int NH_)
+        : b(bh / NH_), h(bh % NH_), T(T_), C(C_), NH(NH_), hs(C_ / NH_) {}
     __device__ long long qkv_row(int t) const { return ((long long)b * T + t) * 3 * C + (long long)h * hs; }
     __device__ long long out_row(int t) const { return ((long long)b * T + t) * C + (long long)h * hs; }
 };
@@ -28,11 +29,11 @@ struct OnlineSoftmax {
     float m[FLASH_ROWS_PER_WARP], l[FLASH_ROWS_PER_WARP], acc[FLASH_ROWS_PER_WARP][FLASH_CHUNKS];
 
     __device__ OnlineSoftmax() {
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             m[i] = -INFINITY;
             l[i] = 0.0f;
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < FLASH_CHUNKS; j++) acc[i][j] = 0.0f;
         }
     }
@@ -55,14 +56,13 @@ struct OnlineSoftmax {
 
     // out = acc / l for the warp's rows below T (channels below hs), rows q0 + 4w.., and each
     // row's log-sum-exp into lse.
-    template <class Act>
-    __device__ void finish(Act *out, float *lse, const FlashHead &head, int q0) const {
+    template <class Act> __device__ void finish(Act *out, float *lse, const FlashHead &head, int q0) const {
         int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int t = q0 + warp * FLASH_ROWS_PER_WARP + i;
             if (t >= head.T) continue;
-            #pragma unroll
+#pragma unroll
             for (int j = 0; j < FLASH_CHUNKS; j++) {
                 int d = lane + 32 * j;
                 if (d < head.hs) store_act(out, head.out_row(t) + d, acc[i][j] / l[i]);
@@ -76,7 +76,8 @@ struct OnlineSoftmax {
 // value through `convert` (float32 as it is, or rounded to a tensor-core precision), zeros past T
 // and past hs.
 template <class Element, int Pad, class Source, class Row, class Convert>
-__device__ inline void load_rows(Element (*tile)[Pad], const Source *base, Row row, int first, int T, int hs, Convert convert) {
+__device__ inline void load_rows(Element (*tile)[Pad], const Source *base, Row row, int first, int T, int hs,
+                                 Convert convert) {
     for (int i = threadIdx.x; i < FLASH_TILE * FLASH_MAX_HS; i += blockDim.x) {
         int r = i / FLASH_MAX_HS, d = i % FLASH_MAX_HS, t = first + r;
         tile[r][d] = convert((t < T && d < hs) ? load_act(base, row(t) + d) : 0.0f);
@@ -93,11 +94,13 @@ __device__ inline void load_key_side(Tiles &t, const Source *qkv, const FlashHea
 
 // The query side of a backward tile: q and dO rows q0..q0+31, their log-sum-exps and D.
 template <class Tiles, class Source, class Load>
-__device__ inline void load_query_side(Tiles &t, const Source *qkv, const Source *dout, const float *lse_all, const float *dsum_all,
-                                       const FlashHead &head, int q0, Load load) {
+__device__ inline void load_query_side(Tiles &t, const Source *qkv, const Source *dout, const float *lse_all,
+                                       const float *dsum_all, const FlashHead &head, int q0, Load load) {
     int T = head.T;
-    load(t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0);
-    load(t.g, dout, [&](int row) { return head.out_row(row); }, q0);
+    load(
+            t.q, qkv, [&](int row) { return head.qkv_row(row); }, q0);
+    load(
+            t.g, dout, [&](int row) { return head.out_row(row); }, q0);
     if (threadIdx.x < FLASH_TILE) {
         int row = q0 + threadIdx.x;
         t.lse[threadIdx.x] = row < T ? lse_all[(long long)blockIdx.y * T + row] : 0.0f;
@@ -109,11 +112,12 @@ __device__ inline void load_query_side(Tiles &t, const Source *qkv, const Source
 // qkv, lse and dsum (each row's sum of dO * O, flash_row_dot). grid: (query or key tiles, B * NH).
 // attention_flash.cu, float32:
 void flash_forward(dim3 grid, float *out, float *lse, const float *qkv, int T, int C, int NH, float scale);
-void flash_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dout, const float *qkv, const float *lse, const float *dsum,
-                    int T, int C, int NH, float scale);
+void flash_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dout, const float *qkv, const float *lse,
+                    const float *dsum, int T, int C, int NH, float scale);
 // dsum[row] = sum over d of dO[row, d] * O[row, d], in the context's activations.
 void flash_row_dot(baton_context *ctx, float *dsum, const void *dout, const void *out, int B, int T, int C, int NH);
 // attention_flash_tc.cu, on tensor cores in the context's precision (bf16 or tf32):
-void flash_tc_forward(baton_context *ctx, dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH, float scale);
-void flash_tc_backward(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse, const float *dsum,
-                       int T, int C, int NH, float scale);
+void flash_tc_forward(baton_context *ctx, dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH,
+                      float scale);
+void flash_tc_backward(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse,
+                       const float *dsum, int T, int C, int NH, float scale);

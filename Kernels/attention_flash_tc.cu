@@ -21,28 +21,28 @@ using namespace nvcuda;
 // One tensor-core precision: how operands sit in shared memory, wmma's element type and depth,
 // and the rounding of an operand (to nearest even, as the CPU's twin rounds).
 struct Bf16Products {
-    typedef uint16_t Storage;  // the activations: bf16 bits
+    typedef uint16_t Storage; // the activations: bf16 bits
     typedef __nv_bfloat16 Element;
     typedef __nv_bfloat16 FragmentElement;
-    static constexpr int K = 16;                    // wmma's depth
-    static constexpr int PAD = FLASH_MAX_HS + 8;    // operand row stride: 144 bytes
-    static constexpr int PPAD = FLASH_TILE + 8;     // probability row stride: 80 bytes
+    static constexpr int K = 16;                 // wmma's depth
+    static constexpr int PAD = FLASH_MAX_HS + 8; // operand row stride: 144 bytes
+    static constexpr int PPAD = FLASH_TILE + 8;  // probability row stride: 80 bytes
     __device__ static Element operand(float x) { return __float2bfloat16(x); }
-    template <class Fragment>
-    __device__ static void after_load(Fragment &) {}
+    template <class Fragment> __device__ static void after_load(Fragment &) {}
 };
 struct Tf32Products {
-    typedef float Storage;  // the activations: float32
+    typedef float Storage; // the activations: float32
     typedef float Element;
     typedef wmma::precision::tf32 FragmentElement;
     static constexpr int K = 8;
-    static constexpr int PAD = FLASH_MAX_HS + 4;    // 272 bytes
-    static constexpr int PPAD = FLASH_TILE + 4;     // 144 bytes
-    __device__ static Element operand(float x) { return __uint_as_float(baton_round_float_bits(__float_as_uint(x), 13)); }
+    static constexpr int PAD = FLASH_MAX_HS + 4; // 272 bytes
+    static constexpr int PPAD = FLASH_TILE + 4;  // 144 bytes
+    __device__ static Element operand(float x) {
+        return __uint_as_float(baton_round_float_bits(__float_as_uint(x), 13));
+    }
     // wmma asks tf32 fragments to be converted after loading; the values are TF32 already, so this
     // changes nothing (whatever rounding the conversion uses).
-    template <class Fragment>
-    __device__ static void after_load(Fragment &f) {
+    template <class Fragment> __device__ static void after_load(Fragment &f) {
         for (int i = 0; i < f.num_elements; i++) f.x[i] = wmma::__float_to_tf32(f.x[i]);
     }
 };
@@ -51,8 +51,7 @@ struct Tf32Products {
 constexpr int TC_SPAD = FLASH_TILE + 4;
 constexpr int TC_OPAD = FLASH_MAX_HS + 4;
 
-template <class P>
-using TileSum = wmma::fragment<wmma::accumulator, 16, 16, P::K, float>;
+template <class P> using TileSum = wmma::fragment<wmma::accumulator, 16, 16, P::K, float>;
 template <class P>
 using RowsA = wmma::fragment<wmma::matrix_a, 16, 16, P::K, typename P::FragmentElement, wmma::row_major>;
 template <class P>
@@ -71,21 +70,21 @@ __device__ inline void load_operand(Fragment &f, const typename P::Element *at, 
 // Rows first..first+31 rounded to the precision, zeros past T and past hs (a head of 12 channels
 // is one step of depth with zeros).
 template <class P, class Row>
-__device__ inline void load_operand_tile(typename P::Element (*tile)[P::PAD], const typename P::Storage *base, Row row, int first, int T,
-                                         int hs) {
+__device__ inline void load_operand_tile(typename P::Element (*tile)[P::PAD], const typename P::Storage *base, Row row,
+                                         int first, int T, int hs) {
     load_rows(tile, base, row, first, T, hs, [](float x) { return P::operand(x); });
 }
 
 // out[r0.., c0..] (16 x 16, float32) = a[r0.., 0..depth) b[c0.., 0..depth)^T for two [32 rows][channels]
 // operand tiles: the scores q k^T (and dO v^T). depth: hs rounded up to 16.
 template <class P>
-__device__ inline void tile_times_transposed(float (*out)[TC_SPAD], typename P::Element (*a)[P::PAD], typename P::Element (*b)[P::PAD],
-                                             int r0, int c0, int depth) {
+__device__ inline void tile_times_transposed(float (*out)[TC_SPAD], typename P::Element (*a)[P::PAD],
+                                             typename P::Element (*b)[P::PAD], int r0, int c0, int depth) {
     TileSum<P> sum;
     wmma::fill_fragment(sum, 0.0f);
     for (int kk = 0; kk < depth; kk += P::K) {
         RowsA<P> x;
-        ColumnsB<P> y;  // b^T: element (d, key) is b[key][d]
+        ColumnsB<P> y; // b^T: element (d, key) is b[key][d]
         load_operand<P>(x, &a[r0][kk], P::PAD);
         load_operand<P>(y, &b[c0][kk], P::PAD);
         wmma::mma_sync(sum, x, y, sum);
@@ -95,10 +94,10 @@ __device__ inline void tile_times_transposed(float (*out)[TC_SPAD], typename P::
 
 // The probabilities' operand tile, in the scores' memory (`scores` is free by then: each kernel
 // reads every score into registers and passes a barrier before writing these).
-template <class P>
-__device__ inline typename P::Element (*probability_view(float (*scores)[TC_SPAD]))[P::PPAD] {
-    static_assert(sizeof(typename P::Element) * FLASH_TILE * P::PPAD <= sizeof(float) * FLASH_TILE * TC_SPAD, "fits in the scores");
-    return reinterpret_cast<typename P::Element (*)[P::PPAD]>(&scores[0][0]);
+template <class P> __device__ inline typename P::Element (*probability_view(float (*scores)[TC_SPAD]))[P::PPAD] {
+    static_assert(sizeof(typename P::Element) * FLASH_TILE * P::PPAD <= sizeof(float) * FLASH_TILE * TC_SPAD,
+                  "fits in the scores");
+    return reinterpret_cast<typename P::Element(*)[P::PPAD]>(&scores[0][0]);
 }
 
 // Writes a 32 x 64 float32 tile from shared memory to rows of the activation `base` (rows past T
@@ -113,49 +112,52 @@ __device__ inline void store_tile(Act *base, Row row, float (*tile)[TC_OPAD], in
 
 // The forward kernel's shared memory: 27.3 KB in bf16, 39.6 KB in tf32. Every member's size is a
 // multiple of 32 bytes, so each starts 256-bit aligned.
-template <class P>
-struct __align__(32) FlashForwardTiles {
+template <class P> struct __align__(32) FlashForwardTiles {
     typename P::Element q[FLASH_TILE][P::PAD], k[FLASH_TILE][P::PAD], v[FLASH_TILE][P::PAD];
-    float s[FLASH_TILE][TC_SPAD];    // the tile's scores, then its rounded exp(score - running max)
-    float pv[FLASH_TILE][TC_OPAD];   // the tile's p v
-    float correction[FLASH_TILE];    // each row's rescaling for this tile
+    float s[FLASH_TILE][TC_SPAD];  // the tile's scores, then its rounded exp(score - running max)
+    float pv[FLASH_TILE][TC_OPAD]; // the tile's p v
+    float correction[FLASH_TILE];  // each row's rescaling for this tile
 };
 
 template <class P>
-__global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, const typename P::Storage *qkv, int T, int C, int NH, float scale) {
+__global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, const typename P::Storage *qkv, int T,
+                                        int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-    __trap();  // tensor cores in bf16 and tf32 need sm_80; the host never launches this below it
+    __trap(); // tensor cores in bf16 and tf32 need sm_80; the host never launches this below it
 #else
-    __shared__ FlashForwardTiles<P> shared[1];  // an array of one: the emulator poisons shared arrays
+    __shared__ FlashForwardTiles<P> shared[1]; // an array of one: the emulator poisons shared arrays
     FlashForwardTiles<P> &tiles = shared[0];
     auto p = probability_view<P>(tiles.s);
     FlashHead head(blockIdx.y, T, C, NH);
-    int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32,
+        lane = threadIdx.x % 32;
     auto qkv_row = [&](int t) { return head.qkv_row(t); };
     load_operand_tile<P>(tiles.q, qkv, qkv_row, q0, T, hs);
     OnlineSoftmax rows;
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
-        __syncthreads();  // the previous tile's k, v, p and pv are no longer read
+        __syncthreads(); // the previous tile's k, v, p and pv are no longer read
         load_operand_tile<P>(tiles.k, qkv + C, qkv_row, k0, T, hs);
         load_operand_tile<P>(tiles.v, qkv + 2 * C, qkv_row, k0, T, hs);
         __syncthreads();
-        if (warp < 4) tile_times_transposed<P>(tiles.s, tiles.q, tiles.k, (warp / 2) * 16, (warp % 2) * 16, depth);  // 2 x 2 tiles of q k^T
+        if (warp < 4)
+            tile_times_transposed<P>(tiles.s, tiles.q, tiles.k, (warp / 2) * 16, (warp % 2) * 16,
+                                     depth); // 2 x 2 tiles of q k^T
         __syncthreads();
         // The online softmax, in float32: warp w owns rows 4w..4w+3, lane the key.
         float e[FLASH_ROWS_PER_WARP];
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i, t = q0 + r, key = k0 + lane;
             float score = (t < T && key <= t) ? tiles.s[r][lane] * scale : -INFINITY, rescale;
-            rows.step(i, score, e[i], rescale);  // a row without keys in this tile: e = 0, rescale = 1
+            rows.step(i, score, e[i], rescale); // a row without keys in this tile: e = 0, rescale = 1
             if (lane == 0) tiles.correction[r] = rescale;
         }
-        __syncthreads();  // every score read: the probabilities take their memory
-        #pragma unroll
+        __syncthreads(); // every score read: the probabilities take their memory
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) p[warp * FLASH_ROWS_PER_WARP + i][lane] = P::operand(e[i]);
         __syncthreads();
-        {  // pv = p v: 2 x 4 tiles of 16 rows x 16 channels, one a warp, 32 keys deep
+        { // pv = p v: 2 x 4 tiles of 16 rows x 16 channels, one a warp, 32 keys deep
             int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;
             TileSum<P> sum;
             wmma::fill_fragment(sum, 0.0f);
@@ -169,11 +171,12 @@ __global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, co
             wmma::store_matrix_sync(&tiles.pv[r0][c0], sum, TC_OPAD, wmma::mem_row_major);
         }
         __syncthreads();
-        #pragma unroll
+#pragma unroll
         for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
             int r = warp * FLASH_ROWS_PER_WARP + i;
-            #pragma unroll
-            for (int j = 0; j < FLASH_CHUNKS; j++) rows.acc[i][j] = rows.acc[i][j] * tiles.correction[r] + tiles.pv[r][lane + 32 * j];
+#pragma unroll
+            for (int j = 0; j < FLASH_CHUNKS; j++)
+                rows.acc[i][j] = rows.acc[i][j] * tiles.correction[r] + tiles.pv[r][lane + 32 * j];
         }
     }
     rows.finish(out, lse, head, q0);
@@ -183,15 +186,15 @@ __global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, co
 // The shared memory of both backward kernels: 27.9 KB in bf16, 44.3 KB in tf32 (under the 48 KB a
 // block gets without opting in to more, because P and dS take the scores' and dP's memory and the
 // results take q's and k's once the loop is done).
-template <class P>
-struct __align__(32) FlashBackwardTiles {
-    typename P::Element q[FLASH_TILE][P::PAD], k[FLASH_TILE][P::PAD], v[FLASH_TILE][P::PAD], g[FLASH_TILE][P::PAD];  // g: dO
-    float s[FLASH_TILE][TC_SPAD], dp[FLASH_TILE][TC_SPAD];  // scores and dP, then P and dS (probability_view)
+template <class P> struct __align__(32) FlashBackwardTiles {
+    typename P::Element q[FLASH_TILE][P::PAD], k[FLASH_TILE][P::PAD], v[FLASH_TILE][P::PAD],
+            g[FLASH_TILE][P::PAD];                         // g: dO
+    float s[FLASH_TILE][TC_SPAD], dp[FLASH_TILE][TC_SPAD]; // scores and dP, then P and dS (probability_view)
     float lse[FLASH_TILE], dsum[FLASH_TILE];
     // A 32 x 64 float32 result tile in q's and k's memory, for after the loop.
-    __device__ float (*result())[TC_OPAD] {
+    __device__ float(*result())[TC_OPAD] {
         static_assert(sizeof(float) * FLASH_TILE * TC_OPAD <= 2 * sizeof(q), "fits in q and k");
-        return reinterpret_cast<float (*)[TC_OPAD]>(&q[0][0]);
+        return reinterpret_cast<float(*)[TC_OPAD]>(&q[0][0]);
     }
 };
 
@@ -201,11 +204,13 @@ struct __align__(32) FlashBackwardTiles {
 template <class P>
 __device__ inline void tc_scores(FlashBackwardTiles<P> &t, int q0, int k0, int T, int depth, float scale) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, quarter = warp % 4;
-    if (warp < 4) tile_times_transposed<P>(t.s, t.q, t.k, (quarter / 2) * 16, (quarter % 2) * 16, depth);
-    else tile_times_transposed<P>(t.dp, t.g, t.v, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    if (warp < 4)
+        tile_times_transposed<P>(t.s, t.q, t.k, (quarter / 2) * 16, (quarter % 2) * 16, depth);
+    else
+        tile_times_transposed<P>(t.dp, t.g, t.v, (quarter / 2) * 16, (quarter % 2) * 16, depth);
     __syncthreads();
     float prob[FLASH_ROWS_PER_WARP], grad[FLASH_ROWS_PER_WARP];
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
         int r = warp * FLASH_ROWS_PER_WARP + i, row = q0 + r, key = k0 + lane;
         prob[i] = grad[i] = 0.0f;
@@ -214,9 +219,9 @@ __device__ inline void tc_scores(FlashBackwardTiles<P> &t, int q0, int k0, int T
             grad[i] = prob[i] * (t.dp[r][lane] - t.dsum[r]);
         }
     }
-    __syncthreads();  // every score and dP read: P and dS take their memory
+    __syncthreads(); // every score and dP read: P and dS take their memory
     auto p = probability_view<P>(t.s), ds = probability_view<P>(t.dp);
-    #pragma unroll
+#pragma unroll
     for (int i = 0; i < FLASH_ROWS_PER_WARP; i++) {
         int r = warp * FLASH_ROWS_PER_WARP + i;
         p[r][lane] = P::operand(prob[i]);
@@ -225,11 +230,11 @@ __device__ inline void tc_scores(FlashBackwardTiles<P> &t, int q0, int k0, int T
 }
 
 // Loads activation rows into a tensor-core kernel's operand tiles, rounded to precision P.
-template <class P>
-struct OperandRows {
+template <class P> struct OperandRows {
     const FlashHead &head;
     template <class Row>
-    __device__ void operator()(typename P::Element (*tile)[P::PAD], const typename P::Storage *base, Row row, int first) const {
+    __device__ void operator()(typename P::Element (*tile)[P::PAD], const typename P::Storage *base, Row row,
+                               int first) const {
         load_operand_tile<P>(tile, base, row, first, head.T, head.hs);
     }
 };
@@ -237,30 +242,31 @@ struct OperandRows {
 // dK and dV of one key tile, summed over the query tiles in order, in fragments that stay in the
 // warps across the loop: warp w owns the 16 x 16 tile (w / 4, w % 4) of both [32 keys][64 channels].
 template <class P>
-__global__ void flash_backward_dkdv_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout, const typename P::Storage *qkv,
-                                              const float *lse_all, const float *dsum_all, int T, int C, int NH, float scale) {
+__global__ void flash_backward_dkdv_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout,
+                                              const typename P::Storage *qkv, const float *lse_all,
+                                              const float *dsum_all, int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
-    __shared__ FlashBackwardTiles<P> shared[1];  // an array of one: the emulator poisons shared arrays
+    __shared__ FlashBackwardTiles<P> shared[1]; // an array of one: the emulator poisons shared arrays
     FlashBackwardTiles<P> &tiles = shared[0];
     auto p = probability_view<P>(tiles.s), ds = probability_view<P>(tiles.dp);
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
-    int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: keys r0.., channels c0..
+    int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16; // this warp's tile: keys r0.., channels c0..
     OperandRows<P> load{head};
     load_key_side(tiles, qkv, head, k0, load);
     TileSum<P> dk, dv;
     wmma::fill_fragment(dk, 0.0f);
     wmma::fill_fragment(dv, 0.0f);
-    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) {  // query tiles below k0 see none of these keys
+    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) { // query tiles below k0 see none of these keys
         __syncthreads();
         load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
         __syncthreads();
         tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
-        for (int kk = 0; kk < FLASH_TILE; kk += P::K) {  // over the tile's 32 queries
-            ColumnsA<P> pt, dst;  // P^T and dS^T: element (key, query) is p[query][key]
+        for (int kk = 0; kk < FLASH_TILE; kk += P::K) { // over the tile's 32 queries
+            ColumnsA<P> pt, dst;                        // P^T and dS^T: element (key, query) is p[query][key]
             RowsB<P> dout_rows, q_rows;
             load_operand<P>(pt, &p[kk][r0], P::PPAD);
             load_operand<P>(dout_rows, &tiles.g[kk][c0], P::PAD);
@@ -286,8 +292,9 @@ __global__ void flash_backward_dkdv_tc_kernel(typename P::Storage *dqkv, const t
 // dQ of one query tile, summed over the key tiles up to the diagonal in order: warp w owns the
 // 16 x 16 tile (w / 4, w % 4) of [32 rows][64 channels].
 template <class P>
-__global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout, const typename P::Storage *qkv,
-                                            const float *lse_all, const float *dsum_all, int T, int C, int NH, float scale) {
+__global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout,
+                                            const typename P::Storage *qkv, const float *lse_all, const float *dsum_all,
+                                            int T, int C, int NH, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
@@ -296,7 +303,7 @@ __global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typ
     auto ds = probability_view<P>(tiles.dp);
     FlashHead head(blockIdx.y, T, C, NH);
     int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
-    int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16;  // this warp's tile: rows r0.., channels c0..
+    int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16; // this warp's tile: rows r0.., channels c0..
     OperandRows<P> load{head};
     load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
     TileSum<P> dq;
@@ -308,7 +315,7 @@ __global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typ
         __syncthreads();
         tc_scores(tiles, q0, k0, T, depth, scale);
         __syncthreads();
-        for (int kk = 0; kk < FLASH_TILE; kk += P::K) {  // over the tile's 32 keys
+        for (int kk = 0; kk < FLASH_TILE; kk += P::K) { // over the tile's 32 keys
             RowsA<P> ds_rows;
             RowsB<P> k_rows;
             load_operand<P>(ds_rows, &ds[r0][kk], P::PPAD);
@@ -320,7 +327,8 @@ __global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typ
     __syncthreads();
     wmma::store_matrix_sync(&result[r0][c0], dq, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv, [&](int t) { return head.qkv_row(t); }, result, q0, T, hs, scale);
+    store_tile(
+            dqkv, [&](int t) { return head.qkv_row(t); }, result, q0, T, hs, scale);
 #endif
 }
 
@@ -328,7 +336,8 @@ __global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typ
 template <class P>
 static void forward_in(dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH, float scale) {
     typedef typename P::Storage Act;
-    flash_forward_tc_kernel<P><<<grid, FLASH_THREADS>>>(static_cast<Act *>(out), lse, static_cast<const Act *>(qkv), T, C, NH, scale);
+    flash_forward_tc_kernel<P>
+            <<<grid, FLASH_THREADS>>>(static_cast<Act *>(out), lse, static_cast<const Act *>(qkv), T, C, NH, scale);
 }
 template <class P>
 static void backward_in(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse,
@@ -341,13 +350,18 @@ static void backward_in(baton_context *ctx, dim3 grid, void *dqkv, const void *d
     flash_backward_dq_tc_kernel<P><<<grid, FLASH_THREADS>>>(dx, g, x, lse, dsum, T, C, NH, scale);
 }
 
-void flash_tc_forward(baton_context *ctx, dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH, float scale) {
-    if (ctx->precision == BATON_PRECISION_BF16) forward_in<Bf16Products>(grid, out, lse, qkv, T, C, NH, scale);
-    else forward_in<Tf32Products>(grid, out, lse, qkv, T, C, NH, scale);
+void flash_tc_forward(baton_context *ctx, dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH,
+                      float scale) {
+    if (ctx->precision == BATON_PRECISION_BF16)
+        forward_in<Bf16Products>(grid, out, lse, qkv, T, C, NH, scale);
+    else
+        forward_in<Tf32Products>(grid, out, lse, qkv, T, C, NH, scale);
 }
 
-void flash_tc_backward(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse, const float *dsum,
-                       int T, int C, int NH, float scale) {
-    if (ctx->precision == BATON_PRECISION_BF16) backward_in<Bf16Products>(ctx, grid, dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
-    else backward_in<Tf32Products>(ctx, grid, dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+void flash_tc_backward(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse,
+                       const float *dsum, int T, int C, int NH, float scale) {
+    if (ctx->precision == BATON_PRECISION_BF16)
+        backward_in<Bf16Products>(ctx, grid, dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+    else
+        backward_in<Tf32Products>(ctx, grid, dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
 }

@@ -13,19 +13,24 @@ namespace {
 // memory, or anything else.
 baton_status classify(cudaError_t status) {
     switch (status) {
-    case cudaSuccess: return BATON_OK;
+    case cudaSuccess:
+        return BATON_OK;
     case cudaErrorInsufficientDriver:
     case cudaErrorSystemDriverMismatch:
-    case cudaErrorCompatNotSupportedOnDevice: return BATON_ERROR_NO_DRIVER;
+    case cudaErrorCompatNotSupportedOnDevice:
+        return BATON_ERROR_NO_DRIVER;
     case cudaErrorNoDevice:
-    case cudaErrorInvalidDevice: return BATON_ERROR_NO_DEVICE;
-    case cudaErrorMemoryAllocation: return BATON_ERROR_OUT_OF_MEMORY;
-    default: return BATON_ERROR_DEVICE;
+    case cudaErrorInvalidDevice:
+        return BATON_ERROR_NO_DEVICE;
+    case cudaErrorMemoryAllocation:
+        return BATON_ERROR_OUT_OF_MEMORY;
+    default:
+        return BATON_ERROR_DEVICE;
     }
 }
 
 void record(baton_context *ctx, baton_status status, const char *op, const char *message) {
-    if (ctx->error != BATON_OK) return;  // the first failure is the one that explains the rest
+    if (ctx->error != BATON_OK) return; // the first failure is the one that explains the rest
     ctx->error = status;
     ctx->message = std::string(op) + ": " + message;
 }
@@ -38,23 +43,32 @@ baton_status check(baton_context *ctx, cudaError_t status, const char *op) {
 
 const char *cublas_message(cublasStatus_t status) {
     switch (status) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default: return "cuBLAS error";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+        return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+        return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+        return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+        return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+        return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default:
+        return "cuBLAS error";
     }
 }
-}  // namespace
+} // namespace
 
 void record_cuda_error(baton_context *ctx, cudaError_t status, const char *op) { check(ctx, status, op); }
 
 void record_cublas_error(baton_context *ctx, cublasStatus_t status, const char *op) {
     if (status == CUBLAS_STATUS_SUCCESS) return;
-    record(ctx, status == CUBLAS_STATUS_ALLOC_FAILED ? BATON_ERROR_OUT_OF_MEMORY : BATON_ERROR_DEVICE, op, cublas_message(status));
+    record(ctx, status == CUBLAS_STATUS_ALLOC_FAILED ? BATON_ERROR_OUT_OF_MEMORY : BATON_ERROR_DEVICE, op,
+           cublas_message(status));
 }
 
 static void backend_destroy_context(baton_context *ctx);
@@ -92,14 +106,16 @@ static baton_status open_device(baton_context *ctx, int device_index) {
     record_cublas_error(ctx, cublasGetVersion(ctx->cublas, &cublas), "init: cublasGetVersion");
     if (ctx->error) return ctx->error;
     char line[sizeof properties.name + 160];
-    snprintf(line, sizeof line, "%s, %.1f GiB, compute capability %d.%d, %d SMs, CUDA runtime %d.%d, cuBLAS %d.%d.%d", properties.name,
-             properties.totalGlobalMem / 1073741824.0, properties.major, properties.minor, properties.multiProcessorCount,
-             runtime / 1000, runtime % 1000 / 10, cublas / 10000, cublas % 10000 / 100, cublas % 100);
+    snprintf(line, sizeof line, "%s, %.1f GiB, compute capability %d.%d, %d SMs, CUDA runtime %d.%d, cuBLAS %d.%d.%d",
+             properties.name, properties.totalGlobalMem / 1073741824.0, properties.major, properties.minor,
+             properties.multiProcessorCount, runtime / 1000, runtime % 1000 / 10, cublas / 10000, cublas % 10000 / 100,
+             cublas % 100);
     ctx->description = line;
     record_cublas_error(ctx, cublasLtCreate(&ctx->cublaslt), "init: cublasLtCreate");
     if (ctx->error) return ctx->error;
     if (check(ctx, cudaMalloc(&ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init")) return ctx->error;
-    record_cublas_error(ctx, cublasSetWorkspace(ctx->cublas, ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES), "init: cublasSetWorkspace");
+    record_cublas_error(ctx, cublasSetWorkspace(ctx->cublas, ctx->cublas_workspace, CUBLAS_WORKSPACE_BYTES),
+                        "init: cublasSetWorkspace");
     // CUBLAS_DEFAULT_MATH never lowers float32 precision (TF32 needs CUBLAS_TF32_TENSOR_OP_MATH):
     // true fp32, as PyTorch with TF32 off, and not the slower PEDANTIC mode meant for debugging.
     record_cublas_error(ctx, cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH), "init: cublasSetMathMode");
@@ -166,7 +182,7 @@ static baton_status backend_take_error(baton_context *ctx, const char **message)
 static baton_status backend_alloc(baton_context *ctx, void **pointer, size_t bytes) {
     if (!select_device(ctx)) return ctx->error;
     if (check(ctx, cudaMalloc(pointer, bytes > 0 ? bytes : 1), "alloc")) return ctx->error;
-    return check(ctx, cudaMemset(*pointer, 0, bytes > 0 ? bytes : 1), "alloc");  // new memory reads as zeros
+    return check(ctx, cudaMemset(*pointer, 0, bytes > 0 ? bytes : 1), "alloc"); // new memory reads as zeros
 }
 static baton_status backend_release(baton_context *ctx, void *pointer) {
     if (!select_device(ctx)) return ctx->error;
@@ -184,7 +200,8 @@ static baton_status backend_release(baton_context *ctx, void *pointer) {
 // stay plain cudaMemcpy, as does any upload if pinned memory cannot be had.
 static baton_status backend_copy_to_device(baton_context *ctx, void *dst, const void *src, size_t bytes) {
     if (!select_device(ctx)) return ctx->error;
-    if (bytes == 0 || bytes > STAGING_MAX_BYTES) return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
+    if (bytes == 0 || bytes > STAGING_MAX_BYTES)
+        return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
     StagingSlot &slot = ctx->staging[ctx->staging_next];
     ctx->staging_next = (ctx->staging_next + 1) % STAGING_SLOTS;
     if (slot.pending) {
@@ -198,14 +215,17 @@ static baton_status backend_copy_to_device(baton_context *ctx, void *dst, const 
         size_t capacity = (bytes + STAGING_GRAIN - 1) / STAGING_GRAIN * STAGING_GRAIN;
         if (cudaMallocHost(&slot.host, capacity) != cudaSuccess) {
             slot.host = nullptr;
-            cudaGetLastError();  // no pinned memory to be had: the plain copy, which works without it
+            cudaGetLastError(); // no pinned memory to be had: the plain copy, which works without it
             return check(ctx, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy_to_device");
         }
         slot.capacity = capacity;
     }
-    if (!slot.done && check(ctx, cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming), "copy_to_device: staging")) return ctx->error;
+    if (!slot.done &&
+        check(ctx, cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming), "copy_to_device: staging"))
+        return ctx->error;
     memcpy(slot.host, src, bytes);
-    if (check(ctx, cudaMemcpyAsync(dst, slot.host, bytes, cudaMemcpyHostToDevice, 0), "copy_to_device")) return ctx->error;
+    if (check(ctx, cudaMemcpyAsync(dst, slot.host, bytes, cudaMemcpyHostToDevice, 0), "copy_to_device"))
+        return ctx->error;
     if (check(ctx, cudaEventRecord(slot.done, 0), "copy_to_device: staging")) return ctx->error;
     slot.pending = true;
     return BATON_OK;
@@ -230,7 +250,8 @@ static baton_status backend_set_precision(baton_context *ctx, int precision) {
     }
     // bf16 activations go to bf16 tensor cores (cuBLAS and the flash kernels): sm_80 and newer.
     if (precision == BATON_PRECISION_BF16 && ctx->compute_major < 8) {
-        std::string why = "bf16 needs a GPU of compute capability 8.0 or newer (this one: " + ctx->description + "); use --precision fp32 or tf32";
+        std::string why = "bf16 needs a GPU of compute capability 8.0 or newer (this one: " + ctx->description +
+                          "); use --precision fp32 or tf32";
         record(ctx, BATON_ERROR_DEVICE, "set_precision", why.c_str());
         return ctx->error;
     }
@@ -241,18 +262,16 @@ static baton_status backend_set_precision(baton_context *ctx, int precision) {
 // Every precision on sm_80 and newer (bf16 tensor cores), fp32 and tf32 below; flash attention
 // always (attention.cu: for heads of up to 64 channels).
 static uint32_t backend_capabilities(baton_context *ctx) {
-    uint32_t bits = BATON_CAPABILITY_PRECISION(BATON_PRECISION_FP32) | BATON_CAPABILITY_PRECISION(BATON_PRECISION_TF32) |
-                    BATON_CAPABILITY_FLASH_ATTENTION;
+    uint32_t bits = BATON_CAPABILITY_PRECISION(BATON_PRECISION_FP32) |
+                    BATON_CAPABILITY_PRECISION(BATON_PRECISION_TF32) | BATON_CAPABILITY_FLASH_ATTENTION;
     if (ctx->compute_major >= 8) bits |= BATON_CAPABILITY_PRECISION(BATON_PRECISION_BF16);
     return bits;
 }
 
 // Every op enters through OnContextDevice<op>::call, which selects the context's device first
 // (select_device) and skips the op, the failure recorded, when that fails.
-template <auto Op>
-struct OnContextDevice;
-template <class... Arguments, void (*Op)(baton_context *, Arguments...)>
-struct OnContextDevice<Op> {
+template <auto Op> struct OnContextDevice;
+template <class... Arguments, void (*Op)(baton_context *, Arguments...)> struct OnContextDevice<Op> {
     static void call(baton_context *ctx, Arguments... arguments) {
         if (select_device(ctx)) Op(ctx, arguments...);
     }
@@ -261,4 +280,6 @@ struct OnContextDevice<Op> {
 #define BATON_TABLE_ENTRY(name) .name = OnContextDevice<&name>::call,
 static const baton_backend_table table = BATON_BACKEND_TABLE("cuda", 0, backend);
 
-extern "C" __attribute__((visibility("default"))) const baton_backend_table *baton_backend_get_table(void) { return &table; }
+extern "C" __attribute__((visibility("default"))) const baton_backend_table *baton_backend_get_table(void) {
+    return &table;
+}

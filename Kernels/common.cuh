@@ -16,35 +16,35 @@
 // A pinned host buffer that uploads are staged in (backend_copy_to_device), and the event
 // recorded behind the last copy out of it.
 struct StagingSlot {
-    void *host = nullptr;  // cudaMallocHost
+    void *host = nullptr; // cudaMallocHost
     size_t capacity = 0;
     cudaEvent_t done = nullptr;
-    bool pending = false;  // `done` recorded and not yet waited for
+    bool pending = false; // `done` recorded and not yet waited for
 };
 constexpr int STAGING_SLOTS = 8;
-constexpr size_t STAGING_MAX_BYTES = 4u << 20;  // larger uploads are plain cudaMemcpy
+constexpr size_t STAGING_MAX_BYTES = 4u << 20; // larger uploads are plain cudaMemcpy
 constexpr size_t STAGING_GRAIN = 64u << 10;
 
 // One opened GPU: its cuBLAS handle, the scratch the ops share, and the first failure since the
 // Swift side last asked (see backend.cu). Every op gets it; nothing lives in globals.
 struct baton_context {
     int device_index = 0;
-    int compute_major = 0;  // the GPU's compute capability (8: Ampere, bf16 tensor cores)
+    int compute_major = 0; // the GPU's compute capability (8: Ampere, bf16 tensor cores)
     cublasHandle_t cublas = nullptr;
-    cublasLtHandle_t cublaslt = nullptr;  // the linear layers' matmuls with epilogues (linear.cu)
-    void *cublas_workspace = nullptr;     // CUBLAS_WORKSPACE_BYTES, shared by both handles (one stream)
-    double *norm_partials = nullptr;    // global_norm's partial sums
-    float *column_partials = nullptr;   // the column sums' partial rows
+    cublasLtHandle_t cublaslt = nullptr;   // the linear layers' matmuls with epilogues (linear.cu)
+    void *cublas_workspace = nullptr;      // CUBLAS_WORKSPACE_BYTES, shared by both handles (one stream)
+    double *norm_partials = nullptr;       // global_norm's partial sums
+    float *column_partials = nullptr;      // the column sums' partial rows
     int precision = BATON_PRECISION_FP32;  // of the matmuls (set_precision)
-    int attention = BATON_ATTENTION_FLASH;  // which attention kernels run (baton_context_options)
-    struct LtPlans *lt_plans = nullptr; // cuBLASLt descriptors and algorithms by call shape (linear.cu)
-    float *wide = nullptr;              // float32 results before they are stored as bf16 (wide_buffer)
-    long long wide_capacity = 0;        // floats
-    StagingSlot staging[STAGING_SLOTS];  // pinned upload buffers, used in turn
+    int attention = BATON_ATTENTION_FLASH; // which attention kernels run (baton_context_options)
+    struct LtPlans *lt_plans = nullptr;    // cuBLASLt descriptors and algorithms by call shape (linear.cu)
+    float *wide = nullptr;                 // float32 results before they are stored as bf16 (wide_buffer)
+    long long wide_capacity = 0;           // floats
+    StagingSlot staging[STAGING_SLOTS];    // pinned upload buffers, used in turn
     int staging_next = 0;
     baton_status error = BATON_OK;
-    std::string message;                // "op: error string" of the first failure
-    std::string taken;                  // storage for the message handed out
+    std::string message; // "op: error string" of the first failure
+    std::string taken;   // storage for the message handed out
     std::string description;
 };
 
@@ -61,9 +61,13 @@ constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;
 // that read or write them are templates over the type (Act), and load_act/store_act convert.
 inline bool stores_bf16(const baton_context *ctx) { return ctx->precision == BATON_PRECISION_BF16; }
 __device__ inline float load_act(const float *p, long long i) { return p[i]; }
-__device__ inline float load_act(const uint16_t *p, long long i) { return __uint_as_float(baton_float_bits_from_bf16(p[i])); }
+__device__ inline float load_act(const uint16_t *p, long long i) {
+    return __uint_as_float(baton_float_bits_from_bf16(p[i]));
+}
 __device__ inline void store_act(float *p, long long i, float x) { p[i] = x; }
-__device__ inline void store_act(uint16_t *p, long long i, float x) { p[i] = baton_bf16_from_float_bits(__float_as_uint(x)); }
+__device__ inline void store_act(uint16_t *p, long long i, float x) {
+    p[i] = baton_bf16_from_float_bits(__float_as_uint(x));
+}
 // Vectorised access: W consecutive values p[i..i+W) as floats, W = 1 (a plain load) or 8 (16-byte
 // loads: one for 8 bf16, two for 8 floats; p + i must be 16-byte aligned). A kernel templated on
 // W runs with 8 where every row and pointer allows it (vector_width) and 1 otherwise.
@@ -71,24 +75,22 @@ struct alignas(16) Bytes16 {
     uint32_t words[4];
 };
 // W values of T and the 16-byte words that carry them, one over the other.
-template <int W, class T>
-union Chunk {
+template <int W, class T> union Chunk {
     Bytes16 words[W * sizeof(T) / 16];
     T values[W];
 };
-template <int W, class T>
-__device__ inline void load_values(float (&v)[W], const T *p, long long i) {
+template <int W, class T> __device__ inline void load_values(float (&v)[W], const T *p, long long i) {
     if constexpr (W == 1) {
         v[0] = load_act(p, i);
     } else {
         static_assert(W * sizeof(T) % 16 == 0, "whole 16-byte words");
         Chunk<W, T> chunk;
-        for (int w = 0; w < (int)(W * sizeof(T) / 16); w++) chunk.words[w] = reinterpret_cast<const Bytes16 *>(p + i)[w];
+        for (int w = 0; w < (int)(W * sizeof(T) / 16); w++)
+            chunk.words[w] = reinterpret_cast<const Bytes16 *>(p + i)[w];
         for (int k = 0; k < W; k++) v[k] = load_act(chunk.values, k);
     }
 }
-template <int W, class T>
-__device__ inline void store_values(T *p, long long i, const float (&v)[W]) {
+template <int W, class T> __device__ inline void store_values(T *p, long long i, const float (&v)[W]) {
     if constexpr (W == 1) {
         store_act(p, i, v[0]);
     } else {
@@ -100,30 +102,31 @@ __device__ inline void store_values(T *p, long long i, const float (&v)[W]) {
 constexpr int VECTOR_WIDTH = 8;
 // Whether rows of `count` elements at these pointers take VECTOR_WIDTH-wide accesses: every row
 // a whole number of 8-element chunks and every pointer 16-byte aligned.
-template <class... Pointers>
-inline bool vector_width_fits(long long count, Pointers... pointers) {
+template <class... Pointers> inline bool vector_width_fits(long long count, Pointers... pointers) {
     bool aligned = ((reinterpret_cast<uintptr_t>(pointers) % 16 == 0) && ...);
     return count % VECTOR_WIDTH == 0 && aligned;
 }
 // Calls launch(width) with std::integral_constant<int, 8> or <int, 1>.
-template <class Launch>
-inline void with_vector_width(bool vectorised, Launch launch) {
-    if (vectorised) launch(std::integral_constant<int, VECTOR_WIDTH>());
-    else launch(std::integral_constant<int, 1>());
+template <class Launch> inline void with_vector_width(bool vectorised, Launch launch) {
+    if (vectorised)
+        launch(std::integral_constant<int, VECTOR_WIDTH>());
+    else
+        launch(std::integral_constant<int, 1>());
 }
 
 // Calls launch(Act()) with the context's activation type: launch is a generic lambda whose
 // parameter's type (float or uint16_t) names the type to cast the op's activations to.
-template <class Launch>
-inline void with_activations(baton_context *ctx, Launch launch) {
-    if (stores_bf16(ctx)) launch(uint16_t());
-    else launch(float());
+template <class Launch> inline void with_activations(baton_context *ctx, Launch launch) {
+    if (stores_bf16(ctx))
+        launch(uint16_t());
+    else
+        launch(float());
 }
 
 // matmul.cu: c = op(a) @ op(b) + beta * c (row-major), a and b activations in the context's
 // precision; c an activation (rounded as stored) when c_is_activation, float32 otherwise.
-void gemm_in_precision(baton_context *ctx, void *c, bool c_is_activation, const void *a, const void *b, int M, int N, int K, int trans_a,
-                       int trans_b, float beta, const char *op);
+void gemm_in_precision(baton_context *ctx, void *c, bool c_is_activation, const void *a, const void *b, int M, int N,
+                       int K, int trans_a, int trans_b, float beta, const char *op);
 // precision.cu: the context's buffer for float32 results that are then stored as bf16 (at least n
 // floats; grown with cudaMalloc, so only the first calls at a size wait); NULL, the failure
 // recorded, when memory is out.
@@ -138,7 +141,7 @@ void record_cublas_error(baton_context *ctx, cublasStatus_t status, const char *
 inline void check_launch(baton_context *ctx, const char *op) { record_cuda_error(ctx, cudaGetLastError(), op); }
 
 constexpr int NORM_BLOCKS = 1024;
-constexpr long long COLUMN_PARTIALS = 16ll << 20;  // floats
+constexpr long long COLUMN_PARTIALS = 16ll << 20; // floats
 
 // How many row chunks a deterministic column reduction (column_sum, LayerNorm's parameter
 // gradients) splits its rows into: enough chunks x columns threads to fill a large GPU (~256K
@@ -157,8 +160,9 @@ inline int column_chunks(int rows, int columns, long long floats_per_chunk) {
 
 // Row-major C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C on cuBLAS, for `batches` matrices
 // `stride_*` floats apart (one plain sgemm when batches is 1). See matmul.cu for the transposition.
-void row_major_sgemm(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a, int trans_b, float alpha,
-                     float beta, long long stride_a, long long stride_b, long long stride_c, int batches, const char *op);
+void row_major_sgemm(baton_context *ctx, float *c, const float *a, const float *b, int M, int N, int K, int trans_a,
+                     int trans_b, float alpha, float beta, long long stride_a, long long stride_b, long long stride_c,
+                     int batches, const char *op);
 
 // out[c] += sum over rows n of in[n*columns + c], deterministic and without atomics:
 // column_chunks() fixed row ranges summed in parallel, then the chunk sums added in order.
@@ -169,15 +173,13 @@ inline int blocks_for(long long n, int threads) { return (int)((n + threads - 1)
 // Warp-level and block-wide reductions in a fixed butterfly order (deterministic). Sum and Max
 // are the combining operations; every thread gets the result.
 struct Sum {
-    template <class T>
-    __device__ T operator()(T a, T b) const { return a + b; }
+    template <class T> __device__ T operator()(T a, T b) const { return a + b; }
 };
 struct Max {
     __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
-template <class T, class Combine>
-__device__ inline T warp_reduce(T v, Combine combine) {
+template <class T, class Combine> __device__ inline T warp_reduce(T v, Combine combine) {
     for (int offset = 16; offset > 0; offset /= 2) v = combine(v, __shfl_xor_sync(0xffffffff, v, offset));
     return v;
 }
@@ -186,8 +188,7 @@ __device__ inline float warp_max(float v) { return warp_reduce(v, Max()); }
 
 // blockDim a multiple of 32, at most 1024; `shared` holds 32 values; `identity` fills the slots
 // of warps that do not exist.
-template <class T, class Combine>
-__device__ inline T block_reduce(T v, T *shared, T identity, Combine combine) {
+template <class T, class Combine> __device__ inline T block_reduce(T v, T *shared, T identity, Combine combine) {
     v = warp_reduce(v, combine);
     if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
     __syncthreads();
@@ -196,7 +197,7 @@ __device__ inline T block_reduce(T v, T *shared, T identity, Combine combine) {
     if (threadIdx.x == 0) shared[0] = r;
     __syncthreads();
     r = shared[0];
-    __syncthreads();  // before `shared` can be used again
+    __syncthreads(); // before `shared` can be used again
     return r;
 }
 __device__ inline double block_sum(double v, double *shared) { return block_reduce(v, shared, 0.0, Sum()); }

@@ -5,13 +5,13 @@
 // Thread t reads and writes chunks of W columns, t, t + blockDim, ... (W = 8: 16-byte accesses,
 // the padded row a whole number of chunks; W = 1: column by column); columns from V on are masked.
 template <int W, class Act>
-__global__ void softmax_crossentropy_kernel(float *losses, Act *dlogits, const Act *logits, const int32_t *targets, int V, int Vp,
-                                            float dloss) {
+__global__ void softmax_crossentropy_kernel(float *losses, Act *dlogits, const Act *logits, const int32_t *targets,
+                                            int V, int Vp, float dloss) {
     __shared__ float shared_max[32];
     __shared__ double shared_sum[32];
     long long row = blockIdx.x;
     const Act *x = logits + row * Vp;
-    int end = W == 1 ? V : Vp;  // chunks cover the padded columns too (masked), so each is whole
+    int end = W == 1 ? V : Vp; // chunks cover the padded columns too (masked), so each is whole
     float local_max = -INFINITY;
     for (int i = threadIdx.x * W; i < end; i += blockDim.x * W) {
         float v[W];
@@ -21,7 +21,7 @@ __global__ void softmax_crossentropy_kernel(float *losses, Act *dlogits, const A
     }
     float maxval = block_max(local_max, shared_max);
     int target = targets[row];
-    float target_logit = load_act(x, target);  // read before any thread may overwrite it (dlogits may alias)
+    float target_logit = load_act(x, target); // read before any thread may overwrite it (dlogits may alias)
     double local_sum = 0.0;
     for (int i = threadIdx.x * W; i < end; i += blockDim.x * W) {
         float v[W];
@@ -40,7 +40,7 @@ __global__ void softmax_crossentropy_kernel(float *losses, Act *dlogits, const A
             load_values(v, x, i);
             for (int k = 0; k < W; k++) {
                 int column = i + k;
-                float prob = column < V ? (float)exp((double)v[k] - maxval - log_sum) : 0.0f;  // padded columns: masked
+                float prob = column < V ? (float)exp((double)v[k] - maxval - log_sum) : 0.0f; // padded columns: masked
                 g[k] = column < V ? (prob - (column == target ? 1.0f : 0.0f)) * dloss : 0.0f;
             }
             store_values(d, i, g);
@@ -48,15 +48,17 @@ __global__ void softmax_crossentropy_kernel(float *losses, Act *dlogits, const A
     }
 }
 
-void softmax_crossentropy(baton_context *ctx, float *losses, baton_activation *dlogits, const baton_activation *logits, const int32_t *targets,
-                          int N, int V, int Vp, float dloss) {
+void softmax_crossentropy(baton_context *ctx, float *losses, baton_activation *dlogits, const baton_activation *logits,
+                          const int32_t *targets, int N, int V, int Vp, float dloss) {
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
-        with_vector_width(vector_width_fits(Vp, logits) && (!dlogits || vector_width_fits(Vp, dlogits)), [&](auto width) {
-            constexpr int W = decltype(width)::value;
-            softmax_crossentropy_kernel<W, Act><<<N, 512>>>(losses, static_cast<Act *>(dlogits), static_cast<const Act *>(logits), targets, V,
-                                                            Vp, dloss);
-        });
+        with_vector_width(vector_width_fits(Vp, logits) && (!dlogits || vector_width_fits(Vp, dlogits)),
+                          [&](auto width) {
+                              constexpr int W = decltype(width)::value;
+                              softmax_crossentropy_kernel<W, Act><<<N, 512>>>(losses, static_cast<Act *>(dlogits),
+                                                                              static_cast<const Act *>(logits), targets,
+                                                                              V, Vp, dloss);
+                          });
     });
     check_launch(ctx, "softmax_crossentropy");
 }

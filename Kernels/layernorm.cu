@@ -6,8 +6,8 @@
 // and writes chunks of W channels, l, l + 32, ... (W = 8: 16-byte accesses, vector_width_fits;
 // W = 1: channel by channel), only its own, so x may be what the same lane just wrote.
 template <int W, class Act>
-__device__ void normalize_row(Act *out, float *mean, float *rstd, const float *x, const float *weight, const float *bias,
-                              int row, int C, int lane) {
+__device__ void normalize_row(Act *out, float *mean, float *rstd, const float *x, const float *weight,
+                              const float *bias, int row, int C, int lane) {
     float sum = 0.0f;
     for (int c = lane * W; c < C; c += 32 * W) {
         float v[W];
@@ -19,7 +19,10 @@ __device__ void normalize_row(Act *out, float *mean, float *rstd, const float *x
     for (int c = lane * W; c < C; c += 32 * W) {
         float v[W];
         load_values(v, x, c);
-        for (int k = 0; k < W; k++) { float d = v[k] - m; var += d * d; }
+        for (int k = 0; k < W; k++) {
+            float d = v[k] - m;
+            var += d * d;
+        }
     }
     float s = rsqrtf(warp_sum(var) / C + 1e-5f);
     Act *o = out + (long long)row * C;
@@ -31,7 +34,10 @@ __device__ void normalize_row(Act *out, float *mean, float *rstd, const float *x
         for (int k = 0; k < W; k++) y[k] = (v[k] - m) * s * w[k] + b[k];
         store_values(o, c, y);
     }
-    if (lane == 0) { mean[row] = m; rstd[row] = s; }
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = s;
+    }
 }
 
 template <int W, class Act>
@@ -42,13 +48,14 @@ __global__ void layernorm_forward_kernel(Act *out, float *mean, float *rstd, con
     normalize_row<W>(out, mean, rstd, inp + (long long)row * C, weight, bias, row, C, lane);
 }
 
-void layernorm_forward(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias,
-                       int N, int C) {
+void layernorm_forward(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C) {
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
         with_vector_width(vector_width_fits(C, out, inp, weight, bias), [&](auto width) {
             constexpr int W = decltype(width)::value;
-            layernorm_forward_kernel<W, Act><<<blocks_for(N, 8), 256>>>(static_cast<Act *>(out), mean, rstd, inp, weight, bias, N, C);
+            layernorm_forward_kernel<W, Act>
+                    <<<blocks_for(N, 8), 256>>>(static_cast<Act *>(out), mean, rstd, inp, weight, bias, N, C);
         });
     });
     check_launch(ctx, "layernorm_forward");
@@ -73,14 +80,15 @@ __global__ void residual_layernorm_forward_kernel(float *residual, Act *out, flo
     normalize_row<W>(out, mean, rstd, r, weight, bias, row, C, lane);
 }
 
-void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd, const float *a,
-                                const baton_activation *b, const float *weight, const float *bias, int N, int C) {
+void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd,
+                                const float *a, const baton_activation *b, const float *weight, const float *bias,
+                                int N, int C) {
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
         with_vector_width(vector_width_fits(C, residual, out, a, b, weight, bias), [&](auto width) {
             constexpr int W = decltype(width)::value;
-            residual_layernorm_forward_kernel<W, Act><<<blocks_for(N, 8), 256>>>(residual, static_cast<Act *>(out), mean, rstd, a,
-                                                                                 static_cast<const Act *>(b), weight, bias, N, C);
+            residual_layernorm_forward_kernel<W, Act><<<blocks_for(N, 8), 256>>>(
+                    residual, static_cast<Act *>(out), mean, rstd, a, static_cast<const Act *>(b), weight, bias, N, C);
         });
     });
     check_launch(ctx, "residual_layernorm_forward");
@@ -89,8 +97,9 @@ void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activ
 // dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * weight, and the sum also into
 // dinp_activation where given. One warp per row, chunks of W channels a lane as in normalize_row.
 template <int W, class Act>
-__global__ void layernorm_backward_input_kernel(float *dinp, Act *dinp_activation, const Act *dout, const float *inp, const float *weight,
-                                                const float *mean, const float *rstd, int N, int C) {
+__global__ void layernorm_backward_input_kernel(float *dinp, Act *dinp_activation, const Act *dout, const float *inp,
+                                                const float *weight, const float *mean, const float *rstd, int N,
+                                                int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const float *x = inp + (long long)row * C;
@@ -157,23 +166,24 @@ __global__ void layernorm_params_total_kernel(float *dweight, float *dbias, cons
     dbias[c] += db;
 }
 
-void layernorm_backward(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight, float *dbias,
-                        const baton_activation *dout, const float *inp, const float *weight, const float *mean, const float *rstd, int N,
-                        int C) {
+void layernorm_backward(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight,
+                        float *dbias, const baton_activation *dout, const float *inp, const float *weight,
+                        const float *mean, const float *rstd, int N, int C) {
     int chunks = column_chunks(N, C, 2ll * C);
     int chunk_rows = (N + chunks - 1) / chunks;
     with_activations(ctx, [&](auto type) {
         using Act = decltype(type);
         const Act *d = static_cast<const Act *>(dout);
-        bool aligned = vector_width_fits(C, dinp, dout, inp, weight) && vector_width_fits(C, dinp_activation);  // NULL is aligned
+        bool aligned = vector_width_fits(C, dinp, dout, inp, weight) &&
+                       vector_width_fits(C, dinp_activation); // NULL is aligned
         with_vector_width(aligned, [&](auto width) {
             constexpr int W = decltype(width)::value;
-            layernorm_backward_input_kernel<W, Act><<<blocks_for(N, 8), 256>>>(dinp, static_cast<Act *>(dinp_activation), d, inp, weight, mean,
-                                                                                rstd, N, C);
+            layernorm_backward_input_kernel<W, Act><<<blocks_for(N, 8), 256>>>(
+                    dinp, static_cast<Act *>(dinp_activation), d, inp, weight, mean, rstd, N, C);
         });
         check_launch(ctx, "layernorm_backward");
-        layernorm_params_partials_kernel<Act><<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, d, inp, mean, rstd, N, C,
-                                                                                          chunk_rows);
+        layernorm_params_partials_kernel<Act>
+                <<<dim3(blocks_for(C, 128), chunks), 128>>>(ctx->column_partials, d, inp, mean, rstd, N, C, chunk_rows);
     });
     check_launch(ctx, "layernorm_backward");
     layernorm_params_total_kernel<<<blocks_for(C, 128), 128>>>(dweight, dbias, ctx->column_partials, C, chunks);

@@ -2,8 +2,7 @@
 // Sources/CBatonCPU/precision.c, bit for bit (both round by baton_rounding.h).
 #include "common.cuh"
 
-template <class Act>
-__global__ void to_activation_kernel(Act *out, const float *in, long long n) {
+template <class Act> __global__ void to_activation_kernel(Act *out, const float *in, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) store_act(out, i, in[i]);
 }

@@ -24,10 +24,10 @@ struct baton_comm {
 
 /* Non-root ranks wait this much longer than rank 0 before blaming it. */
 #define GRACE_SECONDS 5.0
-#define TAG_GATHER 11
-#define TAG_RESULT 12
-#define TAG_EXCHANGE 7
-#define PIECE ((size_t)1 << 30)
+#define TAG_GATHER    11
+#define TAG_RESULT    12
+#define TAG_EXCHANGE  7
+#define PIECE         ((size_t)1 << 30)
 
 /* Writes the failure's text into `text` (size bytes). */
 static int failed_with(int status, const char *what, char *text, size_t size) {
@@ -48,7 +48,8 @@ static double seconds_now(void) {
 
 /* Waits for `count` requests. On timeout, cancels nothing (the job is ending) and names the
  * ranks of the requests still open: peers[i] is the rank request i waits on, or -1 when unknown. */
-static int wait_all(baton_comm *comm, int count, MPI_Request *requests, const int *peers, double limit, const char *what) {
+static int wait_all(baton_comm *comm, int count, MPI_Request *requests, const int *peers, double limit,
+                    const char *what) {
     double start = seconds_now();
     long polls = 0;
     for (;;) {
@@ -67,17 +68,24 @@ static int wait_all(baton_comm *comm, int count, MPI_Request *requests, const in
         int finished = 0;
         MPI_Test(&requests[i], &finished, MPI_STATUS_IGNORE);
         if (finished || requests[i] == MPI_REQUEST_NULL) continue;
-        if (peers[i] < 0) { used += snprintf(names + used, sizeof names - used, "%sa rank", used ? ", " : ""); break; }
+        if (peers[i] < 0) {
+            used += snprintf(names + used, sizeof names - used, "%sa rank", used ? ", " : "");
+            break;
+        }
         used += snprintf(names + used, sizeof names - used, "%srank %d", used ? ", " : "", peers[i]);
     }
-    snprintf(comm->error_text, sizeof comm->error_text, "%s: %s did not answer within %.0f s (lost or stuck)", what, used ? names : "a rank", limit);
+    snprintf(comm->error_text, sizeof comm->error_text, "%s: %s did not answer within %.0f s (lost or stuck)", what,
+             used ? names : "a rank", limit);
     return 1;
 }
 
 static int comm_init(baton_comm **handle, int *rank, int *size, char *message, size_t message_size) {
     *handle = NULL;
     baton_comm *comm = calloc(1, sizeof *comm);
-    if (!comm) { snprintf(message, message_size, "out of memory"); return 1; }
+    if (!comm) {
+        snprintf(message, message_size, "out of memory");
+        return 1;
+    }
     int initialized = 0;
     MPI_Initialized(&initialized);
     int failed = 0;
@@ -117,7 +125,8 @@ static int comm_broadcast(baton_comm *comm, void *data, size_t bytes, int root) 
     for (size_t done = 0; done < bytes; done += PIECE) {
         size_t n = bytes - done < PIECE ? bytes - done : PIECE;
         MPI_Request request;
-        if (check(MPI_Ibcast((char *)data + done, (int)n, MPI_BYTE, root, MPI_COMM_WORLD, &request), "MPI_Ibcast")) return 1;
+        if (check(MPI_Ibcast((char *)data + done, (int)n, MPI_BYTE, root, MPI_COMM_WORLD, &request), "MPI_Ibcast"))
+            return 1;
         if (wait_all(comm, 1, &request, comm->my_rank == root ? (int[]){-1} : &peer, limit, "broadcast")) return 1;
     }
     return 0;
@@ -127,8 +136,11 @@ static int comm_exchange(baton_comm *comm, const void *send, void *receive, size
     for (size_t done = 0; done < bytes; done += PIECE) {
         size_t n = bytes - done < PIECE ? bytes - done : PIECE;
         MPI_Request requests[2];
-        if (check(MPI_Irecv((char *)receive + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD, &requests[0]), "MPI_Irecv") ||
-            check(MPI_Isend((const char *)send + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD, &requests[1]), "MPI_Isend"))
+        if (check(MPI_Irecv((char *)receive + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD, &requests[0]),
+                  "MPI_Irecv") ||
+            check(MPI_Isend((const char *)send + done, (int)n, MPI_BYTE, peer, TAG_EXCHANGE, MPI_COMM_WORLD,
+                            &requests[1]),
+                  "MPI_Isend"))
             return 1;
         if (wait_all(comm, 2, requests, (int[]){peer, peer}, comm->timeout, "exchange")) return 1;
     }
@@ -137,14 +149,19 @@ static int comm_exchange(baton_comm *comm, const void *send, void *receive, size
 
 /* Every rank's `bytes` to rank 0, which sends the whole back: rank 0 waits on each rank by name. */
 static int comm_allgather(baton_comm *comm, const void *send, void *receive, size_t bytes) {
-    if (bytes * comm->world_size > PIECE) { snprintf(comm->error_text, sizeof comm->error_text, "allgather: %zu bytes a rank is more than one piece", bytes); return 1; }
+    if (bytes * comm->world_size > PIECE) {
+        snprintf(comm->error_text, sizeof comm->error_text, "allgather: %zu bytes a rank is more than one piece",
+                 bytes);
+        return 1;
+    }
     size_t total = bytes * comm->world_size;
     if (comm->my_rank != 0) {
         MPI_Request requests[2];
         if (check(MPI_Irecv(receive, (int)total, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD, &requests[0]), "MPI_Irecv") ||
             check(MPI_Isend(send, (int)bytes, MPI_BYTE, 0, TAG_GATHER, MPI_COMM_WORLD, &requests[1]), "MPI_Isend"))
             return 1;
-        return wait_all(comm, 2, requests, (int[]){0, 0}, comm->timeout > 0 ? comm->timeout + GRACE_SECONDS : 0, "allgather");
+        return wait_all(comm, 2, requests, (int[]){0, 0}, comm->timeout > 0 ? comm->timeout + GRACE_SECONDS : 0,
+                        "allgather");
     }
     memcpy(receive, send, bytes);
     int others = comm->world_size - 1;
@@ -154,12 +171,15 @@ static int comm_allgather(baton_comm *comm, const void *send, void *receive, siz
     if (failed) snprintf(comm->error_text, sizeof comm->error_text, "allgather: out of memory");
     for (int r = 1; r <= others && !failed; r++) {
         peers[r - 1] = r;
-        failed = check(MPI_Irecv((char *)receive + bytes * r, (int)bytes, MPI_BYTE, r, TAG_GATHER, MPI_COMM_WORLD, &requests[r - 1]), "MPI_Irecv");
+        failed = check(MPI_Irecv((char *)receive + bytes * r, (int)bytes, MPI_BYTE, r, TAG_GATHER, MPI_COMM_WORLD,
+                                 &requests[r - 1]),
+                       "MPI_Irecv");
     }
     if (!failed) failed = wait_all(comm, others, requests, peers, comm->timeout, "allgather");
     for (int r = 1; r <= others && !failed; r++) {
         peers[r - 1] = r;
-        failed = check(MPI_Isend(receive, (int)total, MPI_BYTE, r, TAG_RESULT, MPI_COMM_WORLD, &requests[r - 1]), "MPI_Isend");
+        failed = check(MPI_Isend(receive, (int)total, MPI_BYTE, r, TAG_RESULT, MPI_COMM_WORLD, &requests[r - 1]),
+                       "MPI_Isend");
     }
     if (!failed) failed = wait_all(comm, others, requests, peers, comm->timeout, "allgather");
     free(requests);
@@ -170,7 +190,10 @@ static int comm_allgather(baton_comm *comm, const void *send, void *receive, siz
 static int comm_barrier(baton_comm *comm) {
     char nothing = 0;
     char *gathered = malloc((size_t)comm->world_size);
-    if (!gathered) { snprintf(comm->error_text, sizeof comm->error_text, "barrier: out of memory"); return 1; }
+    if (!gathered) {
+        snprintf(comm->error_text, sizeof comm->error_text, "barrier: out of memory");
+        return 1;
+    }
     int failed = comm_allgather(comm, &nothing, gathered, 1);
     free(gathered);
     return failed;
@@ -183,7 +206,9 @@ static int comm_allreduce_sum(baton_comm *comm, float *data, size_t count) {
     size_t piece = PIECE / sizeof(float);
     for (size_t done = 0; done < count; done += piece) {
         size_t n = count - done < piece ? count - done : piece;
-        if (check(MPI_Allreduce(MPI_IN_PLACE, data + done, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce")) return 1;
+        if (check(MPI_Allreduce(MPI_IN_PLACE, data + done, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                  "MPI_Allreduce"))
+            return 1;
     }
     return 0;
 }
@@ -191,9 +216,17 @@ static int comm_allreduce_sum(baton_comm *comm, float *data, size_t count) {
 static const char *comm_last_error(baton_comm *comm) { return comm->error_text; }
 
 static const baton_comm_table table = {
-    .abi_version = BATON_COMM_ABI_VERSION, .name = "mpi", .init = comm_init, .finalize = comm_finalize,
-    .set_timeout = comm_set_timeout, .barrier = comm_barrier, .broadcast = comm_broadcast, .exchange = comm_exchange,
-    .allgather = comm_allgather, .allreduce_sum = comm_allreduce_sum, .last_error = comm_last_error,
+        .abi_version = BATON_COMM_ABI_VERSION,
+        .name = "mpi",
+        .init = comm_init,
+        .finalize = comm_finalize,
+        .set_timeout = comm_set_timeout,
+        .barrier = comm_barrier,
+        .broadcast = comm_broadcast,
+        .exchange = comm_exchange,
+        .allgather = comm_allgather,
+        .allreduce_sum = comm_allreduce_sum,
+        .last_error = comm_last_error,
 };
 
 __attribute__((visibility("default"))) const baton_comm_table *baton_comm_get_table(void) { return &table; }

@@ -70,7 +70,7 @@ static int bind_nccl(baton_device_comm *c, const char *library, char *version, s
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) return fail(c, "cannot load %s: %s", path, dlerror());
     struct nccl_functions *nccl = &c->nccl;
-#define BIND(field, symbol)                                                                          \
+#define BIND(field, symbol)                                                                                            \
     if (!(*(void **)&nccl->field = dlsym(handle, #symbol))) return fail(c, "%s has no %s", path, #symbol);
     BIND(get_version, ncclGetVersion)
     BIND(get_unique_id, ncclGetUniqueId)
@@ -88,16 +88,21 @@ static int bind_nccl(baton_device_comm *c, const char *library, char *version, s
     int code = 0;
     if (check_nccl(c, nccl->get_version(&code), "ncclGetVersion")) return 1;
     /* NCCL_VERSION_CODE is X*10000 + Y*100 + Z from 2.9 on, X*1000 + Y*100 + Z before. */
-    if (code >= 10000) snprintf(version, version_bytes, "%d.%d.%d", code / 10000, code / 100 % 100, code % 100);
-    else snprintf(version, version_bytes, "%d.%d.%d", code / 1000, code / 100 % 10, code % 100);
+    if (code >= 10000)
+        snprintf(version, version_bytes, "%d.%d.%d", code / 10000, code / 100 % 100, code % 100);
+    else
+        snprintf(version, version_bytes, "%d.%d.%d", code / 1000, code / 100 % 10, code % 100);
     return 0;
 }
 
-static int comm_load(const char *library, baton_device_comm **handle, char *version, size_t version_bytes, char *message,
-                     size_t message_size) {
+static int comm_load(const char *library, baton_device_comm **handle, char *version, size_t version_bytes,
+                     char *message, size_t message_size) {
     *handle = NULL;
     baton_device_comm *c = (baton_device_comm *)calloc(1, sizeof *c);
-    if (!c) { snprintf(message, message_size, "out of memory"); return 1; }
+    if (!c) {
+        snprintf(message, message_size, "out of memory");
+        return 1;
+    }
     if (bind_nccl(c, library, version, version_bytes)) {
         snprintf(message, message_size, "%s", c->error_text);
         free(c);
@@ -114,8 +119,8 @@ static int comm_unique_id(baton_device_comm *c, unsigned char id[BATON_DEVICE_CO
     return 0;
 }
 
-static int comm_init(baton_device_comm *c, const unsigned char id[BATON_DEVICE_COMM_ID_BYTES], int rank, int size, int device,
-                     double timeout_seconds) {
+static int comm_init(baton_device_comm *c, const unsigned char id[BATON_DEVICE_COMM_ID_BYTES], int rank, int size,
+                     int device, double timeout_seconds) {
     ncclUniqueId unique;
     memcpy(unique.internal, id, BATON_DEVICE_COMM_ID_BYTES);
     if (check_cuda(c, cudaSetDevice(device), "cudaSetDevice")) return 1;
@@ -141,14 +146,17 @@ static int finish(baton_device_comm *c, const char *what, const char *waiting_on
         if (state == cudaSuccess) return 0;
         if (state != cudaErrorNotReady) return check_cuda(c, state, what);
         ncclResult_t async = ncclSuccess;
-        if (check_nccl(c, c->nccl.comm_get_async_error(c->comm, &async), "ncclCommGetAsyncError") || check_nccl(c, async, what)) {
+        if (check_nccl(c, c->nccl.comm_get_async_error(c->comm, &async), "ncclCommGetAsyncError") ||
+            check_nccl(c, async, what)) {
             c->nccl.comm_abort(c->comm);
             c->comm = NULL;
             return 1;
         }
         if (c->timeout > 0 && seconds_now() - start > c->timeout) {
             char detail[160];
-            snprintf(detail, sizeof detail, "%s did not answer within %.0f s (lost or stuck); NCCL communicator aborted", waiting_on, c->timeout);
+            snprintf(detail, sizeof detail,
+                     "%s did not answer within %.0f s (lost or stuck); NCCL communicator aborted", waiting_on,
+                     c->timeout);
             c->nccl.comm_abort(c->comm);
             c->comm = NULL;
             return fail(c, "%s: %s", what, detail);
@@ -163,7 +171,8 @@ static int comm_exchange(baton_device_comm *c, const float *send, float *receive
     ncclResult_t sent = c->nccl.send(send, count, ncclFloat32, peer, c->comm, 0);
     ncclResult_t received = c->nccl.recv(receive, count, ncclFloat32, peer, c->comm, 0);
     ncclResult_t ended = c->nccl.group_end();
-    if (check_nccl(c, sent, "ncclSend") || check_nccl(c, received, "ncclRecv") || check_nccl(c, ended, "ncclGroupEnd")) return 1;
+    if (check_nccl(c, sent, "ncclSend") || check_nccl(c, received, "ncclRecv") || check_nccl(c, ended, "ncclGroupEnd"))
+        return 1;
     char peer_name[32];
     snprintf(peer_name, sizeof peer_name, "rank %d", peer);
     return finish(c, "NCCL exchange", peer_name);
@@ -171,20 +180,30 @@ static int comm_exchange(baton_device_comm *c, const float *send, float *receive
 
 static int comm_allreduce_sum(baton_device_comm *c, float *data, size_t count) {
     if (!c->comm) return fail(c, "%s%s", "all-reduce: the NCCL communicator is not open", "");
-    if (check_nccl(c, c->nccl.all_reduce(data, data, count, ncclFloat32, ncclSum, c->comm, 0), "ncclAllReduce")) return 1;
+    if (check_nccl(c, c->nccl.all_reduce(data, data, count, ncclFloat32, ncclSum, c->comm, 0), "ncclAllReduce"))
+        return 1;
     return finish(c, "NCCL all-reduce", c->world_size == 2 ? (c->my_rank == 0 ? "rank 1" : "rank 0") : "a rank");
 }
 
 static const char *comm_last_error(baton_device_comm *c) { return c->error_text; }
 
 static const baton_device_comm_table table = {
-    .abi_version = BATON_DEVICE_COMM_ABI_VERSION, .name = "nccl", .load = comm_load, .unique_id = comm_unique_id,
-    .init = comm_init, .finalize = comm_finalize, .exchange = comm_exchange, .allreduce_sum = comm_allreduce_sum,
-    .last_error = comm_last_error,
+        .abi_version = BATON_DEVICE_COMM_ABI_VERSION,
+        .name = "nccl",
+        .load = comm_load,
+        .unique_id = comm_unique_id,
+        .init = comm_init,
+        .finalize = comm_finalize,
+        .exchange = comm_exchange,
+        .allreduce_sum = comm_allreduce_sum,
+        .last_error = comm_last_error,
 };
 
 /* extern "C": the CUDA emulator's build compiles this file as C++ (its cuda_runtime.h is C++). */
 #ifdef __cplusplus
 extern "C"
 #endif
-__attribute__((visibility("default"))) const baton_device_comm_table *baton_device_comm_get_table(void) { return &table; }
+        __attribute__((visibility("default"))) const baton_device_comm_table *
+        baton_device_comm_get_table(void) {
+    return &table;
+}

@@ -3,13 +3,18 @@
 #include "baton_adamw.h"
 
 typedef struct {
-    float *params; const float *grads; float *m, *v;
-    baton_adamw step; float weight_decay;
-    const int64_t *ranges; int range_count;
+    float *params;
+    const float *grads;
+    float *m, *v;
+    baton_adamw step;
+    float weight_decay;
+    const int64_t *ranges;
+    int range_count;
 } adamw_args;
 
 static void adamw_elements(const adamw_args *a, int64_t begin, int64_t end, float weight_decay) {
-    for (int64_t i = begin; i < end; i++) baton_adamw_element(a->step, weight_decay, &a->params[i], &a->m[i], &a->v[i], a->grads[i]);
+    for (int64_t i = begin; i < end; i++)
+        baton_adamw_element(a->step, weight_decay, &a->params[i], &a->m[i], &a->v[i], a->grads[i]);
 }
 
 /* [begin, end) cut where decay starts and stops: the ranges are sorted, so one walk. */
@@ -36,8 +41,10 @@ static void adamw_range(void *p, int64_t begin, int64_t end) {
 }
 
 void adamw_update(baton_context *ctx, float *params, const float *grads, float *m, float *v, int64_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t, const int64_t *decay_ranges,
-                  int range_count) {
-    adamw_args a = {params, grads, m, v, baton_adamw_at_step(lr, beta1, beta2, eps, grad_scale, t), weight_decay, decay_ranges, range_count};
+                  float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t,
+                  const int64_t *decay_ranges, int range_count) {
+    adamw_args a = {
+            params,       grads,        m,          v, baton_adamw_at_step(lr, beta1, beta2, eps, grad_scale, t),
+            weight_decay, decay_ranges, range_count};
     parallel_for(ctx, n, 8192, adamw_range, &a);
 }

@@ -15,7 +15,11 @@
 #define ATTENTION_MAX_HS BATON_ATTENTION_MAX_HEAD /* the widest head the GPU's flash kernels take */
 
 typedef struct {
-    void *out, *dqkv; float *att, *scratch; const void *qkv, *dout; const float *att_in; int B, T, C, NH;
+    void *out, *dqkv;
+    float *att, *scratch;
+    const void *qkv, *dout;
+    const float *att_in;
+    int B, T, C, NH;
     int dropped; /* the products' operands lose this many low bits (16: bf16, 13: tf32; 0: float32 products) */
     int bf16;    /* the activations are bf16 */
 } attention_args;
@@ -36,7 +40,9 @@ static float *rounded_operands(const attention_args *a, int64_t bh) {
     return a->scratch + (int64_t)a->B * a->NH * a->T * a->T + bh * 4 * (int64_t)a->T * hs;
 }
 
-static float *head_results(const attention_args *a, int64_t bh) { return rounded_operands(a, bh) + 4 * (int64_t)a->B * a->T * a->C; }
+static float *head_results(const attention_args *a, int64_t bh) {
+    return rounded_operands(a, bh) + 4 * (int64_t)a->B * a->T * a->C;
+}
 
 /* rows x cols of src (rows src_stride apart; bf16 or float32) into dst, packed, rounded. */
 static void round_rows(float *dst, const void *src, int bf16, int rows, int cols, int64_t src_stride, int dropped) {
@@ -50,13 +56,14 @@ static void round_rows(float *dst, const void *src, int bf16, int rows, int cols
 /* A head's float32 result [T, hs] (rows hs apart) into the activation `dst` (rows `stride` apart). */
 static void store_head(void *dst, int64_t start, int64_t stride, const float *src, int rows, int cols, int bf16) {
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) act_store(dst, start + (int64_t)r * stride + c, src[(int64_t)r * cols + c], bf16);
+        for (int c = 0; c < cols; c++)
+            act_store(dst, start + (int64_t)r * stride + c, src[(int64_t)r * cols + c], bf16);
 }
 
 /* The head's q, k, v (and dO when given), rounded; *ld becomes the operands' row stride. With
  * float32 products they are used in place, by stride. */
-static void head_operands(const attention_args *a, int64_t bh, const float **q, const float **k, const float **v, const float **dout,
-                          int *ld, int *ld_dout) {
+static void head_operands(const attention_args *a, int64_t bh, const float **q, const float **k, const float **v,
+                          const float **dout, int *ld, int *ld_dout) {
     int T = a->T, C = a->C, hs = C / a->NH, C3 = 3 * C, bf16 = a->bf16;
     int64_t qs = head_start(a, bh, C3), ds = head_start(a, bh, C);
     if (!a->dropped && !bf16) {
@@ -64,7 +71,10 @@ static void head_operands(const attention_args *a, int64_t bh, const float **q, 
         *k = *q + C;
         *v = *q + 2 * C;
         *ld = C3;
-        if (dout) { *dout = (const float *)a->dout + ds; *ld_dout = C; }
+        if (dout) {
+            *dout = (const float *)a->dout + ds;
+            *ld_dout = C;
+        }
         return;
     }
     float *r = rounded_operands(a, bh);
@@ -72,7 +82,9 @@ static void head_operands(const attention_args *a, int64_t bh, const float **q, 
     round_rows(r, act_at(a->qkv, qs, bf16), bf16, T, hs, C3, a->dropped);
     round_rows(r + size, act_at(a->qkv, qs + C, bf16), bf16, T, hs, C3, a->dropped);
     round_rows(r + 2 * size, act_at(a->qkv, qs + 2 * C, bf16), bf16, T, hs, C3, a->dropped);
-    *q = r; *k = r + size; *v = r + 2 * size;
+    *q = r;
+    *k = r + size;
+    *v = r + 2 * size;
     *ld = hs;
     if (dout) {
         round_rows(r + 3 * size, act_at(a->dout, ds, bf16), bf16, T, hs, C, a->dropped);
@@ -94,7 +106,8 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
         for (int t = 0; t < T; t++) {
             float *row = att + (int64_t)t * T;
             float maxval = -INFINITY;
-            for (int t2 = 0; t2 <= t; t2++) if (row[t2] > maxval) maxval = row[t2];
+            for (int t2 = 0; t2 <= t; t2++)
+                if (row[t2] > maxval) maxval = row[t2];
             float sum = 0.0f;
             for (int t2 = 0; t2 <= t; t2++) {
                 row[t2] = expf(row[t2] - maxval);
@@ -104,7 +117,7 @@ static void attention_forward_heads(void *p, int64_t begin, int64_t end) {
             for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
             for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
         }
-        if (a->bf16) {  /* bf16 activations with float32 products (heads wider than 64) */
+        if (a->bf16) { /* bf16 activations with float32 products (heads wider than 64) */
             float *out = head_results(a, bh);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, att, T, v, ld, 0.0f, out, hs);
             store_head(a->out, head_start(a, bh, C), C, out, T, hs, 1);
@@ -139,7 +152,8 @@ static void attention_forward_heads_rounded(void *p, int64_t begin, int64_t end)
             for (int k0 = 0; k0 <= t; k0 += ATTENTION_TILE) {
                 int keys = t + 1 - k0 < ATTENTION_TILE ? t + 1 - k0 : ATTENTION_TILE;
                 float m_new = m;
-                for (int j = 0; j < keys; j++) if (row[k0 + j] > m_new) m_new = row[k0 + j];
+                for (int j = 0; j < keys; j++)
+                    if (row[k0 + j] > m_new) m_new = row[k0 + j];
                 float sum = 0.0f, rescale = expf(m - m_new);
                 for (int j = 0; j < keys; j++) {
                     e[j] = expf(row[k0 + j] - m_new);
@@ -176,9 +190,10 @@ void cpu_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int64_
     *scratch = (int64_t)B * NH * T * T + 8 * (int64_t)B * T * C;
 }
 
-void attention_forward(baton_context *ctx, baton_activation *out, float *att, const baton_activation *qkv, float *scratch, int B, int T,
-                       int C, int NH) {
-    attention_args a = {out, NULL, att, scratch, qkv, NULL, NULL, B, T, C, NH, product_rounding(ctx, C, NH), stores_bf16(ctx)};
+void attention_forward(baton_context *ctx, baton_activation *out, float *att, const baton_activation *qkv,
+                       float *scratch, int B, int T, int C, int NH) {
+    attention_args a = {
+            out, NULL, att, scratch, qkv, NULL, NULL, B, T, C, NH, product_rounding(ctx, C, NH), stores_bf16(ctx)};
     parallel_for(ctx, (int64_t)B * NH, 1, a.dropped ? attention_forward_heads_rounded : attention_forward_heads, &a);
 }
 
@@ -196,11 +211,12 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
         float *dk = a->bf16 ? dq + (int64_t)T * hs : dq + C, *dv = a->bf16 ? dq + 2 * (int64_t)T * hs : dq + 2 * C;
         const float *prob = a->att_in + bh * T * T;
         float *ds = a->scratch + bh * T * T;
-        if (a->dropped) {  /* dV from the rounded probabilities, before ds holds dS */
+        if (a->dropped) { /* dV from the rounded probabilities, before ds holds dS */
             round_rows(ds, prob, 0, T, T, T, a->dropped);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, ds, T, dout, ld_dout, 0.0f, dv, ldq);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, ld_dout, v, ld, 0.0f, ds, T);  /* dP */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dout, ld_dout, v, ld, 0.0f, ds,
+                    T); /* dP */
         if (a->dropped) {
             /* As the GPU: D = rowsum(dO * O) in float32, dS = P (dP - D) rounded, the scale applied
              * to the products' sums. */
@@ -209,7 +225,8 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
                 const float *prow = prob + (int64_t)t * T;
                 float *row = ds + (int64_t)t * T, dot = 0.0f;
                 for (int d = 0; d < hs; d++)
-                    dot += act_load(a->dout, at + (int64_t)t * C + d, a->bf16) * act_load(a->out, at + (int64_t)t * C + d, a->bf16);
+                    dot += act_load(a->dout, at + (int64_t)t * C + d, a->bf16) *
+                           act_load(a->out, at + (int64_t)t * C + d, a->bf16);
                 for (int t2 = 0; t2 <= t; t2++) row[t2] = round_float(prow[t2] * (row[t2] - dot), a->dropped);
                 for (int t2 = t + 1; t2 < T; t2++) row[t2] = 0.0f;
             }
@@ -226,7 +243,8 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
         float ds_scale = a->dropped ? scale : 1.0f;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, ds_scale, ds, T, k, ld, 0.0f, dq, ldq);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, ds_scale, ds, T, q, ld, 0.0f, dk, ldq);
-        if (!a->dropped) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, prob, T, dout, ld_dout, 0.0f, dv, ldq);
+        if (!a->dropped)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, prob, T, dout, ld_dout, 0.0f, dv, ldq);
         if (a->bf16) {
             int64_t start = head_start(a, bh, C3);
             store_head(a->dqkv, start, C3, dq, T, hs, 1);
@@ -236,8 +254,10 @@ static void attention_backward_heads(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void attention_backward(baton_context *ctx, baton_activation *dqkv, float *scratch, const baton_activation *dout, const baton_activation *qkv,
-                        const baton_activation *out, const float *att, int B, int T, int C, int NH) {
-    attention_args a = {(void *)out, dqkv, NULL, scratch, qkv, dout, att, B, T, C, NH, product_rounding(ctx, C, NH), stores_bf16(ctx)};
+void attention_backward(baton_context *ctx, baton_activation *dqkv, float *scratch, const baton_activation *dout,
+                        const baton_activation *qkv, const baton_activation *out, const float *att, int B, int T, int C,
+                        int NH) {
+    attention_args a = {(void *)out,     dqkv, NULL, scratch, qkv, dout, att, B, T, C, NH, product_rounding(ctx, C, NH),
+                        stores_bf16(ctx)};
     parallel_for(ctx, (int64_t)B * NH, 1, attention_backward_heads, &a);
 }

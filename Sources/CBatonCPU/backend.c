@@ -18,10 +18,17 @@ static baton_status cpu_create_context(const baton_context_options *options, bat
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     baton_context *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) { snprintf(message, message_size, "cannot allocate a CPU context"); return BATON_ERROR_OUT_OF_MEMORY; }
+    if (!ctx) {
+        snprintf(message, message_size, "cannot allocate a CPU context");
+        return BATON_ERROR_OUT_OF_MEMORY;
+    }
     if (threads > 1) {
         ctx->pool = thread_pool_create(threads);
-        if (!ctx->pool) { free(ctx); snprintf(message, message_size, "cannot start %d threads", threads); return BATON_ERROR_DEVICE; }
+        if (!ctx->pool) {
+            free(ctx);
+            snprintf(message, message_size, "cannot start %d threads", threads);
+            return BATON_ERROR_DEVICE;
+        }
     }
     ctx->threads = threads;
     char blas[96];
@@ -49,7 +56,7 @@ static const char *cpu_describe(baton_context *ctx) { return ctx->description; }
  * whose kernels it picked at load time (OPENBLAS_CORETYPE overrides the CPU's own). The sgemm
  * bits follow from the core: AVX2 and AVX-512 kernels sum in other orders. */
 void baton_cpu_blas(char *line, size_t size) {
-    const char *config = openblas_get_config();   /* "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64" */
+    const char *config = openblas_get_config(); /* "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell MAX_THREADS=64" */
     char version[32];
     if (!config || sscanf(config, "OpenBLAS %31s", version) != 1) snprintf(version, sizeof version, "?");
     const char *core = openblas_get_corename();
@@ -67,7 +74,10 @@ static baton_status cpu_alloc(baton_context *ctx, void **pointer, size_t bytes) 
     (void)ctx;
     /* 64-byte alignment for vector loads; at least one byte so empty tensors have a pointer. */
     if (bytes == 0) bytes = 1;
-    if (posix_memalign(pointer, 64, bytes) != 0) { *pointer = NULL; return BATON_ERROR_OUT_OF_MEMORY; }
+    if (posix_memalign(pointer, 64, bytes) != 0) {
+        *pointer = NULL;
+        return BATON_ERROR_OUT_OF_MEMORY;
+    }
     memset(*pointer, 0, bytes);
     return BATON_OK;
 }
@@ -84,7 +94,7 @@ static baton_status cpu_copy(baton_context *ctx, void *dst, const void *src, siz
     return BATON_OK;
 }
 #define cpu_copy_to_device cpu_copy
-#define cpu_copy_to_host cpu_copy
+#define cpu_copy_to_host   cpu_copy
 #define cpu_copy_on_device cpu_copy
 
 static baton_status cpu_synchronize(baton_context *ctx) {

@@ -4,7 +4,12 @@
 #include <math.h>
 
 typedef struct {
-    float *losses; void *dlogits; const void *logits; const int32_t *targets; int V, Vp, bf16; float dloss;
+    float *losses;
+    void *dlogits;
+    const void *logits;
+    const int32_t *targets;
+    int V, Vp, bf16;
+    float dloss;
 } crossentropy_args;
 
 static void crossentropy_rows(void *p, int64_t begin, int64_t end) {
@@ -14,7 +19,8 @@ static void crossentropy_rows(void *p, int64_t begin, int64_t end) {
         const void *x = act_at(a->logits, n * Vp, a->bf16);
         int bf16 = a->bf16;
         float maxval = -INFINITY;
-        for (int i = 0; i < V; i++) if (act_load(x, i, bf16) > maxval) maxval = act_load(x, i, bf16);
+        for (int i = 0; i < V; i++)
+            if (act_load(x, i, bf16) > maxval) maxval = act_load(x, i, bf16);
         double sum = 0.0;
         for (int i = 0; i < V; i++) sum += exp((double)act_load(x, i, bf16) - maxval);
         double log_sum = log(sum);

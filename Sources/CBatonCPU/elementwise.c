@@ -1,7 +1,11 @@
 /* Elementwise ops: add and fill. */
 #include "kernels.h"
 
-typedef struct { float *out; const float *a, *b; float value; } elementwise_args;
+typedef struct {
+    float *out;
+    const float *a, *b;
+    float value;
+} elementwise_args;
 
 static void add_range(void *p, int64_t begin, int64_t end) {
     elementwise_args *e = p;

@@ -2,7 +2,10 @@
 #include "kernels.h"
 
 typedef struct {
-    float *out; const int32_t *tokens; const float *wte, *wpe; int T, C;
+    float *out;
+    const int32_t *tokens;
+    const float *wte, *wpe;
+    int T, C;
 } encoder_args;
 
 static void encoder_forward_rows(void *p, int64_t begin, int64_t end) {
@@ -15,14 +18,17 @@ static void encoder_forward_rows(void *p, int64_t begin, int64_t end) {
     }
 }
 
-void encoder_forward(baton_context *ctx, float *out, const int32_t *tokens, const float *wte, const float *wpe,
-                     int B, int T, int C) {
+void encoder_forward(baton_context *ctx, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+                     int T, int C) {
     encoder_args a = {out, tokens, wte, wpe, T, C};
     parallel_for(ctx, (int64_t)B * T, 16, encoder_forward_rows, &a);
 }
 
 typedef struct {
-    float *dwte, *dwpe; const float *dout; const int32_t *tokens, *bucket_rows, *bucket_starts; int B, T, C;
+    float *dwte, *dwpe;
+    const float *dout;
+    const int32_t *tokens, *bucket_rows, *bucket_starts;
+    int B, T, C;
 } encoder_backward_args;
 
 /* One token's rows in row order (a group of the buckets): the token's row of dwte is written by

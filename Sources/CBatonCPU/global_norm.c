@@ -5,7 +5,11 @@
 
 #define NORM_CHUNK 65536
 
-typedef struct { const float *x; int64_t n; double *partials; } norm_args;
+typedef struct {
+    const float *x;
+    int64_t n;
+    double *partials;
+} norm_args;
 
 static void norm_chunks(void *p, int64_t begin, int64_t end) {
     norm_args *a = p;

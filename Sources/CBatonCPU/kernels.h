@@ -31,7 +31,10 @@ static inline float act_load(const void *p, int64_t i, int bf16) {
     return x;
 }
 static inline void act_store(void *p, int64_t i, float x, int bf16) {
-    if (!bf16) { ((float *)p)[i] = x; return; }
+    if (!bf16) {
+        ((float *)p)[i] = x;
+        return;
+    }
     uint32_t bits;
     memcpy(&bits, &x, 4);
     ((uint16_t *)p)[i] = baton_bf16_from_float_bits(bits);
@@ -60,8 +63,8 @@ void round_copy_to_precision(baton_context *ctx, float *out, const float *in, in
 float *rounding_buffer(baton_context *ctx, int64_t n);
 /* matmul.c: c = op(a) @ op(b) + beta * c with a and b activations, rounded to the context's
  * precision, and the output float32, not rounded (matmul and the linear layer's ops round it where they store it). */
-void gemm_in_precision(baton_context *ctx, float *c, const void *a, const void *b, int M, int N, int K, int trans_a, int trans_b,
-                       float beta);
+void gemm_in_precision(baton_context *ctx, float *c, const void *a, const void *b, int M, int N, int K, int trans_a,
+                       int trans_b, float beta);
 /* attention.c: the buffers the attention ops need (the same on every context). */
 void cpu_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
 

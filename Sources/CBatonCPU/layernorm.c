@@ -4,7 +4,13 @@
 #include <math.h>
 
 typedef struct {
-    float *residual; void *out; float *mean, *rstd; const float *inp; const void *b; const float *weight, *bias; int C, bf16;
+    float *residual;
+    void *out;
+    float *mean, *rstd;
+    const float *inp;
+    const void *b;
+    const float *weight, *bias;
+    int C, bf16;
 } layernorm_args;
 
 /* One row: out = (x - mean) * rstd * weight + bias, and its statistics. */
@@ -14,7 +20,10 @@ static void normalize_row(const layernorm_args *a, int64_t n, const float *x) {
     for (int c = 0; c < C; c++) sum += x[c];
     float m = sum / C;
     float var = 0.0f;
-    for (int c = 0; c < C; c++) { float d = x[c] - m; var += d * d; }
+    for (int c = 0; c < C; c++) {
+        float d = x[c] - m;
+        var += d * d;
+    }
     float s = 1.0f / sqrtf(var / C + 1e-5f);
     void *o = act_at(a->out, n * C, a->bf16);
     for (int c = 0; c < C; c++) act_store(o, c, (x[c] - m) * s * a->weight[c] + a->bias[c], a->bf16);
@@ -27,8 +36,8 @@ static void layernorm_forward_rows(void *p, int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; n++) normalize_row(a, n, a->inp + n * a->C);
 }
 
-void layernorm_forward(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp, const float *weight,
-                       const float *bias, int N, int C) {
+void layernorm_forward(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C) {
     layernorm_args a = {NULL, out, mean, rstd, inp, NULL, weight, bias, C, stores_bf16(ctx)};
     parallel_for(ctx, N, 4, layernorm_forward_rows, &a);
 }
@@ -45,14 +54,20 @@ static void residual_layernorm_forward_rows(void *p, int64_t begin, int64_t end)
     }
 }
 
-void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd, const float *a,
-                                const baton_activation *b, const float *weight, const float *bias, int N, int C) {
+void residual_layernorm_forward(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd,
+                                const float *a, const baton_activation *b, const float *weight, const float *bias,
+                                int N, int C) {
     layernorm_args args = {residual, out, mean, rstd, a, b, weight, bias, C, stores_bf16(ctx)};
     parallel_for(ctx, N, 4, residual_layernorm_forward_rows, &args);
 }
 
 typedef struct {
-    float *dinp; void *dinp_activation; float *dweight, *dbias; const void *dout; const float *inp, *weight, *mean, *rstd; int N, C, bf16;
+    float *dinp;
+    void *dinp_activation;
+    float *dweight, *dbias;
+    const void *dout;
+    const float *inp, *weight, *mean, *rstd;
+    int N, C, bf16;
 } layernorm_backward_args;
 
 /* dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dout * weight. Per row. */
@@ -97,10 +112,11 @@ static void layernorm_backward_params(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-void layernorm_backward(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight, float *dbias,
-                        const baton_activation *dout, const float *inp, const float *weight, const float *mean, const float *rstd,
-                        int N, int C) {
-    layernorm_backward_args a = {dinp, dinp_activation, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stores_bf16(ctx)};
+void layernorm_backward(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight,
+                        float *dbias, const baton_activation *dout, const float *inp, const float *weight,
+                        const float *mean, const float *rstd, int N, int C) {
+    layernorm_backward_args a = {dinp, dinp_activation, dweight, dbias, dout, inp, weight, mean, rstd, N,
+                                 C,    stores_bf16(ctx)};
     parallel_for(ctx, N, 4, layernorm_backward_rows, &a);
     parallel_for(ctx, C, 16, layernorm_backward_params, &a);
 }

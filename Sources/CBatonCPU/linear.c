@@ -1,13 +1,18 @@
 /* A linear layer's fused ops: the matmul with its bias (and GELU) and the gradient through a
  * linear layer and a GELU. On the CPU in fp32 they are the matmul, then the bias, the GELU or
- * its gradient as passes of their own; the point is their rounding in bf16, once at the end, as cuBLASLt's epilogues round on a GPU: the
- * float32 sum (plus the bias, through the GELU) stored as a bf16 activation. */
+ * its gradient as passes of their own; the point is their rounding in bf16, once at the end, as
+ * cuBLASLt's epilogues round on a GPU: the float32 sum (plus the bias, through the GELU) stored as a
+ * bf16 activation. */
 #include "baton_gelu.h"
 #include "kernels.h"
 #include <stdlib.h>
 
 /* fp32: the bias, GELU and GELU's gradient as separate passes over float32 outputs. */
-typedef struct { float *out; const float *inp, *dout, *bias; int OC; } float_epilogue_args;
+typedef struct {
+    float *out;
+    const float *inp, *dout, *bias;
+    int OC;
+} float_epilogue_args;
 
 /* out[n,:] += bias */
 static void bias_rows(void *p, int64_t begin, int64_t end) {
@@ -31,7 +36,10 @@ static void gelu_gradient_range(void *p, int64_t begin, int64_t end) {
 }
 
 typedef struct {
-    void *out, *gelu_out; const float *wide; const void *bias, *pre_gelu; int64_t columns;
+    void *out, *gelu_out;
+    const float *wide;
+    const void *bias, *pre_gelu;
+    int64_t columns;
 } bf16_epilogue_args;
 
 /* out = sum + bias and gelu_out = GELU(sum + bias), stored as bf16. */
@@ -73,8 +81,8 @@ static void gelu_gradient_rows(void *p, int64_t begin, int64_t end) {
         act_store(a->out, i, baton_gelu_backward(act_load(a->pre_gelu, i, 1), a->wide[i]), 1);
 }
 
-void matmul_gelu_backward(baton_context *ctx, baton_activation *dinp, const baton_activation *dout, const baton_activation *weight,
-                          const baton_activation *pre_gelu, int N, int IC, int OC) {
+void matmul_gelu_backward(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
+                          const baton_activation *weight, const baton_activation *pre_gelu, int N, int IC, int OC) {
     if (!stores_bf16(ctx)) {
         gemm_in_precision(ctx, dinp, dout, weight, N, IC, OC, 0, 1, 0.0f);
         float_epilogue_args a = {dinp, pre_gelu, dinp, NULL, IC};

@@ -18,7 +18,11 @@ static int64_t matmul_block_size(int64_t count) {
 }
 
 typedef struct {
-    float *c; const float *a, *b; int M, N, K, trans_a, trans_b, split_rows; float beta; int64_t block_size;
+    float *c;
+    const float *a, *b;
+    int M, N, K, trans_a, trans_b, split_rows;
+    float beta;
+    int64_t block_size;
 } matmul_args;
 
 static void matmul_blocks(void *p, int64_t begin, int64_t end) {
@@ -38,12 +42,15 @@ static void matmul_blocks(void *p, int64_t begin, int64_t end) {
             c += block;
             cols = (int)size;
         }
-        cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans, x->trans_b ? CblasTrans : CblasNoTrans,
-                    rows, cols, x->K, 1.0f, a, lda, b, ldb, x->beta, c, x->N);
+        cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans, x->trans_b ? CblasTrans : CblasNoTrans, rows,
+                    cols, x->K, 1.0f, a, lda, b, ldb, x->beta, c, x->N);
     }
 }
 
-typedef struct { float *out; const uint16_t *in; } widen_args;
+typedef struct {
+    float *out;
+    const uint16_t *in;
+} widen_args;
 
 static void widen_range(void *p, int64_t begin, int64_t end) {
     widen_args *a = p;
@@ -65,11 +72,12 @@ static const float *sgemm_operand(baton_context *ctx, float *copy, const void *x
 }
 
 /* The output is float32, not rounded here: see matmul and linear.c. */
-void gemm_in_precision(baton_context *ctx, float *c, const void *a, const void *b, int M, int N, int K, int trans_a, int trans_b,
-                       float beta) {
+void gemm_in_precision(baton_context *ctx, float *c, const void *a, const void *b, int M, int N, int K, int trans_a,
+                       int trans_b, float beta) {
     int64_t na = (int64_t)M * K, nb = (int64_t)K * N;
     float *copies = ctx->precision == BATON_PRECISION_FP32 ? NULL : rounding_buffer(ctx, na + nb);
-    if (ctx->precision != BATON_PRECISION_FP32 && !copies) abort(); /* out of host memory: nothing sensible is left to do */
+    if (ctx->precision != BATON_PRECISION_FP32 && !copies)
+        abort(); /* out of host memory: nothing sensible is left to do */
     const float *fa = sgemm_operand(ctx, copies, a, na), *fb = sgemm_operand(ctx, copies ? copies + na : NULL, b, nb);
     int64_t count = M >= N ? M : N;
     matmul_args x = {c, fa, fb, M, N, K, trans_a, trans_b, M >= N, beta, matmul_block_size(count)};
@@ -77,8 +85,8 @@ void gemm_in_precision(baton_context *ctx, float *c, const void *a, const void *
 }
 
 /* A fresh output (beta 0) is an activation: in bf16, summed in float32 and stored rounded. */
-void matmul(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M, int N, int K, int trans_a, int trans_b,
-            float beta) {
+void matmul(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M, int N, int K,
+            int trans_a, int trans_b, float beta) {
     if (stores_bf16(ctx) && beta == 0.0f) {
         float *wide = wide_buffer(ctx, (int64_t)M * N);
         if (!wide) abort();
@@ -89,7 +97,11 @@ void matmul(baton_context *ctx, void *c, const baton_activation *a, const baton_
     gemm_in_precision(ctx, c, a, b, M, N, K, trans_a, trans_b, beta);
 }
 
-typedef struct { float *dbias; const void *dout; int N, OC, bf16; } bias_backward_args;
+typedef struct {
+    float *dbias;
+    const void *dout;
+    int N, OC, bf16;
+} bias_backward_args;
 
 static void bias_backward_channels(void *p, int64_t c0, int64_t c1) {
     bias_backward_args *a = p;

@@ -9,7 +9,7 @@
 struct thread_pool {
     pthread_mutex_t submit_lock, lock;
     pthread_cond_t work_ready, work_done;
-    int threads;  /* including the caller */
+    int threads; /* including the caller */
     pthread_t *workers;
     int started;
     int stopping;
@@ -29,7 +29,10 @@ static void share_bounds(const thread_pool *pool, int share, int64_t *begin, int
     *end = last * pool->grain < pool->count ? last * pool->grain : pool->count;
 }
 
-typedef struct { thread_pool *pool; int share; } worker_start;
+typedef struct {
+    thread_pool *pool;
+    int share;
+} worker_start;
 
 static void *worker_main(void *p) {
     worker_start start = *(worker_start *)p;
@@ -63,16 +66,25 @@ thread_pool *thread_pool_create(int threads) {
     pthread_cond_init(&pool->work_ready, NULL);
     pthread_cond_init(&pool->work_done, NULL);
     pool->workers = calloc((size_t)threads, sizeof(pthread_t));
-    if (!pool->workers) { free(pool); return NULL; }
+    if (!pool->workers) {
+        free(pool);
+        return NULL;
+    }
     for (int share = 1; share < threads; share++) {
         worker_start *start = malloc(sizeof *start);
         if (!start) break;
         *start = (worker_start){pool, share};
-        if (pthread_create(&pool->workers[pool->started], NULL, worker_main, start) != 0) { free(start); break; }
+        if (pthread_create(&pool->workers[pool->started], NULL, worker_main, start) != 0) {
+            free(start);
+            break;
+        }
         pool->started++;
     }
     pool->threads = pool->started + 1;
-    if (pool->threads < threads) { thread_pool_destroy(pool); return NULL; }  /* all or nothing */
+    if (pool->threads < threads) {
+        thread_pool_destroy(pool);
+        return NULL;
+    } /* all or nothing */
     return pool;
 }
 

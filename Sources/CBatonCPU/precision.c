@@ -9,7 +9,11 @@
 float baton_round_bf16(float x) { return round_float(x, 16); }
 float baton_round_tf32(float x) { return round_float(x, 13); }
 
-typedef struct { float *out; const float *in; int dropped; } round_args;
+typedef struct {
+    float *out;
+    const float *in;
+    int dropped;
+} round_args;
 
 static void round_range(void *p, int64_t begin, int64_t end) {
     round_args *a = p;
@@ -24,7 +28,6 @@ void round_copy_to_precision(baton_context *ctx, float *out, const float *in, in
     round_args a = {out, in, precision == BATON_PRECISION_BF16 ? 16 : 13};
     parallel_for(ctx, n, 1 << 16, round_range, &a);
 }
-
 
 /* *buffer grown to at least n floats (its old contents not kept); NULL when memory is out. */
 static float *at_least(float **buffer, int64_t *capacity, int64_t n) {
@@ -41,7 +44,11 @@ float *rounding_buffer(baton_context *ctx, int64_t n) { return at_least(&ctx->ro
 
 float *wide_buffer(baton_context *ctx, int64_t n) { return at_least(&ctx->wide, &ctx->wide_capacity, n); }
 
-typedef struct { void *out; const float *in; int bf16; } store_args;
+typedef struct {
+    void *out;
+    const float *in;
+    int bf16;
+} store_args;
 
 static void store_range(void *p, int64_t begin, int64_t end) {
     store_args *a = p;
@@ -57,4 +64,6 @@ void store_activations(baton_context *ctx, void *out, const float *in, int64_t n
     parallel_for(ctx, n, 1 << 16, store_range, &a);
 }
 
-void to_activation(baton_context *ctx, baton_activation *out, const float *in, int64_t n) { store_activations(ctx, out, in, n); }
+void to_activation(baton_context *ctx, baton_activation *out, const float *in, int64_t n) {
+    store_activations(ctx, out, in, n);
+}

@@ -23,4 +23,3 @@ void baton_install_stop_handlers(void) {
 }
 
 int baton_stop_signal(void) { return stop_signal; }
-

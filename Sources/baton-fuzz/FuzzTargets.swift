@@ -11,7 +11,8 @@ enum FuzzTargets {
     /// it reach tensor loading (a test holds scripts/checks/fuzz to `seedTrainFlags`).
     static let seedModel = GPTConfig(contextLength: 8, vocabularySize: 256, layers: 1, heads: 2, channels: 4)
     static var seedTrainFlags: String {
-        "--layers \(seedModel.layers) --heads \(seedModel.heads) --embd \(seedModel.channels) --seq-len \(seedModel.contextLength) --vocab-size \(seedModel.vocabularySize)"
+        "--layers \(seedModel.layers) --heads \(seedModel.heads) --embd \(seedModel.channels) --seq-len "
+            + "\(seedModel.contextLength) --vocab-size \(seedModel.vocabularySize)"
     }
 
     nonisolated(unsafe) static var model: GPT? = try? GPT(config: seedModel, device: Device.cpu(threads: 1))

@@ -4,7 +4,8 @@ import Foundation
 let benchSpec = CommandSpec(
     name: "bench", summary: "Tokens/s of whole training steps (forward, backward, AdamW) on random tokens.",
     usage: "baton bench [options]",
-    options: options("""
+    options: options(
+        """
         --steps N: measured steps (default 10)
         --warmup-steps N: unmeasured steps first (default 2)
         --batch B: batch size (default 12)
@@ -26,13 +27,17 @@ func benchCommand(_ arguments: [String]) throws {
     let batch = try parsed.int("--batch") ?? defaults.batchSize
     let steps = try parsed.int("--steps") ?? 10
     let warmup = try parsed.int("--warmup-steps") ?? 2
-    guard batch >= 1, steps >= 1, warmup >= 0 else { throw UsageError("baton bench: --batch and --steps must be at least 1, --warmup-steps at least 0") }
+    guard batch >= 1, steps >= 1, warmup >= 0 else {
+        throw UsageError("baton bench: --batch and --steps must be at least 1, --warmup-steps at least 0")
+    }
     if parsed.flag("--allreduce") {
         try allreduceBench(rounds: max(steps / 2, 3))
         return
     }
     if let file = parsed.string("--tokenize") {
-        try tokenizerBench(file: file, tokenizer: parsed.string("--tokenizer") ?? "gpt2", threads: try threadCount(parsed) ?? 1, rounds: max(steps / 5, 1))
+        try tokenizerBench(
+            file: file, tokenizer: parsed.string("--tokenizer") ?? "gpt2", threads: try threadCount(parsed) ?? 1,
+            rounds: max(steps / 5, 1))
         return
     }
     let device = try openDevice(parsed)
@@ -41,10 +46,15 @@ func benchCommand(_ arguments: [String]) throws {
         defer { try? FileManager.default.removeItem(at: run) }
         let result = try CheckpointBenchmark.run(model: model, folder: run, device: device)
         let megabytes = Double(result.bytes) / 1e6
-        print("checkpoint bench: \(result.parameters) parameters, \(String(format: "%.1f", megabytes)) MB (weights + AdamW moments), \(device.summary)")
+        print(
+            "checkpoint bench: \(result.parameters) parameters, \(String(format: "%.1f", megabytes)) MB (weights + "
+                + "AdamW moments), \(device.summary)"
+        )
         for (index, round) in result.rounds.enumerated() {
-            print(String(format: "round %d: save %.3f s (%.1f MB/s), load %.3f s (%.1f MB/s)", index + 1, round.saveSeconds,
-                         megabytes / round.saveSeconds, round.loadSeconds, megabytes / round.loadSeconds))
+            print(
+                String(
+                    format: "round %d: save %.3f s (%.1f MB/s), load %.3f s (%.1f MB/s)", index + 1, round.saveSeconds,
+                    megabytes / round.saveSeconds, round.loadSeconds, megabytes / round.loadSeconds))
         }
         let bestSave = result.rounds.map(\.saveSeconds).min()!, bestLoad = result.rounds.map(\.loadSeconds).min()!
         print(String(format: "save_MB_per_s: %.1f", megabytes / bestSave))
@@ -52,10 +62,17 @@ func benchCommand(_ arguments: [String]) throws {
         return
     }
     let name = parsed.string("--precision") ?? Precision.defaultFor(device).rawValue
-    guard let precision = Precision(rawValue: name) else { throw UsageError("baton bench: --precision expects fp32, tf32 or bf16, got '\(name)'") }
+    guard let precision = Precision(rawValue: name) else {
+        throw UsageError("baton bench: --precision expects fp32, tf32 or bf16, got '\(name)'")
+    }
     try device.setPrecision(precision)
-    let result = try Benchmark.run(model: model, batchSize: batch, steps: steps, warmupSteps: warmup, device: device, profile: parsed.flag("--profile"))
-    print("bench: \(model.layers)L \(model.heads)H \(model.channels)C T=\(model.contextLength) B=\(batch) V=\(model.vocabularySize), \(result.parameters) parameters, \(precision.rawValue), \(device.summary)")
+    let result = try Benchmark.run(
+        model: model, batchSize: batch, steps: steps, warmupSteps: warmup, device: device,
+        profile: parsed.flag("--profile"))
+    print(
+        "bench: \(model.layers)L \(model.heads)H \(model.channels)C T=\(model.contextLength) B=\(batch) "
+            + "V=\(model.vocabularySize), \(result.parameters) parameters, \(precision.rawValue), \(device.summary)"
+    )
     print(String(format: "tokens_per_s: %.1f", result.tokensPerSecond))
     print(String(format: "ms_per_step: %.2f", result.secondsPerStep * 1000))
     if let profile = result.profile {
@@ -79,7 +96,10 @@ func tokenizerBench(file: String, tokenizer name: String, threads: Int, rounds: 
         seconds.append(monotonicSeconds() - start)
     }
     let median = seconds.sorted()[seconds.count / 2]
-    print("tokenize: \(data.count) bytes -> \(count) tokens, \(threads) thread\(threads == 1 ? "" : "s"), median of \(rounds)")
+    print(
+        "tokenize: \(data.count) bytes -> \(count) tokens, \(threads) thread\(threads == 1 ? "" : "s"), median of "
+            + "\(rounds)"
+    )
     print(String(format: "tokens_per_s: %.0f", Double(count) / median))
     print(String(format: "MB_per_s: %.2f", Double(data.count) / median / 1e6))
 }
@@ -88,7 +108,8 @@ func tokenizerBench(file: String, tokenizer name: String, threads: Int, rounds: 
 /// (MPI_Allreduce): the median of `rounds`, bytes of one rank's tensor over the time. Rank 0 prints.
 func allreduceBench(rounds: Int) throws {
     guard let communicator = try Communicator.join() else {
-        throw UsageError("baton bench --allreduce: start it with mpirun -np N (it measures communication between ranks)")
+        throw UsageError(
+            "baton bench --allreduce: start it with mpirun -np N (it measures communication between ranks)")
     }
     let device = Device.cpu(threads: 1)
     if communicator.rank == 0 { print("allreduce: \(communicator.size) ranks, float32, median of \(rounds)") }
@@ -105,7 +126,9 @@ func allreduceBench(rounds: Int) throws {
                 times.append(monotonicSeconds() - start)
             }
             let median = times.sorted()[times.count / 2]
-            line += String(format: " %@ %.3f s (%.2f GB/s)", exact ? (parallel.usesTree ? "exact" : "exact(=fast)") : "fast", median, Double(count * 4) / median / 1e9)
+            line += String(
+                format: " %@ %.3f s (%.2f GB/s)", exact ? (parallel.usesTree ? "exact" : "exact(=fast)") : "fast",
+                median, Double(count * 4) / median / 1e9)
         }
         if communicator.rank == 0 { print(line) }
     }

@@ -21,9 +21,15 @@ func checkpointsCommand(_ arguments: [String]) throws {
         do {
             let state = try CheckpointStore.verify(url)
             let loss = state.lastLoss.map { String(format: "%.4f", $0) } ?? "-"
-            print("\(url.lastPathComponent)  \(pad(String(state.epoch), 6))  \(pad(loss, 7))  \(pad(formatBytes(size), 10))  verified\(marker)")
+            print(
+                "\(url.lastPathComponent)  \(pad(String(state.epoch), 6))  \(pad(loss, 7))  "
+                    + "\(pad(formatBytes(size), 10))  verified\(marker)"
+            )
         } catch {
-            print("\(url.lastPathComponent)  \(pad("-", 6))  \(pad("-", 7))  \(pad(formatBytes(size), 10))  corrupt: \(error)\(marker)")
+            print(
+                "\(url.lastPathComponent)  \(pad("-", 6))  \(pad("-", 7))  \(pad(formatBytes(size), 10))  corrupt: "
+                    + "\(error)\(marker)"
+            )
         }
     }
     if let latest, !steps.map({ CheckpointStore.name(step: $0) }).contains(latest) {

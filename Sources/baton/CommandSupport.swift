@@ -27,7 +27,8 @@ struct CommandSpec {
 
 let helpOption = Option(name: "--help", placeholder: nil, help: "show this help")
 
-let deviceOptions = options("""
+let deviceOptions = options(
+    """
     --device cpu|cuda|auto: backend to run on (default auto: CUDA where it loads, else CPU)
     --threads N: CPU threads (default: one per core)
     --attention flash|materialized: attention kernels on a GPU: flash (default: no T x T scores in memory) or
@@ -37,7 +38,9 @@ let deviceOptions = options("""
 /// Settings as flags: each setting's line of --help, in declaration order, with a command's own
 /// flags inserted after the setting whose flag keys them.
 func settingOptions(_ entries: [SettingEntry], inserting extra: [String: [Option]] = [:]) -> [Option] {
-    entries.flatMap { entry in [Option(name: entry.flag, placeholder: entry.placeholder, help: entry.help)] + (extra[entry.flag] ?? []) }
+    entries.flatMap { entry in
+        [Option(name: entry.flag, placeholder: entry.placeholder, help: entry.help)] + (extra[entry.flag] ?? [])
+    }
 }
 
 /// The model-shape flags that train and bench share, from the model's settings.
@@ -70,13 +73,18 @@ func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> D
     let threads = try threadCount(arguments) ?? 0
     let attentionName = arguments.string("--attention")
     guard let attention = AttentionKernel(rawValue: attentionName ?? "flash") else {
-        throw UsageError("baton \(arguments.command): --attention expects flash or materialized, got '\(attentionName!)'")
+        throw UsageError(
+            "baton \(arguments.command): --attention expects flash or materialized, got '\(attentionName!)'")
     }
     var reason: String?
     // One GPU per rank: the launcher's local rank on this node picks it.
-    let device = try DeviceSelection.open(request, threads: threads, gpu: launcherLocalRank, attention: attention, log: { reason = $0 })
+    let device = try DeviceSelection.open(
+        request, threads: threads, gpu: launcherLocalRank, attention: attention, log: { reason = $0 })
     if attentionName != nil && attention == .flash && !device.hasFlashAttention {
-        throw UsageError("baton \(arguments.command): --attention flash: the \(device.kind.rawValue) device has no flash attention (it keeps the scores)")
+        throw UsageError(
+            "baton \(arguments.command): --attention flash: the \(device.kind.rawValue) device has no flash "
+                + "attention (it keeps the scores)"
+        )
     }
     if announce { say("device: \(device.summary)" + (reason.map { " (\($0))" } ?? "")) }
     return device
@@ -86,7 +94,9 @@ func openDevice(_ arguments: ParsedArguments, announce: Bool = true) throws -> D
 func threadCount(_ arguments: ParsedArguments) throws -> Int? {
     guard let threads = try arguments.int("--threads") else { return nil }
     guard threads >= 0 else { throw UsageError("baton \(arguments.command): --threads must not be negative") }
-    guard threads <= 4096 else { throw UsageError("baton \(arguments.command): --threads \(threads) is larger than Baton supports (4096)") }
+    guard threads <= 4096 else {
+        throw UsageError("baton \(arguments.command): --threads \(threads) is larger than Baton supports (4096)")
+    }
     return threads
 }
 

@@ -4,7 +4,8 @@ import Foundation
 let evalSpec = CommandSpec(
     name: "eval", summary: "Mean next-token loss of weights over the first N sequences of a shard.",
     usage: "baton eval PATH --data FILE [--sequences N]   (\(modelPathHelp))",
-    options: options("""
+    options: options(
+        """
         --data FILE: token shard to evaluate on (required)
         --sequences N: number of consecutive sequences from the start of FILE (default 100)
         """) + deviceOptions, takesArguments: true)
@@ -29,10 +30,15 @@ func evalCommand(_ arguments: [String]) throws {
 private func refuseFolder(_ path: String) throws {
     var isFolder: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else { return }
-    let shards = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".bin") }.sorted()
-    let suggestion = (shards.first { $0.contains("_val_") } ?? shards.first).map { ": pass e.g. --data \(URL(fileURLWithPath: path).appendingPathComponent($0).path)" }
+    let shards = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".bin") }
+        .sorted()
+    let suggestion =
+        (shards.first { $0.contains("_val_") } ?? shards.first).map {
+            ": pass e.g. --data \(URL(fileURLWithPath: path).appendingPathComponent($0).path)"
+        }
         ?? ": pass one token shard file (baton prepare TEXT --out DIR writes them)"
-    throw BatonError.invalidFlag(flag: "--data", message: "--data \(path) is a folder; eval reads one shard file\(suggestion)")
+    throw BatonError.invalidFlag(
+        flag: "--data", message: "--data \(path) is a folder; eval reads one shard file\(suggestion)")
 }
 
 /// The shard, with every token below the model's vocabulary. eval has no flag that changes the
@@ -44,7 +50,11 @@ private func openShard(_ path: String, vocabularySize: Int, model: String) throw
     while start < shard.tokenCount {
         let tokens = try shard.tokens(start: start, count: min(chunk, shard.tokenCount - start))
         if let index = tokens.firstIndex(where: { Int($0) >= vocabularySize }) {
-            throw BatonError("\(path): token \(tokens[index]) at position \(start + index) is not below the vocabulary \(vocabularySize) of the model \(model); evaluate on a shard prepared with the tokenizer that model was trained with")
+            throw BatonError(
+                "\(path): token \(tokens[index]) at position \(start + index) is not below the vocabulary "
+                    + "\(vocabularySize) of the model \(model); evaluate on a shard prepared with the tokenizer that "
+                    + "model was trained with"
+            )
         }
         start += tokens.count
     }

@@ -5,8 +5,12 @@ import Foundation
 // so the tests can inject faults into a separate `baton` process. Release builds have no such flag.
 #if DEBUG
 let debugTrainOptions = [
-    Option(name: "--inject-fault", placeholder: "KIND:STEP[:FILE]",
-           help: "debug builds, for tests: pause-in-save:STEP:FILE (create FILE, then wait to be killed), disk-full:STEP, nonfinite:STEP"),
+    Option(
+        name: "--inject-fault", placeholder: "KIND:STEP[:FILE]",
+        help:
+            "debug builds, for tests: pause-in-save:STEP:FILE (create FILE, then wait to be killed), "
+            + "disk-full:STEP, nonfinite:STEP"
+    )
 ]
 
 func faultPlan(_ text: String) throws -> FaultPlan {
@@ -26,8 +30,9 @@ func faultPlan(_ text: String) throws -> FaultPlan {
         // The error a real full disk gives while the optimizer file is written.
         return FaultPlan(midSave: { saving, folder in
             guard saving == step else { return }
-            throw BatonError.fileWriteFailed(path: folder.appendingPathComponent(CheckpointStore.optimizerFile).path, what: "write failed",
-                                             code: ENOSPC, neededBytes: 0)
+            throw BatonError.fileWriteFailed(
+                path: folder.appendingPathComponent(CheckpointStore.optimizerFile).path, what: "write failed",
+                code: ENOSPC, neededBytes: 0)
         })
     case ("nonfinite", 2):
         return FaultPlan(afterBackward: { current, model in
@@ -36,25 +41,37 @@ func faultPlan(_ text: String) throws -> FaultPlan {
     case ("stall-rank", 3):
         // A rank that stops answering (a hung GPU, a stopped process) but does not exit: the
         // others must not wait for it forever.
-        guard let rank = Int(parts[2]) else { throw UsageError("baton train: --inject-fault stall-rank:STEP:RANK expects a rank number") }
+        guard let rank = Int(parts[2]) else {
+            throw UsageError("baton train: --inject-fault stall-rank:STEP:RANK expects a rank number")
+        }
         return FaultPlan(afterBackward: { current, _ in
-            guard current == step, ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) == rank else { return }
+            guard current == step, ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].flatMap(Int.init) == rank
+            else { return }
             while true { sleep(60) }
         })
     default:
-        throw UsageError("baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, nonfinite:STEP, stall-rank:STEP:RANK)")
+        throw UsageError(
+            "baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, "
+                + "nonfinite:STEP, stall-rank:STEP:RANK)"
+        )
     }
 }
 
 let debugExportOptions = [
-    Option(name: "--inject-fault", placeholder: "pause-at:POINT:FILE",
-           help: "debug builds, for tests: at POINT (written, swapped, aside: the path without RENAME_EXCHANGE) create FILE, then wait to be killed"),
+    Option(
+        name: "--inject-fault", placeholder: "pause-at:POINT:FILE",
+        help:
+            "debug builds, for tests: at POINT (written, swapped, aside: the path without RENAME_EXCHANGE) create "
+            + "FILE, then wait to be killed"
+    )
 ]
 
 func exportFaultHooks(_ text: String) throws -> ExportFolder.Hooks {
     let parts = text.split(separator: ":", maxSplits: 2).map(String.init)
     guard parts.count == 3, parts[0] == "pause-at", ["written", "swapped", "aside"].contains(parts[1]) else {
-        throw UsageError("baton export: --inject-fault expects pause-at:POINT:FILE (POINT: written, swapped or aside), got '\(text)'")
+        throw UsageError(
+            "baton export: --inject-fault expects pause-at:POINT:FILE (POINT: written, swapped or aside), got '\(text)'"
+        )
     }
     var hooks = ExportFolder.Hooks()
     hooks.withoutExchange = parts[1] == "aside"

@@ -14,12 +14,17 @@ func options(_ table: String) -> [Option] {
     var entries: [String] = []
     for line in table.split(separator: "\n") {
         let text = line.trimmingCharacters(in: .whitespaces)
-        if text.hasPrefix("--") || entries.isEmpty { entries.append(text) } else { entries[entries.count - 1] += " " + text }
+        if text.hasPrefix("--") || entries.isEmpty {
+            entries.append(text)
+        } else {
+            entries[entries.count - 1] += " " + text
+        }
     }
     return entries.map { text in
         guard let colon = text.range(of: ": ") else { preconditionFailure("option line without ': ': \(text)") }
         let head = text[..<colon.lowerBound].split(separator: " ", maxSplits: 1).map(String.init)
-        return Option(name: head[0], placeholder: head.count > 1 ? head[1] : nil, help: String(text[colon.upperBound...]))
+        return Option(
+            name: head[0], placeholder: head.count > 1 ? head[1] : nil, help: String(text[colon.upperBound...]))
     }
 }
 
@@ -57,8 +62,12 @@ struct ParsedArguments {
                 continue
             }
             let value: String
-            if let inlineValue { value = inlineValue } else {
-                guard index < arguments.count else { throw UsageError("baton \(command): \(name) needs a value (\(option.placeholder!))") }
+            if let inlineValue {
+                value = inlineValue
+            } else {
+                guard index < arguments.count else {
+                    throw UsageError("baton \(command): \(name) needs a value (\(option.placeholder!))")
+                }
                 value = arguments[index]
                 index += 1
             }
@@ -81,10 +90,16 @@ struct ParsedArguments {
             guard let number = Int(value) ?? UInt64(value).map({ _ in Int.max }) else {
                 throw UsageError("baton \(command): \(option.name) expects a whole number, got '\(value)'")
             }
-            guard number >= 0 else { throw UsageError("baton \(command): \(option.name) must not be negative, got \(value)") }
+            guard number >= 0 else {
+                throw UsageError("baton \(command): \(option.name) must not be negative, got \(value)")
+            }
         } else if numberPlaceholders.contains(placeholder) {
-            guard let number = Double(value), number.isFinite else { throw UsageError("baton \(command): \(option.name) expects a number, got '\(value)'") }
-            guard number >= 0 else { throw UsageError("baton \(command): \(option.name) must not be negative, got \(value)") }
+            guard let number = Double(value), number.isFinite else {
+                throw UsageError("baton \(command): \(option.name) expects a number, got '\(value)'")
+            }
+            guard number >= 0 else {
+                throw UsageError("baton \(command): \(option.name) must not be negative, got \(value)")
+            }
         } else if placeholder.contains("|"), !placeholder.contains(where: \.isUppercase) {
             // A closed list of words (an upper-case alternative, like PATH or DIR, leaves it open).
             let words = placeholder.split(separator: "|").map(String.init)
@@ -99,26 +114,34 @@ struct ParsedArguments {
 
     /// The one argument besides the flags that the command takes; `what` names it in the error.
     func onlyArgument(_ what: String) throws -> String {
-        guard positionals.count == 1 else { throw UsageError("baton \(command): give one \(what) (see baton \(command) --help)") }
+        guard positionals.count == 1 else {
+            throw UsageError("baton \(command): give one \(what) (see baton \(command) --help)")
+        }
         return positionals[0]
     }
     func flag(_ name: String) -> Bool { values[name] != nil }
 
     func int(_ name: String) throws -> Int? {
         guard let text = values[name] else { return nil }
-        guard let value = Int(text) else { throw UsageError("baton \(command): \(name) expects a whole number, got '\(text)'") }
+        guard let value = Int(text) else {
+            throw UsageError("baton \(command): \(name) expects a whole number, got '\(text)'")
+        }
         return value
     }
 
     func float(_ name: String) throws -> Float? {
         guard let text = values[name] else { return nil }
-        guard let value = Float(text), value.isFinite else { throw UsageError("baton \(command): \(name) expects a number, got '\(text)'") }
+        guard let value = Float(text), value.isFinite else {
+            throw UsageError("baton \(command): \(name) expects a number, got '\(text)'")
+        }
         return value
     }
 
     func seed(_ name: String) throws -> UInt64? {
         guard let text = values[name] else { return nil }
-        guard let value = UInt64(text) else { throw UsageError("baton \(command): \(name) expects a whole number >= 0, got '\(text)'") }
+        guard let value = UInt64(text) else {
+            throw UsageError("baton \(command): \(name) expects a whole number >= 0, got '\(text)'")
+        }
         return value
     }
 }

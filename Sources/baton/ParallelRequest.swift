@@ -11,7 +11,9 @@ struct ParallelRequest {
 
     init(_ parsed: ParsedArguments) throws {
         let comm = parsed.string("--comm") ?? "auto"
-        guard let transport = Transport(rawValue: comm) else { throw UsageError("baton train: --comm expects auto, mpi or nccl, got '\(comm)'") }
+        guard let transport = Transport(rawValue: comm) else {
+            throw UsageError("baton train: --comm expects auto, mpi or nccl, got '\(comm)'")
+        }
         self.transport = transport
         let timeout = try parsed.float("--collective-timeout") ?? 600
         guard timeout >= 0 else { throw UsageError("baton train: --collective-timeout must not be negative") }
@@ -34,7 +36,8 @@ struct ParallelRequest {
         var deviceCommunicator: DeviceCommunicator?
         if device.kind == .cuda && transport != .mpi {
             do {
-                deviceCommunicator = try DeviceCommunicator.join(over: communicator, deviceIndex: launcherLocalRank, timeoutSeconds: timeoutSeconds)
+                deviceCommunicator = try DeviceCommunicator.join(
+                    over: communicator, deviceIndex: launcherLocalRank, timeoutSeconds: timeoutSeconds)
             } catch let error where transport == .auto {
                 report("comm: MPI through host memory (NCCL unavailable: \(error))")
             }

@@ -2,9 +2,11 @@ import Baton
 import Foundation
 
 let prepareSpec = CommandSpec(
-    name: "prepare", summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or GPT-2 BPE, streamed.",
+    name: "prepare",
+    summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or GPT-2 BPE, streamed.",
     usage: "baton prepare FILE... --out DIR [--tokenizer bytes|gpt2|DIR]   (.txt: one document; .jsonl: one a line)",
-    options: options("""
+    options: options(
+        """
         --out DIR: folder for the shards (required); written whole beside it, then swapped in
         --overwrite: replace DIR when it already holds a dataset (a folder holding other files is never replaced)
         --name NAME: shard name prefix (default corpus)
@@ -18,7 +20,9 @@ let prepareSpec = CommandSpec(
 
 func prepareCommand(_ arguments: [String]) throws {
     guard let parsed = try prepareSpec.parse(arguments) else { return }
-    guard !parsed.positionals.isEmpty else { throw UsageError("baton prepare: give at least one text file (see baton prepare --help)") }
+    guard !parsed.positionals.isEmpty else {
+        throw UsageError("baton prepare: give at least one text file (see baton prepare --help)")
+    }
     guard let out = parsed.string("--out") else { throw UsageError("baton prepare: --out DIR is required") }
     #if DEBUG
     if let fault = parsed.string("--inject-fault") { try injectPrepareFault(fault) }
@@ -28,16 +32,25 @@ func prepareCommand(_ arguments: [String]) throws {
     let overwrite = parsed.flag("--overwrite")
     let name = parsed.string("--name") ?? "corpus"
     // The prefix names files inside --out: a path would write outside the folder that is swapped in.
-    guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix("."), name.utf8.count <= 200 else {
-        throw UsageError("baton prepare: --name must be a plain file-name prefix (no '/', not empty, not starting with '.', at most 200 bytes), got '\(name.prefix(40))\(name.count > 40 ? "..." : "")'")
+    guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.hasPrefix("."), name.utf8.count <= 200
+    else {
+        throw UsageError(
+            "baton prepare: --name must be a plain file-name prefix (no '/', not empty, not starting with '.', at "
+                + "most 200 bytes), got '\(name.prefix(40))\(name.count > 40 ? "..." : "")'"
+        )
     }
     if tokenizer == "bytes" {
         for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {
-            throw UsageError("baton prepare: \(flag) is for --tokenizer gpt2 or DIR; byte-level shards are 90% train, 10% val")
+            throw UsageError(
+                "baton prepare: \(flag) is for --tokenizer gpt2 or DIR; byte-level shards are 90% train, 10% val")
         }
-        let result = try DatasetPreparation.prepare(textFiles: files, outputFolder: URL(fileURLWithPath: out), name: name,
-                                                    overwrite: overwrite)
-        print("wrote \(result.files.map(\.path).joined(separator: ", ")): \(result.trainTokens) train and \(result.valTokens) val tokens")
+        let result = try DatasetPreparation.prepare(
+            textFiles: files, outputFolder: URL(fileURLWithPath: out), name: name,
+            overwrite: overwrite)
+        print(
+            "wrote \(result.files.map(\.path).joined(separator: ", ")): \(result.trainTokens) train and "
+                + "\(result.valTokens) val tokens"
+        )
         return
     }
     var options = CorpusPreparation.Options()
@@ -50,23 +63,37 @@ func prepareCommand(_ arguments: [String]) throws {
     options.progress = { say($0) }
     let folder = tokenizer == "gpt2" ? try GPT2Tokenizer.bundledFolder() : URL(fileURLWithPath: tokenizer)
     let start = monotonicSeconds()
-    let result = try CorpusPreparation(tokenizerFolder: folder, options: options).prepare(files: files, outputFolder: URL(fileURLWithPath: out))
-    say("wrote \(result.files.count) shards to \(out): \(result.documents) documents, \(result.trainTokens) train and \(result.valTokens) val tokens in \(formatDuration(monotonicSeconds() - start))")
+    let result = try CorpusPreparation(tokenizerFolder: folder, options: options).prepare(
+        files: files, outputFolder: URL(fileURLWithPath: out))
+    say(
+        "wrote \(result.files.count) shards to \(out): \(result.documents) documents, \(result.trainTokens) train "
+            + "and \(result.valTokens) val tokens in \(formatDuration(monotonicSeconds() - start))"
+    )
 }
 
 // Debug builds only: `baton prepare --inject-fault KIND:FILE` pauses at an instant of the write
 // (creating FILE, then waiting to be killed), so the tests can kill a `baton prepare` there.
 #if DEBUG
 let debugPrepareOptions = [
-    Option(name: "--inject-fault", placeholder: "KIND:FILE",
-           help: "debug builds, for tests: pause-after-shard, pause-before-swap, pause-after-swap, pause-aside (the rename-aside swap) or no-exchange:FILE (that swap, no pause)"),
+    Option(
+        name: "--inject-fault", placeholder: "KIND:FILE",
+        help:
+            "debug builds, for tests: pause-after-shard, pause-before-swap, pause-after-swap, pause-aside (the "
+            + "rename-aside swap) or no-exchange:FILE (that swap, no pause)"
+    )
 ]
 
 func injectPrepareFault(_ text: String) throws {
     let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
-    let instants = ["pause-after-shard": "after-shard", "pause-before-swap": "before-swap", "pause-after-swap": "after-swap", "pause-aside": "aside"]
+    let instants = [
+        "pause-after-shard": "after-shard", "pause-before-swap": "before-swap", "pause-after-swap": "after-swap",
+        "pause-aside": "aside",
+    ]
     guard parts.count == 2, parts[0] == "no-exchange" || instants[parts[0]] != nil else {
-        throw UsageError("baton prepare: --inject-fault expects KIND:FILE (\(instants.keys.sorted().joined(separator: ", ")), no-exchange), got '\(text)'")
+        throw UsageError(
+            "baton prepare: --inject-fault expects KIND:FILE (\(instants.keys.sorted().joined(separator: ", ")), "
+                + "no-exchange), got '\(text)'"
+        )
     }
     if parts[0] == "no-exchange" || parts[0] == "pause-aside" { DatasetFolder.forceNoExchange = true }
     guard let instant = instants[parts[0]] else { return }

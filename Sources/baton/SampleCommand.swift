@@ -4,7 +4,8 @@ import Foundation
 let sampleSpec = CommandSpec(
     name: "sample", summary: "Generate text from trained weights.",
     usage: "baton sample PATH [options]   (\(modelPathHelp))",
-    options: options("""
+    options: options(
+        """
         --prompt TEXT: text to continue (default: a newline)
         --length N: tokens to generate, 0 to 1000000 (default 300)
         --temperature X: softmax temperature; 0 is greedy (default 0.8)
@@ -23,29 +24,42 @@ func sampleCommand(_ arguments: [String]) throws {
     let topK = try parsed.int("--top-k") ?? 40
     guard length >= 0 else { throw UsageError("baton sample: --length must not be negative") }
     guard length <= Sampler.maximumLength else {
-        throw UsageError("baton sample: --length must be at most \(Sampler.maximumLength) tokens, got \(length); sample in several runs for more")
+        throw UsageError(
+            "baton sample: --length must be at most \(Sampler.maximumLength) tokens, got \(length); sample in "
+                + "several runs for more"
+        )
     }
     guard temperature >= 0 else { throw UsageError("baton sample: --temperature must not be negative") }
     guard topK >= 0 else { throw UsageError("baton sample: --top-k must not be negative") }
     let device = try openDevice(parsed, announce: false)
     let weights = try ModelWeights.resolve(path: path)
     let model = try ModelWeights.openModel(path: weights.path, device: device)
-    let tokenizer = try parsed.string("--tokenizer").map(TextTokenizer.named)
-        ?? TextTokenizer.forModel(vocabularySize: model.config.vocabularySize, tokenizerFolder: try ModelWeights.tokenizerFolder(ofWeights: weights))
+    let tokenizer =
+        try parsed.string("--tokenizer").map(TextTokenizer.named)
+        ?? TextTokenizer.forModel(
+            vocabularySize: model.config.vocabularySize,
+            tokenizerFolder: try ModelWeights.tokenizerFolder(ofWeights: weights))
     let prompt = parsed.string("--prompt") ?? ""
     let promptTokens = tokenizer.encode(prompt)
     if let bad = promptTokens.first(where: { Int($0) >= model.config.vocabularySize }) {
-        throw BatonError("--prompt: token \(bad) is not below the model's vocabulary \(model.config.vocabularySize); pass the --tokenizer it was trained with")
+        throw BatonError(
+            "--prompt: token \(bad) is not below the model's vocabulary \(model.config.vocabularySize); pass the "
+                + "--tokenizer it was trained with"
+        )
     }
     FileHandle.standardOutput.write(Data(prompt.utf8))
     var pending: [UInt8] = []
     let stop: Int32? = parsed.flag("--stop-at-eot") ? GPT2Tokenizer.endOfText : nil
-    _ = try Sampler.generate(model: model, prompt: promptTokens, length: length, temperature: temperature, topK: topK,
-                             seed: try parsed.seed("--seed") ?? 42, start: tokenizer.start, stopAt: stop) { token in
+    _ = try Sampler.generate(
+        model: model, prompt: promptTokens, length: length, temperature: temperature, topK: topK,
+        seed: try parsed.seed("--seed") ?? 42, start: tokenizer.start, stopAt: stop
+    ) { token in
         // Print whole UTF-8 characters as they complete.
         pending += tokenizer.bytes(of: token)
         var valid = pending.count
-        while valid > 0 && String(validating: pending[..<valid], as: UTF8.self) == nil && pending.count - valid < 4 { valid -= 1 }
+        while valid > 0 && String(validating: pending[..<valid], as: UTF8.self) == nil && pending.count - valid < 4 {
+            valid -= 1
+        }
         if valid > 0 {
             FileHandle.standardOutput.write(Data(pending[..<valid]))
             pending.removeFirst(valid)

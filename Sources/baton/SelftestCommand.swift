@@ -3,7 +3,9 @@ import Foundation
 
 let selftestSpec = CommandSpec(
     name: "selftest",
-    summary: "Check a backend against the CPU reference: every op, then training parity, resume on the device, and resume across backends. Run it on every new GPU host.",
+    summary:
+        "Check a backend against the CPU reference: every op, then training parity, resume on the device, and "
+        + "resume across backends. Run it on every new GPU host.",
     usage: "baton selftest [--device cuda|cpu]",
     options: [Option(name: "--device", placeholder: "cuda|cpu", help: "the backend to check (default cuda)")])
 
@@ -40,12 +42,16 @@ func selftestCommand(_ arguments: [String]) throws {
     defer { try? FileManager.default.removeItem(at: folder) }
     for shape in SelfTest.OpShape.all { say("ops at \(shape.description)") }
     var rows: [SelfTest.Row] = []
-    for shape in SelfTest.OpShape.all { rows += SelfTest.Row.guarded("ops [\(shape.label)]", report: live) { try test.opChecks(shape) } }
+    for shape in SelfTest.OpShape.all {
+        rows += SelfTest.Row.guarded("ops [\(shape.label)]", report: live) { try test.opChecks(shape) }
+    }
     // Each lower precision against the CPU's twin of it (the same roundings at the same points), at
     // two shapes: the small one and the one that makes every loop go round more than once.
     for precision in [Precision.tf32, .bf16] {
         for shape in [SelfTest.OpShape.small, .loops] {
-            rows += SelfTest.Row.guarded("ops [\(shape.label), \(precision.rawValue)]", report: live) { try test.opChecks(shape, precision: precision) }
+            rows += SelfTest.Row.guarded("ops [\(shape.label), \(precision.rawValue)]", report: live) {
+                try test.opChecks(shape, precision: precision)
+            }
         }
     }
     for precision in Precision.allCases {
@@ -63,11 +69,21 @@ func selftestCommand(_ arguments: [String]) throws {
     }
     let memory = test.activationMemory()
     func gigabytes(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / 1e9) }
-    say("memory: activations of GPT-2 124M at batch 32, T 1024 on this device: \(gigabytes(memory.device)) (attention: \(gigabytes(memory.deviceAttention))); "
-        + "with the T x T scores kept: \(gigabytes(memory.scoresKept)) (attention: \(gigabytes(memory.scoresAttention)))")
+    say(
+        "memory: activations of GPT-2 124M at batch 32, T 1024 on this device: \(gigabytes(memory.device)) "
+            + "(attention: \(gigabytes(memory.deviceAttention))); "
+            + "with the T x T scores kept: \(gigabytes(memory.scoresKept)) (attention: "
+            + "\(gigabytes(memory.scoresAttention)))"
+    )
     let bf16Memory = test.activationMemory(element: .bfloat16)
-    say("memory: the same with bf16 activations (a bf16 run): \(gigabytes(bf16Memory.device)); with the scores kept: \(gigabytes(bf16Memory.scoresKept))")
-    say("memory: this selftest allocated \(device.allocationCount) buffers, \(gigabytes(device.allocatedBytes)) on the device")
+    say(
+        "memory: the same with bf16 activations (a bf16 run): \(gigabytes(bf16Memory.device)); with the scores "
+            + "kept: \(gigabytes(bf16Memory.scoresKept))"
+    )
+    say(
+        "memory: this selftest allocated \(device.allocationCount) buffers, \(gigabytes(device.allocatedBytes)) on "
+            + "the device"
+    )
     let width = rows.map(\.check.count).max() ?? 10
     say("check".padding(toLength: width, withPad: " ", startingAt: 0) + "   max rel error      limit  result")
     for row in rows {

@@ -3,9 +3,12 @@ import Foundation
 
 let tortureSpec = CommandSpec(
     name: "torture",
-    summary: "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
+    summary:
+        "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside "
+        + "saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
     usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N]",
-    options: options("""
+    options: options(
+        """
         --kills N: SIGKILLs to deliver (default 50)
         --seed S: seed for the kill times and the data (default 1); a failure replays with the same seed
         --work DIR: working folder, kept afterwards (default: a temporary folder, deleted when all is well)
@@ -23,9 +26,14 @@ func tortureCommand(_ arguments: [String]) throws {
     let ranks = try parsed.int("--ranks") ?? 1
     guard ranks >= 1 else { throw UsageError("baton torture: --ranks must be at least 1") }
     if ranks > 1 {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/mpirun") else { throw BatonError("baton torture --ranks: no /usr/bin/mpirun; install OpenMPI (scripts/setup/install-deps)") }
+        guard FileManager.default.fileExists(atPath: "/usr/bin/mpirun") else {
+            throw BatonError("baton torture --ranks: no /usr/bin/mpirun; install OpenMPI (scripts/setup/install-deps)")
+        }
         guard FileManager.default.fileExists(atPath: Communicator.candidatePath) else {
-            throw BatonError("baton torture --ranks: no MPI communicator library at \(Communicator.candidatePath); build it with scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY")
+            throw BatonError(
+                "baton torture --ranks: no MPI communicator library at \(Communicator.candidatePath); build it with "
+                    + "scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY"
+            )
         }
     }
     let report = try Torture(work: work, kills: kills, seed: seed, ranks: ranks).run()
@@ -59,18 +67,28 @@ struct Torture {
         let shards = work.appendingPathComponent("shards")
         try fileManager.createDirectory(at: shards, withIntermediateDirectories: true)
         let letters = (0..<485).map { _ in UInt16(generator.next() % 5 == 0 ? 32 : 97 + generator.next() % 26) }
-        try TokenShard.write(tokens: Array(letters.prefix(385)), to: shards.appendingPathComponent("t_train_000000.bin"))
+        try TokenShard.write(
+            tokens: Array(letters.prefix(385)), to: shards.appendingPathComponent("t_train_000000.bin"))
         try TokenShard.write(tokens: Array(letters.suffix(100)), to: shards.appendingPathComponent("t_val_000000.bin"))
         let steps = max(60, 12 * kills)
         let batch = ranks > 1 ? ["--batch", "2", "--global-batch", "\(2 * ranks)"] : ["--batch", "4"]
-        let common = ["--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8"] + batch + [
-                      "--steps", "\(steps)", "--warmup", "5", "--lr", "3e-3", "--save-every", "2", "--keep-last", "3",
-                      "--eval-every", "25", "--eval-batches", "2", "--log-every", "1000000", "--device", "cpu", "--threads", "1"]
+        let common =
+            ["--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8"] + batch + [
+                "--steps", "\(steps)", "--warmup", "5", "--lr", "3e-3", "--save-every", "2", "--keep-last", "3",
+                "--eval-every", "25", "--eval-batches", "2", "--log-every", "1000000", "--device", "cpu", "--threads",
+                "1",
+            ]
 
         // Calibrate: process start-up, and the uninterrupted reference run.
         let calibration = common.map { $0 == "\(steps)" ? "1" : $0 }
-        let startup = try timed { try runToEnd(["train", "--out", work.appendingPathComponent("calibrate").path] + calibration, ranks: ranks) }
-        let startupAlone = ranks > 1 ? try timed { try runToEnd(["train", "--out", work.appendingPathComponent("calibrate-alone").path] + calibration) } : startup
+        let startup = try timed {
+            try runToEnd(["train", "--out", work.appendingPathComponent("calibrate").path] + calibration, ranks: ranks)
+        }
+        let startupAlone =
+            ranks > 1
+            ? try timed {
+                try runToEnd(["train", "--out", work.appendingPathComponent("calibrate-alone").path] + calibration)
+            } : startup
         let straight = work.appendingPathComponent("straight").path
         let whole = try timed { try runToEnd(["train", "--out", straight] + common) }
         let perStep = max((whole - startupAlone) / Double(steps), 1e-5)
@@ -88,9 +106,12 @@ struct Torture {
             attempts: while done < kills {
                 // Kill within the first ~steps/(2 kills) steps of this attempt's work, so most kills
                 // land before the run is over.
-                let delay = 0.5 * startup + generator.nextUniform() * (startup + perStep * Double(steps) / Double(2 * kills))
-                let process = try launch(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"),
-                                         ranks: ranks)
+                let delay =
+                    0.5 * startup + generator.nextUniform() * (startup + perStep * Double(steps) / Double(2 * kills))
+                let process = try launch(
+                    ["train", "--out", tortured, "--resume", "auto"] + common,
+                    log: work.appendingPathComponent("tortured.log"),
+                    ranks: ranks)
                 launches += 1
                 usleep(UInt32(delay * 1e6))
                 guard process.isRunning else {
@@ -134,7 +155,11 @@ struct Torture {
                 let leftTemporary = !temporaries.subtracting(seenTemporaries).isEmpty
                 seenTemporaries.formUnion(temporaries)
                 if leftTemporary { inSaveWrite += 1 }
-                if leftTemporary || names.contains(where: { $0.hasPrefix(".old-") }) || store.latestName() != newestFolder { inSave += 1 }
+                if leftTemporary || names.contains(where: { $0.hasPrefix(".old-") })
+                    || store.latestName() != newestFolder
+                {
+                    inSave += 1
+                }
                 // Nothing good may be lost: every checkpoint folder verifies, and the newest good
                 // step never goes backwards.
                 var newestGood = -1
@@ -146,33 +171,51 @@ struct Torture {
                 }
                 if newestGood < newestBefore {
                     lost += 1
-                    notes.append("after kill \(done): newest good checkpoint went back from step \(newestBefore) to \(newestGood)")
+                    notes.append(
+                        "after kill \(done): newest good checkpoint went back from step \(newestBefore) to "
+                            + "\(newestGood)"
+                    )
                 }
                 newestBefore = max(newestBefore, newestGood)
             }
-            try runToEnd(["train", "--out", tortured, "--resume", "auto"] + common, log: work.appendingPathComponent("tortured.log"), ranks: ranks)
+            try runToEnd(
+                ["train", "--out", tortured, "--resume", "auto"] + common,
+                log: work.appendingPathComponent("tortured.log"), ranks: ranks)
             launches += 1
             let final = CheckpointStore(runFolder: URL(fileURLWithPath: straight)).url(step: steps)
             for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
                 let a = try Data(contentsOf: final.appendingPathComponent(name))
                 let b = try Data(contentsOf: store.url(step: steps).appendingPathComponent(name))
-                if a != b { mismatches += 1; notes.append("round \(rounds): \(name) of step \(steps) differs from the uninterrupted run's") }
+                if a != b {
+                    mismatches += 1;
+                    notes.append("round \(rounds): \(name) of step \(steps) differs from the uninterrupted run's")
+                }
             }
             func metrics(_ run: String) throws -> [StepMetrics] {
-                try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
+                try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map {
+                    var m = $0; m.tokensPerSecond = 0; return m
+                }
             }
-            if try metrics(straight) != metrics(tortured) { mismatches += 1; notes.append("round \(rounds): metrics.jsonl differs from the uninterrupted run's") }
+            if try metrics(straight) != metrics(tortured) {
+                mismatches += 1; notes.append("round \(rounds): metrics.jsonl differs from the uninterrupted run's")
+            }
         }
         let window = 1000 * (1.5 * startup + perStep * Double(steps) / Double(2 * kills))
-        let lines = ["torture: seed \(seed), \(ranks > 1 ? "\(ranks) ranks under mpirun (a random rank killed each time), " : "")\(steps) steps a run, checkpoint every 2 steps, SIGKILL \(String(format: "%.0f", 500 * startup))-\(String(format: "%.0f", window)) ms after each launch"]
+        let lines =
+            [
+                "torture: seed \(seed), "
+                    + "\(ranks > 1 ? "\(ranks) ranks under mpirun (a random rank killed each time), " : "")\(steps) "
+                    + "steps a run, checkpoint every 2 steps, SIGKILL "
+                    + "\(String(format: "%.0f", 500 * startup))-\(String(format: "%.0f", window)) ms after each launch"
+            ]
             + notes.map { "  note: \($0)" } + [
-            "kills: \(done)",
-            "kills inside a save: \(inSave) (\(inSaveWrite) while writing it: a .tmp- folder left)",
-            "resumes: \(launches - rounds)",
-            "runs compared with the uninterrupted one: \(rounds)",
-            "mismatches: \(mismatches)",
-            "checkpoints lost: \(lost)",
-        ]
+                "kills: \(done)",
+                "kills inside a save: \(inSave) (\(inSaveWrite) while writing it: a .tmp- folder left)",
+                "resumes: \(launches - rounds)",
+                "runs compared with the uninterrupted one: \(rounds)",
+                "mismatches: \(mismatches)",
+                "checkpoints lost: \(lost)",
+            ]
         return Report(lines: lines, passed: done == kills && mismatches == 0 && lost == 0)
     }
 
@@ -180,13 +223,21 @@ struct Torture {
         let process = Process()
         if ranks > 1 {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "-x", "BATON_MPI_LIBRARY", executable.path] + arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(["BATON_MPI_LIBRARY": Communicator.candidatePath]) { $1 }
+            process.arguments =
+                [
+                    "--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)", "-x", "BATON_MPI_LIBRARY",
+                    executable.path,
+                ] + arguments
+            process.environment = ProcessInfo.processInfo.environment.merging([
+                "BATON_MPI_LIBRARY": Communicator.candidatePath
+            ]) { $1 }
         } else {
             process.executableURL = executable
             process.arguments = arguments
         }
-        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log.path) {
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+        }
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
         process.standardOutput = handle
@@ -199,11 +250,17 @@ struct Torture {
     private func rankProcess(_ rank: Int, of run: String) -> pid_t? {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for name in names {
-            guard let pid = pid_t(name), let environment = FileManager.default.contents(atPath: "/proc/\(name)/environ"),
-                  let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { continue }
+            guard let pid = pid_t(name),
+                let environment = FileManager.default.contents(atPath: "/proc/\(name)/environ"),
+                let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline")
+            else { continue }
             let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") && arguments.contains(run) && arguments.first?.hasSuffix("baton") == true { return pid }
+            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") && arguments.contains(run)
+                && arguments.first?.hasSuffix("baton") == true
+            {
+                return pid
+            }
         }
         return nil
     }
@@ -212,7 +269,10 @@ struct Torture {
         let process = try launch(arguments, log: log ?? work.appendingPathComponent("reference.log"), ranks: ranks)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw BatonError("torture: baton \(arguments.prefix(3).joined(separator: " ")) failed (status \(process.terminationStatus)); see \(work.path)")
+            throw BatonError(
+                "torture: baton \(arguments.prefix(3).joined(separator: " ")) failed (status "
+                    + "\(process.terminationStatus)); see \(work.path)"
+            )
         }
     }
 

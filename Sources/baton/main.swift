@@ -16,9 +16,13 @@ let commands: [(name: String, summary: String, run: ([String]) throws -> Void)] 
 ]
 
 @MainActor func mainHelp() -> String {
-    var lines = ["baton \(batonVersion): a GPT trainer that can be stopped at any instant and resumed", "",
-                 "usage: baton COMMAND [options]   (baton COMMAND --help lists a command's flags)", "", "commands:"]
-    for command in commands { lines.append("  " + command.name.padding(toLength: 12, withPad: " ", startingAt: 0) + command.summary) }
+    var lines = [
+        "baton \(batonVersion): a GPT trainer that can be stopped at any instant and resumed", "",
+        "usage: baton COMMAND [options]   (baton COMMAND --help lists a command's flags)", "", "commands:",
+    ]
+    for command in commands {
+        lines.append("  " + command.name.padding(toLength: 12, withPad: " ", startingAt: 0) + command.summary)
+    }
     return lines.joined(separator: "\n")
 }
 

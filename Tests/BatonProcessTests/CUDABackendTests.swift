@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -11,8 +12,9 @@ final class CUDABackendTests: XCTestCase {
     static let library = TestPaths.repositoryRoot.appendingPathComponent(".build-cuda/libbaton_cuda.so")
 
     func builtLibrary() throws -> URL {
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: CUDABackendTests.library.path),
-                          "skipped: \(CUDABackendTests.library.path) not built (scripts/test builds it with CMake and nvcc)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: CUDABackendTests.library.path),
+            "skipped: \(CUDABackendTests.library.path) not built (scripts/test builds it with CMake and nvcc)")
         return CUDABackendTests.library
     }
 
@@ -30,7 +32,9 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertEqual(exported, ["baton_backend_get_table"], "the kernels stay hidden behind the table")
     }
 
-    func oneLineError(_ arguments: [String], library: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    func oneLineError(
+        _ arguments: [String], library: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> String {
         let result = try runBaton(arguments, environment: ["BATON_CUDA_LIBRARY": library])
         XCTAssertEqual(result.status, 1, file: file, line: line)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
@@ -39,9 +43,13 @@ final class CUDABackendTests: XCTestCase {
 
     func testEveryMissingPieceIsAOneLineError() throws {
         let bench = ["bench", "--device", "cuda", "--steps", "1"]
-        XCTAssert(try oneLineError(bench, library: "/nonexistent/libbaton_cuda.so").contains("no CUDA backend library at /nonexistent/libbaton_cuda.so"))
+        XCTAssert(
+            try oneLineError(bench, library: "/nonexistent/libbaton_cuda.so").contains(
+                "no CUDA backend library at /nonexistent/libbaton_cuda.so"))
         XCTAssert(try oneLineError(bench, library: "/etc/hostname").contains("cannot load /etc/hostname"))
-        let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6"].first { FileManager.default.fileExists(atPath: $0) }
+        let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6"].first {
+            FileManager.default.fileExists(atPath: $0)
+        }
         if let libm { XCTAssert(try oneLineError(bench, library: libm).contains("is not a Baton backend")) }
         // A library from another version of Baton.
         let folder = try TestPaths.temporaryFolder("abi")
@@ -53,18 +61,26 @@ final class CUDABackendTests: XCTestCase {
         static baton_backend_table table = { BATON_BACKEND_ABI_VERSION + 1, "other" };
         const baton_backend_table *baton_backend_get_table(void) { return &table; }
         """.write(to: source, atomically: true, encoding: .utf8)
-        XCTAssertEqual(shell("cc -shared -fPIC -I'\(header)' '\(source.path)' -o '\(library.path)'"), 0, "cc must build the stand-in library")
+        XCTAssertEqual(
+            shell("cc -shared -fPIC -I'\(header)' '\(source.path)' -o '\(library.path)'"), 0,
+            "cc must build the stand-in library")
         XCTAssert(try oneLineError(bench, library: library.path).contains("version mismatch"))
     }
 
     func testNoGPUIsAOneLineErrorAndAutoTrainsOnTheCPU() throws {
         let library = try builtLibrary().path
-        let probe = try runBaton(["bench", "--device", "cuda", "--steps", "1", "--warmup-steps", "0"], environment: ["BATON_CUDA_LIBRARY": library])
+        let probe = try runBaton(
+            ["bench", "--device", "cuda", "--steps", "1", "--warmup-steps", "0"],
+            environment: ["BATON_CUDA_LIBRARY": library])
         try XCTSkipIf(probe.status == 0, "skipped: this machine has a GPU; baton selftest --device cuda checks it")
         let message = try oneLineError(["bench", "--device", "cuda"], library: library)
         XCTAssert(message.contains("no CUDA device") || message.contains("no usable NVIDIA driver"), message)
-        let auto = try runBaton(["bench", "--device", "auto", "--steps", "1", "--warmup-steps", "0", "--layers", "1", "--embd", "16", "--heads", "2"],
-                                environment: ["BATON_CUDA_LIBRARY": library])
+        let auto = try runBaton(
+            [
+                "bench", "--device", "auto", "--steps", "1", "--warmup-steps", "0", "--layers", "1", "--embd", "16",
+                "--heads", "2",
+            ],
+            environment: ["BATON_CUDA_LIBRARY": library])
         XCTAssertEqual(auto.status, 0, auto.stderr)
         XCTAssert(auto.stdout.contains("auto picked cpu"), auto.stdout)
     }
@@ -72,8 +88,9 @@ final class CUDABackendTests: XCTestCase {
     func testSelftestOnTheGPU() throws {
         let library = try builtLibrary().path
         let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library])
-        try XCTSkipIf(result.stderr.contains("no CUDA device") || result.stderr.contains("no usable NVIDIA driver"),
-                      "skipped: no GPU (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))")
+        try XCTSkipIf(
+            result.stderr.contains("no CUDA device") || result.stderr.contains("no usable NVIDIA driver"),
+            "skipped: no GPU (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)))")
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
     }
 
@@ -83,8 +100,9 @@ final class CUDABackendTests: XCTestCase {
 
     func builtEmulator() throws -> URL {
         let library = CUDABackendTests.emulatorFolder.appendingPathComponent("libbaton_cuda.so")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: library.path),
-                          "skipped: \(library.path) not built (scripts/test builds it with scripts/setup/build-cuda-emulator)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: library.path),
+            "skipped: \(library.path) not built (scripts/test builds it with scripts/setup/build-cuda-emulator)")
         return library
     }
 
@@ -96,32 +114,50 @@ final class CUDABackendTests: XCTestCase {
         // emulated NCCL (when scripts/setup/build-cuda-emulator found nccl.h): two more rows.
         let emulatedNCCL = CUDABackendTests.emulatorFolder.appendingPathComponent("libnccl-emulated.so").path
         let withNCCL = FileManager.default.fileExists(atPath: emulatedNCCL)
-        let result = try runBaton(["selftest", "--device", "cuda"], environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_LIBNCCL": emulatedNCCL])
+        let result = try runBaton(
+            ["selftest", "--device", "cuda"],
+            environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_LIBNCCL": emulatedNCCL])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssert(result.stdout.contains("CUDA emulator on the CPU"), "the table must say it ran on the emulator: " + result.stdout)
-        XCTAssert(result.stdout.contains(withNCCL ? "selftest: 213 passed, 0 failed" : "selftest: 211 passed, 0 failed"), result.stdout)
+        XCTAssert(
+            result.stdout.contains("CUDA emulator on the CPU"),
+            "the table must say it ran on the emulator: " + result.stdout)
+        XCTAssert(
+            result.stdout.contains(withNCCL ? "selftest: 213 passed, 0 failed" : "selftest: 211 passed, 0 failed"),
+            result.stdout)
         if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
         // Each row is printed as it is measured ("row: ..."), before the table repeats them all.
         let lines = result.stdout.split(separator: "\n").map(String.init)
         let live = lines.filter { $0.hasPrefix("row: ") }
         XCTAssertEqual(live.count, withNCCL ? 213 : 211, "one live line per row")
         if let table = lines.firstIndex(where: { $0.hasPrefix("check ") }) {
-            XCTAssert(lines[..<table].filter { $0.hasPrefix("row: ") }.count == live.count, "every live row comes before the table")
-        } else { XCTFail("no table: " + result.stdout) }
+            XCTAssert(
+                lines[..<table].filter { $0.hasPrefix("row: ") }.count == live.count,
+                "every live row comes before the table")
+        } else {
+            XCTFail("no table: " + result.stdout)
+        }
         // Every precision: the ops at two shapes, training parity, bitwise resume, bf16 -> fp32.
-        for row in ["matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "matmul [small, bf16]", "residual_layernorm_forward [small, tf32]",
-                    "linear_forward, gelu, unaligned [loops, bf16]", "matmul_gelu_backward [small, tf32]", "training: 20 losses vs cpu [bf16]",
-                    "resume on cuda: files differing [tf32]", "resume on cuda: files differing [bf16]", "resume bf16 -> fp32 on cuda"] {
+        for row in [
+            "matmul, fresh output [loops, bf16]", "matmul [loops, tf32]", "matmul [small, bf16]",
+            "residual_layernorm_forward [small, tf32]",
+            "linear_forward, gelu, unaligned [loops, bf16]", "matmul_gelu_backward [small, tf32]",
+            "training: 20 losses vs cpu [bf16]",
+            "resume on cuda: files differing [tf32]", "resume on cuda: files differing [bf16]",
+            "resume bf16 -> fp32 on cuda",
+        ] {
             XCTAssert(result.stdout.contains(row), "selftest row '\(row)' missing")
         }
         // Flash attention: GPT-2 124M at batch 32, T 1024 needs at least the scores' 19 GB less.
-        let memory = try XCTUnwrap(result.stdout.split(separator: "\n").first { $0.hasPrefix("memory: activations of GPT-2 124M") }, result.stdout)
+        let memory = try XCTUnwrap(
+            result.stdout.split(separator: "\n").first { $0.hasPrefix("memory: activations of GPT-2 124M") },
+            result.stdout)
         // The four "N GB" figures: here, its attention, with the scores kept, their attention.
         let words = memory.split(separator: " ")
         let figures = zip(words, words.dropFirst()).compactMap { $1.hasPrefix("GB") ? Double($0) : nil }
         XCTAssertEqual(figures.count, 4, String(memory))
         if figures.count == 4 {
-            XCTAssertGreaterThanOrEqual(figures[2] - figures[0], 19, "activations with flash attention against with the scores kept: \(memory)")
+            XCTAssertGreaterThanOrEqual(
+                figures[2] - figures[0], 19, "activations with flash attention against with the scores kept: \(memory)")
             XCTAssertLessThan(figures[1], 0.1, "flash attention keeps only per-row statistics: \(memory)")
         }
     }
@@ -133,9 +169,13 @@ final class CUDABackendTests: XCTestCase {
     func testATrainingStepRunsTheFusedKernels() throws {
         let library = try builtEmulator()
         let layers = 3
-        let result = try runBaton(["bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd", "32",
-                                   "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0"],
-                                  environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        let result = try runBaton(
+            [
+                "bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd",
+                "32",
+                "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0",
+            ],
+            environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let calls = result.stderr.split(separator: "\n").compactMap { line -> String? in
             line.hasPrefix("cuda emulator trace: ") ? String(line.dropFirst("cuda emulator trace: ".count)) : nil
@@ -155,30 +195,49 @@ final class CUDABackendTests: XCTestCase {
         let queries = count("cublas cublasLtMatmulAlgoGetHeuristic")
         XCTAssertGreaterThan(queries, 0)
         XCTAssertLessThan(queries, 5 * layers, "fewer queries than one step's cuBLASLt calls")
-        let threeSteps = try runBaton(["bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd", "32",
-                                       "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "3", "--warmup-steps", "0"],
-                                      environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        let threeSteps = try runBaton(
+            [
+                "bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd",
+                "32",
+                "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "3", "--warmup-steps", "0",
+            ],
+            environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
         XCTAssertEqual(threeSteps.status, 0, threeSteps.stderr)
-        XCTAssertEqual(threeSteps.stderr.components(separatedBy: "cublas cublasLtMatmulAlgoGetHeuristic\n").count - 1, queries,
-                       "the heuristic asked again in later steps")
+        XCTAssertEqual(
+            threeSteps.stderr.components(separatedBy: "cublas cublasLtMatmulAlgoGetHeuristic\n").count - 1, queries,
+            "the heuristic asked again in later steps")
 
         // In bf16 and tf32 the attention kernels are the tensor-core ones, forward and backward.
         for precision in ["bf16", "tf32"] {
-            let run = try runBaton(["bench", "--device", "cuda", "--precision", precision, "--layers", "\(layers)", "--heads", "2", "--embd", "32",
-                                    "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0"],
-                                   environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+            let run = try runBaton(
+                [
+                    "bench", "--device", "cuda", "--precision", precision, "--layers", "\(layers)", "--heads", "2",
+                    "--embd", "32",
+                    "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0",
+                ],
+                environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
             XCTAssertEqual(run.status, 0, run.stderr)
             let launches = run.stderr.split(separator: "\n").filter { $0.hasPrefix("cuda emulator trace: launch ") }
-            for kernel in ["flash_forward_tc_kernel<", "flash_backward_dkdv_tc_kernel<", "flash_backward_dq_tc_kernel<"] {
+            for kernel in [
+                "flash_forward_tc_kernel<", "flash_backward_dkdv_tc_kernel<", "flash_backward_dq_tc_kernel<",
+            ] {
                 XCTAssertEqual(launches.filter { $0.contains(kernel) }.count, layers, "\(kernel) in \(precision)")
             }
-            XCTAssertFalse(launches.contains { $0.hasSuffix("launch flash_forward_kernel") }, "\(precision) attention on CUDA cores")
-            // bf16 stores activations in bf16: the matmuls are bf16 ones, and the weights' bf16 copy is made once a forward pass.
-            let gemms = run.stderr.split(separator: "\n").filter { $0.hasPrefix("cuda emulator trace: cublas cublasGemmEx") }
+            XCTAssertFalse(
+                launches.contains { $0.hasSuffix("launch flash_forward_kernel") },
+                "\(precision) attention on CUDA cores")
+            // bf16 stores activations in bf16: the matmuls are bf16 ones, and the weights' bf16 copy is made once a
+            // forward pass.
+            let gemms = run.stderr.split(separator: "\n").filter {
+                $0.hasPrefix("cuda emulator trace: cublas cublasGemmEx")
+            }
             XCTAssertFalse(gemms.isEmpty, run.stderr)
             XCTAssert(gemms.allSatisfy { $0.hasSuffix(" bf16") == (precision == "bf16") }, "\(precision): \(gemms)")
-            XCTAssertEqual(launches.filter { $0.contains("to_activation_kernel<") }.count, precision == "bf16" ? 1 : 0,
-                           "\(precision): the weights' copy once a forward pass (the residual gradient's copies come with LayerNorm's backward)")
+            XCTAssertEqual(
+                launches.filter { $0.contains("to_activation_kernel<") }.count, precision == "bf16" ? 1 : 0,
+                "\(precision): the weights' copy once a forward pass (the residual gradient's copies come with "
+                    + "LayerNorm's backward)"
+            )
         }
     }
 
@@ -190,11 +249,17 @@ final class CUDABackendTests: XCTestCase {
         let folder = try TestPaths.temporaryFolder("default-precision")
         func train(_ name: String, _ extra: [String]) throws -> (stdout: String, precision: String?) {
             let run = folder.appendingPathComponent(name)
-            let result = try runBaton(["train", "--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16", "--batch", "2", "--steps", "2",
-                                       "--eval-every", "0", "--save-every", "1", "--out", run.path] + extra,
-                                      environment: ["BATON_CUDA_LIBRARY": library.path])
+            let result = try runBaton(
+                [
+                    "train", "--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16", "--batch", "2",
+                    "--steps", "2",
+                    "--eval-every", "0", "--save-every", "1", "--out", run.path,
+                ] + extra,
+                environment: ["BATON_CUDA_LIBRARY": library.path])
             XCTAssertEqual(result.status, 0, result.stderr)
-            let record = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("config.json"))) as? [String: Any]
+            let record =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("config.json")))
+                as? [String: Any]
             return (result.stdout, (record?["config"] as? [String: Any])?["precision"] as? String)
         }
         let gpu = try train("gpu", ["--device", "cuda"])
@@ -205,7 +270,10 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertNil(cpu.precision, "fp32")
         XCTAssertEqual(try train("chosen", ["--device", "cuda", "--precision", "fp32"]).precision, "fp32")
         // The GPU run, resumed on the CPU for two more steps, stays bf16 (no change to print).
-        let resumed = try runBaton(["train", "--resume", "auto", "--out", folder.appendingPathComponent("gpu").path, "--steps", "4", "--device", "cpu"])
+        let resumed = try runBaton([
+            "train", "--resume", "auto", "--out", folder.appendingPathComponent("gpu").path, "--steps", "4", "--device",
+            "cpu",
+        ])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssert(resumed.stdout.contains("precision: bf16"), resumed.stdout)
         XCTAssertFalse(resumed.stdout.contains("precision changed"), resumed.stdout)
@@ -217,17 +285,25 @@ final class CUDABackendTests: XCTestCase {
         let library = try builtEmulator()
         let folder = try TestPaths.temporaryFolder("sm75")
         let environment = ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_COMPUTE_CAPABILITY": "7.5"]
-        let tiny = ["--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16", "--batch", "2", "--steps", "1", "--eval-every", "0",
-                    "--device", "cuda"]
-        let plain = try runBaton(["train", "--out", folder.appendingPathComponent("plain").path] + tiny, environment: environment)
+        let tiny = [
+            "--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "16", "--batch", "2", "--steps", "1",
+            "--eval-every", "0",
+            "--device", "cuda",
+        ]
+        let plain = try runBaton(
+            ["train", "--out", folder.appendingPathComponent("plain").path] + tiny, environment: environment)
         XCTAssertEqual(plain.status, 0, plain.stderr)
         XCTAssertFalse(plain.stdout.contains("precision: bf16"), plain.stdout)
-        let refused = try runBaton(["train", "--out", folder.appendingPathComponent("bf16").path, "--precision", "bf16"] + tiny, environment: environment)
+        let refused = try runBaton(
+            ["train", "--out", folder.appendingPathComponent("bf16").path, "--precision", "bf16"] + tiny,
+            environment: environment)
         XCTAssertEqual(refused.status, 1, refused.stdout)
         let lines = refused.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, refused.stderr)
-        XCTAssert(refused.stderr.contains("compute capability 8.0 or newer") && refused.stderr.contains("7.5") && refused.stderr.contains("--precision fp32"),
-                  refused.stderr)
+        XCTAssert(
+            refused.stderr.contains("compute capability 8.0 or newer") && refused.stderr.contains("7.5")
+                && refused.stderr.contains("--precision fp32"),
+            refused.stderr)
     }
 
     /// A training step reads nothing back from the device between its forward and backward passes:
@@ -237,23 +313,33 @@ final class CUDABackendTests: XCTestCase {
     func testATrainingStepReadsTheDeviceTwice() throws {
         let library = try builtEmulator()
         let run = try TestPaths.temporaryFolder("two-reads")
-        let result = try runBaton(["train", "--device", "cuda", "--layers", "2", "--heads", "2", "--embd", "32", "--seq-len", "16",
-                                   "--batch", "2", "--grad-accum", "3", "--steps", "1", "--eval-every", "0", "--save-every", "0",
-                                   "--out", run.path],
-                                  environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        let result = try runBaton(
+            [
+                "train", "--device", "cuda", "--layers", "2", "--heads", "2", "--embd", "32", "--seq-len", "16",
+                "--batch", "2", "--grad-accum", "3", "--steps", "1", "--eval-every", "0", "--save-every", "0",
+                "--out", run.path,
+            ],
+            environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
         XCTAssertEqual(result.status, 0, result.stderr)
-        let calls = result.stderr.split(separator: "\n").filter { $0.hasPrefix("cuda emulator trace: ") }.map { String($0.dropFirst(21)) }
+        let calls = result.stderr.split(separator: "\n").filter { $0.hasPrefix("cuda emulator trace: ") }.map {
+            String($0.dropFirst(21))
+        }
         // The step: from its first kernel to AdamW's.
         let first = try XCTUnwrap(calls.firstIndex(of: "launch encoder_forward_kernel"), result.stderr)
         let update = try XCTUnwrap(calls.firstIndex(of: "launch adamw_kernel"), result.stderr)
         let step = calls[first..<update]
-        XCTAssertEqual(step.filter { $0.hasPrefix("launch softmax_crossentropy_kernel<") }.count, 3, "three micro-batches")
-        XCTAssertEqual(step.filter { $0 == "memcpy device to host" }.count, 2, "the losses once, the gradient norm once")
+        XCTAssertEqual(
+            step.filter { $0.hasPrefix("launch softmax_crossentropy_kernel<") }.count, 3, "three micro-batches")
+        XCTAssertEqual(
+            step.filter { $0 == "memcpy device to host" }.count, 2, "the losses once, the gradient norm once")
         let lastBackward = try XCTUnwrap(step.lastIndex(of: "launch encoder_backward_wte_kernel"))
-        XCTAssertNil(step[..<lastBackward].firstIndex(of: "memcpy device to host"), "a read before the last backward pass")
+        XCTAssertNil(
+            step[..<lastBackward].firstIndex(of: "memcpy device to host"), "a read before the last backward pass")
         // A micro-batch's tokens, targets and buckets come from pinned memory: no upload drains the queue.
-        XCTAssertFalse(step.contains { $0.hasPrefix("memcpy host to device (pageable") }, "a pageable upload inside the step")
-        XCTAssert(step.contains("memcpy host to device (pinned, async)"), "the micro-batches' uploads are pinned and async")
+        XCTAssertFalse(
+            step.contains { $0.hasPrefix("memcpy host to device (pageable") }, "a pageable upload inside the step")
+        XCTAssert(
+            step.contains("memcpy host to device (pinned, async)"), "the micro-batches' uploads are pinned and async")
     }
 
     /// The emulator refuses what a GPU refuses (launch limits, cuBLAS argument rules) and reports
@@ -282,18 +368,27 @@ final class CUDABackendTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         // A copy of the kernels with encoder_forward's bounds check off by one.
         let root = TestPaths.repositoryRoot.path
-        XCTAssertEqual(shell("mkdir -p '\(folder.path)/Kernels' && cp -r '\(root)/Kernels/.' '\(folder.path)/Kernels/' && mkdir -p '\(folder.path)/scripts/setup' "
-                             + "&& cp '\(root)/scripts/setup/build-cuda-emulator' '\(folder.path)/scripts/setup/' && mkdir -p '\(folder.path)/Sources' "
-                             + "&& cp -r '\(root)/Sources/CBatonABI' '\(folder.path)/Sources/' && mkdir -p '\(folder.path)/Tests' "
-                             + "&& cp -r '\(root)/Tests/CUDAEmulator' '\(folder.path)/Tests/'"), 0)
+        XCTAssertEqual(
+            shell(
+                "mkdir -p '\(folder.path)/Kernels' && cp -r '\(root)/Kernels/.' '\(folder.path)/Kernels/' && mkdir "
+                    + "-p '\(folder.path)/scripts/setup' "
+                    + "&& cp '\(root)/scripts/setup/build-cuda-emulator' '\(folder.path)/scripts/setup/' && mkdir "
+                    + "-p '\(folder.path)/Sources' "
+                    + "&& cp -r '\(root)/Sources/CBatonABI' '\(folder.path)/Sources/' && mkdir -p "
+                    + "'\(folder.path)/Tests' "
+                    + "&& cp -r '\(root)/Tests/CUDAEmulator' '\(folder.path)/Tests/'"), 0)
         let encoder = folder.appendingPathComponent("Kernels/encoder.cu")
         let source = try String(contentsOf: encoder, encoding: .utf8)
-        let broken = source.replacingOccurrences(of: "if (i >= (long long)B * T * C) return;", with: "if (i > (long long)B * T * C) return;")
+        let broken = source.replacingOccurrences(
+            of: "if (i >= (long long)B * T * C) return;", with: "if (i > (long long)B * T * C) return;")
         XCTAssertNotEqual(source, broken, "the mutation must apply")
         try broken.write(to: encoder, atomically: true, encoding: .utf8)
         XCTAssertEqual(shell("'\(folder.path)/scripts/setup/build-cuda-emulator' >/dev/null"), 0)
-        let result = try runBaton(["selftest", "--device", "cuda"],
-                                  environment: ["BATON_CUDA_LIBRARY": folder.appendingPathComponent(".build-cuda-emulator/libbaton_cuda.so").path])
+        let result = try runBaton(
+            ["selftest", "--device", "cuda"],
+            environment: [
+                "BATON_CUDA_LIBRARY": folder.appendingPathComponent(".build-cuda-emulator/libbaton_cuda.so").path
+            ])
         XCTAssertNotEqual(result.status, 0)
         XCTAssert(result.stderr.contains("illegal memory access in encoder_forward_kernel"), result.stderr)
     }
@@ -309,22 +404,31 @@ final class CUDABackendTests: XCTestCase {
         let folder = try TestPaths.temporaryFolder("cross-backend")
         defer { try? FileManager.default.removeItem(at: folder) }
         let data = try makeTinyShards(in: folder)
-        let common = ["--data", data, "--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "8", "--batch", "4", "--warmup", "3",
-                      "--lr", "3e-3", "--eval-every", "0", "--eval-batches", "2", "--log-every", "100", "--steps", "30", "--precision", "fp32"]
+        let common = [
+            "--data", data, "--layers", "1", "--heads", "2", "--embd", "32", "--seq-len", "8", "--batch", "4",
+            "--warmup", "3",
+            "--lr", "3e-3", "--eval-every", "0", "--eval-batches", "2", "--log-every", "100", "--steps", "30",
+            "--precision", "fp32",
+        ]
         func train(_ run: String, _ device: String, _ extra: [String]) throws {
-            let result = try runBaton(["train", "--out", folder.appendingPathComponent(run).path, "--device", device] + common + extra,
-                                      environment: ["BATON_CUDA_LIBRARY": library])
+            let result = try runBaton(
+                ["train", "--out", folder.appendingPathComponent(run).path, "--device", device] + common + extra,
+                environment: ["BATON_CUDA_LIBRARY": library])
             XCTAssertEqual(result.status, 0, "\(run) on \(device): \(result.stderr)")
         }
         func losses(_ run: String) throws -> [Float] {
             try MetricsLog.read(folder.appendingPathComponent(run).appendingPathComponent("metrics.jsonl")).map(\.loss)
         }
         func file(_ run: String, _ name: String) throws -> Data {
-            try Data(contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: 30).appendingPathComponent(name))
+            try Data(
+                contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: 30)
+                    .appendingPathComponent(name))
         }
         try train("cuda", "cuda", [])
         try train("cpu", "cpu", [])
-        for (run, first, second) in [("cuda-cuda", "cuda", "cuda"), ("cuda-cpu", "cuda", "cpu"), ("cpu-cuda", "cpu", "cuda")] {
+        for (run, first, second) in [
+            ("cuda-cuda", "cuda", "cuda"), ("cuda-cpu", "cuda", "cpu"), ("cpu-cuda", "cpu", "cuda"),
+        ] {
             try train(run, first, ["--stop-at", "13"])
             try train(run, second, ["--resume", "auto"])
         }
@@ -334,7 +438,8 @@ final class CUDABackendTests: XCTestCase {
         for (run, reference) in [("cuda-cpu", "cpu"), ("cpu-cuda", "cuda")] {
             let resumed = try losses(run), straight = try losses(reference)
             XCTAssertEqual(resumed.count, 30)
-            assertClose(Array(resumed.suffix(17)), Array(straight.suffix(17)), rtol: 1e-4, "\(run) against \(reference)")
+            assertClose(
+                Array(resumed.suffix(17)), Array(straight.suffix(17)), rtol: 1e-4, "\(run) against \(reference)")
         }
     }
 }

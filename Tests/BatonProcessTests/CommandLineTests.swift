@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -8,15 +9,19 @@ import XCTest
 final class CommandLineTests: FolderTestCase {
     let tinyModel = ["--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--batch", "2"]
 
-    func assertOneLineError(_ arguments: [String], mentions expected: [String], status: Int32? = nil,
-                            file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertOneLineError(
+        _ arguments: [String], mentions expected: [String], status: Int32? = nil,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let result = try runBaton(arguments)
         XCTAssertNotEqual(result.status, 0, "\(arguments) should fail", file: file, line: line)
         if let status { XCTAssertEqual(result.status, status, file: file, line: line) }
         let lines = result.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, "one line expected, got: \(result.stderr)", file: file, line: line)
         XCTAssert(result.stderr.hasPrefix("baton: error: "), result.stderr, file: file, line: line)
-        for text in expected { XCTAssert(result.stderr.contains(text), "'\(text)' missing from: \(result.stderr)", file: file, line: line) }
+        for text in expected {
+            XCTAssert(result.stderr.contains(text), "'\(text)' missing from: \(result.stderr)", file: file, line: line)
+        }
         for trace in ["Fatal error", "Stack dump", "Backtrace", "Current stack trace"] {
             XCTAssertFalse(result.stderr.contains(trace), file: file, line: line)
         }
@@ -42,7 +47,8 @@ final class CommandLineTests: FolderTestCase {
         try assertOneLineError(["eval", "somewhere"], mentions: ["--data"], status: 2)
         // A word where a command takes none (a value given to a switch, a typo) is refused, not ignored.
         for command in ["train", "bench", "selftest", "torture"] {
-            try assertOneLineError([command, "3"], mentions: ["unexpected argument '3'", "baton \(command) --help"], status: 2)
+            try assertOneLineError(
+                [command, "3"], mentions: ["unexpected argument '3'", "baton \(command) --help"], status: 2)
         }
         try assertOneLineError(["bench", "--profile", "yes"], mentions: ["unexpected argument 'yes'"], status: 2)
     }
@@ -52,7 +58,8 @@ final class CommandLineTests: FolderTestCase {
     func testSampleLengthIsBounded() throws {
         let missing = folder.appendingPathComponent("missing").path
         for length in ["99999999999", "1000001"] {
-            try assertOneLineError(["sample", missing, "--length", length], mentions: ["--length", "1000000"], status: 2)
+            try assertOneLineError(
+                ["sample", missing, "--length", length], mentions: ["--length", "1000000"], status: 2)
         }
         // The bound itself is accepted: the missing PATH is what fails then.
         try assertOneLineError(["sample", missing, "--length", "1000000"], mentions: [missing], status: 1)
@@ -60,22 +67,36 @@ final class CommandLineTests: FolderTestCase {
     }
 
     func testBadDataIsNamed() throws {
-        try assertOneLineError(["train", "--data", folder.appendingPathComponent("nope").path], mentions: ["--data", "nope"])
-        let magic = try shardFolder("magic") { try writeRawShard($0, magic: 1, count: 100, tokens: [UInt16](repeating: 1, count: 100)) }
+        try assertOneLineError(
+            ["train", "--data", folder.appendingPathComponent("nope").path], mentions: ["--data", "nope"])
+        let magic = try shardFolder("magic") {
+            try writeRawShard($0, magic: 1, count: 100, tokens: [UInt16](repeating: 1, count: 100))
+        }
         try assertOneLineError(["train", "--data", magic] + tinyModel, mentions: ["x_train_000000.bin", "magic"])
-        let truncated = try shardFolder("truncated") { try writeRawShard($0, count: 100, tokens: [UInt16](repeating: 1, count: 60)) }
-        try assertOneLineError(["train", "--data", truncated] + tinyModel, mentions: ["x_train_000000.bin", "truncated"])
-        let vocab = try shardFolder("vocab") { try writeRawShard($0, count: 100, tokens: [UInt16](repeating: 999, count: 100)) }
-        try assertOneLineError(["train", "--data", vocab] + tinyModel, mentions: ["x_train_000000.bin", "token 999", "--vocab-size"])
+        let truncated = try shardFolder("truncated") {
+            try writeRawShard($0, count: 100, tokens: [UInt16](repeating: 1, count: 60))
+        }
+        try assertOneLineError(
+            ["train", "--data", truncated] + tinyModel, mentions: ["x_train_000000.bin", "truncated"])
+        let vocab = try shardFolder("vocab") {
+            try writeRawShard($0, count: 100, tokens: [UInt16](repeating: 999, count: 100))
+        }
+        try assertOneLineError(
+            ["train", "--data", vocab] + tinyModel, mentions: ["x_train_000000.bin", "token 999", "--vocab-size"])
         let short = try shardFolder("short") { try TokenShard.write(tokens: [UInt16](repeating: 3, count: 12), to: $0) }
         try assertOneLineError(["train", "--data", short] + tinyModel, mentions: [short, "fewer than one batch"])
-        try assertOneLineError(["eval", folder.appendingPathComponent("none").path, "--data", "x.bin"], mentions: ["none"])
+        try assertOneLineError(
+            ["eval", folder.appendingPathComponent("none").path, "--data", "x.bin"], mentions: ["none"])
     }
 
     func testCudaRequestFailsClearlyAndAutoFallsBackToCPU() throws {
         // Children do not inherit BATON_CUDA_LIBRARY (runBaton): only a library beside `baton` opens CUDA.
-        let beside = TestPaths.batonExecutable.deletingLastPathComponent().appendingPathComponent(CUDABackendLoader.libraryName).path
-        try XCTSkipIf(FileManager.default.fileExists(atPath: beside), "skipped: a CUDA backend sits beside baton (\(beside)), so --device cuda may open")
+        let beside = TestPaths.batonExecutable.deletingLastPathComponent().appendingPathComponent(
+            CUDABackendLoader.libraryName
+        ).path
+        try XCTSkipIf(
+            FileManager.default.fileExists(atPath: beside),
+            "skipped: a CUDA backend sits beside baton (\(beside)), so --device cuda may open")
         try assertOneLineError(["bench", "--device", "cuda"], mentions: ["--device cuda", "CUDA"])
         let auto = try runBaton(["bench", "--device", "auto", "--steps", "1", "--warmup-steps", "0"] + tinyModel)
         XCTAssertEqual(auto.status, 0, auto.stderr)
@@ -87,14 +108,20 @@ final class CommandLineTests: FolderTestCase {
     /// runs is a row, with its calls per step, and the rows fit inside the steps' wall time.
     func testBenchProfileTimesEachOp() throws {
         let layers = 3
-        let result = try runBaton(["bench", "--device", "cpu", "--layers", "\(layers)", "--heads", "2", "--embd", "32", "--seq-len", "16",
-                                   "--batch", "2", "--steps", "2", "--warmup-steps", "1", "--profile"])
+        let result = try runBaton([
+            "bench", "--device", "cpu", "--layers", "\(layers)", "--heads", "2", "--embd", "32", "--seq-len", "16",
+            "--batch", "2", "--steps", "2", "--warmup-steps", "1", "--profile",
+        ])
         XCTAssertEqual(result.status, 0, result.stderr)
         let rows = result.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         func row(_ op: String) -> [String]? { rows.first { $0.first == op } }
-        let expectedCalls = ["linear_forward": 4 * layers, "matmul_gelu_backward": layers, "attention_forward": layers, "attention_backward": layers,
-                             "residual_layernorm_forward": 2 * layers, "layernorm_forward": 1, "layernorm_backward": 2 * layers + 1,
-                             "softmax_crossentropy": 1, "encoder_forward": 1, "encoder_backward": 1, "adamw_update": 1, "global_norm_squared": 1]
+        let expectedCalls = [
+            "linear_forward": 4 * layers, "matmul_gelu_backward": layers, "attention_forward": layers,
+            "attention_backward": layers,
+            "residual_layernorm_forward": 2 * layers, "layernorm_forward": 1, "layernorm_backward": 2 * layers + 1,
+            "softmax_crossentropy": 1, "encoder_forward": 1, "encoder_backward": 1, "adamw_update": 1,
+            "global_norm_squared": 1,
+        ]
         for (op, calls) in expectedCalls {
             let cells = try XCTUnwrap(row(op), "no row for \(op): \(result.stdout)")
             XCTAssertEqual(Double(cells[1]), Double(calls), "\(op) calls a step")
@@ -106,7 +133,8 @@ final class CommandLineTests: FolderTestCase {
         // Against the steps' wall time, timed around them outside the profiler: the ops run one
         // after another inside it, so they add up to at most it (plus the cells' rounding), and to
         // at least half of it (the rest is the host's work between ops).
-        XCTAssertLessThanOrEqual(sum, wall + 0.001 * Double(opRows.count), "the ops take more than the steps' wall time")
+        XCTAssertLessThanOrEqual(
+            sum, wall + 0.001 * Double(opRows.count), "the ops take more than the steps' wall time")
         XCTAssertGreaterThanOrEqual(sum, 0.5 * wall, "the ops miss most of the steps' wall time")
     }
 
@@ -115,8 +143,10 @@ final class CommandLineTests: FolderTestCase {
         XCTAssertEqual(top.status, 0)
         for command in ["train", "sample", "eval", "prepare", "bench"] { XCTAssert(top.stdout.contains(command)) }
         let train = try runBaton(["train", "--help"])
-        for flag in ["--data", "--out", "--device", "--steps", "--batch", "--seq-len", "--layers", "--heads", "--embd", "--lr",
-                     "--min-lr", "--warmup", "--weight-decay", "--grad-clip", "--grad-accum", "--seed", "--eval-every"] {
+        for flag in [
+            "--data", "--out", "--device", "--steps", "--batch", "--seq-len", "--layers", "--heads", "--embd", "--lr",
+            "--min-lr", "--warmup", "--weight-decay", "--grad-clip", "--grad-accum", "--seed", "--eval-every",
+        ] {
             XCTAssert(train.stdout.contains(flag), "baton train --help lacks \(flag)")
         }
     }
@@ -124,23 +154,33 @@ final class CommandLineTests: FolderTestCase {
     /// prepare -> train -> eval -> sample, on a small text, through the binary.
     func testPrepareTrainEvalSample() throws {
         let text = folder.appendingPathComponent("tiny.txt")
-        try String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 60).write(to: text, atomically: true, encoding: .utf8)
+        try String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 60).write(
+            to: text, atomically: true, encoding: .utf8)
         let data = folder.appendingPathComponent("shards").path, run = folder.appendingPathComponent("run").path
         let prepared = try runBaton(["prepare", text.path, "--out", data])
         XCTAssertEqual(prepared.status, 0, prepared.stderr)
-        let trained = try runBaton(["train", "--data", data, "--out", run, "--steps", "30", "--eval-every", "10", "--eval-batches", "2",
-                                    "--warmup", "5", "--lr", "3e-3", "--device", "cpu"] + tinyModel)
+        let trained = try runBaton(
+            [
+                "train", "--data", data, "--out", run, "--steps", "30", "--eval-every", "10", "--eval-batches", "2",
+                "--warmup", "5", "--lr", "3e-3", "--device", "cpu",
+            ] + tinyModel)
         XCTAssertEqual(trained.status, 0, trained.stderr)
         XCTAssert(trained.stdout.contains("step 30/30"), trained.stdout)
         XCTAssert(trained.stdout.contains("val loss"), trained.stdout)
         let metrics = try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl"))
         XCTAssertEqual(metrics.map(\.step), Array(1...30))
         XCTAssertEqual(metrics.compactMap(\.valLoss).count, 3)
-        XCTAssertLessThan(metrics.last!.loss, metrics.first!.loss - 1, "30 steps on repetitive text should cut the loss")
-        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run).appendingPathComponent("config.json"))) as? [String: Any]
+        XCTAssertLessThan(
+            metrics.last!.loss, metrics.first!.loss - 1, "30 steps on repetitive text should cut the loss")
+        let config =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: run).appendingPathComponent("config.json")))
+            as? [String: Any]
         XCTAssertNotNil(config?["config"])
 
-        let evaluated = try runBaton(["eval", run, "--data", data + "/corpus_val_000000.bin", "--sequences", "10", "--device", "cpu"])
+        let evaluated = try runBaton([
+            "eval", run, "--data", data + "/corpus_val_000000.bin", "--sequences", "10", "--device", "cpu",
+        ])
         XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
         let lastLine = evaluated.stdout.split(separator: "\n").last ?? ""
         XCTAssert(lastLine.hasPrefix("loss: "), evaluated.stdout)
@@ -159,7 +199,9 @@ final class CommandLineTests: FolderTestCase {
         XCTAssert(sampled.stdout.hasPrefix("the "))
         XCTAssertGreaterThanOrEqual(sampled.stdout.utf8.count, 40)
 
-        try assertOneLineError(["train", "--data", data, "--out", run] + tinyModel, mentions: [run, "already holds a run", "--resume", "--overwrite"])
+        try assertOneLineError(
+            ["train", "--data", data, "--out", run] + tinyModel,
+            mentions: [run, "already holds a run", "--resume", "--overwrite"])
     }
 }
 
@@ -167,23 +209,32 @@ final class CommandLineTests: FolderTestCase {
 extension CommandLineTests {
     func testEvalMessagesNameWhatEvalAccepts() throws {
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
-        let trained = try runBaton(["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"] + tinyModel)
+        let trained = try runBaton(
+            ["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"]
+                + tinyModel)
         XCTAssertEqual(trained.status, 0, trained.stderr)
         // A token the model's vocabulary (256) lacks: eval has no --vocab-size to pass.
         let wide = folder.appendingPathComponent("wide_val_000000.bin")
         try writeRawShard(wide, count: 100, tokens: [UInt16](repeating: 300, count: 100))
-        try assertOneLineError(["eval", run, "--data", wide.path, "--device", "cpu"], mentions: [wide.path, "300", "vocabulary 256"])
+        try assertOneLineError(
+            ["eval", run, "--data", wide.path, "--device", "cpu"], mentions: [wide.path, "300", "vocabulary 256"])
         let wrong = try runBaton(["eval", run, "--data", wide.path, "--device", "cpu"])
         XCTAssertFalse(wrong.stderr.contains("--vocab-size"), wrong.stderr)
         // A folder where a shard file is asked for.
-        try assertOneLineError(["eval", run, "--data", data, "--device", "cpu"], mentions: ["--data", data, "is a folder", "t_val_000000.bin"])
+        try assertOneLineError(
+            ["eval", run, "--data", data, "--device", "cpu"],
+            mentions: ["--data", data, "is a folder", "t_val_000000.bin"])
         let folderError = try runBaton(["eval", run, "--data", data, "--device", "cpu"])
         XCTAssertFalse(folderError.stderr.contains("4096"), folderError.stderr)
     }
 
     func testPlotIntoAMissingFolderNamesTheOutPath() throws {
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
-        XCTAssertEqual(try runBaton(["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"] + tinyModel).status, 0)
+        XCTAssertEqual(
+            try runBaton(
+                ["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"]
+                    + tinyModel
+            ).status, 0)
         let out = folder.appendingPathComponent("missing/dir/x.svg").path
         try assertOneLineError(["plot", run, "--out", out], mentions: ["--out", out, "does not exist"], status: 1)
         let result = try runBaton(["plot", run, "--out", out])
@@ -196,16 +247,24 @@ extension CommandLineTests {
     /// not a flag the user never passed, and it is not a usage error.
     func testABadValueInStateJSONNamesTheFileNotAFlag() throws {
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
-        let trained = try runBaton(["train", "--data", data, "--out", run, "--steps", "2", "--eval-batches", "1", "--device", "cpu"] + tinyModel)
+        let trained = try runBaton(
+            ["train", "--data", data, "--out", run, "--steps", "2", "--eval-batches", "1", "--device", "cpu"]
+                + tinyModel)
         XCTAssertEqual(trained.status, 0, trained.stderr)
         let checkpoint = CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: 2)
         let stateURL = checkpoint.appendingPathComponent("state.json")
         let text = try String(contentsOf: stateURL, encoding: .utf8)
         XCTAssert(text.contains("\"heads\" : 2"), text)
-        try text.replacingOccurrences(of: "\"heads\" : 2", with: "\"heads\" : 3").write(to: stateURL, atomically: true, encoding: .utf8)
-        try assertOneLineError(["train", "--data", data, "--out", run, "--resume", checkpoint.path, "--device", "cpu"],
-                               mentions: [checkpoint.path, "state.json", "config.model.channels 16 is not divisible by config.model.heads 3"], status: 1)
-        let result = try runBaton(["train", "--data", data, "--out", run, "--resume", checkpoint.path, "--device", "cpu"])
+        try text.replacingOccurrences(of: "\"heads\" : 2", with: "\"heads\" : 3").write(
+            to: stateURL, atomically: true, encoding: .utf8)
+        try assertOneLineError(
+            ["train", "--data", data, "--out", run, "--resume", checkpoint.path, "--device", "cpu"],
+            mentions: [
+                checkpoint.path, "state.json", "config.model.channels 16 is not divisible by config.model.heads 3",
+            ], status: 1)
+        let result = try runBaton([
+            "train", "--data", data, "--out", run, "--resume", checkpoint.path, "--device", "cpu",
+        ])
         XCTAssertFalse(result.stderr.contains("--heads"), result.stderr)
     }
 }

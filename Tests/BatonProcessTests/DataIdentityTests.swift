@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -20,7 +21,9 @@ final class DataIdentityTests: TinyRunTestCase {
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: trainShard.path)[.size] as? Int, size)
     }
 
-    func train(_ run: URL, _ extra: [String]) throws -> ProcessResult { try runBaton(["train", "--out", run.path] + extra + flags) }
+    func train(_ run: URL, _ extra: [String]) throws -> ProcessResult {
+        try runBaton(["train", "--out", run.path] + extra + flags)
+    }
 
     func testOtherTokensUnderTheSameNameAndSizeAreRefused() throws {
         let run = folder.appendingPathComponent("run")
@@ -35,14 +38,17 @@ final class DataIdentityTests: TinyRunTestCase {
         let refused = try train(run, ["--resume", "auto", "--steps", "6"])
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
-        XCTAssert(refused.stderr.contains("t_train_000000.bin") && refused.stderr.contains("other tokens")
-                  && refused.stderr.contains("--allow-data-change"), refused.stderr)
+        XCTAssert(
+            refused.stderr.contains("t_train_000000.bin") && refused.stderr.contains("other tokens")
+                && refused.stderr.contains("--allow-data-change"), refused.stderr)
         XCTAssertEqual(CheckpointStore(runFolder: run).steps(), [4], "nothing was trained")
 
         let allowed = try train(run, ["--resume", "auto", "--steps", "6", "--allow-data-change"])
         XCTAssertEqual(allowed.status, 0, allowed.stderr)
-        XCTAssert((allowed.stdout + allowed.stderr).contains("resuming on changed data (train shard t_train_000000.bin holds other tokens"),
-                  allowed.stdout + allowed.stderr)
+        XCTAssert(
+            (allowed.stdout + allowed.stderr).contains(
+                "resuming on changed data (train shard t_train_000000.bin holds other tokens"),
+            allowed.stdout + allowed.stderr)
     }
 
     /// A checkpoint from before the CRC was recorded still loads and resumes on name, size and
@@ -72,6 +78,9 @@ final class DataIdentityTests: TinyRunTestCase {
         try TokenShard.write(tokens: [UInt16](repeating: 65, count: 400), to: trainShard)
         let refused = try train(run, ["--resume", "step-4", "--steps", "6"])
         XCTAssertNotEqual(refused.status, 0)
-        XCTAssert(refused.stderr.contains("train shards were t_train_000000.bin (385 tokens), now t_train_000000.bin (400 tokens)"), refused.stderr)
+        XCTAssert(
+            refused.stderr.contains(
+                "train shards were t_train_000000.bin (385 tokens), now t_train_000000.bin (400 tokens)"),
+            refused.stderr)
     }
 }

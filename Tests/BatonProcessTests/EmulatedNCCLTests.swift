@@ -1,6 +1,7 @@
 import CBatonABI
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -14,23 +15,38 @@ final class EmulatedNCCLTests: XCTestCase {
     static let mpiLibrary = TestPaths.repositoryRoot.appendingPathComponent(".build-mpi/libbaton_mpi.so")
 
     func testGPURanksThroughNCCLGiveOneProcesssBitsAtWorldSizesOneTwoAndFour() throws {
-        let libraries = ["libbaton_cuda.so", "libbaton_nccl.so", "libnccl-emulated.so"].map { Self.emulator.appendingPathComponent($0).path }
-        for path in libraries + [Self.mpiLibrary.path] {
-            try XCTSkipUnless(FileManager.default.fileExists(atPath: path), "skipped: \(path) not built (scripts/test builds it: build-cuda-emulator with nccl.h, build-mpi)")
+        let libraries = ["libbaton_cuda.so", "libbaton_nccl.so", "libnccl-emulated.so"].map {
+            Self.emulator.appendingPathComponent($0).path
         }
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: "/usr/bin/mpirun"), "skipped: no mpirun (scripts/setup/install-deps installs OpenMPI)")
+        for path in libraries + [Self.mpiLibrary.path] {
+            try XCTSkipUnless(
+                FileManager.default.fileExists(atPath: path),
+                "skipped: \(path) not built (scripts/test builds it: build-cuda-emulator with nccl.h, build-mpi)")
+        }
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: "/usr/bin/mpirun"),
+            "skipped: no mpirun (scripts/setup/install-deps installs OpenMPI)")
         let folder = try TestPaths.temporaryFolder("emulated-nccl")
         defer { try? FileManager.default.removeItem(at: folder) }
         let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
         let shards = folder.appendingPathComponent("shards")
         try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
-        try TokenShard.write(tokens: text.prefix(4000).map { UInt16($0) }, to: shards.appendingPathComponent("d_train_000000.bin"))
-        try TokenShard.write(tokens: text.dropFirst(4000).prefix(500).map { UInt16($0) }, to: shards.appendingPathComponent("d_val_000000.bin"))
-        let environment = ["BATON_CUDA_LIBRARY": libraries[0], "BATON_NCCL_COMM_LIBRARY": libraries[1], "BATON_LIBNCCL": libraries[2],
-                           "BATON_MPI_LIBRARY": Self.mpiLibrary.path, "BATON_EMULATOR_GPUS": "4"]
+        try TokenShard.write(
+            tokens: text.prefix(4000).map { UInt16($0) }, to: shards.appendingPathComponent("d_train_000000.bin"))
+        try TokenShard.write(
+            tokens: text.dropFirst(4000).prefix(500).map { UInt16($0) },
+            to: shards.appendingPathComponent("d_val_000000.bin"))
+        let environment = [
+            "BATON_CUDA_LIBRARY": libraries[0], "BATON_NCCL_COMM_LIBRARY": libraries[1], "BATON_LIBNCCL": libraries[2],
+            "BATON_MPI_LIBRARY": Self.mpiLibrary.path, "BATON_EMULATOR_GPUS": "4",
+        ]
         func flags(_ run: String) -> [String] {
-            ["train", "--out", folder.appendingPathComponent(run).path, "--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16",
-             "--seq-len", "8", "--batch", "2", "--global-batch", "8", "--steps", "6", "--eval-every", "3", "--eval-batches", "2", "--device", "cuda"]
+            [
+                "train", "--out", folder.appendingPathComponent(run).path, "--data", shards.path, "--layers", "1",
+                "--heads", "2", "--embd", "16",
+                "--seq-len", "8", "--batch", "2", "--global-batch", "8", "--steps", "6", "--eval-every", "3",
+                "--eval-batches", "2", "--device", "cuda",
+            ]
         }
         func launch(ranks: Int, _ arguments: [String]) throws -> ProcessResult {
             let run = try runBatonJob(ranks: ranks, arguments, environment: environment, scratch: folder)
@@ -38,7 +54,9 @@ final class EmulatedNCCLTests: XCTestCase {
             return run.result
         }
         func model(_ run: String) throws -> Data {
-            try Data(contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: 6).appendingPathComponent(CheckpointStore.modelFile))
+            try Data(
+                contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: 6)
+                    .appendingPathComponent(CheckpointStore.modelFile))
         }
         let one = try runBaton(flags("w1") + ["--comm", "nccl"], environment: environment)
         XCTAssertEqual(one.status, 0, one.stderr)
@@ -47,7 +65,9 @@ final class EmulatedNCCLTests: XCTestCase {
             let result = try launch(ranks: ranks, flags("w\(ranks)") + ["--comm", "nccl"])
             XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
             XCTAssert(result.stdout.contains("ranks: \(ranks),") && result.stdout.contains("over NCCL"), result.stdout)
-            XCTAssert(try model("w\(ranks)") == model("w1"), "GPU ranks through NCCL at world size \(ranks) must give one process's bits")
+            XCTAssert(
+                try model("w\(ranks)") == model("w1"),
+                "GPU ranks through NCCL at world size \(ranks) must give one process's bits")
         }
         // The same job through host memory and MPI gives the same bits; fast (ncclAllReduce) runs.
         let host = try launch(ranks: 2, flags("mpi") + ["--comm", "mpi"])

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -7,7 +8,10 @@ import XCTest
 /// NaN, a full disk. Each is survived with nothing good lost.
 final class FaultTests: TinyRunTestCase {
     var common: [String] {
-        tinyModel + ["--batch", "4", "--warmup", "3", "--lr", "3e-3", "--eval-every", "0", "--log-every", "1000", "--device", "cpu"]
+        tinyModel + [
+            "--batch", "4", "--warmup", "3", "--lr", "3e-3", "--eval-every", "0", "--log-every", "1000", "--device",
+            "cpu",
+        ]
     }
 
     func run(_ name: String) -> String { folder.appendingPathComponent(name).path }
@@ -16,10 +20,14 @@ final class FaultTests: TinyRunTestCase {
         ((try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8))?.split(separator: "\n").count) ?? 0
     }
 
-    func assertOneLine(_ result: ProcessResult, mentions expected: [String], file: StaticString = #filePath, line: UInt = #line) {
+    func assertOneLine(
+        _ result: ProcessResult, mentions expected: [String], file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertNotEqual(result.status, 0, file: file, line: line)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
-        for text in expected { XCTAssert(result.stderr.contains(text), "'\(text)' missing: \(result.stderr)", file: file, line: line) }
+        for text in expected {
+            XCTAssert(result.stderr.contains(text), "'\(text)' missing: \(result.stderr)", file: file, line: line)
+        }
     }
 
     func testASecondWriterIsRefusedAndADeadWritersLockIsNot() throws {
@@ -40,7 +48,9 @@ final class FaultTests: TinyRunTestCase {
             let shards = folder.appendingPathComponent("copy-\(change)")
             try FileManager.default.copyItem(at: URL(fileURLWithPath: data), to: shards)
             let train = shards.appendingPathComponent("t_train_000000.bin")
-            let arguments = ["train", "--out", run(change), "--steps", "1000000", "--save-every", "5"] + common.map { $0 == data ? shards.path : $0 }
+            let arguments =
+                ["train", "--out", run(change), "--steps", "1000000", "--save-every", "5"]
+                + common.map { $0 == data ? shards.path : $0 }
             let process = try launchBaton(arguments)
             try waitFor(process: process) { self.metricsCount(self.run(change)) >= 12 }
             if change == "truncate" {
@@ -63,15 +73,19 @@ final class FaultTests: TinyRunTestCase {
 
     func testNonFiniteStopsByDefaultAndSkipsWhenAsked() throws {
         let nan = ["--inject-fault", "nonfinite:7"]
-        let stop = try launchBaton(["train", "--out", run("stop"), "--steps", "10", "--save-every", "5"] + nan + common)
+        let stop = try launchBaton(
+            ["train", "--out", run("stop"), "--steps", "10", "--save-every", "5"] + nan + common)
         stop.waitUntilExit()
         XCTAssertEqual(stop.terminationStatus, 1)
         let stderr = try String(contentsOfFile: run("stop") + ".err", encoding: .utf8)
         XCTAssert(stderr.contains("step 7: the gradient norm is nan") && stderr.contains("step-00000005"), stderr)
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("stop"))).steps(), [5])
-        XCTAssertEqual(try MetricsLog.read(URL(fileURLWithPath: run("stop") + "/metrics.jsonl")).map(\.step), Array(1...6))
+        XCTAssertEqual(
+            try MetricsLog.read(URL(fileURLWithPath: run("stop") + "/metrics.jsonl")).map(\.step), Array(1...6))
 
-        let skip = try launchBaton(["train", "--out", run("skip"), "--steps", "10", "--save-every", "5", "--on-nonfinite", "skip"] + nan + common)
+        let skip = try launchBaton(
+            ["train", "--out", run("skip"), "--steps", "10", "--save-every", "5", "--on-nonfinite", "skip"] + nan
+                + common)
         skip.waitUntilExit()
         XCTAssertEqual(skip.terminationStatus, 0)
         let metrics = try MetricsLog.read(URL(fileURLWithPath: run("skip") + "/metrics.jsonl"))
@@ -81,10 +95,13 @@ final class FaultTests: TinyRunTestCase {
         let state = try CheckpointStore.verify(checkpoint(run("skip"), 10))
         XCTAssertEqual(state.skippedUpdates, 1)
         let model = try ModelWeights.openModel(path: run("skip"), device: Device.cpu())
-        XCTAssert(try model.device.download(model.parameters).allSatisfy(\.isFinite), "no non-finite weight is ever saved")
+        XCTAssert(
+            try model.device.download(model.parameters).allSatisfy(\.isFinite), "no non-finite weight is ever saved")
     }
 
-    func checkpoint(_ run: String, _ step: Int) -> URL { CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: step) }
+    func checkpoint(_ run: String, _ step: Int) -> URL {
+        CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: step)
+    }
 
     /// A real ENOSPC on a small tmpfs where this machine lets the test mount one, else the
     /// test-only switch that fails a save half-way the same way.
@@ -94,24 +111,33 @@ final class FaultTests: TinyRunTestCase {
         let mounted = getuid() == 0 && shell("mount -t tmpfs -o size=560k tmpfs '\(mountPoint.path)'") == 0
         defer { if mounted { _ = shell("umount '\(mountPoint.path)'") } }
         let out = mountPoint.appendingPathComponent("run").path
-        let result = try runBaton(["train", "--out", out, "--steps", "40", "--save-every", "2", "--keep-last", "100"] + common
-                                  + (mounted ? [] : ["--inject-fault", "disk-full:8"]))
+        let result = try runBaton(
+            ["train", "--out", out, "--steps", "40", "--save-every", "2", "--keep-last", "100"] + common
+                + (mounted ? [] : ["--inject-fault", "disk-full:8"]))
         if !mounted { print("note: tmpfs could not be mounted here; used --inject-fault disk-full:8") }
-        assertOneLine(result, mentions: ["no space left on device", "needs about", "earlier checkpoints and latest are intact"])
+        assertOneLine(
+            result, mentions: ["no space left on device", "needs about", "earlier checkpoints and latest are intact"])
         let store = CheckpointStore(runFolder: URL(fileURLWithPath: out))
         let steps = store.steps()
         XCTAssertFalse(steps.isEmpty)
         for step in steps { XCTAssertNoThrow(try CheckpointStore.verify(store.url(step: step))) }
         XCTAssertEqual(store.latestName(), CheckpointStore.name(step: steps.last!))
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter { $0.hasPrefix(".") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter {
+            $0.hasPrefix(".")
+        }
         XCTAssertEqual(leftovers, [], "the failed save removed its temporary folder")
     }
 
     func testSaveErrorsCanBeRetriedAtTheNextSave() throws {
-        let result = try runBaton(["train", "--out", run("retry"), "--steps", "12", "--save-every", "4", "--on-save-error", "retry",
-                                   "--inject-fault", "disk-full:4"] + common)
+        let result = try runBaton(
+            [
+                "train", "--out", run("retry"), "--steps", "12", "--save-every", "4", "--on-save-error", "retry",
+                "--inject-fault", "disk-full:4",
+            ] + common)
         XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssert(result.stdout.contains("save at step 4 failed") && result.stdout.contains("retrying at the next save"), result.stdout)
+        XCTAssert(
+            result.stdout.contains("save at step 4 failed") && result.stdout.contains("retrying at the next save"),
+            result.stdout)
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("retry"))).steps(), [8, 12])
     }
 }

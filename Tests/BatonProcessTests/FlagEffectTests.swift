@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -18,8 +19,10 @@ final class FlagEffectTests: XCTestCase {
         let folder = try TestPaths.temporaryFolder("flag-effect")
         let data = try makeTinyShards(in: folder)
         let run = folder.appendingPathComponent("run")
-        let trained = try runBaton(["train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16",
-                                    "--seq-len", "8", "--batch", "4", "--steps", "3", "--device", "cpu"])
+        let trained = try runBaton([
+            "train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16",
+            "--seq-len", "8", "--batch", "4", "--steps", "3", "--device", "cpu",
+        ])
         XCTAssertEqual(trained.status, 0, trained.stderr)
         Self.shared = (folder, data, run)
     }
@@ -49,7 +52,8 @@ final class FlagEffectTests: XCTestCase {
 
     func succeed(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
         let result = try runBaton(arguments)
-        XCTAssertEqual(result.status, 0, "baton \(arguments.joined(separator: " ")): \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(
+            result.status, 0, "baton \(arguments.joined(separator: " ")): \(result.stderr)", file: file, line: line)
         return result
     }
 
@@ -60,7 +64,9 @@ final class FlagEffectTests: XCTestCase {
         let greedy1 = try sample(["--length", "40", "--temperature", "0", "--seed", "1"])
         let greedy2 = try sample(["--length", "40", "--temperature", "0", "--seed", "2"])
         XCTAssertEqual(greedy1, greedy2, "temperature 0 is greedy: the seed must not matter")
-        XCTAssertEqual(try sample(["--length", "40", "--temperature", "0.0001", "--seed", "3"]), greedy1, "a tiny temperature samples the greedy text")
+        XCTAssertEqual(
+            try sample(["--length", "40", "--temperature", "0.0001", "--seed", "3"]), greedy1,
+            "a tiny temperature samples the greedy text")
         let hot = try sample(["--length", "40", "--temperature", "5", "--seed", "1"])
         XCTAssertNotEqual(hot, greedy1, "a high temperature must vary from the greedy text")
     }
@@ -68,21 +74,26 @@ final class FlagEffectTests: XCTestCase {
     func testSampleSeed() throws {
         let a = try sample(["--length", "40", "--temperature", "1", "--seed", "7"])
         XCTAssertEqual(try sample(["--length", "40", "--temperature", "1", "--seed", "7"]), a, "same seed, same text")
-        XCTAssertNotEqual(try sample(["--length", "40", "--temperature", "1", "--seed", "8"]), a, "another seed, another text")
-        XCTAssertNotEqual(try sample(["--length", "40", "--temperature", "1"]), a, "seed 7 is not the default seed's text")
+        XCTAssertNotEqual(
+            try sample(["--length", "40", "--temperature", "1", "--seed", "8"]), a, "another seed, another text")
+        XCTAssertNotEqual(
+            try sample(["--length", "40", "--temperature", "1"]), a, "seed 7 is not the default seed's text")
     }
 
     func testSampleTopK() throws {
         // --top-k 1 keeps only the likeliest token: the greedy text, whatever the temperature and seed.
         let greedy = try sample(["--length", "40", "--temperature", "0"])
         XCTAssertEqual(try sample(["--length", "40", "--temperature", "1", "--seed", "5", "--top-k", "1"]), greedy)
-        XCTAssertNotEqual(try sample(["--length", "40", "--temperature", "1", "--seed", "5"]), greedy, "without --top-k 1 the text varies")
+        XCTAssertNotEqual(
+            try sample(["--length", "40", "--temperature", "1", "--seed", "5"]), greedy,
+            "without --top-k 1 the text varies")
     }
 
     func testSampleLength() throws {
         // Byte tokenizer: one byte a token, plus the closing newline (the default prompt is empty).
         for length in [0, 5, 17] {
-            XCTAssertEqual(try sample(["--length", "\(length)", "--temperature", "0"]).count, length + 1, "--length \(length)")
+            XCTAssertEqual(
+                try sample(["--length", "\(length)", "--temperature", "0"]).count, length + 1, "--length \(length)")
         }
     }
 
@@ -113,13 +124,17 @@ final class FlagEffectTests: XCTestCase {
         for i in 0..<4 {
             let alone = folder.appendingPathComponent("eval-seq-\(i).bin")
             try TokenShard.write(tokens: Array(tokens[(8 * i)..<(8 * i + 9)]), to: alone)
-            losses.append(try loss(succeed(["eval", run.path, "--data", alone.path, "--sequences", "1", "--device", "cpu"])))
+            losses.append(
+                try loss(succeed(["eval", run.path, "--data", alone.path, "--sequences", "1", "--device", "cpu"])))
         }
-        XCTAssertEqual(four, losses.reduce(0, +) / 4, accuracy: 1e-4 * abs(four), "--sequences 4 is the mean over the first 4 sequences")
+        XCTAssertEqual(
+            four, losses.reduce(0, +) / 4, accuracy: 1e-4 * abs(four),
+            "--sequences 4 is the mean over the first 4 sequences")
         // And a shard of exactly those 4 sequences (33 tokens) gives the same loss.
         let firstFour = folder.appendingPathComponent("eval-first-four.bin")
         try TokenShard.write(tokens: Array(tokens[0..<33]), to: firstFour)
-        let again = try loss(succeed(["eval", run.path, "--data", firstFour.path, "--sequences", "4", "--device", "cpu"]))
+        let again = try loss(
+            succeed(["eval", run.path, "--data", firstFour.path, "--sequences", "4", "--device", "cpu"]))
         XCTAssertEqual(four, again, accuracy: 1e-5 * abs(four))
     }
 
@@ -132,18 +147,28 @@ final class FlagEffectTests: XCTestCase {
     func tokenCount(_ url: URL) throws -> Int { try TokenShard(url: url, vocabularySize: 65536).tokenCount }
 
     var bookText: String {
-        get throws { String(try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8).prefix(20_000)) }
+        get throws {
+            String(
+                try String(
+                    contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"),
+                    encoding: .utf8
+                ).prefix(20_000))
+        }
     }
 
     func testPrepareShardTokensAndValTokens() throws {
         let input = folder.appendingPathComponent("book.txt")
         try Data(try bookText.utf8).write(to: input)
         let out = folder.appendingPathComponent("prepared-sharded")
-        _ = try succeed(["prepare", input.path, "--tokenizer", "gpt2", "--out", out.path, "--shard-tokens", "1024", "--val-tokens", "600"])
+        _ = try succeed([
+            "prepare", input.path, "--tokenizer", "gpt2", "--out", out.path, "--shard-tokens", "1024", "--val-tokens",
+            "600",
+        ])
         let files = try shardFiles(out)
         let train = files.filter { $0.contains("_train_") }, val = files.filter { $0.contains("_val_") }
         XCTAssertEqual(val.count, 1)
-        XCTAssertEqual(try tokenCount(out.appendingPathComponent(val[0])), 600, "--val-tokens 600: the val shard holds 600 tokens")
+        XCTAssertEqual(
+            try tokenCount(out.appendingPathComponent(val[0])), 600, "--val-tokens 600: the val shard holds 600 tokens")
         let trainCounts = try train.map { try tokenCount(out.appendingPathComponent($0)) }
         let trainTokens = trainCounts.reduce(0, +)
         XCTAssertGreaterThan(trainTokens, 2048, "the text must fill several shards for the check to mean anything")
@@ -155,20 +180,28 @@ final class FlagEffectTests: XCTestCase {
 
     func testPrepareField() throws {
         // Each line holds a short "text" and a longer "body": --field body must read the body.
-        let bodies = ["Of Mans First Disobedience, and the Fruit", "Of that Forbidden Tree, whose mortal tast", "Brought Death into the World, and all our woe"]
+        let bodies = [
+            "Of Mans First Disobedience, and the Fruit", "Of that Forbidden Tree, whose mortal tast",
+            "Brought Death into the World, and all our woe",
+        ]
         let jsonl = bodies.map { #"{"text": "x", "body": "\#($0)"}"# }.joined(separator: "\n") + "\n"
         let bodyOnly = bodies.map { #"{"text": "\#($0)"}"# }.joined(separator: "\n") + "\n"
         let both = folder.appendingPathComponent("both.jsonl"), only = folder.appendingPathComponent("only.jsonl")
         try Data(jsonl.utf8).write(to: both)
         try Data(bodyOnly.utf8).write(to: only)
-        let viaField = folder.appendingPathComponent("prepared-field"), viaText = folder.appendingPathComponent("prepared-text")
-        _ = try succeed(["prepare", both.path, "--tokenizer", "gpt2", "--out", viaField.path, "--field", "body", "--val-tokens", "5"])
+        let viaField = folder.appendingPathComponent("prepared-field"),
+            viaText = folder.appendingPathComponent("prepared-text")
+        _ = try succeed([
+            "prepare", both.path, "--tokenizer", "gpt2", "--out", viaField.path, "--field", "body", "--val-tokens", "5",
+        ])
         _ = try succeed(["prepare", only.path, "--tokenizer", "gpt2", "--out", viaText.path, "--val-tokens", "5"])
         let files = try shardFiles(viaField)
         XCTAssertEqual(files, try shardFiles(viaText))
         for name in files {
-            XCTAssertEqual(try Data(contentsOf: viaField.appendingPathComponent(name)), try Data(contentsOf: viaText.appendingPathComponent(name)),
-                           "\(name): --field body tokenizes the body field")
+            XCTAssertEqual(
+                try Data(contentsOf: viaField.appendingPathComponent(name)),
+                try Data(contentsOf: viaText.appendingPathComponent(name)),
+                "\(name): --field body tokenizes the body field")
         }
     }
 
@@ -242,7 +275,10 @@ final class FlagEffectTests: XCTestCase {
     // MARK: bench
 
     func testBenchBatchAndSteps() throws {
-        let tiny = ["bench", "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--warmup-steps", "0", "--device", "cpu"]
+        let tiny = [
+            "bench", "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--warmup-steps", "0",
+            "--device", "cpu",
+        ]
         let result = try succeed(tiny + ["--batch", "3", "--steps", "2", "--profile"])
         XCTAssertTrue(result.stdout.contains("T=8 B=3 V=256"), result.stdout)
         XCTAssertTrue(result.stdout.contains("profile: 2 more steps"), result.stdout)

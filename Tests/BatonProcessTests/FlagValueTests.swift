@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import BatonTestSupport
 
 /// Every value-taking flag of every command, given a malformed value and, where it has a range, an
@@ -11,13 +12,19 @@ final class FlagValueTests: XCTestCase {
     override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("flags") }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
-    static let commands = ["train", "sample", "eval", "prepare", "bench", "plot", "export", "checkpoints", "inspect", "selftest", "torture"]
+    static let commands = [
+        "train", "sample", "eval", "prepare", "bench", "plot", "export", "checkpoints", "inspect", "selftest",
+        "torture",
+    ]
 
     /// Flags whose value is a path or free text (or may be one): no value of theirs is malformed.
     static let freeValues: [String: String] = [
-        "--data": "a folder or shard path", "--out": "a path", "--init-from": "a folder path", "--sample-ledger": "a file path",
-        "--resume": "auto, step-N or any checkpoint path", "--prompt": "free text", "--tokenizer": "bytes, gpt2 or any folder path",
-        "--name": "a file-name prefix", "--field": "a JSON field name", "--checkpoint": "a folder path", "--tokenize": "a file path",
+        "--data": "a folder or shard path", "--out": "a path", "--init-from": "a folder path",
+        "--sample-ledger": "a file path",
+        "--resume": "auto, step-N or any checkpoint path", "--prompt": "free text",
+        "--tokenizer": "bytes, gpt2 or any folder path",
+        "--name": "a file-name prefix", "--field": "a JSON field name", "--checkpoint": "a folder path",
+        "--tokenize": "a file path",
         "--hf": "a folder path", "--work": "a folder path",
     ]
 
@@ -27,12 +34,19 @@ final class FlagValueTests: XCTestCase {
     /// Flags for which 0 or a large value is out of range (0 is valid for the others, so giving it
     /// could start work).
     static let outOfRange: [String: [String: [String]]] = [
-        "train": ["--steps": ["0"], "--epochs": ["0"], "--batch": ["0", "100000"], "--grad-accum": ["0"], "--global-batch": ["0"],
-                  "--seq-len": ["0", "100000"], "--layers": ["0", "5000"], "--heads": ["0", "5000"], "--embd": ["0", "100000"],
-                  "--vocab-size": ["0", "70000"], "--eval-batches": ["0"], "--log-every": ["0"], "--keep-last": ["0"],
-                  "--beta1": ["1"], "--beta2": ["1"], "--threads": ["5000"]],
-        "bench": ["--steps": ["0"], "--batch": ["0"], "--seq-len": ["0"], "--layers": ["0"], "--heads": ["0"], "--embd": ["0"],
-                  "--vocab-size": ["0"], "--threads": ["5000"]],
+        "train": [
+            "--steps": ["0"], "--epochs": ["0"], "--batch": ["0", "100000"], "--grad-accum": ["0"],
+            "--global-batch": ["0"],
+            "--seq-len": ["0", "100000"], "--layers": ["0", "5000"], "--heads": ["0", "5000"],
+            "--embd": ["0", "100000"],
+            "--vocab-size": ["0", "70000"], "--eval-batches": ["0"], "--log-every": ["0"], "--keep-last": ["0"],
+            "--beta1": ["1"], "--beta2": ["1"], "--threads": ["5000"],
+        ],
+        "bench": [
+            "--steps": ["0"], "--batch": ["0"], "--seq-len": ["0"], "--layers": ["0"], "--heads": ["0"],
+            "--embd": ["0"],
+            "--vocab-size": ["0"], "--threads": ["5000"],
+        ],
         "eval": ["--sequences": ["0"], "--threads": ["5000"]],
         "sample": ["--threads": ["5000"]],
         "prepare": ["--shard-tokens": ["0", "100"], "--val-tokens": ["0"], "--threads": ["5000"]],
@@ -48,7 +62,8 @@ final class FlagValueTests: XCTestCase {
         case "train": return ["--data", missing, "--out", folder.appendingPathComponent("run").path]
         case "sample": return [missing]
         case "eval": return [missing, "--data", missing + ".bin"]
-        case "prepare": return [missing + ".txt", "--out", folder.appendingPathComponent("shards").path, "--tokenizer", "gpt2"]
+        case "prepare":
+            return [missing + ".txt", "--out", folder.appendingPathComponent("shards").path, "--tokenizer", "gpt2"]
         case "bench": return ["--tokenize", missing + ".txt"]
         case "plot": return [missing, "--out", folder.appendingPathComponent("x.svg").path]
         case "export": return [missing, "--hf", folder.appendingPathComponent("hf").path]
@@ -72,14 +87,21 @@ final class FlagValueTests: XCTestCase {
         }
     }
 
-    func assertUsageError(_ command: String, _ flag: String, _ value: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertUsageError(
+        _ command: String, _ flag: String, _ value: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let arguments = [command] + base(command) + [flag, value]
         let result = try runBaton(arguments)
         let what = "baton \(arguments.joined(separator: " "))"
-        XCTAssertEqual(result.status, 2, "\(what): exit \(result.status), stderr: \(result.stderr)", file: file, line: line)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(what): one line expected, got: \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(
+            result.status, 2, "\(what): exit \(result.status), stderr: \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(
+            result.stderr.split(separator: "\n").count, 1, "\(what): one line expected, got: \(result.stderr)",
+            file: file, line: line)
         XCTAssert(result.stderr.hasPrefix("baton: error: "), "\(what): \(result.stderr)", file: file, line: line)
-        XCTAssert(result.stderr.contains(flag), "\(what): the error does not name \(flag): \(result.stderr)", file: file, line: line)
+        XCTAssert(
+            result.stderr.contains(flag), "\(what): the error does not name \(flag): \(result.stderr)", file: file,
+            line: line)
     }
 
     func testEveryMalformedOrOutOfRangeFlagValueIsAUsageError() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import BatonTestSupport
 
 /// What every command's --help prints is part of what users see: it changes only on purpose.
@@ -14,14 +15,20 @@ final class HelpTextTests: XCTestCase {
             return String(word)
         }
         XCTAssertGreaterThanOrEqual(commands.count, 11, "baton --help lists the commands")
-        let committed = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".txt") }.sorted()
-        XCTAssertEqual(committed, (["baton"] + commands).map { "\($0).txt" }.sorted(),
-                       "one committed copy per command; run scripts/fixtures/update-help after adding or removing one")
+        let committed = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".txt") }
+            .sorted()
+        XCTAssertEqual(
+            committed, (["baton"] + commands).map { "\($0).txt" }.sorted(),
+            "one committed copy per command; run scripts/fixtures/update-help after adding or removing one")
         for (name, arguments) in [("baton", ["--help"])] + commands.map({ ($0, [$0, "--help"]) }) {
             let result = try runBaton(arguments)
             XCTAssertEqual(result.status, 0, name)
             let expected = try String(contentsOf: folder.appendingPathComponent("\(name).txt"), encoding: .utf8)
-            XCTAssertEqual(result.stdout, expected, "baton \(arguments.joined(separator: " ")) changed; if that is meant, run scripts/fixtures/update-help and commit")
+            XCTAssertEqual(
+                result.stdout, expected,
+                "baton \(arguments.joined(separator: " ")) changed; if that is meant, run "
+                    + "scripts/fixtures/update-help and commit"
+            )
         }
     }
 }

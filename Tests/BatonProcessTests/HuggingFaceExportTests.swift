@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -13,35 +14,56 @@ final class HuggingFaceExportTests: FolderTestCase {
     }
 
     func testAGPT2RunExportsAHuggingFaceFolder() throws {
-        let text = String(try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8).prefix(20_000))
+        let text = String(
+            try String(
+                contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8
+            ).prefix(20_000))
         let input = folder.appendingPathComponent("t.txt")
         try Data(text.utf8).write(to: input)
         let shards = folder.appendingPathComponent("shards").path, run = folder.appendingPathComponent("run").path
-        XCTAssertEqual(try runBaton(["prepare", input.path, "--tokenizer", "gpt2", "--out", shards, "--shard-tokens", "2048", "--val-tokens", "600"]).status, 0)
-        let trained = try runBaton(["train", "--data", shards, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "16",
-                                    "--batch", "2", "--steps", "2", "--eval-batches", "1", "--device", "cpu"])
+        XCTAssertEqual(
+            try runBaton([
+                "prepare", input.path, "--tokenizer", "gpt2", "--out", shards, "--shard-tokens", "2048", "--val-tokens",
+                "600",
+            ]).status, 0)
+        let trained = try runBaton([
+            "train", "--data", shards, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "16",
+            "--batch", "2", "--steps", "2", "--eval-batches", "1", "--device", "cpu",
+        ])
         XCTAssertEqual(trained.status, 0, trained.stderr)
         let hf = folder.appendingPathComponent("hf")
         let exported = try runBaton(["export", run, "--hf", hf.path])
         XCTAssertEqual(exported.status, 0, exported.stderr)
         let names = try FileManager.default.contentsOfDirectory(atPath: hf.path).sorted()
-        XCTAssertEqual(names, [".baton-export", "config.json", "generation_config.json", "merges.txt", "model.safetensors", "special_tokens_map.json",
-                               "tokenizer_config.json", "vocab.json"])
+        XCTAssertEqual(
+            names,
+            [
+                ".baton-export", "config.json", "generation_config.json", "merges.txt", "model.safetensors",
+                "special_tokens_map.json",
+                "tokenizer_config.json", "vocab.json",
+            ])
         let config = try json(hf.appendingPathComponent("config.json"))
         XCTAssertEqual(config["model_type"] as? String, "gpt2")
         XCTAssertEqual(config["architectures"] as? [String], ["GPT2LMHeadModel"])
         XCTAssertEqual(config["activation_function"] as? String, "gelu_new")
         XCTAssertEqual(config["layer_norm_epsilon"] as? Double, 1e-5)
         XCTAssertEqual(config["tie_word_embeddings"] as? Bool, true)
-        for (key, value) in [("n_layer", 1), ("n_head", 2), ("n_embd", 16), ("n_positions", 16), ("vocab_size", 50257), ("eos_token_id", 50256)] {
+        for (key, value) in [
+            ("n_layer", 1), ("n_head", 2), ("n_embd", 16), ("n_positions", 16), ("vocab_size", 50257),
+            ("eos_token_id", 50256),
+        ] {
             XCTAssertEqual(config[key] as? Int, value, key)
         }
-        XCTAssertEqual(try json(hf.appendingPathComponent("tokenizer_config.json"))["tokenizer_class"] as? String, "GPT2Tokenizer")
+        XCTAssertEqual(
+            try json(hf.appendingPathComponent("tokenizer_config.json"))["tokenizer_class"] as? String, "GPT2Tokenizer")
         let checkpoint = CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: 2)
-        XCTAssertEqual(try Data(contentsOf: hf.appendingPathComponent("model.safetensors")),
-                       try Data(contentsOf: checkpoint.appendingPathComponent("model.safetensors")))
-        XCTAssertEqual(try SafeTensors.read(hf.appendingPathComponent("model.safetensors")).entries["transformer.wte.weight"]?.shape, [50257, 16],
-                       "exactly the real vocabulary rows")
+        XCTAssertEqual(
+            try Data(contentsOf: hf.appendingPathComponent("model.safetensors")),
+            try Data(contentsOf: checkpoint.appendingPathComponent("model.safetensors")))
+        XCTAssertEqual(
+            try SafeTensors.read(hf.appendingPathComponent("model.safetensors")).entries["transformer.wte.weight"]?
+                .shape, [50257, 16],
+            "exactly the real vocabulary rows")
         XCTAssertNoThrow(try GPT2Tokenizer(folder: hf))
         // An existing folder: refused in one line, then replaced with --overwrite.
         let again = try runBaton(["export", run, "--hf", hf.path])
@@ -54,13 +76,18 @@ final class HuggingFaceExportTests: FolderTestCase {
 
     func testAByteLevelRunExportsWithoutATokenizer() throws {
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
-        XCTAssertEqual(try runBaton(["train", "--data", data, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8",
-                                     "--batch", "4", "--steps", "2", "--device", "cpu"]).status, 0)
+        XCTAssertEqual(
+            try runBaton([
+                "train", "--data", data, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len",
+                "8",
+                "--batch", "4", "--steps", "2", "--device", "cpu",
+            ]).status, 0)
         let hf = folder.appendingPathComponent("hf")
         let exported = try runBaton(["export", run, "--hf", hf.path])
         XCTAssertEqual(exported.status, 0, exported.stderr)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: hf.path).sorted(),
-                       [".baton-export", "config.json", "generation_config.json", "model.safetensors"])
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: hf.path).sorted(),
+            [".baton-export", "config.json", "generation_config.json", "model.safetensors"])
         XCTAssertEqual(try json(hf.appendingPathComponent("config.json"))["vocab_size"] as? Int, 256)
     }
 }
@@ -70,8 +97,12 @@ extension HuggingFaceExportTests {
     /// A tiny byte-level run with checkpoints at steps 2 and 4.
     func tinyRun() throws -> URL {
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("runs/run")
-        let trained = try runBaton(["train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8",
-                                    "--batch", "4", "--steps", "4", "--save-every", "2", "--keep-last", "5", "--eval-batches", "1", "--device", "cpu"])
+        let trained = try runBaton([
+            "train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len",
+            "8",
+            "--batch", "4", "--steps", "4", "--save-every", "2", "--keep-last", "5", "--eval-batches", "1", "--device",
+            "cpu",
+        ])
         XCTAssertEqual(trained.status, 0, trained.stderr)
         return run
     }
@@ -90,12 +121,20 @@ extension HuggingFaceExportTests {
         return files
     }
 
-    func assertOneLineError(_ arguments: [String], mentions words: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertOneLineError(
+        _ arguments: [String], mentions words: [String], file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let result = try runBaton(arguments)
         XCTAssertNotEqual(result.status, 0, "\(arguments) should fail", file: file, line: line)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "one line expected, got: \(result.stderr)", file: file, line: line)
-        for word in words { XCTAssert(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line) }
-        for dump in ["NSCocoaErrorDomain", "Error Domain=", "Fatal error"] { XCTAssertFalse(result.stderr.contains(dump), result.stderr, file: file, line: line) }
+        XCTAssertEqual(
+            result.stderr.split(separator: "\n").count, 1, "one line expected, got: \(result.stderr)", file: file,
+            line: line)
+        for word in words {
+            XCTAssert(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line)
+        }
+        for dump in ["NSCocoaErrorDomain", "Error Domain=", "Fatal error"] {
+            XCTAssertFalse(result.stderr.contains(dump), result.stderr, file: file, line: line)
+        }
     }
 
     /// The run itself, its checkpoint, the folder holding it, a folder above that, or a folder
@@ -107,8 +146,11 @@ extension HuggingFaceExportTests {
         let weights = checkpoint.appendingPathComponent("model.safetensors")
         let link = folder.appendingPathComponent("link-to-runs")
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: run.deletingLastPathComponent())
-        let targets = [run.path, run.deletingLastPathComponent().path, folder.path, checkpoint.path, run.appendingPathComponent("hf").path,
-                       checkpoint.appendingPathComponent("hf").path, link.path, link.path + "/run", run.path + "/../run"]
+        let targets = [
+            run.path, run.deletingLastPathComponent().path, folder.path, checkpoint.path,
+            run.appendingPathComponent("hf").path,
+            checkpoint.appendingPathComponent("hf").path, link.path, link.path + "/run", run.path + "/../run",
+        ]
         for source in [run.path, checkpoint.path, weights.path] {
             for target in targets {
                 for overwrite in [[], ["--overwrite"]] {
@@ -118,7 +160,8 @@ extension HuggingFaceExportTests {
         }
         // Refused by the overlap check itself, not only by a later one that happens to stop it too.
         for target in [run.deletingLastPathComponent().path, folder.path] {
-            try assertOneLineError(["export", run.path, "--hf", target, "--overwrite"], mentions: ["holds the", "that the export reads"])
+            try assertOneLineError(
+                ["export", run.path, "--hf", target, "--overwrite"], mentions: ["holds the", "that the export reads"])
         }
         var after = try snapshot(folder)
         after.removeValue(forKey: "link-to-runs")
@@ -133,7 +176,8 @@ extension HuggingFaceExportTests {
         let mine = folder.appendingPathComponent("mine")
         try FileManager.default.createDirectory(at: mine, withIntermediateDirectories: true)
         try Data("keep me".utf8).write(to: mine.appendingPathComponent("notes.txt"))
-        try assertOneLineError(["export", run.path, "--hf", mine.path, "--overwrite"], mentions: ["--hf", mine.path, "not a Baton export"])
+        try assertOneLineError(
+            ["export", run.path, "--hf", mine.path, "--overwrite"], mentions: ["--hf", mine.path, "not a Baton export"])
         XCTAssertEqual(try String(contentsOf: mine.appendingPathComponent("notes.txt"), encoding: .utf8), "keep me")
         let file = folder.appendingPathComponent("file.txt")
         try Data("a file".utf8).write(to: file)
@@ -151,11 +195,17 @@ extension HuggingFaceExportTests {
         try assertOneLineError(["export", run.path, "--hf", hf.path, "--overwrite"], mentions: ["--hf", "README.md"])
         XCTAssertEqual(try String(contentsOf: hf.appendingPathComponent("README.md"), encoding: .utf8), "added")
         try FileManager.default.removeItem(at: hf.appendingPathComponent("README.md"))
-        let replaced = try runBaton(["export", CheckpointStore(runFolder: run).url(step: 2).path, "--hf", hf.path, "--overwrite"])
+        let replaced = try runBaton([
+            "export", CheckpointStore(runFolder: run).url(step: 2).path, "--hf", hf.path, "--overwrite",
+        ])
         XCTAssertEqual(replaced.status, 0, replaced.stderr)
-        XCTAssertEqual(try Data(contentsOf: hf.appendingPathComponent("model.safetensors")),
-                       try Data(contentsOf: CheckpointStore(runFolder: run).url(step: 2).appendingPathComponent("model.safetensors")))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [], "no temporary folder is left")
+        XCTAssertEqual(
+            try Data(contentsOf: hf.appendingPathComponent("model.safetensors")),
+            try Data(
+                contentsOf: CheckpointStore(runFolder: run).url(step: 2).appendingPathComponent("model.safetensors")))
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
+            "no temporary folder is left")
     }
 
     /// A place that cannot be written (under a regular file: fails for root too) is one line
@@ -164,7 +214,9 @@ extension HuggingFaceExportTests {
         let run = try tinyRun()
         let file = folder.appendingPathComponent("plain-file")
         try Data("x".utf8).write(to: file)
-        try assertOneLineError(["export", run.path, "--hf", file.path + "/sub/hf"], mentions: ["--hf", file.path + "/sub/hf", "not a directory"])
+        try assertOneLineError(
+            ["export", run.path, "--hf", file.path + "/sub/hf"],
+            mentions: ["--hf", file.path + "/sub/hf", "not a directory"])
     }
 
     /// `export --overwrite` killed with SIGKILL at random instants, and at fixed points inside the
@@ -188,7 +240,10 @@ extension HuggingFaceExportTests {
         func check(_ what: String) throws {
             let now = try snapshot(hf)
             guard let which = exports.firstIndex(of: now) else {
-                XCTFail("\(what): \(hf.path) is neither export: \(now.keys.sorted()) (old \(exports[current].keys.sorted()))")
+                XCTFail(
+                    "\(what): \(hf.path) is neither export: \(now.keys.sorted()) (old "
+                        + "\(exports[current].keys.sorted()))"
+                )
                 return
             }
             current = which
@@ -220,7 +275,9 @@ extension HuggingFaceExportTests {
             let marker = folder.appendingPathComponent("paused-\(point)")
             let process = try launch(["--inject-fault", "pause-at:\(point):\(marker.path)"])
             let deadline = Date().addingTimeInterval(30)
-            while !FileManager.default.fileExists(atPath: marker.path) && process.isRunning && Date() < deadline { usleep(10_000) }
+            while !FileManager.default.fileExists(atPath: marker.path) && process.isRunning && Date() < deadline {
+                usleep(10_000)
+            }
             XCTAssert(FileManager.default.fileExists(atPath: marker.path), "the export never reached \(point)")
             Glibc.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -232,8 +289,9 @@ extension HuggingFaceExportTests {
         }
         XCTAssertEqual(try runBaton(["export", sources[1 - current], "--hf", hf.path, "--overwrite"]).status, 0)
         try check("after a last whole export")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
-                       "what the killed exports left is cleaned up")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
+            "what the killed exports left is cleaned up")
     }
 
     /// A file put into the earlier export while the new one is written (the debug build's
@@ -248,14 +306,19 @@ extension HuggingFaceExportTests {
         let marker = folder.appendingPathComponent("waiting")
         let process = Process()
         process.executableURL = TestPaths.batonExecutable
-        process.arguments = ["export", store.url(step: 4).path, "--hf", hf.path, "--overwrite", "--inject-fault", "wait-at:written:\(marker.path)"]
+        process.arguments = [
+            "export", store.url(step: 4).path, "--hf", hf.path, "--overwrite", "--inject-fault",
+            "wait-at:written:\(marker.path)",
+        ]
         let errors = folder.appendingPathComponent("stderr.txt")
         XCTAssert(FileManager.default.createFile(atPath: errors.path, contents: nil))
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: errors)
         try process.run()
         let deadline = Date().addingTimeInterval(30)
-        while !FileManager.default.fileExists(atPath: marker.path) && process.isRunning && Date() < deadline { usleep(10_000) }
+        while !FileManager.default.fileExists(atPath: marker.path) && process.isRunning && Date() < deadline {
+            usleep(10_000)
+        }
         XCTAssert(FileManager.default.fileExists(atPath: marker.path), "the export never reached written")
         try Data("mine".utf8).write(to: hf.appendingPathComponent("README.md"))
         try FileManager.default.removeItem(at: marker)
@@ -268,7 +331,9 @@ extension HuggingFaceExportTests {
         var after = try snapshot(hf)
         XCTAssertEqual(after.removeValue(forKey: "README.md"), Data("mine".utf8), "the added file stays")
         XCTAssert(after == before, "the earlier export is as it was")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [], "no temporary folder is left")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
+            "no temporary folder is left")
     }
 
     /// A leftover `.DIR.tmp-PID` whose PID is alive but not baton (the PID reused: here a `sleep`)
@@ -287,18 +352,24 @@ extension HuggingFaceExportTests {
         let exported = try runBaton(["export", run.path, "--hf", hf.path])
         XCTAssertEqual(exported.status, 0, exported.stderr)
         XCTAssert(exported.stdout.contains("removed \(leftover.path)"), exported.stdout)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: leftover.path), "a leftover of a PID that is not baton is cleaned up")
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: leftover.path), "a leftover of a PID that is not baton is cleaned up"
+        )
 
         // A live baton export's temporary folder is its own: left alone.
         let marker = folder.appendingPathComponent("paused")
         let paused = Process()
         paused.executableURL = TestPaths.batonExecutable
-        paused.arguments = ["export", run.path, "--hf", hf.path, "--overwrite", "--inject-fault", "pause-at:written:\(marker.path)"]
+        paused.arguments = [
+            "export", run.path, "--hf", hf.path, "--overwrite", "--inject-fault", "pause-at:written:\(marker.path)",
+        ]
         paused.standardOutput = FileHandle.nullDevice
         paused.standardError = FileHandle.nullDevice
         try paused.run()
         let deadline = Date().addingTimeInterval(30)
-        while !FileManager.default.fileExists(atPath: marker.path) && paused.isRunning && Date() < deadline { usleep(10_000) }
+        while !FileManager.default.fileExists(atPath: marker.path) && paused.isRunning && Date() < deadline {
+            usleep(10_000)
+        }
         let live = folder.appendingPathComponent(".hf.tmp-\(paused.processIdentifier)")
         XCTAssert(FileManager.default.fileExists(atPath: live.path))
         XCTAssertEqual(try runBaton(["export", run.path, "--hf", hf.path, "--overwrite"]).status, 0)

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -12,7 +13,9 @@ final class InteropTests: XCTestCase {
         probe.standardError = FileHandle.nullDevice
         try probe.run()
         probe.waitUntilExit()
-        try XCTSkipIf(probe.terminationStatus != 0, "skipped: Python's safetensors package is not installed (scripts/setup/install-deps installs it)")
+        try XCTSkipIf(
+            probe.terminationStatus != 0,
+            "skipped: Python's safetensors package is not installed (scripts/setup/install-deps installs it)")
 
         let run = try TestPaths.temporaryFolder("interop")
         defer { try? FileManager.default.removeItem(at: run) }
@@ -25,13 +28,14 @@ final class InteropTests: XCTestCase {
         try device.fill(optimizer.secondMoment, with: 0.5)
         let url = try saveCheckpoint(model, optimizer, run: run, step: 3)
         let script = """
-        import sys
-        from safetensors.numpy import load_file
-        m = load_file(sys.argv[1] + "/model.safetensors")
-        o = load_file(sys.argv[1] + "/optimizer.safetensors")
-        w = m["transformer.h.1.attn.c_attn.weight"]
-        print(len(m), len(o), w.shape[0], w.shape[1], repr(float(w[3, 17])), repr(float(o["transformer.wte.weight.exp_avg_sq"][0, 0])))
-        """
+            import sys
+            from safetensors.numpy import load_file
+            m = load_file(sys.argv[1] + "/model.safetensors")
+            o = load_file(sys.argv[1] + "/optimizer.safetensors")
+            w = m["transformer.h.1.attn.c_attn.weight"]
+            moment = o["transformer.wte.weight.exp_avg_sq"]
+            print(len(m), len(o), w.shape[0], w.shape[1], repr(float(w[3, 17])), repr(float(moment[0, 0])))
+            """
         let python = Process()
         python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         python.arguments = ["python3", "-c", script, url.path]
@@ -43,7 +47,8 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(python.terminationStatus, 0)
         let fields = output.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
         let weight = try device.download(model.parameter("transformer.h.1.attn.c_attn.weight"))[3 * 24 + 17]
-        XCTAssertEqual(Array(fields.prefix(4)), ["\(model.layout.specs.count)", "\(2 * model.layout.specs.count)", "8", "24"])
+        XCTAssertEqual(
+            Array(fields.prefix(4)), ["\(model.layout.specs.count)", "\(2 * model.layout.specs.count)", "8", "24"])
         XCTAssertEqual(Float(fields[4]), weight, "Python reads the same value at [3, 17] of the (in, out) weight")
         XCTAssertEqual(Float(fields[5]), 0.5)
     }

@@ -1,23 +1,29 @@
 import Foundation
+import XCTest
+
+@testable import Baton
+@testable import BatonTestSupport
+
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
-import XCTest
-@testable import Baton
-@testable import BatonTestSupport
 
 /// `baton plot`: the SVG is well-formed XML with one group per run, whose faint training curve
 /// has one point per metrics row and whose validation points are the rows with a val loss.
 final class LossPlotTests: XCTestCase {
     final class Collector: NSObject, XMLParserDelegate {
         var runs: [(name: String, rawPoints: Int, declared: Int, smoothedPoints: Int, validation: Int)] = []
-        func parser(_ parser: XMLParser, didStartElement element: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String] = [:]) {
+        func parser(
+            _ parser: XMLParser, didStartElement element: String, namespaceURI: String?, qualifiedName: String?,
+            attributes: [String: String] = [:]
+        ) {
             switch (element, attributes["class"]) {
             case ("g", "run"): runs.append((attributes["data-run"] ?? "", 0, 0, 0, 0))
             case ("polyline", "train-raw"):
                 runs[runs.count - 1].rawPoints = (attributes["points"] ?? "").split(separator: " ").count
                 runs[runs.count - 1].declared = Int(attributes["data-points"] ?? "") ?? -1
-            case ("polyline", "train-smoothed"): runs[runs.count - 1].smoothedPoints = (attributes["points"] ?? "").split(separator: " ").count
+            case ("polyline", "train-smoothed"):
+                runs[runs.count - 1].smoothedPoints = (attributes["points"] ?? "").split(separator: " ").count
             case ("circle", "val"): runs[runs.count - 1].validation += 1
             default: break
             }
@@ -31,8 +37,11 @@ final class LossPlotTests: XCTestCase {
         var runs: [String] = []
         for (name, steps) in [("small", 14), ("large & <odd>", 9)] {
             let run = folder.appendingPathComponent(name).path
-            let result = try runBaton(["train", "--data", data, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8",
-                                       "--batch", "4", "--steps", "\(steps)", "--eval-every", "5", "--eval-batches", "1", "--device", "cpu"])
+            let result = try runBaton([
+                "train", "--data", data, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len",
+                "8",
+                "--batch", "4", "--steps", "\(steps)", "--eval-every", "5", "--eval-batches", "1", "--device", "cpu",
+            ])
             XCTAssertEqual(result.status, 0, result.stderr)
             XCTAssert(result.stdout.contains("plot the losses with: baton plot \(run) --out"), result.stdout)
             runs.append(run)
@@ -67,15 +76,20 @@ final class LossPlotTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         let data = try makeTinyShards(in: folder)
         let run = folder.appendingPathComponent("run")
-        let trained = try runBaton(["train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8",
-                                    "--batch", "4", "--steps", "3", "--eval-batches", "1", "--device", "cpu"])
+        let trained = try runBaton([
+            "train", "--data", data, "--out", run.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len",
+            "8",
+            "--batch", "4", "--steps", "3", "--eval-batches", "1", "--device", "cpu",
+        ])
         XCTAssertEqual(trained.status, 0, trained.stderr)
         func contents(_ url: URL) throws -> [String: Data] {
             var files: [String: Data] = [:]
             let walker = try XCTUnwrap(FileManager.default.enumerator(atPath: url.path))
             while let name = walker.nextObject() as? String {
                 var isFolder: ObjCBool = false
-                if FileManager.default.fileExists(atPath: url.appendingPathComponent(name).path, isDirectory: &isFolder), !isFolder.boolValue {
+                if FileManager.default.fileExists(
+                    atPath: url.appendingPathComponent(name).path, isDirectory: &isFolder), !isFolder.boolValue
+                {
                     files[name] = try Data(contentsOf: url.appendingPathComponent(name))
                 }
             }
@@ -86,11 +100,15 @@ final class LossPlotTests: XCTestCase {
         let link = folder.appendingPathComponent("link")
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: run)
         let other = folder.appendingPathComponent("other-run")  // a run not given as input
-        try FileManager.default.createDirectory(at: other.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
-        let checkpoint = try XCTUnwrap(CheckpointStore(runFolder: run).steps().last.map { CheckpointStore(runFolder: run).url(step: $0) })
-        for out in [run.path + "/metrics.jsonl", run.path + "/config.json", run.path, folder.path + "/x/../run/metrics.jsonl",
-                    link.path + "/metrics.jsonl", link.path, other.path + "/checkpoints", run.path + "/checkpoints/x.svg",
-                    checkpoint.path + "/loss.svg"] {
+        try FileManager.default.createDirectory(
+            at: other.appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+        let checkpoint = try XCTUnwrap(
+            CheckpointStore(runFolder: run).steps().last.map { CheckpointStore(runFolder: run).url(step: $0) })
+        for out in [
+            run.path + "/metrics.jsonl", run.path + "/config.json", run.path, folder.path + "/x/../run/metrics.jsonl",
+            link.path + "/metrics.jsonl", link.path, other.path + "/checkpoints", run.path + "/checkpoints/x.svg",
+            checkpoint.path + "/loss.svg",
+        ] {
             let result = try runBaton(["plot", run.path, "--out", out])
             XCTAssertEqual(result.status, 2, "--out \(out): \(result.stderr)")
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
@@ -102,7 +120,9 @@ final class LossPlotTests: XCTestCase {
         let prepared = folder.appendingPathComponent("prepared")
         let text = folder.appendingPathComponent("text.txt")
         try Data(String(repeating: "Of Man's first disobedience. ", count: 40).utf8).write(to: text)
-        XCTAssertEqual(try runBaton(["prepare", text.path, "--out", prepared.path, "--tokenizer", "gpt2", "--threads", "1"]).status, 0)
+        XCTAssertEqual(
+            try runBaton(["prepare", text.path, "--out", prepared.path, "--tokenizer", "gpt2", "--threads", "1"])
+                .status, 0)
         let copied = folder.appendingPathComponent("copied-checkpoint")
         try FileManager.default.copyItem(at: checkpoint, to: copied)
         for out in [prepared.path + "/tokenizer/x.svg", prepared.path + "/x.svg", copied.path + "/x.svg"] {

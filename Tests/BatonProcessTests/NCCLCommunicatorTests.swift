@@ -1,6 +1,7 @@
 import CBatonABI
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -13,10 +14,13 @@ final class NCCLCommunicatorTests: XCTestCase {
     var saved: [String: String?] = [:]
 
     override func setUpWithError() throws {
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.library.path),
-                          "skipped: \(Self.library.path) not built (scripts/test builds it with cmake against the wheel's nccl.h)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: Self.library.path),
+            "skipped: \(Self.library.path) not built (scripts/test builds it with cmake against the wheel's nccl.h)")
         let nccl = ProcessInfo.processInfo.environment["BATON_LIBNCCL"] ?? ""
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: nccl), "skipped: no libnccl.so.2 (scripts/test fetches it with scripts/setup/fetch-nccl and sets BATON_LIBNCCL)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: nccl),
+            "skipped: no libnccl.so.2 (scripts/test fetches it with scripts/setup/fetch-nccl and sets BATON_LIBNCCL)")
         set("BATON_NCCL_COMM_LIBRARY", Self.library.path)
     }
 
@@ -40,7 +44,9 @@ final class NCCLCommunicatorTests: XCTestCase {
         var id = [UInt8](repeating: 0, count: Int(BATON_DEVICE_COMM_ID_BYTES))
         XCTAssertEqual(table.pointee.unique_id(handle, &id), 0, String(cString: table.pointee.last_error(handle)!))
         XCTAssert(id.contains { $0 != 0 }, "NCCL's unique id should not be all zeros")
-        if let gpu = nvidiaGPUPresent { throw XCTSkip("skipped the missing-GPU error: \(gpu); scripts/checks/gpu-check runs NCCL there") }
+        if let gpu = nvidiaGPUPresent {
+            throw XCTSkip("skipped the missing-GPU error: \(gpu); scripts/checks/gpu-check runs NCCL there")
+        }
         XCTAssertThrowsError(try DeviceCommunicator.join(over: .single(), deviceIndex: 0, timeoutSeconds: 5)) { error in
             XCTAssert("\(error)".contains("rank 0: NCCL did not start on GPU 0: cudaSetDevice:"), "\(error)")
         }
@@ -62,20 +68,24 @@ final class NCCLCommunicatorTests: XCTestCase {
     /// run folder; on CPU ranks it is a usage error.
     func testTrainWithCommNCCLWithoutAGPUIsAOneLineError() throws {
         let emulator = CUDABackendTests.emulatorFolder.appendingPathComponent("libbaton_cuda.so")
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: emulator.path), "skipped: \(emulator.path) not built (scripts/setup/build-cuda-emulator)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: emulator.path),
+            "skipped: \(emulator.path) not built (scripts/setup/build-cuda-emulator)")
         // The NCCL communicator is the real CUDA build: on a GPU its cudaSetDevice succeeds.
         if let gpu = nvidiaGPUPresent { throw XCTSkip("skipped: \(gpu); the communicator would start there") }
         let out = try TestPaths.temporaryFolder("nccl-train")
         defer { try? FileManager.default.removeItem(at: out) }
         let environment = ["BATON_CUDA_LIBRARY": emulator.path, "BATON_NCCL_COMM_LIBRARY": Self.library.path]
         let run = out.appendingPathComponent("run").path
-        let gpu = try runBaton(["train", "--device", "cuda", "--comm", "nccl", "--out", run, "--steps", "2"], environment: environment)
+        let gpu = try runBaton(
+            ["train", "--device", "cuda", "--comm", "nccl", "--out", run, "--steps", "2"], environment: environment)
         XCTAssertEqual(gpu.status, 1, gpu.stdout + gpu.stderr)
         let lines = gpu.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, gpu.stderr)
         XCTAssert(gpu.stderr.contains("baton: error: rank 0: NCCL did not start on GPU 0: cudaSetDevice:"), gpu.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run), "nothing is written")
-        let cpu = try runBaton(["train", "--device", "cpu", "--comm", "nccl", "--out", run, "--steps", "2"], environment: environment)
+        let cpu = try runBaton(
+            ["train", "--device", "cpu", "--comm", "nccl", "--out", run, "--steps", "2"], environment: environment)
         XCTAssertEqual(cpu.status, 2, cpu.stderr)
         XCTAssert(cpu.stderr.contains("--comm nccl needs GPU ranks (--device cuda)"), cpu.stderr)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -7,7 +8,12 @@ import XCTest
 /// in at the end: at every instant DIR is the old dataset or the new one, never a mix; a folder
 /// that holds a dataset is replaced only with --overwrite, and one that holds anything else never.
 final class PrepareFolderTests: FolderTestCase {
-    var book: String { get throws { try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8) } }
+    var book: String {
+        get throws {
+            try String(
+                contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8)
+        }
+    }
 
     func write(_ name: String, _ text: String) throws -> URL {
         let url = folder.appendingPathComponent(name)
@@ -17,10 +23,12 @@ final class PrepareFolderTests: FolderTestCase {
 
     /// Every file under `url` (relative path -> bytes); nil when there is no such folder.
     func snapshot(_ url: URL) -> [String: Data]? {
-        guard let walker = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey]) else { return nil }
+        guard let walker = FileManager.default.enumerator(at: url, includingPropertiesForKeys: [.isRegularFileKey])
+        else { return nil }
         var files: [String: Data] = [:]
         let base = url.standardizedFileURL.resolvingSymlinksInPath().path
-        for case let file as URL in walker where (try? file.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
+        for case let file as URL in walker
+        where (try? file.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
             let path = file.standardizedFileURL.resolvingSymlinksInPath().path
             files[String(path.dropFirst(base.count + 1))] = try? Data(contentsOf: file)
         }
@@ -35,14 +43,16 @@ final class PrepareFolderTests: FolderTestCase {
 
     let gpt2 = ["--tokenizer", "gpt2", "--shard-tokens", "2048", "--val-tokens", "600", "--threads", "1"]
 
-    func prepare(_ input: URL, _ out: URL, _ flags: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    func prepare(_ input: URL, _ out: URL, _ flags: [String], file: StaticString = #filePath, line: UInt = #line) throws
+    {
         let result = try runBaton(["prepare", input.path, "--out", out.path] + flags)
         XCTAssertEqual(result.status, 0, result.stderr, file: file, line: line)
     }
 
     func testAFolderHoldingADatasetIsReplacedOnlyWithOverwriteAndWhole() throws {
         let text = try book
-        let big = try write("big.txt", String(text.prefix(40_000))), small = try write("small.txt", String(text.dropFirst(50_000).prefix(12_000)))
+        let big = try write("big.txt", String(text.prefix(40_000))),
+            small = try write("small.txt", String(text.dropFirst(50_000).prefix(12_000)))
         let out = folder.appendingPathComponent("data")
         try prepare(big, out, gpt2)
         let old = try XCTUnwrap(snapshot(out))
@@ -57,7 +67,11 @@ final class PrepareFolderTests: FolderTestCase {
         XCTAssertEqual(bytes.status, 1, "a byte-level prepare into a GPT-2 folder is refused too")
         XCTAssertEqual(snapshot(out), old)
         // A failed prepare (a bad line far into the input) leaves the old dataset as it was.
-        let bad = try write("bad.jsonl", String(repeating: "{\"text\": \"\(String(text.prefix(2000)).replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\"", with: "\\\""))\"}\n", count: 20) + "not json\n")
+        let escaped = String(text.prefix(2000)).replacingOccurrences(of: "\n", with: "\\n")
+            .replacingOccurrences(of: "\"", with: "\\\"")
+        let bad = try write(
+            "bad.jsonl",
+            String(repeating: "{\"text\": \"\(escaped)\"}\n", count: 20) + "not json\n")
         let failed = try runBaton(["prepare", bad.path, "--out", out.path, "--overwrite"] + gpt2)
         XCTAssertEqual(failed.status, 1)
         XCTAssert(failed.stderr.contains("line 21"), failed.stderr)
@@ -73,7 +87,8 @@ final class PrepareFolderTests: FolderTestCase {
         try prepare(small, bytesExpected, [])
         try prepare(small, out, ["--overwrite"])
         XCTAssertEqual(snapshot(out), snapshot(bytesExpected))
-        XCTAssertEqual(Set(snapshot(out)!.keys), [".baton-dataset", "corpus_train_000000.bin", "corpus_val_000000.bin"])
+        XCTAssertEqual(
+            Set(snapshot(out)!.keys), [".baton-dataset", "corpus_train_000000.bin", "corpus_val_000000.bin"])
         XCTAssertEqual(leftovers(of: out), [])
     }
 
@@ -121,7 +136,8 @@ extension PrepareFolderTests {
         // A folder prepare wrote, with a shard added by hand: refused too, nothing lost.
         let mine = folder.appendingPathComponent("mine")
         try prepare(input, mine, [])
-        XCTAssertNotNil(FileManager.default.contents(atPath: mine.appendingPathComponent(DatasetFolder.markerFile).path))
+        XCTAssertNotNil(
+            FileManager.default.contents(atPath: mine.appendingPathComponent(DatasetFolder.markerFile).path))
         try writeRawShard(mine.appendingPathComponent("extra_train_000009.bin"), count: 1, tokens: [7])
         let before = try XCTUnwrap(snapshot(mine))
         let again = try runBaton(["prepare", input.path, "--out", mine.path, "--overwrite"])
@@ -146,7 +162,8 @@ extension PrepareFolderTests {
         XCTAssertEqual(refused.status, 1, refused.stderr)
         XCTAssert(refused.stderr.contains(".mydata.bin.tmp-5"), refused.stderr)
         XCTAssertEqual(snapshot(out), before)
-        XCTAssertEqual(try String(contentsOf: neighbour.appendingPathComponent("work.txt"), encoding: .utf8), "important")
+        XCTAssertEqual(
+            try String(contentsOf: neighbour.appendingPathComponent("work.txt"), encoding: .utf8), "important")
         // A failed prepare into a new nested folder leaves no new parents behind.
         let bad = try write("bad.jsonl", "{\"text\": \"fine\"}\nnot json\n")
         let nested = folder.appendingPathComponent("newp/a/b")
@@ -159,12 +176,14 @@ extension PrepareFolderTests {
         let input = try write("in.txt", String(try book.prefix(5_000)))
         for name in ["../other/corpus", "a/b", "..", ".", "", ".hidden", String(repeating: "a", count: 250)] {
             for flags in [[], gpt2] {
-                let result = try runBaton(["prepare", input.path, "--out", folder.appendingPathComponent("d").path, "--name", name] + flags)
+                let result = try runBaton(
+                    ["prepare", input.path, "--out", folder.appendingPathComponent("d").path, "--name", name] + flags)
                 XCTAssertEqual(result.status, 2, "--name '\(name)': \(result.stderr)")
                 XCTAssert(result.stderr.contains("--name"), result.stderr)
             }
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted(), ["in.txt"], "nothing written")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted(), ["in.txt"], "nothing written")
     }
 
     func testAKilledOverwriteLeavesTheOldDatasetOrTheNewOneNeverAMix() throws {
@@ -172,15 +191,18 @@ extension PrepareFolderTests {
         let oldInput = try write("old.txt", String(text.prefix(30_000)))
         let newInput = try write("new.txt", String(repeating: text, count: 2))
         let flags = ["--tokenizer", "gpt2", "--shard-tokens", "8192", "--val-tokens", "3000", "--threads", "1"]
-        let expected = folder.appendingPathComponent("expected-old"), expectedNew = folder.appendingPathComponent("expected-new")
+        let expected = folder.appendingPathComponent("expected-old"),
+            expectedNew = folder.appendingPathComponent("expected-new")
         try prepare(oldInput, expected, flags)
         try prepare(newInput, expectedNew, flags)
         let old = try XCTUnwrap(snapshot(expected)), new = try XCTUnwrap(snapshot(expectedNew))
         XCTAssertNotEqual(old, new)
         var outcomes: [String] = []
-        let instants: [(String, String?)] = [("timed 0.05 s", nil), ("timed 0.3 s", nil), ("timed 0.8 s", nil),
-                                              ("after a shard", "pause-after-shard"), ("before the swap", "pause-before-swap"),
-                                              ("after the swap", "pause-after-swap")]
+        let instants: [(String, String?)] = [
+            ("timed 0.05 s", nil), ("timed 0.3 s", nil), ("timed 0.8 s", nil),
+            ("after a shard", "pause-after-shard"), ("before the swap", "pause-before-swap"),
+            ("after the swap", "pause-after-swap"),
+        ]
         for (index, (instant, fault)) in instants.enumerated() {
             let out = folder.appendingPathComponent("data\(index)")
             try prepare(oldInput, out, flags)
@@ -188,27 +210,38 @@ extension PrepareFolderTests {
             let marker = folder.appendingPathComponent("marker\(index)")
             let process = Process()
             process.executableURL = TestPaths.batonExecutable
-            process.arguments = ["prepare", newInput.path, "--out", out.path, "--overwrite"] + flags + (fault.map { ["--inject-fault", "\($0):\(marker.path)"] } ?? [])
+            process.arguments =
+                ["prepare", newInput.path, "--out", out.path, "--overwrite"] + flags
+                + (fault.map { ["--inject-fault", "\($0):\(marker.path)"] } ?? [])
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
             if fault != nil {
-                for _ in 0..<3000 where process.isRunning && !FileManager.default.fileExists(atPath: marker.path) { usleep(10_000) }
-                XCTAssert(FileManager.default.fileExists(atPath: marker.path), "\(instant): the fault hook was not reached")
+                for _ in 0..<3000 where process.isRunning && !FileManager.default.fileExists(atPath: marker.path) {
+                    usleep(10_000)
+                }
+                XCTAssert(
+                    FileManager.default.fileExists(atPath: marker.path), "\(instant): the fault hook was not reached")
             } else {
                 usleep(useconds_t(Double(instant.split(separator: " ")[1])! * 1e6))
             }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             let after = snapshot(out)
-            XCTAssert(after == old || after == new, "\(instant): the folder is neither the old dataset nor the new one: \(after.map { $0.keys.sorted() } ?? ["(missing)"])")
+            XCTAssert(
+                after == old || after == new,
+                "\(instant): the folder is neither the old dataset nor the new one: "
+                    + "\(after.map { $0.keys.sorted() } ?? ["(missing)"])"
+            )
             outcomes.append("\(instant): \(after == old ? "old" : after == new ? "new" : "MIX")")
             // The next prepare into the same --out removes what the killed one left beside it.
             try prepare(newInput, out, flags + ["--overwrite"])
             XCTAssertEqual(snapshot(out), new, instant)
             XCTAssertEqual(leftovers(of: out), [], instant)
         }
-        XCTAssert(outcomes.contains("before the swap: old") && outcomes.contains("after the swap: new"), outcomes.joined(separator: ", "))
+        XCTAssert(
+            outcomes.contains("before the swap: old") && outcomes.contains("after the swap: new"),
+            outcomes.joined(separator: ", "))
     }
 }
 
@@ -219,7 +252,8 @@ extension PrepareFolderTests {
     /// --overwrite, which then refuses and leaves it so). A whole run on that path gives the new one.
     func testTheRenameAsideSwapIsRecoveredByTheNextPrepare() throws {
         let text = try book
-        let oldInput = try write("old.txt", String(text.prefix(20_000))), newInput = try write("new.txt", String(text.dropFirst(30_000).prefix(30_000)))
+        let oldInput = try write("old.txt", String(text.prefix(20_000))),
+            newInput = try write("new.txt", String(text.dropFirst(30_000).prefix(30_000)))
         let flags = ["--tokenizer", "gpt2", "--shard-tokens", "2048", "--val-tokens", "600", "--threads", "1"]
         let out = folder.appendingPathComponent("data"), expectedNew = folder.appendingPathComponent("expected-new")
         try prepare(oldInput, out, flags)
@@ -228,11 +262,17 @@ extension PrepareFolderTests {
         let marker = folder.appendingPathComponent("marker")
         let process = Process()
         process.executableURL = TestPaths.batonExecutable
-        process.arguments = ["prepare", newInput.path, "--out", out.path, "--overwrite", "--inject-fault", "pause-aside:\(marker.path)"] + flags
+        process.arguments =
+            [
+                "prepare", newInput.path, "--out", out.path, "--overwrite", "--inject-fault",
+                "pause-aside:\(marker.path)",
+            ] + flags
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        for _ in 0..<3000 where process.isRunning && !FileManager.default.fileExists(atPath: marker.path) { usleep(10_000) }
+        for _ in 0..<3000 where process.isRunning && !FileManager.default.fileExists(atPath: marker.path) {
+            usleep(10_000)
+        }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         XCTAssertNil(snapshot(out), "between the two renames there is no --out")

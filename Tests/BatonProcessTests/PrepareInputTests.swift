@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -27,10 +28,14 @@ final class PrepareInputTests: FolderTestCase {
         return (counts, tokens)
     }
 
-    func assertOneLineFailure(_ result: ProcessResult, mentions words: [String], file: StaticString = #filePath, line: UInt = #line) {
+    func assertOneLineFailure(
+        _ result: ProcessResult, mentions words: [String], file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertNotEqual(result.status, 0, file: file, line: line)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
-        for word in words { XCTAssert(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line) }
+        for word in words {
+            XCTAssert(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line)
+        }
     }
 
     func testTheDefaultValidationSplitIsATenthOfTheTokensAtMostOneShard() throws {
@@ -46,14 +51,22 @@ final class PrepareInputTests: FolderTestCase {
         XCTAssertEqual(tokens, all)
         // Under ten shards of tokens: a tenth for validation; the first shard's rest starts training.
         let under = folder.appendingPathComponent("under")
-        XCTAssertEqual(try runBaton(["prepare", book.path, "--tokenizer", "gpt2", "--out", under.path, "--shard-tokens", "40000"]).status, 0)
+        XCTAssertEqual(
+            try runBaton(["prepare", book.path, "--tokenizer", "gpt2", "--out", under.path, "--shard-tokens", "40000"])
+                .status, 0)
         let split = try shards(under)
-        XCTAssertEqual(split.counts, ["corpus_val_000000.bin": 13_855, "corpus_train_000001.bin": 26_145, "corpus_train_000002.bin": 40_000,
-                                      "corpus_train_000003.bin": 40_000, "corpus_train_000004.bin": 18_559])
+        XCTAssertEqual(
+            split.counts,
+            [
+                "corpus_val_000000.bin": 13_855, "corpus_train_000001.bin": 26_145, "corpus_train_000002.bin": 40_000,
+                "corpus_train_000003.bin": 40_000, "corpus_train_000004.bin": 18_559,
+            ])
         XCTAssertEqual(split.tokens, all)
         // Ten shards or more: the first shard is validation, as llm.c's.
         let over = folder.appendingPathComponent("over")
-        XCTAssertEqual(try runBaton(["prepare", book.path, "--tokenizer", "gpt2", "--out", over.path, "--shard-tokens", "13000"]).status, 0)
+        XCTAssertEqual(
+            try runBaton(["prepare", book.path, "--tokenizer", "gpt2", "--out", over.path, "--shard-tokens", "13000"])
+                .status, 0)
         let llmc = try shards(over)
         XCTAssertEqual(llmc.counts["corpus_val_000000.bin"], 13_000)
         XCTAssertEqual(llmc.counts["corpus_train_000001.bin"], 13_000)
@@ -68,7 +81,10 @@ final class PrepareInputTests: FolderTestCase {
         let sub = folder.appendingPathComponent("more")
         try FileManager.default.createDirectory(at: sub, withIntermediateDirectories: true)
         _ = try write("more/b.txt", Data("inside\n".utf8))
-        for (inputs, flags) in [([text.path, sub.path], ["--tokenizer", "gpt2"]), ([sub.path], ["--tokenizer", "gpt2"]), ([text.path, sub.path], [])] {
+        for (inputs, flags) in [
+            ([text.path, sub.path], ["--tokenizer", "gpt2"]), ([sub.path], ["--tokenizer", "gpt2"]),
+            ([text.path, sub.path], []),
+        ] {
             let out = folder.appendingPathComponent("out")
             let result = try runBaton(["prepare"] + inputs + ["--out", out.path] + flags)
             assertOneLineFailure(result, mentions: [sub.path, "folder"])
@@ -78,12 +94,15 @@ final class PrepareInputTests: FolderTestCase {
 
     func testATokenizerWithoutEndOfTextIsRefusedAtPrepare() throws {
         let source = TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer")
-        var vocab = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("vocab.json"))) as? [String: Int])
+        var vocab = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("vocab.json")))
+                as? [String: Int])
         vocab["<|endoftext|>"] = nil
         let tokenizer = folder.appendingPathComponent("no-eot")
         try FileManager.default.createDirectory(at: tokenizer, withIntermediateDirectories: true)
         try JSONSerialization.data(withJSONObject: vocab).write(to: tokenizer.appendingPathComponent("vocab.json"))
-        try FileManager.default.copyItem(at: source.appendingPathComponent("merges.txt"), to: tokenizer.appendingPathComponent("merges.txt"))
+        try FileManager.default.copyItem(
+            at: source.appendingPathComponent("merges.txt"), to: tokenizer.appendingPathComponent("merges.txt"))
         let out = folder.appendingPathComponent("out")
         let result = try runBaton(["prepare", book.path, "--tokenizer", tokenizer.path, "--out", out.path])
         assertOneLineFailure(result, mentions: [tokenizer.path, "<|endoftext|>"])
@@ -95,20 +114,29 @@ final class PrepareInputTests: FolderTestCase {
         data.append(contentsOf: [0xC3, 0x28])
         data.append(Data("\"}\n".utf8))
         let input = try write("bad.jsonl", data)
-        let result = try runBaton(["prepare", input.path, "--tokenizer", "gpt2", "--out", folder.appendingPathComponent("out").path])
+        let result = try runBaton([
+            "prepare", input.path, "--tokenizer", "gpt2", "--out", folder.appendingPathComponent("out").path,
+        ])
         assertOneLineFailure(result, mentions: ["bad.jsonl", "line 2", "not valid UTF-8"])
         XCTAssertFalse(result.stderr.contains("JSON object"), result.stderr)
     }
 
     func train(_ data: URL, _ name: String) throws -> ProcessResult {
-        try runBaton(["train", "--data", data.path, "--out", folder.appendingPathComponent(name).path, "--layers", "1", "--heads", "2",
-                      "--embd", "16", "--seq-len", "16", "--batch", "2", "--steps", "1", "--device", "cpu"])
+        try runBaton([
+            "train", "--data", data.path, "--out", folder.appendingPathComponent(name).path, "--layers", "1", "--heads",
+            "2",
+            "--embd", "16", "--seq-len", "16", "--batch", "2", "--steps", "1", "--device", "cpu",
+        ])
     }
 
     func testTrainRefusesShardsThatDisagreeWithDatasetJSON() throws {
         let input = try write("a.txt", Data(try String(contentsOf: book, encoding: .utf8).prefix(20_000).utf8))
         let data = folder.appendingPathComponent("data")
-        XCTAssertEqual(try runBaton(["prepare", input.path, "--tokenizer", "gpt2", "--out", data.path, "--shard-tokens", "1024", "--val-tokens", "600"]).status, 0)
+        XCTAssertEqual(
+            try runBaton([
+                "prepare", input.path, "--tokenizer", "gpt2", "--out", data.path, "--shard-tokens", "1024",
+                "--val-tokens", "600",
+            ]).status, 0)
         XCTAssertEqual(try train(data, "good").status, 0)
         let second = data.appendingPathComponent("corpus_train_000002.bin"), saved = try Data(contentsOf: second)
         // A shard the record does not list (here byte-level tokens beside GPT-2 ones).

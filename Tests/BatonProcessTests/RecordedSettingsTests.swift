@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -11,7 +12,10 @@ import XCTest
 final class RecordedSettingsTests: TinyRunTestCase {
     /// The run every case changes one setting of: 8 steps of a tiny model, stopped after step 4.
     var base: [String] {
-        tinyModel + ["--batch", "4", "--warmup", "3", "--lr", "3e-3", "--steps", "8", "--eval-every", "3", "--eval-batches", "2", "--log-every", "100", "--save-every", "4"]
+        tinyModel + [
+            "--batch", "4", "--warmup", "3", "--lr", "3e-3", "--steps", "8", "--eval-every", "3", "--eval-batches", "2",
+            "--log-every", "100", "--save-every", "4",
+        ]
     }
 
     /// Not recorded, so given to every command (the bits do not depend on the thread count).
@@ -23,9 +27,11 @@ final class RecordedSettingsTests: TinyRunTestCase {
     let settings: [(flag: String, value: String)] = [
         ("--lr", "5e-3"), ("--min-lr", "1e-3"), ("--warmup", "1"), ("--weight-decay", "0.5"), ("--beta1", "0.8"),
         ("--beta2", "0.9"), ("--grad-clip", "0.05"), ("--seed", "7"), ("--batch", "2"), ("--grad-accum", "2"),
-        ("--global-batch", "8"), ("--epochs", "2"), ("--eval-every", "2"), ("--eval-batches", "1"), ("--log-every", "1"),
+        ("--global-batch", "8"), ("--epochs", "2"), ("--eval-every", "2"), ("--eval-batches", "1"),
+        ("--log-every", "1"),
         ("--save-every", "2"), ("--keep-last", "1"), ("--keep-every", "3"), ("--seq-len", "6"), ("--layers", "2"),
-        ("--heads", "4"), ("--embd", "24"), ("--vocab-size", "300"), ("--precision", "bf16"), ("--on-nonfinite", "skip"),
+        ("--heads", "4"), ("--embd", "24"), ("--vocab-size", "300"), ("--precision", "bf16"),
+        ("--on-nonfinite", "skip"),
         ("--on-save-error", "retry"), ("--reduce", "fast"),
     ]
 
@@ -39,9 +45,13 @@ final class RecordedSettingsTests: TinyRunTestCase {
             let uninterrupted = try baton(["train", "--out", straight] + given + machine)
             try baton(["train", "--out", stopped, "--stop-at", "4"] + given + machine)
             let resumed = try baton(["train", "--out", stopped, "--resume", "auto"] + machine)
-            XCTAssertFalse(resumed.stdout.contains("changed:"), "\(flag): a resume with no flags changed the run: \(resumed.stdout)")
+            XCTAssertFalse(
+                resumed.stdout.contains("changed:"),
+                "\(flag): a resume with no flags changed the run: \(resumed.stdout)")
             try assertSameRun(straight, stopped, flag)
-            XCTAssertEqual(progressLines(uninterrupted.stdout, after: 4), progressLines(resumed.stdout, after: 4), "\(flag): progress lines")
+            XCTAssertEqual(
+                progressLines(uninterrupted.stdout, after: 4), progressLines(resumed.stdout, after: 4),
+                "\(flag): progress lines")
         }
         // Every setting is one of the cases above, but the base's data and length.
         for entry in TrainingConfig.settings where !["--data", "--steps"].contains(entry.flag) {
@@ -55,21 +65,28 @@ final class RecordedSettingsTests: TinyRunTestCase {
         var result = arguments
         if let index = result.firstIndex(of: flag) { result[index + 1] = value } else { result += [flag, value] }
         // --epochs sets the total instead of --steps.
-        if flag == "--epochs", let index = result.firstIndex(of: "--steps") { result.removeSubrange(index...(index + 1)) }
+        if flag == "--epochs", let index = result.firstIndex(of: "--steps") {
+            result.removeSubrange(index...(index + 1))
+        }
         return result
     }
 
     @discardableResult
     func baton(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
         let result = try runBaton(arguments)
-        XCTAssertEqual(result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(
+            result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file,
+            line: line)
         return result
     }
 
     /// The same bytes in every checkpoint both runs kept, the same checkpoints kept, the same
     /// metrics (but the timing), and the same recorded config.
-    func assertSameRun(_ a: String, _ b: String, _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let left = CheckpointStore(runFolder: URL(fileURLWithPath: a)), right = CheckpointStore(runFolder: URL(fileURLWithPath: b))
+    func assertSameRun(
+        _ a: String, _ b: String, _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        let left = CheckpointStore(runFolder: URL(fileURLWithPath: a)),
+            right = CheckpointStore(runFolder: URL(fileURLWithPath: b))
         XCTAssertEqual(left.steps(), right.steps(), "\(what): checkpoints kept", file: file, line: line)
         for step in Set(left.steps()).intersection(right.steps()) {
             for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
@@ -77,11 +94,15 @@ final class RecordedSettingsTests: TinyRunTestCase {
                 let y = try Data(contentsOf: right.url(step: step).appendingPathComponent(name))
                 XCTAssert(x == y, "\(what): \(name) of step \(step) differs", file: file, line: line)
             }
-            XCTAssertEqual(try CheckpointStore.verify(left.url(step: step)).config, try CheckpointStore.verify(right.url(step: step)).config,
-                           "\(what): recorded config at step \(step)", file: file, line: line)
+            XCTAssertEqual(
+                try CheckpointStore.verify(left.url(step: step)).config,
+                try CheckpointStore.verify(right.url(step: step)).config,
+                "\(what): recorded config at step \(step)", file: file, line: line)
         }
         func metrics(_ run: String) throws -> [StepMetrics] {
-            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
+            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map {
+                var m = $0; m.tokensPerSecond = 0; return m
+            }
         }
         XCTAssertEqual(try metrics(a), try metrics(b), "\(what): metrics", file: file, line: line)
     }
@@ -89,8 +110,10 @@ final class RecordedSettingsTests: TinyRunTestCase {
     /// "step 5/8 | loss ... | grad norm ..." lines after `step`, without their timings.
     func progressLines(_ output: String, after step: Int) -> [String] {
         output.split(separator: "\n").compactMap { line -> String? in
-            guard line.hasPrefix("step "), let number = Int(line.dropFirst(5).prefix(while: \.isNumber)), number > step else { return nil }
-            return line.split(separator: "|").filter { !$0.contains("tok/s") && !$0.contains("ETA") }.joined(separator: "|")
+            guard line.hasPrefix("step "), let number = Int(line.dropFirst(5).prefix(while: \.isNumber)), number > step
+            else { return nil }
+            return line.split(separator: "|").filter { !$0.contains("tok/s") && !$0.contains("ETA") }.joined(
+                separator: "|")
         }
     }
 }

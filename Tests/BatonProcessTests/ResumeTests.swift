@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -8,7 +9,10 @@ import XCTest
 /// epoch is 12 steps and 40 steps cross into a fourth epoch.
 final class ResumeTests: TinyRunTestCase {
     var common: [String] {
-        tinyModel + ["--batch", "4", "--warmup", "3", "--lr", "3e-3", "--eval-every", "10", "--eval-batches", "2", "--log-every", "100", "--device", "cpu", "--threads", "2"]
+        tinyModel + [
+            "--batch", "4", "--warmup", "3", "--lr", "3e-3", "--eval-every", "10", "--eval-batches", "2", "--log-every",
+            "100", "--device", "cpu", "--threads", "2",
+        ]
     }
 
     func run(_ name: String) -> String { folder.appendingPathComponent(name).path }
@@ -16,7 +20,9 @@ final class ResumeTests: TinyRunTestCase {
     @discardableResult
     func baton(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
         let result = try runBaton(arguments)
-        XCTAssertEqual(result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(
+            result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file,
+            line: line)
         return result
     }
 
@@ -33,7 +39,9 @@ final class ResumeTests: TinyRunTestCase {
             XCTAssert(left == right, "\(name) of step \(step) differs between \(a) and \(b)", file: file, line: line)
         }
         func metrics(_ run: String) throws -> [StepMetrics] {
-            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map { var m = $0; m.tokensPerSecond = 0; return m }
+            try MetricsLog.read(URL(fileURLWithPath: run).appendingPathComponent("metrics.jsonl")).map {
+                var m = $0; m.tokensPerSecond = 0; return m
+            }
         }
         let left = try metrics(a), right = try metrics(b)
         XCTAssertEqual(left.map(\.step), Array(1...step), file: file, line: line)
@@ -55,7 +63,9 @@ final class ResumeTests: TinyRunTestCase {
         var faster = config
         faster.learningRate = 5e-4
         faster.reduce = .fast
-        XCTAssertEqual(try RunOpener.changes(from: config, to: faster), ["reduce changed: none -> fast", "learningRate changed: 0.001 -> 0.0005"])
+        XCTAssertEqual(
+            try RunOpener.changes(from: config, to: faster),
+            ["reduce changed: none -> fast", "learningRate changed: 0.001 -> 0.0005"])
         var wider = config
         wider.model.channels = 64
         XCTAssertThrowsError(try RunOpener.changes(from: config, to: wider)) {
@@ -64,9 +74,13 @@ final class ResumeTests: TinyRunTestCase {
         var larger = config
         larger.globalBatch = 16
         XCTAssertThrowsError(try RunOpener.changes(from: config, to: larger)) {
-            XCTAssertEqual(($0 as? BatonError)?.message, "--global-batch 16 differs from the run's 8; pass --allow-batch-change to go on with it")
+            XCTAssertEqual(
+                ($0 as? BatonError)?.message,
+                "--global-batch 16 differs from the run's 8; pass --allow-batch-change to go on with it")
         }
-        XCTAssertEqual(try RunOpener.changes(from: config, to: larger, allowing: ["--allow-batch-change"]), ["globalBatch changed: 8 -> 16"])
+        XCTAssertEqual(
+            try RunOpener.changes(from: config, to: larger, allowing: ["--allow-batch-change"]),
+            ["globalBatch changed: 8 -> 16"])
     }
 
     func testBitwiseResumeMidEpochAtEpochBoundaryAndFromStepZero() throws {
@@ -92,12 +106,15 @@ final class ResumeTests: TinyRunTestCase {
         var stops = Set<Int>()
         while stops.count < 4 { stops.insert(1 + Int(generator.next() % 38)) }
         for (i, stop) in stops.sorted().enumerated() {
-            try baton(["train", "--out", run("stopped"), "--steps", "40", "--stop-at", "\(stop)", "--sample-ledger", ledger]
-                      + (i == 0 ? [] : ["--resume", "auto"]) + common)
+            try baton(
+                ["train", "--out", run("stopped"), "--steps", "40", "--stop-at", "\(stop)", "--sample-ledger", ledger]
+                    + (i == 0 ? [] : ["--resume", "auto"]) + common)
         }
         try baton(["train", "--out", run("stopped"), "--resume", "auto", "--sample-ledger", ledger] + common)
-        XCTAssertEqual(try String(contentsOfFile: ledger, encoding: .utf8), try String(contentsOfFile: straightLedger, encoding: .utf8),
-                       "the ledger with stops at \(stops.sorted()) differs from the uninterrupted one")
+        XCTAssertEqual(
+            try String(contentsOfFile: ledger, encoding: .utf8),
+            try String(contentsOfFile: straightLedger, encoding: .utf8),
+            "the ledger with stops at \(stops.sorted()) differs from the uninterrupted one")
         struct Entry: Decodable { let step: Int; let epoch: Int; let index: Int; let samples: [Int] }
         let entries = try String(contentsOfFile: ledger, encoding: .utf8).split(separator: "\n").map {
             try JSONDecoder().decode(Entry.self, from: Data($0.utf8))
@@ -106,7 +123,9 @@ final class ResumeTests: TinyRunTestCase {
         for epoch in 0...2 {
             let samples = entries.filter { $0.epoch == epoch }.flatMap(\.samples)
             XCTAssertEqual(samples.sorted(), Array(0..<48), "epoch \(epoch) must consume every sample exactly once")
-            XCTAssertEqual(entries.filter { $0.epoch == epoch }.map(\.index), Array(stride(from: 0, to: 48, by: 4)), "epoch \(epoch) starts at index 0")
+            XCTAssertEqual(
+                entries.filter { $0.epoch == epoch }.map(\.index), Array(stride(from: 0, to: 48, by: 4)),
+                "epoch \(epoch) starts at index 0")
         }
         XCTAssertEqual(entries.filter { $0.epoch == 3 }.count, 4)
         try assertSameRun(run("straight"), run("stopped"), step: 40)
@@ -124,7 +143,8 @@ final class ResumeTests: TinyRunTestCase {
     /// kernels (6.8e-5 of a weight tensor's largest value, 8.6e-8 of the first loss; docs/testing.md).
     func testACheckpointInFormatVersion1LoadsAndResumesLikeTodaysFormat() throws {
         let copy = folder.appendingPathComponent("v1").path
-        try FileManager.default.copyItem(at: TestPaths.fixtures.appendingPathComponent("checkpoint-v1"), to: URL(fileURLWithPath: copy))
+        try FileManager.default.copyItem(
+            at: TestPaths.fixtures.appendingPathComponent("checkpoint-v1"), to: URL(fileURLWithPath: copy))
         let old = try CheckpointStore.verify(checkpoint(copy, 17))
         XCTAssertEqual(old.formatVersion, 1)
         XCTAssertEqual(old.trainingState.position, LoaderPosition(epoch: 1, index: 20))
@@ -134,27 +154,37 @@ final class ResumeTests: TinyRunTestCase {
         let resaved = folder.appendingPathComponent("resaved")
         var config = old.config
         config.dataFolder = data
-        let trainer = try Trainer(config: config, data: try TrainingData.open(config: config, log: { _ in }), device: Device.cpu(threads: 2),
-                                  runFolder: try RunFolder.locate(requested: resaved.path), restoring: try VerifiedCheckpoint(verifying: checkpoint(copy, 17)), log: { _ in })
+        let trainer = try Trainer(
+            config: config, data: try TrainingData.open(config: config, log: { _ in }), device: Device.cpu(threads: 2),
+            runFolder: try RunFolder.locate(requested: resaved.path),
+            restoring: try VerifiedCheckpoint(verifying: checkpoint(copy, 17)), log: { _ in })
         try trainer.saveCheckpoint()
-        try FileManager.default.copyItem(at: URL(fileURLWithPath: copy).appendingPathComponent("metrics.jsonl"),
-                                         to: resaved.appendingPathComponent("metrics.jsonl"))
-        XCTAssertEqual(try CheckpointStore.verify(checkpoint(resaved.path, 17)).formatVersion, CheckpointState.currentFormatVersion)
+        try FileManager.default.copyItem(
+            at: URL(fileURLWithPath: copy).appendingPathComponent("metrics.jsonl"),
+            to: resaved.appendingPathComponent("metrics.jsonl"))
+        XCTAssertEqual(
+            try CheckpointStore.verify(checkpoint(resaved.path, 17)).formatVersion, CheckpointState.currentFormatVersion
+        )
 
         try baton(["train", "--out", copy, "--resume", "auto", "--steps", "40"] + common)
         try baton(["train", "--out", resaved.path, "--resume", "auto", "--steps", "40"] + common)
         try assertSameRun(resaved.path, copy, step: 40)
-        XCTAssertEqual(try CheckpointStore.verify(checkpoint(copy, 40)).formatVersion, CheckpointState.currentFormatVersion)
+        XCTAssertEqual(
+            try CheckpointStore.verify(checkpoint(copy, 40)).formatVersion, CheckpointState.currentFormatVersion)
 
         try baton(["train", "--out", run("straight"), "--steps", "40"] + common)
         let here = try SafeTensors.read(checkpoint(run("straight"), 40).appendingPathComponent("model.safetensors"))
         let there = try SafeTensors.read(checkpoint(copy, 40).appendingPathComponent("model.safetensors"))
         XCTAssertEqual(here.names, there.names)
         for name in here.names {
-            assertClose(try there.floats(name), try here.floats(name), rtol: 1.5e-3, "\(name) at step 40, continued from the v1 checkpoint vs trained here")
+            assertClose(
+                try there.floats(name), try here.floats(name), rtol: 1.5e-3,
+                "\(name) at step 40, continued from the v1 checkpoint vs trained here")
         }
         let losses = try MetricsLog.read(URL(fileURLWithPath: copy).appendingPathComponent("metrics.jsonl")).map(\.loss)
-        let straightLosses = try MetricsLog.read(URL(fileURLWithPath: run("straight")).appendingPathComponent("metrics.jsonl")).map(\.loss)
+        let straightLosses = try MetricsLog.read(
+            URL(fileURLWithPath: run("straight")).appendingPathComponent("metrics.jsonl")
+        ).map(\.loss)
         assertClose(losses, straightLosses, rtol: 2e-6, "losses of steps 1-40")
     }
 
@@ -171,9 +201,12 @@ final class ResumeTests: TinyRunTestCase {
         // With --resume too: refused before the run's lock file is made in the data.
         let resumed = try runBaton(["train", "--out", data, "--resume", "auto", "--steps", "2"] + common)
         XCTAssertEqual(resumed.status, 2, resumed.stderr)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: data).sorted(), before, "nothing written into the data")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: data).sorted(), before, "nothing written into the data")
         try baton(["train", "--out", run("r"), "--steps", "2", "--stop-at", "1"] + common)
-        let moved = try runBaton(["train", "--out", run("r"), "--resume", "auto", "--allow-data-change", "--data", folder.path] + common.dropFirst(2))
+        let moved = try runBaton(
+            ["train", "--out", run("r"), "--resume", "auto", "--allow-data-change", "--data", folder.path]
+                + common.dropFirst(2))
         XCTAssertEqual(moved.status, 2, moved.stderr)
         XCTAssert(moved.stderr.contains("inside --data"), moved.stderr)
     }
@@ -181,8 +214,11 @@ final class ResumeTests: TinyRunTestCase {
     func testKillDuringSaveFallsBackToThePreviousCheckpoint() throws {
         try baton(["train", "--out", run("straight"), "--steps", "40", "--save-every", "10"] + common)
         let marker = folder.appendingPathComponent("paused").path
-        let process = try launchBaton(["train", "--out", run("killed"), "--steps", "40", "--save-every", "10",
-                                       "--inject-fault", "pause-in-save:20:\(marker)"] + common)
+        let process = try launchBaton(
+            [
+                "train", "--out", run("killed"), "--steps", "40", "--save-every", "10",
+                "--inject-fault", "pause-in-save:20:\(marker)",
+            ] + common)
         try waitForFile(marker, process: process)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -203,7 +239,10 @@ final class ResumeTests: TinyRunTestCase {
         let damages: [(String, (URL) throws -> Void, String)] = [
             ("flipped", { try flipByte(in: $0.appendingPathComponent("model.safetensors"), at: 4000) }, "checksum"),
             ("truncated", { try truncate($0.appendingPathComponent("optimizer.safetensors"), by: 100) }, "truncated"),
-            ("no-state", { try FileManager.default.removeItem(at: $0.appendingPathComponent("state.json")) }, "missing state.json"),
+            (
+                "no-state", { try FileManager.default.removeItem(at: $0.appendingPathComponent("state.json")) },
+                "missing state.json"
+            ),
         ]
         for (name, damage, reason) in damages {
             let runPath = run(name)
@@ -214,7 +253,9 @@ final class ResumeTests: TinyRunTestCase {
             XCTAssertEqual(explicit.stderr.split(separator: "\n").count, 1, explicit.stderr)
             XCTAssert(explicit.stderr.contains("step-00000030") && explicit.stderr.contains(reason), explicit.stderr)
             let resumed = try baton(["train", "--out", runPath, "--resume", "auto"] + common)
-            XCTAssert(resumed.stdout.contains("skipping corrupt step-00000030") && resumed.stdout.contains(reason), resumed.stdout)
+            XCTAssert(
+                resumed.stdout.contains("skipping corrupt step-00000030") && resumed.stdout.contains(reason),
+                resumed.stdout)
             XCTAssert(resumed.stdout.contains("resume: from \(checkpoint(runPath, 20).path)"), resumed.stdout)
             XCTAssert(resumed.stdout.contains("replacing corrupt step-00000030"), resumed.stdout)
             try assertSameRun(run("straight"), runPath, step: 40)
@@ -235,7 +276,9 @@ final class ResumeTests: TinyRunTestCase {
             let name = run("signal-\(signal)")
             let process = try launchBaton(["train", "--out", name, "--steps", "1000000"] + constant)
             let metrics = URL(fileURLWithPath: name).appendingPathComponent("metrics.jsonl").path
-            try waitFor(process: process) { ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) >= 15 }
+            try waitFor(process: process) {
+                ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) >= 15
+            }
             kill(process.processIdentifier, signal)
             process.waitUntilExit()
             XCTAssertEqual(process.terminationStatus, 0, "a stop signal is a clean exit")
@@ -256,25 +299,36 @@ final class ResumeTests: TinyRunTestCase {
 
     func testResumeChecksShapeDataAndForks() throws {
         try baton(["train", "--out", run("a"), "--steps", "20", "--save-every", "10"] + common)
-        var result = try runBaton(["train", "--out", run("a"), "--resume", "auto", "--embd", "32"] + common.filter { $0 != "16" && $0 != "--embd" })
+        var result = try runBaton(
+            ["train", "--out", run("a"), "--resume", "auto", "--embd", "32"]
+                + common.filter { $0 != "16" && $0 != "--embd" })
         XCTAssertNotEqual(result.status, 0)
         XCTAssert(result.stderr.contains("keeps its shape"), result.stderr)
         // Other data: refused, unless asked for.
         let other = folder.appendingPathComponent("other")
         try FileManager.default.createDirectory(at: other, withIntermediateDirectories: true)
-        try TokenShard.write(tokens: (0..<500).map { UInt16($0 % 200) }, to: other.appendingPathComponent("o_train_000000.bin"))
+        try TokenShard.write(
+            tokens: (0..<500).map { UInt16($0 % 200) }, to: other.appendingPathComponent("o_train_000000.bin"))
         let otherData = common.map { $0 == data ? other.path : $0 }
         result = try runBaton(["train", "--out", run("a"), "--resume", "auto", "--steps", "25"] + otherData)
         XCTAssertNotEqual(result.status, 0)
-        XCTAssert(result.stderr.contains("--allow-data-change") && result.stderr.contains("o_train_000000.bin"), result.stderr)
+        XCTAssert(
+            result.stderr.contains("--allow-data-change") && result.stderr.contains("o_train_000000.bin"), result.stderr
+        )
         // Hyperparameters may change; each change is printed. Raising --steps extends the run.
-        let extended = try baton(["train", "--out", run("a"), "--resume", "auto", "--steps", "30", "--lr", "1e-3"] + common.filter { $0 != "--lr" && $0 != "3e-3" })
-        XCTAssert(extended.stdout.contains("steps changed: 20 -> 30") && extended.stdout.contains("learningRate changed"), extended.stdout)
+        let extended = try baton(
+            ["train", "--out", run("a"), "--resume", "auto", "--steps", "30", "--lr", "1e-3"]
+                + common.filter { $0 != "--lr" && $0 != "3e-3" })
+        XCTAssert(
+            extended.stdout.contains("steps changed: 20 -> 30") && extended.stdout.contains("learningRate changed"),
+            extended.stdout)
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("a"))).steps(), [10, 20, 30])
         // Resuming an older step while newer ones exist would fork the run.
         result = try runBaton(["train", "--out", run("a"), "--resume", "step-10"] + common)
         XCTAssertNotEqual(result.status, 0)
-        XCTAssert(result.stderr.contains("step-00000020, step-00000030") && result.stderr.contains("--overwrite"), result.stderr)
+        XCTAssert(
+            result.stderr.contains("step-00000020, step-00000030") && result.stderr.contains("--overwrite"),
+            result.stderr)
         try baton(["train", "--out", run("a"), "--resume", "step-10", "--overwrite", "--steps", "12"] + common)
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("a"))).steps(), [10, 12])
     }
@@ -284,20 +338,26 @@ final class ResumeTests: TinyRunTestCase {
         XCTAssert(first.stdout.contains("step 24/24"), "2 epochs of 12 batches: \(first.stdout)")
         let more = try baton(["train", "--out", run("e"), "--resume", "auto", "--epochs", "3"] + common)
         XCTAssert(more.stdout.contains("step 36/36"), more.stdout)
-        XCTAssertEqual(try CheckpointStore.verify(checkpoint(run("e"), 36)).epoch, 3, "after three whole epochs the position is epoch 3, index 0")
+        XCTAssertEqual(
+            try CheckpointStore.verify(checkpoint(run("e"), 36)).epoch, 3,
+            "after three whole epochs the position is epoch 3, index 0")
     }
 
     /// A run killed before its first checkpoint restarts from scratch under --resume auto, with the
     /// config it was started with.
     func testResumeWithoutACheckpointRestartsWithTheRunsConfig() throws {
-        let process = try launchBaton(["train", "--out", run("early"), "--steps", "1000000", "--save-every", "0", "--embd", "32"]
-                                      + common.filter { $0 != "--embd" && $0 != "16" })
+        let process = try launchBaton(
+            ["train", "--out", run("early"), "--steps", "1000000", "--save-every", "0", "--embd", "32"]
+                + common.filter { $0 != "--embd" && $0 != "16" })
         let metrics = URL(fileURLWithPath: run("early")).appendingPathComponent("metrics.jsonl").path
-        try waitFor(process: process) { ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) >= 3 }
+        try waitFor(process: process) {
+            ((try? String(contentsOfFile: metrics, encoding: .utf8))?.split(separator: "\n").count ?? 0) >= 3
+        }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         let restarted = try baton(["train", "--out", run("early"), "--resume", "auto", "--steps", "5"])
-        XCTAssert(restarted.stdout.contains("starting fresh") && restarted.stdout.contains("32 channels"), restarted.stdout)
+        XCTAssert(
+            restarted.stdout.contains("starting fresh") && restarted.stdout.contains("32 channels"), restarted.stdout)
         XCTAssertEqual(try MetricsLog.read(URL(fileURLWithPath: metrics)).map(\.step), [1, 2, 3, 4, 5])
     }
 
@@ -305,11 +365,16 @@ final class ResumeTests: TinyRunTestCase {
         try baton(["train", "--out", run("a"), "--steps", "2", "--stop-at", "0"] + common)
         let refused = try runBaton(["train", "--out", run("a"), "--steps", "3"] + common)
         XCTAssertNotEqual(refused.status, 0)
-        XCTAssert(refused.stderr.contains(run("a")) && refused.stderr.contains("step-00000000") && refused.stderr.contains("--overwrite"), refused.stderr)
-        let replaced = try baton(["train", "--out", run("a"), "--steps", "3", "--save-every", "1", "--overwrite"] + common)
+        XCTAssert(
+            refused.stderr.contains(run("a")) && refused.stderr.contains("step-00000000")
+                && refused.stderr.contains("--overwrite"), refused.stderr)
+        let replaced = try baton(
+            ["train", "--out", run("a"), "--steps", "3", "--save-every", "1", "--overwrite"] + common)
         XCTAssert(replaced.stdout.contains("deleted the previous run's checkpoints"), replaced.stdout)
         XCTAssertEqual(CheckpointStore(runFolder: URL(fileURLWithPath: run("a"))).steps(), [1, 2, 3])
-        XCTAssertEqual(try MetricsLog.read(URL(fileURLWithPath: run("a")).appendingPathComponent("metrics.jsonl")).map(\.step), [1, 2, 3])
+        XCTAssertEqual(
+            try MetricsLog.read(URL(fileURLWithPath: run("a")).appendingPathComponent("metrics.jsonl")).map(\.step),
+            [1, 2, 3])
     }
 
     func testEvalSampleAndInspectTakeCheckpoints() throws {
@@ -317,15 +382,20 @@ final class ResumeTests: TinyRunTestCase {
         let valShard = data + "/t_val_000000.bin"
         let fromRun = try baton(["eval", run("a"), "--data", valShard, "--sequences", "4"])
         let fromCheckpoint = try baton(["eval", checkpoint(run("a"), 10).path, "--data", valShard, "--sequences", "4"])
-        let fromFile = try baton(["eval", checkpoint(run("a"), 10).appendingPathComponent("model.safetensors").path, "--data", valShard, "--sequences", "4"])
+        let fromFile = try baton([
+            "eval", checkpoint(run("a"), 10).appendingPathComponent("model.safetensors").path, "--data", valShard,
+            "--sequences", "4",
+        ])
         let older = try baton(["eval", checkpoint(run("a"), 5).path, "--data", valShard, "--sequences", "4"])
         func loss(_ r: ProcessResult) -> String { String(r.stdout.split(separator: "\n").last ?? "") }
         XCTAssertEqual(loss(fromRun), loss(fromCheckpoint))
         XCTAssertEqual(loss(fromRun), loss(fromFile))
         XCTAssertNotEqual(loss(fromRun), loss(older))
         let inspected = try baton(["inspect", run("a")])
-        for text in ["\"step\" : 10", "\"index_in_epoch\"", "\"crc32c\"", "transformer.h.0.attn.c_attn.weight  F32  [16, 48]",
-                     "transformer.wte.weight.exp_avg_sq"] {
+        for text in [
+            "\"step\" : 10", "\"index_in_epoch\"", "\"crc32c\"", "transformer.h.0.attn.c_attn.weight  F32  [16, 48]",
+            "transformer.wte.weight.exp_avg_sq",
+        ] {
             XCTAssert(inspected.stdout.contains(text), "inspect lacks \(text)")
         }
         try baton(["sample", checkpoint(run("a"), 5).path, "--length", "5"])
@@ -357,7 +427,9 @@ func launchBaton(_ arguments: [String], environment extra: [String: String] = [:
 func waitFor(process: Process, timeout: Double = 60, _ condition: () -> Bool) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while !condition() {
-        guard process.isRunning else { throw BatonError("baton exited (status \(process.terminationStatus)) before the test could act") }
+        guard process.isRunning else {
+            throw BatonError("baton exited (status \(process.terminationStatus)) before the test could act")
+        }
         guard Date() < deadline else { process.terminate(); throw BatonError("timed out waiting for baton") }
         usleep(20_000)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -9,14 +10,21 @@ import XCTest
 /// computes on the same sequences, and --log-every through the progress lines printed.
 final class ScheduleAndLoggingFlagTests: TinyRunTestCase {
     var common: [String] {
-        tinyModel + ["--batch", "4", "--steps", "10", "--eval-every", "0", "--eval-batches", "1", "--log-every", "100", "--device", "cpu", "--threads", "2"]
+        tinyModel + [
+            "--batch", "4", "--steps", "10", "--eval-every", "0", "--eval-batches", "1", "--log-every", "100",
+            "--device", "cpu", "--threads", "2",
+        ]
     }
 
     func train(_ name: String, _ flags: [String]) throws -> (metrics: [StepMetrics], stdout: String) {
         let run = folder.appendingPathComponent(name)
         var arguments = common
         for pair in stride(from: 0, to: flags.count, by: 2) {
-            if let index = arguments.firstIndex(of: flags[pair]) { arguments[index + 1] = flags[pair + 1] } else { arguments += [flags[pair], flags[pair + 1]] }
+            if let index = arguments.firstIndex(of: flags[pair]) {
+                arguments[index + 1] = flags[pair + 1]
+            } else {
+                arguments += [flags[pair], flags[pair + 1]]
+            }
         }
         let result = try runBaton(["train", "--out", run.path] + arguments)
         XCTAssertEqual(result.status, 0, result.stderr)
@@ -25,13 +33,18 @@ final class ScheduleAndLoggingFlagTests: TinyRunTestCase {
 
     func testLearningRateFlagsSetTheScheduleAtEveryStep() throws {
         for (lr, minLR, warmup) in [(3e-3, 1e-4, 3), (5e-3, 1e-3, 1), (1e-2, 2e-3, 6)] {
-            let run = try train("lr-\(lr)-\(minLR)-\(warmup)", ["--lr", "\(lr)", "--min-lr", "\(minLR)", "--warmup", "\(warmup)"])
+            let run = try train(
+                "lr-\(lr)-\(minLR)-\(warmup)", ["--lr", "\(lr)", "--min-lr", "\(minLR)", "--warmup", "\(warmup)"])
             XCTAssertEqual(run.metrics.map(\.step), Array(1...10))
             for record in run.metrics {
                 let s = Double(record.step - 1)  // the update's 0-based index
-                let expected = s < Double(warmup) ? lr * (s + 1) / Double(warmup)
+                let expected =
+                    s < Double(warmup)
+                    ? lr * (s + 1) / Double(warmup)
                     : minLR + (lr - minLR) * 0.5 * (1 + cos(Double.pi * (s - Double(warmup)) / Double(10 - warmup)))
-                XCTAssertEqual(Double(record.lr), expected, accuracy: expected * 1e-5, "lr \(lr), min \(minLR), warmup \(warmup), step \(record.step)")
+                XCTAssertEqual(
+                    Double(record.lr), expected, accuracy: expected * 1e-5,
+                    "lr \(lr), min \(minLR), warmup \(warmup), step \(record.step)")
             }
         }
     }
@@ -42,7 +55,9 @@ final class ScheduleAndLoggingFlagTests: TinyRunTestCase {
         let three = try train("eval-3", ["--eval-batches", "3"]).metrics.last?.valLoss
         let valShard = URL(fileURLWithPath: data).appendingPathComponent("t_val_000000.bin").path
         for (run, loss, sequences) in [(oneRun, one, 4), (threeRun, three, 12)] {
-            let evaluated = try runBaton(["eval", run.path, "--data", valShard, "--sequences", "\(sequences)", "--device", "cpu"])
+            let evaluated = try runBaton([
+                "eval", run.path, "--data", valShard, "--sequences", "\(sequences)", "--device", "cpu",
+            ])
             XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
             let line = try XCTUnwrap(evaluated.stdout.split(separator: "\n").last { $0.hasPrefix("loss: ") })
             let reference = try XCTUnwrap(Float(line.dropFirst(6)))
@@ -54,7 +69,9 @@ final class ScheduleAndLoggingFlagTests: TinyRunTestCase {
     func testLogEveryIsWhichStepsPrintAProgressLine() throws {
         for every in [1, 3, 100] {
             let printed = try train("log-\(every)", ["--log-every", "\(every)"]).stdout.split(separator: "\n")
-                .compactMap { line -> Int? in line.hasPrefix("step ") ? Int(line.dropFirst(5).prefix(while: \.isNumber)) : nil }
+                .compactMap { line -> Int? in
+                    line.hasPrefix("step ") ? Int(line.dropFirst(5).prefix(while: \.isNumber)) : nil
+                }
             // The first step, every multiple of --log-every, and the last (with the final validation loss).
             let expected = (1...10).filter { $0 == 1 || $0 % every == 0 || $0 == 10 }
             XCTAssertEqual(printed, expected, "--log-every \(every)")

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -13,12 +14,15 @@ final class SelfTestHangTests: XCTestCase {
         let process = Process()
         process.executableURL = TestPaths.batonExecutable
         process.arguments = ["selftest", "--device", "cpu"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["BATON_DEBUG_SELFTEST_HANG_AFTER_ROWS": "5"]) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(["BATON_DEBUG_SELFTEST_HANG_AFTER_ROWS": "5"])
+        { $1 }
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = FileHandle.nullDevice
         try process.run()
         func rows() -> [String] {
-            ((try? String(contentsOf: output, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("row: ") }.map(String.init)
+            ((try? String(contentsOf: output, encoding: .utf8)) ?? "").split(separator: "\n").filter {
+                $0.hasPrefix("row: ")
+            }.map(String.init)
         }
         try waitFor(process: process, timeout: 120) { rows().count >= 5 }
         usleep(500_000)

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -27,7 +28,8 @@ final class SettingDeclarationTests: TinyRunTestCase {
 
     func testHelpPrintsEachDefaultFromTheDeclaration() throws {
         let help = try runBaton(["train", "--help"]).stdout
-        XCTAssert(help.contains("(default 12)") && help.contains("(default 1e-3)") && help.contains("(default 0.99)"), help)
+        XCTAssert(
+            help.contains("(default 12)") && help.contains("(default 1e-3)") && help.contains("(default 0.99)"), help)
         for entry in TrainingConfig.settings {
             XCTAssert(help.contains("  \(entry.flag) \(entry.placeholder) "), "\(entry.flag) is not in --help")
             XCTAssertFalse(entry.help.contains("{}"))
@@ -46,8 +48,12 @@ final class SettingDeclarationTests: TinyRunTestCase {
     func testARunsConfigJSONRepeatsTheRun() throws {
         let first = folder.appendingPathComponent("first"), second = folder.appendingPathComponent("second")
         let machine = ["--device", "cpu", "--threads", "2"]
-        let started = try runBaton(["train", "--out", first.path] + tinyModel + ["--batch", "4", "--epochs", "2", "--lr", "3e-3", "--warmup", "2", "--eval-every", "0", "--log-every", "100",
-                                    "--precision", "bf16", "--on-nonfinite", "skip", "--save-every", "3"] + machine)
+        let started = try runBaton(
+            ["train", "--out", first.path] + tinyModel + [
+                "--batch", "4", "--epochs", "2", "--lr", "3e-3", "--warmup", "2", "--eval-every", "0", "--log-every",
+                "100",
+                "--precision", "bf16", "--on-nonfinite", "skip", "--save-every", "3",
+            ] + machine)
         XCTAssertEqual(started.status, 0, started.stderr)
         let configFile = first.appendingPathComponent("config.json").path
         let repeated = try runBaton(["train", "--config", configFile, "--out", second.path] + machine)
@@ -57,15 +63,18 @@ final class SettingDeclarationTests: TinyRunTestCase {
         XCTAssertFalse(a.steps().isEmpty)
         for step in a.steps() {
             for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
-                XCTAssert(try Data(contentsOf: a.url(step: step).appendingPathComponent(name)) == Data(contentsOf: b.url(step: step).appendingPathComponent(name)),
-                          "\(name) of step \(step) differs")
+                XCTAssert(
+                    try Data(contentsOf: a.url(step: step).appendingPathComponent(name))
+                        == Data(contentsOf: b.url(step: step).appendingPathComponent(name)),
+                    "\(name) of step \(step) differs")
             }
         }
         XCTAssertEqual(try RunFolder(url: first).readConfig(), try RunFolder(url: second).readConfig())
 
         // Flags override the file.
         let third = folder.appendingPathComponent("third")
-        let overridden = try runBaton(["train", "--config", configFile, "--out", third.path, "--steps", "2", "--lr", "1e-3"] + machine)
+        let overridden = try runBaton(
+            ["train", "--config", configFile, "--out", third.path, "--steps", "2", "--lr", "1e-3"] + machine)
         XCTAssertEqual(overridden.status, 0, overridden.stderr)
         let recorded = try XCTUnwrap(RunFolder(url: third).readConfig())
         XCTAssertEqual(recorded.steps, 2)
@@ -74,13 +83,15 @@ final class SettingDeclarationTests: TinyRunTestCase {
         XCTAssertEqual(recorded.precision, .bf16)
 
         // Bad files: one line naming the file and the key, exit 2, nothing written.
-        for (text, named) in [(#"{"batchSize": 4, "learningrate": 0.1}"#, "unknown key learningrate"),
-                              (#"{"batchSize": "four"}"#, "batchSize expects a whole number"),
-                              (#"{"reduce": "quick"}"#, "reduce expects exact or fast"),
-                              (#"{"model": {"heads": 0}}"#, "model.heads must be at least 1, got 0"),
-                              (#"{"keepLast": 0}"#, "keepLast must be at least 1, got 0"),
-                              (#"{"config": {"beta1": 1.5}, "baton_version": "x"}"#, "config.beta1 must be in [0, 1), got 1.5"),
-                              ("[1, 2]", "is not a JSON object")] {
+        for (text, named) in [
+            (#"{"batchSize": 4, "learningrate": 0.1}"#, "unknown key learningrate"),
+            (#"{"batchSize": "four"}"#, "batchSize expects a whole number"),
+            (#"{"reduce": "quick"}"#, "reduce expects exact or fast"),
+            (#"{"model": {"heads": 0}}"#, "model.heads must be at least 1, got 0"),
+            (#"{"keepLast": 0}"#, "keepLast must be at least 1, got 0"),
+            (#"{"config": {"beta1": 1.5}, "baton_version": "x"}"#, "config.beta1 must be in [0, 1), got 1.5"),
+            ("[1, 2]", "is not a JSON object"),
+        ] {
             let file = folder.appendingPathComponent("bad.json")
             try Data(text.utf8).write(to: file)
             let out = folder.appendingPathComponent("bad-run")

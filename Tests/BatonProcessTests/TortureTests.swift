@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -16,6 +17,7 @@ final class TortureTests: XCTestCase {
         // times miss the saves).
         let inSave = result.stdout.split(separator: "\n").first { $0.hasPrefix("kills inside a save: ") }
         let writing = inSave.flatMap { $0.split(separator: "(").last.flatMap { Int($0.prefix { $0.isNumber }) } }
-        XCTAssertGreaterThanOrEqual(try XCTUnwrap(writing, result.stdout), 1, "no kill landed inside a save:\n\(result.stdout)")
+        XCTAssertGreaterThanOrEqual(
+            try XCTUnwrap(writing, result.stdout), 1, "no kill landed inside a save:\n\(result.stdout)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import Baton
 
 extension SafeTensors.File {
@@ -9,8 +10,14 @@ extension SafeTensors.File {
         let base = dataStart + entry.range.lowerBound
         return try data.withUnsafeBytes { raw in
             switch entry.dtype {
-            case "I32": return (0..<(entry.range.count / 4)).map { Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 4, as: Int32.self))) }
-            case "I64": return (0..<(entry.range.count / 8)).map { Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 8, as: Int64.self))) }
+            case "I32":
+                return (0..<(entry.range.count / 4)).map {
+                    Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 4, as: Int32.self)))
+                }
+            case "I64":
+                return (0..<(entry.range.count / 8)).map {
+                    Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 8, as: Int64.self)))
+                }
             default: throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected I32 or I64")
             }
         }

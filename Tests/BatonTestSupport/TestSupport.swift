@@ -1,14 +1,22 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 
 /// Asserts |actual - expected| <= rtol * max|expected| elementwise: a relative tolerance scaled
 /// to the tensor's magnitude, so entries near zero are not held to an impossible standard.
-func assertClose(_ actual: [Float], _ expected: [Float], rtol: Float, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+func assertClose(
+    _ actual: [Float], _ expected: [Float], rtol: Float, _ what: String, file: StaticString = #filePath,
+    line: UInt = #line
+) {
     XCTAssertEqual(actual.count, expected.count, "\(what): sizes differ", file: file, line: line)
     let scale = max(expected.map { abs($0) }.max() ?? 0, 1e-12)
     let (worst, worstIndex) = worstError(actual, expected)
-    XCTAssert(worst <= rtol * scale, "\(what): max error \(worst) at \(worstIndex) (actual \(actual[worstIndex]), expected \(expected[worstIndex])) exceeds \(rtol) x \(scale)", file: file, line: line)
+    XCTAssert(
+        worst <= rtol * scale,
+        "\(what): max error \(worst) at \(worstIndex) (actual \(actual[worstIndex]), expected "
+            + "\(expected[worstIndex])) exceeds \(rtol) x \(scale)",
+        file: file, line: line)
 }
 
 /// assertClose's max |actual - expected| over the common length and where it is: NaN at the first
@@ -37,7 +45,8 @@ enum TestPaths {
     }
 
     static func temporaryFolder(_ name: String) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("baton-tests-\(getpid())-\(name)-\(UUID().uuidString.prefix(8))")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "baton-tests-\(getpid())-\(name)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
@@ -52,13 +61,18 @@ struct ProcessResult {
 /// `baton` under `mpirun -np ranks` (alone for 0), from the repository root, with `environment`
 /// added (and the variables in `removing` taken away) and passed to every rank; its output in
 /// files under `scratch`. Stopped if it outlives `seconds` (timedOut then).
-func runBatonJob(ranks: Int, _ arguments: [String], environment: [String: String], scratch: URL,
-                 seconds: Double = 120, executable: URL = TestPaths.batonExecutable,
-                 removing removed: Set<String> = []) throws -> (result: ProcessResult, timedOut: Bool) {
+func runBatonJob(
+    ranks: Int, _ arguments: [String], environment: [String: String], scratch: URL,
+    seconds: Double = 120, executable: URL = TestPaths.batonExecutable,
+    removing removed: Set<String> = []
+) throws -> (result: ProcessResult, timedOut: Bool) {
     let process = Process()
     process.executableURL = ranks == 0 ? executable : URL(fileURLWithPath: "/usr/bin/mpirun")
-    process.arguments = ranks == 0 ? arguments
-        : ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)"] + environment.keys.sorted().flatMap { ["-x", $0] }
+    process.arguments =
+        ranks == 0
+        ? arguments
+        : ["--allow-run-as-root", "--oversubscribe", "-np", "\(ranks)"]
+            + environment.keys.sorted().flatMap { ["-x", $0] }
             + [executable.path] + arguments
     process.currentDirectoryURL = TestPaths.repositoryRoot
     process.environment = inheritedEnvironment.merging(environment) { $1 }.filter { !removed.contains($0.key) }
@@ -74,15 +88,18 @@ func runBatonJob(ranks: Int, _ arguments: [String], environment: [String: String
     let timedOut = process.isRunning
     if timedOut { process.terminate() }
     process.waitUntilExit()
-    let result = ProcessResult(status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
-                               stderr: try String(contentsOf: err, encoding: .utf8))
+    let result = ProcessResult(
+        status: process.terminationStatus, stdout: try String(contentsOf: out, encoding: .utf8),
+        stderr: try String(contentsOf: err, encoding: .utf8))
     return (result, timedOut)
 }
 
 /// This process's environment for a child `baton`, less BATON_CUDA_LIBRARY: set around the suite
 /// (scripts/checks/gpu-check exports it) it would turn every `--device auto` run into a CUDA one; a test
 /// that means a CUDA backend passes the library it means.
-var inheritedEnvironment: [String: String] { ProcessInfo.processInfo.environment.filter { $0.key != "BATON_CUDA_LIBRARY" } }
+var inheritedEnvironment: [String: String] {
+    ProcessInfo.processInfo.environment.filter { $0.key != "BATON_CUDA_LIBRARY" }
+}
 
 /// Why this host looks like it has an NVIDIA GPU (the driver's device node or its /proc entry), or
 /// nil: a test that expects CUDA to fail for want of a GPU skips there, saying this.
@@ -94,7 +111,9 @@ var nvidiaGPUPresent: String? {
 }
 
 /// Runs the built `baton` with arguments, in `folder` (default: the repository root).
-func runBaton(_ arguments: [String], in folder: URL = TestPaths.repositoryRoot, environment extra: [String: String] = [:]) throws -> ProcessResult {
+func runBaton(
+    _ arguments: [String], in folder: URL = TestPaths.repositoryRoot, environment extra: [String: String] = [:]
+) throws -> ProcessResult {
     let process = Process()
     process.executableURL = TestPaths.batonExecutable
     process.arguments = arguments
@@ -110,12 +129,15 @@ func runBaton(_ arguments: [String], in folder: URL = TestPaths.repositoryRoot, 
     let group = DispatchGroup()
     group.enter()
     let errHandle = err.fileHandleForReading
-    DispatchQueue.global().async { errBox.data = errHandle.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async {
+        errBox.data = errHandle.readDataToEndOfFile(); group.leave()
+    }
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     process.waitUntilExit()
-    return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errBox.data, as: UTF8.self))
+    return ProcessResult(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errBox.data, as: UTF8.self))
 }
 
 /// A folder of tiny shards from the bundled text: 48 training windows of 8+1 tokens (with batch
@@ -124,8 +146,11 @@ func makeTinyShards(in folder: URL) throws -> String {
     let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
     let shards = folder.appendingPathComponent("shards")
     try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
-    try TokenShard.write(tokens: text.prefix(385).map { UInt16($0) }, to: shards.appendingPathComponent("t_train_000000.bin"))
-    try TokenShard.write(tokens: text.dropFirst(385).prefix(100).map { UInt16($0) }, to: shards.appendingPathComponent("t_val_000000.bin"))
+    try TokenShard.write(
+        tokens: text.prefix(385).map { UInt16($0) }, to: shards.appendingPathComponent("t_train_000000.bin"))
+    try TokenShard.write(
+        tokens: text.dropFirst(385).prefix(100).map { UInt16($0) },
+        to: shards.appendingPathComponent("t_val_000000.bin"))
     return shards.path
 }
 
@@ -135,16 +160,24 @@ func saveCheckpoint(_ model: GPT, _ optimizer: AdamW, run: URL, step: Int) throw
     var training = TrainingConfig()
     training.model = model.config
     return try CheckpointStore(runFolder: run).save(
-        step: step, tensors: CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                                               secondMoment: optimizer.secondMoment),
-        layout: model.layout, describe: { CheckpointState(state: TrainingState(), config: training,
-                                                          data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
-                                                          backend: model.device.kind.rawValue, files: $0) },
+        step: step,
+        tensors: CheckpointTensors(
+            device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
+            secondMoment: optimizer.secondMoment),
+        layout: model.layout,
+        describe: {
+            CheckpointState(
+                state: TrainingState(), config: training,
+                data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
+                backend: model.device.kind.rawValue, files: $0)
+        },
         overwrite: false, log: { _ in })
 }
 
 /// Writes a token shard with a chosen header, for the bad-input tests.
-func writeRawShard(_ url: URL, magic: Int32 = TokenShard.magic, version: Int32 = TokenShard.version, count: Int32, tokens: [UInt16]) throws {
+func writeRawShard(
+    _ url: URL, magic: Int32 = TokenShard.magic, version: Int32 = TokenShard.version, count: Int32, tokens: [UInt16]
+) throws {
     var header = [Int32](repeating: 0, count: 256)
     header[0] = magic; header[1] = version; header[2] = count
     var data = Data()
@@ -178,4 +211,5 @@ func truncate(_ url: URL, by count: Int) throws {
 }
 
 /// GPT-2's tokenizer (data/gpt2-tokenizer), loaded once for every test that needs it.
-nonisolated(unsafe) let gpt2Tokenizer = try! GPT2Tokenizer(folder: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer"))
+nonisolated(unsafe) let gpt2Tokenizer = try! GPT2Tokenizer(
+    folder: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer"))

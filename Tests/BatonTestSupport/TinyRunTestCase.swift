@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 
 /// A test class whose tests each get a fresh temporary folder, removed after the test.

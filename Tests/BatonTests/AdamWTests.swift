@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -23,8 +24,10 @@ final class AdamWTests: XCTestCase {
         let perTensor = try tensors()
         for spec in layout.specs {
             let slice = { (t: Tensor) in t.slice(spec.offset, spec.allocated) }
-            try device.adamwUpdate(params: slice(perTensor[0]), grads: slice(perTensor[1]), m: slice(perTensor[2]), v: slice(perTensor[3]),
-                                   learningRate: 3e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: spec.decays ? 0.1 : 0, gradScale: 0.8, step: 7)
+            try device.adamwUpdate(
+                params: slice(perTensor[0]), grads: slice(perTensor[1]), m: slice(perTensor[2]), v: slice(perTensor[3]),
+                learningRate: 3e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: spec.decays ? 0.1 : 0,
+                gradScale: 0.8, step: 7)
         }
         let model = try GPT(config: config, device: device)
         try device.upload(params, to: model.parameters)

@@ -1,5 +1,7 @@
+import CBatonSystem
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -18,8 +20,9 @@ final class CheckpointStoreTests: XCTestCase {
     /// Buffers holding parameters i * value, first moments value, second moments 2 * value.
     func tensors(_ value: Float) throws -> CheckpointTensors {
         let n = layout.totalCount
-        let result = CheckpointTensors(device: device, parameters: try device.allocate(floats: n), firstMoment: try device.allocate(floats: n),
-                                       secondMoment: try device.allocate(floats: n))
+        let result = CheckpointTensors(
+            device: device, parameters: try device.allocate(floats: n), firstMoment: try device.allocate(floats: n),
+            secondMoment: try device.allocate(floats: n))
         try device.upload((0..<n).map { Float($0) * value }, to: result.parameters)
         try device.fill(result.firstMoment, with: value)
         try device.fill(result.secondMoment, with: value * 2)
@@ -30,7 +33,10 @@ final class CheckpointStoreTests: XCTestCase {
     func load(_ url: URL) throws -> (parameters: [Float], firstMoment: [Float], secondMoment: [Float]) {
         let into = try tensors(0)
         try CheckpointStore.loadTensors(from: url, layout: layout, into: into)
-        return (try device.download(into.parameters), try device.download(into.firstMoment), try device.download(into.secondMoment))
+        return (
+            try device.download(into.parameters), try device.download(into.firstMoment),
+            try device.download(into.secondMoment)
+        )
     }
 
     @discardableResult
@@ -41,9 +47,11 @@ final class CheckpointStoreTests: XCTestCase {
         state.step = step
         state.position = LoaderPosition(epoch: 2, index: 8)
         let fingerprint = DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil)
-        return try store.save(step: step, tensors: try tensors(value), layout: layout, describe: { files in
-            CheckpointState(state: state, config: training, data: fingerprint, backend: "cpu", files: files)
-        }, overwrite: overwrite, log: { _ in })
+        return try store.save(
+            step: step, tensors: try tensors(value), layout: layout,
+            describe: { files in
+                CheckpointState(state: state, config: training, data: fingerprint, backend: "cpu", files: files)
+            }, overwrite: overwrite, log: { _ in })
     }
 
     func testFilesUseHuggingFaceNamesAndRoundTrip() throws {
@@ -71,9 +79,13 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertEqual(loaded.secondMoment, (0..<layout.totalCount).map { stored.contains($0) ? 2 : 0 })
         // safetensors: 8 bytes of header length, the header, then the data: the stored floats only.
         let bytes = try Data(contentsOf: url.appendingPathComponent("model.safetensors"))
-        let headerLength = bytes.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        let headerLength = bytes.prefix(8).withUnsafeBytes {
+            Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)))
+        }
         XCTAssertEqual(bytes.count, 8 + headerLength + layout.storedCount * 4, "the padding is not written")
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter { $0.hasPrefix(".") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter {
+            $0.hasPrefix(".")
+        }
         XCTAssertEqual(leftovers, [], "no temporary folder or file is left after a save")
     }
 
@@ -90,7 +102,9 @@ final class CheckpointStoreTests: XCTestCase {
         try save(store, step: 0, value: 2, overwrite: true)
         XCTAssertEqual(try load(store.url(step: 0)).firstMoment[0], 2)
         _ = try CheckpointStore.verify(store.url(step: 0))
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter { $0.hasPrefix(".") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter {
+            $0.hasPrefix(".")
+        }
         XCTAssertEqual(leftovers, [])
     }
 
@@ -109,11 +123,20 @@ final class CheckpointStoreTests: XCTestCase {
             try damage(url)
             XCTAssertThrowsError(try CheckpointStore.verify(url)) { XCTAssert("\($0)".contains(expected), "\($0)") }
         }
-        try damaged(1, { try flipByte(in: $0.appendingPathComponent("model.safetensors"), at: 500) }, mentions: "fails its checksum")
-        try damaged(2, { try truncate($0.appendingPathComponent("optimizer.safetensors"), by: 10) }, mentions: "truncated")
-        try damaged(3, { try FileManager.default.removeItem(at: $0.appendingPathComponent("state.json")) }, mentions: "missing state.json")
-        try damaged(4, { try Data("{\"format_version\": 1".utf8).write(to: $0.appendingPathComponent("state.json")) }, mentions: "state.json is not valid")
-        try damaged(5, { try FileManager.default.removeItem(at: $0.appendingPathComponent("model.safetensors")) }, mentions: "missing model.safetensors")
+        try damaged(
+            1, { try flipByte(in: $0.appendingPathComponent("model.safetensors"), at: 500) },
+            mentions: "fails its checksum")
+        try damaged(
+            2, { try truncate($0.appendingPathComponent("optimizer.safetensors"), by: 10) }, mentions: "truncated")
+        try damaged(
+            3, { try FileManager.default.removeItem(at: $0.appendingPathComponent("state.json")) },
+            mentions: "missing state.json")
+        try damaged(
+            4, { try Data("{\"format_version\": 1".utf8).write(to: $0.appendingPathComponent("state.json")) },
+            mentions: "state.json is not valid")
+        try damaged(
+            5, { try FileManager.default.removeItem(at: $0.appendingPathComponent("model.safetensors")) },
+            mentions: "missing model.safetensors")
     }
 
     func testAutoResolutionSkipsDamagedCheckpointsAndSaysWhy() throws {
@@ -144,11 +167,14 @@ final class CheckpointStoreTests: XCTestCase {
         let store = CheckpointStore(runFolder: run)
         try save(store, step: 4)
         // As if a crash hit between moving the old folder aside and moving the new one in.
-        try FileManager.default.moveItem(at: store.url(step: 4), to: store.folder.appendingPathComponent(".old-step-00000004-999"))
-        try FileManager.default.createDirectory(at: store.folder.appendingPathComponent(".tmp-step-00000004-999"), withIntermediateDirectories: false)
+        try FileManager.default.moveItem(
+            at: store.url(step: 4), to: store.folder.appendingPathComponent(".old-step-00000004-999"))
+        try FileManager.default.createDirectory(
+            at: store.folder.appendingPathComponent(".tmp-step-00000004-999"), withIntermediateDirectories: false)
         store.removeAbandonedSaves(log: { _ in })
         XCTAssertNoThrow(try CheckpointStore.verify(store.url(step: 4)))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter { $0.hasPrefix(".") }, [])
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: store.folder.path).filter { $0.hasPrefix(".") }, [])
     }
 
     func testResumeRequestParsing() {
@@ -165,5 +191,6 @@ final class CheckpointStoreTests: XCTestCase {
     }
 }
 
-import CBatonSystem
-func baton_crc32c_for_tests(_ bytes: UnsafeRawBufferPointer) -> UInt32 { baton_crc32c(0, bytes.baseAddress, bytes.count) }
+func baton_crc32c_for_tests(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    baton_crc32c(0, bytes.baseAddress, bytes.count)
+}

@@ -1,5 +1,6 @@
 import CBatonABI
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -27,8 +28,10 @@ final class FiniteDifferenceTests: XCTestCase {
     }
 
     /// Compares `analytic` with central differences of `loss` around `x`, on up to `samples` entries.
-    func checkGradient(_ what: String, x: [Float], analytic: [Float], eps: Float = 1e-2, samples: Int = 48,
-                       loss: ([Float]) throws -> Double, file: StaticString = #filePath, line: UInt = #line) rethrows {
+    func checkGradient(
+        _ what: String, x: [Float], analytic: [Float], eps: Float = 1e-2, samples: Int = 48,
+        loss: ([Float]) throws -> Double, file: StaticString = #filePath, line: UInt = #line
+    ) rethrows {
         XCTAssertEqual(x.count, analytic.count, file: file, line: line)
         let scale = analytic.map { abs($0) }.max() ?? 0
         XCTAssertGreaterThan(scale, 0, "\(what): analytic gradient is all zero", file: file, line: line)
@@ -38,8 +41,9 @@ final class FiniteDifferenceTests: XCTestCase {
             plus[i] += eps
             minus[i] -= eps
             let numeric = Float((try loss(plus) - loss(minus)) / Double(2 * eps))
-            XCTAssertLessThanOrEqual(abs(numeric - analytic[i]), 1e-2 * scale + 1e-3,
-                                     "\(what)[\(i)]: numeric \(numeric) vs analytic \(analytic[i])", file: file, line: line)
+            XCTAssertLessThanOrEqual(
+                abs(numeric - analytic[i]), 1e-2 * scale + 1e-3,
+                "\(what)[\(i)]: numeric \(numeric) vs analytic \(analytic[i])", file: file, line: line)
         }
     }
 
@@ -54,13 +58,16 @@ final class FiniteDifferenceTests: XCTestCase {
         let wte = random(V * C), wpe = random(T * C), w = random(B * T * C)
         let out = try device.allocate(floats: B * T * C), tok = try tokens(ids)
         func loss(_ wte: [Float], _ wpe: [Float]) throws -> Double {
-            try device.encoderForward(out: out, tokens: tok, wte: try tensor(wte), wpe: try tensor(wpe), B: B, T: T, C: C)
+            try device.encoderForward(
+                out: out, tokens: tok, wte: try tensor(wte), wpe: try tensor(wpe), B: B, T: T, C: C)
             return try weightedSum(out, w)
         }
-        let dwte = try tensor([Float](repeating: 0, count: V * C)), dwpe = try tensor([Float](repeating: 0, count: T * C))
+        let dwte = try tensor([Float](repeating: 0, count: V * C)),
+            dwpe = try tensor([Float](repeating: 0, count: T * C))
         var buckets = try DeviceBuckets(device: device, rows: ids.count)
         try buckets.upload(try EmbeddingBuckets(tokens: ids, vocabularySize: V), on: device)
-        try device.encoderBackward(dwte: dwte, dwpe: dwpe, dout: try tensor(w), tokens: tok, buckets: buckets, B: B, T: T, C: C)
+        try device.encoderBackward(
+            dwte: dwte, dwpe: dwpe, dout: try tensor(w), tokens: tok, buckets: buckets, B: B, T: T, C: C)
         try checkGradient("dwte", x: wte, analytic: try device.download(dwte)) { try loss($0, wpe) }
         try checkGradient("dwpe", x: wpe, analytic: try device.download(dwpe)) { try loss(wte, $0) }
     }
@@ -68,17 +75,20 @@ final class FiniteDifferenceTests: XCTestCase {
     func testLayerNormBackward() throws {
         let N = 6, C = 8
         let x = random(N * C), weight = random(C), bias = random(C), w = random(N * C)
-        let out = try device.allocate(floats: N * C), mean = try device.allocate(floats: N), rstd = try device.allocate(floats: N)
+        let out = try device.allocate(floats: N * C), mean = try device.allocate(floats: N),
+            rstd = try device.allocate(floats: N)
         func loss(_ x: [Float], _ weight: [Float], _ bias: [Float]) throws -> Double {
-            try device.layernormForward(out: out, mean: mean, rstd: rstd, input: try tensor(x), weight: try tensor(weight),
-                                        bias: try tensor(bias), N: N, C: C)
+            try device.layernormForward(
+                out: out, mean: mean, rstd: rstd, input: try tensor(x), weight: try tensor(weight),
+                bias: try tensor(bias), N: N, C: C)
             return try weightedSum(out, w)
         }
         _ = try loss(x, weight, bias)
         let dx = try tensor([Float](repeating: 0, count: N * C)), dw = try tensor([Float](repeating: 0, count: C)),
             db = try tensor([Float](repeating: 0, count: C))
-        try device.layernormBackward(dinput: dx, dweight: dw, dbias: db, dout: try tensor(w), input: try tensor(x),
-                                     weight: try tensor(weight), mean: mean, rstd: rstd, N: N, C: C)
+        try device.layernormBackward(
+            dinput: dx, dweight: dw, dbias: db, dout: try tensor(w), input: try tensor(x),
+            weight: try tensor(weight), mean: mean, rstd: rstd, N: N, C: C)
         try checkGradient("layernorm dinput", x: x, analytic: try device.download(dx)) { try loss($0, weight, bias) }
         try checkGradient("layernorm dweight", x: weight, analytic: try device.download(dw)) { try loss(x, $0, bias) }
         try checkGradient("layernorm dbias", x: bias, analytic: try device.download(db)) { try loss(x, weight, $0) }
@@ -91,13 +101,18 @@ final class FiniteDifferenceTests: XCTestCase {
         let a = random(M * K), b = random(K * N), bias = random(N), w = random(M * N)
         let c = try device.allocate(floats: M * N)
         func loss(_ a: [Float], _ b: [Float], _ bias: [Float]) throws -> Double {
-            try device.linearForward(out: c, input: try tensor(a), weight: try tensor(b), bias: try tensor(bias), N: M, inFeatures: K, outFeatures: N)
+            try device.linearForward(
+                out: c, input: try tensor(a), weight: try tensor(b), bias: try tensor(bias), N: M, inFeatures: K,
+                outFeatures: N)
             return try weightedSum(c, w)
         }
-        let dc = try tensor(w), da = try device.allocate(floats: M * K), dbias = try tensor([Float](repeating: 0, count: N))
+        let dc = try tensor(w), da = try device.allocate(floats: M * K),
+            dbias = try tensor([Float](repeating: 0, count: N))
         let db = try tensor([Float](repeating: 0, count: K * N))
-        try device.matmul(c: da, a: dc, b: try tensor(b), M: M, N: K, K: N, transposeA: false, transposeB: true, beta: 0)
-        try device.matmul(c: db, a: try tensor(a), b: dc, M: K, N: N, K: M, transposeA: true, transposeB: false, beta: 1)
+        try device.matmul(
+            c: da, a: dc, b: try tensor(b), M: M, N: K, K: N, transposeA: false, transposeB: true, beta: 0)
+        try device.matmul(
+            c: db, a: try tensor(a), b: dc, M: K, N: N, K: M, transposeA: true, transposeB: false, beta: 1)
         try device.biasBackward(dbias: dbias, dout: dc, N: M, OC: N)
         try checkGradient("matmul da", x: a, analytic: try device.download(da)) { try loss($0, b, bias) }
         try checkGradient("matmul db", x: b, analytic: try device.download(db)) { try loss(a, $0, bias) }
@@ -109,7 +124,8 @@ final class FiniteDifferenceTests: XCTestCase {
         let M = 4, K = 3, N = 5
         let aT = random(K * M), bT = random(N * K), start = random(M * N)
         let c = try tensor(start)
-        try device.matmul(c: c, a: try tensor(aT), b: try tensor(bT), M: M, N: N, K: K, transposeA: true, transposeB: true, beta: 1)
+        try device.matmul(
+            c: c, a: try tensor(aT), b: try tensor(bT), M: M, N: N, K: K, transposeA: true, transposeB: true, beta: 1)
         var expected = start
         for i in 0..<M { for j in 0..<N { for k in 0..<K { expected[i * N + j] += aT[k * M + i] * bT[j * K + k] } } }
         assertClose(try device.download(c), expected, rtol: 1e-6, "matmul with transposes")
@@ -127,8 +143,11 @@ final class FiniteDifferenceTests: XCTestCase {
             let before = device.allocatedBytes
             _ = try Activations(config: config, B: 3, T: 16, device: device)
             measured.append(device.allocatedBytes - before)
-            XCTAssertEqual(measured.last, Activations.byteCount(config: config, B: 3, T: 16, attentionSaved: sizes.saved,
-                                                                attentionScratch: sizes.scratch, element: element), "\(precision)")
+            XCTAssertEqual(
+                measured.last,
+                Activations.byteCount(
+                    config: config, B: 3, T: 16, attentionSaved: sizes.saved,
+                    attentionScratch: sizes.scratch, element: element), "\(precision)")
         }
         XCTAssertLessThan(measured[1], measured[0], "bf16 activations take less memory")
     }
@@ -141,7 +160,8 @@ final class FiniteDifferenceTests: XCTestCase {
         let out = try device.allocate(floats: B * T * C), att = try device.allocate(floats: sizes.saved)
         let scratch = try device.allocate(floats: sizes.scratch)
         func loss(_ qkv: [Float]) throws -> Double {
-            try device.attentionForward(out: out, saved: att, qkv: try tensor(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
+            try device.attentionForward(
+                out: out, saved: att, qkv: try tensor(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
             return try weightedSum(out, w)
         }
         _ = try loss(qkv)
@@ -155,8 +175,9 @@ final class FiniteDifferenceTests: XCTestCase {
         }
         let dqkv = try device.allocate(floats: B * T * 3 * C)
         try device.fill(dqkv, with: .nan)  // backward must overwrite every entry
-        try device.attentionBackward(dqkv: dqkv, scratch: scratch, dout: try tensor(w), qkv: try tensor(qkv), out: out, saved: att,
-                                     B: B, T: T, C: C, NH: NH)
+        try device.attentionBackward(
+            dqkv: dqkv, scratch: scratch, dout: try tensor(w), qkv: try tensor(qkv), out: out, saved: att,
+            B: B, T: T, C: C, NH: NH)
         try checkGradient("attention dqkv", x: qkv, analytic: try device.download(dqkv), samples: 240) { try loss($0) }
     }
 
@@ -164,7 +185,9 @@ final class FiniteDifferenceTests: XCTestCase {
     func testGeluBackward() throws {
         let n = 64
         let x = random(n, scale: 2), w = random(n)
-        func loss(_ x: [Float]) throws -> Double { zip(x, w).reduce(0.0) { $0 + Double(baton_gelu($1.0)) * Double($1.1) } }
+        func loss(_ x: [Float]) throws -> Double {
+            zip(x, w).reduce(0.0) { $0 + Double(baton_gelu($1.0)) * Double($1.1) }
+        }
         let dx = zip(x, w).map { baton_gelu_backward($0, $1) }
         try checkGradient("gelu", x: x, analytic: dx, eps: 1e-3) { try loss($0) }
     }
@@ -175,16 +198,19 @@ final class FiniteDifferenceTests: XCTestCase {
         let targets = try tokens([1, 8, 0, 4])
         let losses = try device.allocate(floats: N)
         func loss(_ logits: [Float]) throws -> Double {
-            try device.softmaxCrossEntropy(losses: losses, dlogits: nil, logits: try tensor(logits), targets: targets, N: N, V: V, dloss: 0)
+            try device.softmaxCrossEntropy(
+                losses: losses, dlogits: nil, logits: try tensor(logits), targets: targets, N: N, V: V, dloss: 0)
             return try weightedSum(losses, w)
         }
         // dloss scales every row alike, so check the unweighted sum of the losses with dloss = 1.
         let ones = [Float](repeating: 1, count: N)
         let dlogits = try tensor(logits)  // in place, as the model runs it
-        try device.softmaxCrossEntropy(losses: losses, dlogits: dlogits, logits: dlogits, targets: targets, N: N, V: V, dloss: 1)
+        try device.softmaxCrossEntropy(
+            losses: losses, dlogits: dlogits, logits: dlogits, targets: targets, N: N, V: V, dloss: 1)
         let analytic = try device.download(dlogits)
         try checkGradient("softmax cross-entropy", x: logits, analytic: analytic) { logits in
-            try device.softmaxCrossEntropy(losses: losses, dlogits: nil, logits: try tensor(logits), targets: targets, N: N, V: V, dloss: 0)
+            try device.softmaxCrossEntropy(
+                losses: losses, dlogits: nil, logits: try tensor(logits), targets: targets, N: N, V: V, dloss: 0)
             return try weightedSum(losses, ones)
         }
         _ = try loss(logits)
@@ -208,14 +234,17 @@ final class FiniteDifferenceTests: XCTestCase {
         let initial = random(model.layout.totalCount, scale: 0.3)
         try device.upload(initial, to: model.parameters)
         let B = 2, T = 6
-        let inputs = (0..<(B * T)).map { _ in Int32(generator.next() % 11) }, targets = (0..<(B * T)).map { _ in Int32(generator.next() % 11) }
+        let inputs = (0..<(B * T)).map { _ in Int32(generator.next() % 11) },
+            targets = (0..<(B * T)).map { _ in Int32(generator.next() % 11) }
         try model.zeroGradients()
         try model.forward(inputs: inputs, targets: targets, B: B, T: T, lossScaleForBackward: 1)
         try model.backward()
         let gradients = try device.download(model.gradients)
         for spec in model.layout.specs {
             let range = spec.offset..<(spec.offset + spec.count)
-            try checkGradient(spec.name, x: Array(initial[range]), analytic: Array(gradients[range]), eps: 1e-2, samples: 6) { values in
+            try checkGradient(
+                spec.name, x: Array(initial[range]), analytic: Array(gradients[range]), eps: 1e-2, samples: 6
+            ) { values in
                 var all = initial
                 all.replaceSubrange(range, with: values)
                 try device.upload(all, to: model.parameters)
@@ -228,9 +257,11 @@ final class FiniteDifferenceTests: XCTestCase {
         let n = 10
         let p = random(n), g = random(n), m0 = random(n, scale: 0.1), v0 = random(n, scale: 0.1).map { abs($0) }
         let params = try tensor(p), m = try tensor(m0), v = try tensor(v0)
-        let lr: Float = 0.01, b1: Float = 0.9, b2: Float = 0.95, eps: Float = 1e-8, wd: Float = 0.1, scale: Float = 0.5, step = 3
-        try device.adamwUpdate(params: params, grads: try tensor(g), m: m, v: v, learningRate: lr, beta1: b1, beta2: b2, eps: eps,
-                               weightDecay: wd, gradScale: scale, step: step)
+        let lr: Float = 0.01, b1: Float = 0.9, b2: Float = 0.95, eps: Float = 1e-8, wd: Float = 0.1, scale: Float = 0.5,
+            step = 3
+        try device.adamwUpdate(
+            params: params, grads: try tensor(g), m: m, v: v, learningRate: lr, beta1: b1, beta2: b2, eps: eps,
+            weightDecay: wd, gradScale: scale, step: step)
         let out = try device.download(params)
         for i in 0..<n {
             let grad = Double(g[i] * scale)

@@ -1,5 +1,6 @@
 import CBatonABI
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -34,30 +35,37 @@ final class FusedOpTests: XCTestCase {
     /// Every forward pass (training, evaluation, sampling's logits) refuses a token the embedding
     /// has no row for, naming it, before any kernel reads the embedding.
     func testAForwardPassRefusesATokenOutsideTheVocabulary() throws {
-        let model = try GPT(config: GPTConfig(contextLength: 4, vocabularySize: 10, layers: 1, heads: 2, channels: 8), device: device)
+        let model = try GPT(
+            config: GPTConfig(contextLength: 4, vocabularySize: 10, layers: 1, heads: 2, channels: 8), device: device)
         try model.initializeParameters(seed: 1)
         let inputs: [Int32] = [1, 2, 10, 3], targets: [Int32] = [2, 3, 3, 4]
         for scale in [nil, Float(1)] {
-            XCTAssertThrowsError(try model.forward(inputs: inputs, targets: targets, B: 1, T: 4, lossScaleForBackward: scale)) { error in
+            XCTAssertThrowsError(
+                try model.forward(inputs: inputs, targets: targets, B: 1, T: 4, lossScaleForBackward: scale)
+            ) { error in
                 XCTAssert("\(error)".contains("token 10 at position 2"), "\(error)")
             }
         }
         XCTAssertThrowsError(try model.logits(inputs: inputs, B: 1, T: 4))
-        XCTAssertNoThrow(try model.forward(inputs: [1, 2, 9, 3], targets: targets, B: 1, T: 4, lossScaleForBackward: 1))
+        XCTAssertNoThrow(
+            try model.forward(inputs: [1, 2, 9, 3], targets: targets, B: 1, T: 4, lossScaleForBackward: 1))
     }
 
     func testResidualLayernormIsTheTwoOpsBitForBit() throws {
         let N = 37, C = 96
-        let a = try tensor(random(N * C)), b = try tensor(random(N * C)), weight = try tensor(random(C)), bias = try tensor(random(C))
+        let a = try tensor(random(N * C)), b = try tensor(random(N * C)), weight = try tensor(random(C)),
+            bias = try tensor(random(C))
         func outputs(fused: Bool) throws -> [[Float]] {
             let residual = try device.allocate(floats: N * C), out = try device.allocate(floats: N * C)
             let mean = try device.allocate(floats: N), rstd = try device.allocate(floats: N)
             if fused {
-                try device.residualLayernormForward(residual: residual, out: out, mean: mean, rstd: rstd, a: a, b: b, weight: weight, bias: bias,
-                                                    N: N, C: C)
+                try device.residualLayernormForward(
+                    residual: residual, out: out, mean: mean, rstd: rstd, a: a, b: b, weight: weight, bias: bias,
+                    N: N, C: C)
             } else {
                 try device.add(out: residual, a: a, b: b)
-                try device.layernormForward(out: out, mean: mean, rstd: rstd, input: residual, weight: weight, bias: bias, N: N, C: C)
+                try device.layernormForward(
+                    out: out, mean: mean, rstd: rstd, input: residual, weight: weight, bias: bias, N: N, C: C)
             }
             return try [residual, out, mean, rstd].map { try device.download($0) }
         }
@@ -69,9 +77,11 @@ final class FusedOpTests: XCTestCase {
         let N = 29, IC = 40, OC = 72
         let input = try tensor(random(N * IC)), weight = try tensor(random(IC * OC)), bias = try tensor(random(OC))
         let out = try device.allocate(floats: N * OC), gelu = try device.allocate(floats: N * OC)
-        try device.linearForward(out: out, geluOut: gelu, input: input, weight: weight, bias: bias, N: N, inFeatures: IC, outFeatures: OC)
+        try device.linearForward(
+            out: out, geluOut: gelu, input: input, weight: weight, bias: bias, N: N, inFeatures: IC, outFeatures: OC)
         let separate = try device.allocate(floats: N * OC)
-        try device.matmul(c: separate, a: input, b: weight, M: N, N: OC, K: IC, transposeA: false, transposeB: false, beta: 0)
+        try device.matmul(
+            c: separate, a: input, b: weight, M: N, N: OC, K: IC, transposeA: false, transposeB: false, beta: 0)
         // The bias and the GELU (baton_gelu.h, the kernels' formula) on the host.
         let biasValues = try device.download(bias)
         let withBias = try device.download(separate).enumerated().map { $0.element + biasValues[$0.offset % OC] }
@@ -83,9 +93,11 @@ final class FusedOpTests: XCTestCase {
         let N = 29, IC = 40, OC = 72
         let dout = try tensor(random(N * OC)), weight = try tensor(random(IC * OC)), pre = try tensor(random(N * IC))
         let fused = try device.allocate(floats: N * IC)
-        try device.matmulGeluBackward(dinput: fused, dout: dout, weight: weight, preGelu: pre, N: N, inFeatures: IC, outFeatures: OC)
+        try device.matmulGeluBackward(
+            dinput: fused, dout: dout, weight: weight, preGelu: pre, N: N, inFeatures: IC, outFeatures: OC)
         let product = try device.allocate(floats: N * IC)
-        try device.matmul(c: product, a: dout, b: weight, M: N, N: IC, K: OC, transposeA: false, transposeB: true, beta: 0)
+        try device.matmul(
+            c: product, a: dout, b: weight, M: N, N: IC, K: OC, transposeA: false, transposeB: true, beta: 0)
         // GELU's gradient (baton_gelu.h, the kernels' formula) on the host.
         let separate = zip(try device.download(pre), try device.download(product)).map { baton_gelu_backward($0, $1) }
         XCTAssertEqual(try device.download(fused).map(\.bitPattern), separate.map(\.bitPattern))
@@ -101,15 +113,18 @@ final class FusedOpTests: XCTestCase {
         }
         let N = 9, IC = 16, OC = 24
         let inputValues = random(N * IC), weightValues = random(IC * OC), biasValues = random(OC)
-        func run(on device: Device, _ input: [Float], _ weight: [Float], _ bias: [Float]) throws -> (out: [Float], gelu: [Float]) {
+        func run(
+            on device: Device, _ input: [Float], _ weight: [Float], _ bias: [Float]
+        ) throws -> (out: [Float], gelu: [Float]) {
             func upload(_ values: [Float]) throws -> Tensor {
                 let t = try device.allocate(activations: values.count)  // bf16 on the bf16 device: rounded here
                 try device.upload(values, to: t)
                 return t
             }
             let out = try device.allocate(activations: N * OC), gelu = try device.allocate(activations: N * OC)
-            try device.linearForward(out: out, geluOut: gelu, input: try upload(input), weight: try upload(weight), bias: try upload(bias),
-                                     N: N, inFeatures: IC, outFeatures: OC)
+            try device.linearForward(
+                out: out, geluOut: gelu, input: try upload(input), weight: try upload(weight), bias: try upload(bias),
+                N: N, inFeatures: IC, outFeatures: OC)
             return (try device.download(out), try device.download(gelu))
         }
         let lowered = Device.cpu(threads: 2)
@@ -137,7 +152,8 @@ final class FusedOpTests: XCTestCase {
         var buckets = try DeviceBuckets(device: device, rows: ids.count)
         try buckets.upload(try EmbeddingBuckets(tokens: ids, vocabularySize: V), on: device)
         let dwteOut = try tensor(dwteStart), dwpeOut = try tensor(dwpeStart)
-        try device.encoderBackward(dwte: dwteOut, dwpe: dwpeOut, dout: try tensor(dout), tokens: tokens, buckets: buckets, B: B, T: T, C: C)
+        try device.encoderBackward(
+            dwte: dwteOut, dwpe: dwpeOut, dout: try tensor(dout), tokens: tokens, buckets: buckets, B: B, T: T, C: C)
         XCTAssertEqual(try device.download(dwteOut).map(\.bitPattern), dwte.map(\.bitPattern))
         XCTAssertEqual(try device.download(dwpeOut).map(\.bitPattern), dwpe.map(\.bitPattern))
     }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -35,8 +36,13 @@ final class GPT2TokenizerTests: XCTestCase {
 
     /// decode(encode(x)) == x for random strings drawn from every class the fixture covers.
     func testRoundTripOnRandomText() {
-        let pieces = ["a", "Z", "é", "ß", "中", "語", "한", "م", "ا", "0", "7", "٣", "½", " ", "  ", "\t", "\n", "\n\n", "\r\n", "\u{a0}",
-                      "\u{3000}", "'", "'s", "'LL", "!", "...", "😀", "👍🏽", "👨‍👩‍👧", "🇫🇷", "e\u{301}", "\u{335}", "<|endoftext|>", "$", "€", "_"]
+        let pieces = [
+            "a", "Z", "é", "ß", "中", "語", "한", "م", "ا", "0", "7", "٣", "½", " ", "  ", "\t", "\n", "\n\n", "\r\n",
+            "\u{a0}",
+            "\u{3000}", "'", "'s", "'LL", "!", "...", "😀", "👍🏽", "👨‍👩‍👧", "🇫🇷",
+            "e\u{301}", "\u{335}", "<|endoftext|>", "$",
+            "€", "_",
+        ]
         var generator = RandomGenerator(seed: 1129)
         for _ in 0..<500 {
             let count = 1 + Int(generator.next() % 40)
@@ -49,8 +55,12 @@ final class GPT2TokenizerTests: XCTestCase {
 
     func folder(_ vocab: String?, _ merges: String?) throws -> URL {
         let url = try TestPaths.temporaryFolder("tokenizer")
-        if let vocab { try vocab.write(to: url.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8) }
-        if let merges { try merges.write(to: url.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8) }
+        if let vocab {
+            try vocab.write(to: url.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
+        }
+        if let merges {
+            try merges.write(to: url.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8)
+        }
         return url
     }
 
@@ -58,19 +68,27 @@ final class GPT2TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try GPT2Tokenizer(folder: url), file: file, line: line) { error in
             let message = "\(error)"
             XCTAssertFalse(message.contains("\n"), message, file: file, line: line)
-            for word in words { XCTAssert(message.contains(word), "'\(word)' missing from: \(message)", file: file, line: line) }
+            for word in words {
+                XCTAssert(message.contains(word), "'\(word)' missing from: \(message)", file: file, line: line)
+            }
         }
     }
 
     func testBadTokenizerFoldersAreOneLineErrors() throws {
-        let vocab = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer/vocab.json"), encoding: .utf8)
-        let merges = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer/merges.txt"), encoding: .utf8)
+        let vocab = try String(
+            contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer/vocab.json"),
+            encoding: .utf8)
+        let merges = try String(
+            contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer/merges.txt"),
+            encoding: .utf8)
         assertRefused(try folder(vocab, nil), mentions: ["no merges.txt"])
         assertRefused(try folder(nil, merges), mentions: ["no vocab.json"])
         var lines = merges.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         lines[7] = "Ġt"  // one token, not two
         assertRefused(try folder(vocab, lines.joined(separator: "\n")), mentions: ["merges.txt", "line 8"])
-        assertRefused(try folder(vocab.replacingOccurrences(of: "\"\\\"\":1,", with: "\"\\\"\":0,"), merges), mentions: ["vocab.json", "id 0 is given to two tokens"])
+        assertRefused(
+            try folder(vocab.replacingOccurrences(of: "\"\\\"\":1,", with: "\"\\\"\":0,"), merges),
+            mentions: ["vocab.json", "id 0 is given to two tokens"])
         assertRefused(try folder("[1, 2]", merges), mentions: ["vocab.json", "not a JSON object"])
     }
 }
@@ -78,7 +96,8 @@ final class GPT2TokenizerTests: XCTestCase {
 extension GPT2TokenizerTests {
     /// Encoding on several threads cuts the text where a piece always ends: the same tokens.
     func testEncodingOnThreadsGivesTheSameTokens() throws {
-        let text = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8)
+        let text = try String(
+            contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8)
         let one = tokenizer.encode(text)
         XCTAssertEqual(tokenizer.encode(text, threads: 3), one)
         XCTAssertEqual(tokenizer.decode(one), text)

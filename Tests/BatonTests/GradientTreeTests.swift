@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -12,7 +13,8 @@ final class GradientTreeTests: XCTestCase {
         let config = GPTConfig(contextLength: 8, vocabularySize: 64, layers: 1, heads: 2, channels: 16)
         let model = try GPT(config: config, device: Device.cpu(threads: 2))
         try model.initializeParameters(seed: 5)
-        let step = TrainingStep(model: model, optimizer: try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0))
+        let step = TrainingStep(
+            model: model, optimizer: try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0))
         var generator = RandomGenerator(seed: 9)
         let micro = (0..<8).map { _ -> (inputs: [Int32], targets: [Int32]) in
             let tokens = (0..<(2 * 8 + 2)).map { _ in Int32(generator.next() % 64) }
@@ -23,7 +25,8 @@ final class GradientTreeTests: XCTestCase {
             let size = micro.count / blocks
             var sums: [[Float]] = []
             for block in 0..<blocks {
-                _ = try step.accumulateGradients(microBatches: Array(micro[(block * size)..<((block + 1) * size)]), B: 2, T: 8, scale: scale)
+                _ = try step.accumulateGradients(
+                    microBatches: Array(micro[(block * size)..<((block + 1) * size)]), B: 2, T: 8, scale: scale)
                 sums.append(try model.device.download(model.gradients))
             }
             // The blocks' sums added pairwise, as ranks would combine them by recursive doubling.
@@ -35,7 +38,8 @@ final class GradientTreeTests: XCTestCase {
         let one = try gradient(of: 1)
         XCTAssert(try gradient(of: 2).map(\.bitPattern) == one.map(\.bitPattern), "two blocks of 4: other bits")
         XCTAssert(try gradient(of: 4).map(\.bitPattern) == one.map(\.bitPattern), "four blocks of 2: other bits")
-        XCTAssert(try gradient(of: 8).map(\.bitPattern) == one.map(\.bitPattern), "eight single micro-batches: other bits")
+        XCTAssert(
+            try gradient(of: 8).map(\.bitPattern) == one.map(\.bitPattern), "eight single micro-batches: other bits")
         // And the tree is what the step applies: the same gradient as summing in a plain loop,
         // up to float rounding.
         var sequential = [Float](repeating: 0, count: model.layout.totalCount)

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 @testable import baton_fuzz
@@ -19,18 +20,38 @@ final class HostileFileTests: FolderTestCase {
     }
 
     func rejects(_ target: String, _ input: Data, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertFalse(FuzzTargets.run(target: target, input: input, scratch: folder), "\(target) accepted \(what)", file: file, line: line)
+        XCTAssertFalse(
+            FuzzTargets.run(target: target, input: input, scratch: folder), "\(target) accepted \(what)", file: file,
+            line: line)
     }
 
     func testCraftedSafetensorsAreRejected() {
         rejects("safetensors", safetensors(header: "{}", headerLength: 1 << 62), "a huge header length")
-        rejects("safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#), "overlapping offsets")
-        rejects("safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,80]}}"#), "offsets past the end")
-        rejects("safetensors", safetensors(header: #"{"a":{"dtype":"X99","shape":[2],"data_offsets":[0,8]}}"#), "an unknown dtype")
-        rejects("safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#), "shape product != bytes")
-        rejects("safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#), "a negative dimension")
-        rejects("safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#), "an overflowing shape")
-        rejects("safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[1e400],"data_offsets":[0,8]}}"#), "a number out of range")
+        rejects(
+            "safetensors",
+            safetensors(
+                header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
+                    + #""b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+            ), "overlapping offsets")
+        rejects(
+            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,80]}}"#),
+            "offsets past the end")
+        rejects(
+            "safetensors", safetensors(header: #"{"a":{"dtype":"X99","shape":[2],"data_offsets":[0,8]}}"#),
+            "an unknown dtype")
+        rejects(
+            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#),
+            "shape product != bytes")
+        rejects(
+            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#),
+            "a negative dimension")
+        rejects(
+            "safetensors",
+            safetensors(header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#),
+            "an overflowing shape")
+        rejects(
+            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[1e400],"data_offsets":[0,8]}}"#),
+            "a number out of range")
         var invalidUTF8 = safetensors(header: #"{"a":1}"#)
         invalidUTF8[9] = 0xFF
         rejects("safetensors", invalidUTF8, "invalid UTF-8")
@@ -48,7 +69,9 @@ final class HostileFileTests: FolderTestCase {
         header[2] = Int32.max
         rejects("shard", header.withUnsafeBytes { Data($0) }, "a token count far past the file")
         rejects("latest", Data("../../../etc/passwd\n".utf8), "a path outside the checkpoints")
-        XCTAssert(FuzzTargets.run(target: "latest", input: Data("step-00000002\n".utf8), scratch: folder), "a step name is accepted")
+        XCTAssert(
+            FuzzTargets.run(target: "latest", input: Data("step-00000002\n".utf8), scratch: folder),
+            "a step name is accepted")
         try FileManager.default.createDirectory(at: store.folder, withIntermediateDirectories: true)
         for text in ["../../../etc/passwd", "step--0000001", String(repeating: "x", count: 100_000), "step-0000000a"] {
             try Data(text.utf8).write(to: store.latestURL)
@@ -80,7 +103,8 @@ final class HostileFileTests: FolderTestCase {
         let reachedBefore = FuzzTargets.reachedLoading
         for target in FuzzTargets.names {
             let seed = seeds[target]!
-            XCTAssert(FuzzTargets.run(target: target, input: seed, scratch: folder), "the unmutated \(target) seed must read")
+            XCTAssert(
+                FuzzTargets.run(target: target, input: seed, scratch: folder), "the unmutated \(target) seed must read")
             for _ in 0..<400 {
                 let mutated = mutate(seed, &generator)
                 if FuzzTargets.run(target: target, input: mutated, scratch: folder) { accepted += 1 }
@@ -89,7 +113,10 @@ final class HostileFileTests: FolderTestCase {
         }
         let reached = FuzzTargets.reachedLoading - reachedBefore
         // A crash would end the test process: reaching this line is the "no crash" result.
-        print("hostile files: \(tried) mutated inputs tried, \(accepted) accepted, \(tried - accepted) rejected with an error; \(reached) safetensors inputs reached tensor loading")
+        print(
+            "hostile files: \(tried) mutated inputs tried, \(accepted) accepted, \(tried - accepted) rejected with "
+                + "an error; \(reached) safetensors inputs reached tensor loading"
+        )
         XCTAssertGreaterThan(accepted, 0, "some mutations must leave a readable file")
         XCTAssertGreaterThan(tried - accepted, tried / 4, "most mutations must be caught")
         XCTAssertGreaterThan(reached, 100, "mutated checkpoints must reach tensor loading")
@@ -102,17 +129,22 @@ final class HostileFileTests: FolderTestCase {
             guard !data.isEmpty else { break }
             let position = Int(generator.next() % UInt64(data.count))
             switch generator.next() % 6 {
-            case 0: data[position] ^= UInt8(1 << (generator.next() % 8))                          // flip a bit
-            case 1: data = data.prefix(position)                                                  // truncate
-            case 2: data.insert(contentsOf: (0..<(1 + generator.next() % 16)).map { _ in UInt8(generator.next() & 0xFF) }, at: position)
-            case 3:                                                                               // overwrite a 4- or 8-byte field
+            case 0: data[position] ^= UInt8(1 << (generator.next() % 8))  // flip a bit
+            case 1: data = data.prefix(position)  // truncate
+            case 2:
+                data.insert(
+                    contentsOf: (0..<(1 + generator.next() % 16)).map { _ in UInt8(generator.next() & 0xFF) },
+                    at: position)
+            case 3:  // overwrite a 4- or 8-byte field
                 let width = generator.next() % 2 == 0 ? 4 : 8
                 let value = [UInt64.max, 0, 1 << 31, 1 << 62, generator.next()][Int(generator.next() % 5)]
                 withUnsafeBytes(of: value.littleEndian) { bytes in
                     for i in 0..<min(width, data.count - position) { data[position + i] = bytes[i] }
                 }
-            case 4: data[position] = [0x22, 0x7B, 0x7D, 0x5B, 0x5D, 0x2C, 0x3A, 0x2D, 0x30][Int(generator.next() % 9)]  // JSON punctuation
-            default:                                                                              // duplicate a run
+            case 4:
+                // JSON punctuation
+                data[position] = [0x22, 0x7B, 0x7D, 0x5B, 0x5D, 0x2C, 0x3A, 0x2D, 0x30][Int(generator.next() % 9)]
+            default:  // duplicate a run
                 let length = min(Int(generator.next() % 64), data.count - position)
                 data.insert(contentsOf: data[position..<(position + length)], at: position)
             }

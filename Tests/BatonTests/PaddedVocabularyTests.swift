@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -12,7 +13,8 @@ final class PaddedVocabularyTests: XCTestCase {
         let model = try GPT(config: config, device: Device.cpu(threads: 2))
         try model.initializeParameters(seed: 3)
         let B = 2, T = 8, V = 37
-        let inputs: [Int32] = (0..<(B * T)).map { Int32(($0 * 7) % V) }, targets: [Int32] = (0..<(B * T)).map { Int32(($0 * 5 + 3) % V) }
+        let inputs: [Int32] = (0..<(B * T)).map { Int32(($0 * 7) % V) },
+            targets: [Int32] = (0..<(B * T)).map { Int32(($0 * 5 + 3) % V) }
         let logits = try model.logits(inputs: inputs, B: B, T: T)
         XCTAssertEqual(logits.count, B * T * V)
         var expected = 0.0

@@ -1,6 +1,7 @@
 import CBatonCPU
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -12,7 +13,8 @@ final class PrecisionTests: XCTestCase {
 
     func testBF16RoundingMatchesPyTorchBitForBit() throws {
         struct Fixture: Decodable { let torch: String; let input_bits: [UInt32]; let bf16_bits: [UInt32] }
-        let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: TestPaths.fixtures.appendingPathComponent("bf16_rounding.json")))
+        let fixture = try JSONDecoder().decode(
+            Fixture.self, from: Data(contentsOf: TestPaths.fixtures.appendingPathComponent("bf16_rounding.json")))
         XCTAssertEqual(fixture.input_bits.count, 2025)
         var nans = 0
         for (input, expected) in zip(fixture.input_bits, fixture.bf16_bits) {
@@ -22,7 +24,8 @@ final class PrecisionTests: XCTestCase {
                 XCTAssert(rounded.isNaN, "NaN \(String(input, radix: 16)) must stay NaN")
                 nans += 1
             } else {
-                XCTAssertEqual(bits(rounded), expected, "bf16 of 0x\(String(input, radix: 16)) (torch \(fixture.torch))")
+                XCTAssertEqual(
+                    bits(rounded), expected, "bf16 of 0x\(String(input, radix: 16)) (torch \(fixture.torch))")
             }
         }
         XCTAssertGreaterThan(nans, 1, "the fixture holds NaNs")
@@ -33,17 +36,20 @@ final class PrecisionTests: XCTestCase {
     /// heads wider than the flash kernels take (float32 scores on a GPU too) keep float32 products,
     /// on bf16 activations in bf16.
     func testBF16AttentionRoundsItsProductsAndStaysClose() throws {
-        func run(_ precision: Precision, C: Int, NH: Int, roundInputs: Bool = false) throws -> (out: [Float], dqkv: [Float]) {
+        func run(
+            _ precision: Precision, C: Int, NH: Int, roundInputs: Bool = false
+        ) throws -> (out: [Float], dqkv: [Float]) {
             let device = Device.cpu(threads: 2)
             try device.setPrecision(precision)
             let B = 2, T = 45, N = B * T
             var generator = RandomGenerator(seed: 5)
             func tensor(_ count: Int) throws -> Tensor {
                 let t = try device.allocate(activations: count)
-                try device.upload((0..<count).map { _ in
-                    let x = Float(generator.nextNormal())
-                    return roundInputs ? baton_round_bf16(x) : x
-                }, to: t)
+                try device.upload(
+                    (0..<count).map { _ in
+                        let x = Float(generator.nextNormal())
+                        return roundInputs ? baton_round_bf16(x) : x
+                    }, to: t)
                 return t
             }
             let sizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
@@ -51,7 +57,8 @@ final class PrecisionTests: XCTestCase {
             let out = try device.allocate(activations: N * C), saved = try device.allocate(floats: sizes.saved)
             let scratch = try device.allocate(floats: sizes.scratch), dqkv = try device.allocate(activations: N * 3 * C)
             try device.attentionForward(out: out, saved: saved, qkv: qkv, scratch: scratch, B: B, T: T, C: C, NH: NH)
-            try device.attentionBackward(dqkv: dqkv, scratch: scratch, dout: dout, qkv: qkv, out: out, saved: saved, B: B, T: T, C: C, NH: NH)
+            try device.attentionBackward(
+                dqkv: dqkv, scratch: scratch, dout: dout, qkv: qkv, out: out, saved: saved, B: B, T: T, C: C, NH: NH)
             return (try device.download(out), try device.download(dqkv))
         }
         let fp32 = try run(.fp32, C: 128, NH: 4)
@@ -59,7 +66,8 @@ final class PrecisionTests: XCTestCase {
             let rounded = try run(precision, C: 128, NH: 4)
             for (name, a, b) in [("out", rounded.out, fp32.out), ("dqkv", rounded.dqkv, fp32.dqkv)] {
                 let error = SelfTest.relativeError(a, b)
-                XCTAssertGreaterThan(error, low, "\(precision) attention's \(name) must differ from fp32's (its operands are rounded)")
+                XCTAssertGreaterThan(
+                    error, low, "\(precision) attention's \(name) must differ from fp32's (its operands are rounded)")
                 XCTAssertLessThan(error, high, "\(precision) attention's \(name) stays within its precision of fp32's")
             }
         }
@@ -89,15 +97,21 @@ final class PrecisionTests: XCTestCase {
         try device.setPrecision(.bf16)
         var generator = RandomGenerator(seed: 5)
         let M = 37, N = 29, K = 53
-        let a = (0..<(M * K)).map { _ in Float(generator.nextNormal()) }, b = (0..<(K * N)).map { _ in Float(generator.nextNormal()) }
-        let ta = try device.allocate(activations: a.count), tb = try device.allocate(activations: b.count)  // stored as bf16
+        let a = (0..<(M * K)).map { _ in Float(generator.nextNormal()) },
+            b = (0..<(K * N)).map { _ in Float(generator.nextNormal()) }
+        // Stored as bf16.
+        let ta = try device.allocate(activations: a.count), tb = try device.allocate(activations: b.count)
         let tc = try device.allocate(activations: M * N)
         try device.upload(a, to: ta)
         try device.upload(b, to: tb)
         var exact = [Double](repeating: 0, count: M * N)
-        for i in 0..<M { for j in 0..<N { for k in 0..<K {
-            exact[i * N + j] += Double(baton_round_bf16(a[i * K + k])) * Double(baton_round_bf16(b[k * N + j]))
-        } } }
+        for i in 0..<M {
+            for j in 0..<N {
+                for k in 0..<K {
+                    exact[i * N + j] += Double(baton_round_bf16(a[i * K + k])) * Double(baton_round_bf16(b[k * N + j]))
+                }
+            }
+        }
         try device.matmul(c: tc, a: ta, b: tb, M: M, N: N, K: K, transposeA: false, transposeB: false, beta: 0)
         let fresh = try device.download(tc)
         for (value, reference) in zip(fresh, exact) {
@@ -110,7 +124,9 @@ final class PrecisionTests: XCTestCase {
         try device.matmul(c: gradient, a: ta, b: tb, M: M, N: N, K: K, transposeA: false, transposeB: false, beta: 1)
         let accumulated = try device.download(gradient)
         XCTAssert(accumulated.contains { bits($0) & 0xffff != 0 }, "an accumulated output stays float32")
-        for i in 0..<(M * N) { XCTAssertEqual(Double(accumulated[i]), Double(start[i]) + exact[i], accuracy: 1e-4 * (1 + abs(exact[i]))) }
+        for i in 0..<(M * N) {
+            XCTAssertEqual(Double(accumulated[i]), Double(start[i]) + exact[i], accuracy: 1e-4 * (1 + abs(exact[i])))
+        }
         // fp32 again: float32 activations, inputs no longer rounded.
         try device.setPrecision(.fp32)
         let fa = try device.allocate(activations: a.count), fb = try device.allocate(activations: b.count)
@@ -126,24 +142,32 @@ final class PrecisionTests: XCTestCase {
     func testBF16TrainingResumesBitwiseAndContinuesInFP32() throws {
         let folder = try TestPaths.temporaryFolder("bf16")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let common = ["train", "--layers", "2", "--heads", "2", "--embd", "32", "--seq-len", "32", "--batch", "4", "--steps", "12",
-                      "--eval-every", "0", "--eval-batches", "2", "--save-every", "0", "--threads", "2"]
+        let common = [
+            "train", "--layers", "2", "--heads", "2", "--embd", "32", "--seq-len", "32", "--batch", "4", "--steps",
+            "12",
+            "--eval-every", "0", "--eval-batches", "2", "--save-every", "0", "--threads", "2",
+        ]
         func run(_ name: String, _ extra: [String]) throws -> ProcessResult {
             let result = try runBaton(common + ["--out", folder.appendingPathComponent(name).path] + extra)
             XCTAssertEqual(result.status, 0, result.stderr)
             return result
         }
         func model(_ name: String) throws -> Data {
-            try Data(contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(name)).url(step: 12).appendingPathComponent(CheckpointStore.modelFile))
+            try Data(
+                contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(name)).url(step: 12)
+                    .appendingPathComponent(CheckpointStore.modelFile))
         }
         let straight = try run("straight", ["--precision", "bf16"])
         XCTAssert(straight.stdout.contains("precision: bf16"), straight.stdout)
         _ = try run("stopped", ["--precision", "bf16", "--stop-at", "5"])
         _ = try run("stopped", ["--resume", "auto"])  // the precision comes from the checkpoint's config
-        XCTAssert(try model("stopped") == model("straight"), "a bf16 run resumed must end with the uninterrupted run's bytes")
+        XCTAssert(
+            try model("stopped") == model("straight"), "a bf16 run resumed must end with the uninterrupted run's bytes")
         _ = try run("fp32", [])
         XCTAssert(try model("fp32") != model("straight"), "bf16 must change the run")
-        let metrics = { (name: String) in try MetricsLog.read(folder.appendingPathComponent(name).appendingPathComponent("metrics.jsonl")).last!.loss }
+        let metrics = { (name: String) in
+            try MetricsLog.read(folder.appendingPathComponent(name).appendingPathComponent("metrics.jsonl")).last!.loss
+        }
         XCTAssertEqual(try metrics("straight"), try metrics("fp32"), accuracy: 0.05, "bf16 trains close to fp32")
         _ = try run("switched", ["--precision", "bf16", "--stop-at", "6"])
         let switched = try run("switched", ["--resume", "auto", "--precision", "fp32"])

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -15,8 +16,9 @@ final class ReferenceFixtureTests: XCTestCase {
         fixture = try SafeTensors.read(TestPaths.fixtures.appendingPathComponent("gpt2_tiny.safetensors"))
         func meta(_ key: String) -> Int { Int(fixture.metadata[key]!)! }
         B = meta("B"); T = meta("T")
-        let config = GPTConfig(contextLength: meta("n_ctx"), vocabularySize: meta("V"), layers: meta("n_layer"),
-                               heads: meta("n_head"), channels: meta("n_embd"))
+        let config = GPTConfig(
+            contextLength: meta("n_ctx"), vocabularySize: meta("V"), layers: meta("n_layer"),
+            heads: meta("n_head"), channels: meta("n_embd"))
         model = try GPT(config: config, device: Device.cpu())
         try ModelWeights.load(fixture, into: model)
         inputs = try fixture.integers("inputs").map(Int32.init)
@@ -43,18 +45,22 @@ final class ReferenceFixtureTests: XCTestCase {
 
     func testTenAdamWStepsMatchPyTorch() throws {
         func meta(_ key: String) -> Float { Float(fixture.metadata[key]!)! }
-        let optimizer = try AdamW(model: model, beta1: meta("beta1"), beta2: meta("beta2"), epsilon: meta("eps"), weightDecay: meta("weight_decay"))
+        let optimizer = try AdamW(
+            model: model, beta1: meta("beta1"), beta2: meta("beta2"), epsilon: meta("eps"),
+            weightDecay: meta("weight_decay"))
         let trainingStep = TrainingStep(model: model, optimizer: optimizer)
         let expected = try fixture.floats("losses")
         var losses: [Float] = []
         for step in 0..<expected.count {
-            let outcome = try trainingStep.run(microBatches: [(inputs, targets)], B: B, T: T, learningRate: meta("lr"),
-                                               gradientClip: meta("grad_clip"), updateNumber: step + 1)
+            let outcome = try trainingStep.run(
+                microBatches: [(inputs, targets)], B: B, T: T, learningRate: meta("lr"),
+                gradientClip: meta("grad_clip"), updateNumber: step + 1)
             XCTAssert(outcome.applied)
             losses.append(outcome.loss)
         }
         for (step, (loss, reference)) in zip(losses, expected).enumerated() {
-            XCTAssertLessThanOrEqual(abs(loss - reference), 1e-5 * abs(reference), "step \(step): loss \(loss) vs PyTorch \(reference)")
+            XCTAssertLessThanOrEqual(
+                abs(loss - reference), 1e-5 * abs(reference), "step \(step): loss \(loss) vs PyTorch \(reference)")
         }
         XCTAssertLessThan(losses.last!, losses.first! - 0.5, "the 10 steps should train")
         // Where the 10 steps ended. The moments are running averages of gradients and their
@@ -67,8 +73,12 @@ final class ReferenceFixtureTests: XCTestCase {
         var outside = 0, total = 0
         for spec in model.layout.specs {
             let slice = { (t: Tensor) in try self.model.device.download(t.slice(spec.offset, spec.count)) }
-            assertClose(try slice(optimizer.firstMoment), try fixture.floats("exp_avg." + spec.name), rtol: 1e-4, "exp_avg of \(spec.name)")
-            assertClose(try slice(optimizer.secondMoment), try fixture.floats("exp_avg_sq." + spec.name), rtol: 1e-4, "exp_avg_sq of \(spec.name)")
+            assertClose(
+                try slice(optimizer.firstMoment), try fixture.floats("exp_avg." + spec.name), rtol: 1e-4,
+                "exp_avg of \(spec.name)")
+            assertClose(
+                try slice(optimizer.secondMoment), try fixture.floats("exp_avg_sq." + spec.name), rtol: 1e-4,
+                "exp_avg_sq of \(spec.name)")
             let weights = try slice(model.parameters), expected = try fixture.floats("after." + spec.name)
             let scale = expected.map { abs($0) }.max()!
             for (weight, reference) in zip(weights, expected) {
@@ -78,7 +88,10 @@ final class ReferenceFixtureTests: XCTestCase {
                 total += 1
             }
         }
-        print("fixture: after 10 AdamW steps, \(total - outside) of \(total) weights within 1e-5 of PyTorch (relative to their tensor's scale)")
+        print(
+            "fixture: after 10 AdamW steps, \(total - outside) of \(total) weights within 1e-5 of PyTorch (relative "
+                + "to their tensor's scale)"
+        )
         XCTAssertLessThanOrEqual(outside * 50, total, "more than 2% of the weights differ from PyTorch by over 1e-5")
     }
 
@@ -86,16 +99,23 @@ final class ReferenceFixtureTests: XCTestCase {
     func testAShorterSequenceMatchesPyTorch() throws {
         let shortT = Int(fixture.metadata["T_short"]!)!
         XCTAssertLessThan(shortT, model.config.contextLength)
-        let shortInputs = try fixture.integers("short.inputs").map(Int32.init), shortTargets = try fixture.integers("short.targets").map(Int32.init)
-        assertClose(try model.logits(inputs: shortInputs, B: B, T: shortT), try fixture.floats("short.logits"), rtol: 1e-5, "short logits")
+        let shortInputs = try fixture.integers("short.inputs").map(Int32.init),
+            shortTargets = try fixture.integers("short.targets").map(Int32.init)
+        assertClose(
+            try model.logits(inputs: shortInputs, B: B, T: shortT), try fixture.floats("short.logits"), rtol: 1e-5,
+            "short logits")
         try model.zeroGradients()
-        let loss = try model.forward(inputs: shortInputs, targets: shortTargets, B: B, T: shortT, lossScaleForBackward: 1)
+        let loss = try model.forward(
+            inputs: shortInputs, targets: shortTargets, B: B, T: shortT, lossScaleForBackward: 1)
         let expected = try fixture.floats("short.loss")[0]
-        XCTAssertLessThanOrEqual(abs(loss - expected), 1e-5 * abs(expected), "short loss \(loss) vs PyTorch \(expected)")
+        XCTAssertLessThanOrEqual(
+            abs(loss - expected), 1e-5 * abs(expected), "short loss \(loss) vs PyTorch \(expected)")
         try model.backward()
         for spec in model.layout.specs {
-            assertClose(try model.device.download(model.gradient(spec.name)), try fixture.floats("short.grad." + spec.name), rtol: 1e-4,
-                        "short-sequence gradient of \(spec.name)")
+            assertClose(
+                try model.device.download(model.gradient(spec.name)), try fixture.floats("short.grad." + spec.name),
+                rtol: 1e-4,
+                "short-sequence gradient of \(spec.name)")
         }
     }
 
@@ -108,7 +128,9 @@ final class ReferenceFixtureTests: XCTestCase {
         try model.zeroGradients()
         for row in 0..<B {
             let range = (row * T)..<((row + 1) * T)
-            try model.forward(inputs: Array(inputs[range]), targets: Array(targets[range]), B: 1, T: T, lossScaleForBackward: 1 / Float(B))
+            try model.forward(
+                inputs: Array(inputs[range]), targets: Array(targets[range]), B: 1, T: T,
+                lossScaleForBackward: 1 / Float(B))
             try model.backward()
         }
         assertClose(try model.device.download(model.gradients), full, rtol: 1e-5, "accumulated gradients")

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -9,8 +10,9 @@ final class SafeTensorsTests: XCTestCase {
         let url = try TestPaths.temporaryFolder("st").appendingPathComponent("t.safetensors")
         let check = try a.withUnsafeBufferPointer { pa in
             try b.withUnsafeBufferPointer { pb in
-                try TensorFile.write(url, entries: [.init(name: "a", shape: [2, 3]), .init(name: "b", shape: [1])], segments: [pa, pb],
-                                     metadata: ["k": "v"])
+                try TensorFile.write(
+                    url, entries: [.init(name: "a", shape: [2, 3]), .init(name: "b", shape: [1])], segments: [pa, pb],
+                    metadata: ["k": "v"])
             }
         }
         let data = try Data(contentsOf: url)
@@ -30,7 +32,8 @@ final class SafeTensorsTests: XCTestCase {
     /// what the allocation below puts there).
     func testAMisalignedTensorIsReadCorrectly() throws {
         let values = (0..<4096).map { Float($0) + 0.5 }
-        let header = Data(#"{"w":{"dtype":"F32","shape":[4096],"data_offsets":[0,16384]}}"#.utf8)  // 61 bytes: data at 69
+        // 61 bytes: data at 69.
+        let header = Data(#"{"w":{"dtype":"F32","shape":[4096],"data_offsets":[0,16384]}}"#.utf8)
         var data = Data()
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(header)
@@ -45,7 +48,9 @@ final class SafeTensorsTests: XCTestCase {
             return Array(floats)
         }
         let wrong = zip(read, values).filter { $0 != $1 }.count
-        XCTAssert(read.count == values.count && wrong == 0, "\(wrong) of \(values.count) values read wrong (first read: \(read.first ?? .nan))")
+        XCTAssert(
+            read.count == values.count && wrong == 0,
+            "\(wrong) of \(values.count) values read wrong (first read: \(read.first ?? .nan))")
     }
 
     func testMalformedFilesAreRejected() throws {
@@ -67,7 +72,9 @@ final class SafeTensorsTests: XCTestCase {
             (#"not json"#, "not a JSON object"),
         ]
         for (header, expected) in cases {
-            XCTAssertThrowsError(try SafeTensors.read(try write(header))) { XCTAssert("\($0)".contains(expected), "\($0)") }
+            XCTAssertThrowsError(try SafeTensors.read(try write(header))) {
+                XCTAssert("\($0)".contains(expected), "\($0)")
+            }
         }
         var huge = Data()
         withUnsafeBytes(of: UInt64(1 << 60).littleEndian) { huge.append(contentsOf: $0) }

@@ -1,6 +1,7 @@
 import CBatonABI
 import CBatonCPU
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -20,15 +21,19 @@ private func brokenTable(_ change: (inout baton_backend_table) -> Void) -> Unsaf
 /// fail exactly the broken op's rows and pass the others.
 final class SelfTestHarnessTests: XCTestCase {
     func rows(of table: UnsafePointer<baton_backend_table>) throws -> [SelfTest.Row] {
-        let device = try Device(kind: .cuda, table: table, options: baton_context_options(device_index: 0, threads: 2, attention: 0))
+        let device = try Device(
+            kind: .cuda, table: table, options: baton_context_options(device_index: 0, threads: 2, attention: 0))
         var test = SelfTest(device: device, reference: Device.cpu(threads: 1))
         return try test.opChecks(.small)
     }
 
-    func assertOnlyFailing(_ prefix: String, _ rows: [SelfTest.Row], file: StaticString = #filePath, line: UInt = #line) {
+    func assertOnlyFailing(_ prefix: String, _ rows: [SelfTest.Row], file: StaticString = #filePath, line: UInt = #line)
+    {
         let failing = rows.filter { !$0.passed }.map(\.check)
         XCTAssertFalse(failing.isEmpty, "the harness missed the broken \(prefix)", file: file, line: line)
-        XCTAssert(failing.allSatisfy { $0.hasPrefix(prefix) }, "only \(prefix) should fail, got \(failing)", file: file, line: line)
+        XCTAssert(
+            failing.allSatisfy { $0.hasPrefix(prefix) }, "only \(prefix) should fail, got \(failing)", file: file,
+            line: line)
     }
 
     func testTheSameKernelsOnAnotherThreadCountPassEveryRow() throws {
@@ -85,10 +90,13 @@ final class SelfTestHarnessTests: XCTestCase {
         XCTAssertEqual(SelfTest.relativeError(reference, reference), 0)
         for index in [0, 2, 4] {  // first, middle, last
             XCTAssert(SelfTest.relativeError(broken(at: index, .nan), reference).isNaN, "NaN at \(index) lost")
-            let row = SelfTest.Row(check: "x", error: SelfTest.relativeError(broken(at: index, .nan), reference), limit: 1)
+            let row = SelfTest.Row(
+                check: "x", error: SelfTest.relativeError(broken(at: index, .nan), reference), limit: 1)
             XCTAssertFalse(row.passed, "a NaN at \(index) passes its row")
             // 0.5 off where the scale is 5: a relative error of 0.1, wherever it is.
-            XCTAssertEqual(SelfTest.relativeError(broken(at: index, reference[index] + 0.5), reference), 0.1, accuracy: 1e-7, "wrong value at \(index)")
+            XCTAssertEqual(
+                SelfTest.relativeError(broken(at: index, reference[index] + 0.5), reference), 0.1, accuracy: 1e-7,
+                "wrong value at \(index)")
         }
     }
 
@@ -109,7 +117,9 @@ final class SelfTestHarnessTests: XCTestCase {
     /// `baton selftest` prints each row from onRow as it is measured, so a later check that hangs
     /// loses none: every row reaches onRow, in order, and a group that throws reports its failure.
     func testEveryRowIsReportedAsItIsMeasured() throws {
-        let device = try Device(kind: .cuda, table: baton_cpu_get_table(), options: baton_context_options(device_index: 0, threads: 2, attention: 0))
+        let device = try Device(
+            kind: .cuda, table: baton_cpu_get_table(),
+            options: baton_context_options(device_index: 0, threads: 2, attention: 0))
         var test = SelfTest(device: device, reference: Device.cpu(threads: 1))
         var seen: [String] = []
         test.onRow = { seen.append($0.check) }

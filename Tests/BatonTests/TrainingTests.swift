@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -12,7 +13,9 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(s.learningRate(atStep: 60), 5.5e-4, accuracy: 1e-9)
         XCTAssertEqual(s.learningRate(atStep: 110), 1e-4, accuracy: 1e-9)
         XCTAssertEqual(s.learningRate(atStep: 500), 1e-4, accuracy: 1e-9)
-        for step in 10..<109 { XCTAssertGreaterThanOrEqual(s.learningRate(atStep: step), s.learningRate(atStep: step + 1)) }
+        for step in 10..<109 {
+            XCTAssertGreaterThanOrEqual(s.learningRate(atStep: step), s.learningRate(atStep: step + 1))
+        }
     }
 
     func testClipScaleFollowsPyTorch() {
@@ -33,7 +36,9 @@ final class TrainingTests: XCTestCase {
             config.gradientAccumulation = 2
             config.steps = 5
             config.warmupSteps = 2
-            let trainer = try Trainer(config: config, data: try TrainingData.open(config: config, log: { _ in }), device: Device.cpu(threads: 2), runFolder: try RunFolder.locate(requested: folder.path), log: { _ in })
+            let trainer = try Trainer(
+                config: config, data: try TrainingData.open(config: config, log: { _ in }),
+                device: Device.cpu(threads: 2), runFolder: try RunFolder.locate(requested: folder.path), log: { _ in })
             var losses: [Float] = []
             for _ in 0..<config.steps { losses.append(try trainer.trainStep().loss) }
             return (losses, try trainer.model.device.download(trainer.model.parameters))

@@ -2,6 +2,7 @@ import CBatonABI
 import CBatonCPU
 import Foundation
 import XCTest
+
 @testable import Baton
 @testable import BatonTestSupport
 
@@ -11,16 +12,25 @@ final class TypedErrorTests: FolderTestCase {
     func store() -> CheckpointStore { CheckpointStore(runFolder: folder.appendingPathComponent("run")) }
 
     func save(_ store: CheckpointStore, step: Int, midSave: ((Int, URL) throws -> Void)? = nil) throws {
-        let model = try GPT(config: GPTConfig(contextLength: 8, vocabularySize: 16, layers: 1, heads: 2, channels: 4), device: Device.cpu(threads: 1))
+        let model = try GPT(
+            config: GPTConfig(contextLength: 8, vocabularySize: 16, layers: 1, heads: 2, channels: 4),
+            device: Device.cpu(threads: 1))
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0)
         var training = TrainingConfig()
         training.model = model.config
-        try store.save(step: step, tensors: CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                                                              secondMoment: optimizer.secondMoment),
-                       layout: model.layout, describe: { CheckpointState(state: TrainingState(), config: training,
-                                                                         data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
-                                                                         backend: "cpu", files: $0) },
-                       overwrite: false, midSave: midSave, log: { _ in })
+        try store.save(
+            step: step,
+            tensors: CheckpointTensors(
+                device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
+                secondMoment: optimizer.secondMoment),
+            layout: model.layout,
+            describe: {
+                CheckpointState(
+                    state: TrainingState(), config: training,
+                    data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
+                    backend: "cpu", files: $0)
+            },
+            overwrite: false, midSave: midSave, log: { _ in })
     }
 
     func testSavingOntoAGoodCheckpointIsCheckpointExists() throws {
@@ -37,10 +47,14 @@ final class TypedErrorTests: FolderTestCase {
         let store = store()
         try save(store, step: 1)
         let full: (Int, URL) throws -> Void = { _, folder in
-            throw BatonError.fileWriteFailed(path: folder.appendingPathComponent("optimizer.safetensors").path, what: "write failed", code: ENOSPC, neededBytes: 64)
+            throw BatonError.fileWriteFailed(
+                path: folder.appendingPathComponent("optimizer.safetensors").path, what: "write failed", code: ENOSPC,
+                neededBytes: 64)
         }
         XCTAssertThrowsError(try save(store, step: 2, midSave: full)) { error in
-            guard case BatonError.checkpointDiskFull(let checkpoint, let needed, _, _) = error else { return XCTFail("\(error)") }
+            guard case BatonError.checkpointDiskFull(let checkpoint, let needed, _, _) = error else {
+                return XCTFail("\(error)")
+            }
             XCTAssertEqual(checkpoint, "step-00000002")
             XCTAssertGreaterThan(needed, 0)
         }
@@ -57,8 +71,10 @@ final class TypedErrorTests: FolderTestCase {
     func testNoValidationShardsIsNoShardsAndTrainingGoesOn() throws {
         let data = folder.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try TokenShard.write(tokens: (0..<400).map { UInt16($0 % 256) }, to: data.appendingPathComponent("x_train_0.bin"))
-        XCTAssertThrowsError(try TokenDataset.open(folder: data, split: "val", sequenceLength: 8, vocabularySize: 256)) { error in
+        try TokenShard.write(
+            tokens: (0..<400).map { UInt16($0 % 256) }, to: data.appendingPathComponent("x_train_0.bin"))
+        XCTAssertThrowsError(try TokenDataset.open(folder: data, split: "val", sequenceLength: 8, vocabularySize: 256))
+        { error in
             guard case BatonError.noShards(_, "val") = error else { return XCTFail("\(error)") }
         }
         var config = TrainingConfig()
@@ -76,11 +92,17 @@ final class TypedErrorTests: FolderTestCase {
         table.initialize(to: baton_cpu_get_table()!.pointee)
         switch status {
         case BATON_ERROR_NO_DRIVER:
-            table.pointee.create_context = { _, _, message, size in _ = strncpy(message!, "driver too old", size); return BATON_ERROR_NO_DRIVER }
+            table.pointee.create_context = { _, _, message, size in
+                _ = strncpy(message!, "driver too old", size); return BATON_ERROR_NO_DRIVER
+            }
         case BATON_ERROR_NO_DEVICE:
-            table.pointee.create_context = { _, _, message, size in _ = strncpy(message!, "no device 0", size); return BATON_ERROR_NO_DEVICE }
+            table.pointee.create_context = { _, _, message, size in
+                _ = strncpy(message!, "no device 0", size); return BATON_ERROR_NO_DEVICE
+            }
         default:
-            table.pointee.create_context = { _, _, message, size in _ = strncpy(message!, "it broke", size); return BATON_ERROR_DEVICE }
+            table.pointee.create_context = { _, _, message, size in
+                _ = strncpy(message!, "it broke", size); return BATON_ERROR_DEVICE
+            }
         }
         return UnsafePointer(table)
     }
@@ -96,7 +118,8 @@ final class TypedErrorTests: FolderTestCase {
                 XCTAssertEqual(error as? BatonError, .backendUnavailable(reason))
             }
         }
-        XCTAssertEqual(BatonError.backendUnavailable(.noDriver(detail: "x")).message, "--device cuda: no usable NVIDIA driver (x)")
+        XCTAssertEqual(
+            BatonError.backendUnavailable(.noDriver(detail: "x")).message, "--device cuda: no usable NVIDIA driver (x)")
     }
 
     func testAutoFallsBackOnAnyBackendUnavailableAndSaysWhy() throws {
@@ -105,6 +128,10 @@ final class TypedErrorTests: FolderTestCase {
         var said = ""
         let device = try DeviceSelection.open(.auto, threads: 1, log: { said = $0 })
         XCTAssertEqual(device.kind, .cpu)
-        XCTAssertEqual(said, "auto picked cpu: no CUDA backend library at /nonexistent/libbaton_cuda.so (build it with cmake, see the README, or set BATON_CUDA_LIBRARY)")
+        XCTAssertEqual(
+            said,
+            "auto picked cpu: no CUDA backend library at /nonexistent/libbaton_cuda.so (build it with cmake, see "
+                + "the README, or set BATON_CUDA_LIBRARY)"
+        )
     }
 }

@@ -36,12 +36,15 @@ public struct CheckpointState: Codable, Equatable {
     /// state.json's keys: the file format's snake case.
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", step, epoch, indexInEpoch = "index_in_epoch", tokensSeen = "tokens_seen",
-             lastLoss = "last_loss", skippedUpdates = "skipped_updates", config, data, backend, hardware,
-             worldSize = "world_size", batonVersion = "baton_version", savedAt = "saved_at", files
+            lastLoss = "last_loss", skippedUpdates = "skipped_updates", config, data, backend, hardware,
+            worldSize = "world_size", batonVersion = "baton_version", savedAt = "saved_at", files
     }
 
-    public init(state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String, hardware: HardwareRecord? = nil,
-                worldSize: Int? = nil, files: [String: FileCheck]) {
+    public init(
+        state: TrainingState, config: TrainingConfig, data: DataFingerprint, backend: String,
+        hardware: HardwareRecord? = nil,
+        worldSize: Int? = nil, files: [String: FileCheck]
+    ) {
         formatVersion = CheckpointState.currentFormatVersion
         step = state.step
         epoch = state.position.epoch
@@ -82,10 +85,15 @@ public struct CheckpointState: Codable, Equatable {
             throw BatonError("\(path): state.json is not valid (\(describeDecodingError(error)))")
         }
         guard readableFormatVersions.contains(state.formatVersion) else {
-            throw BatonError("\(path): state.json format version \(state.formatVersion) is not supported (this baton reads \(readableFormatVersions.lowerBound) to \(readableFormatVersions.upperBound))")
+            throw BatonError(
+                "\(path): state.json format version \(state.formatVersion) is not supported (this baton reads "
+                    + "\(readableFormatVersions.lowerBound) to \(readableFormatVersions.upperBound))"
+            )
         }
-        guard state.step >= 0, state.epoch >= 0, state.indexInEpoch >= 0, state.tokensSeen >= 0, state.skippedUpdates >= 0,
-              state.skippedUpdates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 }) else {
+        guard state.step >= 0, state.epoch >= 0, state.indexInEpoch >= 0, state.tokensSeen >= 0,
+            state.skippedUpdates >= 0,
+            state.skippedUpdates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 })
+        else {
             throw BatonError("\(path): state.json has a negative step or position")
         }
         // A config out of range here came from the file, not from a flag: named as such.

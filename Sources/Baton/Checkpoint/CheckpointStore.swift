@@ -1,5 +1,6 @@
 import CBatonSystem
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +14,9 @@ public enum ResumeRequest: Equatable, Sendable {
     /// "auto", "step-N" or a path.
     public init(_ text: String) {
         if text == "auto" { self = .auto; return }
-        if text.hasPrefix("step-"), let step = Int(text.dropFirst(5)), step >= 0, !text.contains("/") { self = .step(step); return }
+        if text.hasPrefix("step-"), let step = Int(text.dropFirst(5)), step >= 0, !text.contains("/") {
+            self = .step(step); return
+        }
         self = .path(text)
     }
 }
@@ -52,7 +55,9 @@ public struct CheckpointStore {
     public func steps() -> [Int] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
         return names.compactMap { name -> Int? in
-            guard name.hasPrefix("step-"), name.count == 13, let step = Int(name.dropFirst(5)), step >= 0 else { return nil }
+            guard name.hasPrefix("step-"), name.count == 13, let step = Int(name.dropFirst(5)), step >= 0 else {
+                return nil
+            }
             return step
         }.sorted()
     }
@@ -61,11 +66,14 @@ public struct CheckpointStore {
     /// (anything else is treated as no pointer: the folders themselves are the truth).
     public func latestName() -> String? {
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: latestURL.path),
-              ((attributes[.size] as? NSNumber)?.intValue ?? Int.max) <= 64,
-              let data = FileManager.default.contents(atPath: latestURL.path),
-              let text = String(data: data, encoding: .utf8) else { return nil }
+            ((attributes[.size] as? NSNumber)?.intValue ?? Int.max) <= 64,
+            let data = FileManager.default.contents(atPath: latestURL.path),
+            let text = String(data: data, encoding: .utf8)
+        else { return nil }
         let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard name.hasPrefix("step-"), name.count == 13, name.dropFirst(5).allSatisfy({ $0 >= "0" && $0 <= "9" }) else { return nil }
+        guard name.hasPrefix("step-"), name.count == 13, name.dropFirst(5).allSatisfy({ $0 >= "0" && $0 <= "9" }) else {
+            return nil
+        }
         return name
     }
 
@@ -88,18 +96,25 @@ public struct CheckpointStore {
             throw BatonError("\(path): \(stateFile) lists no checksum for \(required)")
         }
         for (name, check) in state.files.sorted(by: { $0.key < $1.key }) {
-            guard !name.contains("/") else { throw BatonError("\(path): \(stateFile) names a file outside the checkpoint: \(name)") }
+            guard !name.contains("/") else {
+                throw BatonError("\(path): \(stateFile) names a file outside the checkpoint: \(name)")
+            }
             let file = checkpoint.appendingPathComponent(name)
             guard let attributes = try? FileManager.default.attributesOfItem(atPath: file.path),
-                  let size = (attributes[.size] as? NSNumber)?.intValue else {
+                let size = (attributes[.size] as? NSNumber)?.intValue
+            else {
                 throw BatonError("\(path): missing \(name)")
             }
             guard size == check.bytes else {
-                throw BatonError("\(path): \(name) is \(size) bytes, \(stateFile) says \(check.bytes) (truncated or replaced)")
+                throw BatonError(
+                    "\(path): \(name) is \(size) bytes, \(stateFile) says \(check.bytes) (truncated or replaced)")
             }
             let crc = try crc32c(of: file)
             guard TensorFile.hex(crc) == check.crc32c.lowercased() else {
-                throw BatonError("\(path): \(name) fails its checksum (crc32c \(TensorFile.hex(crc)), expected \(check.crc32c)): the file is damaged")
+                throw BatonError(
+                    "\(path): \(name) fails its checksum (crc32c \(TensorFile.hex(crc)), expected \(check.crc32c)): "
+                        + "the file is damaged"
+                )
             }
         }
         return state
@@ -132,7 +147,9 @@ public struct CheckpointStore {
     public func resolve(_ request: ResumeRequest, log: (String) -> Void) throws -> VerifiedCheckpoint? {
         switch request {
         case .auto:
-            if let latest = latestName(), !FileManager.default.fileExists(atPath: folder.appendingPathComponent(latest).path) {
+            if let latest = latestName(),
+                !FileManager.default.fileExists(atPath: folder.appendingPathComponent(latest).path)
+            {
                 log("checkpoint: latest names \(latest), which is missing; looking for the newest good checkpoint")
             }
             for step in steps().reversed() {
@@ -143,7 +160,9 @@ public struct CheckpointStore {
             }
             return nil
         case .step(let step):
-            return try explicit(url(step: step), named: "--resume \(CheckpointStore.name(step: step)): no such checkpoint in \(folder.path)")
+            return try explicit(
+                url(step: step),
+                named: "--resume \(CheckpointStore.name(step: step)): no such checkpoint in \(folder.path)")
         case .path(let path):
             return try explicit(URL(fileURLWithPath: path), named: "--resume \(path): no such checkpoint folder")
         }
@@ -166,8 +185,11 @@ public struct CheckpointStore {
     /// rename). A crash at any instant leaves every earlier checkpoint and `latest` usable.
     /// `midSave` (tests only, see FaultPlan) runs between the model file and the optimizer file.
     @discardableResult
-    public func save(step: Int, tensors: CheckpointTensors, layout: ParameterLayout, describe: ([String: CheckpointState.FileCheck]) -> CheckpointState,
-                     overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil, log: (String) -> Void) throws -> URL {
+    public func save(
+        step: Int, tensors: CheckpointTensors, layout: ParameterLayout,
+        describe: ([String: CheckpointState.FileCheck]) -> CheckpointState,
+        overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil, log: (String) -> Void
+    ) throws -> URL {
         let fileManager = FileManager.default
         let target = url(step: step)
         var replacing = false, replacingCorrupt = false
@@ -199,21 +221,26 @@ public struct CheckpointStore {
                 ranges.map { UnsafeBufferPointer(rebasing: buffer[$0]) }
             }
             files[CheckpointStore.modelFile] = try device.withHostMemory(of: tensors.parameters) {
-                try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries, segments: stored($0),
-                                     metadata: ModelWeights.metadata(for: layout.config))
+                try TensorFile.write(
+                    temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries,
+                    segments: stored($0),
+                    metadata: ModelWeights.metadata(for: layout.config))
             }
             try midSave?(step, temporary)
-            let momentEntries = layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
+            let momentEntries =
+                layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
                 + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
             files[CheckpointStore.optimizerFile] = try device.withHostMemory(of: tensors.firstMoment) { m in
                 try device.withHostMemory(of: tensors.secondMoment) { v in
-                    try TensorFile.write(temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries,
-                                         segments: stored(m) + stored(v),
-                                         metadata: ["format": "pt", "baton.optimizer": "adamw"])
+                    try TensorFile.write(
+                        temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries,
+                        segments: stored(m) + stored(v),
+                        metadata: ["format": "pt", "baton.optimizer": "adamw"])
                 }
             }
             let stateData = try describe(files).encoded()
-            let writer = try FileWriter(url: temporary.appendingPathComponent(CheckpointStore.stateFile), expectedBytes: stateData.count)
+            let writer = try FileWriter(
+                url: temporary.appendingPathComponent(CheckpointStore.stateFile), expectedBytes: stateData.count)
             try stateData.withUnsafeBytes { try writer.write($0) }
             try writer.sync()
             writer.close()
@@ -222,9 +249,12 @@ public struct CheckpointStore {
         } catch {
             try? fileManager.removeItem(at: temporary)
             if let error = error as? BatonError, error.isDiskFull {
-                let free = ((try? fileManager.attributesOfFileSystem(forPath: folder.path))?[.systemFreeSize] as? NSNumber)?.intValue
-                throw BatonError.checkpointDiskFull(checkpoint: target.lastPathComponent, neededBytes: 3 * layout.storedCount * 4,
-                                                    folder: folder.path, freeBytes: free)
+                let free =
+                    ((try? fileManager.attributesOfFileSystem(forPath: folder.path))?[.systemFreeSize] as? NSNumber)?
+                    .intValue
+                throw BatonError.checkpointDiskFull(
+                    checkpoint: target.lastPathComponent, neededBytes: 3 * layout.storedCount * 4,
+                    folder: folder.path, freeBytes: free)
             }
             throw error
         }
@@ -236,7 +266,8 @@ public struct CheckpointStore {
     private func moveIntoPlace(_ temporary: URL, _ target: URL, replacing: Bool) throws {
         guard replacing else {
             guard rename(temporary.path, target.path) == 0 else {
-                throw BatonError("\(target.path): cannot move checkpoint into place (\(String(cString: strerror(errno))))")
+                throw BatonError(
+                    "\(target.path): cannot move checkpoint into place (\(String(cString: strerror(errno))))")
             }
             return
         }
@@ -273,7 +304,9 @@ public struct CheckpointStore {
         for name in names where name.hasPrefix(".old-step-") {
             let stepName = String(name.dropFirst(5).prefix(13))
             let target = folder.appendingPathComponent(stepName)
-            if !fileManager.fileExists(atPath: target.path), (try? fileManager.moveItem(at: folder.appendingPathComponent(name), to: target)) != nil {
+            if !fileManager.fileExists(atPath: target.path),
+                (try? fileManager.moveItem(at: folder.appendingPathComponent(name), to: target)) != nil
+            {
                 log("checkpoint: restored \(stepName), moved aside by a replacement that did not finish")
             }
         }
@@ -303,7 +336,9 @@ public struct CheckpointStore {
 
     /// Loads a verified checkpoint's tensors into `tensors`, checking every name and shape
     /// against `layout`: each tensor goes from the (memory-mapped) file straight to the device.
-    public static func loadTensors(from checkpoint: URL, layout: ParameterLayout, into tensors: CheckpointTensors) throws {
+    public static func loadTensors(
+        from checkpoint: URL, layout: ParameterLayout, into tensors: CheckpointTensors
+    ) throws {
         let model = try SafeTensors.read(checkpoint.appendingPathComponent(modelFile))
         let optimizer = try SafeTensors.read(checkpoint.appendingPathComponent(optimizerFile))
         try model.upload(layout: layout, suffix: "", to: tensors.parameters, device: tensors.device)
@@ -323,7 +358,9 @@ extension SafeTensors.File {
             guard entry.shape == spec.shape else {
                 throw BatonError("\(url.path): tensor \(name) has shape \(entry.shape), the model needs \(spec.shape)")
             }
-            guard entry.dtype == "F32" else { throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected F32") }
+            guard entry.dtype == "F32" else {
+                throw BatonError("\(url.path): tensor \(name) is \(entry.dtype), expected F32")
+            }
             found.append((spec, entry))
         }
         for (spec, entry) in found {

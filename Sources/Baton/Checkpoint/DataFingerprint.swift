@@ -12,7 +12,8 @@ public struct DataFingerprint: Codable, Equatable, Sendable {
         /// Equal on what both recorded: a checkpoint without crc32c compares on name, size and
         /// count alone, so it still resumes (RunOpener.checkData compares with ==).
         public static func == (a: Shard, b: Shard) -> Bool {
-            a.name == b.name && a.bytes == b.bytes && a.tokens == b.tokens && (a.crc32c == nil || b.crc32c == nil || a.crc32c == b.crc32c)
+            a.name == b.name && a.bytes == b.bytes && a.tokens == b.tokens
+                && (a.crc32c == nil || b.crc32c == nil || a.crc32c == b.crc32c)
         }
     }
 
@@ -22,7 +23,9 @@ public struct DataFingerprint: Codable, Equatable, Sendable {
     public init(train: TokenDataset, val: TokenDataset?) {
         func shards(_ dataset: TokenDataset?) -> [Shard] {
             (dataset?.shards ?? []).map {
-                Shard(name: $0.url.lastPathComponent, bytes: $0.fileSize, tokens: $0.tokenCount, crc32c: TensorFile.hex($0.contentDigest))
+                Shard(
+                    name: $0.url.lastPathComponent, bytes: $0.fileSize, tokens: $0.tokenCount,
+                    crc32c: TensorFile.hex($0.contentDigest))
             }
         }
         self.train = shards(train)
@@ -32,11 +35,16 @@ public struct DataFingerprint: Codable, Equatable, Sendable {
     /// A line saying how the data now (self) differs from `other` (the saved), for the refusal
     /// message: a shard that kept its name and size but not its tokens by name, else both lists.
     public func difference(from other: DataFingerprint) -> String {
-        func describe(_ shards: [Shard]) -> String { shards.map { "\($0.name) (\($0.tokens) tokens)" }.joined(separator: ", ") }
+        func describe(_ shards: [Shard]) -> String {
+            shards.map { "\($0.name) (\($0.tokens) tokens)" }.joined(separator: ", ")
+        }
         for (split, now, saved) in [("train", train, other.train), ("val", val, other.val)] where now != saved {
             if now.count == saved.count, let (new, old) = zip(now, saved).first(where: { $0 != $1 }),
-               new.name == old.name && new.bytes == old.bytes && new.tokens == old.tokens {
-                return "\(split) shard \(new.name) holds other tokens than before (crc32c \(new.crc32c ?? "?"), was \(old.crc32c ?? "?"))"
+                new.name == old.name && new.bytes == old.bytes && new.tokens == old.tokens
+            {
+                return
+                    "\(split) shard \(new.name) holds other tokens than before (crc32c \(new.crc32c ?? "?"), was "
+                    + "\(old.crc32c ?? "?"))"
             }
             return "\(split) shards were \(describe(saved)), now \(describe(now))"
         }

@@ -1,5 +1,6 @@
 import CBatonSystem
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +18,9 @@ enum TensorFile {
         var header: [String: Any] = [:]
         var offset = 0
         for entry in entries {
-            header[entry.name] = ["dtype": "F32", "shape": entry.shape, "data_offsets": [offset, offset + entry.count * 4]] as [String: Any]
+            header[entry.name] =
+                ["dtype": "F32", "shape": entry.shape, "data_offsets": [offset, offset + entry.count * 4]]
+                as [String: Any]
             offset += entry.count * 4
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -31,7 +34,9 @@ enum TensorFile {
 
     /// Writes the header and then `segments` back to back to `url` (a new file). Errors name the
     /// file and the reason (ENOSPC says how many bytes the file needed).
-    static func write(_ url: URL, entries: [Entry], segments: [UnsafeBufferPointer<Float>], metadata: [String: String] = [:]) throws -> CheckpointState.FileCheck {
+    static func write(
+        _ url: URL, entries: [Entry], segments: [UnsafeBufferPointer<Float>], metadata: [String: String] = [:]
+    ) throws -> CheckpointState.FileCheck {
         let valueCount = segments.reduce(0) { $0 + $1.count }
         precondition(entries.reduce(0) { $0 + $1.count } == valueCount, "tensor entries do not cover the buffers")
         let head = try header(entries: entries, metadata: metadata)

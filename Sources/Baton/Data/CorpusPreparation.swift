@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,8 +45,13 @@ public struct CorpusPreparation {
         // Every document starts with <|endoftext|> as 50256: a vocabulary without it would make
         // shards that its own vocabulary size refuses.
         guard tokenizer.endOfTextID == GPT2Tokenizer.endOfText else {
-            let found = tokenizer.endOfTextID.map { "gives \(GPT2Tokenizer.endOfTextText) the id \($0)" } ?? "has no \(GPT2Tokenizer.endOfTextText) token"
-            throw BatonError("\(tokenizerFolder.path): vocab.json \(found); baton prepare puts it, as id \(GPT2Tokenizer.endOfText), before every document: use a GPT-2 tokenizer folder that has it")
+            let found =
+                tokenizer.endOfTextID.map { "gives \(GPT2Tokenizer.endOfTextText) the id \($0)" }
+                ?? "has no \(GPT2Tokenizer.endOfTextText) token"
+            throw BatonError(
+                "\(tokenizerFolder.path): vocab.json \(found); baton prepare puts it, as id "
+                    + "\(GPT2Tokenizer.endOfText), before every document: use a GPT-2 tokenizer folder that has it"
+            )
         }
         self.tokenizerFolder = tokenizerFolder
         self.options = options
@@ -56,14 +62,22 @@ public struct CorpusPreparation {
 
     public func prepare(files: [URL], outputFolder: URL) throws -> Result {
         guard options.shardTokens >= 1024, options.shardTokens <= Int(Int32.max) else {
-            throw BatonError.invalidFlag(flag: "--shard-tokens", message: "--shard-tokens must be between 1024 and \(Int32.max), got \(options.shardTokens)")
+            throw BatonError.invalidFlag(
+                flag: "--shard-tokens",
+                message: "--shard-tokens must be between 1024 and \(Int32.max), got \(options.shardTokens)")
         }
-        if let val = options.valTokens, val < 1 { throw BatonError.invalidFlag(flag: "--val-tokens", message: "--val-tokens must be at least 1, got \(val)") }
+        if let val = options.valTokens, val < 1 {
+            throw BatonError.invalidFlag(flag: "--val-tokens", message: "--val-tokens must be at least 1, got \(val)")
+        }
         try PrepareInputs.check(files)
         let dataset = try DatasetFolder(out: outputFolder, overwrite: options.overwrite)
-        let writer = ShardSequence(folder: dataset.temporary, name: options.name, shardTokens: options.shardTokens, valTokens: options.valTokens)
+        let writer = ShardSequence(
+            folder: dataset.temporary, name: options.name, shardTokens: options.shardTokens,
+            valTokens: options.valTokens)
         do {
-            let totalBytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0) }
+            let totalBytes = files.reduce(0) {
+                $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0)
+            }
             var readBytes = 0, documents = 0
             let start = monotonicSeconds()
             var lastReport = start
@@ -81,20 +95,27 @@ public struct CorpusPreparation {
                         lastReport = now
                         let rate = Double(readBytes) / (now - start)
                         let eta = rate > 0 ? Double(totalBytes - readBytes) / rate : 0
-                        progress(String(format: "prepare: %.1f of %.1f MB | %.1f MB/s | %d tokens | ETA %@", Double(readBytes) / 1e6,
-                                        Double(totalBytes) / 1e6, rate / 1e6, writer.total, formatDuration(eta)))
+                        progress(
+                            String(
+                                format: "prepare: %.1f of %.1f MB | %.1f MB/s | %d tokens | ETA %@",
+                                Double(readBytes) / 1e6,
+                                Double(totalBytes) / 1e6, rate / 1e6, writer.total, formatDuration(eta)))
                     }
                 }
             }
             try writer.finish()
             guard writer.total > 0 else { throw BatonError("\(files[0].path): no text to tokenize") }
             guard writer.trainTokens > 0 else {
-                throw BatonError("\(files[0].path): all \(writer.total) tokens went to validation; give more text or a smaller --val-tokens")
+                throw BatonError(
+                    "\(files[0].path): all \(writer.total) tokens went to validation; give more text or a smaller "
+                        + "--val-tokens"
+                )
             }
             try writeDatasetRecord(to: dataset.temporary, shards: writer.shards)
             try dataset.commit(overwrite: options.overwrite)
-            return Result(trainTokens: writer.trainTokens, valTokens: writer.valTokensWritten, documents: documents,
-                          files: writer.shards.map { dataset.target.appendingPathComponent($0.name) })
+            return Result(
+                trainTokens: writer.trainTokens, valTokens: writer.valTokensWritten, documents: documents,
+                files: writer.shards.map { dataset.target.appendingPathComponent($0.name) })
         } catch {
             dataset.abandon()
             throw error
@@ -108,7 +129,11 @@ public struct CorpusPreparation {
         let threads = options.threads > 0 ? options.threads : ProcessInfo.processInfo.activeProcessorCount
         if !jsonl {
             try checkUTF8(block, file: file, offset: firstLine)
-            return [Encoded(startsDocument: firstLine == 0, tokens: tokenizer.encode(String(decoding: block, as: UTF8.self), threads: threads))]
+            return [
+                Encoded(
+                    startsDocument: firstLine == 0,
+                    tokens: tokenizer.encode(String(decoding: block, as: UTF8.self), threads: threads))
+            ]
         }
         var result: [Encoded] = []
         var lineNumber = firstLine
@@ -122,9 +147,15 @@ public struct CorpusPreparation {
                 throw BatonError("\(file.path): line \(lineNumber) is not a JSON object")
             }
             guard let text = object[options.field] as? String else {
-                throw BatonError("\(file.path): line \(lineNumber) has no string field \"\(options.field)\" (pass --field NAME for another)")
+                throw BatonError(
+                    "\(file.path): line \(lineNumber) has no string field \"\(options.field)\" (pass --field NAME "
+                        + "for another)"
+                )
             }
-            result.append(Encoded(startsDocument: true, tokens: tokenizer.encode(text, threads: text.utf8.count > 1 << 20 ? threads : 1)))
+            result.append(
+                Encoded(
+                    startsDocument: true,
+                    tokens: tokenizer.encode(text, threads: text.utf8.count > 1 << 20 ? threads : 1)))
         }
         return result
     }
@@ -134,7 +165,9 @@ public struct CorpusPreparation {
     /// file would); a `.jsonl` block ends after a newline. `body` gets the block, the number of
     /// bytes (txt) or lines (jsonl) before it, and its size.
     private func forEachBlock(of file: URL, jsonl: Bool, _ body: ([UInt8], Int, Int) throws -> Void) throws {
-        guard let handle = FileHandle(forReadingAtPath: file.path) else { throw BatonError("\(file.path): cannot read") }
+        guard let handle = FileHandle(forReadingAtPath: file.path) else {
+            throw BatonError("\(file.path): cannot read")
+        }
         defer { try? handle.close() }
         var pending: [UInt8] = []
         var before = 0, linesBefore = 0, finished = false
@@ -158,7 +191,8 @@ public struct CorpusPreparation {
     /// Invalid UTF-8 is refused with its byte offset (nothing is replaced silently).
     private func checkUTF8(_ bytes: [UInt8], file: URL, offset: Int) throws {
         if let position = CorpusPreparation.firstInvalidUTF8(bytes) {
-            throw BatonError("\(file.path): not valid UTF-8 at byte offset \(offset + position); convert it to UTF-8 first")
+            throw BatonError(
+                "\(file.path): not valid UTF-8 at byte offset \(offset + position); convert it to UTF-8 first")
         }
     }
 
@@ -183,10 +217,13 @@ public struct CorpusPreparation {
             let data = try Data(contentsOf: tokenizerFolder.appendingPathComponent(name))
             try AtomicFile.write(data, to: copy.appendingPathComponent(name))
         }
-        let record: [String: Any] = ["tokenizer": "gpt2", "tokenizer_folder": "tokenizer", "vocab_size": tokenizer.vocabularySize,
-                                     "end_of_text": Int(GPT2Tokenizer.endOfText), "baton_version": batonVersion,
-                                     "shards": shards.map { ["name": $0.name, "tokens": $0.tokens, "crc32c": Int($0.crc32c)] as [String: Any] }]
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
-                             to: folder.appendingPathComponent(CorpusPreparation.datasetFile))
+        let record: [String: Any] = [
+            "tokenizer": "gpt2", "tokenizer_folder": "tokenizer", "vocab_size": tokenizer.vocabularySize,
+            "end_of_text": Int(GPT2Tokenizer.endOfText), "baton_version": batonVersion,
+            "shards": shards.map { ["name": $0.name, "tokens": $0.tokens, "crc32c": Int($0.crc32c)] as [String: Any] },
+        ]
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
+            to: folder.appendingPathComponent(CorpusPreparation.datasetFile))
     }
 }

@@ -1,5 +1,6 @@
 import CBatonSystem
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,7 +61,8 @@ public final class DatasetFolder {
     /// they are still empty; `--out` is as it was.
     public func abandon() {
         try? FileManager.default.removeItem(at: temporary)
-        for folder in createdParents where ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? ["?"]).isEmpty {
+        for folder in createdParents
+        where ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? ["?"]).isEmpty {
             try? FileManager.default.removeItem(at: folder)
         }
     }
@@ -72,8 +74,9 @@ public final class DatasetFolder {
     public func commit(overwrite: Bool) throws {
         let written = ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).sorted()
         let marker: [String: Any] = ["baton_version": batonVersion, "files": written]
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: marker, options: [.prettyPrinted, .sortedKeys]),
-                             to: temporary.appendingPathComponent(DatasetFolder.markerFile))
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: marker, options: [.prettyPrinted, .sortedKeys]),
+            to: temporary.appendingPathComponent(DatasetFolder.markerFile))
         AtomicFile.syncFolder(temporary)
         let parent = target.deletingLastPathComponent()
         // Checked again: something may have been put into --out while the dataset was written.
@@ -81,7 +84,10 @@ public final class DatasetFolder {
         DatasetFolder.faultHook?("before-swap")
         if !FileManager.default.fileExists(atPath: target.path) {
             guard rename(temporary.path, target.path) == 0 else {
-                throw BatonError("--out \(target.path): cannot move \(temporary.lastPathComponent) into place (\(String(cString: strerror(errno))))")
+                throw BatonError(
+                    "--out \(target.path): cannot move \(temporary.lastPathComponent) into place "
+                        + "(\(String(cString: strerror(errno))))"
+                )
             }
         } else if !DatasetFolder.forceNoExchange && baton_rename_exchange(temporary.path, target.path) == 0 {
             DatasetFolder.faultHook?("after-swap")
@@ -89,13 +95,15 @@ public final class DatasetFolder {
         } else {
             let aside = DatasetFolder.asideURL(target, pid: getpid())
             guard rename(target.path, aside.path) == 0 else {
-                throw BatonError("--out \(target.path): cannot move the old dataset aside (\(String(cString: strerror(errno))))")
+                throw BatonError(
+                    "--out \(target.path): cannot move the old dataset aside (\(String(cString: strerror(errno))))")
             }
             DatasetFolder.faultHook?("aside")
             guard rename(temporary.path, target.path) == 0 else {
                 let reason = String(cString: strerror(errno))
                 _ = rename(aside.path, target.path)
-                throw BatonError("--out \(target.path): cannot move the new dataset into place (\(reason)); the old one is back")
+                throw BatonError(
+                    "--out \(target.path): cannot move the new dataset into place (\(reason)); the old one is back")
             }
             DatasetFolder.faultHook?("after-swap")
             try? FileManager.default.removeItem(at: aside)
@@ -121,11 +129,17 @@ public final class DatasetFolder {
                 let url = parent.appendingPathComponent(name)
                 guard holdsOnlyDatasetFiles(url) else { continue }
                 if pid != getpid() && FilePaths.isLiveBaton(pid) {
-                    throw BatonError("--out \(out.path): \(parent.appendingPathComponent(name).path) belongs to a baton prepare still running (pid \(pid)); wait for it, or stop it and run again")
+                    throw BatonError(
+                        "--out \(out.path): \(parent.appendingPathComponent(name).path) belongs to a baton prepare "
+                            + "still running (pid \(pid)); wait for it, or stop it and run again"
+                    )
                 }
                 if kind == "old" && !FileManager.default.fileExists(atPath: out.path) {
                     guard rename(url.path, out.path) == 0 else {
-                        throw BatonError("--out \(out.path): cannot put back the dataset a killed prepare moved aside to \(url.path) (\(String(cString: strerror(errno))))")
+                        throw BatonError(
+                            "--out \(out.path): cannot put back the dataset a killed prepare moved aside to "
+                                + "\(url.path) (\(String(cString: strerror(errno))))"
+                        )
                     }
                 } else {
                     try? FileManager.default.removeItem(at: url)
@@ -140,7 +154,9 @@ public final class DatasetFolder {
     static func checkReplaceable(_ out: URL, overwrite: Bool) throws {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: out.path, isDirectory: &isFolder) else { return }
-        guard isFolder.boolValue else { throw BatonError("--out \(out.path): is a file, not a folder; choose another --out") }
+        guard isFolder.boolValue else {
+            throw BatonError("--out \(out.path): is a file, not a folder; choose another --out")
+        }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted() } catch {
             throw BatonError("--out \(out.path): cannot read the folder (\(error.localizedDescription))")
@@ -148,11 +164,15 @@ public final class DatasetFolder {
         guard !names.isEmpty else { return }
         let written = writtenByPrepare(out)
         for name in names where !(written.contains(name) && isDatasetEntry(name, in: out)) {
-            throw BatonError("--out \(out.path): holds \(name), which baton prepare did not write there; choose another --out (nothing there is deleted)")
+            throw BatonError(
+                "--out \(out.path): holds \(name), which baton prepare did not write there; choose another --out "
+                    + "(nothing there is deleted)"
+            )
         }
         guard overwrite else {
             let shards = names.filter { $0.hasSuffix(".bin") }.count
-            throw BatonError("--out \(out.path): already holds a dataset (\(shards) shards); pass --overwrite to replace it whole")
+            throw BatonError(
+                "--out \(out.path): already holds a dataset (\(shards) shards); pass --overwrite to replace it whole")
         }
     }
 
@@ -160,7 +180,9 @@ public final class DatasetFolder {
     /// from before that list) dataset.json's shards with dataset.json and tokenizer/; else none.
     private static func writtenByPrepare(_ folder: URL) -> Set<String> {
         if let data = FileManager.default.contents(atPath: folder.appendingPathComponent(markerFile).path),
-           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let files = object["files"] as? [String] {
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let files = object["files"] as? [String]
+        {
             return Set(files + [markerFile])
         }
         if let record = try? DatasetRecord.read(dataFolder: folder), let shards = record.shards {
@@ -172,7 +194,9 @@ public final class DatasetFolder {
     /// A leftover folder holds only names prepare writes (a killed write's temporary files too).
     private static func holdsOnlyDatasetFiles(_ folder: URL) -> Bool {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? ["?"]
-        return names.allSatisfy { isDatasetEntry($0, in: folder) || isRegularFile(folder.appendingPathComponent($0)) && isTemporaryFile($0) }
+        return names.allSatisfy {
+            isDatasetEntry($0, in: folder) || isRegularFile(folder.appendingPathComponent($0)) && isTemporaryFile($0)
+        }
     }
 
     private static func isRegularFile(_ url: URL) -> Bool {
@@ -187,7 +211,10 @@ public final class DatasetFolder {
         _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder)
         if name == "tokenizer" && isFolder.boolValue {
             let inside = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
-            return inside.allSatisfy { (["vocab.json", "merges.txt"].contains($0) || isTemporaryFile($0)) && isRegularFile(url.appendingPathComponent($0)) }
+            return inside.allSatisfy {
+                (["vocab.json", "merges.txt"].contains($0) || isTemporaryFile($0))
+                    && isRegularFile(url.appendingPathComponent($0))
+            }
         }
         guard !isFolder.boolValue else { return false }
         return name.hasSuffix(".bin") || name == CorpusPreparation.datasetFile || isTemporaryFile(name)
@@ -197,7 +224,9 @@ public final class DatasetFolder {
     private static func isTemporaryFile(_ name: String) -> Bool {
         guard name.hasPrefix("."), let range = name.range(of: ".tmp-") else { return false }
         let stem = name[name.index(after: name.startIndex)..<range.lowerBound]
-        return (stem.hasSuffix(".bin") || stem == CorpusPreparation.datasetFile || stem == "vocab.json" || stem == "merges.txt")
+        return
+            (stem.hasSuffix(".bin") || stem == CorpusPreparation.datasetFile || stem == "vocab.json"
+            || stem == "merges.txt")
             && Int(name[range.upperBound...]) != nil
     }
 }

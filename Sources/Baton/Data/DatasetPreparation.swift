@@ -6,7 +6,9 @@ import Foundation
 public enum DatasetPreparation {
     public struct Result { public let trainTokens: Int; public let valTokens: Int; public let files: [URL] }
 
-    public static func prepare(textFiles: [URL], outputFolder: URL, name: String = "corpus", overwrite: Bool = false) throws -> Result {
+    public static func prepare(
+        textFiles: [URL], outputFolder: URL, name: String = "corpus", overwrite: Bool = false
+    ) throws -> Result {
         try PrepareInputs.check(textFiles)
         var bytes: [UInt8] = []
         for file in textFiles {
@@ -15,7 +17,9 @@ public enum DatasetPreparation {
             }
             bytes.append(contentsOf: data)
         }
-        guard bytes.count >= 20 else { throw BatonError("\(textFiles[0].path): too little text to split (\(bytes.count) bytes)") }
+        guard bytes.count >= 20 else {
+            throw BatonError("\(textFiles[0].path): too little text to split (\(bytes.count) bytes)")
+        }
         let split = bytes.count * 9 / 10
         let dataset = try DatasetFolder(out: outputFolder, overwrite: overwrite)
         let names = ["\(name)_train_000000.bin", "\(name)_val_000000.bin"]
@@ -28,6 +32,8 @@ public enum DatasetPreparation {
             dataset.abandon()
             throw error
         }
-        return Result(trainTokens: split, valTokens: bytes.count - split, files: names.map { dataset.target.appendingPathComponent($0) })
+        return Result(
+            trainTokens: split, valTokens: bytes.count - split,
+            files: names.map { dataset.target.appendingPathComponent($0) })
     }
 }

@@ -17,24 +17,33 @@ public struct DatasetRecord {
     public static func read(dataFolder: URL) throws -> DatasetRecord? {
         let url = dataFolder.appendingPathComponent(CorpusPreparation.datasetFile)
         guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let name = object["tokenizer"] as? String,
-              let vocabulary = object["vocab_size"] as? Int, let folder = object["tokenizer_folder"] as? String, !folder.contains("..") else {
-            throw BatonError("\(url.path): not a dataset record (tokenizer, vocab_size, tokenizer_folder); prepare the folder again")
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let name = object["tokenizer"] as? String,
+            let vocabulary = object["vocab_size"] as? Int, let folder = object["tokenizer_folder"] as? String,
+            !folder.contains("..")
+        else {
+            throw BatonError(
+                "\(url.path): not a dataset record (tokenizer, vocab_size, tokenizer_folder); prepare the folder again")
         }
         var shards: [Shard]?
         if let list = object["shards"] {
-            let malformed = BatonError("\(url.path): \"shards\" is not a list of {name, tokens, crc32c}; prepare the folder again")
+            let malformed = BatonError(
+                "\(url.path): \"shards\" is not a list of {name, tokens, crc32c}; prepare the folder again")
             guard let entries = list as? [[String: Any]] else { throw malformed }
             shards = try entries.map { entry in
                 guard let name = entry["name"] as? String, let tokens = entry["tokens"] as? Int else { throw malformed }
                 // A shard is a file of the folder itself: a path in its name would lead outside it.
                 guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
-                    throw BatonError("\(url.path): shard name '\(name)' is not a file name in the folder; prepare the folder again")
+                    throw BatonError(
+                        "\(url.path): shard name '\(name)' is not a file name in the folder; prepare the folder again")
                 }
-                return Shard(name: name, tokens: tokens, crc32c: (entry["crc32c"] as? Int).flatMap { UInt32(exactly: $0) })
+                return Shard(
+                    name: name, tokens: tokens, crc32c: (entry["crc32c"] as? Int).flatMap { UInt32(exactly: $0) })
             }
         }
-        return DatasetRecord(tokenizer: name, vocabularySize: vocabulary, tokenizerFolder: dataFolder.appendingPathComponent(folder), shards: shards)
+        return DatasetRecord(
+            tokenizer: name, vocabularySize: vocabulary, tokenizerFolder: dataFolder.appendingPathComponent(folder),
+            shards: shards)
     }
 
     /// The folder's *.bin files must be exactly the shards listed: none missing, none added
@@ -42,13 +51,22 @@ public struct DatasetRecord {
     public func checkShardNames(in dataFolder: URL) throws {
         guard let shards else { return }
         let record = dataFolder.appendingPathComponent(CorpusPreparation.datasetFile).path
-        let present = Set(((try? FileManager.default.contentsOfDirectory(atPath: dataFolder.path)) ?? []).filter { $0.hasSuffix(".bin") })
+        let present = Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: dataFolder.path)) ?? []).filter {
+                $0.hasSuffix(".bin")
+            })
         let listed = Set(shards.map(\.name))
         if let extra = present.subtracting(listed).sorted().first {
-            throw BatonError("\(dataFolder.appendingPathComponent(extra).path): not among the \(shards.count) shards \(record) lists, so not written with them; move it out or prepare the folder again")
+            throw BatonError(
+                "\(dataFolder.appendingPathComponent(extra).path): not among the \(shards.count) shards \(record) "
+                    + "lists, so not written with them; move it out or prepare the folder again"
+            )
         }
         if let missing = shards.first(where: { !present.contains($0.name) }) {
-            throw BatonError("\(dataFolder.appendingPathComponent(missing.name).path): missing, though \(record) lists it; restore it or prepare the folder again")
+            throw BatonError(
+                "\(dataFolder.appendingPathComponent(missing.name).path): missing, though \(record) lists it; "
+                    + "restore it or prepare the folder again"
+            )
         }
     }
 
@@ -60,10 +78,16 @@ public struct DatasetRecord {
         for shard in opened {
             guard let entry = byName[shard.url.lastPathComponent] else { continue }
             if shard.tokenCount != entry.tokens {
-                throw BatonError("\(shard.url.path): \(shard.tokenCount) tokens, but \(record) says \(entry.tokens); restore it or prepare the folder again")
+                throw BatonError(
+                    "\(shard.url.path): \(shard.tokenCount) tokens, but \(record) says \(entry.tokens); restore it "
+                        + "or prepare the folder again"
+                )
             }
             if let crc = entry.crc32c, crc != shard.contentDigest {
-                throw BatonError("\(shard.url.path): its tokens differ from those \(record) records (CRC-32C); restore it or prepare the folder again")
+                throw BatonError(
+                    "\(shard.url.path): its tokens differ from those \(record) records (CRC-32C); restore it or "
+                        + "prepare the folder again"
+                )
             }
         }
     }
@@ -90,7 +114,11 @@ public enum TextTokenizer {
         switch vocabularySize {
         case ByteTokenizer.vocabularySize: return .bytes
         case 50257: return .bpe(try GPT2Tokenizer.bundled())
-        default: throw BatonError("vocabulary \(vocabularySize) is neither bytes (256) nor GPT-2 (50257), and the data folder records no tokenizer; pass --tokenizer DIR")
+        default:
+            throw BatonError(
+                "vocabulary \(vocabularySize) is neither bytes (256) nor GPT-2 (50257), and the data folder records "
+                    + "no tokenizer; pass --tokenizer DIR"
+            )
         }
     }
 
@@ -104,7 +132,8 @@ public enum TextTokenizer {
     public func bytes(of token: Int32) -> [UInt8] {
         switch self {
         case .bytes: return [UInt8(clamping: token)]
-        case .bpe(let tokenizer): return Int(token) < tokenizer.vocabularySize && token >= 0 ? tokenizer.tokenBytes[Int(token)] : []
+        case .bpe(let tokenizer):
+            return Int(token) < tokenizer.vocabularySize && token >= 0 ? tokenizer.tokenBytes[Int(token)] : []
         }
     }
 

@@ -28,25 +28,33 @@ public final class GPT2Tokenizer {
 
     /// Reads a Hugging Face tokenizer folder's `vocab.json` and `merges.txt`.
     public convenience init(folder: URL) throws {
-        let vocabURL = folder.appendingPathComponent("vocab.json"), mergesURL = folder.appendingPathComponent("merges.txt")
+        let vocabURL = folder.appendingPathComponent("vocab.json"),
+            mergesURL = folder.appendingPathComponent("merges.txt")
         for url in [vocabURL, mergesURL] where !FileManager.default.fileExists(atPath: url.path) {
-            throw BatonError("\(folder.path): no \(url.lastPathComponent); a GPT-2 tokenizer folder holds vocab.json and merges.txt")
+            throw BatonError(
+                "\(folder.path): no \(url.lastPathComponent); a GPT-2 tokenizer folder holds vocab.json and merges.txt")
         }
         guard let vocabData = FileManager.default.contents(atPath: vocabURL.path),
-              let mergesData = FileManager.default.contents(atPath: mergesURL.path) else {
+            let mergesData = FileManager.default.contents(atPath: mergesURL.path)
+        else {
             throw BatonError("\(folder.path): cannot read vocab.json or merges.txt")
         }
         try self.init(vocabJSON: vocabData, merges: mergesData, vocabPath: vocabURL.path, mergesPath: mergesURL.path)
     }
 
-    public init(vocabJSON: Data, merges mergesText: Data, vocabPath: String = "vocab.json", mergesPath: String = "merges.txt") throws {
-        guard let object = try? JSONSerialization.jsonObject(with: vocabJSON), let vocab = object as? [String: Int] else {
+    public init(
+        vocabJSON: Data, merges mergesText: Data, vocabPath: String = "vocab.json", mergesPath: String = "merges.txt"
+    ) throws {
+        guard let object = try? JSONSerialization.jsonObject(with: vocabJSON), let vocab = object as? [String: Int]
+        else {
             throw BatonError("\(vocabPath): not a JSON object of token strings to ids")
         }
         let unicodeToByte = GPT2Tokenizer.unicodeToByte
         var bytes = [[UInt8]?](repeating: nil, count: vocab.count)
         for (symbol, id) in vocab {
-            guard id >= 0, id < vocab.count else { throw BatonError("\(vocabPath): id \(id) of \(symbol.debugDescription) is outside 0..<\(vocab.count)") }
+            guard id >= 0, id < vocab.count else {
+                throw BatonError("\(vocabPath): id \(id) of \(symbol.debugDescription) is outside 0..<\(vocab.count)")
+            }
             guard bytes[id] == nil else { throw BatonError("\(vocabPath): id \(id) is given to two tokens") }
             if symbol == GPT2Tokenizer.endOfTextText { bytes[id] = Array(symbol.utf8); continue }
             var tokenBytes: [UInt8] = []
@@ -75,8 +83,12 @@ public final class GPT2Tokenizer {
             if line.isEmpty || (index == 0 && line.hasPrefix("#version")) { continue }
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
             guard parts.count == 2, let left = vocab[String(parts[0])], let right = vocab[String(parts[1])],
-                  let merged = vocab[String(parts[0]) + String(parts[1])] else {
-                throw BatonError("\(mergesPath): line \(index + 1) is not a merge of two known tokens: \(line.prefix(60).debugDescription)")
+                let merged = vocab[String(parts[0]) + String(parts[1])]
+            else {
+                throw BatonError(
+                    "\(mergesPath): line \(index + 1) is not a merge of two known tokens: "
+                        + "\(line.prefix(60).debugDescription)"
+                )
             }
             let key = UInt64(left) << 32 | UInt64(right)
             if table[key] == nil { table[key] = (rank, Int32(merged)) }
@@ -127,7 +139,8 @@ public final class GPT2Tokenizer {
                     lock.lock(); let chunk = next.pointee; next.pointee += 1; lock.unlock()
                     guard chunk < chunks else { return }
                     var tokens: [Int32] = []
-                    GPT2Tokenizer.forEachPiece(UnsafeBufferPointer(rebasing: buffer[starts[chunk]..<starts[chunk + 1]])) { workers[worker].append($0, to: &tokens) }
+                    GPT2Tokenizer.forEachPiece(UnsafeBufferPointer(rebasing: buffer[starts[chunk]..<starts[chunk + 1]]))
+                    { workers[worker].append($0, to: &tokens) }
                     lock.lock(); results.parts[chunk] = tokens; lock.unlock()
                 }
             }
@@ -163,8 +176,15 @@ public final class GPT2Tokenizer {
             candidates.append(folder.appendingPathComponent("data/gpt2-tokenizer"))
             folder = folder.deletingLastPathComponent()
         }
-        guard let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("vocab.json").path) }) else {
-            throw BatonError("--tokenizer gpt2: data/gpt2-tokenizer (vocab.json, merges.txt) is not here; run from the repository root or pass --tokenizer DIR")
+        guard
+            let found = candidates.first(where: {
+                FileManager.default.fileExists(atPath: $0.appendingPathComponent("vocab.json").path)
+            })
+        else {
+            throw BatonError(
+                "--tokenizer gpt2: data/gpt2-tokenizer (vocab.json, merges.txt) is not here; run from the "
+                    + "repository root or pass --tokenizer DIR"
+            )
         }
         return found
     }
@@ -194,13 +214,17 @@ public final class GPT2Tokenizer {
         if piece.count <= 7 {
             for (k, byte) in piece.enumerated() { packed |= UInt64(byte) << (8 * k) }
             if let cached = shortCache[packed] { tokens += cached; return }
-        } else if let cached = cache[Array(piece)] { tokens += cached; return }
+        } else if let cached = cache[Array(piece)] {
+            tokens += cached; return
+        }
         var parts = piece.map { byteTokens[Int($0)] }
         while parts.count > 1 {
             var best: (rank: Int32, merged: Int32, at: Int)?
             for i in 0..<(parts.count - 1) {
-                if let merge = merges[UInt64(UInt32(bitPattern: parts[i])) << 32 | UInt64(UInt32(bitPattern: parts[i + 1]))],
-                   best == nil || merge.rank < best!.rank {
+                if let merge = merges[
+                    UInt64(UInt32(bitPattern: parts[i])) << 32 | UInt64(UInt32(bitPattern: parts[i + 1]))],
+                    best == nil || merge.rank < best!.rank
+                {
                     best = (merge.rank, merge.merged, i)
                 }
             }
@@ -262,9 +286,14 @@ public final class GPT2Tokenizer {
             if value == 0x27, i + 1 < end {
                 let a = text[i + 1], b: UInt8 = i + 2 < end ? text[i + 2] : 0
                 var length = 0
-                if a == UInt8(ascii: "s") || a == UInt8(ascii: "t") || a == UInt8(ascii: "m") || a == UInt8(ascii: "d") { length = 2 }
-                else if (a == UInt8(ascii: "r") || a == UInt8(ascii: "v")) && b == UInt8(ascii: "e") { length = 3 }
-                else if a == UInt8(ascii: "l") && b == UInt8(ascii: "l") { length = 3 }
+                if a == UInt8(ascii: "s") || a == UInt8(ascii: "t") || a == UInt8(ascii: "m") || a == UInt8(ascii: "d")
+                {
+                    length = 2
+                } else if (a == UInt8(ascii: "r") || a == UInt8(ascii: "v")) && b == UInt8(ascii: "e") {
+                    length = 3
+                } else if a == UInt8(ascii: "l") && b == UInt8(ascii: "l") {
+                    length = 3
+                }
                 if length > 0 { emit(i, i + length); i += length; continue }
             }
             // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: a space joins the run after it.

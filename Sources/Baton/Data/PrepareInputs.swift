@@ -11,7 +11,8 @@ public enum PrepareInputs {
                 throw BatonError("\(file.path): no such file")
             }
             if isFolder.boolValue {
-                throw BatonError("\(file.path): is a folder, not a text file; name the files inside it (e.g. \(file.path)/*.txt)")
+                throw BatonError(
+                    "\(file.path): is a folder, not a text file; name the files inside it (e.g. \(file.path)/*.txt)")
             }
         }
     }

@@ -1,5 +1,6 @@
 import CBatonSystem
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,8 +67,13 @@ final class ShardSequence {
         try readBack(shards[0])
         for index in stride(from: shards.count - 1, through: 1, by: -1) {
             let renamed = shardName(validation: false, index: index + 1)
-            guard rename(folder.appendingPathComponent(shards[index].name).path, folder.appendingPathComponent(renamed).path) == 0 else {
-                throw BatonError("\(folder.path): cannot rename \(shards[index].name) (\(String(cString: strerror(errno))))")
+            guard
+                rename(
+                    folder.appendingPathComponent(shards[index].name).path, folder.appendingPathComponent(renamed).path)
+                    == 0
+            else {
+                throw BatonError(
+                    "\(folder.path): cannot rename \(shards[index].name) (\(String(cString: strerror(errno))))")
             }
             shards[index].name = renamed
         }
@@ -121,8 +127,11 @@ final class ShardSequence {
     /// is fsynced and renamed into place: no copy of the shard in memory, no half shard on disk.
     /// Returns the tokens' CRC-32C.
     static func writeShard(_ tokens: ArraySlice<UInt16>, to url: URL) throws -> UInt32 {
-        guard tokens.count <= Int(Int32.max) else { throw BatonError("\(url.path): \(tokens.count) tokens do not fit one shard") }
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        guard tokens.count <= Int(Int32.max) else {
+            throw BatonError("\(url.path): \(tokens.count) tokens do not fit one shard")
+        }
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(
+            ".\(url.lastPathComponent).tmp-\(getpid())")
         try? FileManager.default.removeItem(at: temporary)
         do {
             let writer = try FileWriter(url: temporary, expectedBytes: TokenShard.headerBytes + 2 * tokens.count)

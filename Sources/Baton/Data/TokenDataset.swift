@@ -23,7 +23,8 @@ public final class TokenDataset {
     }
 
     /// Opens the shards of a data folder that match `pattern` ("train" or "val"), sorted by name.
-    public static func open(folder: URL, split: String, sequenceLength: Int, vocabularySize: Int) throws -> TokenDataset {
+    public static func open(folder: URL, split: String, sequenceLength: Int, vocabularySize: Int) throws -> TokenDataset
+    {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder.path) } catch {
             throw BatonError("--data \(folder.path): no such folder; create one with baton prepare TEXT --out DIR")
@@ -32,12 +33,16 @@ public final class TokenDataset {
         guard !matching.isEmpty else {
             throw BatonError.noShards(folder: folder.path, split: split)
         }
-        let shards = try matching.map { try TokenShard(url: folder.appendingPathComponent($0), vocabularySize: vocabularySize) }
+        let shards = try matching.map {
+            try TokenShard(url: folder.appendingPathComponent($0), vocabularySize: vocabularySize)
+        }
         return TokenDataset(shards: shards, sequenceLength: sequenceLength)
     }
 
     /// Writes sample `index`'s inputs and targets (T tokens each).
-    public func copySample(_ index: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) throws {
+    public func copySample(
+        _ index: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>
+    ) throws {
         precondition(index >= 0 && index < sampleCount)
         var shardIndex = 0
         var low = 0, high = samplesBefore.count - 1
@@ -47,7 +52,9 @@ public final class TokenDataset {
         }
         let start = (index - samplesBefore[shardIndex]) * sequenceLength
         var window = [Int32](repeating: 0, count: sequenceLength + 1)
-        try window.withUnsafeMutableBufferPointer { try shards[shardIndex].copyTokens(start: start, count: sequenceLength + 1, into: $0.baseAddress!) }
+        try window.withUnsafeMutableBufferPointer {
+            try shards[shardIndex].copyTokens(start: start, count: sequenceLength + 1, into: $0.baseAddress!)
+        }
         window.withUnsafeBufferPointer { w in
             inputs.update(from: w.baseAddress!, count: sequenceLength)
             targets.update(from: w.baseAddress! + 1, count: sequenceLength)
@@ -102,7 +109,8 @@ public final class DataLoader {
     /// the position moves to (next epoch, 0) at once, and a checkpoint taken at an epoch boundary
     /// already names the next epoch's start.
     public func normalized(_ position: LoaderPosition) -> LoaderPosition {
-        position.index + batchSize > dataset.sampleCount ? LoaderPosition(epoch: position.epoch + 1, index: 0) : position
+        position.index + batchSize > dataset.sampleCount
+            ? LoaderPosition(epoch: position.epoch + 1, index: 0) : position
     }
 
     /// Where the batch after the one at `position` starts.
@@ -144,7 +152,8 @@ public final class DataLoader {
         try inputs.withUnsafeMutableBufferPointer { inp in
             try targets.withUnsafeMutableBufferPointer { tgt in
                 for (row, sample) in indices.enumerated() {
-                    try dataset.copySample(sample, inputs: inp.baseAddress! + row * T, targets: tgt.baseAddress! + row * T)
+                    try dataset.copySample(
+                        sample, inputs: inp.baseAddress! + row * T, targets: tgt.baseAddress! + row * T)
                 }
             }
         }

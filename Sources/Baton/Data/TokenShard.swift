@@ -1,5 +1,6 @@
 import CBatonSystem
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,21 +43,31 @@ public final class TokenShard {
         let headerRead = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 12, 0) }
         do {
             guard fileSize >= TokenShard.headerBytes, headerRead == 12 else {
-                throw BatonError("\(path): shard is \(fileSize) bytes, shorter than its 1024-byte header; rewrite it with baton prepare")
+                throw BatonError(
+                    "\(path): shard is \(fileSize) bytes, shorter than its 1024-byte header; rewrite it with baton "
+                        + "prepare"
+                )
             }
             header = header.map { Int32(littleEndian: $0) }
             guard header[0] == TokenShard.magic else {
-                throw BatonError("\(path): not a token shard (magic \(header[0]), expected \(TokenShard.magic)); rewrite it with baton prepare")
+                throw BatonError(
+                    "\(path): not a token shard (magic \(header[0]), expected \(TokenShard.magic)); rewrite it with "
+                        + "baton prepare"
+                )
             }
             guard header[1] == TokenShard.version else {
-                throw BatonError("\(path): shard version \(header[1]) is not supported (expected \(TokenShard.version))")
+                throw BatonError(
+                    "\(path): shard version \(header[1]) is not supported (expected \(TokenShard.version))")
             }
             let count = Int(header[2])
             guard count >= 0 else { throw BatonError("\(path): negative token count \(count) in header") }
             let expected = TokenShard.headerBytes + 2 * count
             guard fileSize == expected else {
                 let what = fileSize < expected ? "truncated" : "longer than its header says"
-                throw BatonError("\(path): shard is \(what): header says \(count) tokens (\(expected) bytes), file has \(fileSize) bytes")
+                throw BatonError(
+                    "\(path): shard is \(what): header says \(count) tokens (\(expected) bytes), file has "
+                        + "\(fileSize) bytes"
+                )
             }
             tokenCount = count
             try validateTokens(vocabularySize: vocabularySize)
@@ -77,7 +88,10 @@ public final class TokenShard {
             let count = min(chunk, tokenCount - start)
             try buffer.withUnsafeMutableBufferPointer { try read(start: start, count: count, into: $0.baseAddress!) }
             for i in 0..<count where Int(UInt16(littleEndian: buffer[i])) >= vocabularySize {
-                throw BatonError("\(url.path): token \(UInt16(littleEndian: buffer[i])) at position \(start + i) is not below the vocabulary size \(vocabularySize); pass --vocab-size or re-prepare the data")
+                throw BatonError(
+                    "\(url.path): token \(UInt16(littleEndian: buffer[i])) at position \(start + i) is not below "
+                        + "the vocabulary size \(vocabularySize); pass --vocab-size or re-prepare the data"
+                )
             }
             contentDigest = buffer.withUnsafeBytes { baton_crc32c(contentDigest, $0.baseAddress, count * 2) }
             start += count
@@ -91,10 +105,15 @@ public final class TokenShard {
         let bytes = count * 2
         var done = 0
         while done < bytes {
-            let n = pread(fd, UnsafeMutableRawPointer(destination) + done, bytes - done, off_t(TokenShard.headerBytes + start * 2 + done))
+            let n = pread(
+                fd, UnsafeMutableRawPointer(destination) + done, bytes - done,
+                off_t(TokenShard.headerBytes + start * 2 + done))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                throw BatonError("\(url.path): shard changed during the run (read past its end at token \(start)); the last checkpoint is intact: restore the file and resume")
+                throw BatonError(
+                    "\(url.path): shard changed during the run (read past its end at token \(start)); the last "
+                        + "checkpoint is intact: restore the file and resume"
+                )
             }
             done += n
         }
@@ -104,12 +123,21 @@ public final class TokenShard {
     public func checkUnchanged() throws {
         var now = stat(), atPath = stat()
         guard fstat(fd, &now) == 0, stat(url.path, &atPath) == 0 else {
-            throw BatonError("\(url.path): shard disappeared during the run; the last checkpoint is intact: restore the file and resume")
+            throw BatonError(
+                "\(url.path): shard disappeared during the run; the last checkpoint is intact: restore the file and "
+                    + "resume"
+            )
         }
-        let same = now.st_size == identity.st_size && now.st_mtim.tv_sec == identity.st_mtim.tv_sec
-            && now.st_mtim.tv_nsec == identity.st_mtim.tv_nsec && atPath.st_ino == identity.st_ino && atPath.st_dev == identity.st_dev
+        let same =
+            now.st_size == identity.st_size && now.st_mtim.tv_sec == identity.st_mtim.tv_sec
+            && now.st_mtim.tv_nsec == identity.st_mtim.tv_nsec && atPath.st_ino == identity.st_ino
+            && atPath.st_dev == identity.st_dev
         guard same else {
-            throw BatonError("\(url.path): shard changed during the run (size \(identity.st_size) -> \(atPath.st_size) bytes, or rewritten); the last checkpoint is intact: restore the file and resume, or resume with --allow-data-change")
+            throw BatonError(
+                "\(url.path): shard changed during the run (size \(identity.st_size) -> \(atPath.st_size) bytes, or "
+                    + "rewritten); the last checkpoint is intact: restore the file and resume, or resume with "
+                    + "--allow-data-change"
+            )
         }
     }
 
@@ -128,14 +156,20 @@ public final class TokenShard {
 
     /// Writes tokens as a shard, atomically (temporary file, then rename).
     public static func write(tokens: [UInt16], to url: URL) throws {
-        guard tokens.count <= Int(Int32.max) else { throw BatonError("\(url.path): \(tokens.count) tokens do not fit one shard") }
+        guard tokens.count <= Int(Int32.max) else {
+            throw BatonError("\(url.path): \(tokens.count) tokens do not fit one shard")
+        }
         var header = [Int32](repeating: 0, count: 256)
         header[0] = magic
         header[1] = version
         header[2] = Int32(tokens.count)
         var data = Data(capacity: headerBytes + 2 * tokens.count)
-        header.map { $0.littleEndian }.withUnsafeBufferPointer { data.append(UnsafeRawBufferPointer($0).bindMemory(to: UInt8.self)) }
-        tokens.map { $0.littleEndian }.withUnsafeBufferPointer { data.append(UnsafeRawBufferPointer($0).bindMemory(to: UInt8.self)) }
+        header.map { $0.littleEndian }.withUnsafeBufferPointer {
+            data.append(UnsafeRawBufferPointer($0).bindMemory(to: UInt8.self))
+        }
+        tokens.map { $0.littleEndian }.withUnsafeBufferPointer {
+            data.append(UnsafeRawBufferPointer($0).bindMemory(to: UInt8.self))
+        }
         do { try data.write(to: url, options: .atomic) } catch {
             throw BatonError("\(url.path): cannot write shard (\(error.localizedDescription))")
         }

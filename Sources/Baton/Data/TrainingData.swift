@@ -17,16 +17,23 @@ public struct TrainingData {
         try record?.checkShardNames(in: folder)
         let train = try TokenDataset.open(folder: folder, split: "train", sequenceLength: T, vocabularySize: V)
         var val: TokenDataset?
-        do { val = try TokenDataset.open(folder: folder, split: "val", sequenceLength: T, vocabularySize: V) } catch BatonError.noShards(_, "val") {
+        do {
+            val = try TokenDataset.open(folder: folder, split: "val", sequenceLength: T, vocabularySize: V)
+        } catch BatonError.noShards(_, "val") {
             log("warning: no *val*.bin shard in \(folder.path); no validation loss")
         }
         try record?.checkShards(train.shards + (val?.shards ?? []), in: folder)
         guard train.sampleCount >= config.batchSize else {
-            throw BatonError("--data \(folder.path): training shards hold \(train.sampleCount) sequences of \(T)+1 tokens, fewer than one batch (--batch \(config.batchSize)); use more text or a smaller --batch/--seq-len")
+            throw BatonError(
+                "--data \(folder.path): training shards hold \(train.sampleCount) sequences of \(T)+1 tokens, fewer "
+                    + "than one batch (--batch \(config.batchSize)); use more text or a smaller --batch/--seq-len"
+            )
         }
         var validation: TokenDataset?
         if let val {
-            if val.sampleCount >= config.batchSize { validation = val } else {
+            if val.sampleCount >= config.batchSize {
+                validation = val
+            } else {
                 log("warning: validation shards hold fewer than one batch of sequences; no validation loss")
             }
         }

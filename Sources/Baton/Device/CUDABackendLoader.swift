@@ -21,12 +21,16 @@ public enum CUDABackendLoader {
         switch SharedLibrary.table(at: path, symbol: "baton_backend_get_table", as: baton_backend_table.self) {
         case .success(let found): table = found
         case .failure(.missing): throw BatonError.backendUnavailable(.noLibrary(path: path))
-        case .failure(.cannotLoad(let reason)): throw BatonError.backendUnavailable(.cannotLoad(path: path, reason: reason))
-        case .failure(.noSymbol): throw BatonError.backendUnavailable(.notABackend(path: path, reason: "no baton_backend_get_table"))
+        case .failure(.cannotLoad(let reason)):
+            throw BatonError.backendUnavailable(.cannotLoad(path: path, reason: reason))
+        case .failure(.noSymbol):
+            throw BatonError.backendUnavailable(.notABackend(path: path, reason: "no baton_backend_get_table"))
         case .failure(.noTable): throw BatonError.backendUnavailable(.noTable(path: path))
         }
         let version = Int(table.pointee.abi_version), expected = Int(BATON_BACKEND_ABI_VERSION)
-        guard version == expected else { throw BatonError.backendUnavailable(.abiMismatch(path: path, found: version, expected: expected)) }
+        guard version == expected else {
+            throw BatonError.backendUnavailable(.abiMismatch(path: path, found: version, expected: expected))
+        }
         return table
     }
 }

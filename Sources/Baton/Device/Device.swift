@@ -32,8 +32,11 @@ public final class Device {
     /// The CPU backend on `threads` threads (0: one per core). Bit-identical whatever the count.
     public static func cpu(threads: Int = 0) -> Device {
         // Opening the CPU fails only when threads cannot be started or memory is out: fatal then.
-        do { return try Device(kind: .cpu, table: baton_cpu_get_table(), options: baton_context_options(device_index: 0, threads: Int32(threads), attention: 0)) }
-        catch { fatalError("cannot open the CPU backend: \(error)") }
+        do {
+            return try Device(
+                kind: .cpu, table: baton_cpu_get_table(),
+                options: baton_context_options(device_index: 0, threads: Int32(threads), attention: 0))
+        } catch { fatalError("cannot open the CPU backend: \(error)") }
     }
 
     /// The CUDA backend library (see CUDABackendLoader) on GPU `deviceIndex`, running `attention`'s
@@ -44,9 +47,12 @@ public final class Device {
 
     /// Opens a GPU through a loaded table; a context that will not open is a BackendUnavailable
     /// case chosen by the backend's status code (no driver, no device, anything else).
-    static func gpu(table: UnsafePointer<baton_backend_table>, deviceIndex: Int, attention: AttentionKernel = .flash) throws -> Device {
+    static func gpu(
+        table: UnsafePointer<baton_backend_table>, deviceIndex: Int, attention: AttentionKernel = .flash
+    ) throws -> Device {
         do {
-            let options = baton_context_options(device_index: Int32(deviceIndex), threads: 0, attention: attention.cValue)
+            let options = baton_context_options(
+                device_index: Int32(deviceIndex), threads: 0, attention: attention.cValue)
             return try Device(kind: .cuda, table: table, options: options)
         } catch BatonError.deviceFailure(_, let status, let detail) {
             switch status {
@@ -68,14 +74,16 @@ public final class Device {
         var options = options
         let status = table.pointee.create_context(&options, &opened, &message, message.count)
         guard status == BATON_OK, let opened else {
-            throw BatonError.deviceFailure(backend: kind.rawValue, status: DeviceStatus(rawValue: Int32(status.rawValue)) ?? .device,
-                                           detail: String(cString: message))
+            throw BatonError.deviceFailure(
+                backend: kind.rawValue, status: DeviceStatus(rawValue: Int32(status.rawValue)) ?? .device,
+                detail: String(cString: message))
         }
         context = opened
         var raw: UnsafeMutableRawPointer?
         guard table.pointee.alloc(opened, &raw, 4) == BATON_OK, let raw else {
             table.pointee.destroy_context(opened)
-            throw BatonError.deviceFailure(backend: kind.rawValue, status: .outOfMemory, detail: "cannot allocate 4 bytes")
+            throw BatonError.deviceFailure(
+                backend: kind.rawValue, status: .outOfMemory, detail: "cannot allocate 4 bytes")
         }
         scalar = raw
     }
@@ -101,8 +109,9 @@ public final class Device {
         var message: UnsafePointer<CChar>?
         let status = table.pointee.take_error(context, &message)
         guard status != BATON_OK else { return }
-        throw BatonError.deviceFailure(backend: kind.rawValue, status: DeviceStatus(rawValue: Int32(status.rawValue)) ?? .device,
-                                       detail: message.map { String(cString: $0) } ?? "\(what) failed")
+        throw BatonError.deviceFailure(
+            backend: kind.rawValue, status: DeviceStatus(rawValue: Int32(status.rawValue)) ?? .device,
+            detail: message.map { String(cString: $0) } ?? "\(what) failed")
     }
 
     /// When set, every op waits for the device and is timed (OpProfiler): `baton bench --profile`.
@@ -137,14 +146,20 @@ public final class Device {
         guard table.pointee.alloc(context, &raw, max(bytes, 1)) == BATON_OK, let pointer = raw else {
             var message: UnsafePointer<CChar>?
             _ = table.pointee.take_error(context, &message)
-            throw BatonError.deviceFailure(backend: kind.rawValue, status: .outOfMemory,
-                                           detail: "out of \(kind == .cpu ? "" : "GPU ")memory allocating \(bytes) bytes (\(message.map { String(cString: $0) } ?? "alloc failed"))")
+            throw BatonError.deviceFailure(
+                backend: kind.rawValue, status: .outOfMemory,
+                detail:
+                    "out of \(kind == .cpu ? "" : "GPU ")memory allocating \(bytes) bytes "
+                    + "(\(message.map { String(cString: $0) } ?? "alloc failed"))"
+            )
         }
         return DeviceBuffer(device: self, pointer: pointer, byteCount: bytes)
     }
 
     /// New tensors read as zeros.
-    public func allocate(floats count: Int) throws -> Tensor { Tensor(buffer: try allocate(bytes: count * 4), count: count) }
+    public func allocate(floats count: Int) throws -> Tensor {
+        Tensor(buffer: try allocate(bytes: count * 4), count: count)
+    }
 
     /// How activations are stored in the current precision: bf16 in bf16, float32 otherwise
     /// (baton_activation in baton_backend.h).
@@ -156,17 +171,22 @@ public final class Device {
         return Tensor(buffer: try allocate(bytes: count * element.byteCount), count: count, element: element)
     }
 
-    public func allocate(tokens count: Int) throws -> TokenTensor { TokenTensor(buffer: try allocate(bytes: count * 4), count: count) }
+    public func allocate(tokens count: Int) throws -> TokenTensor {
+        TokenTensor(buffer: try allocate(bytes: count * 4), count: count)
+    }
 
     /// Into a bf16 tensor the values go rounded to nearest even.
     public func upload(_ values: UnsafeBufferPointer<Float>, to tensor: Tensor) throws {
         precondition(values.count <= tensor.count)
         if tensor.element == .bfloat16 {
             let halves = values.map { baton_bf16_from_float_bits($0.bitPattern) }
-            try halves.withUnsafeBytes { try require(table.pointee.copy_to_device(context, tensor.raw, $0.baseAddress, $0.count), "upload") }
+            try halves.withUnsafeBytes {
+                try require(table.pointee.copy_to_device(context, tensor.raw, $0.baseAddress, $0.count), "upload")
+            }
             return
         }
-        try require(table.pointee.copy_to_device(context, tensor.pointer, values.baseAddress, values.count * 4), "upload")
+        try require(
+            table.pointee.copy_to_device(context, tensor.pointer, values.baseAddress, values.count * 4), "upload")
     }
 
     /// A bf16 tensor's values come back as float32 (exactly).
@@ -174,16 +194,20 @@ public final class Device {
         precondition(values.count <= tensor.count)
         if tensor.element == .bfloat16 {
             var halves = [UInt16](repeating: 0, count: values.count)
-            try halves.withUnsafeMutableBytes { try require(table.pointee.copy_to_host(context, $0.baseAddress, tensor.raw, $0.count), "download") }
+            try halves.withUnsafeMutableBytes {
+                try require(table.pointee.copy_to_host(context, $0.baseAddress, tensor.raw, $0.count), "download")
+            }
             for (i, half) in halves.enumerated() { values[i] = Float(bitPattern: baton_float_bits_from_bf16(half)) }
             return
         }
-        try require(table.pointee.copy_to_host(context, values.baseAddress, tensor.pointer, values.count * 4), "download")
+        try require(
+            table.pointee.copy_to_host(context, values.baseAddress, tensor.pointer, values.count * 4), "download")
     }
 
     public func upload(tokens: UnsafeBufferPointer<Int32>, to tensor: TokenTensor) throws {
         precondition(tokens.count <= tensor.count)
-        try require(table.pointee.copy_to_device(context, tensor.pointer, tokens.baseAddress, tokens.count * 4), "upload")
+        try require(
+            table.pointee.copy_to_device(context, tensor.pointer, tokens.baseAddress, tokens.count * 4), "upload")
     }
 
     public func copy(_ source: Tensor, to destination: Tensor) throws {
@@ -210,7 +234,9 @@ public final class Device {
     public func upload(ranges: [Range<Int>]) throws -> Ranges {
         let bounds = ranges.flatMap { [Int64($0.lowerBound), Int64($0.upperBound)] }
         let buffer = try allocate(bytes: max(bounds.count, 1) * 8)
-        try bounds.withUnsafeBytes { try require(table.pointee.copy_to_device(context, buffer.pointer, $0.baseAddress, $0.count), "upload") }
+        try bounds.withUnsafeBytes {
+            try require(table.pointee.copy_to_device(context, buffer.pointer, $0.baseAddress, $0.count), "upload")
+        }
         return Ranges(buffer: buffer, count: ranges.count)
     }
 

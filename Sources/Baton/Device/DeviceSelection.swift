@@ -9,8 +9,10 @@ public enum DeviceRequest: String, CaseIterable, Sendable {
 public enum DeviceSelection {
     /// `gpu`: which GPU (under mpirun, each rank takes the one its local rank names); `attention`:
     /// a GPU's attention kernels (the CPU keeps the scores whatever it says).
-    public static func open(_ request: DeviceRequest, threads: Int, gpu: Int = 0, attention: AttentionKernel = .flash,
-                            log: (String) -> Void) throws -> Device {
+    public static func open(
+        _ request: DeviceRequest, threads: Int, gpu: Int = 0, attention: AttentionKernel = .flash,
+        log: (String) -> Void
+    ) throws -> Device {
         switch request {
         case .cpu:
             return Device.cpu(threads: threads)

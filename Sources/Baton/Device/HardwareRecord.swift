@@ -39,7 +39,8 @@ public struct HardwareRecord: Codable, Equatable, Sendable {
             baton_cpu_blas(&line, line.count)
             blas = String(cString: line)
         }
-        return HardwareRecord(backend: backend, cpu: host.model, isa: host.isa, blas: blas, gpu: backend == "cuda" ? gpu : nil)
+        return HardwareRecord(
+            backend: backend, cpu: host.model, isa: host.isa, blas: blas, gpu: backend == "cuda" ? gpu : nil)
     }
 }
 
@@ -51,7 +52,9 @@ struct HostCPU {
     static func read() -> HostCPU {
         var name = utsname()
         uname(&name)
-        let machine = withUnsafeBytes(of: &name.machine) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let machine = withUnsafeBytes(of: &name.machine) {
+            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         func field(_ key: String) -> String? {
             for line in info.split(separator: "\n") {
@@ -64,12 +67,19 @@ struct HostCPU {
         }
         let flags = Set((field("flags") ?? field("Features") ?? "").split(separator: " ").map(String.init))
         let vector: String
-        if flags.contains("avx512f") { vector = "AVX-512" }
-        else if flags.contains("avx2") { vector = "AVX2" }
-        else if flags.contains("avx") { vector = "AVX" }
-        else if flags.contains("sve") { vector = "SVE" }
-        else if flags.contains("asimd") { vector = "NEON" }
-        else { vector = "baseline" }
+        if flags.contains("avx512f") {
+            vector = "AVX-512"
+        } else if flags.contains("avx2") {
+            vector = "AVX2"
+        } else if flags.contains("avx") {
+            vector = "AVX"
+        } else if flags.contains("sve") {
+            vector = "SVE"
+        } else if flags.contains("asimd") {
+            vector = "NEON"
+        } else {
+            vector = "baseline"
+        }
         return HostCPU(model: field("model name") ?? machine, isa: "\(machine) \(vector)")
     }
 }

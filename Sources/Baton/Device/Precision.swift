@@ -22,7 +22,10 @@ public enum Precision: String, CaseIterable, Codable, Sendable {
         switch self {
         case .fp32: return "fp32"
         case .tf32: return "tf32 (matmul and attention operands rounded to TF32, float32 sums)"
-        case .bf16: return "bf16 (activations and a copy of the weights in bfloat16 for the matmuls and attention, float32 sums; float32 weights, gradients, moments and residual stream)"
+        case .bf16:
+            return
+                "bf16 (activations and a copy of the weights in bfloat16 for the matmuls and attention, float32 "
+                + "sums; float32 weights, gradients, moments and residual stream)"
         }
     }
 }

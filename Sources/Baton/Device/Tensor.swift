@@ -32,7 +32,8 @@ public struct Tensor {
     public let element: ElementType
 
     public init(buffer: DeviceBuffer, offset: Int = 0, count: Int, element: ElementType = .float32) {
-        precondition(offset >= 0 && (offset + count) * element.byteCount <= buffer.byteCount, "tensor view out of range")
+        precondition(
+            offset >= 0 && (offset + count) * element.byteCount <= buffer.byteCount, "tensor view out of range")
         self.buffer = buffer
         self.offset = offset
         self.count = count

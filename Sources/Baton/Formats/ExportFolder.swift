@@ -1,5 +1,6 @@
 import CBatonSystem
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,8 +27,10 @@ import Glibc
 public enum ExportFolder {
     public static let markerName = ".baton-export"
     /// Every name an export writes.
-    static let writtenNames: Set<String> = [markerName, "config.json", "generation_config.json", "model.safetensors", "vocab.json", "merges.txt",
-                                            "tokenizer_config.json", "special_tokens_map.json"]
+    static let writtenNames: Set<String> = [
+        markerName, "config.json", "generation_config.json", "model.safetensors", "vocab.json", "merges.txt",
+        "tokenizer_config.json", "special_tokens_map.json",
+    ]
 
     /// Debug-build test hooks: `pause` is called at "written" (the new export complete beside DIR),
     /// "swapped" (exchanged, the old one not yet deleted) and "aside" (the fallback path: the old one
@@ -61,18 +64,25 @@ public enum ExportFolder {
             throw BatonError("--hf \(folder.path) is the \(same.what) the export reads; choose a folder outside it")
         }
         if let held = resolved.first(where: { FilePaths.within($0.canonical, target) }) {
-            throw BatonError("--hf \(folder.path) holds the \(held.what) \(held.path) that the export reads; choose a folder outside it")
+            throw BatonError(
+                "--hf \(folder.path) holds the \(held.what) \(held.path) that the export reads; choose a folder "
+                    + "outside it"
+            )
         }
         if let outer = resolved.first(where: { FilePaths.within(target, $0.canonical) }) {
-            throw BatonError("--hf \(folder.path) is inside the \(outer.what) \(outer.path); choose a folder outside it")
+            throw BatonError(
+                "--hf \(folder.path) is inside the \(outer.what) \(outer.path); choose a folder outside it")
         }
         // No folder above DIR may be a run or a checkpoint (their contents are Baton's own).
         var above = URL(fileURLWithPath: target).deletingLastPathComponent()
         while above.path != "/" {
             let fileManager = FileManager.default
             func has(_ name: String) -> Bool { fileManager.fileExists(atPath: above.appendingPathComponent(name).path) }
-            if has(CheckpointStore.stateFile) && has(CheckpointStore.modelFile) || has("checkpoints/latest") || has(".lock") && has("checkpoints") {
-                throw BatonError("--hf \(folder.path) is inside the run or checkpoint \(above.path); choose a folder outside it")
+            if has(CheckpointStore.stateFile) && has(CheckpointStore.modelFile) || has("checkpoints/latest")
+                || has(".lock") && has("checkpoints")
+            {
+                throw BatonError(
+                    "--hf \(folder.path) is inside the run or checkpoint \(above.path); choose a folder outside it")
             }
             above.deleteLastPathComponent()
         }
@@ -83,19 +93,31 @@ public enum ExportFolder {
         var info = stat()
         guard lstat(folder.path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw BatonError("--hf \(folder.path) exists and is not a folder; --overwrite replaces only an earlier Baton export: choose another --hf")
+            throw BatonError(
+                "--hf \(folder.path) exists and is not a folder; --overwrite replaces only an earlier Baton export: "
+                    + "choose another --hf"
+            )
         }
         let markerURL = folder.appendingPathComponent(markerName)
         guard let data = FileManager.default.contents(atPath: markerURL.path),
-              let marker = try? JSONDecoder().decode(Marker.self, from: data) else {
-            throw BatonError("--hf \(folder.path) exists and is not a Baton export (no valid \(markerName)); --overwrite replaces only an earlier export: choose another --hf or move it away")
+            let marker = try? JSONDecoder().decode(Marker.self, from: data)
+        else {
+            throw BatonError(
+                "--hf \(folder.path) exists and is not a Baton export (no valid \(markerName)); --overwrite "
+                    + "replaces only an earlier export: choose another --hf or move it away"
+            )
         }
         let known = Set(marker.files + [markerName])
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
         for name in names {
             var entry = stat()
-            guard known.contains(name), lstat(folder.appendingPathComponent(name).path, &entry) == 0, entry.st_mode & S_IFMT == S_IFREG else {
-                throw BatonError("--hf \(folder.path) holds \(name), which baton export did not write; move it out to let --overwrite replace the export, or choose another --hf")
+            guard known.contains(name), lstat(folder.appendingPathComponent(name).path, &entry) == 0,
+                entry.st_mode & S_IFMT == S_IFREG
+            else {
+                throw BatonError(
+                    "--hf \(folder.path) holds \(name), which baton export did not write; move it out to let "
+                        + "--overwrite replace the export, or choose another --hf"
+                )
             }
         }
     }
@@ -112,10 +134,16 @@ public enum ExportFolder {
             probe.deleteLastPathComponent()
         }
         if FileManager.default.fileExists(atPath: probe.path, isDirectory: &isFolder), !isFolder.boolValue {
-            throw BatonError("--hf \(folder.path): cannot create it: \(probe.path) is not a directory; choose a --hf folder in a writable place")
+            throw BatonError(
+                "--hf \(folder.path): cannot create it: \(probe.path) is not a directory; choose a --hf folder in a "
+                    + "writable place"
+            )
         }
         for step in missing.reversed() where mkdir(step.path, 0o755) != 0 && errno != EEXIST {
-            throw BatonError("--hf \(folder.path): cannot create \(step.path) (\(reason(errno))); choose a --hf folder in a writable place")
+            throw BatonError(
+                "--hf \(folder.path): cannot create \(step.path) (\(reason(errno))); choose a --hf folder in a "
+                    + "writable place"
+            )
         }
     }
 
@@ -130,7 +158,10 @@ public enum ExportFolder {
     }
 
     static func writeFailed(_ folder: URL, _ name: String, _ code: Int32, _ bytes: Int) -> BatonError {
-        .fileWriteFailed(path: "--hf \(folder.path)", what: "cannot write \(name); choose a --hf folder in a writable place with room", code: code, neededBytes: bytes)
+        .fileWriteFailed(
+            path: "--hf \(folder.path)",
+            what: "cannot write \(name); choose a --hf folder in a writable place with room", code: code,
+            neededBytes: bytes)
     }
 
     static func reason(_ code: Int32) -> String { String(cString: strerror(code)).lowercased() }
@@ -150,7 +181,8 @@ public enum ExportFolder {
     static func removeExport(_ url: URL) -> String? {
         var known = writtenNames
         if let data = FileManager.default.contents(atPath: url.appendingPathComponent(markerName).path),
-           let marker = try? JSONDecoder().decode(Marker.self, from: data) {
+            let marker = try? JSONDecoder().decode(Marker.self, from: data)
+        {
             known.formUnion(marker.files.filter { !$0.contains("/") && $0 != "." && $0 != ".." })
         }
         var info = stat()
@@ -161,11 +193,15 @@ public enum ExportFolder {
         for name in names {
             var entry = stat()
             let path = url.appendingPathComponent(name).path
-            if known.contains(name), lstat(path, &entry) == 0, entry.st_mode & S_IFMT == S_IFREG, unlink(path) == 0 { continue }
+            if known.contains(name), lstat(path, &entry) == 0, entry.st_mode & S_IFMT == S_IFREG, unlink(path) == 0 {
+                continue
+            }
             kept = kept ?? name
         }
         if rmdir(url.path) == 0 { return nil }
-        return kept ?? ((try? FileManager.default.contentsOfDirectory(atPath: url.path))?.sorted().first ?? url.lastPathComponent)
+        return kept
+            ?? ((try? FileManager.default.contentsOfDirectory(atPath: url.path))?.sorted().first
+                ?? url.lastPathComponent)
     }
 
     /// Puts the complete export at `temporary` in place of `folder`: a plain rename when there is no
@@ -189,13 +225,16 @@ public enum ExportFolder {
             throw BatonError("--hf \(folder.path): cannot replace it (\(reason(errno)))")
         }
         let aside = asideName(folder, pid: getpid())
-        guard rename(folder.path, aside.path) == 0 else { throw BatonError("--hf \(folder.path): cannot replace it (\(reason(errno)))") }
+        guard rename(folder.path, aside.path) == 0 else {
+            throw BatonError("--hf \(folder.path): cannot replace it (\(reason(errno)))")
+        }
         AtomicFile.syncFolder(parent)
         hooks.pause("aside")
         guard rename(temporary.path, folder.path) == 0 else {
             let code = errno
             _ = rename(aside.path, folder.path)
-            throw BatonError("--hf \(folder.path): cannot move the export into place (\(reason(code))); the earlier export is back")
+            throw BatonError(
+                "--hf \(folder.path): cannot move the export into place (\(reason(code))); the earlier export is back")
         }
         AtomicFile.syncFolder(parent)
         return removedOld(aside, folder)
@@ -204,7 +243,10 @@ public enum ExportFolder {
     /// Deletes the old export, swapped out to `url`; a note when something not an export's stays.
     static func removedOld(_ url: URL, _ folder: URL) -> [String] {
         guard let kept = removeExport(url) else { return [] }
-        return ["export: kept \(url.path), the earlier export of \(folder.path): it holds \(kept), which baton export did not write; move what you need out of it and delete it"]
+        return [
+            "export: kept \(url.path), the earlier export of \(folder.path): it holds \(kept), which baton export "
+                + "did not write; move what you need out of it and delete it"
+        ]
     }
 
     /// Cleans up after an export to `folder` that died: an old export moved aside while DIR is
@@ -216,9 +258,12 @@ public enum ExportFolder {
         let parent = folder.deletingLastPathComponent()
         let prefix = ".\(folder.lastPathComponent)."
         var notes: [String] = []
-        let names = ((try? fileManager.contentsOfDirectory(atPath: parent.path)) ?? []).filter { $0.hasPrefix(prefix) }.sorted()
+        let names = ((try? fileManager.contentsOfDirectory(atPath: parent.path)) ?? []).filter { $0.hasPrefix(prefix) }
+            .sorted()
         func deadProcess(_ name: String, _ kind: String) -> Bool {
-            guard name.hasPrefix(prefix + kind + "-"), let pid = pid_t(name.dropFirst(prefix.count + kind.count + 1)), pid != getpid() else { return false }
+            guard name.hasPrefix(prefix + kind + "-"), let pid = pid_t(name.dropFirst(prefix.count + kind.count + 1)),
+                pid != getpid()
+            else { return false }
             return !FilePaths.isLiveBaton(pid)
         }
         func onlyPlainFiles(_ url: URL) -> Bool {
@@ -230,14 +275,18 @@ public enum ExportFolder {
         }
         func remove(_ url: URL, left what: String) {
             if let kept = removeExport(url) {
-                notes.append("export: kept \(url.path), left by \(what): it holds \(kept), which baton export did not write; move what you need out of it and delete it")
+                notes.append(
+                    "export: kept \(url.path), left by \(what): it holds \(kept), which baton export did not write; "
+                        + "move what you need out of it and delete it"
+                )
             } else {
                 notes.append("export: removed \(url.path), left by \(what)")
             }
         }
         for name in names where deadProcess(name, "old") {
             let aside = parent.appendingPathComponent(name)
-            guard fileManager.fileExists(atPath: aside.appendingPathComponent(markerName).path), onlyPlainFiles(aside) else { continue }
+            guard fileManager.fileExists(atPath: aside.appendingPathComponent(markerName).path), onlyPlainFiles(aside)
+            else { continue }
             if !fileManager.fileExists(atPath: folder.path), rename(aside.path, folder.path) == 0 {
                 AtomicFile.syncFolder(parent)
                 notes.append("export: put back \(folder.path), moved aside by a replacement that did not finish")

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,13 +13,16 @@ import Glibc
 public enum HuggingFaceExport {
     public struct Result { public let folder: URL; public let files: [String]; public let tokenizer: String }
 
-    public static func export(path: String, to requested: URL, overwrite: Bool, hooks: ExportFolder.Hooks = ExportFolder.Hooks(),
-                              log: (String) -> Void = { _ in }) throws -> Result {
+    public static func export(
+        path: String, to requested: URL, overwrite: Bool, hooks: ExportFolder.Hooks = ExportFolder.Hooks(),
+        log: (String) -> Void = { _ in }
+    ) throws -> Result {
         let folder = requested.standardizedFileURL  // "out/." and "out/" name out itself
         let weights = try ModelWeights.resolve(path: path)
         let config = try ModelWeights.config(of: try SafeTensors.read(weights))
         let fileManager = FileManager.default
-        let tokenizerFolder: URL? = try ModelWeights.tokenizerFolder(ofWeights: weights)
+        let tokenizerFolder: URL? =
+            try ModelWeights.tokenizerFolder(ofWeights: weights)
             ?? (config.vocabularySize == 50257 ? try GPT2Tokenizer.bundledFolder() : nil)
         // What the export reads is never written into, replaced or put inside DIR.
         // Outermost first (a message names the largest thing DIR is inside).
@@ -34,10 +38,15 @@ public enum HuggingFaceExport {
         if let tokenizerFolder { inputs.append(("tokenizer folder", tokenizerFolder)) }
         try ExportFolder.refuseOverlap(folder, inputs: inputs)
         for note in ExportFolder.recoverInterrupted(folder) { log(note) }
-        let exists = fileManager.fileExists(atPath: folder.path) || (try? fileManager.destinationOfSymbolicLink(atPath: folder.path)) != nil
+        let exists =
+            fileManager.fileExists(atPath: folder.path)
+            || (try? fileManager.destinationOfSymbolicLink(atPath: folder.path)) != nil
         if exists && !overwrite {
             guard fileManager.fileExists(atPath: folder.appendingPathComponent(ExportFolder.markerName).path) else {
-                throw BatonError("--hf \(folder.path) already exists and is not a Baton export; choose another folder (--overwrite replaces only an earlier export)")
+                throw BatonError(
+                    "--hf \(folder.path) already exists and is not a Baton export; choose another folder "
+                        + "(--overwrite replaces only an earlier export)"
+                )
             }
             throw BatonError("--hf \(folder.path) already exists; pass --overwrite to replace it")
         }
@@ -46,10 +55,16 @@ public enum HuggingFaceExport {
         try ExportFolder.makeFolder(parent, for: folder)
         let temporary = ExportFolder.temporaryName(folder, pid: getpid())
         if let kept = ExportFolder.removeExport(temporary) {
-            throw BatonError("--hf \(folder.path): \(temporary.path) holds \(kept), which baton export did not write; move it away and run again")
+            throw BatonError(
+                "--hf \(folder.path): \(temporary.path) holds \(kept), which baton export did not write; move it "
+                    + "away and run again"
+            )
         }
         guard mkdir(temporary.path, 0o755) == 0 else {
-            throw BatonError("--hf \(folder.path): cannot create a folder in \(parent.path) (\(ExportFolder.reason(errno))); choose a --hf folder in a writable place")
+            throw BatonError(
+                "--hf \(folder.path): cannot create a folder in \(parent.path) (\(ExportFolder.reason(errno))); "
+                    + "choose a --hf folder in a writable place"
+            )
         }
         do {
             var files: [String] = []
@@ -58,48 +73,66 @@ public enum HuggingFaceExport {
                 files.append(name)
             }
             func json(_ object: [String: Any]) throws -> Data {
-                try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                try JSONSerialization.data(
+                    withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             }
             let bpe = tokenizerFolder != nil
             var modelConfig: [String: Any] = [
-                "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_layer": config.layers, "n_head": config.heads,
+                "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_layer": config.layers,
+                "n_head": config.heads,
                 "n_embd": config.channels, "n_positions": config.contextLength, "n_ctx": config.contextLength,
                 "vocab_size": config.vocabularySize, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
-                "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "initializer_range": 0.02, "tie_word_embeddings": true,
+                "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "initializer_range": 0.02,
+                "tie_word_embeddings": true,
                 "torch_dtype": "float32", "baton_version": batonVersion,
             ]
             var generation: [String: Any] = ["do_sample": true, "max_length": config.contextLength]
             if bpe {
-                for key in ["bos_token_id", "eos_token_id"] { modelConfig[key] = Int(GPT2Tokenizer.endOfText); generation[key] = Int(GPT2Tokenizer.endOfText) }
+                for key in ["bos_token_id", "eos_token_id"] {
+                    modelConfig[key] = Int(GPT2Tokenizer.endOfText); generation[key] = Int(GPT2Tokenizer.endOfText)
+                }
             }
             try write("config.json", try json(modelConfig))
             try write("generation_config.json", try json(generation))
             try write("model.safetensors", try Data(contentsOf: weights))
             if let tokenizerFolder {
-                for name in ["vocab.json", "merges.txt"] { try write(name, try Data(contentsOf: tokenizerFolder.appendingPathComponent(name))) }
+                for name in ["vocab.json", "merges.txt"] {
+                    try write(name, try Data(contentsOf: tokenizerFolder.appendingPathComponent(name)))
+                }
                 let eot = GPT2Tokenizer.endOfTextText
-                try write("tokenizer_config.json", try json([
-                    "tokenizer_class": "GPT2Tokenizer", "model_max_length": config.contextLength, "add_prefix_space": false,
-                    "bos_token": eot, "eos_token": eot, "unk_token": eot, "errors": "replace",
-                ]))
+                try write(
+                    "tokenizer_config.json",
+                    try json([
+                        "tokenizer_class": "GPT2Tokenizer", "model_max_length": config.contextLength,
+                        "add_prefix_space": false,
+                        "bos_token": eot, "eos_token": eot, "unk_token": eot, "errors": "replace",
+                    ]))
                 try write("special_tokens_map.json", try json(["bos_token": eot, "eos_token": eot, "unk_token": eot]))
             }
             // The marker last: it lists every file, and says the folder is an export.
-            let marker = ExportFolder.Marker(batonVersion: batonVersion, source: FilePaths.canonical(weights), files: files.sorted())
+            let marker = ExportFolder.Marker(
+                batonVersion: batonVersion, source: FilePaths.canonical(weights), files: files.sorted())
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            try ExportFolder.write(try encoder.encode(marker), named: ExportFolder.markerName, in: temporary, for: folder)
+            try ExportFolder.write(
+                try encoder.encode(marker), named: ExportFolder.markerName, in: temporary, for: folder)
             AtomicFile.syncFolder(temporary)
             hooks.pause("written")
             // Checked again right before the swap: something may have been put into DIR (or DIR
             // created or removed) while the export was written.
-            let existsNow = fileManager.fileExists(atPath: folder.path) || (try? fileManager.destinationOfSymbolicLink(atPath: folder.path)) != nil
+            let existsNow =
+                fileManager.fileExists(atPath: folder.path)
+                || (try? fileManager.destinationOfSymbolicLink(atPath: folder.path)) != nil
             if existsNow != exists {
-                throw BatonError("--hf \(folder.path) was \(exists ? "removed" : "created") while the export was written; nothing was replaced: run again")
+                throw BatonError(
+                    "--hf \(folder.path) was \(exists ? "removed" : "created") while the export was written; "
+                        + "nothing was replaced: run again"
+                )
             }
             if exists { try ExportFolder.checkReplaceable(folder) }
             for note in try ExportFolder.moveIntoPlace(temporary, folder, replacing: exists, hooks: hooks) { log(note) }
-            return Result(folder: folder, files: files.sorted(), tokenizer: bpe ? "gpt2" : "bytes (no Hugging Face tokenizer)")
+            return Result(
+                folder: folder, files: files.sorted(), tokenizer: bpe ? "gpt2" : "bytes (no Hugging Face tokenizer)")
         } catch {
             ExportFolder.removeExport(temporary)  // only what this export wrote
             throw error

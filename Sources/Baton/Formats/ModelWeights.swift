@@ -4,22 +4,28 @@ import Foundation
 /// model shape travels in `__metadata__`, so the file alone is enough to sample or evaluate.
 public enum ModelWeights {
     public static func metadata(for config: GPTConfig) -> [String: String] {
-        ["format": "pt",
-         "baton.n_ctx": String(config.contextLength), "baton.vocab_size": String(config.vocabularySize),
-         "baton.n_layer": String(config.layers), "baton.n_head": String(config.heads), "baton.n_embd": String(config.channels)]
+        [
+            "format": "pt",
+            "baton.n_ctx": String(config.contextLength), "baton.vocab_size": String(config.vocabularySize),
+            "baton.n_layer": String(config.layers), "baton.n_head": String(config.heads),
+            "baton.n_embd": String(config.channels),
+        ]
     }
 
     /// The model shape recorded in a weights file.
     public static func config(of file: SafeTensors.File) throws -> GPTConfig {
         func value(_ key: String) throws -> Int {
             guard let text = file.metadata["baton.\(key)"], let number = Int(text) else {
-                throw BatonError("\(file.url.path): no baton.\(key) in the safetensors metadata; not a Baton weights file")
+                throw BatonError(
+                    "\(file.url.path): no baton.\(key) in the safetensors metadata; not a Baton weights file")
             }
             return number
         }
-        let config = GPTConfig(contextLength: try value("n_ctx"), vocabularySize: try value("vocab_size"), layers: try value("n_layer"),
-                               heads: try value("n_head"), channels: try value("n_embd"))
-        try config.validate(file: file.url.path, key: { $0 == .contextLength ? "baton.n_ctx" : "baton.\($0.huggingFaceKey)" })
+        let config = GPTConfig(
+            contextLength: try value("n_ctx"), vocabularySize: try value("vocab_size"), layers: try value("n_layer"),
+            heads: try value("n_head"), channels: try value("n_embd"))
+        try config.validate(
+            file: file.url.path, key: { $0 == .contextLength ? "baton.n_ctx" : "baton.\($0.huggingFaceKey)" })
         return config
     }
 
@@ -43,7 +49,8 @@ public enum ModelWeights {
             return direct
         }
         let store = CheckpointStore(runFolder: url)
-        guard let found = try store.resolve(.auto, log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) else {
+        guard let found = try store.resolve(.auto, log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
+        else {
             throw BatonError("\(path): no checkpoint yet (looked in \(store.folder.path))")
         }
         return found.url.appendingPathComponent(CheckpointStore.modelFile)
@@ -61,9 +68,14 @@ public enum ModelWeights {
     /// dataset.json), else the Hugging Face folder the run started from, when it has them.
     public static func tokenizerFolder(ofWeights url: URL) throws -> URL? {
         guard let config = trainingConfig(ofWeights: url) else { return nil }
-        if let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) { return record.tokenizerFolder }
+        if let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
+            return record.tokenizerFolder
+        }
         if let source = config.initFrom.map({ URL(fileURLWithPath: $0.folder) }),
-           FileManager.default.fileExists(atPath: source.appendingPathComponent("merges.txt").path) { return source }
+            FileManager.default.fileExists(atPath: source.appendingPathComponent("merges.txt").path)
+        {
+            return source
+        }
         return nil
     }
 

@@ -8,8 +8,10 @@ public enum Sampler {
 
     /// Generates up to `length` tokens after `prompt` (or after `start` when it is empty), and
     /// stops early after generating `stopAt` when given.
-    public static func generate(model: GPT, prompt: [Int32], length: Int, temperature: Float, topK: Int, seed: UInt64,
-                                start: Int32 = 10, stopAt: Int32? = nil, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
+    public static func generate(
+        model: GPT, prompt: [Int32], length: Int, temperature: Float, topK: Int, seed: UInt64,
+        start: Int32 = 10, stopAt: Int32? = nil, onToken: (Int32) -> Void = { _ in }
+    ) throws -> [Int32] {
         let T = model.config.contextLength, V = model.config.vocabularySize
         var tokens = prompt.isEmpty ? [start] : prompt
         var generator = RandomGenerator(seed: seed)

@@ -8,11 +8,14 @@ public enum Benchmark {
         public let profile: OpProfiler?
     }
 
-    public static func run(model config: GPTConfig, batchSize: Int, steps: Int, warmupSteps: Int, device: Device,
-                           seed: UInt64 = 1, profile: Bool = false) throws -> Result {
+    public static func run(
+        model config: GPTConfig, batchSize: Int, steps: Int, warmupSteps: Int, device: Device,
+        seed: UInt64 = 1, profile: Bool = false
+    ) throws -> Result {
         let model = try GPT(config: config, device: device)
         try model.initializeParameters(seed: seed)
-        let step = TrainingStep(model: model, optimizer: try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1))
+        let step = TrainingStep(
+            model: model, optimizer: try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1))
         var generator = RandomGenerator(seed: seed)
         let T = config.contextLength, count = batchSize * T
         let tokens = (0..<(count + 1)).map { _ in Int32(generator.next() % UInt64(config.vocabularySize)) }
@@ -20,8 +23,9 @@ public enum Benchmark {
         var measured = 0.0
         for index in 0..<(warmupSteps + steps) {
             let start = monotonicSeconds()
-            _ = try step.run(microBatches: [(inputs, targets)], B: batchSize, T: T, learningRate: 1e-4, gradientClip: 1,
-                             updateNumber: index + 1)
+            _ = try step.run(
+                microBatches: [(inputs, targets)], B: batchSize, T: T, learningRate: 1e-4, gradientClip: 1,
+                updateNumber: index + 1)
             try device.synchronize()
             if index >= warmupSteps { measured += monotonicSeconds() - start }
         }
@@ -33,13 +37,16 @@ public enum Benchmark {
             defer { device.profiler = nil }
             let start = monotonicSeconds()
             for index in 0..<steps {
-                _ = try step.run(microBatches: [(inputs, targets)], B: batchSize, T: T, learningRate: 1e-4, gradientClip: 1,
-                                 updateNumber: warmupSteps + steps + index + 1)
+                _ = try step.run(
+                    microBatches: [(inputs, targets)], B: batchSize, T: T, learningRate: 1e-4, gradientClip: 1,
+                    updateNumber: warmupSteps + steps + index + 1)
             }
             try device.synchronize()
             attached.wallSeconds = monotonicSeconds() - start  // the ops' total must fit inside it
             profiler = attached
         }
-        return Result(tokensPerSecond: Double(count) / perStep, secondsPerStep: perStep, parameters: model.parameterCount, profile: profiler)
+        return Result(
+            tokensPerSecond: Double(count) / perStep, secondsPerStep: perStep, parameters: model.parameterCount,
+            profile: profiler)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,32 +30,45 @@ public enum CheckpointBenchmark {
         let store = CheckpointStore(runFolder: folder)
         var training = TrainingConfig()
         training.model = config
-        let fingerprint = DataFingerprint(train: TokenDataset(shards: [], sequenceLength: config.contextLength), val: nil)
+        let fingerprint = DataFingerprint(
+            train: TokenDataset(shards: [], sequenceLength: config.contextLength), val: nil)
 
-        let tensors = CheckpointTensors(device: device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                                        secondMoment: optimizer.secondMoment)
+        let tensors = CheckpointTensors(
+            device: device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
+            secondMoment: optimizer.secondMoment)
         let saved = try device.download(model.parameters)
         var rounds: [Round] = []
         for _ in 0..<roundCount {
             try? FileManager.default.removeItem(at: store.folder)
             let start = monotonicSeconds()  // what Trainer.saveCheckpoint does from here on
-            let url = try store.save(step: 1, tensors: tensors, layout: model.layout, describe: { files in
-                CheckpointState(state: TrainingState(), config: training, data: fingerprint, backend: device.kind.rawValue, files: files)
-            }, overwrite: false, log: { _ in })
+            let url = try store.save(
+                step: 1, tensors: tensors, layout: model.layout,
+                describe: { files in
+                    CheckpointState(
+                        state: TrainingState(), config: training, data: fingerprint, backend: device.kind.rawValue,
+                        files: files)
+                }, overwrite: false, log: { _ in })
             let saveSeconds = monotonicSeconds() - start
-            for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] { evictFromPageCache(url.appendingPathComponent(name)) }
+            for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
+                evictFromPageCache(url.appendingPathComponent(name))
+            }
             try device.fill(model.parameters, with: 0)
             let loadStart = monotonicSeconds()
             _ = try CheckpointStore.verify(url)
             try CheckpointStore.loadTensors(from: url, layout: model.layout, into: tensors)
             try device.synchronize()
             let loadSeconds = monotonicSeconds() - loadStart
-            guard try device.download(model.parameters) == saved else { throw BatonError("checkpoint benchmark: loaded weights differ from saved ones") }
+            guard try device.download(model.parameters) == saved else {
+                throw BatonError("checkpoint benchmark: loaded weights differ from saved ones")
+            }
             rounds.append(Round(saveSeconds: saveSeconds, loadSeconds: loadSeconds))
         }
         let url = store.url(step: 1)
-        let bytes = [CheckpointStore.modelFile, CheckpointStore.optimizerFile, CheckpointStore.stateFile].reduce(0) { total, name in
-            total + (((try? FileManager.default.attributesOfItem(atPath: url.appendingPathComponent(name).path))?[.size] as? NSNumber)?.intValue ?? 0)
+        let bytes = [CheckpointStore.modelFile, CheckpointStore.optimizerFile, CheckpointStore.stateFile].reduce(0) {
+            total, name in
+            total
+                + (((try? FileManager.default.attributesOfItem(atPath: url.appendingPathComponent(name).path))?[.size]
+                    as? NSNumber)?.intValue ?? 0)
         }
         return Result(parameters: model.parameterCount, bytes: bytes, rounds: rounds)
     }

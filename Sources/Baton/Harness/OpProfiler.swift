@@ -38,12 +38,19 @@ public final class OpProfiler {
         func name(_ text: String) -> String { text.padding(toLength: max(32, text.count), withPad: " ", startingAt: 0) }
         var lines = [name("op") + " calls/step    ms/step   share"]
         for row in byTime {
-            lines.append(name(row.op) + String(format: " %10.1f %10.3f %6.1f%%", Double(row.calls) / Double(steps),
-                                               row.seconds * 1000 / Double(steps), total > 0 ? 100 * row.seconds / total : 0))
+            lines.append(
+                name(row.op)
+                    + String(
+                        format: " %10.1f %10.3f %6.1f%%", Double(row.calls) / Double(steps),
+                        row.seconds * 1000 / Double(steps), total > 0 ? 100 * row.seconds / total : 0))
         }
-        lines.append(name("all ops") + String(repeating: " ", count: 11) + String(format: " %10.3f", total * 1000 / Double(steps)))
+        lines.append(
+            name("all ops") + String(repeating: " ", count: 11)
+                + String(format: " %10.3f", total * 1000 / Double(steps)))
         if let wallSeconds {
-            lines.append(name("wall time of the steps") + String(repeating: " ", count: 11) + String(format: " %10.3f", wallSeconds * 1000 / Double(steps)))
+            lines.append(
+                name("wall time of the steps") + String(repeating: " ", count: 11)
+                    + String(format: " %10.3f", wallSeconds * 1000 / Double(steps)))
         }
         return lines
     }

@@ -17,7 +17,9 @@ public struct SelfTest {
         /// not hide the state of the others.
         /// The failing row is also handed to `report` (the rows `body` made before it threw were
         /// reported as each was measured).
-        public static func guarded(_ check: String, report: (Row) -> Void = { _ in }, _ body: () throws -> [Row]) -> [Row] {
+        public static func guarded(
+            _ check: String, report: (Row) -> Void = { _ in }, _ body: () throws -> [Row]
+        ) -> [Row] {
             do { return try body() } catch {
                 let row = Row(check: check, error: .infinity, limit: 0, failure: "\(error)")
                 report(row)
@@ -52,15 +54,21 @@ public struct SelfTest {
         return worst / scale
     }
 
-    mutating func random(_ count: Int, scale: Float = 1) -> [Float] { (0..<count).map { _ in Float(generator.nextNormal()) * scale } }
+    mutating func random(_ count: Int, scale: Float = 1) -> [Float] {
+        (0..<count).map { _ in Float(generator.nextNormal()) * scale }
+    }
 
     /// Makes an op's input tensors from host values: float32 (`input(values)`) or activations,
     /// stored as the device's precision stores them (`input.activation(values)`: rounded to bf16
     /// in bf16, on both devices alike).
     struct Inputs {
         let device: Device
-        func callAsFunction(_ values: [Float]) throws -> Tensor { try make(values, try device.allocate(floats: values.count)) }
-        func activation(_ values: [Float]) throws -> Tensor { try make(values, try device.allocate(activations: values.count)) }
+        func callAsFunction(_ values: [Float]) throws -> Tensor {
+            try make(values, try device.allocate(floats: values.count))
+        }
+        func activation(_ values: [Float]) throws -> Tensor {
+            try make(values, try device.allocate(activations: values.count))
+        }
         private func make(_ values: [Float], _ tensor: Tensor) throws -> Tensor {
             try device.upload(values, to: tensor)
             return tensor
@@ -72,10 +80,16 @@ public struct SelfTest {
     struct Outputs {
         let device: Device
         let poison: Bool
-        func callAsFunction(_ count: Int, _ start: [Float]?) throws -> Tensor { try make(try device.allocate(floats: count), start) }
-        func activation(_ count: Int, _ start: [Float]?) throws -> Tensor { try make(try device.allocate(activations: count), start) }
+        func callAsFunction(_ count: Int, _ start: [Float]?) throws -> Tensor {
+            try make(try device.allocate(floats: count), start)
+        }
+        func activation(_ count: Int, _ start: [Float]?) throws -> Tensor {
+            try make(try device.allocate(activations: count), start)
+        }
         private func make(_ tensor: Tensor, _ start: [Float]?) throws -> Tensor {
-            if let start { try device.upload(start, to: tensor) } else if poison {
+            if let start {
+                try device.upload(start, to: tensor)
+            } else if poison {
                 try device.upload([Float](repeating: .nan, count: tensor.count), to: tensor)
             }
             return tensor
@@ -86,11 +100,15 @@ public struct SelfTest {
     /// `op` gets the device, its Inputs and its Outputs.
     func compare(_ name: String, limit: Double, _ op: (Device, Inputs, Outputs) throws -> [Tensor]) throws -> Row {
         func run(on target: Device, poison: Bool) throws -> [[Float]] {
-            try op(target, Inputs(device: target), Outputs(device: target, poison: poison)).map { try target.download($0) }
+            try op(target, Inputs(device: target), Outputs(device: target, poison: poison)).map {
+                try target.download($0)
+            }
         }
         let expected = try run(on: reference, poison: false)
         let actual: [[Float]]
-        do { actual = try run(on: device, poison: true) } catch { return reported(Row(check: name, error: .infinity, limit: limit, failure: "\(error)")) }
+        do { actual = try run(on: device, poison: true) } catch {
+            return reported(Row(check: name, error: .infinity, limit: limit, failure: "\(error)"))
+        }
         let error = zip(actual, expected).map { SelfTest.relativeError($0, $1) }
         return reported(Row(check: name, error: SelfTest.worst(error), limit: limit))
     }
@@ -122,23 +140,32 @@ public struct SelfTest {
         let exchanged = SelfTest.relativeError(try device.download(receive), values)
         try nccl.allreduceSum(send)
         let reduced = SelfTest.relativeError(try device.download(send), values)
-        return [reported(Row(check: "nccl \(nccl.version): send/recv to itself", error: exchanged, limit: 0)),
-                reported(Row(check: "nccl \(nccl.version): all-reduce at world size 1", error: reduced, limit: 0))]
+        return [
+            reported(Row(check: "nccl \(nccl.version): send/recv to itself", error: exchanged, limit: 0)),
+            reported(Row(check: "nccl \(nccl.version): all-reduce at world size 1", error: reduced, limit: 0)),
+        ]
     }
 
     /// Bytes of activations (everything Activations allocates) for GPT-2 124M at batch 32, T 1024,
     /// stored as `element` (float32, or bf16 as a bf16 run stores them): with this device's
     /// attention buffers, and with the scores kept as the CPU keeps them.
-    public func activationMemory(B: Int = 32, T: Int = 1024, element: ElementType = .float32)
-        -> (device: Int, deviceAttention: Int, scoresKept: Int, scoresAttention: Int) {
+    public func activationMemory(
+        B: Int = 32, T: Int = 1024, element: ElementType = .float32
+    )
+        -> (device: Int, deviceAttention: Int, scoresKept: Int, scoresAttention: Int)
+    {
         let config = GPTConfig(contextLength: 1024, vocabularySize: 50257, layers: 12, heads: 12, channels: 768)
         let sizes = device.attentionSizes(B: B, T: T, C: 768, NH: 12)
-        let scores = (saved: B * 12 * T * T, scratch: B * 12 * T * T + 7 * B * T * 768)  // the materialized kernels' buffers
+        // The materialized kernels' buffers.
+        let scores = (saved: B * 12 * T * T, scratch: B * 12 * T * T + 7 * B * T * 768)
         func bytes(_ saved: Int, _ scratch: Int) -> Int {
-            Activations.byteCount(config: config, B: B, T: T, attentionSaved: saved, attentionScratch: scratch, element: element)
+            Activations.byteCount(
+                config: config, B: B, T: T, attentionSaved: saved, attentionScratch: scratch, element: element)
         }
-        return (bytes(sizes.saved, sizes.scratch), 4 * (12 * sizes.saved + sizes.scratch),
-                bytes(scores.saved, scores.scratch), 4 * (12 * scores.saved + scores.scratch))
+        return (
+            bytes(sizes.saved, sizes.scratch), 4 * (12 * sizes.saved + sizes.scratch),
+            bytes(scores.saved, scores.scratch), 4 * (12 * scores.saved + scores.scratch)
+        )
     }
 
     /// The sizes the op checks run at. One small; one big enough that every loop in the kernels

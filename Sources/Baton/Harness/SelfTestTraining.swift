@@ -9,7 +9,8 @@ extension SelfTest {
         try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
         // Text-like data: a skewed distribution over 64 tokens, so the loss has something to learn.
         let tokens = (0..<6000).map { _ in UInt16(min(generator.next() % 64, generator.next() % 64)) }
-        try TokenShard.write(tokens: Array(tokens.prefix(5000)), to: shards.appendingPathComponent("s_train_000000.bin"))
+        try TokenShard.write(
+            tokens: Array(tokens.prefix(5000)), to: shards.appendingPathComponent("s_train_000000.bin"))
         try TokenShard.write(tokens: Array(tokens.suffix(1000)), to: shards.appendingPathComponent("s_val_000000.bin"))
         var config = TrainingConfig()
         config.dataFolder = shards.path
@@ -34,7 +35,9 @@ extension SelfTest {
         var result = weights
         let C = model.config.channels
         for layer in 0..<model.config.layers {
-            guard let spec = model.layout.spec(named: "transformer.h.\(layer).attn.c_attn.bias") else { throw BatonError("no c_attn.bias in layer \(layer)") }
+            guard let spec = model.layout.spec(named: "transformer.h.\(layer).attn.c_attn.bias") else {
+                throw BatonError("no c_attn.bias in layer \(layer)")
+            }
             for i in (spec.offset + C)..<(spec.offset + 2 * C) { result[i] = 0 }
         }
         return result
@@ -42,17 +45,22 @@ extension SelfTest {
 
     func trainer(_ config: TrainingConfig, on device: Device, run: URL, from checkpoint: URL? = nil) throws -> Trainer {
         let restoring = try checkpoint.map { try VerifiedCheckpoint(verifying: $0) }
-        return try Trainer(config: config, data: try TrainingData.open(config: config, log: { _ in }), device: device,
-                           runFolder: try RunFolder.locate(requested: run.path), restoring: restoring, log: { _ in })
+        return try Trainer(
+            config: config, data: try TrainingData.open(config: config, log: { _ in }), device: device,
+            runFolder: try RunFolder.locate(requested: run.path), restoring: restoring, log: { _ in })
     }
 
-    func losses(_ trainer: Trainer, steps: Int) throws -> [Float] { try (0..<steps).map { _ in try trainer.trainStep().loss } }
+    func losses(_ trainer: Trainer, steps: Int) throws -> [Float] {
+        try (0..<steps).map { _ in try trainer.trainStep().loss }
+    }
 
     /// Limits of the training checks against the CPU per precision: fp32 as ever; tf32 and bf16
     /// 10-20x what the emulator measured (docs/precision.md, 2026-12-06): losses 3.2e-6 (tf32)
     /// and 4.2e-5 (bf16), final weights 1.1e-3 and 8.4e-4. A GPU sums otherwise than the
     /// emulator (which sums as the CPU does): its first run says whether these hold.
-    static let trainingLimits: [Precision: (losses: Double, weights: Double)] = [.fp32: (1e-4, 1e-3), .tf32: (5e-5, 1.5e-2), .bf16: (6e-4, 1.5e-2)]
+    static let trainingLimits: [Precision: (losses: Double, weights: Double)] = [
+        .fp32: (1e-4, 1e-3), .tf32: (5e-5, 1.5e-2), .bf16: (6e-4, 1.5e-2),
+    ]
     /// A bf16 checkpoint continued in fp32, its losses against bf16's: 5.0e-5 measured, 14x.
     static let bf16ToFP32Limit = 7e-4
 
@@ -75,14 +83,28 @@ extension SelfTest {
         let allocatedBeforeStep2 = device.allocationCount, bytesBeforeStep2 = device.allocatedBytes
         let deviceLosses = [firstLoss] + (try losses(onDevice, steps: 19)), cpuLosses = try losses(onCPU, steps: 20)
         _ = try onDevice.validationLoss()
-        rows.append(reported(Row(check: "training: allocations in steps 2-20 + eval\(tag)", error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0)))
-        rows.append(reported(Row(check: "training: bytes allocated in steps 2-20 + eval\(tag)", error: Double(device.allocatedBytes - bytesBeforeStep2), limit: 0)))
+        rows.append(
+            reported(
+                Row(
+                    check: "training: allocations in steps 2-20 + eval\(tag)",
+                    error: Double(device.allocationCount - allocatedBeforeStep2), limit: 0)))
+        rows.append(
+            reported(
+                Row(
+                    check: "training: bytes allocated in steps 2-20 + eval\(tag)",
+                    error: Double(device.allocatedBytes - bytesBeforeStep2), limit: 0)))
         let lossError = SelfTest.worst(zip(deviceLosses, cpuLosses).map { SelfTest.relativeError([$0], [$1]) })
         rows.append(reported(Row(check: "training: 20 losses vs cpu\(tag)", error: lossError, limit: limits.losses)))
-        let finalWeights = try SelfTest.withoutKeyBiases(try device.download(onDevice.model.parameters), model: onDevice.model)
-        let cpuWeights = try SelfTest.withoutKeyBiases(try reference.download(onCPU.model.parameters), model: onCPU.model)
-        rows.append(reported(Row(check: "training: final weights vs cpu\(tag)", error: SelfTest.relativeError(finalWeights, cpuWeights),
-                        limit: limits.weights)))
+        let finalWeights = try SelfTest.withoutKeyBiases(
+            try device.download(onDevice.model.parameters), model: onDevice.model)
+        let cpuWeights = try SelfTest.withoutKeyBiases(
+            try reference.download(onCPU.model.parameters), model: onCPU.model)
+        rows.append(
+            reported(
+                Row(
+                    check: "training: final weights vs cpu\(tag)",
+                    error: SelfTest.relativeError(finalWeights, cpuWeights),
+                    limit: limits.weights)))
         // Bitwise resume on the device: 20 straight against 10 + save + resume + 10.
         try onDevice.saveCheckpoint()
         let half = try trainer(config, on: device, run: folder.appendingPathComponent("device-half"))
@@ -94,26 +116,58 @@ extension SelfTest {
         let straightEnd = onDevice.store.url(step: 20)
         var differing = 0
         for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
-            if try Data(contentsOf: straightEnd.appendingPathComponent(name)) != Data(contentsOf: end.appendingPathComponent(name)) { differing += 1 }
+            if try Data(contentsOf: straightEnd.appendingPathComponent(name))
+                != Data(contentsOf: end.appendingPathComponent(name))
+            {
+                differing += 1
+            }
         }
-        rows.append(reported(Row(check: "resume on \(device.kind.rawValue): files differing\(tag)", error: Double(differing), limit: 0)))
+        rows.append(
+            reported(
+                Row(
+                    check: "resume on \(device.kind.rawValue): files differing\(tag)", error: Double(differing),
+                    limit: 0)))
         // Across backends: a device checkpoint continued on the CPU, and a CPU one on the device.
         let cpuHalf = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu-half"))
         _ = try losses(cpuHalf, steps: 10)
         let cpuMiddle = try cpuHalf.saveCheckpoint()
-        let deviceToCPU = try losses(try trainer(config, on: reference, run: folder.appendingPathComponent("device-to-cpu"), from: middle), steps: 10)
-        let cpuToDevice = try losses(try trainer(config, on: device, run: folder.appendingPathComponent("cpu-to-device"), from: cpuMiddle), steps: 10)
-        rows.append(reported(Row(check: "resume \(device.kind.rawValue) -> cpu: losses\(tag)", error: SelfTest.worst(zip(deviceToCPU, deviceLosses.suffix(10)).map {
-            SelfTest.relativeError([$0], [$1]) }), limit: limits.losses)))
-        rows.append(reported(Row(check: "resume cpu -> \(device.kind.rawValue): losses\(tag)", error: SelfTest.worst(zip(cpuToDevice, cpuLosses.suffix(10)).map {
-            SelfTest.relativeError([$0], [$1]) }), limit: limits.losses)))
+        let deviceToCPU = try losses(
+            try trainer(config, on: reference, run: folder.appendingPathComponent("device-to-cpu"), from: middle),
+            steps: 10)
+        let cpuToDevice = try losses(
+            try trainer(config, on: device, run: folder.appendingPathComponent("cpu-to-device"), from: cpuMiddle),
+            steps: 10)
+        rows.append(
+            reported(
+                Row(
+                    check: "resume \(device.kind.rawValue) -> cpu: losses\(tag)",
+                    error: SelfTest.worst(
+                        zip(deviceToCPU, deviceLosses.suffix(10)).map {
+                            SelfTest.relativeError([$0], [$1])
+                        }), limit: limits.losses)))
+        rows.append(
+            reported(
+                Row(
+                    check: "resume cpu -> \(device.kind.rawValue): losses\(tag)",
+                    error: SelfTest.worst(
+                        zip(cpuToDevice, cpuLosses.suffix(10)).map {
+                            SelfTest.relativeError([$0], [$1])
+                        }), limit: limits.losses)))
         if precision == .bf16 {
             // The checkpoint is float32 whatever the precision: a bf16 run goes on in fp32.
             var fp32 = config
             fp32.precision = nil
-            let continued = try losses(try trainer(fp32, on: device, run: folder.appendingPathComponent("bf16-to-fp32"), from: middle), steps: 10)
-            rows.append(reported(Row(check: "resume bf16 -> fp32 on \(device.kind.rawValue): losses vs bf16", error: SelfTest.worst(zip(continued, deviceLosses.suffix(10)).map {
-                SelfTest.relativeError([$0], [$1]) }), limit: SelfTest.bf16ToFP32Limit)))
+            let continued = try losses(
+                try trainer(fp32, on: device, run: folder.appendingPathComponent("bf16-to-fp32"), from: middle),
+                steps: 10)
+            rows.append(
+                reported(
+                    Row(
+                        check: "resume bf16 -> fp32 on \(device.kind.rawValue): losses vs bf16",
+                        error: SelfTest.worst(
+                            zip(continued, deviceLosses.suffix(10)).map {
+                                SelfTest.relativeError([$0], [$1])
+                            }), limit: SelfTest.bf16ToFP32Limit)))
         }
         return rows
     }

@@ -12,28 +12,34 @@ final class Activations {
     /// The inputs' rows grouped by token, for the embedding's gradient (uploaded with the inputs).
     var buckets: DeviceBuckets
 
-    subscript<Value>(dynamicMember member: KeyPath<ActivationBuffers<Tensor, TokenTensor>, Value>) -> Value { buffers[keyPath: member] }
+    subscript<Value>(dynamicMember member: KeyPath<ActivationBuffers<Tensor, TokenTensor>, Value>) -> Value {
+        buffers[keyPath: member]
+    }
 
     init(config: GPTConfig, B: Int, T: Int, device: Device) throws {
         self.B = B
         self.T = T
         let sizes = device.attentionSizes(B: B, T: T, C: config.channels, NH: config.heads)
-        buffers = try ActivationBuffers(config: config, B: B, T: T, attentionSaved: sizes.saved, attentionScratch: sizes.scratch,
-                                        element: device.activationElement,
-                                        tensor: { count, element in
-                                            try element == .float32 ? device.allocate(floats: count) : device.allocate(activations: count)
-                                        },
-                                        tokens: { try device.allocate(tokens: $0) })
+        buffers = try ActivationBuffers(
+            config: config, B: B, T: T, attentionSaved: sizes.saved, attentionScratch: sizes.scratch,
+            element: device.activationElement,
+            tensor: { count, element in
+                try element == .float32 ? device.allocate(floats: count) : device.allocate(activations: count)
+            },
+            tokens: { try device.allocate(tokens: $0) })
         buckets = DeviceBuckets(rows: buffers.bucketRows, starts: buffers.bucketStarts)
     }
 
     /// Bytes all of this takes for `config` at (B, T), given the attention's sizes on a device
     /// (Device.attentionSizes, floats) and the activations' storage, for a memory figure without
     /// the memory: the sizes of the buffers init allocates, from the same declaration.
-    static func byteCount(config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType) -> Int {
+    static func byteCount(
+        config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType
+    ) -> Int {
         var bytes = 0
-        _ = ActivationBuffers<Void, Void>(config: config, B: B, T: T, attentionSaved: attentionSaved, attentionScratch: attentionScratch,
-                                          element: element, tensor: { bytes += $0 * $1.byteCount }, tokens: { bytes += $0 * 4 })
+        _ = ActivationBuffers<Void, Void>(
+            config: config, B: B, T: T, attentionSaved: attentionSaved, attentionScratch: attentionScratch,
+            element: element, tensor: { bytes += $0 * $1.byteCount }, tokens: { bytes += $0 * 4 })
         return bytes
     }
 }
@@ -45,14 +51,16 @@ struct ActivationBuffers<Buffer, Tokens> {
     struct Layer {
         /// attentionSaved: what the attention's forward pass keeps for its backward (its size is
         /// the device's: B·NH·T² probabilities on the CPU, B·NH·T log-sum-exps with flash attention).
-        let ln1, ln1Mean, ln1Rstd, qkv, attentionOutput, attentionSaved, attentionProjection, residualAfterAttention: Buffer
+        let ln1, ln1Mean, ln1Rstd, qkv, attentionOutput, attentionSaved, attentionProjection,
+            residualAfterAttention: Buffer
         let ln2, ln2Mean, ln2Rstd, fc, fcGelu, fcProjection, residualAfterMLP: Buffer
     }
 
     let encoded: Buffer
     let layers: [Layer]
     let lnf, lnfMean, lnfRstd: Buffer
-    /// Logits [B*T, padded V] (the padded columns masked); after a training forward they hold dlogits instead (the fused loss op
+    /// Logits [B*T, padded V] (the padded columns masked); after a training forward they hold dlogits instead (the
+    /// fused loss op
     /// writes the gradient in place).
     let logits: Buffer
     let losses: Buffer
@@ -67,20 +75,26 @@ struct ActivationBuffers<Buffer, Tokens> {
     let dresidual, dresidualActivation, dln, dattentionOutput, dqkv, dfc, attentionScratch: Buffer
 
     /// `element`: how activations are stored (float32 or bf16); the rest is float32.
-    init(config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType,
-         tensor: (Int, ElementType) throws -> Buffer, tokens: (Int) throws -> Tokens) rethrows {
+    init(
+        config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType,
+        tensor: (Int, ElementType) throws -> Buffer, tokens: (Int) throws -> Tokens
+    ) rethrows {
         let C = config.channels, N = B * T
         func floats(_ count: Int) throws -> Buffer { try tensor(count, .float32) }
         func activations(_ count: Int) throws -> Buffer { try tensor(count, element) }
         encoded = try floats(N * C)
         var layers: [Layer] = []
         for _ in 0..<config.layers {
-            layers.append(Layer(
-                ln1: try activations(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N), qkv: try activations(N * 3 * C),
-                attentionOutput: try activations(N * C), attentionSaved: try floats(attentionSaved),
-                attentionProjection: try activations(N * C), residualAfterAttention: try floats(N * C),
-                ln2: try activations(N * C), ln2Mean: try floats(N), ln2Rstd: try floats(N), fc: try activations(N * 4 * C),
-                fcGelu: try activations(N * 4 * C), fcProjection: try activations(N * C), residualAfterMLP: try floats(N * C)))
+            layers.append(
+                Layer(
+                    ln1: try activations(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N),
+                    qkv: try activations(N * 3 * C),
+                    attentionOutput: try activations(N * C), attentionSaved: try floats(attentionSaved),
+                    attentionProjection: try activations(N * C), residualAfterAttention: try floats(N * C),
+                    ln2: try activations(N * C), ln2Mean: try floats(N), ln2Rstd: try floats(N),
+                    fc: try activations(N * 4 * C),
+                    fcGelu: try activations(N * 4 * C), fcProjection: try activations(N * C),
+                    residualAfterMLP: try floats(N * C)))
         }
         self.layers = layers
         lnf = try activations(N * C)

@@ -13,7 +13,10 @@ public struct EmbeddingBuckets: Equatable {
     /// Every token has a row in an embedding of `vocabularySize` rows, or the error names the first that has not.
     public static func checkInVocabulary(_ tokens: [Int32], vocabularySize: Int) throws {
         if let row = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocabularySize }) {
-            throw BatonError("token \(tokens[row]) at position \(row) of the batch is not below the vocabulary size \(vocabularySize)")
+            throw BatonError(
+                "token \(tokens[row]) at position \(row) of the batch is not below the vocabulary size "
+                    + "\(vocabularySize)"
+            )
         }
     }
 
@@ -59,7 +62,8 @@ public struct DeviceBuckets {
     }
 
     public mutating func upload(_ buckets: EmbeddingBuckets, on device: Device) throws {
-        precondition(buckets.rows.count <= rows.count && buckets.starts.count <= starts.count, "buckets larger than their room")
+        precondition(
+            buckets.rows.count <= rows.count && buckets.starts.count <= starts.count, "buckets larger than their room")
         try device.upload(tokens: buckets.rows, to: rows)
         try device.upload(tokens: buckets.starts, to: starts)
         count = buckets.count

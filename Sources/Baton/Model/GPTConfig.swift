@@ -10,7 +10,9 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     public var heads = 4
     @Setting("--embd", "C", "channels (default {})", .whole(min: 1, max: 65536), resume: .refuse())
     public var channels = 128
-    @Setting("--vocab-size", "V", "vocabulary size; token ids must be below it (default {}, bytes)", .whole(min: 1, max: nil), resume: .refuse())
+    @Setting(
+        "--vocab-size", "V", "vocabulary size; token ids must be below it (default {}, bytes)",
+        .whole(min: 1, max: nil), resume: .refuse())
     public var vocabularySize = 256
 
     /// The vocabulary rounded up to a multiple of 64 (50,257 -> 50,304), as llm.c pads it: the
@@ -68,7 +70,10 @@ public struct GPTConfig: Codable, Equatable, Sendable {
             return (.channels, "\(name(.channels)) \(channels) is not divisible by \(name(.heads)) \(heads)")
         }
         if vocabularySize > 65536 {
-            return (.vocabularySize, "\(name(.vocabularySize)) \(vocabularySize) is larger than token shards can hold (65536)")
+            return (
+                .vocabularySize,
+                "\(name(.vocabularySize)) \(vocabularySize) is larger than token shards can hold (65536)"
+            )
         }
         return nil
     }

@@ -1,7 +1,9 @@
 /// One parameter tensor of the model, named as in Hugging Face's GPT2LMHeadModel and stored in
 /// its layout (Conv1D weights are (in_features, out_features)).
 public struct ParameterSpec: Equatable, Sendable {
-    public enum Role: Sendable { case embedding, linearWeight, residualProjectionWeight, bias, layerNormWeight, layerNormBias }
+    public enum Role: Sendable {
+        case embedding, linearWeight, residualProjectionWeight, bias, layerNormWeight, layerNormBias
+    }
     public let name: String
     public let shape: [Int]
     public let role: Role
@@ -59,7 +61,9 @@ public struct ParameterLayout: Sendable {
 
     /// The 2-D tensors' elements (weights and embeddings, the embedding's padded rows with them),
     /// merged where they touch: where one AdamW call over the flat buffer applies weight decay.
-    public var decayRanges: [Range<Int>] { merged(specs.filter(\.decays).map { $0.offset..<($0.offset + $0.allocated) }) }
+    public var decayRanges: [Range<Int>] {
+        merged(specs.filter(\.decays).map { $0.offset..<($0.offset + $0.allocated) })
+    }
 
     private func merged(_ ranges: [Range<Int>]) -> [Range<Int>] {
         var result: [Range<Int>] = []
@@ -101,19 +105,29 @@ struct ParameterTensors<T> {
     init(config: GPTConfig, tensor: (String, [Int], ParameterSpec.Role, Int) -> T) {
         let C = config.channels
         func layerNorm(_ name: String) -> Affine {
-            Affine(weight: tensor(name + ".weight", [C], .layerNormWeight, C), bias: tensor(name + ".bias", [C], .layerNormBias, C))
+            Affine(
+                weight: tensor(name + ".weight", [C], .layerNormWeight, C),
+                bias: tensor(name + ".bias", [C], .layerNormBias, C))
         }
-        func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int, _ role: ParameterSpec.Role = .linearWeight) -> Affine {
-            Affine(weight: tensor(name + ".weight", [inFeatures, outFeatures], role, inFeatures),
-                   bias: tensor(name + ".bias", [outFeatures], .bias, outFeatures))
+        func linear(
+            _ name: String, _ inFeatures: Int, _ outFeatures: Int, _ role: ParameterSpec.Role = .linearWeight
+        ) -> Affine {
+            Affine(
+                weight: tensor(name + ".weight", [inFeatures, outFeatures], role, inFeatures),
+                bias: tensor(name + ".bias", [outFeatures], .bias, outFeatures))
         }
-        tokenEmbedding = tensor("transformer.wte.weight", [config.vocabularySize, C], .embedding, config.paddedVocabularySize)
-        positionEmbedding = tensor("transformer.wpe.weight", [config.contextLength, C], .embedding, config.contextLength)
+        tokenEmbedding = tensor(
+            "transformer.wte.weight", [config.vocabularySize, C], .embedding, config.paddedVocabularySize)
+        positionEmbedding = tensor(
+            "transformer.wpe.weight", [config.contextLength, C], .embedding, config.contextLength)
         blocks = (0..<config.layers).map { layer in
             let p = "transformer.h.\(layer)."
-            return Block(ln1: layerNorm(p + "ln_1"), qkv: linear(p + "attn.c_attn", C, 3 * C),
-                         attentionProjection: linear(p + "attn.c_proj", C, C, .residualProjectionWeight), ln2: layerNorm(p + "ln_2"),
-                         fc: linear(p + "mlp.c_fc", C, 4 * C), mlpProjection: linear(p + "mlp.c_proj", 4 * C, C, .residualProjectionWeight))
+            return Block(
+                ln1: layerNorm(p + "ln_1"), qkv: linear(p + "attn.c_attn", C, 3 * C),
+                attentionProjection: linear(p + "attn.c_proj", C, C, .residualProjectionWeight),
+                ln2: layerNorm(p + "ln_2"),
+                fc: linear(p + "mlp.c_fc", C, 4 * C),
+                mlpProjection: linear(p + "mlp.c_proj", 4 * C, C, .residualProjectionWeight))
         }
         finalNorm = layerNorm("transformer.ln_f")
     }

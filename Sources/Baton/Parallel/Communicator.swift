@@ -33,7 +33,9 @@ public final class Communicator {
         let what = "launched by mpirun (\(size) rank\(size == 1 ? "" : "s"))"
         let table = try SharedLibrary.requireTable(
             at: path, symbol: "baton_comm_get_table", kind: "communicator", global: true, as: baton_comm_table.self,
-            missing: "\(what), but there is no MPI communicator library at \(path); build it with scripts/build (which puts it beside baton), or set BATON_MPI_LIBRARY",
+            missing:
+                "\(what), but there is no MPI communicator library at \(path); build it with scripts/build (which "
+                + "puts it beside baton), or set BATON_MPI_LIBRARY",
             cannotLoad: { "\(what), but \(path) does not load: \($0) (is OpenMPI installed?)" })
         guard table.pointee.abi_version == BATON_COMM_ABI_VERSION else {
             throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/setup/build-mpi")
@@ -59,7 +61,12 @@ public final class Communicator {
     }
 
     private func check(_ status: Int32, _ what: String) throws {
-        guard status == 0 else { throw BatonError("rank \(rank): \(what) failed: \((table?.pointee.last_error(handle).map { String(cString: $0) } ?? "unknown error"))") }
+        guard status == 0 else {
+            throw BatonError(
+                "rank \(rank): \(what) failed: "
+                    + "\((table?.pointee.last_error(handle).map { String(cString: $0) } ?? "unknown error"))"
+            )
+        }
     }
 
     /// Leaves the job; the communicator is not used after this.
@@ -84,13 +91,17 @@ public final class Communicator {
         try check(table.pointee.broadcast(handle, buffer.baseAddress, buffer.count, Int32(root)), "broadcast")
     }
 
-    public func exchange(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer, with peer: Int) throws {
+    public func exchange(
+        _ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer, with peer: Int
+    ) throws {
         precondition(send.count == receive.count)
         guard let table else {
             receive.copyMemory(from: send)
             return
         }
-        try check(table.pointee.exchange(handle, send.baseAddress, receive.baseAddress, send.count, Int32(peer)), "exchange with rank \(peer)")
+        try check(
+            table.pointee.exchange(handle, send.baseAddress, receive.baseAddress, send.count, Int32(peer)),
+            "exchange with rank \(peer)")
     }
 
     public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
@@ -104,7 +115,8 @@ public final class Communicator {
         var result = [T](unsafeUninitializedCapacity: values.count * size) { _, count in count = values.count * size }
         try values.withUnsafeBytes { send in
             try result.withUnsafeMutableBytes { receive in
-                try check(table.pointee.allgather(handle, send.baseAddress, receive.baseAddress, send.count), "allgather")
+                try check(
+                    table.pointee.allgather(handle, send.baseAddress, receive.baseAddress, send.count), "allgather")
             }
         }
         return result

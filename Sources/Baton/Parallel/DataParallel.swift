@@ -74,7 +74,9 @@ public final class DataParallel {
         guard usesTree else { return try communicator.allreduceSum(values) }
         if received.count != values.count { received = [Float](repeating: 0, count: values.count) }
         try forEachPartner { partner in
-            try received.withUnsafeMutableBytes { try communicator.exchange(UnsafeRawBufferPointer(values), into: $0, with: partner) }
+            try received.withUnsafeMutableBytes {
+                try communicator.exchange(UnsafeRawBufferPointer(values), into: $0, with: partner)
+            }
             // Float addition commutes, so both partners get the same bits.
             received.withUnsafeBufferPointer { theirs in
                 for i in 0..<values.count { values[i] = values[i] + theirs[i] }

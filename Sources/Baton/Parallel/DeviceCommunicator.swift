@@ -21,7 +21,9 @@ public final class DeviceCommunicator {
     /// unless $BATON_CUDA_LIBRARY says otherwise).
     public static var candidatePath: String {
         if let path = ProcessInfo.processInfo.environment["BATON_NCCL_COMM_LIBRARY"], !path.isEmpty { return path }
-        return URL(fileURLWithPath: CUDABackendLoader.candidatePath).deletingLastPathComponent().appendingPathComponent(libraryName).path
+        return URL(fileURLWithPath: CUDABackendLoader.candidatePath).deletingLastPathComponent().appendingPathComponent(
+            libraryName
+        ).path
     }
 
     /// NCCL's own library: $BATON_LIBNCCL (e.g. a wheel's nvidia/nccl/lib/libnccl.so.2), else
@@ -32,28 +34,41 @@ public final class DeviceCommunicator {
 
     /// Loads the communicator library and NCCL, without joining anything: the table, a handle
     /// (finalize frees it), and NCCL's version.
-    public static func load() throws -> (table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer, version: String) {
+    public static func load() throws -> (
+        table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer, version: String
+    ) {
         let path = candidatePath
         let table = try SharedLibrary.requireTable(
-            at: path, symbol: "baton_device_comm_get_table", kind: "device communicator", as: baton_device_comm_table.self,
-            missing: "no NCCL communicator library at \(path); build it with cmake where nccl.h is (see the README), or set BATON_NCCL_COMM_LIBRARY",
+            at: path, symbol: "baton_device_comm_get_table", kind: "device communicator",
+            as: baton_device_comm_table.self,
+            missing:
+                "no NCCL communicator library at \(path); build it with cmake where nccl.h is (see the README), or "
+                + "set BATON_NCCL_COMM_LIBRARY",
             cannotLoad: { "\(path) does not load: \($0)" })
         guard table.pointee.abi_version == BATON_DEVICE_COMM_ABI_VERSION else {
             throw BatonError("\(path): device communicator version mismatch; rebuild it with cmake")
         }
         var version = [CChar](repeating: 0, count: 32), message = [CChar](repeating: 0, count: 512)
         var handle: OpaquePointer?
-        let loaded = ncclLibrary.map { $0.withCString { table.pointee.load($0, &handle, &version, version.count, &message, message.count) } }
+        let loaded =
+            ncclLibrary.map {
+                $0.withCString { table.pointee.load($0, &handle, &version, version.count, &message, message.count) }
+            }
             ?? table.pointee.load(nil, &handle, &version, version.count, &message, message.count)
         guard loaded == 0, let handle else {
-            throw BatonError("NCCL: \(String(cString: message)) (install NCCL, or point BATON_LIBNCCL at libnccl.so.2, e.g. from the nvidia-nccl-cu12 wheel)")
+            throw BatonError(
+                "NCCL: \(String(cString: message)) (install NCCL, or point BATON_LIBNCCL at libnccl.so.2, e.g. from "
+                    + "the nvidia-nccl-cu12 wheel)"
+            )
         }
         return (table, handle, String(cString: version))
     }
 
     /// This rank's place in an NCCL communicator over the job's ranks, on GPU `deviceIndex`. Every
     /// rank calls it together.
-    public static func join(over communicator: Communicator, deviceIndex: Int, timeoutSeconds: Double) throws -> DeviceCommunicator {
+    public static func join(
+        over communicator: Communicator, deviceIndex: Int, timeoutSeconds: Double
+    ) throws -> DeviceCommunicator {
         // Every rank takes each step below, even one that failed the step before, and the ranks
         // agree after each: a rank without NCCL ends the attempt everywhere instead of leaving
         // the others waiting in a collective.
@@ -63,17 +78,30 @@ public final class DeviceCommunicator {
         do {
             var id = [UInt8](repeating: 0, count: Int(BATON_DEVICE_COMM_ID_BYTES))
             let made = communicator.rank != 0 || table.pointee.unique_id(handle, &id) == 0
-            try agree(communicator, made ? .success(()) : .failure(BatonError("rank 0: NCCL unique id: \(lastError(table, handle))")),
-                      "could not make an NCCL id")
+            try agree(
+                communicator,
+                made ? .success(()) : .failure(BatonError("rank 0: NCCL unique id: \(lastError(table, handle))")),
+                "could not make an NCCL id")
             try id.withUnsafeMutableBytes { try communicator.broadcast($0) }
-            let joined = table.pointee.`init`(handle, id, Int32(communicator.rank), Int32(communicator.size), Int32(deviceIndex), timeoutSeconds) == 0
-            let started: Result<Void, Error> = joined ? .success(()) : .failure(BatonError("rank \(communicator.rank): NCCL did not start on GPU \(deviceIndex): \(lastError(table, handle))"))
+            let joined =
+                table.pointee.`init`(
+                    handle, id, Int32(communicator.rank), Int32(communicator.size), Int32(deviceIndex), timeoutSeconds)
+                == 0
+            let started: Result<Void, Error> =
+                joined
+                ? .success(())
+                : .failure(
+                    BatonError(
+                        "rank \(communicator.rank): NCCL did not start on GPU \(deviceIndex): "
+                            + "\(lastError(table, handle))"
+                    ))
             try agree(communicator, started, "NCCL did not start")
         } catch {
             _ = table.pointee.finalize(handle)
             throw error
         }
-        return DeviceCommunicator(rank: communicator.rank, size: communicator.size, version: version, table: table, handle: handle)
+        return DeviceCommunicator(
+            rank: communicator.rank, size: communicator.size, version: version, table: table, handle: handle)
     }
 
     /// Throws on every rank when any rank's `outcome` failed: its own error where it failed, else
@@ -84,7 +112,9 @@ public final class DeviceCommunicator {
         try agreed.get()
     }
 
-    private init(rank: Int, size: Int, version: String, table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer) {
+    private init(
+        rank: Int, size: Int, version: String, table: UnsafePointer<baton_device_comm_table>, handle: OpaquePointer
+    ) {
         self.rank = rank
         self.size = size
         self.version = version
@@ -92,7 +122,9 @@ public final class DeviceCommunicator {
         self.handle = handle
     }
 
-    fileprivate static func lastError(_ table: UnsafePointer<baton_device_comm_table>, _ handle: OpaquePointer?) -> String {
+    fileprivate static func lastError(
+        _ table: UnsafePointer<baton_device_comm_table>, _ handle: OpaquePointer?
+    ) -> String {
         table.pointee.last_error(handle).map { String(cString: $0) } ?? "unknown error"
     }
 
@@ -110,7 +142,9 @@ public final class DeviceCommunicator {
     /// Sends `send` (GPU memory) to `peer` and receives as many floats from it into `receive`.
     public func exchange(_ send: Tensor, into receive: Tensor, with peer: Int) throws {
         precondition(send.count == receive.count)
-        try check(table.pointee.exchange(handle, send.pointer, receive.pointer, send.count, Int32(peer)), "NCCL exchange with rank \(peer)")
+        try check(
+            table.pointee.exchange(handle, send.pointer, receive.pointer, send.count, Int32(peer)),
+            "NCCL exchange with rank \(peer)")
     }
 
     /// NCCL's own in-place sum over the ranks.

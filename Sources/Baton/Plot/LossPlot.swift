@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +29,8 @@ public enum LossPlot {
             throw BatonError("\(runFolder.path): no metrics.jsonl; give a run folder that has trained")
         }
         let metrics = try MetricsLog.read(run.metricsURL)
-        return Series(name: runFolder.lastPathComponent, metrics: metrics, tokensPerStep: run.readConfig()?.tokensPerStep ?? 0)
+        return Series(
+            name: runFolder.lastPathComponent, metrics: metrics, tokensPerStep: run.readConfig()?.tokensPerStep ?? 0)
     }
 
     // MARK: where --out may be
@@ -41,31 +43,46 @@ public enum LossPlot {
     /// (exit 2) naming --out: a run folder itself, a name a run uses for itself (config.json,
     /// metrics.jsonl, checkpoints, .lock) in a folder that holds a run, anything inside a run's
     /// checkpoints/ or a checkpoint (state.json beside model.safetensors), and anything at any
-    /// depth inside an export or a dataset folder (whose next --overwrite would then refuse it). `RUN/loss.svg`, the command train prints, is
+    /// depth inside an export or a dataset folder (whose next --overwrite would then refuse it). `RUN/loss.svg`, the
+    /// command train prints, is
     /// fine: a run reads only its own names. Paths are compared after resolving links and `..`.
     /// Returns the canonical path to write.
     public static func checkOutput(_ out: URL, runs: [URL]) throws -> URL {
         let target = URL(fileURLWithPath: FilePaths.canonical(out))
         let fileManager = FileManager.default
         func refuse(_ why: String) -> BatonError {
-            .invalidFlag(flag: "--out", message: "--out \(out.path) \(why); choose another path (RUN/loss.svg, or a folder of plots)")
+            .invalidFlag(
+                flag: "--out",
+                message: "--out \(out.path) \(why); choose another path (RUN/loss.svg, or a folder of plots)")
         }
         func holdsRun(_ folder: URL) -> Bool {
-            ["config.json", "metrics.jsonl", "checkpoints"].contains { fileManager.fileExists(atPath: folder.appendingPathComponent($0).path) }
+            ["config.json", "metrics.jsonl", "checkpoints"].contains {
+                fileManager.fileExists(atPath: folder.appendingPathComponent($0).path)
+            }
         }
-        for run in runs where FilePaths.canonical(run) == target.path { throw refuse("is the run folder \(run.path) the plot reads") }
+        for run in runs where FilePaths.canonical(run) == target.path {
+            throw refuse("is the run folder \(run.path) the plot reads")
+        }
         if holdsRun(target) { throw refuse("is a run folder") }
         let parent = target.deletingLastPathComponent()
-        if runEntries.contains(target.lastPathComponent) && (holdsRun(parent) || runs.contains { FilePaths.canonical($0) == parent.path }) {
+        if runEntries.contains(target.lastPathComponent)
+            && (holdsRun(parent) || runs.contains { FilePaths.canonical($0) == parent.path })
+        {
             throw refuse("is the run's own \(target.lastPathComponent)")
         }
-        func has(_ folder: URL, _ name: String) -> Bool { fileManager.fileExists(atPath: folder.appendingPathComponent(name).path) }
+        func has(_ folder: URL, _ name: String) -> Bool {
+            fileManager.fileExists(atPath: folder.appendingPathComponent(name).path)
+        }
         var above = parent
         while above.path != "/" {
             for marker in [".baton-export", ".baton-dataset"] where has(above, marker) {
                 throw refuse("lies inside \(above.path), an export or a dataset (\(marker))")
             }
-            if has(above, "dataset.json") && ((try? fileManager.contentsOfDirectory(atPath: above.path)) ?? []).contains(where: { $0.hasSuffix(".bin") }) {
+            if has(above, "dataset.json")
+                && ((try? fileManager.contentsOfDirectory(atPath: above.path)) ?? []).contains(where: {
+                    $0.hasSuffix(".bin")
+                })
+            {
                 throw refuse("lies inside the dataset \(above.path)")
             }
             if has(above, "state.json") && has(above, "model.safetensors") {
@@ -101,20 +118,30 @@ public enum LossPlot {
         let text = String(decoding: bytes, as: UTF8.self).drop { $0.isWhitespace }
         let isSVG = text.hasPrefix("<svg") || (text.hasPrefix("<?xml") && text.contains("<svg"))
         guard isSVG else {
-            throw BatonError("--out \(given) exists and is not an SVG; plot replaces only an SVG: choose another --out or move it away")
+            throw BatonError(
+                "--out \(given) exists and is not an SVG; plot replaces only an SVG: choose another --out or move "
+                    + "it away"
+            )
         }
     }
 
     static let colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
-    public static func svg(_ runs: [Series], x axis: XAxis = .step, logY: Bool = false, smoothing: Double = 0.9) throws -> String {
-        let width: Double = 960, height: Double = 540, left: Double = 70, right: Double = 190, top: Double = 40, bottom: Double = 60
+    public static func svg(
+        _ runs: [Series], x axis: XAxis = .step, logY: Bool = false, smoothing: Double = 0.9
+    ) throws -> String {
+        let width: Double = 960, height: Double = 540, left: Double = 70, right: Double = 190, top: Double = 40,
+            bottom: Double = 60
         let plotWidth: Double = width - left - right, plotHeight: Double = height - top - bottom
-        func xValue(_ m: StepMetrics, _ run: Series) -> Double { axis == .step ? Double(m.step) : Double(m.step * run.tokensPerStep) }
+        func xValue(_ m: StepMetrics, _ run: Series) -> Double {
+            axis == .step ? Double(m.step) : Double(m.step * run.tokensPerStep)
+        }
         var finiteLosses: [Double] = []
         for run in runs {
             for m in run.metrics {
-                for value in [m.loss, m.valLoss ?? .nan] where value.isFinite && (!logY || value > 0) { finiteLosses.append(Double(value)) }
+                for value in [m.loss, m.valLoss ?? .nan] where value.isFinite && (!logY || value > 0) {
+                    finiteLosses.append(Double(value))
+                }
             }
         }
         guard !finiteLosses.isEmpty else { throw BatonError("baton plot: no finite losses to plot") }
@@ -138,27 +165,38 @@ public enum LossPlot {
         }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
         var out = """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
-        <rect width="100%" height="100%" fill="white"/>
-        <text x="\(f(left))" y="24" font-size="16">Loss by \(axis == .step ? "step" : "tokens seen")\(logY ? " (log scale)" : "")</text>
+            <?xml version="1.0" encoding="UTF-8"?>
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
+            viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
+            <rect width="100%" height="100%" fill="white"/>
+            <text x="\(f(left))" y="24" font-size="16">Loss by \(axis == .step ? "step" : "tokens seen")\
+            \(logY ? " (log scale)" : "")</text>
 
-        """
+            """
         // Axes, grid and ticks.
-        out += "<g class=\"axes\" stroke=\"#888\" fill=\"none\"><rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(plotWidth))\" height=\"\(f(plotHeight))\"/></g>\n"
+        out +=
+            "<g class=\"axes\" stroke=\"#888\" fill=\"none\"><rect x=\"\(f(left))\" y=\"\(f(top))\" "
+            + "width=\"\(f(plotWidth))\" height=\"\(f(plotHeight))\"/></g>\n"
         for tick in niceTicks(xMin, xMax, count: 6) {
             let x = px(tick)
-            out += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight))\" stroke=\"#eee\"/>"
-            out += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 18))\" text-anchor=\"middle\">\(label(tick))</text>\n"
+            out +=
+                "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight))\" stroke=\"#eee\"/>"
+            out +=
+                "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 18))\" text-anchor=\"middle\">\(label(tick))</text>\n"
         }
         let yTicks = logY ? logTicks(yMin, yMax) : niceTicks(yMin, yMax, count: 6)
         for tick in yTicks where transform(tick) >= lo && transform(tick) <= hi {
             let y = py(tick)
-            out += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y))\" stroke=\"#eee\"/>"
+            out +=
+                "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y))\" stroke=\"#eee\"/>"
             out += "<text x=\"\(f(left - 8))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label(tick))</text>\n"
         }
-        out += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 16))\" text-anchor=\"middle\">\(axis == .step ? "step" : "tokens")</text>\n"
-        out += "<text transform=\"translate(18 \(f(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">loss</text>\n"
+        out +=
+            "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 16))\" "
+            + "text-anchor=\"middle\">\(axis == .step ? "step" : "tokens")</text>\n"
+        out +=
+            "<text transform=\"translate(18 \(f(top + plotHeight / 2))) rotate(-90)\" "
+            + "text-anchor=\"middle\">loss</text>\n"
         // One group per run.
         for (index, run) in runs.enumerated() {
             let colour = colours[index % colours.count]
@@ -172,16 +210,26 @@ public enum LossPlot {
             let raw = usable.map { "\(f(px(xValue($0, run)))),\(f(py(Double($0.loss))))" }.joined(separator: " ")
             let smooth = zip(usable, smoothed).map { "\(f(px(xValue($0, run)))),\(f(py($1)))" }.joined(separator: " ")
             out += "<g class=\"run\" data-run=\"\(escape(run.name))\">\n"
-            out += "<polyline class=\"train-raw\" data-points=\"\(usable.count)\" fill=\"none\" stroke=\"\(colour)\" stroke-opacity=\"0.25\" stroke-width=\"1\" points=\"\(raw)\"/>\n"
-            out += "<polyline class=\"train-smoothed\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" points=\"\(smooth)\"/>\n"
+            out +=
+                "<polyline class=\"train-raw\" data-points=\"\(usable.count)\" fill=\"none\" stroke=\"\(colour)\" "
+                + "stroke-opacity=\"0.25\" stroke-width=\"1\" points=\"\(raw)\"/>\n"
+            out +=
+                "<polyline class=\"train-smoothed\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" "
+                + "points=\"\(smooth)\"/>\n"
             for m in run.metrics {
                 guard let val = m.valLoss, val.isFinite, !logY || val > 0 else { continue }
-                out += "<circle class=\"val\" cx=\"\(f(px(xValue(m, run))))\" cy=\"\(f(py(Double(val))))\" r=\"4\" fill=\"white\" stroke=\"\(colour)\" stroke-width=\"2\"/>\n"
+                out +=
+                    "<circle class=\"val\" cx=\"\(f(px(xValue(m, run))))\" cy=\"\(f(py(Double(val))))\" r=\"4\" "
+                    + "fill=\"white\" stroke=\"\(colour)\" stroke-width=\"2\"/>\n"
             }
             let legendY = top + 16 + Double(index) * 40
-            out += "<line x1=\"\(f(width - right + 16))\" y1=\"\(f(legendY))\" x2=\"\(f(width - right + 40))\" y2=\"\(f(legendY))\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
+            out +=
+                "<line x1=\"\(f(width - right + 16))\" y1=\"\(f(legendY))\" x2=\"\(f(width - right + 40))\" "
+                + "y2=\"\(f(legendY))\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
             out += "<text x=\"\(f(width - right + 46))\" y=\"\(f(legendY + 4))\">\(escape(run.name))</text>\n"
-            out += "<text x=\"\(f(width - right + 46))\" y=\"\(f(legendY + 20))\" fill=\"#666\" font-size=\"10\">train (faint: raw), o val</text>\n"
+            out +=
+                "<text x=\"\(f(width - right + 46))\" y=\"\(f(legendY + 20))\" fill=\"#666\" font-size=\"10\">train "
+                + "(faint: raw), o val</text>\n"
             out += "</g>\n"
         }
         out += "</svg>\n"
@@ -215,7 +263,9 @@ public enum LossPlot {
         var ticks: [Double] = []
         var decade = pow(10, floor(log10(low)))
         while decade <= high * 10 {
-            for m in [1.0, 2.0, 5.0] where m * decade >= low * 0.9 && m * decade <= high * 1.1 { ticks.append(m * decade) }
+            for m in [1.0, 2.0, 5.0] where m * decade >= low * 0.9 && m * decade <= high * 1.1 {
+                ticks.append(m * decade)
+            }
             decade *= 10
         }
         return ticks.count >= 2 ? ticks : niceTicks(low, high, count: 5)

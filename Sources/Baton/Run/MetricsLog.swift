@@ -14,7 +14,8 @@ public struct StepMetrics: Codable, Equatable, Sendable {
 
     /// metrics.jsonl's keys.
     enum CodingKeys: String, CodingKey {
-        case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", valLoss = "val_loss", skipped
+        case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", valLoss = "val_loss",
+            skipped
     }
 }
 
@@ -35,13 +36,16 @@ public final class MetricsLog {
                 throw BatonError("\(url.path): cannot create metrics file")
             }
         }
-        guard let handle = FileHandle(forWritingAtPath: url.path) else { throw BatonError("\(url.path): cannot open metrics file") }
+        guard let handle = FileHandle(forWritingAtPath: url.path) else {
+            throw BatonError("\(url.path): cannot open metrics file")
+        }
         handle.seekToEndOfFile()
         self.handle = handle
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: nonFiniteAsStrings.positiveInfinity,
-                                                                      negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: nonFiniteAsStrings.positiveInfinity,
+            negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
     }
 
     public func append(_ metrics: StepMetrics) throws {
@@ -53,10 +57,13 @@ public final class MetricsLog {
     }
 
     public static func read(_ url: URL) throws -> [StepMetrics] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw BatonError("\(url.path): cannot read metrics") }
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw BatonError("\(url.path): cannot read metrics")
+        }
         let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: nonFiniteAsStrings.positiveInfinity,
-                                                                        negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: nonFiniteAsStrings.positiveInfinity,
+            negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
         return try text.split(separator: "\n").map { line in
             do { return try decoder.decode(StepMetrics.self, from: Data(line.utf8)) } catch {
                 throw BatonError("\(url.path): malformed metrics line: \(line.prefix(80))")
@@ -73,7 +80,8 @@ public final class MetricsLog {
         var kept = Data()
         for line in data.split(separator: 0x0A, omittingEmptySubsequences: true) {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                  let lineStep = object["step"] as? Int else { continue }
+                let lineStep = object["step"] as? Int
+            else { continue }
             if lineStep <= step { kept.append(Data(line)); kept.append(0x0A) }
         }
         if kept != data { try AtomicFile.write(kept, to: url) }

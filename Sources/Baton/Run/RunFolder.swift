@@ -24,7 +24,8 @@ public struct RunFolder {
             var candidate = URL(fileURLWithPath: "runs").appendingPathComponent(formatter.string(from: Date()))
             var suffix = 2
             while fileManager.fileExists(atPath: candidate.path) {
-                candidate = URL(fileURLWithPath: "runs").appendingPathComponent("\(formatter.string(from: Date()))-\(suffix)")
+                candidate = URL(fileURLWithPath: "runs").appendingPathComponent(
+                    "\(formatter.string(from: Date()))-\(suffix)")
                 suffix += 1
             }
             url = candidate
@@ -43,7 +44,8 @@ public struct RunFolder {
 
         /// config.json's keys.
         enum CodingKeys: String, CodingKey {
-            case batonVersion = "baton_version", device, parameters, trainData = "train_data", valData = "val_data", config
+            case batonVersion = "baton_version", device, parameters, trainData = "train_data", valData = "val_data",
+                config
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,11 +16,17 @@ public final class RunLock {
         }
         url = runFolder.appendingPathComponent(".lock")
         fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw BatonError("\(url.path): cannot open lock file (\(String(cString: strerror(errno))))") }
+        guard fd >= 0 else {
+            throw BatonError("\(url.path): cannot open lock file (\(String(cString: strerror(errno))))")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOf: url, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            let holder =
+                (try? String(contentsOf: url, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
             close(fd)
-            throw BatonError("--out \(runFolder.path) is in use by baton process \(holder.isEmpty ? "?" : holder) (it holds \(url.path)); wait for it to finish or stop it first")
+            throw BatonError(
+                "--out \(runFolder.path) is in use by baton process \(holder.isEmpty ? "?" : holder) (it holds "
+                    + "\(url.path)); wait for it to finish or stop it first"
+            )
         }
         let pid = Data("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)

@@ -19,7 +19,10 @@ public enum RunOpener {
         /// The command line, which every rank of a job must share.
         public var arguments: [String] = []
 
-        public init(out: String?, resume: ResumeRequest?, overrides: TrainingConfig.Overrides, options: RunOptions, initFrom: URL? = nil) {
+        public init(
+            out: String?, resume: ResumeRequest?, overrides: TrainingConfig.Overrides, options: RunOptions,
+            initFrom: URL? = nil
+        ) {
             self.out = out
             self.resume = resume
             self.overrides = overrides
@@ -32,8 +35,10 @@ public enum RunOpener {
         if let parallel = request.options.parallel, parallel.size > 1 {
             // Rank 0 opens the run and hands the others what it decided; then all check they agree.
             try agreeOnArguments(request.arguments, parallel)
-            let trainer = parallel.rank == 0 ? try openAlone(request, device: device, log: log)
-                                             : try follow(request, parallel: parallel, device: device, log: log)
+            let trainer =
+                parallel.rank == 0
+                ? try openAlone(request, device: device, log: log)
+                : try follow(request, parallel: parallel, device: device, log: log)
             if parallel.rank == 0 { _ = try parallel.communicator.broadcast(try Handoff(trainer).encoded()) }
             try agree(trainer, parallel)
             return trainer
@@ -54,13 +59,17 @@ public enum RunOpener {
         func encoded() throws -> String { String(decoding: try JSONEncoder().encode(self), as: UTF8.self) }
     }
 
-    private static func follow(_ request: Request, parallel: DataParallel, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
+    private static func follow(
+        _ request: Request, parallel: DataParallel, device: Device, log: @escaping (String) -> Void
+    ) throws -> Trainer {
         let text = try parallel.communicator.broadcast("")
         let handoff = try JSONDecoder().decode(Handoff.self, from: Data(text.utf8))
         let data = try TrainingData.open(config: handoff.config, log: { _ in })
         let restoring = try handoff.checkpoint.map { try VerifiedCheckpoint(verifying: URL(fileURLWithPath: $0)) }
-        let trainer = try Trainer(config: handoff.config, data: data, device: device, runFolder: RunFolder(url: URL(fileURLWithPath: handoff.runFolder)),
-                                  restoring: restoring, options: request.options, log: log)
+        let trainer = try Trainer(
+            config: handoff.config, data: data, device: device,
+            runFolder: RunFolder(url: URL(fileURLWithPath: handoff.runFolder)),
+            restoring: restoring, options: request.options, log: log)
         if restoring == nil, let source = handoff.config.initFrom {
             try HuggingFaceModel(folder: URL(fileURLWithPath: source.folder)).load(into: trainer.model)
         }
@@ -69,8 +78,9 @@ public enum RunOpener {
 
     /// Before anything is opened: every rank was started with the same command line.
     private static func agreeOnArguments(_ arguments: [String], _ parallel: DataParallel) throws {
-        try parallel.communicator.agree(digest(Data(arguments.dropFirst().joined(separator: "\u{0}").utf8)),
-                                        "was started with other arguments than rank 0; start every rank with the same command")
+        try parallel.communicator.agree(
+            digest(Data(arguments.dropFirst().joined(separator: "\u{0}").utf8)),
+            "was started with other arguments than rank 0; start every rank with the same command")
     }
 
     /// Every rank must train the same run on the same data from the same step: a digest of the
@@ -78,22 +88,30 @@ public enum RunOpener {
     private static func agree(_ trainer: Trainer, _ parallel: DataParallel) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var bytes = try encoder.encode(trainer.config) + encoder.encode(trainer.fingerprint) + encoder.encode(trainer.dataContentDigest)
+        var bytes =
+            try encoder.encode(trainer.config) + encoder.encode(trainer.fingerprint)
+            + encoder.encode(trainer.dataContentDigest)
         bytes.append(contentsOf: withUnsafeBytes(of: Int64(trainer.state.step)) { Array($0) })
-        try parallel.communicator.agree(digest(bytes),
-                                        "disagrees with rank 0 on the config, the data or the checkpoint; give every rank the same flags and data")
+        try parallel.communicator.agree(
+            digest(bytes),
+            "disagrees with rank 0 on the config, the data or the checkpoint; give every rank the same flags and data")
     }
 
-    private static func digest(_ bytes: Data) -> UInt32 { bytes.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) } }
+    private static func digest(_ bytes: Data) -> UInt32 {
+        bytes.withUnsafeBytes { baton_crc32c(0, $0.baseAddress, $0.count) }
+    }
 
-    private static func openAlone(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
+    private static func openAlone(_ request: Request, device: Device, log: @escaping (String) -> Void) throws -> Trainer
+    {
         if request.resume != nil && request.out == nil {
             throw BatonError("--resume needs --out RUN, the run folder to continue")
         }
         let runFolder = try RunFolder.locate(requested: request.out)
         // Before the lock is taken, so nothing is written into the data: the data named on the
         // command line, else the run's own (its config.json), else the default.
-        let data = request.overrides.value("dataFolder", as: String.self) ?? (request.resume != nil ? runFolder.readConfig()?.dataFolder : nil) ?? TrainingConfig().dataFolder
+        let data =
+            request.overrides.value("dataFolder", as: String.self)
+            ?? (request.resume != nil ? runFolder.readConfig()?.dataFolder : nil) ?? TrainingConfig().dataFolder
         try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: data))
         let existed = FileManager.default.fileExists(atPath: runFolder.url.path)
         let lockExisted = FileManager.default.fileExists(atPath: runFolder.url.appendingPathComponent(".lock").path)
@@ -105,13 +123,19 @@ public enum RunOpener {
             return trainer
         } catch {
             // Leave no empty folder, and no lock file of ours, behind when a start fails its checks.
-            if !existed { try? FileManager.default.removeItem(at: lock.url); try? FileManager.default.removeItem(at: runFolder.url) }
-            else if !lockExisted { try? FileManager.default.removeItem(at: lock.url) }
+            if !existed {
+                try? FileManager.default.removeItem(at: lock.url);
+                try? FileManager.default.removeItem(at: runFolder.url)
+            } else if !lockExisted {
+                try? FileManager.default.removeItem(at: lock.url)
+            }
             throw error
         }
     }
 
-    private static func open(_ request: Request, runFolder: RunFolder, device: Device, log: @escaping (String) -> Void) throws -> Trainer {
+    private static func open(
+        _ request: Request, runFolder: RunFolder, device: Device, log: @escaping (String) -> Void
+    ) throws -> Trainer {
         let store = CheckpointStore(runFolder: runFolder.url)
         store.removeAbandonedSaves(log: log)
         var found: VerifiedCheckpoint?
@@ -121,11 +145,18 @@ public enum RunOpener {
         } else if runFolder.holdsRun || !store.steps().isEmpty {
             guard request.options.overwrite else {
                 let have = store.steps().map { CheckpointStore.name(step: $0) }
-                throw BatonError("--out \(runFolder.url.path) already holds a run\(have.isEmpty ? "" : " (checkpoints \(have.joined(separator: ", ")))"); pass --resume auto to continue it, or --overwrite to start over")
+                throw BatonError(
+                    "--out \(runFolder.url.path) already holds a "
+                        + "run\(have.isEmpty ? "" : " (checkpoints \(have.joined(separator: ", ")))"); pass --resume "
+                        + "auto to continue it, or --overwrite to start over"
+                )
             }
         }
         if request.initFrom != nil && request.resume != nil {
-            throw BatonError("--init-from starts a run; to continue one, drop it (the checkpoint holds the weights) and keep --resume")
+            throw BatonError(
+                "--init-from starts a run; to continue one, drop it (the checkpoint holds the weights) and keep "
+                    + "--resume"
+            )
         }
         let initial = try request.initFrom.map { try HuggingFaceModel(folder: $0) }
         // The base config: the checkpoint's; for a --resume that finds no checkpoint, the one the
@@ -143,9 +174,13 @@ public enum RunOpener {
         try refuseRunInsideData(runFolder.url, URL(fileURLWithPath: config.dataFolder))
         // Data prepared with a BPE tokenizer says its vocabulary; a fresh run takes it unless told.
         if found == nil, initial == nil, !request.overrides.given("model.vocabularySize"),
-           let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
+            let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder))
+        {
             config.model.vocabularySize = record.vocabularySize
-            log("data: \(record.tokenizer) tokens (\(CorpusPreparation.datasetFile)): vocabulary \(record.vocabularySize)")
+            log(
+                "data: \(record.tokenizer) tokens (\(CorpusPreparation.datasetFile)): vocabulary "
+                    + "\(record.vocabularySize)"
+            )
         }
         if let found { try checkShape(config, against: found) }
         // A new run without --precision takes the device's default, recorded in its config, so a
@@ -154,7 +189,10 @@ public enum RunOpener {
             let precision = Precision.defaultFor(device)
             if precision != .fp32 {
                 config.precision = precision
-                log("precision: \(precision.rawValue) by default on this GPU (--precision fp32 or tf32 to choose another)")
+                log(
+                    "precision: \(precision.rawValue) by default on this GPU (--precision fp32 or tf32 to choose "
+                        + "another)"
+                )
             }
         }
         let data = try TrainingData.open(config: config, log: log)
@@ -162,32 +200,51 @@ public enum RunOpener {
         let world = request.options.parallel?.size ?? 1
         if config.globalBatch == nil { config.globalBatch = config.batchSize * config.gradientAccumulation * world }
         if let epochs = config.epochs {  // the total steps follow from the data
-            config.steps = max(1, epochs * (data.train.sampleCount / config.batchSize) / (config.globalBatch! / config.batchSize))
+            config.steps = max(
+                1, epochs * (data.train.sampleCount / config.batchSize) / (config.globalBatch! / config.batchSize))
         }
 
         let trainer: Trainer
         if let found {
-            try checkData(data.fingerprint, against: found, config: config, allowChange: request.options.allowDataChange, log: log)
+            try checkData(
+                data.fingerprint, against: found, config: config, allowChange: request.options.allowDataChange, log: log
+            )
             let allowed: Set<String> = request.options.allowBatchChange ? ["--allow-batch-change"] : []
-            for change in try changes(from: found.state.config, to: config, allowing: allowed) { log("resume: \(change)") }
+            for change in try changes(from: found.state.config, to: config, allowing: allowed) {
+                log("resume: \(change)")
+            }
             if let saved = found.state.hardware, saved.bitsIdentity != device.hardware.bitsIdentity {
-                log("resume: \(found.url.lastPathComponent) was computed on \(saved.description); this is \(device.hardware.description): the run continues exactly from the saved state, but its bits will differ from an uninterrupted run on the original hardware")
+                log(
+                    "resume: \(found.url.lastPathComponent) was computed on \(saved.description); this is "
+                        + "\(device.hardware.description): the run continues exactly from the saved state, but its "
+                        + "bits will differ from an uninterrupted run on the original hardware"
+                )
             }
             try refuseFork(from: found, store: store, request: request, runFolder: runFolder, log: log)
-            log("resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index \(found.state.indexInEpoch) in the epoch)")
-            trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, restoring: found, options: request.options, log: log)
+            log(
+                "resume: from \(found.url.path) (step \(found.state.step), epoch \(found.state.epoch), index "
+                    + "\(found.state.indexInEpoch) in the epoch)"
+            )
+            trainer = try Trainer(
+                config: config, data: data, device: device, runFolder: runFolder, restoring: found,
+                options: request.options, log: log)
         } else {
             let replaced = try setAsidePreviousRun(runFolder: runFolder, store: store, log: log)
-            trainer = try Trainer(config: config, data: data, device: device, runFolder: runFolder, options: request.options, log: log)
+            trainer = try Trainer(
+                config: config, data: data, device: device, runFolder: runFolder, options: request.options, log: log)
             trainer.replacedCheckpoints = replaced
             if let initial {
                 try initial.load(into: trainer.model)
-                log("init: weights from \(initial.folder.path) (\(initial.checksums.keys.sorted().joined(separator: ", ")))")
+                log(
+                    "init: weights from \(initial.folder.path) "
+                        + "(\(initial.checksums.keys.sorted().joined(separator: ", ")))"
+                )
             }
         }
-        try runFolder.writeConfig(RunFolder.Record(
-            batonVersion: batonVersion, device: device.summary, parameters: trainer.model.parameterCount,
-            trainData: data.train.description, valData: data.validation?.description ?? "none", config: config))
+        try runFolder.writeConfig(
+            RunFolder.Record(
+                batonVersion: batonVersion, device: device.summary, parameters: trainer.model.parameterCount,
+                trainData: data.train.description, valData: data.validation?.description ?? "none", config: config))
         // Every step appears once in the logs, even after a crash that outlived its checkpoint.
         try MetricsLog.truncate(runFolder.metricsURL, afterStep: trainer.state.step)
         if let ledger = request.options.sampleLedger { try MetricsLog.truncate(ledger, afterStep: trainer.state.step) }
@@ -199,19 +256,30 @@ public enum RunOpener {
     private static func refuseRunInsideData(_ run: URL, _ data: URL) throws {
         let runPath = FilePaths.canonical(run), dataPath = FilePaths.canonical(data)
         guard FilePaths.within(runPath, dataPath) else { return }
-        throw BatonError.invalidFlag(flag: "--out", message: "--out \(run.path) is or lies inside --data \(data.path); a run never writes into its data: choose a run folder outside it")
+        throw BatonError.invalidFlag(
+            flag: "--out",
+            message:
+                "--out \(run.path) is or lies inside --data \(data.path); a run never writes into its data: choose "
+                + "a run folder outside it"
+        )
     }
 
     /// A run started from a Hugging Face folder takes its shape; a flag that says otherwise is an error.
-    private static func adopt(_ initial: HuggingFaceModel, into config: inout TrainingConfig, overrides: TrainingConfig.Overrides) throws {
+    private static func adopt(
+        _ initial: HuggingFaceModel, into config: inout TrainingConfig, overrides: TrainingConfig.Overrides
+    ) throws {
         let theirs = initial.config, source = initial.folder.appendingPathComponent("config.json").path
         for entry in SettingTable.entries(of: theirs, prefix: "model.") {
             if let given = overrides.value(entry.key, as: Int.self), String(given) != entry.valueText {
-                throw BatonError.invalidFlag(flag: entry.flag, message: "\(entry.flag) \(given) conflicts with \(source), which says \(entry.valueText); drop the flag")
+                throw BatonError.invalidFlag(
+                    flag: entry.flag,
+                    message:
+                        "\(entry.flag) \(given) conflicts with \(source), which says \(entry.valueText); drop the flag")
             }
         }
         config.model = theirs
-        config.initFrom = TrainingConfig.InitSource(folder: initial.folder.standardizedFileURL.path, files: initial.checksums)
+        config.initFrom = TrainingConfig.InitSource(
+            folder: initial.folder.standardizedFileURL.path, files: initial.checksums)
     }
 
     /// A resumed run keeps its shape (see `changes`), and the checkpoint's config must agree with
@@ -219,21 +287,32 @@ public enum RunOpener {
     private static func checkShape(_ config: TrainingConfig, against found: VerifiedCheckpoint) throws {
         let saved = found.state.config
         if config.model != saved.model {
-            throw BatonError("the model shape given (\(describe(config.model))) differs from checkpoint \(found.url.lastPathComponent)'s (\(describe(saved.model))); a resumed run keeps its shape")
+            throw BatonError(
+                "the model shape given (\(describe(config.model))) differs from checkpoint "
+                    + "\(found.url.lastPathComponent)'s (\(describe(saved.model))); a resumed run keeps its shape"
+            )
         }
         let expectedBytes = ParameterLayout(config: config.model).storedCount * 4
         let modelBytes = found.state.files[CheckpointStore.modelFile]?.bytes ?? 0
         guard expectedBytes <= modelBytes else {
-            throw BatonError("\(found.url.path): state.json describes a model of \(expectedBytes) bytes, but model.safetensors holds \(modelBytes)")
+            throw BatonError(
+                "\(found.url.path): state.json describes a model of \(expectedBytes) bytes, but model.safetensors "
+                    + "holds \(modelBytes)"
+            )
         }
     }
 
-    private static func checkData(_ fingerprint: DataFingerprint, against found: VerifiedCheckpoint, config: TrainingConfig,
-                                  allowChange: Bool, log: (String) -> Void) throws {
+    private static func checkData(
+        _ fingerprint: DataFingerprint, against found: VerifiedCheckpoint, config: TrainingConfig,
+        allowChange: Bool, log: (String) -> Void
+    ) throws {
         guard fingerprint != found.state.data else { return }
         let difference = fingerprint.difference(from: found.state.data)
         guard allowChange else {
-            throw BatonError("--data \(config.dataFolder): not the data step \(found.state.step) was trained on (\(difference)); pass --allow-data-change to resume on it anyway")
+            throw BatonError(
+                "--data \(config.dataFolder): not the data step \(found.state.step) was trained on (\(difference)); "
+                    + "pass --allow-data-change to resume on it anyway"
+            )
         }
         log("warning: resuming on changed data (\(difference)), as --allow-data-change asks")
     }
@@ -241,13 +320,18 @@ public enum RunOpener {
     /// Checkpoints newer than an explicitly chosen one belong to a future this run is about to
     /// rewrite: auto-resume after a crash must not jump back into it. (Auto-resume only passes
     /// over newer checkpoints that are corrupt; saving replaces those.)
-    private static func refuseFork(from found: VerifiedCheckpoint, store: CheckpointStore, request: Request,
-                                   runFolder: RunFolder, log: (String) -> Void) throws {
+    private static func refuseFork(
+        from found: VerifiedCheckpoint, store: CheckpointStore, request: Request,
+        runFolder: RunFolder, log: (String) -> Void
+    ) throws {
         let newer = request.resume == .auto ? [] : store.steps().filter { $0 > found.state.step }
         guard !newer.isEmpty else { return }
         let names = newer.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")
         guard request.options.overwrite else {
-            throw BatonError("--resume: \(runFolder.url.path) has checkpoints after \(found.url.lastPathComponent) (\(names)); resuming from it would fork the run: pass --overwrite to delete them")
+            throw BatonError(
+                "--resume: \(runFolder.url.path) has checkpoints after \(found.url.lastPathComponent) (\(names)); "
+                    + "resuming from it would fork the run: pass --overwrite to delete them"
+            )
         }
         for step in newer { store.delete(step: step) }
         log("checkpoint: deleted \(names), newer than \(found.url.lastPathComponent) (--overwrite)")
@@ -255,19 +339,27 @@ public enum RunOpener {
 
     /// A fresh start with --overwrite moves the old checkpoints aside (deleted once the new run
     /// has its own first checkpoint) and clears the old metrics.
-    private static func setAsidePreviousRun(runFolder: RunFolder, store: CheckpointStore, log: (String) -> Void) throws -> URL? {
+    private static func setAsidePreviousRun(
+        runFolder: RunFolder, store: CheckpointStore, log: (String) -> Void
+    ) throws -> URL? {
         try? FileManager.default.removeItem(at: runFolder.metricsURL)
         guard FileManager.default.fileExists(atPath: store.folder.path) else { return nil }
         let aside = runFolder.url.appendingPathComponent("checkpoints-replaced-\(Int(Date().timeIntervalSince1970))")
         do { try FileManager.default.moveItem(at: store.folder, to: aside) } catch {
-            throw BatonError("\(store.folder.path): cannot move the previous run's checkpoints aside (\(error.localizedDescription))")
+            throw BatonError(
+                "\(store.folder.path): cannot move the previous run's checkpoints aside (\(error.localizedDescription))"
+            )
         }
-        log("checkpoint: --overwrite: moved the previous run's checkpoints to \(aside.path) until this run saves its first")
+        log(
+            "checkpoint: --overwrite: moved the previous run's checkpoints to \(aside.path) until this run saves "
+                + "its first"
+        )
         return aside
     }
 
     static func describe(_ model: GPTConfig) -> String {
-        "\(model.layers) layers, \(model.heads) heads, \(model.channels) channels, context \(model.contextLength), vocabulary \(model.vocabularySize)"
+        "\(model.layers) layers, \(model.heads) heads, \(model.channels) channels, context \(model.contextLength), "
+            + "vocabulary \(model.vocabularySize)"
     }
 
     /// What a resume does with each setting that differs from the checkpoint's, by its declaration:
@@ -275,13 +367,17 @@ public enum RunOpener {
     /// 0.0005" for each that may change with a notice. A setting the checkpoint did not record
     /// (unset) is being recorded, not changed. The shape is refused earlier (checkShape), in its
     /// own words.
-    static func changes(from saved: TrainingConfig, to new: TrainingConfig, allowing allowed: Set<String> = []) throws -> [String] {
+    static func changes(
+        from saved: TrainingConfig, to new: TrainingConfig, allowing allowed: Set<String> = []
+    ) throws -> [String] {
         var notices: [String] = []
-        for (before, after) in zip(saved.settingEntries, new.settingEntries) where before.recordedText != after.recordedText {
+        for (before, after) in zip(saved.settingEntries, new.settingEntries)
+        where before.recordedText != after.recordedText {
             switch before.resume {
             case .refuse(let unless) where before.recordedText != "none" && !(unless.map(allowed.contains) ?? false):
                 let remedy = unless.map { "pass \($0) to go on with it" } ?? "a resumed run keeps it"
-                throw BatonError("\(before.flag) \(after.valueText) differs from the run's \(before.valueText); \(remedy)")
+                throw BatonError(
+                    "\(before.flag) \(after.valueText) differs from the run's \(before.valueText); \(remedy)")
             case .free:
                 continue
             default:

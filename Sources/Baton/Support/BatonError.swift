@@ -32,10 +32,16 @@ public enum BatonError: Error, CustomStringConvertible, Equatable {
         case .deviceFailure(let backend, _, let detail): return "\(backend): \(detail)"
         case .checkpointExists(let path): return "checkpoint \(path) already exists; pass --overwrite to replace it"
         case .fileWriteFailed(let path, let what, let code, let bytes):
-            if code == ENOSPC { return "\(path): \(what): no space left on device (this file needs \(bytes) bytes); free space and resume" }
+            if code == ENOSPC {
+                return
+                    "\(path): \(what): no space left on device (this file needs \(bytes) bytes); free space and resume"
+            }
             return "\(path): \(what) (\(String(cString: strerror(code))))"
         case .checkpointDiskFull(let checkpoint, let needed, let folder, let free):
-            return "checkpoint \(checkpoint): no space left on device: it needs about \(megabytes(needed)) MB, \(folder) has \(free.map { "\(megabytes($0)) MB" } ?? "?") free; the earlier checkpoints and latest are intact"
+            return
+                "checkpoint \(checkpoint): no space left on device: it needs about \(megabytes(needed)) MB, "
+                + "\(folder) has \(free.map { "\(megabytes($0)) MB" } ?? "?") free; the earlier checkpoints and "
+                + "latest are intact"
         case .invalidFlag(_, let message): return message
         case .noShards(let folder, let split):
             return "--data \(folder): no *\(split)*.bin shard; create them with baton prepare TEXT --out DIR"
@@ -67,12 +73,15 @@ public enum BackendUnavailable: Equatable, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case .noLibrary(let path): return "no CUDA backend library at \(path) (build it with cmake, see the README, or set BATON_CUDA_LIBRARY)"
+        case .noLibrary(let path):
+            return "no CUDA backend library at \(path) (build it with cmake, see the README, or set BATON_CUDA_LIBRARY)"
         case .cannotLoad(let path, let reason): return "cannot load \(path): \(reason)"
         case .notABackend(let path, let reason): return "\(path) is not a Baton backend (\(reason))"
         case .noTable(let path): return "\(path) returned no function table"
         case .abiMismatch(let path, let found, let expected):
-            return "version mismatch: \(path) speaks backend ABI \(found), this baton speaks \(expected); rebuild the library from this version's Kernels/"
+            return
+                "version mismatch: \(path) speaks backend ABI \(found), this baton speaks \(expected); rebuild the "
+                + "library from this version's Kernels/"
         case .noDriver(let detail): return "no usable NVIDIA driver (\(detail))"
         case .noDevice(let detail): return "no CUDA device (\(detail))"
         case .cannotOpen(let detail): return "the GPU could not be opened (\(detail))"

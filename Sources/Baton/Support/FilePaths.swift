@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,7 +36,8 @@ public enum FilePaths {
     public static func isLiveBaton(_ pid: pid_t) -> Bool {
         guard pid > 0, pid != getpid() else { return pid == getpid() }
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        guard FileManager.default.fileExists(atPath: "/proc/self/cmdline") else { return true }  // no /proc: liveness only
+        // No /proc: liveness only.
+        guard FileManager.default.fileExists(atPath: "/proc/self/cmdline") else { return true }
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else {
             // Gone since, or a zombie (empty command line): not running.
             return false

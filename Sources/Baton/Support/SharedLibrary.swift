@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,9 @@ enum SharedLibrary {
     }
 
     /// `global`: the library's symbols serve libraries it loads later (OpenMPI's plugins need libmpi's).
-    static func table<Table>(at path: String, symbol: String, global: Bool = false, as: Table.Type) -> Result<UnsafePointer<Table>, Failure> {
+    static func table<Table>(
+        at path: String, symbol: String, global: Bool = false, as: Table.Type
+    ) -> Result<UnsafePointer<Table>, Failure> {
         guard FileManager.default.fileExists(atPath: path) else { return .failure(.missing) }
         guard let handle = dlopen(path, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL)) else {
             return .failure(.cannotLoad(reason: dlerror().map { String(cString: $0) } ?? "unknown reason"))
@@ -29,8 +32,10 @@ enum SharedLibrary {
     /// The table, or one line in the caller's words: `missing` where there is no file,
     /// `cannotLoad(reason)` where it does not load, and that `path` is not a Baton `kind` where
     /// it has no table.
-    static func requireTable<Table>(at path: String, symbol: String, kind: String, global: Bool = false, as type: Table.Type,
-                                    missing: String, cannotLoad: (String) -> String) throws -> UnsafePointer<Table> {
+    static func requireTable<Table>(
+        at path: String, symbol: String, kind: String, global: Bool = false, as type: Table.Type,
+        missing: String, cannotLoad: (String) -> String
+    ) throws -> UnsafePointer<Table> {
         switch table(at: path, symbol: symbol, global: global, as: type) {
         case .success(let found): return found
         case .failure(.missing): throw BatonError(missing)

@@ -22,9 +22,11 @@ public final class AdamW {
     /// Applies update number `step` (1-based, for bias correction); gradients are multiplied by
     /// `gradientScale` first (global-norm clipping).
     public func update(step: Int, learningRate: Float, gradientScale: Float) throws {
-        try model.device.adamwUpdate(params: model.parameters, grads: model.gradients, m: firstMoment, v: secondMoment, learningRate: learningRate,
-                                     beta1: beta1, beta2: beta2, eps: epsilon, weightDecay: weightDecay, gradScale: gradientScale, step: step,
-                                     decayRanges: decayRanges)
+        try model.device.adamwUpdate(
+            params: model.parameters, grads: model.gradients, m: firstMoment, v: secondMoment,
+            learningRate: learningRate,
+            beta1: beta1, beta2: beta2, eps: epsilon, weightDecay: weightDecay, gradScale: gradientScale, step: step,
+            decayRanges: decayRanges)
     }
 
     /// torch.nn.utils.clip_grad_norm_'s factor: min(1, maxNorm / (norm + 1e-6)); 1 when clipping is off.

@@ -21,7 +21,8 @@ extension TrainingConfig {
         /// A flag's value, already checked against its placeholder by the parser.
         public mutating func set(_ entry: SettingEntry, text: String) throws {
             guard let json = entry.setting.json(fromText: text) else {
-                throw BatonError.invalidFlag(flag: entry.flag, message: "\(entry.flag) expects \(entry.setting.kind), got '\(text)'")
+                throw BatonError.invalidFlag(
+                    flag: entry.flag, message: "\(entry.flag) expects \(entry.setting.kind), got '\(text)'")
             }
             values[entry.key] = try Self.text(json)
         }
@@ -37,7 +38,9 @@ extension TrainingConfig {
         }
 
         static func text(_ json: Any) throws -> String {
-            String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.fragmentsAllowed, .sortedKeys]), as: UTF8.self)
+            String(
+                decoding: try JSONSerialization.data(withJSONObject: json, options: [.fragmentsAllowed, .sortedKeys]),
+                as: UTF8.self)
         }
 
         /// Keys a config file may hold besides the settings: recorded values that have no flag.
@@ -48,35 +51,48 @@ extension TrainingConfig {
         /// wrong kind or out of bounds is an error naming the file and the key.
         public static func file(_ url: URL) throws -> Overrides {
             let path = url.path
-            func invalid(_ text: String) -> BatonError { .invalidFlag(flag: "--config", message: "--config \(path): \(text)") }
+            func invalid(_ text: String) -> BatonError {
+                .invalidFlag(flag: "--config", message: "--config \(path): \(text)")
+            }
             let data: Data
-            do { data = try Data(contentsOf: url) } catch { throw invalid("cannot be read (\(error.localizedDescription))") }
+            do { data = try Data(contentsOf: url) } catch {
+                throw invalid("cannot be read (\(error.localizedDescription))")
+            }
             guard var object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                 throw invalid("is not a JSON object; write one like the config.json a run records")
             }
             var prefix = ""
-            if let record = object["config"] as? [String: Any], object["baton_version"] != nil { object = record; prefix = "config." }
+            if let record = object["config"] as? [String: Any], object["baton_version"] != nil {
+                object = record; prefix = "config."
+            }
             var overrides = Overrides()
             let entries = Dictionary(uniqueKeysWithValues: TrainingConfig.settings.map { ($0.key, $0) })
             func take(_ key: String, _ value: Any) throws {
                 if key == "initFrom" {
                     guard let data = try? JSONSerialization.data(withJSONObject: value),
-                          let source = try? JSONDecoder().decode(InitSource.self, from: data) else {
+                        let source = try? JSONDecoder().decode(InitSource.self, from: data)
+                    else {
                         throw invalid("\(prefix)initFrom expects {\"folder\": ..., \"files\": {...}}")
                     }
                     overrides.initFrom = source
                     return
                 }
                 if key == "epsilon" {
-                    guard let number = value as? Double, number > 0, number.isFinite else { throw invalid("\(prefix)epsilon expects a number > 0") }
+                    guard let number = value as? Double, number > 0, number.isFinite else {
+                        throw invalid("\(prefix)epsilon expects a number > 0")
+                    }
                     overrides.values[key] = try text(value)
                     return
                 }
                 guard let entry = entries[key] else {
-                    throw invalid("unknown key \(prefix)\(key); see baton train --help for the settings (their keys are config.json's)")
+                    throw invalid(
+                        "unknown key \(prefix)\(key); see baton train --help for the settings (their keys are "
+                            + "config.json's)"
+                    )
                 }
                 guard !(value is NSNull), entry.setting.accepts(json: value) else {
-                    throw invalid("\(prefix)\(key) expects \(entry.setting.kind), got \((try? text(value)) ?? "\(value)")")
+                    throw invalid(
+                        "\(prefix)\(key) expects \(entry.setting.kind), got \((try? text(value)) ?? "\(value)")")
                 }
                 overrides.values[key] = try text(value)
             }
@@ -105,10 +121,16 @@ extension TrainingConfig {
     public func applying(_ overrides: Overrides) throws -> TrainingConfig {
         let encoded = try JSONEncoder().encode(self)
         guard var object = try JSONSerialization.jsonObject(with: encoded) as? [String: Any],
-              var model = object["model"] as? [String: Any] else { preconditionFailure("a config encodes as an object") }
+            var model = object["model"] as? [String: Any]
+        else { preconditionFailure("a config encodes as an object") }
         for key in overrides.keys {
-            let value = try JSONSerialization.jsonObject(with: Data(overrides.valueText(key).utf8), options: .fragmentsAllowed)
-            if key.hasPrefix("model.") { model[String(key.dropFirst("model.".count))] = value } else { object[key] = value }
+            let value = try JSONSerialization.jsonObject(
+                with: Data(overrides.valueText(key).utf8), options: .fragmentsAllowed)
+            if key.hasPrefix("model.") {
+                model[String(key.dropFirst("model.".count))] = value
+            } else {
+                object[key] = value
+            }
         }
         object["model"] = model
         if overrides.given("steps") && !overrides.given("epochs") { object["epochs"] = nil }

@@ -8,7 +8,9 @@ public enum Evaluation {
         var sum = 0.0
         for index in 0..<count {
             let batch = try loader.batch(at: LoaderPosition(epoch: 0, index: index * batchSize))
-            sum += Double(try model.forward(inputs: batch.inputs, targets: batch.targets, B: batchSize, T: dataset.sequenceLength))
+            sum += Double(
+                try model.forward(inputs: batch.inputs, targets: batch.targets, B: batchSize, T: dataset.sequenceLength)
+            )
         }
         return Float(sum / Double(count))
     }
@@ -17,9 +19,15 @@ public enum Evaluation {
     /// Sequence i has inputs tokens[i*T ..< i*T+T] and targets one token later.
     public static func meanLoss(model: GPT, shard: TokenShard, sequences: Int) throws -> Float {
         let T = model.config.contextLength
-        guard sequences >= 1 else { throw BatonError.invalidFlag(flag: "--sequences", message: "--sequences must be at least 1, got \(sequences)") }
+        guard sequences >= 1 else {
+            throw BatonError.invalidFlag(
+                flag: "--sequences", message: "--sequences must be at least 1, got \(sequences)")
+        }
         guard sequences * T + 1 <= shard.tokenCount else {
-            throw BatonError("\(shard.url.path): \(shard.tokenCount) tokens hold \((shard.tokenCount - 1) / T) sequences of \(T)+1, asked for \(sequences)")
+            throw BatonError(
+                "\(shard.url.path): \(shard.tokenCount) tokens hold \((shard.tokenCount - 1) / T) sequences of "
+                    + "\(T)+1, asked for \(sequences)"
+            )
         }
         let B = min(sequences, 8)
         var sum = 0.0
@@ -30,8 +38,12 @@ public enum Evaluation {
             for row in 0..<B {
                 // Rows past the end repeat the last sequence; their losses are not counted.
                 let sequence = done + min(row, rows - 1)
-                try inputs.withUnsafeMutableBufferPointer { try shard.copyTokens(start: sequence * T, count: T, into: $0.baseAddress! + row * T) }
-                try targets.withUnsafeMutableBufferPointer { try shard.copyTokens(start: sequence * T + 1, count: T, into: $0.baseAddress! + row * T) }
+                try inputs.withUnsafeMutableBufferPointer {
+                    try shard.copyTokens(start: sequence * T, count: T, into: $0.baseAddress! + row * T)
+                }
+                try targets.withUnsafeMutableBufferPointer {
+                    try shard.copyTokens(start: sequence * T + 1, count: T, into: $0.baseAddress! + row * T)
+                }
             }
             try model.forward(inputs: inputs, targets: targets, B: B, T: T)
             let losses = try model.lastLosses()

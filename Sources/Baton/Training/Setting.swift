@@ -108,7 +108,9 @@ public enum SettingBounds: Sendable {
         switch self {
         case .any: return nil
         case .whole(let min, let max):
-            if number < Double(min) { return min == 0 ? "must not be negative, got \(text)" : "must be at least \(min), got \(text)" }
+            if number < Double(min) {
+                return min == 0 ? "must not be negative, got \(text)" : "must be at least \(min), got \(text)"
+            }
             if let max, number > Double(max) { return "\(text) is larger than Baton supports (\(max))" }
             return nil
         case .nonNegative:
@@ -139,19 +141,28 @@ public struct Setting<Value: SettingValue>: Sendable {
     public var wrappedValue: Value
     public let declaration: SettingDeclaration
 
-    public init(wrappedValue: Value, _ flag: String, _ placeholder: String, _ help: String, _ bounds: SettingBounds = .any,
-                resume: ResumeRule = .notice) {
+    public init(
+        wrappedValue: Value, _ flag: String, _ placeholder: String, _ help: String, _ bounds: SettingBounds = .any,
+        resume: ResumeRule = .notice
+    ) {
         self.wrappedValue = wrappedValue
-        declaration = SettingDeclaration(flag: flag, placeholder: placeholder, help: help, bounds: bounds, resume: resume)
+        declaration = SettingDeclaration(
+            flag: flag, placeholder: placeholder, help: help, bounds: bounds, resume: resume)
     }
 
     /// A mode's placeholder is its words: `--reduce exact|fast`.
-    public init(wrappedValue: Value, _ flag: String, _ help: String, resume: ResumeRule = .notice) where Value: SettingMode {
-        self.init(wrappedValue: wrappedValue, flag, Value.allCases.map(\.rawValue).joined(separator: "|"), help, resume: resume)
+    public init(wrappedValue: Value, _ flag: String, _ help: String, resume: ResumeRule = .notice)
+    where Value: SettingMode {
+        self.init(
+            wrappedValue: wrappedValue, flag, Value.allCases.map(\.rawValue).joined(separator: "|"), help,
+            resume: resume)
     }
 
-    public init<Mode: SettingMode>(wrappedValue: Value, _ flag: String, _ help: String, resume: ResumeRule = .notice) where Value == Mode? {
-        self.init(wrappedValue: wrappedValue, flag, Mode.allCases.map(\.rawValue).joined(separator: "|"), help, resume: resume)
+    public init<Mode: SettingMode>(wrappedValue: Value, _ flag: String, _ help: String, resume: ResumeRule = .notice)
+    where Value == Mode? {
+        self.init(
+            wrappedValue: wrappedValue, flag, Mode.allCases.map(\.rawValue).joined(separator: "|"), help, resume: resume
+        )
     }
 
     /// Read from a file: the declaration is the type's, found by key (see `SettingTable`).
@@ -166,7 +177,9 @@ extension Setting: Equatable {
 }
 
 extension Setting: Codable {
-    public init(from decoder: Decoder) throws { self.init(decoded: try decoder.singleValueContainer().decode(Value.self)) }
+    public init(from decoder: Decoder) throws {
+        self.init(decoded: try decoder.singleValueContainer().decode(Value.self))
+    }
     public func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(wrappedValue)
@@ -194,14 +207,21 @@ extension KeyedEncodingContainer {
 
 extension KeyedDecodingContainer {
     public func decode<Value>(_ type: Setting<Value>.Type, forKey key: Key) throws -> Setting<Value> {
-        if let optional = Value.self as? OptionalSetting.Type, !contains(key) { return Setting(decoded: optional.unset as! Value) }
+        if let optional = Value.self as? OptionalSetting.Type, !contains(key) {
+            return Setting(decoded: optional.unset as! Value)
+        }
         do {
             return Setting(decoded: try decode(Value.self, forKey: key))
         } catch DecodingError.dataCorrupted, DecodingError.typeMismatch {
             // One line naming the key and what it takes: "config.reduce expects exact or fast, got 'quick'".
             let path = (codingPath + [key]).map(\.stringValue).joined(separator: ".")
-            let got = (try? decode(String.self, forKey: key)).map { "'\($0)'" } ?? (try? decode(Double.self, forKey: key)).map { "\($0)" } ?? "another kind"
-            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [key], debugDescription: "\(path) expects \(Value.settingKind), got \(got)"))
+            let got =
+                (try? decode(String.self, forKey: key)).map { "'\($0)'" } ?? (try? decode(Double.self, forKey: key)).map
+            { "\($0)" } ?? "another kind"
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: codingPath + [key], debugDescription: "\(path) expects \(Value.settingKind), got \(got)"
+                ))
         }
     }
 }
@@ -234,7 +254,9 @@ extension Setting: AnySetting {
     }
 
     func accepts(json: Any) -> Bool {
-        guard let data = try? JSONSerialization.data(withJSONObject: json, options: .fragmentsAllowed) else { return false }
+        guard let data = try? JSONSerialization.data(withJSONObject: json, options: .fragmentsAllowed) else {
+            return false
+        }
         return (try? JSONDecoder().decode(Value.self, from: data)) != nil
     }
 
@@ -274,7 +296,8 @@ enum SettingTable {
             if let setting = child.value as? AnySetting {
                 // A wrapped property's storage is named with a leading underscore.
                 let name = String(label.dropFirst())
-                let declaration = setting.declaration.flag.isEmpty ? declarations["\(type(of: value)).\(name)"]! : setting.declaration
+                let declaration =
+                    setting.declaration.flag.isEmpty ? declarations["\(type(of: value)).\(name)"]! : setting.declaration
                 return [SettingEntry(key: prefix + name, declaration: declaration, setting: setting)]
             }
             return entries(of: child.value, prefix: prefix + label + ".")

@@ -81,8 +81,10 @@ public final class Trainer {
 
     /// Builds the model and optimizer on `device`: initialised from the seed, or, with
     /// `restoring`, holding a verified checkpoint's weights, moments and training state.
-    public init(config: TrainingConfig, data: TrainingData, device: Device, runFolder: RunFolder,
-                restoring: VerifiedCheckpoint? = nil, options: RunOptions = RunOptions(), log: @escaping (String) -> Void) throws {
+    public init(
+        config: TrainingConfig, data: TrainingData, device: Device, runFolder: RunFolder,
+        restoring: VerifiedCheckpoint? = nil, options: RunOptions = RunOptions(), log: @escaping (String) -> Void
+    ) throws {
         try config.validate()
         self.config = config
         self.runFolder = runFolder
@@ -98,14 +100,22 @@ public final class Trainer {
         // The run's config says how its ranks sum gradients, whatever the command line of a resume.
         options.parallel?.exact = config.reduce != .fast
         model = try GPT(config: config.model, device: device)
-        optimizer = try AdamW(model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon, weightDecay: config.weightDecay)
+        optimizer = try AdamW(
+            model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon,
+            weightDecay: config.weightDecay)
         optimizerStep = TrainingStep(model: model, optimizer: optimizer, parallel: options.parallel)
-        schedule = LearningRateSchedule(maximum: config.learningRate, minimum: config.minLearningRate,
-                                        warmupSteps: config.warmupSteps, totalSteps: config.steps)
+        schedule = LearningRateSchedule(
+            maximum: config.learningRate, minimum: config.minLearningRate,
+            warmupSteps: config.warmupSteps, totalSteps: config.steps)
         let world = options.parallel?.size ?? 1
         let global = config.globalBatch ?? config.batchSize * config.gradientAccumulation * world
         guard global % (config.batchSize * world) == 0 else {
-            throw BatonError.invalidFlag(flag: "--global-batch", message: "--global-batch \(global) is not a multiple of --batch \(config.batchSize) x \(world) rank\(world == 1 ? "" : "s") (\(config.batchSize * world))")
+            throw BatonError.invalidFlag(
+                flag: "--global-batch",
+                message:
+                    "--global-batch \(global) is not a multiple of --batch \(config.batchSize) x \(world) "
+                    + "rank\(world == 1 ? "" : "s") (\(config.batchSize * world))"
+            )
         }
         globalMicroBatches = global / config.batchSize
         restoredFrom = restoring?.url
@@ -134,19 +144,27 @@ public final class Trainer {
             if index / share == rank { batches.append(try loader.batch(at: position)) }
             if options.sampleLedger != nil {
                 let (start, samples) = loader.sampleIndices(at: position)
-                ledgerLines.append("{\"step\":\(stepNumber),\"epoch\":\(start.epoch),\"index\":\(start.index),\"samples\":\(samples)}")
+                ledgerLines.append(
+                    "{\"step\":\(stepNumber),\"epoch\":\(start.epoch),\"index\":\(start.index),\"samples\":\(samples)}")
             }
             position = loader.position(after: position)
         }
         let outcome = try optimizerStep.run(
             microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
-            T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step), gradientClip: config.gradientClip,
-            updateNumber: state.nextUpdateNumber, afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
+            T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step),
+            gradientClip: config.gradientClip,
+            updateNumber: state.nextUpdateNumber,
+            afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
         if !outcome.applied {
-            let what = !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
+            let what =
+                !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
             guard config.onNonfinite == .skip else {
-                let kept = store.steps().last.map { "; the last checkpoint (\(CheckpointStore.name(step: $0))) is kept" } ?? ""
-                throw BatonError("step \(stepNumber): \(what); stopped without applying it\(kept). Resume with a lower --lr, or --on-nonfinite skip")
+                let kept =
+                    store.steps().last.map { "; the last checkpoint (\(CheckpointStore.name(step: $0))) is kept" } ?? ""
+                throw BatonError(
+                    "step \(stepNumber): \(what); stopped without applying it\(kept). Resume with a lower --lr, or "
+                        + "--on-nonfinite skip"
+                )
             }
             state.skippedUpdates += 1
             log("step \(stepNumber): \(what); update skipped (--on-nonfinite skip; \(state.skippedUpdates) so far)")
@@ -161,12 +179,14 @@ public final class Trainer {
 
     public func validationLoss() throws -> Float? {
         guard let validationSet else { return nil }
-        return try Evaluation.meanLoss(model: model, dataset: validationSet, batchSize: config.batchSize, batches: config.evalBatches)
+        return try Evaluation.meanLoss(
+            model: model, dataset: validationSet, batchSize: config.batchSize, batches: config.evalBatches)
     }
 
     var checkpointTensors: CheckpointTensors {
-        CheckpointTensors(device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                          secondMoment: optimizer.secondMoment)
+        CheckpointTensors(
+            device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
+            secondMoment: optimizer.secondMoment)
     }
 
     /// Writes a checkpoint of the current state (atomic; see CheckpointStore.save) and applies
@@ -175,23 +195,38 @@ public final class Trainer {
     public func saveCheckpoint() throws -> URL {
         let device = model.device
         // A checkpoint with a non-finite number in it is never written.
-        for (name, tensor) in [("weights", model.parameters), ("AdamW moments", optimizer.firstMoment), ("AdamW moments", optimizer.secondMoment)]
-            where !(try device.globalNormSquared(tensor)).isFinite {
-            throw BatonError("step \(state.step): the \(name) are not finite; no checkpoint written (the earlier ones are kept)")
+        for (name, tensor) in [
+            ("weights", model.parameters), ("AdamW moments", optimizer.firstMoment),
+            ("AdamW moments", optimizer.secondMoment),
+        ]
+        where !(try device.globalNormSquared(tensor)).isFinite {
+            throw BatonError(
+                "step \(state.step): the \(name) are not finite; no checkpoint written (the earlier ones are kept)")
         }
         let start = monotonicSeconds()
         let snapshot = state, hardware = self.hardware
-        let url = try store.save(step: state.step, tensors: checkpointTensors, layout: model.layout, describe: { files in
-            CheckpointState(state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
-                            hardware: hardware, worldSize: self.worldSize, files: files)
-        }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
-        let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
+        let url = try store.save(
+            step: state.step, tensors: checkpointTensors, layout: model.layout,
+            describe: { files in
+                CheckpointState(
+                    state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
+                    hardware: hardware, worldSize: self.worldSize, files: files)
+            }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
+        let removed = store.applyRetention(
+            keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
         var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
-        if !removed.isEmpty { line += "; removed \(removed.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")) (--keep-last \(config.keepLast))" }
+        if !removed.isEmpty {
+            line +=
+                "; removed \(removed.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")) (--keep-last "
+                + "\(config.keepLast))"
+        }
         log(line)
         if let replaced = replacedCheckpoints {
             try? FileManager.default.removeItem(at: replaced)
-            log("checkpoint: deleted the previous run's checkpoints (\(replaced.lastPathComponent)) now that this run has one")
+            log(
+                "checkpoint: deleted the previous run's checkpoints (\(replaced.lastPathComponent)) now that this "
+                    + "run has one"
+            )
             replacedCheckpoints = nil
         }
         return url
@@ -200,22 +235,35 @@ public final class Trainer {
     public func run() throws -> TrainingSummary {
         baton_install_stop_handlers()
         let metrics = isLeader ? try MetricsLog(url: runFolder.metricsURL) : nil
-        log("model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): \(model.parameterCount) parameters")
+        log(
+            "model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, "
+                + "context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): "
+                + "\(model.parameterCount) parameters"
+        )
         if config.resolvedPrecision != .fp32 { log("precision: \(config.resolvedPrecision.summary)") }
         log("data: \(loader.dataset.sampleCount) training sequences, \(loader.batchesPerEpoch) batches per epoch")
         if let parallel = options.parallel {
-            log("ranks: \(parallel.size), \(globalMicroBatches / parallel.size) micro-batch\(globalMicroBatches / parallel.size == 1 ? "" : "es") of \(config.batchSize) each per step (global batch \(globalMicroBatches * config.batchSize)), gradients summed \(parallel.summary)")
+            log(
+                "ranks: \(parallel.size), \(globalMicroBatches / parallel.size) "
+                    + "micro-batch\(globalMicroBatches / parallel.size == 1 ? "" : "es") of \(config.batchSize) each "
+                    + "per step (global batch \(globalMicroBatches * config.batchSize)), gradients summed "
+                    + "\(parallel.summary)"
+            )
         }
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
         var lastSaved: (step: Int, url: URL)? = restoredFrom.map { (state.step, $0) }
-        if state.step >= config.steps { log("already at step \(state.step) of \(config.steps): nothing to train (raise --steps to extend the run)") }
+        if state.step >= config.steps {
+            log("already at step \(state.step) of \(config.steps): nothing to train (raise --steps to extend the run)")
+        }
         var smoothedStepSeconds: Double?
         var totalSeconds = 0.0, stepsRun = 0
         func summary(stoppedBy: String?) -> TrainingSummary {
-            TrainingSummary(step: state.step, totalSteps: config.steps, finalLoss: state.lastLoss, finalValidationLoss: lastValidation,
-                            tokensPerSecond: stepsRun > 0 ? Double(config.tokensPerStep * stepsRun) / totalSeconds : 0,
-                            runFolder: runFolder.url, checkpoint: lastSaved?.url, stoppedBy: stoppedBy)
+            TrainingSummary(
+                step: state.step, totalSteps: config.steps, finalLoss: state.lastLoss,
+                finalValidationLoss: lastValidation,
+                tokensPerSecond: stepsRun > 0 ? Double(config.tokensPerStep * stepsRun) / totalSeconds : 0,
+                runFolder: runFolder.url, checkpoint: lastSaved?.url, stoppedBy: stoppedBy)
         }
         func saveUnlessSaved() throws {
             if lastSaved?.step != state.step { lastSaved = (state.step, try saveTogether()) }
@@ -224,7 +272,10 @@ public final class Trainer {
         /// keep training; the next save tries again. Final and stop saves always stop on failure.
         func saveOrRetryLater() throws {
             do { try saveUnlessSaved() } catch let error as BatonError where config.onSaveError == .retry {
-                log("checkpoint: save at step \(state.step) failed: \(error.message); training on, retrying at the next save (--on-save-error retry)")
+                log(
+                    "checkpoint: save at step \(state.step) failed: \(error.message); training on, retrying at the "
+                        + "next save (--on-save-error retry)"
+                )
             }
         }
         while true {
@@ -246,9 +297,11 @@ public final class Trainer {
             stepsRun += 1
             smoothedStepSeconds = smoothedStepSeconds.map { 0.9 * $0 + 0.1 * seconds } ?? seconds
             let tokensPerSecond = Double(config.tokensPerStep) / seconds
-            var record = StepMetrics(step: state.step, epoch: state.position.epoch, loss: outcome.loss,
-                                     lr: schedule.learningRate(atStep: stepIndex), gradNorm: outcome.gradientNorm, tokensPerSecond: tokensPerSecond,
-                                     skipped: outcome.applied ? nil : true)
+            var record = StepMetrics(
+                step: state.step, epoch: state.position.epoch, loss: outcome.loss,
+                lr: schedule.learningRate(atStep: stepIndex), gradNorm: outcome.gradientNorm,
+                tokensPerSecond: tokensPerSecond,
+                skipped: outcome.applied ? nil : true)
             let isLast = state.step == config.steps
             if (config.evalEvery > 0 && state.step % config.evalEvery == 0) || isLast {
                 record.valLoss = try validationLoss()
@@ -257,7 +310,10 @@ public final class Trainer {
             try metrics?.append(record)
             if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.valLoss != nil {
                 let eta = Double(config.steps - state.step) * (smoothedStepSeconds ?? 0)
-                var line = "step \(state.step)/\(config.steps) | loss \(fixed(outcome.loss, 4)) | lr \(scientific(record.lr)) | grad norm \(fixed(outcome.gradientNorm, 3)) | \(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
+                var line =
+                    "step \(state.step)/\(config.steps) | loss \(fixed(outcome.loss, 4)) | lr "
+                    + "\(scientific(record.lr)) | grad norm \(fixed(outcome.gradientNorm, 3)) | "
+                    + "\(Int(tokensPerSecond)) tok/s | ETA \(formatDuration(eta))"
                 if let val = record.valLoss { line += " | val loss \(fixed(val, 4))" }
                 log(line)
             }
@@ -289,8 +345,12 @@ public final class Trainer {
     }
 
     private func appendLines(_ lines: [String], to url: URL) throws {
-        if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: url.path) else { throw BatonError("\(url.path): cannot open sample ledger") }
+        if !FileManager.default.fileExists(atPath: url.path) {
+            FileManager.default.createFile(atPath: url.path, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: url.path) else {
+            throw BatonError("\(url.path): cannot open sample ledger")
+        }
         defer { try? handle.close() }
         handle.seekToEndOfFile()
         try handle.write(contentsOf: Data(lines.map { $0 + "\n" }.joined().utf8))

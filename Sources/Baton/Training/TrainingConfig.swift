@@ -5,7 +5,8 @@
 public struct TrainingConfig: Codable, Equatable, Sendable {
     @Setting("--data", "DIR", "folder of llm.c token shards (*train*.bin, *val*.bin); default {}")
     public var dataFolder = "data/paradise-lost"
-    @Setting("--steps", "N", "total optimizer steps (default {}); may be raised on resume", .whole(min: 1, max: 1 << 40))
+    @Setting(
+        "--steps", "N", "total optimizer steps (default {}); may be raised on resume", .whole(min: 1, max: 1 << 40))
     public var steps = 2000
     /// When set, `steps` was derived from this many epochs over the training data.
     @Setting("--epochs", "N", "total epochs over the training data, instead of --steps", .whole(min: 1, max: 1 << 30))
@@ -17,15 +18,24 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Sequences per optimizer step over all ranks. Set at a run's start (batch x grad-accum x
     /// world size when not given), so a resume at another world size keeps the same steps; another
     /// one on resume only with --allow-batch-change (RunOpener).
-    @Setting("--global-batch", "N", "sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume",
-             .whole(min: 1, max: nil), resume: .refuse(unless: "--allow-batch-change"))
+    @Setting(
+        "--global-batch", "N", "sequences per step over all ranks (default batch x grad-accum x ranks); kept on resume",
+        .whole(min: 1, max: nil), resume: .refuse(unless: "--allow-batch-change"))
     public var globalBatch: Int? = nil
     /// How ranks sum their gradients (unset: exact).
-    @Setting("--reduce", "ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's all-reduce")
+    @Setting(
+        "--reduce",
+        "ranks sum gradients in a fixed tree, same bits at any power-of-two world size (default), or by MPI's "
+            + "all-reduce"
+    )
     public var reduce: ReduceMode? = nil
     /// The matmuls' precision (see Precision). Unset at a fresh start: the device's default is
     /// recorded. Another one on resume is allowed, with a notice.
-    @Setting("--precision", "matmuls in float32, TF32 or bfloat16 with float32 sums (default: bf16 on a GPU of sm_80 or newer, else fp32); weights, moments and checkpoints stay float32")
+    @Setting(
+        "--precision",
+        "matmuls in float32, TF32 or bfloat16 with float32 sums (default: bf16 on a GPU of sm_80 or newer, else "
+            + "fp32); weights, moments and checkpoints stay float32"
+    )
     public var precision: Precision? = nil
     public var model = GPTConfig()
     @Setting("--lr", "X", "peak learning rate (default {})", .nonNegative)
@@ -42,23 +52,29 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var beta2: Float = 0.99
     /// AdamW's epsilon: recorded, with no flag.
     public var epsilon: Float = 1e-8
-    @Setting("--grad-clip", "X", "clip the global gradient norm to this; 0 turns clipping off (default {})", .nonNegative)
+    @Setting(
+        "--grad-clip", "X", "clip the global gradient norm to this; 0 turns clipping off (default {})", .nonNegative)
     public var gradientClip: Float = 1.0
     @Setting("--seed", "N", "seed for the initial weights and the data order (default {})")
     public var seed: UInt64 = 1337
-    @Setting("--eval-every", "N", "validation loss every N steps; 0: only at the end (default {})", .whole(min: 0, max: nil))
+    @Setting(
+        "--eval-every", "N", "validation loss every N steps; 0: only at the end (default {})", .whole(min: 0, max: nil))
     public var evalEvery = 250
     @Setting("--eval-batches", "N", "validation batches per evaluation (default {})", .whole(min: 1, max: 1 << 30))
     public var evalBatches = 20
     @Setting("--log-every", "N", "print a progress line every N steps (default {})", .whole(min: 1, max: nil))
     public var logEvery = 10
-    @Setting("--save-every", "N", "checkpoint every N steps; 0: only at the end and when stopped (default {})", .whole(min: 0, max: nil))
+    @Setting(
+        "--save-every", "N", "checkpoint every N steps; 0: only at the end and when stopped (default {})",
+        .whole(min: 0, max: nil))
     public var saveEvery = 500
     /// The newest K checkpoints are kept (the newest good one is never deleted) ...
     @Setting("--keep-last", "K", "keep the newest K checkpoints (default {})", .whole(min: 1, max: nil))
     public var keepLast = 3
     /// ... and every checkpoint whose step is a multiple of M (0: none), forever.
-    @Setting("--keep-every", "M", "also keep every checkpoint whose step is a multiple of M, forever", .whole(min: 0, max: nil))
+    @Setting(
+        "--keep-every", "M", "also keep every checkpoint whose step is a multiple of M, forever",
+        .whole(min: 0, max: nil))
     public var keepEvery = 0
     /// A NaN or Inf loss or gradient norm: nothing of that step is applied, and the run stops or
     /// skips that update (counted).

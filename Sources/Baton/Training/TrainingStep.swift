@@ -31,8 +31,10 @@ public final class TrainingStep {
 
     /// `microBatches`: inputs and targets of B x T tokens each. `updateNumber` is AdamW's 1-based
     /// step for bias correction. A non-finite loss or gradient norm is never applied.
-    public func run(microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, learningRate: Float, gradientClip: Float,
-                    updateNumber: Int, afterBackward: ((GPT) throws -> Void)? = nil) throws -> StepOutcome {
+    public func run(
+        microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, learningRate: Float, gradientClip: Float,
+        updateNumber: Int, afterBackward: ((GPT) throws -> Void)? = nil
+    ) throws -> StepOutcome {
         let total = microBatches.count * (parallel?.size ?? 1)
         var losses = try accumulateGradients(microBatches: microBatches, B: B, T: T, scale: 1 / Float(total))
         if let parallel { losses = try parallel.reduce(model: model, losses: losses) }
@@ -42,7 +44,9 @@ public final class TrainingStep {
         for loss in losses { lossSum += loss }  // in micro-batch order, whatever the world size
         let loss = lossSum / Float(total)
         guard loss.isFinite && norm.isFinite else { return StepOutcome(loss: loss, gradientNorm: norm, applied: false) }
-        try optimizer.update(step: updateNumber, learningRate: learningRate, gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
+        try optimizer.update(
+            step: updateNumber, learningRate: learningRate,
+            gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
         return StepOutcome(loss: loss, gradientNorm: norm, applied: true)
     }
 
@@ -50,14 +54,17 @@ public final class TrainingStep {
     /// gradient sum in `model.gradients`: one micro-batch straight into it, several summed as a
     /// pairwise tree (GradientTree). Returns the micro-batches' losses, read back once at the end:
     /// they stay on the device until then, so the host never waits for the GPU mid-step.
-    func accumulateGradients(microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float) throws -> [Float] {
+    func accumulateGradients(
+        microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float
+    ) throws -> [Float] {
         let N = B * T
         let losses = try stepLosses(count: microBatches.count * N)
         let tree = microBatches.count > 1 ? self.tree : nil
         if let tree { try tree.begin() } else { try model.zeroGradients() }
         for (index, batch) in microBatches.enumerated() {
-            try model.forward(inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale,
-                              lossesInto: losses.slice(index * N, N))
+            try model.forward(
+                inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale,
+                lossesInto: losses.slice(index * N, N))
             try model.backward()
             try tree?.push()
         }

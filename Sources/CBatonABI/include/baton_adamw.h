@@ -22,7 +22,8 @@ typedef struct baton_adamw {
 } baton_adamw;
 
 /* The settings of step t (1-based). */
-static inline baton_adamw baton_adamw_at_step(float lr, float beta1, float beta2, float eps, float grad_scale, int64_t t) {
+static inline baton_adamw baton_adamw_at_step(float lr, float beta1, float beta2, float eps, float grad_scale,
+                                              int64_t t) {
     float bias_correction1 = 1.0f - powf(beta1, (float)t);
     float bias_correction2 = 1.0f - powf(beta2, (float)t);
     baton_adamw a = {lr, beta1, beta2, eps, grad_scale, lr / bias_correction1, sqrtf(bias_correction2)};
@@ -31,7 +32,8 @@ static inline baton_adamw baton_adamw_at_step(float lr, float beta1, float beta2
 
 /* One element: *param, *m and *v updated from its gradient, with weight_decay (0 where the
  * element does not decay). */
-static inline BATON_HOST_DEVICE void baton_adamw_element(baton_adamw a, float weight_decay, float *param, float *m, float *v, float grad) {
+static inline BATON_HOST_DEVICE void baton_adamw_element(baton_adamw a, float weight_decay, float *param, float *m,
+                                                         float *v, float grad) {
     float g = grad * a.grad_scale;
     float p = *param * (1.0f - a.lr * weight_decay);
     float mi = a.beta1 * *m + (1.0f - a.beta1) * g;

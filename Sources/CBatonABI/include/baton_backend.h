@@ -10,12 +10,13 @@
  * that is missing or has another signature does not compile. Adding an op: one line in the list
  * (and its type here), its CPU kernel, its CUDA kernel, one Swift method.
  *
- * Conventions: tensors are row-major and contiguous, float32 except the activations (below); pointers are device pointers for
- * the backend that runs the op. B = batch, T = sequence length, C = channels, NH = heads,
- * V = vocabulary size, N = rows (B*T). Ops that "accumulate" add into their output (gradients are
- * summed over micro-batches); every other op overwrites its output. Every op takes the context
- * its device was opened with: a device's settings (CPU threads; GPU handle and scratch) live
- * there, never in globals, so two devices in one process do not touch each other.
+ * Conventions: tensors are row-major and contiguous, float32 except the activations (below);
+ * pointers are device pointers for the backend that runs the op. B = batch, T = sequence length,
+ * C = channels, NH = heads, V = vocabulary size, N = rows (B*T). Ops that "accumulate" add into
+ * their output (gradients are summed over micro-batches); every other op overwrites its output.
+ * Every op takes the context its device was opened with: a device's settings (CPU threads; GPU
+ * handle and scratch) live there, never in globals, so two devices in one process do not touch
+ * each other.
  */
 #ifndef BATON_BACKEND_H
 #define BATON_BACKEND_H
@@ -60,7 +61,7 @@ typedef struct baton_context_options {
 /* What an opened context can do, as bits of the table's `capabilities`: a precision p it runs
  * (set_precision accepts it) is bit BATON_CAPABILITY_PRECISION(p); flash attention (for heads of
  * up to BATON_ATTENTION_MAX_HEAD channels) is BATON_CAPABILITY_FLASH_ATTENTION. */
-#define BATON_CAPABILITY_PRECISION(p) (1u << (p))
+#define BATON_CAPABILITY_PRECISION(p)    (1u << (p))
 #define BATON_CAPABILITY_FLASH_ATTENTION (1u << 8)
 
 /* How products compute (set on a context with set_precision; fp32 until then): the matmul and
@@ -98,29 +99,29 @@ typedef void baton_encoder_forward_fn(baton_context *ctx, float *out, const int3
  * bucket_starts[g+1]), all of one token, in row order; so each token's rows can be added in row
  * order, in parallel over tokens, without atomics. */
 typedef void baton_encoder_backward_fn(baton_context *ctx, float *dwte, float *dwpe, const float *dout,
-                                       const int32_t *tokens, const int32_t *bucket_rows,
-                                       const int32_t *bucket_starts, int buckets, int B, int T, int C);
+                                       const int32_t *tokens, const int32_t *bucket_rows, const int32_t *bucket_starts,
+                                       int buckets, int B, int T, int C);
 
 /* out = (inp - mean) * rstd * weight + bias over the last dimension; saves mean and rstd (N each). */
-typedef void baton_layernorm_forward_fn(baton_context *ctx, baton_activation *out, float *mean, float *rstd, const float *inp,
-                                        const float *weight, const float *bias, int N, int C);
+typedef void baton_layernorm_forward_fn(baton_context *ctx, baton_activation *out, float *mean, float *rstd,
+                                        const float *inp, const float *weight, const float *bias, int N, int C);
 /* residual = a + b, then out, mean, rstd = layernorm_forward(residual): a block's residual add and
  * the next LayerNorm in one pass over each row (the same sums, so the same bits, as the two ops). */
-typedef void baton_residual_layernorm_forward_fn(baton_context *ctx, float *residual, baton_activation *out, float *mean, float *rstd,
-                                                 const float *a, const baton_activation *b, const float *weight, const float *bias,
-                                                 int N, int C);
+typedef void baton_residual_layernorm_forward_fn(baton_context *ctx, float *residual, baton_activation *out,
+                                                 float *mean, float *rstd, const float *a, const baton_activation *b,
+                                                 const float *weight, const float *bias, int N, int C);
 /* dinp, dweight, dbias accumulate. When dinp_activation is not NULL it also receives dinp (after
  * the addition) as an activation: the residual stream's gradient as the matmuls read it (a bf16
  * copy in BF16), in the same pass. */
-typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, baton_activation *dinp_activation, float *dweight, float *dbias,
-                                         const baton_activation *dout, const float *inp, const float *weight,
-                                         const float *mean, const float *rstd, int N, int C);
+typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, baton_activation *dinp_activation,
+                                         float *dweight, float *dbias, const baton_activation *dout, const float *inp,
+                                         const float *weight, const float *mean, const float *rstd, int N, int C);
 
 /* c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c, where op transposes when trans_* is non-zero.
  * a is stored as [M,K] (or [K,M] when transposed), b as [K,N] (or [N,K] when transposed). c is
  * an activation when beta is 0 (a fresh output), float32 otherwise (a weight's gradient). */
-typedef void baton_matmul_fn(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M, int N, int K,
-                             int trans_a, int trans_b, float beta);
+typedef void baton_matmul_fn(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M,
+                             int N, int K, int trans_a, int trans_b, float beta);
 /* A linear layer: out[N,OC] = inp[N,IC] @ weight[IC,OC] + bias (matmul, then the bias). With
  * gelu_out not NULL, also gelu_out = GELU(out), out keeping the pre-activation for the backward
  * pass. In bf16 each output is rounded to bfloat16 once, at the end, from the float32 sum plus the
@@ -132,14 +133,15 @@ typedef void baton_linear_forward_fn(baton_context *ctx, baton_activation *out, 
  * (dout[N,OC] @ weight[IC,OC]^T) (matmul, then GELU's gradient), rounded once at the end in bf16.
  * On a GPU: one cuBLASLt matmul with the GELU gradient in its epilogue. */
 typedef void baton_matmul_gelu_backward_fn(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
-                                           const baton_activation *weight, const baton_activation *pre_gelu, int N, int IC, int OC);
+                                           const baton_activation *weight, const baton_activation *pre_gelu, int N,
+                                           int IC, int OC);
 /* dbias += sum over n of dout[n,:]  (accumulates) */
 typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const baton_activation *dout, int N, int OC);
 
 /* Attention's tiles, which the GPU's flash kernels use and the CPU's bf16 and tf32 attention (their
  * twin, rounding at the same points) follows: queries and keys in tiles of BATON_ATTENTION_TILE
  * rows, heads of up to BATON_ATTENTION_MAX_HEAD channels (wider heads keep the scores). */
-#define BATON_ATTENTION_TILE 32
+#define BATON_ATTENTION_TILE     32
 #define BATON_ATTENTION_MAX_HEAD 64
 
 /* Causal multi-head self-attention. qkv is [B,T,3C] (q, k, v side by side, each split into NH
@@ -148,14 +150,13 @@ typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const bato
  * the CUDA backend, for heads of up to 64 channels, only each row's log-sum-exp [B,NH,T] (flash
  * attention: no T x T matrix). `scratch` is free for the op to use and carries nothing from one
  * call to the next. The table's attention_sizes gives both sizes, in floats. */
-#define BATON_ATTENTION_SCRATCH(B, T, C, NH) \
-    ((int64_t)(B) * (NH) * (T) * (T) + 7 * (int64_t)(B) * (T) * (C))
-typedef void baton_attention_forward_fn(baton_context *ctx, baton_activation *out, float *saved, const baton_activation *qkv, float *scratch,
-                                        int B, int T, int C, int NH);
+#define BATON_ATTENTION_SCRATCH(B, T, C, NH) ((int64_t)(B) * (NH) * (T) * (T) + 7 * (int64_t)(B) * (T) * (C))
+typedef void baton_attention_forward_fn(baton_context *ctx, baton_activation *out, float *saved,
+                                        const baton_activation *qkv, float *scratch, int B, int T, int C, int NH);
 /* dqkv is overwritten. out and saved are what the forward pass left. */
-typedef void baton_attention_backward_fn(baton_context *ctx, baton_activation *dqkv, float *scratch, const baton_activation *dout,
-                                         const baton_activation *qkv, const baton_activation *out, const float *saved, int B, int T,
-                                         int C, int NH);
+typedef void baton_attention_backward_fn(baton_context *ctx, baton_activation *dqkv, float *scratch,
+                                         const baton_activation *dout, const baton_activation *qkv,
+                                         const baton_activation *out, const float *saved, int B, int T, int C, int NH);
 
 /* out = a + b, elementwise (out may alias a or b): summing gradients (micro-batches, ranks). */
 typedef void baton_add_fn(baton_context *ctx, float *out, const float *a, const float *b, int64_t n);
@@ -164,17 +165,18 @@ typedef void baton_add_fn(baton_context *ctx, float *out, const float *a, const 
  * vocabulary, its extra columns masked) for N rows: losses[n] = -log softmax(logits[n, :V])[t].
  * When dlogits is not NULL it receives (softmax - onehot) * dloss in the first V columns and 0 in
  * the padded ones; it may alias logits. */
-typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, baton_activation *dlogits, const baton_activation *logits,
-                                           const int32_t *targets, int N, int V, int Vp, float dloss);
+typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, baton_activation *dlogits,
+                                           const baton_activation *logits, const int32_t *targets, int N, int V, int Vp,
+                                           float dloss);
 
 /* AdamW as in PyTorch, over a flat buffer of tensors in one call: p *= 1 - lr*wd where p decays;
  * m, v updated with g = grads*grad_scale; p -= lr/(1-beta1^t) * m / (sqrt(v)/sqrt(1-beta2^t) + eps).
  * t is the 1-based step. Element i decays (weight_decay applies) when it lies in one of the
  * range_count ranges [decay_ranges[2r], decay_ranges[2r+1]), sorted and disjoint, in device
  * memory; decay_ranges NULL: every element decays. */
-typedef void baton_adamw_update_fn(baton_context *ctx, float *params, const float *grads, float *m, float *v,
-                                   int64_t n, float lr, float beta1, float beta2, float eps,
-                                   float weight_decay, float grad_scale, int64_t t, const int64_t *decay_ranges, int range_count);
+typedef void baton_adamw_update_fn(baton_context *ctx, float *params, const float *grads, float *m, float *v, int64_t n,
+                                   float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                                   int64_t t, const int64_t *decay_ranges, int range_count);
 
 /* out[0] = sum of x[i]^2, summed in a fixed order (deterministic). */
 typedef void baton_global_norm_squared_fn(baton_context *ctx, float *out, const float *x, int64_t n);
@@ -187,27 +189,41 @@ typedef void baton_fill_fn(baton_context *ctx, float *x, float value, int64_t n)
 typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, const float *in, int64_t n);
 
 /* Every op, once: X(name) for each. */
+// clang-format off
 #define BATON_FOR_EACH_OP(X) \
-    X(encoder_forward) X(encoder_backward) X(layernorm_forward) X(residual_layernorm_forward) \
-    X(layernorm_backward) X(matmul) X(linear_forward) X(matmul_gelu_backward) \
-    X(bias_backward) X(attention_forward) X(attention_backward) X(add) X(softmax_crossentropy) \
-    X(adamw_update) X(global_norm_squared) X(fill) X(to_activation)
+    X(encoder_forward) \
+    X(encoder_backward) \
+    X(layernorm_forward) \
+    X(residual_layernorm_forward) \
+    X(layernorm_backward) \
+    X(matmul) \
+    X(linear_forward) \
+    X(matmul_gelu_backward) \
+    X(bias_backward) \
+    X(attention_forward) \
+    X(attention_backward) \
+    X(add) \
+    X(softmax_crossentropy) \
+    X(adamw_update) \
+    X(global_norm_squared) \
+    X(fill) \
+    X(to_activation)
+// clang-format on
 /* A backend declares its kernels with BATON_FOR_EACH_OP(BATON_DECLARE_OP). */
-#define BATON_DECLARE_OP(name) baton_##name##_fn name;
+#define BATON_DECLARE_OP(name)  baton_##name##_fn name;
 #define BATON_TABLE_FIELD(name) baton_##name##_fn *name;
 #define BATON_TABLE_ENTRY(name) .name = name,
 /* A backend's whole table: its functions are named PREFIX_create_context, PREFIX_alloc, ... and
  * its kernels by the op names. */
-#define BATON_BACKEND_TABLE(NAME, HOST_MEMORY, PREFIX)                                            \
-    {                                                                                             \
-        .abi_version = BATON_BACKEND_ABI_VERSION, .name = NAME, .host_memory = HOST_MEMORY,       \
-        .create_context = PREFIX##_create_context, .destroy_context = PREFIX##_destroy_context,   \
-        .describe = PREFIX##_describe, .take_error = PREFIX##_take_error, .alloc = PREFIX##_alloc, \
-        .release = PREFIX##_release, .copy_to_device = PREFIX##_copy_to_device,                   \
-        .copy_to_host = PREFIX##_copy_to_host, .copy_on_device = PREFIX##_copy_on_device,         \
-        .synchronize = PREFIX##_synchronize, .attention_sizes = PREFIX##_attention_sizes,         \
-        .set_precision = PREFIX##_set_precision, .capabilities = PREFIX##_capabilities,          \
-        BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                                                      \
+#define BATON_BACKEND_TABLE(NAME, HOST_MEMORY, PREFIX)                                                                 \
+    {                                                                                                                  \
+        .abi_version = BATON_BACKEND_ABI_VERSION, .name = NAME, .host_memory = HOST_MEMORY,                            \
+        .create_context = PREFIX##_create_context, .destroy_context = PREFIX##_destroy_context,                        \
+        .describe = PREFIX##_describe, .take_error = PREFIX##_take_error, .alloc = PREFIX##_alloc,                     \
+        .release = PREFIX##_release, .copy_to_device = PREFIX##_copy_to_device, .copy_to_host = PREFIX##_copy_to_host, \
+        .copy_on_device = PREFIX##_copy_on_device, .synchronize = PREFIX##_synchronize,                                \
+        .attention_sizes = PREFIX##_attention_sizes, .set_precision = PREFIX##_set_precision,                          \
+        .capabilities = PREFIX##_capabilities, BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                                    \
     }
 
 /* The table every backend fills. Functions that can fail return a baton_status. Ops return

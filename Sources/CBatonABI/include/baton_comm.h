@@ -52,7 +52,7 @@ typedef const baton_comm_table *baton_comm_get_table_fn(void);
  * not finish within the timeout aborts the communicator and names the rank it waited on.
  */
 #define BATON_DEVICE_COMM_ABI_VERSION 2
-#define BATON_DEVICE_COMM_ID_BYTES 128
+#define BATON_DEVICE_COMM_ID_BYTES    128
 
 /* A device communicator's own state (the collective library's functions, its communicator, rank,
  * timeout, last error); the library defines it. */
@@ -70,8 +70,8 @@ typedef struct baton_device_comm_table {
     int (*unique_id)(baton_device_comm *comm, unsigned char id[BATON_DEVICE_COMM_ID_BYTES]);
     /* Joins the job `id` as `rank` of `size`, on GPU `device`; waits at most timeout_seconds
      * (0: no limit) for each collective from then on. */
-    int (*init)(baton_device_comm *comm, const unsigned char id[BATON_DEVICE_COMM_ID_BYTES], int rank, int size, int device,
-                double timeout_seconds);
+    int (*init)(baton_device_comm *comm, const unsigned char id[BATON_DEVICE_COMM_ID_BYTES], int rank, int size,
+                int device, double timeout_seconds);
     /* Leaves the job (when it joined one) and frees the handle. */
     int (*finalize)(baton_device_comm *comm);
     /* Sends `count` floats of GPU memory to `peer` and receives as many from it (both call it). */

@@ -11,5 +11,7 @@ struct __nv_bfloat16 {
     uint16_t bits;
 };
 
-inline __nv_bfloat16 __float2bfloat16(float x) { return __nv_bfloat16{(uint16_t)(baton_round_float_bits(__float_as_uint(x), 16) >> 16)}; }
+inline __nv_bfloat16 __float2bfloat16(float x) {
+    return __nv_bfloat16{(uint16_t)(baton_round_float_bits(__float_as_uint(x), 16) >> 16)};
+}
 inline float __bfloat162float(__nv_bfloat16 x) { return __uint_as_float((unsigned)x.bits << 16); }

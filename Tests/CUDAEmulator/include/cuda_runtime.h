@@ -14,7 +14,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __align__(n) __attribute__((aligned(n)))
+#define __align__(n)    __attribute__((aligned(n)))
 // The emulator runs one block at a time, on the host thread that launched it (Baton issues every
 // op from one thread, as on one CUDA stream), so a function-local static is exactly "one per block".
 #define __shared__ static
@@ -62,11 +62,11 @@ struct cudaDeviceProp {
 
 typedef struct baton_emulator_stream *cudaStream_t;
 typedef struct baton_emulator_event *cudaEvent_t;
-#define cudaEventDefault 0x00
+#define cudaEventDefault       0x00
 #define cudaEventDisableTiming 0x02
 
 cudaError_t cudaGetDeviceCount(int *count);
-cudaError_t cudaSetDevice(int device);  // the calling thread's current device, as in CUDA
+cudaError_t cudaSetDevice(int device); // the calling thread's current device, as in CUDA
 cudaError_t cudaGetDevice(int *device);
 cudaError_t cudaStreamQuery(cudaStream_t stream);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *properties, int device);
@@ -92,14 +92,24 @@ cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorString(cudaError_t error);
 
-template <class T>
-cudaError_t cudaMalloc(T **pointer, size_t bytes) { return cudaMalloc(reinterpret_cast<void **>(pointer), bytes); }
-template <class T>
-cudaError_t cudaMallocHost(T **pointer, size_t bytes) { return cudaMallocHost(reinterpret_cast<void **>(pointer), bytes); }
+template <class T> cudaError_t cudaMalloc(T **pointer, size_t bytes) {
+    return cudaMalloc(reinterpret_cast<void **>(pointer), bytes);
+}
+template <class T> cudaError_t cudaMallocHost(T **pointer, size_t bytes) {
+    return cudaMallocHost(reinterpret_cast<void **>(pointer), bytes);
+}
 
 // Device-side math the kernels use that C++ lacks.
-inline unsigned __float_as_uint(float x) { unsigned u; std::memcpy(&u, &x, 4); return u; }
-inline float __uint_as_float(unsigned u) { float x; std::memcpy(&x, &u, 4); return x; }
+inline unsigned __float_as_uint(float x) {
+    unsigned u;
+    std::memcpy(&u, &x, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned u) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
@@ -115,7 +125,7 @@ struct ThreadState {
 extern ThreadState *current_thread;
 extern dim3 block_index, block_dim, grid_dim;
 
-void sync_block();  // __syncthreads
+void sync_block(); // __syncthreads
 // The warp-wide exchange behind every shuffle: each lane of `mask` offers `mine`, and gets the
 // value lane `source` offered (its own when source is outside the warp).
 uint64_t exchange_in_warp(unsigned mask, uint64_t mine, int source);
@@ -133,19 +143,17 @@ void run_grid(const char *kernel, dim3 grid, dim3 block, size_t shared_bytes, co
 // device's: a kernel launched on one GPU that is handed another GPU's memory faults there (or,
 // with peer access, crosses the bus). Records an illegal address and returns false otherwise.
 bool on_current_device(const char *kernel, const void *pointer);
-template <class T>
-bool argument_on_current_device(const char *, const T &) { return true; }
-template <class T>
-bool argument_on_current_device(const char *kernel, T *pointer) { return on_current_device(kernel, pointer); }
+template <class T> bool argument_on_current_device(const char *, const T &) { return true; }
+template <class T> bool argument_on_current_device(const char *kernel, T *pointer) {
+    return on_current_device(kernel, pointer);
+}
 
-template <class Kernel>
-struct Launch {
+template <class Kernel> struct Launch {
     Kernel *kernel;
     const char *name;
     dim3 grid, block;
     size_t shared_bytes;
-    template <class... Arguments>
-    void operator()(Arguments... arguments) const {
+    template <class... Arguments> void operator()(Arguments... arguments) const {
         Kernel *k = kernel;
         if (!(argument_on_current_device(name, arguments) && ...)) return;
         run_grid(name, grid, block, shared_bytes, [=]() { k(arguments...); });
@@ -158,19 +166,18 @@ Launch<Kernel> launch(Kernel *kernel, const char *name, dim3 grid, dim3 block, s
     return Launch<Kernel>{kernel, name, grid, block, shared_bytes};
 }
 
-}  // namespace baton_emulator
+} // namespace baton_emulator
 
 #define threadIdx (baton_emulator::current_thread->thread_index)
-#define blockIdx (baton_emulator::block_index)
-#define blockDim (baton_emulator::block_dim)
-#define gridDim (baton_emulator::grid_dim)
+#define blockIdx  (baton_emulator::block_index)
+#define blockDim  (baton_emulator::block_dim)
+#define gridDim   (baton_emulator::grid_dim)
 constexpr int warpSize = 32;
 
 inline void __syncthreads() { baton_emulator::sync_block(); }
 
 namespace baton_emulator {
-template <class T>
-T shuffle(unsigned mask, T value, int source) {
+template <class T> T shuffle(unsigned mask, T value, int source) {
     static_assert(sizeof(T) <= 8, "a shuffle moves at most 8 bytes");
     uint64_t bits = 0;
     std::memcpy(&bits, &value, sizeof(T));
@@ -179,20 +186,19 @@ T shuffle(unsigned mask, T value, int source) {
     std::memcpy(&result, &bits, sizeof(T));
     return result;
 }
-}  // namespace baton_emulator
+} // namespace baton_emulator
 
 // A warp-wide barrier: a shuffle is one (every lane of the mask waits for the others).
-inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)baton_emulator::shuffle(mask, 0, (int)baton_emulator::lane_id()); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    (void)baton_emulator::shuffle(mask, 0, (int)baton_emulator::lane_id());
+}
 
-template <class T>
-T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
+template <class T> T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
     return baton_emulator::shuffle(mask, value, (int)(baton_emulator::lane_id() ^ (unsigned)lane_mask));
 }
-template <class T>
-T __shfl_down_sync(unsigned mask, T value, unsigned delta) {
+template <class T> T __shfl_down_sync(unsigned mask, T value, unsigned delta) {
     return baton_emulator::shuffle(mask, value, (int)(baton_emulator::lane_id() + delta));
 }
-template <class T>
-T __shfl_sync(unsigned mask, T value, int source_lane) {
+template <class T> T __shfl_sync(unsigned mask, T value, int source_lane) {
     return baton_emulator::shuffle(mask, value, source_lane & 31);
 }

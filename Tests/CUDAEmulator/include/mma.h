@@ -16,7 +16,7 @@
 namespace baton_emulator {
 // Stops the process with a message naming the call when `pointer` or `ldm` breaks wmma's rules.
 void check_wmma_access(const void *pointer, unsigned ldm, size_t element_bytes, const char *call);
-}  // namespace baton_emulator
+} // namespace baton_emulator
 
 namespace nvcuda {
 namespace wmma {
@@ -28,25 +28,18 @@ struct row_major;
 struct col_major;
 enum layout_t { mem_row_major, mem_col_major };
 namespace precision {
-struct tf32;  // TF32 operands, stored (and held in fragments) as float
+struct tf32; // TF32 operands, stored (and held in fragments) as float
 }
 
 // What a fragment of element type T holds: T itself, float for tf32.
-template <class T>
-struct stored {
-    typedef T type;
-};
-template <>
-struct stored<precision::tf32> {
-    typedef float type;
-};
+template <class T> struct stored { typedef T type; };
+template <> struct stored<precision::tf32> { typedef float type; };
 
-template <class Use, int M, int N, int K, class T, class Layout = void>
-struct fragment {
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
     static constexpr int rows = std::is_same<Use, matrix_b>::value ? K : M;
     static constexpr int cols = std::is_same<Use, matrix_a>::value ? K : N;
     static constexpr int num_elements = rows * cols;
-    typename stored<T>::type x[num_elements];  // the whole tile, row by row
+    typename stored<T>::type x[num_elements]; // the whole tile, row by row
 };
 
 template <class Use, int M, int N, int K, class T, class Layout>
@@ -71,14 +64,16 @@ template <int M, int N, int K>
 inline void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ldm, layout_t layout) {
     baton_emulator::check_wmma_access(p, ldm, sizeof(float), "wmma::load_matrix_sync");
     for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) f.x[i * N + j] = layout == mem_row_major ? p[(size_t)i * ldm + j] : p[(size_t)j * ldm + i];
+        for (int j = 0; j < N; j++)
+            f.x[i * N + j] = layout == mem_row_major ? p[(size_t)i * ldm + j] : p[(size_t)j * ldm + i];
 }
 
 template <int M, int N, int K>
 inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t layout) {
     baton_emulator::check_wmma_access(p, ldm, sizeof(float), "wmma::store_matrix_sync");
     for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) (layout == mem_row_major ? p[(size_t)i * ldm + j] : p[(size_t)j * ldm + i]) = f.x[i * N + j];
+        for (int j = 0; j < N; j++)
+            (layout == mem_row_major ? p[(size_t)i * ldm + j] : p[(size_t)j * ldm + i]) = f.x[i * N + j];
 }
 
 inline float operand_value(float x) { return x; }
@@ -97,5 +92,5 @@ inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<ma
     for (int i = 0; i < M * N; i++) d.x[i] = result[i];
 }
 
-}  // namespace wmma
-}  // namespace nvcuda
+} // namespace wmma
+} // namespace nvcuda

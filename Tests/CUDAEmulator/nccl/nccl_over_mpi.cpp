@@ -12,11 +12,17 @@
 
 struct ncclComm {
     int rank, size;
-    struct Pending { bool send; const void *send_buffer; void *receive_buffer; size_t bytes; int peer; };
+    struct Pending {
+        bool send;
+        const void *send_buffer;
+        void *receive_buffer;
+        size_t bytes;
+        int peer;
+    };
     std::vector<Pending> group;
 };
 
-static ncclComm *grouping = nullptr;  // the communicator of the open group (one at a time)
+static ncclComm *grouping = nullptr; // the communicator of the open group (one at a time)
 static int group_depth = 0;
 
 static size_t element_bytes(ncclDataType_t type) { return type == ncclFloat32 ? 4 : 0; }
@@ -34,13 +40,14 @@ __attribute__((visibility("default"))) ncclResult_t ncclGetUniqueId(ncclUniqueId
     return ncclSuccess;
 }
 
-__attribute__((visibility("default"))) ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank) {
+__attribute__((visibility("default"))) ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id,
+                                                                     int rank) {
     if (strcmp(id.internal, "baton-emulated-nccl") != 0) return ncclInvalidArgument;
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (nranks > 1) {
         int mpi_rank = -1, mpi_size = 0;
-        if (!initialized) return ncclSystemError;  // ranks talk over MPI here
+        if (!initialized) return ncclSystemError; // ranks talk over MPI here
         MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank);
         MPI_Comm_size(MPI_COMM_WORLD, &mpi_size);
         if (mpi_rank != rank || mpi_size != nranks) return ncclInvalidArgument;
@@ -81,47 +88,52 @@ __attribute__((visibility("default"))) ncclResult_t ncclGroupEnd() {
     for (const auto &send : work) {
         if (!send.send) continue;
         const ncclComm::Pending *receive = nullptr;
-        for (const auto &other : work) if (!other.send && other.peer == send.peer) receive = &other;
+        for (const auto &other : work)
+            if (!other.send && other.peer == send.peer) receive = &other;
         if (!receive || receive->bytes != send.bytes) return ncclInvalidUsage;
         if (send.peer == comm->rank) {
             memcpy(receive->receive_buffer, send.send_buffer, send.bytes);
-        } else if (MPI_Sendrecv(send.send_buffer, (int)send.bytes, MPI_BYTE, send.peer, 31, receive->receive_buffer, (int)send.bytes, MPI_BYTE,
-                                send.peer, 31, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        } else if (MPI_Sendrecv(send.send_buffer, (int)send.bytes, MPI_BYTE, send.peer, 31, receive->receive_buffer,
+                                (int)send.bytes, MPI_BYTE, send.peer, 31, MPI_COMM_WORLD,
+                                MPI_STATUS_IGNORE) != MPI_SUCCESS) {
             return ncclRemoteError;
         }
     }
     return ncclSuccess;
 }
 
-static ncclResult_t enqueue(bool send, const void *send_buffer, void *receive_buffer, size_t count, ncclDataType_t type, int peer,
-                            ncclComm_t comm) {
+static ncclResult_t enqueue(bool send, const void *send_buffer, void *receive_buffer, size_t count, ncclDataType_t type,
+                            int peer, ncclComm_t comm) {
     if (!comm || !element_bytes(type) || peer < 0 || peer >= comm->size) return ncclInvalidArgument;
-    if (group_depth == 0) return ncclInvalidUsage;  // Baton always groups its pairs
+    if (group_depth == 0) return ncclInvalidUsage; // Baton always groups its pairs
     if (grouping && grouping != comm) return ncclInvalidUsage;
     grouping = comm;
     comm->group.push_back({send, send_buffer, receive_buffer, count * element_bytes(type), peer});
     return ncclSuccess;
 }
 
-__attribute__((visibility("default"))) ncclResult_t ncclSend(const void *buffer, size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
-                                                            cudaStream_t) {
+__attribute__((visibility("default"))) ncclResult_t ncclSend(const void *buffer, size_t count, ncclDataType_t type,
+                                                             int peer, ncclComm_t comm, cudaStream_t) {
     return enqueue(true, buffer, nullptr, count, type, peer, comm);
 }
 
-__attribute__((visibility("default"))) ncclResult_t ncclRecv(void *buffer, size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
-                                                            cudaStream_t) {
+__attribute__((visibility("default"))) ncclResult_t ncclRecv(void *buffer, size_t count, ncclDataType_t type, int peer,
+                                                             ncclComm_t comm, cudaStream_t) {
     return enqueue(false, nullptr, buffer, count, type, peer, comm);
 }
 
-__attribute__((visibility("default"))) ncclResult_t ncclAllReduce(const void *send, void *receive, size_t count, ncclDataType_t type, ncclRedOp_t op,
-                                                                 ncclComm_t comm, cudaStream_t) {
+__attribute__((visibility("default"))) ncclResult_t ncclAllReduce(const void *send, void *receive, size_t count,
+                                                                  ncclDataType_t type, ncclRedOp_t op, ncclComm_t comm,
+                                                                  cudaStream_t) {
     if (!comm || type != ncclFloat32 || op != ncclSum) return ncclInvalidArgument;
     if (comm->size == 1) {
         if (send != receive) memcpy(receive, send, count * 4);
         return ncclSuccess;
     }
     const void *source = send == receive ? MPI_IN_PLACE : send;
-    return MPI_Allreduce(source, receive, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS ? ncclSuccess : ncclRemoteError;
+    return MPI_Allreduce(source, receive, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS
+                   ? ncclSuccess
+                   : ncclRemoteError;
 }
 
-}  // extern "C"
+} // extern "C"

@@ -98,8 +98,12 @@ static void two_devices_of_one_process() {
         baton_context_options options = {};
         options.device_index = d;
         opened = opened && t->create_context(&options, &ctx[d], message, sizeof message) == BATON_OK;
-        if (!opened) { printf("      %s\n", message); break; }
-        opened = t->alloc(ctx[d], (void **)&x[d], n_values * 4) == BATON_OK && t->alloc(ctx[d], (void **)&y[d], n_values * n_values * 4) == BATON_OK;
+        if (!opened) {
+            printf("      %s\n", message);
+            break;
+        }
+        opened = t->alloc(ctx[d], (void **)&x[d], n_values * 4) == BATON_OK &&
+                 t->alloc(ctx[d], (void **)&y[d], n_values * n_values * 4) == BATON_OK;
     }
     if (!opened) {
         expect(false, "two devices: two contexts open");
@@ -116,19 +120,22 @@ static void two_devices_of_one_process() {
             t->fill(ctx[d], y[d], 0.5f * (d + 1), (int64_t)n_values * n_values);
             for (int i = 0; i < n_values; i++) values[i] = (float)(i + 100 * d + 1000 * round);
             t->copy_to_device(ctx[d], x[d], values.data(), n_values * 4);
-            for (int i = 0; i < n_values; i++) values[i] = -1.0f;  // the caller's buffer reused at once
-            t->matmul(ctx[d], y[d], x[d], x[d], n_values, n_values, 1, 0, 1, 0);  // y = x xᵀ (1 x 64 by 64 x 1 is fine too)
+            for (int i = 0; i < n_values; i++) values[i] = -1.0f; // the caller's buffer reused at once
+            t->matmul(ctx[d], y[d], x[d], x[d], n_values, n_values, 1, 0, 1,
+                      0); // y = x xᵀ (1 x 64 by 64 x 1 is fine too)
             errors_clear = clear(ctx[d]) && errors_clear;
         }
         for (int d = 0; d < 2; d++) {
             t->copy_to_host(ctx[d], back.data(), x[d], n_values * 4);
-            for (int i = 0; i < n_values; i++) each_on_its_own = each_on_its_own && back[i] == (float)(i + 100 * d + 1000 * round);
+            for (int i = 0; i < n_values; i++)
+                each_on_its_own = each_on_its_own && back[i] == (float)(i + 100 * d + 1000 * round);
             errors_clear = clear(ctx[d]) && errors_clear;
         }
     }
     for (int d = 0; d < 2; d++) each_on_its_own = each_on_its_own && device_of(x[d]) == d && device_of(y[d]) == d;
     expect(errors_clear, "two devices: ops, uploads and cuBLAS of two contexts, used in turn, run without an error");
-    expect(each_on_its_own, "two devices: each context's memory is on its own GPU and holds its own values (pinned uploads)");
+    expect(each_on_its_own,
+           "two devices: each context's memory is on its own GPU and holds its own values (pinned uploads)");
     t->release(ctx[0], late);
     for (int d = 0; d < 2; d++) {
         t->release(ctx[d], x[d]);
@@ -156,7 +163,8 @@ int main() {
     cudaMemcpy(&sum, device, 4, cudaMemcpyDeviceToHost);
     double expected = 0;
     for (int i = 0; i < 1000; i++) expected += i % 7;
-    expect(cudaGetLastError() == cudaSuccess && sum == (float)expected, "a shared-memory tree reduction with __syncthreads sums right");
+    expect(cudaGetLastError() == cudaSuccess && sum == (float)expected,
+           "a shared-memory tree reduction with __syncthreads sums right");
 
     // Shuffles move values between lanes as on a GPU (down past the warp's end keeps one's own).
     int *lanes = nullptr;
@@ -175,21 +183,27 @@ int main() {
     // above reads garbage in the second block too.
     missing_barrier_kernel<<<2, 64>>>(device);
     cudaMemcpy(host.data(), device, 128 * sizeof(float), cudaMemcpyDeviceToHost);
-    expect(host[0] != 1.0f && host[64] != 1.0f, "a shared-memory read before the writer ran sees garbage in every block");
+    expect(host[0] != 1.0f && host[64] != 1.0f,
+           "a shared-memory read before the writer ran sees garbage in every block");
 
     // What a GPU refuses.
     block_sum_kernel<<<0, 256>>>(device, other, 10);
-    expect(last_error_string().find("invalid configuration") != std::string::npos, "a grid of zero blocks is an invalid configuration");
+    expect(last_error_string().find("invalid configuration") != std::string::npos,
+           "a grid of zero blocks is an invalid configuration");
     block_sum_kernel<<<1, 2048>>>(device, other, 10);
-    expect(last_error_string().find("invalid configuration") != std::string::npos, "a block of 2048 threads is an invalid configuration");
+    expect(last_error_string().find("invalid configuration") != std::string::npos,
+           "a block of 2048 threads is an invalid configuration");
     block_sum_kernel<<<dim3(1, 70000), 32>>>(device, other, 10);
-    expect(last_error_string().find("invalid configuration") != std::string::npos, "gridDim.y past 65535 is an invalid configuration");
+    expect(last_error_string().find("invalid configuration") != std::string::npos,
+           "gridDim.y past 65535 is an invalid configuration");
 
     // What is undefined on a GPU (it may hang or give garbage): named, not run to a wrong answer.
     divergent_barrier_kernel<<<1, 64>>>(device);
-    expect(last_error_string().find("divergent code") != std::string::npos, "__syncthreads reached by half the block (the rest exit) is reported");
+    expect(last_error_string().find("divergent code") != std::string::npos,
+           "__syncthreads reached by half the block (the rest exit) is reported");
     early_exit_shuffle_kernel<<<1, 32>>>(device);
-    expect(last_error_string().find("warp shuffle") != std::string::npos, "a full-mask shuffle after a lane exited is reported");
+    expect(last_error_string().find("warp shuffle") != std::string::npos,
+           "a full-mask shuffle after a lane exited is reported");
 
     // The runtime's and cuBLAS's argument rules.
     expect(cudaMemcpy(host.data(), device, 16, cudaMemcpyHostToDevice) == cudaErrorInvalidValue,
@@ -200,10 +214,10 @@ int main() {
     cublasCreate(&handle);
     const float one = 1, zero = 0;
     expect(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, device, 4, other, 8, &zero, device + 2048, 8) ==
-               CUBLAS_STATUS_INVALID_VALUE,
+                   CUBLAS_STATUS_INVALID_VALUE,
            "cublasSgemm with lda < m is CUBLAS_STATUS_INVALID_VALUE");
-    expect(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, &one, device + 4000, 64, other, 64, &zero, device, 64) ==
-               CUBLAS_STATUS_INVALID_VALUE,
+    expect(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 64, 64, 64, &one, device + 4000, 64, other, 64, &zero, device,
+                       64) == CUBLAS_STATUS_INVALID_VALUE,
            "cublasSgemm reading past an allocation is refused");
     // A correct one, against a naive column-major product, transposes included.
     std::vector<float> a(6 * 4), b(4 * 5), c(6 * 5);
@@ -231,8 +245,9 @@ int main() {
     for (size_t i = 0; i < b.size(); i++) b16[i] = baton_bf16_from_float_bits(__float_as_uint(b[i] * 1.13f));
     cudaMemcpy(device, a16.data(), a16.size() * 2, cudaMemcpyHostToDevice);
     cudaMemcpy(other, b16.data(), b16.size() * 2, cudaMemcpyHostToDevice);
-    cublasStatus_t bf16_status = cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_T, 6, 5, 4, &one, device, CUDA_R_16BF, 4, other, CUDA_R_16BF, 5,
-                                              &zero, device + 1024, CUDA_R_16BF, 6, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cublasStatus_t bf16_status =
+            cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_T, 6, 5, 4, &one, device, CUDA_R_16BF, 4, other, CUDA_R_16BF, 5,
+                         &zero, device + 1024, CUDA_R_16BF, 6, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     cudaMemcpy(c16.data(), device + 1024, c16.size() * 2, cudaMemcpyDeviceToHost);
     bool bf16_right = bf16_status == CUBLAS_STATUS_SUCCESS;
     for (int i = 0; i < 6; i++)
@@ -254,19 +269,21 @@ int main() {
         cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
         cublasLtMatrixLayoutCreate(&layout, CUDA_R_32F, 4, 4, 4);
         cublasLtMatmulPreferenceCreate(&preference);
-        cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignment, sizeof alignment);
+        cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignment,
+                                             sizeof alignment);
         cublasLtMatmulHeuristicResult_t heuristic;
         int found = 0;
         cublasLtMatmulAlgoGetHeuristic(lt, desc, layout, layout, layout, layout, preference, 1, &heuristic, &found);
-        cublasStatus_t status = cublasLtMatmul(lt, desc, &one, matrix, layout, other, layout, &zero, device + 2048, layout, device + 2048, layout,
-                                               &heuristic.algo, nullptr, 0, 0);
+        cublasStatus_t status = cublasLtMatmul(lt, desc, &one, matrix, layout, other, layout, &zero, device + 2048,
+                                               layout, device + 2048, layout, &heuristic.algo, nullptr, 0, 0);
         cublasLtMatmulPreferenceDestroy(preference);
         cublasLtMatrixLayoutDestroy(layout);
         cublasLtMatmulDescDestroy(desc);
         cublasLtDestroy(lt);
         return status;
     };
-    expect(lt_status(device + 2, 256) == CUBLAS_STATUS_NOT_SUPPORTED && lt_status(device + 2, 8) == CUBLAS_STATUS_SUCCESS,
+    expect(lt_status(device + 2, 256) == CUBLAS_STATUS_NOT_SUPPORTED &&
+                   lt_status(device + 2, 8) == CUBLAS_STATUS_SUCCESS,
            "cublasLtMatmul refuses a matrix less aligned than the preference promised, and takes it when told");
 
     // Out of bounds and after free: the process dies at the access, naming the kernel.
@@ -291,17 +308,22 @@ int main() {
     expect(dies_naming([](float *x, float *) { write_one_past_kernel<<<1, 1>>>(x, 4096); }, device, other,
                        "illegal memory access in write_one_past_kernel"),
            "writing one float past an allocation faults and names the kernel");
-    expect(dies_naming([](float *x, float *y) { cudaFree(y); read_kernel<<<1, 32>>>(x, y); }, device, other,
-                       "illegal memory access in read_kernel"),
+    expect(dies_naming(
+                   [](float *x, float *y) {
+                       cudaFree(y);
+                       read_kernel<<<1, 32>>>(x, y);
+                   },
+                   device, other, "illegal memory access in read_kernel"),
            "reading freed memory faults and names the kernel");
 
     // A launch handed another GPU's memory, and an async copy from pageable memory, are refused.
     setenv("BATON_EMULATOR_GPUS", "2", 1);
     cudaSetDevice(1);
     block_sum_kernel<<<1, 32>>>(device, other, 10);
-    expect(last_error_string().find("device 0's memory") != std::string::npos, "a kernel launched on device 1 with device 0's memory is an illegal address");
+    expect(last_error_string().find("device 0's memory") != std::string::npos,
+           "a kernel launched on device 1 with device 0's memory is an illegal address");
     expect(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, device, 8, other, 8, &zero, device + 2048, 8) ==
-               CUBLAS_STATUS_EXECUTION_FAILED,
+                   CUBLAS_STATUS_EXECUTION_FAILED,
            "a cuBLAS handle of device 0 used while device 1 is current is refused");
     cudaSetDevice(0);
     unsetenv("BATON_EMULATOR_GPUS");
@@ -313,7 +335,7 @@ int main() {
     staged[0] = 42;
     float copied = 0;
     expect(cudaMemcpyAsync(device, staged, 16, cudaMemcpyHostToDevice, 0) == cudaSuccess &&
-               cudaMemcpy(&copied, device, 4, cudaMemcpyDeviceToHost) == cudaSuccess && copied == 42,
+                   cudaMemcpy(&copied, device, 4, cudaMemcpyDeviceToHost) == cudaSuccess && copied == 42,
            "cudaMemcpyAsync from pinned host memory copies");
     cudaFreeHost(staged);
     two_devices_of_one_process();
