@@ -63,6 +63,7 @@ final class ResumeTests: TinyRunTestCase {
         var faster = config
         faster.learningRate = 5e-4
         faster.reduce = .fast
+        faster.logEvery = 1  // free: no notice
         XCTAssertEqual(
             try RunOpener.changes(from: config, to: faster),
             ["reduce changed: none -> fast", "learningRate changed: 0.001 -> 0.0005"])

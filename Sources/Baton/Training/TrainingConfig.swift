@@ -62,7 +62,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var evalEvery = 250
     @Setting("--eval-batches", "N", "validation batches per evaluation (default {})", .whole(min: 1, max: 1 << 30))
     public var evalBatches = 20
-    @Setting("--log-every", "N", "print a progress line every N steps (default {})", .whole(min: 1, max: nil))
+    /// Only what is printed: a resume takes another one silently.
+    @Setting(
+        "--log-every", "N", "print a progress line every N steps (default {})", .whole(min: 1, max: nil),
+        resume: .free)
     public var logEvery = 10
     @Setting(
         "--save-every", "N", "checkpoint every N steps; 0: only at the end and when stopped (default {})",
