@@ -13,19 +13,14 @@ namespace {
 // memory, or anything else.
 baton_status classify(cudaError_t status) {
     switch (status) {
-    case cudaSuccess:
-        return BATON_OK;
+    case cudaSuccess: return BATON_OK;
     case cudaErrorInsufficientDriver:
     case cudaErrorSystemDriverMismatch:
-    case cudaErrorCompatNotSupportedOnDevice:
-        return BATON_ERROR_NO_DRIVER;
+    case cudaErrorCompatNotSupportedOnDevice: return BATON_ERROR_NO_DRIVER;
     case cudaErrorNoDevice:
-    case cudaErrorInvalidDevice:
-        return BATON_ERROR_NO_DEVICE;
-    case cudaErrorMemoryAllocation:
-        return BATON_ERROR_OUT_OF_MEMORY;
-    default:
-        return BATON_ERROR_DEVICE;
+    case cudaErrorInvalidDevice: return BATON_ERROR_NO_DEVICE;
+    case cudaErrorMemoryAllocation: return BATON_ERROR_OUT_OF_MEMORY;
+    default: return BATON_ERROR_DEVICE;
     }
 }
 
@@ -43,22 +38,14 @@ baton_status check(baton_context *ctx, cudaError_t status, const char *op) {
 
 const char *cublas_message(cublasStatus_t status) {
     switch (status) {
-    case CUBLAS_STATUS_NOT_INITIALIZED:
-        return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED:
-        return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE:
-        return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH:
-        return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_EXECUTION_FAILED:
-        return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR:
-        return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED:
-        return "CUBLAS_STATUS_NOT_SUPPORTED";
-    default:
-        return "cuBLAS error";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "cuBLAS error";
     }
 }
 } // namespace

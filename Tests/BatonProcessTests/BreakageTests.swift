@@ -15,15 +15,6 @@ final class BreakageTests: TinyRunTestCase {
 
     func run(_ name: String) -> URL { folder.appendingPathComponent(name) }
 
-    @discardableResult
-    func baton(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
-        let result = try runBaton(arguments)
-        XCTAssertEqual(
-            result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file,
-            line: line)
-        return result
-    }
-
     func weights(_ run: URL, step: Int) throws -> SafeTensors.File {
         try SafeTensors.read(
             CheckpointStore(runFolder: run).url(step: step).appendingPathComponent(CheckpointStore.modelFile))

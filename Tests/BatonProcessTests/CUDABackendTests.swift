@@ -169,13 +169,14 @@ final class CUDABackendTests: XCTestCase {
     func testATrainingStepRunsTheFusedKernels() throws {
         let library = try builtEmulator()
         let layers = 3
-        let result = try runBaton(
-            [
-                "bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd",
-                "32",
-                "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "1", "--warmup-steps", "0",
-            ],
-            environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        func tracedBench(steps: Int) throws -> ProcessResult {
+            let shape = ["--layers", "\(layers)", "--heads", "2", "--embd", "32", "--seq-len", "16", "--batch", "2"]
+            return try runBaton(
+                ["bench", "--device", "cuda", "--precision", "fp32", "--vocab-size", "64", "--steps", "\(steps)"]
+                    + shape + ["--warmup-steps", "0"],
+                environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        }
+        let result = try tracedBench(steps: 1)
         XCTAssertEqual(result.status, 0, result.stderr)
         let calls = result.stderr.split(separator: "\n").compactMap { line -> String? in
             line.hasPrefix("cuda emulator trace: ") ? String(line.dropFirst("cuda emulator trace: ".count)) : nil
@@ -195,13 +196,7 @@ final class CUDABackendTests: XCTestCase {
         let queries = count("cublas cublasLtMatmulAlgoGetHeuristic")
         XCTAssertGreaterThan(queries, 0)
         XCTAssertLessThan(queries, 5 * layers, "fewer queries than one step's cuBLASLt calls")
-        let threeSteps = try runBaton(
-            [
-                "bench", "--device", "cuda", "--precision", "fp32", "--layers", "\(layers)", "--heads", "2", "--embd",
-                "32",
-                "--seq-len", "16", "--batch", "2", "--vocab-size", "64", "--steps", "3", "--warmup-steps", "0",
-            ],
-            environment: ["BATON_CUDA_LIBRARY": library.path, "BATON_EMULATOR_TRACE": "1"])
+        let threeSteps = try tracedBench(steps: 3)
         XCTAssertEqual(threeSteps.status, 0, threeSteps.stderr)
         XCTAssertEqual(
             threeSteps.stderr.components(separatedBy: "cublas cublasLtMatmulAlgoGetHeuristic\n").count - 1, queries,

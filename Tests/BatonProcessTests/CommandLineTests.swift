@@ -207,12 +207,18 @@ final class CommandLineTests: FolderTestCase {
 
 /// Messages that name what the user can act on: the flags the command accepts, the path given.
 extension CommandLineTests {
-    func testEvalMessagesNameWhatEvalAccepts() throws {
+    /// Tiny shards and a tiny run trained `steps` steps on them: their paths.
+    func trainedTinyRun(steps: Int) throws -> (data: String, run: String) {
         let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
         let trained = try runBaton(
-            ["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"]
+            ["train", "--data", data, "--out", run, "--steps", "\(steps)", "--eval-batches", "1", "--device", "cpu"]
                 + tinyModel)
         XCTAssertEqual(trained.status, 0, trained.stderr)
+        return (data, run)
+    }
+
+    func testEvalMessagesNameWhatEvalAccepts() throws {
+        let (data, run) = try trainedTinyRun(steps: 1)
         // A token the model's vocabulary (256) lacks: eval has no --vocab-size to pass.
         let wide = folder.appendingPathComponent("wide_val_000000.bin")
         try writeRawShard(wide, count: 100, tokens: [UInt16](repeating: 300, count: 100))
@@ -229,12 +235,7 @@ extension CommandLineTests {
     }
 
     func testPlotIntoAMissingFolderNamesTheOutPath() throws {
-        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
-        XCTAssertEqual(
-            try runBaton(
-                ["train", "--data", data, "--out", run, "--steps", "1", "--eval-batches", "1", "--device", "cpu"]
-                    + tinyModel
-            ).status, 0)
+        let (_, run) = try trainedTinyRun(steps: 1)
         let out = folder.appendingPathComponent("missing/dir/x.svg").path
         try assertOneLineError(["plot", run, "--out", out], mentions: ["--out", out, "does not exist"], status: 1)
         let result = try runBaton(["plot", run, "--out", out])
@@ -246,11 +247,7 @@ extension CommandLineTests {
     /// A checkpoint whose state.json holds a bad config value: the file and its key are named,
     /// not a flag the user never passed, and it is not a usage error.
     func testABadValueInStateJSONNamesTheFileNotAFlag() throws {
-        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
-        let trained = try runBaton(
-            ["train", "--data", data, "--out", run, "--steps", "2", "--eval-batches", "1", "--device", "cpu"]
-                + tinyModel)
-        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let (data, run) = try trainedTinyRun(steps: 2)
         let checkpoint = CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: 2)
         let stateURL = checkpoint.appendingPathComponent("state.json")
         let text = try String(contentsOf: stateURL, encoding: .utf8)

@@ -76,10 +76,7 @@ final class CorpusPreparationTests: XCTestCase {
     }
 
     func testGPT2ShardsTrainWithTheFullVocabulary() throws {
-        let book = String(
-            try String(
-                contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8
-            ).prefix(20_000))
+        let book = try bundledText(prefix: 20_000)
         let out = folder.appendingPathComponent("shards")
         let prepared = try runBaton([
             "prepare", try write("b.txt", book).path, "--tokenizer", "gpt2", "--out", out.path, "--shard-tokens",

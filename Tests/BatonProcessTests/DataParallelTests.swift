@@ -21,15 +21,7 @@ final class DataParallelTests: XCTestCase {
             "skipped: \(DataParallelTests.library.path) not built (scripts/test builds it with scripts/setup/build-mpi)"
         )
         folder = try TestPaths.temporaryFolder("dp")
-        let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
-        let shards = folder.appendingPathComponent("shards")
-        try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
-        try TokenShard.write(
-            tokens: text.prefix(4000).map { UInt16($0) }, to: shards.appendingPathComponent("d_train_000000.bin"))
-        try TokenShard.write(
-            tokens: text.dropFirst(4000).prefix(500).map { UInt16($0) },
-            to: shards.appendingPathComponent("d_val_000000.bin"))
-        data = shards.path
+        data = try makeTinyShards(in: folder, train: 4000, validation: 500, name: "d")
     }
 
     override func tearDownWithError() throws { if let folder { try? FileManager.default.removeItem(at: folder) } }

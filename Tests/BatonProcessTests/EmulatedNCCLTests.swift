@@ -28,14 +28,7 @@ final class EmulatedNCCLTests: XCTestCase {
             "skipped: no mpirun (scripts/setup/install-deps installs OpenMPI)")
         let folder = try TestPaths.temporaryFolder("emulated-nccl")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
-        let shards = folder.appendingPathComponent("shards")
-        try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
-        try TokenShard.write(
-            tokens: text.prefix(4000).map { UInt16($0) }, to: shards.appendingPathComponent("d_train_000000.bin"))
-        try TokenShard.write(
-            tokens: text.dropFirst(4000).prefix(500).map { UInt16($0) },
-            to: shards.appendingPathComponent("d_val_000000.bin"))
+        let shards = URL(fileURLWithPath: try makeTinyShards(in: folder, train: 4000, validation: 500, name: "d"))
         let environment = [
             "BATON_CUDA_LIBRARY": libraries[0], "BATON_NCCL_COMM_LIBRARY": libraries[1], "BATON_LIBNCCL": libraries[2],
             "BATON_MPI_LIBRARY": Self.mpiLibrary.path, "BATON_EMULATOR_GPUS": "4",

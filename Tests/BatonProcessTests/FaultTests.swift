@@ -7,12 +7,8 @@ import XCTest
 /// Failures nobody plans: a second writer, a dead writer's lock, data changing under a run, a
 /// NaN, a full disk. Each is survived with nothing good lost.
 final class FaultTests: TinyRunTestCase {
-    var common: [String] {
-        tinyModel + [
-            "--batch", "4", "--warmup", "3", "--lr", "3e-3", "--eval-every", "0", "--log-every", "1000", "--device",
-            "cpu",
-        ]
-    }
+    var common: [String] { tinyModel + onCPU + ["--batch", "4", "--warmup", "3", "--lr", "3e-3"] + quiet }
+    let quiet = ["--eval-every", "0", "--log-every", "1000"]
 
     func run(_ name: String) -> String { folder.appendingPathComponent(name).path }
 
@@ -20,21 +16,11 @@ final class FaultTests: TinyRunTestCase {
         ((try? String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8))?.split(separator: "\n").count) ?? 0
     }
 
-    func assertOneLine(
-        _ result: ProcessResult, mentions expected: [String], file: StaticString = #filePath, line: UInt = #line
-    ) {
-        XCTAssertNotEqual(result.status, 0, file: file, line: line)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
-        for text in expected {
-            XCTAssert(result.stderr.contains(text), "'\(text)' missing: \(result.stderr)", file: file, line: line)
-        }
-    }
-
     func testASecondWriterIsRefusedAndADeadWritersLockIsNot() throws {
         let first = try launchBaton(["train", "--out", run("a"), "--steps", "1000000", "--save-every", "5"] + common)
         try waitFor(process: first) { self.metricsCount(self.run("a")) >= 6 }
         let second = try runBaton(["train", "--out", run("a"), "--resume", "auto"] + common)
-        assertOneLine(second, mentions: [run("a"), "in use by baton process \(first.processIdentifier)"])
+        assertFailsInOneLine(second, mentioning: [run("a"), "in use by baton process \(first.processIdentifier)"])
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         // The dead process's lock file is still there; it must not block.
@@ -115,8 +101,8 @@ final class FaultTests: TinyRunTestCase {
             ["train", "--out", out, "--steps", "40", "--save-every", "2", "--keep-last", "100"] + common
                 + (mounted ? [] : ["--inject-fault", "disk-full:8"]))
         if !mounted { print("note: tmpfs could not be mounted here; used --inject-fault disk-full:8") }
-        assertOneLine(
-            result, mentions: ["no space left on device", "needs about", "earlier checkpoints and latest are intact"])
+        assertFailsInOneLine(
+            result, mentioning: ["no space left on device", "needs about", "earlier checkpoints and latest are intact"])
         let store = CheckpointStore(runFolder: URL(fileURLWithPath: out))
         let steps = store.steps()
         XCTAssertFalse(steps.isEmpty)

@@ -9,10 +9,7 @@ import XCTest
 /// hardware says nothing.
 final class HardwareRecordTests: TinyRunTestCase {
     var common: [String] {
-        tinyModel + [
-            "--batch", "4", "--steps", "6", "--log-every", "100", "--eval-every", "0", "--device", "cpu", "--threads",
-            "2",
-        ]
+        tinyModel + onCPU + ["--batch", "4", "--steps", "6", "--log-every", "100", "--eval-every", "0"]
     }
 
     /// The device line and the record name OpenBLAS's version and the core its kernels run on.

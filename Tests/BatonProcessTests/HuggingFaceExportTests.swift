@@ -9,15 +9,17 @@ import XCTest
 /// existing folder refused without --overwrite. (scripts/checks/check_hf_export.py loads the folder with
 /// transformers itself; see the README for its output.)
 final class HuggingFaceExportTests: FolderTestCase {
+    func assertNoTemporaryFolderLeft(file: StaticString = #filePath, line: UInt = #line) throws {
+        let hidden = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }
+        XCTAssertEqual(hidden, [], "no temporary folder is left", file: file, line: line)
+    }
+
     func json(_ url: URL) throws -> [String: Any] {
         try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
     }
 
     func testAGPT2RunExportsAHuggingFaceFolder() throws {
-        let text = String(
-            try String(
-                contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"), encoding: .utf8
-            ).prefix(20_000))
+        let text = try bundledText(prefix: 20_000)
         let input = folder.appendingPathComponent("t.txt")
         try Data(text.utf8).write(to: input)
         let shards = folder.appendingPathComponent("shards").path, run = folder.appendingPathComponent("run").path
@@ -203,9 +205,7 @@ extension HuggingFaceExportTests {
             try Data(contentsOf: hf.appendingPathComponent("model.safetensors")),
             try Data(
                 contentsOf: CheckpointStore(runFolder: run).url(step: 2).appendingPathComponent("model.safetensors")))
-        XCTAssertEqual(
-            try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
-            "no temporary folder is left")
+        try assertNoTemporaryFolderLeft()
     }
 
     /// A place that cannot be written (under a regular file: fails for root too) is one line
@@ -331,9 +331,7 @@ extension HuggingFaceExportTests {
         var after = try snapshot(hf)
         XCTAssertEqual(after.removeValue(forKey: "README.md"), Data("mine".utf8), "the added file stays")
         XCTAssert(after == before, "the earlier export is as it was")
-        XCTAssertEqual(
-            try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".") }, [],
-            "no temporary folder is left")
+        try assertNoTemporaryFolderLeft()
     }
 
     /// A leftover `.DIR.tmp-PID` whose PID is alive but not baton (the PID reused: here a `sleep`)

@@ -28,16 +28,6 @@ final class PrepareInputTests: FolderTestCase {
         return (counts, tokens)
     }
 
-    func assertOneLineFailure(
-        _ result: ProcessResult, mentions words: [String], file: StaticString = #filePath, line: UInt = #line
-    ) {
-        XCTAssertNotEqual(result.status, 0, file: file, line: line)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
-        for word in words {
-            XCTAssert(result.stderr.contains(word), "'\(word)' missing from: \(result.stderr)", file: file, line: line)
-        }
-    }
-
     func testTheDefaultValidationSplitIsATenthOfTheTokensAtMostOneShard() throws {
         let text = try String(contentsOf: book, encoding: .utf8)
         let all = [GPT2Tokenizer.endOfText] + gpt2Tokenizer.encode(text)
@@ -87,7 +77,7 @@ final class PrepareInputTests: FolderTestCase {
         ] {
             let out = folder.appendingPathComponent("out")
             let result = try runBaton(["prepare"] + inputs + ["--out", out.path] + flags)
-            assertOneLineFailure(result, mentions: [sub.path, "folder"])
+            assertFailsInOneLine(result, mentioning: [sub.path, "folder"])
             XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
         }
     }
@@ -105,7 +95,7 @@ final class PrepareInputTests: FolderTestCase {
             at: source.appendingPathComponent("merges.txt"), to: tokenizer.appendingPathComponent("merges.txt"))
         let out = folder.appendingPathComponent("out")
         let result = try runBaton(["prepare", book.path, "--tokenizer", tokenizer.path, "--out", out.path])
-        assertOneLineFailure(result, mentions: [tokenizer.path, "<|endoftext|>"])
+        assertFailsInOneLine(result, mentioning: [tokenizer.path, "<|endoftext|>"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
     }
 
@@ -117,7 +107,7 @@ final class PrepareInputTests: FolderTestCase {
         let result = try runBaton([
             "prepare", input.path, "--tokenizer", "gpt2", "--out", folder.appendingPathComponent("out").path,
         ])
-        assertOneLineFailure(result, mentions: ["bad.jsonl", "line 2", "not valid UTF-8"])
+        assertFailsInOneLine(result, mentioning: ["bad.jsonl", "line 2", "not valid UTF-8"])
         XCTAssertFalse(result.stderr.contains("JSON object"), result.stderr)
     }
 
@@ -142,16 +132,16 @@ final class PrepareInputTests: FolderTestCase {
         // A shard the record does not list (here byte-level tokens beside GPT-2 ones).
         let stray = data.appendingPathComponent("corpus_train_000099.bin")
         try TokenShard.write(tokens: Array(repeating: 65, count: 300), to: stray)
-        assertOneLineFailure(try train(data, "extra"), mentions: ["corpus_train_000099.bin", "dataset.json"])
+        assertFailsInOneLine(try train(data, "extra"), mentioning: ["corpus_train_000099.bin", "dataset.json"])
         try FileManager.default.removeItem(at: stray)
         // A shard the record lists is missing.
         try FileManager.default.removeItem(at: second)
-        assertOneLineFailure(try train(data, "missing"), mentions: ["corpus_train_000002.bin", "dataset.json"])
+        assertFailsInOneLine(try train(data, "missing"), mentioning: ["corpus_train_000002.bin", "dataset.json"])
         // A shard of another length, and one of the same length with other tokens.
         try TokenShard.write(tokens: Array(repeating: 65, count: 1000), to: second)
-        assertOneLineFailure(try train(data, "length"), mentions: ["corpus_train_000002.bin", "dataset.json"])
+        assertFailsInOneLine(try train(data, "length"), mentioning: ["corpus_train_000002.bin", "dataset.json"])
         try TokenShard.write(tokens: Array(repeating: 65, count: 1024), to: second)
-        assertOneLineFailure(try train(data, "tokens"), mentions: ["corpus_train_000002.bin", "dataset.json"])
+        assertFailsInOneLine(try train(data, "tokens"), mentioning: ["corpus_train_000002.bin", "dataset.json"])
         try saved.write(to: second)
         XCTAssertEqual(try train(data, "restored").status, 0)
         // A dataset.json from before the shard list (no "shards"): nothing to compare, it still trains.

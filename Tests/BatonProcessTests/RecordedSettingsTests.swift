@@ -71,15 +71,6 @@ final class RecordedSettingsTests: TinyRunTestCase {
         return result
     }
 
-    @discardableResult
-    func baton(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
-        let result = try runBaton(arguments)
-        XCTAssertEqual(
-            result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file,
-            line: line)
-        return result
-    }
-
     /// The same bytes in every checkpoint both runs kept, the same checkpoints kept, the same
     /// metrics (but the timing), and the same recorded config.
     func assertSameRun(

@@ -8,23 +8,10 @@ import XCTest
 /// same bytes as the uninterrupted one. The data: 48 windows of 8+1 tokens, batch 4, so an
 /// epoch is 12 steps and 40 steps cross into a fourth epoch.
 final class ResumeTests: TinyRunTestCase {
-    var common: [String] {
-        tinyModel + [
-            "--batch", "4", "--warmup", "3", "--lr", "3e-3", "--eval-every", "10", "--eval-batches", "2", "--log-every",
-            "100", "--device", "cpu", "--threads", "2",
-        ]
-    }
+    var common: [String] { tinyModel + onCPU + ["--batch", "4", "--warmup", "3", "--lr", "3e-3"] + evaluated }
+    let evaluated = ["--eval-every", "10", "--eval-batches", "2", "--log-every", "100"]
 
     func run(_ name: String) -> String { folder.appendingPathComponent(name).path }
-
-    @discardableResult
-    func baton(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
-        let result = try runBaton(arguments)
-        XCTAssertEqual(
-            result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file,
-            line: line)
-        return result
-    }
 
     func checkpoint(_ run: String, _ step: Int) -> URL {
         CheckpointStore(runFolder: URL(fileURLWithPath: run)).url(step: step)

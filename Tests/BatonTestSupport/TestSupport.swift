@@ -140,23 +140,42 @@ func runBaton(
         stderr: String(decoding: errBox.data, as: UTF8.self))
 }
 
-/// A folder of tiny shards from the bundled text: 48 training windows of 8+1 tokens (with batch
-/// 4, an epoch is 12 steps) and 12 validation windows. Returns the folder's path.
-func makeTinyShards(in folder: URL) throws -> String {
+/// The bundled text (data/paradise-lost.txt), its first `characters`.
+func bundledText(prefix characters: Int) throws -> String {
+    let url = TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt")
+    return String(try String(contentsOf: url, encoding: .utf8).prefix(characters))
+}
+
+/// A command that failed in one line on stderr, naming each of `expected`.
+func assertFailsInOneLine(
+    _ result: ProcessResult, mentioning expected: [String], file: StaticString = #filePath, line: UInt = #line
+) {
+    XCTAssertNotEqual(result.status, 0, file: file, line: line)
+    XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+    for text in expected {
+        XCTAssert(result.stderr.contains(text), "'\(text)' missing: \(result.stderr)", file: file, line: line)
+    }
+}
+
+/// A folder of tiny shards from the bundled text: by default 48 training windows of 8+1 tokens
+/// (with batch 4, an epoch is 12 steps) and 12 validation windows. Returns the folder's path.
+func makeTinyShards(in folder: URL, train: Int = 385, validation: Int = 100, name: String = "t") throws -> String {
     let text = try Data(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt"))
     let shards = folder.appendingPathComponent("shards")
     try FileManager.default.createDirectory(at: shards, withIntermediateDirectories: true)
-    try TokenShard.write(
-        tokens: text.prefix(385).map { UInt16($0) }, to: shards.appendingPathComponent("t_train_000000.bin"))
-    try TokenShard.write(
-        tokens: text.dropFirst(385).prefix(100).map { UInt16($0) },
-        to: shards.appendingPathComponent("t_val_000000.bin"))
+    let trainFile = shards.appendingPathComponent("\(name)_train_000000.bin")
+    try TokenShard.write(tokens: text.prefix(train).map { UInt16($0) }, to: trainFile)
+    let validationFile = shards.appendingPathComponent("\(name)_val_000000.bin")
+    try TokenShard.write(tokens: text.dropFirst(train).prefix(validation).map { UInt16($0) }, to: validationFile)
     return shards.path
 }
 
-/// Saves a checkpoint of `model` and `optimizer` at `step` into `run`, as training would.
+/// Saves a checkpoint of `model` and `optimizer` at `step` into `run`, as training would;
+/// `midSave` is the save's fault hook.
 @discardableResult
-func saveCheckpoint(_ model: GPT, _ optimizer: AdamW, run: URL, step: Int) throws -> URL {
+func saveCheckpoint(
+    _ model: GPT, _ optimizer: AdamW, run: URL, step: Int, midSave: ((Int, URL) throws -> Void)? = nil
+) throws -> URL {
     var training = TrainingConfig()
     training.model = model.config
     return try CheckpointStore(runFolder: run).save(
@@ -171,7 +190,7 @@ func saveCheckpoint(_ model: GPT, _ optimizer: AdamW, run: URL, step: Int) throw
                 data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
                 backend: model.device.kind.rawValue, files: $0)
         },
-        overwrite: false, log: { _ in })
+        overwrite: false, midSave: midSave, log: { _ in })
 }
 
 /// Writes a token shard with a chosen header, for the bad-input tests.

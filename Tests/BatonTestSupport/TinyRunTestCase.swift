@@ -24,4 +24,17 @@ class TinyRunTestCase: FolderTestCase {
 
     /// The tiny model on the tiny shards: 1 layer, 2 heads, 16 channels, context 8.
     var tinyModel: [String] { ["--data", data, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8"] }
+
+    /// The CPU with 2 threads (the bits do not depend on the count).
+    let onCPU = ["--device", "cpu", "--threads", "2"]
+
+    /// Runs `baton` with `arguments`; a failure to exit 0 fails the test, naming the command.
+    @discardableResult
+    func baton(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
+        let result = try runBaton(arguments)
+        XCTAssertEqual(
+            result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file,
+            line: line)
+        return result
+    }
 }

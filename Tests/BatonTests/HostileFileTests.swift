@@ -33,25 +33,15 @@ final class HostileFileTests: FolderTestCase {
                 header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#
                     + #""b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
             ), "overlapping offsets")
-        rejects(
-            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,80]}}"#),
-            "offsets past the end")
-        rejects(
-            "safetensors", safetensors(header: #"{"a":{"dtype":"X99","shape":[2],"data_offsets":[0,8]}}"#),
-            "an unknown dtype")
-        rejects(
-            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#),
-            "shape product != bytes")
-        rejects(
-            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#),
-            "a negative dimension")
-        rejects(
-            "safetensors",
-            safetensors(header: #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#),
-            "an overflowing shape")
-        rejects(
-            "safetensors", safetensors(header: #"{"a":{"dtype":"F32","shape":[1e400],"data_offsets":[0,8]}}"#),
-            "a number out of range")
+        let headers: [(String, String)] = [
+            (#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,80]}}"#, "offsets past the end"),
+            (#"{"a":{"dtype":"X99","shape":[2],"data_offsets":[0,8]}}"#, "an unknown dtype"),
+            (#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, "shape product != bytes"),
+            (#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, "a negative dimension"),
+            (#"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#, "an overflowing shape"),
+            (#"{"a":{"dtype":"F32","shape":[1e400],"data_offsets":[0,8]}}"#, "a number out of range"),
+        ]
+        for (header, what) in headers { rejects("safetensors", safetensors(header: header), what) }
         var invalidUTF8 = safetensors(header: #"{"a":1}"#)
         invalidUTF8[9] = 0xFF
         rejects("safetensors", invalidUTF8, "invalid UTF-8")

@@ -16,21 +16,7 @@ final class TypedErrorTests: FolderTestCase {
             config: GPTConfig(contextLength: 8, vocabularySize: 16, layers: 1, heads: 2, channels: 4),
             device: Device.cpu(threads: 1))
         let optimizer = try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0)
-        var training = TrainingConfig()
-        training.model = model.config
-        try store.save(
-            step: step,
-            tensors: CheckpointTensors(
-                device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-                secondMoment: optimizer.secondMoment),
-            layout: model.layout,
-            describe: {
-                CheckpointState(
-                    state: TrainingState(), config: training,
-                    data: DataFingerprint(train: TokenDataset(shards: [], sequenceLength: 8), val: nil),
-                    backend: "cpu", files: $0)
-            },
-            overwrite: false, midSave: midSave, log: { _ in })
+        try saveCheckpoint(model, optimizer, run: store.runFolder, step: step, midSave: midSave)
     }
 
     func testSavingOntoAGoodCheckpointIsCheckpointExists() throws {

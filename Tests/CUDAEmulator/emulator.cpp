@@ -191,12 +191,9 @@ void wait_for(Wait kind, unsigned long generation) {
 
 bool still_waiting(const Fiber &f) {
     switch (f.wait) {
-    case Wait::none:
-        return false;
-    case Wait::block:
-        return block.block_generation == f.wait_generation;
-    case Wait::warp:
-        return block.warps[linear_thread(f.state.thread_index) / 32].generation == f.wait_generation;
+    case Wait::none: return false;
+    case Wait::block: return block.block_generation == f.wait_generation;
+    case Wait::warp: return block.warps[linear_thread(f.state.thread_index) / 32].generation == f.wait_generation;
     }
     return false;
 }
@@ -575,21 +572,11 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     bool dst_device = on_device(dst, bytes), src_device = on_device(src, bytes);
     bool valid = false;
     switch (kind) {
-    case cudaMemcpyHostToDevice:
-        valid = dst_device && !on_device(src, 1);
-        break;
-    case cudaMemcpyDeviceToHost:
-        valid = src_device && !on_device(dst, 1);
-        break;
-    case cudaMemcpyDeviceToDevice:
-        valid = dst_device && src_device;
-        break;
-    case cudaMemcpyHostToHost:
-        valid = !on_device(dst, 1) && !on_device(src, 1);
-        break;
-    case cudaMemcpyDefault:
-        valid = true;
-        break;
+    case cudaMemcpyHostToDevice: valid = dst_device && !on_device(src, 1); break;
+    case cudaMemcpyDeviceToHost: valid = src_device && !on_device(dst, 1); break;
+    case cudaMemcpyDeviceToDevice: valid = dst_device && src_device; break;
+    case cudaMemcpyHostToHost: valid = !on_device(dst, 1) && !on_device(src, 1); break;
+    case cudaMemcpyDefault: valid = true; break;
     }
     if (!valid) return cudaErrorInvalidValue;
     // A device-to-host copy is where the host waits for the GPU: traced, so a test can count them.
@@ -691,36 +678,21 @@ cudaError_t cudaPeekAtLastError(void) { return last_error; }
 namespace {
 const char *plain_error_string(cudaError_t error) {
     switch (error) {
-    case cudaSuccess:
-        return "no error";
-    case cudaErrorInvalidValue:
-        return "invalid argument";
-    case cudaErrorMemoryAllocation:
-        return "out of memory";
-    case cudaErrorInvalidConfiguration:
-        return "invalid configuration argument";
-    case cudaErrorInvalidDevicePointer:
-        return "invalid device pointer";
-    case cudaErrorInvalidMemcpyDirection:
-        return "invalid copy direction for memcpy";
-    case cudaErrorNoDevice:
-        return "no CUDA-capable device is detected";
-    case cudaErrorInvalidDevice:
-        return "invalid device ordinal";
-    case cudaErrorNotReady:
-        return "device not ready";
-    case cudaErrorInvalidResourceHandle:
-        return "invalid resource handle";
-    case cudaErrorIllegalAddress:
-        return "an illegal memory access was encountered";
-    case cudaErrorLaunchFailure:
-        return "unspecified launch failure";
-    case cudaErrorInsufficientDriver:
-        return "CUDA driver version is insufficient for CUDA runtime version";
-    case cudaErrorSystemDriverMismatch:
-        return "system has unsupported display driver / cuda driver combination";
-    case cudaErrorCompatNotSupportedOnDevice:
-        return "forward compatibility was attempted on non supported HW";
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorSystemDriverMismatch: return "system has unsupported display driver / cuda driver combination";
+    case cudaErrorCompatNotSupportedOnDevice: return "forward compatibility was attempted on non supported HW";
     }
     return "unknown error";
 }
@@ -967,18 +939,12 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
         return CUBLAS_STATUS_SUCCESS;
     };
     switch (attribute) {
-    case CUBLASLT_MATMUL_DESC_TRANSA:
-        return take(&desc->transa, sizeof(int32_t));
-    case CUBLASLT_MATMUL_DESC_TRANSB:
-        return take(&desc->transb, sizeof(int32_t));
-    case CUBLASLT_MATMUL_DESC_EPILOGUE:
-        return take(&desc->epilogue, sizeof(uint32_t));
-    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
-        return take(&desc->bias, sizeof(void *));
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER:
-        return take(&desc->aux, sizeof(void *));
-    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD:
-        return take(&desc->aux_ld, sizeof(int64_t));
+    case CUBLASLT_MATMUL_DESC_TRANSA: return take(&desc->transa, sizeof(int32_t));
+    case CUBLASLT_MATMUL_DESC_TRANSB: return take(&desc->transb, sizeof(int32_t));
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: return take(&desc->epilogue, sizeof(uint32_t));
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return take(&desc->bias, sizeof(void *));
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: return take(&desc->aux, sizeof(void *));
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: return take(&desc->aux_ld, sizeof(int64_t));
     }
     return CUBLAS_STATUS_INVALID_VALUE;
 }
@@ -1037,10 +1003,8 @@ cublasStatus_t check_lt(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cub
     case CUBLASLT_EPILOGUE_DEFAULT:
     case CUBLASLT_EPILOGUE_BIAS:
     case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
-    case CUBLASLT_EPILOGUE_DGELU:
-        break;
-    default:
-        return CUBLAS_STATUS_NOT_SUPPORTED;
+    case CUBLASLT_EPILOGUE_DGELU: break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     if (desc->epilogue & CUBLASLT_EPILOGUE_BIAS && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
     if (has_aux(desc->epilogue) && (!desc->aux || desc->aux_ld % 8 != 0 || desc->aux_ld < (int64_t)m))
@@ -1135,19 +1099,14 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         for (int i = 0; i < m; i++) {
             float &x = d[i + (long long)j * Ddesc->ld];
             switch (desc->epilogue) {
-            case CUBLASLT_EPILOGUE_BIAS:
-                x += bias[i];
-                break;
+            case CUBLASLT_EPILOGUE_BIAS: x += bias[i]; break;
             case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
                 x += bias[i];
                 aux_values[i + j * desc->aux_ld] = x;
                 x = baton_gelu(x);
                 break;
-            case CUBLASLT_EPILOGUE_DGELU:
-                x = baton_gelu_backward(aux_values[i + j * desc->aux_ld], x);
-                break;
-            default:
-                break;
+            case CUBLASLT_EPILOGUE_DGELU: x = baton_gelu_backward(aux_values[i + j * desc->aux_ld], x); break;
+            default: break;
             }
         }
     }

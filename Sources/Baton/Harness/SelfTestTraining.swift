@@ -2,6 +2,13 @@ import Foundation
 
 /// The training checks: whole steps, checkpoints and resumes on both devices.
 extension SelfTest {
+    /// A row of two runs' losses, step by step: the largest relative difference.
+    func lossRow(_ check: String, _ losses: [Float], against reference: ArraySlice<Float>, limit: Double) -> Row {
+        Row(
+            check: check, error: SelfTest.worst(zip(losses, reference).map { SelfTest.relativeError([$0], [$1]) }),
+            limit: limit)
+    }
+
     /// A small model on seeded random data, in `folder`.
     static func trainingConfig(folder: URL) throws -> TrainingConfig {
         var generator = RandomGenerator(seed: 77)
@@ -131,43 +138,25 @@ extension SelfTest {
         let cpuHalf = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu-half"))
         _ = try losses(cpuHalf, steps: 10)
         let cpuMiddle = try cpuHalf.saveCheckpoint()
-        let deviceToCPU = try losses(
-            try trainer(config, on: reference, run: folder.appendingPathComponent("device-to-cpu"), from: middle),
-            steps: 10)
-        let cpuToDevice = try losses(
-            try trainer(config, on: device, run: folder.appendingPathComponent("cpu-to-device"), from: cpuMiddle),
-            steps: 10)
-        rows.append(
-            reported(
-                Row(
-                    check: "resume \(device.kind.rawValue) -> cpu: losses\(tag)",
-                    error: SelfTest.worst(
-                        zip(deviceToCPU, deviceLosses.suffix(10)).map {
-                            SelfTest.relativeError([$0], [$1])
-                        }), limit: limits.losses)))
-        rows.append(
-            reported(
-                Row(
-                    check: "resume cpu -> \(device.kind.rawValue): losses\(tag)",
-                    error: SelfTest.worst(
-                        zip(cpuToDevice, cpuLosses.suffix(10)).map {
-                            SelfTest.relativeError([$0], [$1])
-                        }), limit: limits.losses)))
+        func tenSteps(_ config: TrainingConfig, on device: Device, _ run: String, from: URL) throws -> [Float] {
+            try losses(try trainer(config, on: device, run: folder.appendingPathComponent(run), from: from), steps: 10)
+        }
+        func compare(_ check: String, _ losses: [Float], against reference: [Float], limit: Double) {
+            rows.append(reported(lossRow(check, losses, against: reference.suffix(10), limit: limit)))
+        }
+        let deviceToCPU = try tenSteps(config, on: reference, "device-to-cpu", from: middle)
+        let cpuToDevice = try tenSteps(config, on: device, "cpu-to-device", from: cpuMiddle)
+        let name = device.kind.rawValue
+        compare("resume \(name) -> cpu: losses\(tag)", deviceToCPU, against: deviceLosses, limit: limits.losses)
+        compare("resume cpu -> \(name): losses\(tag)", cpuToDevice, against: cpuLosses, limit: limits.losses)
         if precision == .bf16 {
             // The checkpoint is float32 whatever the precision: a bf16 run goes on in fp32.
             var fp32 = config
             fp32.precision = nil
-            let continued = try losses(
-                try trainer(fp32, on: device, run: folder.appendingPathComponent("bf16-to-fp32"), from: middle),
-                steps: 10)
-            rows.append(
-                reported(
-                    Row(
-                        check: "resume bf16 -> fp32 on \(device.kind.rawValue): losses vs bf16",
-                        error: SelfTest.worst(
-                            zip(continued, deviceLosses.suffix(10)).map {
-                                SelfTest.relativeError([$0], [$1])
-                            }), limit: SelfTest.bf16ToFP32Limit)))
+            let continued = try tenSteps(fp32, on: device, "bf16-to-fp32", from: middle)
+            compare(
+                "resume bf16 -> fp32 on \(name): losses vs bf16", continued, against: deviceLosses,
+                limit: SelfTest.bf16ToFP32Limit)
         }
         return rows
     }

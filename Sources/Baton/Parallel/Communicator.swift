@@ -33,13 +33,11 @@ public final class Communicator {
         let what = "launched by mpirun (\(size) rank\(size == 1 ? "" : "s"))"
         let table = try SharedLibrary.requireTable(
             at: path, symbol: "baton_comm_get_table", kind: "communicator", global: true, as: baton_comm_table.self,
+            version: \.abi_version, expected: BATON_COMM_ABI_VERSION, rebuild: "scripts/setup/build-mpi",
             missing:
                 "\(what), but there is no MPI communicator library at \(path); build it with scripts/build (which "
                 + "puts it beside baton), or set BATON_MPI_LIBRARY",
             cannotLoad: { "\(what), but \(path) does not load: \($0) (is OpenMPI installed?)" })
-        guard table.pointee.abi_version == BATON_COMM_ABI_VERSION else {
-            throw BatonError("\(path): communicator version mismatch; rebuild it with scripts/setup/build-mpi")
-        }
         var rank: Int32 = 0, worldSize: Int32 = 0
         var message = [CChar](repeating: 0, count: 512)
         var handle: OpaquePointer?

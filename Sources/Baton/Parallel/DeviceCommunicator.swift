@@ -40,14 +40,12 @@ public final class DeviceCommunicator {
         let path = candidatePath
         let table = try SharedLibrary.requireTable(
             at: path, symbol: "baton_device_comm_get_table", kind: "device communicator",
-            as: baton_device_comm_table.self,
+            as: baton_device_comm_table.self, version: \.abi_version, expected: BATON_DEVICE_COMM_ABI_VERSION,
+            rebuild: "cmake",
             missing:
                 "no NCCL communicator library at \(path); build it with cmake where nccl.h is (see the README), or "
                 + "set BATON_NCCL_COMM_LIBRARY",
             cannotLoad: { "\(path) does not load: \($0)" })
-        guard table.pointee.abi_version == BATON_DEVICE_COMM_ABI_VERSION else {
-            throw BatonError("\(path): device communicator version mismatch; rebuild it with cmake")
-        }
         var version = [CChar](repeating: 0, count: 32), message = [CChar](repeating: 0, count: 512)
         var handle: OpaquePointer?
         let loaded =

@@ -32,15 +32,22 @@ enum SharedLibrary {
     /// The table, or one line in the caller's words: `missing` where there is no file,
     /// `cannotLoad(reason)` where it does not load, and that `path` is not a Baton `kind` where
     /// it has no table.
+    /// A table whose `abi_version` (`version(table)`) is not `expected` is "PATH: KIND version
+    /// mismatch; rebuild it with REBUILD".
     static func requireTable<Table>(
         at path: String, symbol: String, kind: String, global: Bool = false, as type: Table.Type,
-        missing: String, cannotLoad: (String) -> String
+        version: (Table) -> Int32, expected: Int32, rebuild: String, missing: String, cannotLoad: (String) -> String
     ) throws -> UnsafePointer<Table> {
+        let found: UnsafePointer<Table>
         switch table(at: path, symbol: symbol, global: global, as: type) {
-        case .success(let found): return found
+        case .success(let table): found = table
         case .failure(.missing): throw BatonError(missing)
         case .failure(.cannotLoad(let reason)): throw BatonError(cannotLoad(reason))
         case .failure(.noSymbol), .failure(.noTable): throw BatonError("\(path) is not a Baton \(kind) (no \(symbol))")
         }
+        guard version(found.pointee) == expected else {
+            throw BatonError("\(path): \(kind) version mismatch; rebuild it with \(rebuild)")
+        }
+        return found
     }
 }
