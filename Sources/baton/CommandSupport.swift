@@ -47,12 +47,18 @@ func settingOptions(_ entries: [SettingEntry], inserting extra: [String: [Option
 let modelSettings = TrainingConfig.settings.filter { $0.key.hasPrefix("model.") }
 let modelOptions = settingOptions(modelSettings)
 
-/// The model shape the flags give over `model`.
-func applyModelFlags(_ parsed: ParsedArguments, to model: inout GPTConfig) throws {
+/// The values the flags of `entries` give on the command line.
+func settingFlags(_ parsed: ParsedArguments, _ entries: [SettingEntry]) throws -> TrainingConfig.Overrides {
     var overrides = TrainingConfig.Overrides()
-    for entry in modelSettings {
+    for entry in entries {
         if let text = parsed.string(entry.flag) { try overrides.set(entry, text: text) }
     }
+    return overrides
+}
+
+/// The model shape the flags give over `model`.
+func applyModelFlags(_ parsed: ParsedArguments, to model: inout GPTConfig) throws {
+    let overrides = try settingFlags(parsed, modelSettings)
     var config = TrainingConfig()
     config.model = model
     model = try config.applying(overrides).model

@@ -42,10 +42,7 @@ let trainSpec = CommandSpec(
 
 /// The settings given for this run: a --config file's, with the flags over them.
 func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Overrides {
-    var flags = TrainingConfig.Overrides()
-    for entry in TrainingConfig.settings {
-        if let text = parsed.string(entry.flag) { try flags.set(entry, text: text) }
-    }
+    let flags = try settingFlags(parsed, TrainingConfig.settings)
     guard let file = parsed.string("--config") else { return flags }
     return try TrainingConfig.Overrides.file(URL(fileURLWithPath: file)).overridden(by: flags)
 }
@@ -53,14 +50,17 @@ func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Override
 func trainCommand(_ arguments: [String]) throws {
     guard let parsed = try trainSpec.parse(arguments) else { return }
     let resume = parsed.string("--resume").map(ResumeRequest.init)
-    let overrides = try trainOverrides(parsed)
+    var overrides = try trainOverrides(parsed)
+    // --init-from names the start itself: a --config file's recorded one gives way.
+    if parsed.string("--init-from") != nil { overrides.initFrom = nil }
     // A --config file recorded from a run that started from a Hugging Face folder starts from it too.
     let initFrom =
         parsed.string("--init-from").map { URL(fileURLWithPath: $0) }
         ?? (resume == nil ? overrides.initFrom.map { URL(fileURLWithPath: $0.folder) } : nil)
     // Check the flags before any work, so a typo fails in an instant.
     if resume == nil && initFrom == nil { try TrainingConfig().applying(overrides).validate() }
-    if resume == nil, parsed.string("--data") == nil,
+    // The data named by --data or by a --config file; else the default, which must be here.
+    if resume == nil, !overrides.given("dataFolder"),
         !FileManager.default.fileExists(atPath: TrainingConfig().dataFolder)
     {
         throw BatonError(

@@ -56,7 +56,8 @@ final class SettingDeclarationTests: TinyRunTestCase {
             ] + machine)
         XCTAssertEqual(started.status, 0, started.stderr)
         let configFile = first.appendingPathComponent("config.json").path
-        let repeated = try runBaton(["train", "--config", configFile, "--out", second.path] + machine)
+        // From another directory, where the default data set is not: the file names the data.
+        let repeated = try runBaton(["train", "--config", configFile, "--out", second.path] + machine, in: folder)
         XCTAssertEqual(repeated.status, 0, repeated.stderr)
         let a = CheckpointStore(runFolder: first), b = CheckpointStore(runFolder: second)
         XCTAssertEqual(a.steps(), b.steps())
@@ -101,5 +102,33 @@ final class SettingDeclarationTests: TinyRunTestCase {
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "\(text): a refused run left a folder")
         }
+    }
+
+    /// A run started from a Hugging Face folder: its config.json starts from that folder again, to
+    /// the same bytes; once the folder's weights change, the file is refused in one line (exit 2),
+    /// and --init-from starts from them anyway.
+    func testAConfigRecordedFromAHuggingFaceStartNeedsTheSameWeights() throws {
+        let hf = folder.appendingPathComponent("hf")
+        try FileManager.default.copyItem(at: TestPaths.fixtures.appendingPathComponent("hf-gpt2-tiny"), to: hf)
+        let flags: [String] = ["--data", data, "--batch", "4", "--steps", "3", "--eval-batches", "1"] + onCPU
+        let first = folder.appendingPathComponent("first"), second = folder.appendingPathComponent("second")
+        try baton(["train", "--init-from", hf.path, "--out", first.path] + flags)
+        let configFile = first.appendingPathComponent("config.json").path
+        let repeated = try baton(["train", "--config", configFile, "--out", second.path] + onCPU)
+        XCTAssert(repeated.stdout.contains("init: weights from \(hf.path)"), repeated.stdout)
+        let model = { (run: URL) in
+            try Data(
+                contentsOf: CheckpointStore(runFolder: run).url(step: 3).appendingPathComponent("model.safetensors"))
+        }
+        XCTAssert(try model(first) == model(second), "the recorded start repeats the run")
+        let weights = hf.appendingPathComponent("model.safetensors")
+        try flipByte(in: weights, at: try Data(contentsOf: weights).count - 4)  // the last weight's lowest byte
+        let third = folder.appendingPathComponent("third")
+        let refused = try runBaton(["train", "--config", configFile, "--out", third.path] + onCPU)
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssert(refused.stderr.contains("not the ones the run recorded"), refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: third.path))
+        try baton(["train", "--config", configFile, "--init-from", hf.path, "--out", third.path] + onCPU)
     }
 }

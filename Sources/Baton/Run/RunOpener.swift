@@ -277,6 +277,17 @@ public enum RunOpener {
                         "\(entry.flag) \(given) conflicts with \(source), which says \(entry.valueText); drop the flag")
             }
         }
+        // A --config file's recorded start: the same weights, or the run would not be the one recorded.
+        if let recorded = overrides.initFrom, recorded.files != initial.checksums {
+            func crcs(_ files: [String: String]) -> String {
+                files.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", ")
+            }
+            throw BatonError.invalidFlag(
+                flag: "--config",
+                message: "--config: initFrom names \(initial.folder.path), whose weights are not the ones the run "
+                    + "recorded (CRC32C \(crcs(initial.checksums)), recorded \(crcs(recorded.files))); pass "
+                    + "--init-from to start from them anyway")
+        }
         config.model = theirs
         config.initFrom = TrainingConfig.InitSource(
             folder: initial.folder.standardizedFileURL.path, files: initial.checksums)

@@ -54,6 +54,10 @@ extension TrainingConfig {
             func invalid(_ text: String) -> BatonError {
                 .invalidFlag(flag: "--config", message: "--config \(path): \(text)")
             }
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+                throw invalid("is a folder; give a JSON file, such as a run's config.json")
+            }
             let data: Data
             do { data = try Data(contentsOf: url) } catch {
                 throw invalid("cannot be read (\(error.localizedDescription))")
@@ -105,12 +109,7 @@ extension TrainingConfig {
                 }
             }
             // Bounds, named by the file's keys.
-            let config = try TrainingConfig().applying(overrides)
-            for entry in config.settingEntries where overrides.given(entry.key) {
-                if let text = entry.violation { throw invalid("\(prefix)\(entry.key) \(text)") }
-            }
-            if let (field, text) = config.model.problem(naming: { "\(prefix)model.\($0.rawValue)" }) {
-                _ = field
+            if let (_, text) = try TrainingConfig().applying(overrides).problem(naming: { key, _ in prefix + key }) {
                 throw invalid(text)
             }
             return overrides

@@ -110,16 +110,23 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// an error naming the file and the key, since no flag was passed.
     public func validate(file: String? = nil) throws {
         if let file {
-            // GPTConfig.Field's cases are named as GPTConfig's properties, its keys in state.json.
-            try model.validate(file: file, key: { "config.model.\($0.rawValue)" })
-        } else {
-            try model.validate()
+            if let (_, text) = problem(naming: { key, _ in "config.\(key)" }) { throw BatonError("\(file): \(text)") }
+        } else if let (flag, text) = problem(naming: { _, flag in flag }) {
+            throw BatonError.invalidFlag(flag: flag, message: text)
+        }
+    }
+
+    /// The first setting that cannot be used (the model's shape first), and why, each setting called
+    /// `name(key, flag)`: its flag, or its key where it was read from a file.
+    func problem(naming name: (_ key: String, _ flag: String) -> String) -> (flag: String, text: String)? {
+        // GPTConfig.Field's cases are named as GPTConfig's properties, its keys in config.json.
+        if let (field, text) = model.problem(naming: { name("model.\($0.rawValue)", $0.flag) }) {
+            return (field.flag, text)
         }
         for entry in settingEntries where !entry.key.hasPrefix("model.") {
-            guard let text = entry.violation else { continue }
-            guard let file else { throw BatonError.invalidFlag(flag: entry.flag, message: "\(entry.flag) \(text)") }
-            throw BatonError("\(file): config.\(entry.key) \(text)")
+            if let text = entry.violation { return (entry.flag, "\(name(entry.key, entry.flag)) \(text)") }
         }
+        return nil
     }
 }
 
