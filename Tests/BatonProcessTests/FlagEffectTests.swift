@@ -50,13 +50,6 @@ final class FlagEffectTests: XCTestCase {
         return try Data(contentsOf: out)
     }
 
-    func succeed(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
-        let result = try runBaton(arguments)
-        XCTAssertEqual(
-            result.status, 0, "baton \(arguments.joined(separator: " ")): \(result.stderr)", file: file, line: line)
-        return result
-    }
-
     // MARK: sample
 
     func testSampleTemperature() throws {
@@ -116,8 +109,10 @@ final class FlagEffectTests: XCTestCase {
     func testEvalSequences() throws {
         let val = URL(fileURLWithPath: data).appendingPathComponent("t_val_000000.bin")
         let tokens = try TokenShard(url: val, vocabularySize: 256).tokens(start: 0, count: 100).map { UInt16($0) }
-        let four = try loss(succeed(["eval", run.path, "--data", val.path, "--sequences", "4", "--device", "cpu"]))
-        let eight = try loss(succeed(["eval", run.path, "--data", val.path, "--sequences", "8", "--device", "cpu"]))
+        let four = try loss(
+            runBatonExpectingSuccess(["eval", run.path, "--data", val.path, "--sequences", "4", "--device", "cpu"]))
+        let eight = try loss(
+            runBatonExpectingSuccess(["eval", run.path, "--data", val.path, "--sequences", "8", "--device", "cpu"]))
         XCTAssertNotEqual(four, eight, "4 and 8 sequences are other sets of tokens")
         // Sequence i is tokens[8i ..< 8i+9]: evaluate each alone, from a shard holding just it.
         var losses: [Double] = []
@@ -125,7 +120,10 @@ final class FlagEffectTests: XCTestCase {
             let alone = folder.appendingPathComponent("eval-seq-\(i).bin")
             try TokenShard.write(tokens: Array(tokens[(8 * i)..<(8 * i + 9)]), to: alone)
             losses.append(
-                try loss(succeed(["eval", run.path, "--data", alone.path, "--sequences", "1", "--device", "cpu"])))
+                try loss(
+                    runBatonExpectingSuccess([
+                        "eval", run.path, "--data", alone.path, "--sequences", "1", "--device", "cpu",
+                    ])))
         }
         XCTAssertEqual(
             four, losses.reduce(0, +) / 4, accuracy: 1e-4 * abs(four),
@@ -134,7 +132,9 @@ final class FlagEffectTests: XCTestCase {
         let firstFour = folder.appendingPathComponent("eval-first-four.bin")
         try TokenShard.write(tokens: Array(tokens[0..<33]), to: firstFour)
         let again = try loss(
-            succeed(["eval", run.path, "--data", firstFour.path, "--sequences", "4", "--device", "cpu"]))
+            runBatonExpectingSuccess([
+                "eval", run.path, "--data", firstFour.path, "--sequences", "4", "--device", "cpu",
+            ]))
         XCTAssertEqual(four, again, accuracy: 1e-5 * abs(four))
     }
 
@@ -160,7 +160,7 @@ final class FlagEffectTests: XCTestCase {
         let input = folder.appendingPathComponent("book.txt")
         try Data(try bookText.utf8).write(to: input)
         let out = folder.appendingPathComponent("prepared-sharded")
-        _ = try succeed([
+        _ = try runBatonExpectingSuccess([
             "prepare", input.path, "--tokenizer", "gpt2", "--out", out.path, "--shard-tokens", "1024", "--val-tokens",
             "600",
         ])
@@ -191,10 +191,12 @@ final class FlagEffectTests: XCTestCase {
         try Data(bodyOnly.utf8).write(to: only)
         let viaField = folder.appendingPathComponent("prepared-field"),
             viaText = folder.appendingPathComponent("prepared-text")
-        _ = try succeed([
+        _ = try runBatonExpectingSuccess([
             "prepare", both.path, "--tokenizer", "gpt2", "--out", viaField.path, "--field", "body", "--val-tokens", "5",
         ])
-        _ = try succeed(["prepare", only.path, "--tokenizer", "gpt2", "--out", viaText.path, "--val-tokens", "5"])
+        _ = try runBatonExpectingSuccess([
+            "prepare", only.path, "--tokenizer", "gpt2", "--out", viaText.path, "--val-tokens", "5",
+        ])
         let files = try shardFiles(viaField)
         XCTAssertEqual(files, try shardFiles(viaText))
         for name in files {
@@ -209,7 +211,7 @@ final class FlagEffectTests: XCTestCase {
         let input = folder.appendingPathComponent("name.txt")
         try Data(try bookText.prefix(3000).utf8).write(to: input)
         let out = folder.appendingPathComponent("prepared-named")
-        _ = try succeed(["prepare", input.path, "--out", out.path, "--name", "milton"])
+        _ = try runBatonExpectingSuccess(["prepare", input.path, "--out", out.path, "--name", "milton"])
         XCTAssertEqual(try shardFiles(out), ["milton_train_000000.bin", "milton_val_000000.bin"])
     }
 
@@ -217,7 +219,7 @@ final class FlagEffectTests: XCTestCase {
 
     func plot(_ flags: [String]) throws -> String {
         let out = folder.appendingPathComponent("plot-\(UUID().uuidString.prefix(8)).svg")
-        _ = try succeed(["plot", run.path, "--out", out.path] + flags)
+        _ = try runBatonExpectingSuccess(["plot", run.path, "--out", out.path] + flags)
         return try String(contentsOf: out, encoding: .utf8)
     }
 
@@ -279,7 +281,7 @@ final class FlagEffectTests: XCTestCase {
             "bench", "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8", "--warmup-steps", "0",
             "--device", "cpu",
         ]
-        let result = try succeed(tiny + ["--batch", "3", "--steps", "2", "--profile"])
+        let result = try runBatonExpectingSuccess(tiny + ["--batch", "3", "--steps", "2", "--profile"])
         XCTAssertTrue(result.stdout.contains("T=8 B=3 V=256"), result.stdout)
         XCTAssertTrue(result.stdout.contains("profile: 2 more steps"), result.stdout)
         XCTAssertTrue(result.stdout.contains("tokens_per_s: "), result.stdout)

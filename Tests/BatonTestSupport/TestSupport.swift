@@ -140,6 +140,19 @@ func runBaton(
         stderr: String(decoding: errBox.data, as: UTF8.self))
 }
 
+/// Runs `baton` with `arguments`; a failure to exit 0 fails the test, naming the command.
+@discardableResult
+func runBatonExpectingSuccess(
+    _ arguments: [String], file: StaticString = #filePath, line: UInt = #line
+) throws
+    -> ProcessResult
+{
+    let result = try runBaton(arguments)
+    XCTAssertEqual(
+        result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file, line: line)
+    return result
+}
+
 /// The bundled text (data/paradise-lost.txt), its first `characters`.
 func bundledText(prefix characters: Int) throws -> String {
     let url = TestPaths.repositoryRoot.appendingPathComponent("data/paradise-lost.txt")

@@ -31,10 +31,6 @@ class TinyRunTestCase: FolderTestCase {
     /// Runs `baton` with `arguments`; a failure to exit 0 fails the test, naming the command.
     @discardableResult
     func baton(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
-        let result = try runBaton(arguments)
-        XCTAssertEqual(
-            result.status, 0, "baton \(arguments.joined(separator: " ")) failed: \(result.stderr)", file: file,
-            line: line)
-        return result
+        try runBatonExpectingSuccess(arguments, file: file, line: line)
     }
 }

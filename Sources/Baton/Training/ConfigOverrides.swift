@@ -43,9 +43,6 @@ extension TrainingConfig {
                 as: UTF8.self)
         }
 
-        /// Keys a config file may hold besides the settings: recorded values that have no flag.
-        static let recordedKeys: Set<String> = ["epsilon", "initFrom"]
-
         /// A run described by a file: a config as config.json records it (that whole file, or the
         /// object under its "config" key). Any key may be left out; an unknown key or a value of the
         /// wrong kind or out of bounds is an error naming the file and the key.
