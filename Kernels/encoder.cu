@@ -1,4 +1,4 @@
-// Token + position embedding: the twin of Sources/CBatonCPU/encoder.c.
+// Token + position embedding (no position table for rotary models): the twin of Sources/CBatonCPU/encoder.c.
 #include "common.cuh"
 
 __global__ void encoder_forward_kernel(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
@@ -7,7 +7,8 @@ __global__ void encoder_forward_kernel(float *out, const int32_t *tokens, const 
     if (i >= (long long)B * T * C) return;
     long long row = i / C;
     int c = (int)(i % C), t = (int)(row % T);
-    out[i] = wte[(long long)tokens[row] * C + c] + wpe[(long long)t * C + c];
+    float token = wte[(long long)tokens[row] * C + c];
+    out[i] = wpe ? token + wpe[(long long)t * C + c] : token;
 }
 
 void encoder_forward(baton_context *ctx, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
@@ -40,5 +41,5 @@ void encoder_backward(baton_context *ctx, float *dwte, float *dwpe, const float 
                                                                                 bucket_starts, C);
         check_launch(ctx, "encoder_backward");
     }
-    column_sum(ctx, dwpe, dout, B, T * C, "encoder_backward");
+    if (dwpe) column_sum(ctx, dwpe, dout, B, T * C, "encoder_backward");
 }

@@ -182,7 +182,7 @@ __global__ void epilogue_kernel(Act *out, Act *gelu_out, const float *wide, cons
         store_act(out, i, baton_gelu_backward(load_act(pre_gelu, i), wide[i]));
         return;
     }
-    float pre = wide[i] + load_act(bias, i % columns);
+    float pre = wide[i] + (bias ? load_act(bias, i % columns) : 0.0f);
     store_act(out, i, pre);
     if (gelu_out) store_act(gelu_out, i, baton_gelu(pre));
 }
@@ -207,14 +207,17 @@ void unfused(baton_context *ctx, void *out, void *gelu_out, const void *a, const
 
 // Row-major out[N,OC] = inp[N,IC] weight[IC,OC] is column-major out^T[OC,N] = weight^T[OC,IC]
 // inp^T[IC,N], with the weight as stored (leading dimension OC) and the input as stored (IC): the
-// bias runs along D's rows, as cuBLASLt broadcasts it; GELU's input is the auxiliary output.
+// bias runs along D's rows, as cuBLASLt broadcasts it; GELU's input is the auxiliary output. A
+// weight stored [OC,IC] (trans_w) is column-major [IC,OC] with leading dimension IC, transposed.
 void linear_forward(baton_context *ctx, baton_activation *out, baton_activation *gelu_out, const baton_activation *inp,
-                    const baton_activation *weight, const baton_activation *bias, int N, int IC, int OC) {
-    bool fused = gelu_out ? lt_matmul(ctx, gelu_out, weight, inp, OC, N, IC, false, OC, IC,
-                                      CUBLASLT_EPILOGUE_GELU_AUX_BIAS, bias, out, OC, "linear_forward")
-                          : lt_matmul(ctx, out, weight, inp, OC, N, IC, false, OC, IC, CUBLASLT_EPILOGUE_BIAS, bias,
-                                      nullptr, 0, "linear_forward");
-    if (!fused) unfused(ctx, out, gelu_out, inp, weight, bias, nullptr, N, OC, IC, 0, "linear_forward");
+                    const baton_activation *weight, const baton_activation *bias, int N, int IC, int OC, int trans_w) {
+    int lda = trans_w ? IC : OC;
+    bool fused = gelu_out ? bias && lt_matmul(ctx, gelu_out, weight, inp, OC, N, IC, trans_w, lda, IC,
+                                              CUBLASLT_EPILOGUE_GELU_AUX_BIAS, bias, out, OC, "linear_forward")
+                          : lt_matmul(ctx, out, weight, inp, OC, N, IC, trans_w, lda, IC,
+                                      bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, bias, nullptr, 0,
+                                      "linear_forward");
+    if (!fused) unfused(ctx, out, gelu_out, inp, weight, bias, nullptr, N, OC, IC, trans_w, "linear_forward");
 }
 
 // Row-major dinp[N,IC] = dout[N,OC] weight[IC,OC]^T is column-major dinp^T[IC,N] =

@@ -1,4 +1,4 @@
-/* Token + position embedding. */
+/* Token + position embedding (the position table NULL: rotary models have none). */
 #include "kernels.h"
 
 typedef struct {
@@ -13,7 +13,12 @@ static void encoder_forward_rows(void *p, int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; row++) {
         int t = (int)(row % a->T);
         float *out = a->out + row * a->C;
-        const float *tok = a->wte + (int64_t)a->tokens[row] * a->C, *pos = a->wpe + (int64_t)t * a->C;
+        const float *tok = a->wte + (int64_t)a->tokens[row] * a->C;
+        if (!a->wpe) {
+            memcpy(out, tok, sizeof(float) * a->C);
+            continue;
+        }
+        const float *pos = a->wpe + (int64_t)t * a->C;
         for (int c = 0; c < a->C; c++) out[c] = tok[c] + pos[c];
     }
 }
@@ -61,5 +66,5 @@ void encoder_backward(baton_context *ctx, float *dwte, float *dwpe, const float 
                       const int32_t *bucket_rows, const int32_t *bucket_starts, int buckets, int B, int T, int C) {
     encoder_backward_args a = {dwte, dwpe, dout, tokens, bucket_rows, bucket_starts, B, T, C};
     parallel_for(ctx, buckets, 8, encoder_backward_buckets, &a);
-    parallel_for(ctx, T, 8, encoder_backward_positions, &a);
+    if (dwpe) parallel_for(ctx, T, 8, encoder_backward_positions, &a);
 }

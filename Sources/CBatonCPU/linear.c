@@ -48,19 +48,19 @@ static void bias_gelu_rows(void *p, int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; n++)
         for (int64_t c = 0; c < a->columns; c++) {
             int64_t i = n * a->columns + c;
-            float pre = a->wide[i] + act_load(a->bias, c, 1);
+            float pre = a->wide[i] + (a->bias ? act_load(a->bias, c, 1) : 0.0f);
             act_store(a->out, i, pre, 1);
             if (a->gelu_out) act_store(a->gelu_out, i, baton_gelu(pre), 1);
         }
 }
 
 void linear_forward(baton_context *ctx, baton_activation *out, baton_activation *gelu_out, const baton_activation *inp,
-                    const baton_activation *weight, const baton_activation *bias, int N, int IC, int OC) {
+                    const baton_activation *weight, const baton_activation *bias, int N, int IC, int OC, int trans_w) {
     int64_t n = (int64_t)N * OC;
     if (!stores_bf16(ctx)) {
-        gemm_in_precision(ctx, out, inp, weight, N, OC, IC, 0, 0, 0.0f);
+        gemm_in_precision(ctx, out, inp, weight, N, OC, IC, 0, trans_w, 0.0f);
         float_epilogue_args bias_args = {out, NULL, NULL, bias, OC};
-        parallel_for(ctx, N, 16, bias_rows, &bias_args);
+        if (bias) parallel_for(ctx, N, 16, bias_rows, &bias_args);
         if (gelu_out) {
             float_epilogue_args gelu_args = {gelu_out, out, NULL, NULL, OC};
             parallel_for(ctx, n, 4096, gelu_range, &gelu_args);
@@ -69,7 +69,7 @@ void linear_forward(baton_context *ctx, baton_activation *out, baton_activation 
     }
     float *wide = wide_buffer(ctx, n);
     if (!wide) abort(); /* out of host memory */
-    gemm_in_precision(ctx, wide, inp, weight, N, OC, IC, 0, 0, 0.0f);
+    gemm_in_precision(ctx, wide, inp, weight, N, OC, IC, 0, trans_w, 0.0f);
     bf16_epilogue_args a = {out, gelu_out, wide, bias, NULL, OC};
     parallel_for(ctx, N, 16, bias_gelu_rows, &a);
 }

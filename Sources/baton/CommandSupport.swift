@@ -43,9 +43,29 @@ func settingOptions(_ entries: [SettingEntry], inserting extra: [String: [Option
     }
 }
 
-/// The model-shape flags that train and bench share, from the model's settings.
+/// The model-shape flags that train and bench share, from the model's settings, after --model.
 let modelSettings = TrainingConfig.settings.filter { $0.key.hasPrefix("model.") }
-let modelOptions = settingOptions(modelSettings)
+let modelOptions = [presetOption] + settingOptions(modelSettings)
+
+/// --model NAME, listing the presets with their parameter counts.
+let presetOption = Option(
+    name: "--model", placeholder: "NAME",
+    help: "a named shape (flags beside it change its numbers): "
+        + ModelPreset.all.map { "\($0.name) (\(millions($0.parameterCount)))" }.joined(separator: ", "))
+
+/// 124,439,808 -> "124.4M".
+func millions(_ count: Int) -> String { String(format: "%.1fM", Double(count) / 1e6) }
+
+/// The preset --model names, as setting values (nil without --model).
+func presetOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Overrides? {
+    guard let name = parsed.string("--model") else { return nil }
+    guard let preset = ModelPreset.named(name) else {
+        throw UsageError(
+            "baton \(parsed.command): --model \(name) is not a preset; choose one of "
+                + ModelPreset.all.map(\.name).joined(separator: ", "))
+    }
+    return try .model(preset.config)
+}
 
 /// The values the flags of `entries` give on the command line.
 func settingFlags(_ parsed: ParsedArguments, _ entries: [SettingEntry]) throws -> TrainingConfig.Overrides {
@@ -58,7 +78,8 @@ func settingFlags(_ parsed: ParsedArguments, _ entries: [SettingEntry]) throws -
 
 /// The model shape the flags give over `model`.
 func applyModelFlags(_ parsed: ParsedArguments, to model: inout GPTConfig) throws {
-    let overrides = try settingFlags(parsed, modelSettings)
+    var overrides = try settingFlags(parsed, modelSettings)
+    if let preset = try presetOverrides(parsed) { overrides = preset.overridden(by: overrides) }
     var config = TrainingConfig()
     config.model = model
     model = try config.applying(overrides).model

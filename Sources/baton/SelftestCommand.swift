@@ -59,6 +59,14 @@ func selftestCommand(_ arguments: [String]) throws {
             try test.trainingChecks(folder: folder.appendingPathComponent(precision.rawValue), precision: precision)
         }
     }
+    // The Llama family's blocks, in fp32 and in bf16 (which stores every activation rounded).
+    for precision in [Precision.fp32, .bf16] {
+        rows += SelfTest.Row.guarded("training checks [\(precision.rawValue), llama]", report: live) {
+            try test.trainingChecks(
+                folder: folder.appendingPathComponent("llama-" + precision.rawValue), precision: precision,
+                architecture: .llama)
+        }
+    }
     // GPU ranks reduce through NCCL where the NCCL communicator was built beside the backend.
     if device.kind == .cuda {
         if FileManager.default.fileExists(atPath: DeviceCommunicator.candidatePath) {

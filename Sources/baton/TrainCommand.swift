@@ -3,7 +3,8 @@ import CBatonSystem
 import Foundation
 
 let trainSpec = CommandSpec(
-    name: "train", summary: "Train a GPT-2 model. With no flags: the default small model on the bundled corpus.",
+    name: "train",
+    summary: "Train a GPT-2 or Llama-family model. With no flags: the default small model on the bundled corpus.",
     usage: "baton train [options]        (continue a run: baton train --out RUN --resume auto)",
     options: settingOptions(
         TrainingConfig.settings,
@@ -24,7 +25,7 @@ let trainSpec = CommandSpec(
                     memory (auto: NCCL where it loads); nccl without mpirun: one rank
                 --collective-timeout S: a collective that waits longer than S seconds on a rank ends the job, naming
                     that rank (default 600; 0: wait forever)
-                """),
+                """) + [presetOption],
             "--keep-every": options(
                 """
                 --stop-at STEP: stop after STEP steps, with a checkpoint (0: save the initial state)
@@ -40,9 +41,10 @@ let trainSpec = CommandSpec(
                 """),
         ]) + deviceOptions + debugTrainOptions)
 
-/// The settings given for this run: a --config file's, with the flags over them.
+/// The settings given for this run: a --config file's, then a --model preset's, with the flags over them.
 func trainOverrides(_ parsed: ParsedArguments) throws -> TrainingConfig.Overrides {
-    let flags = try settingFlags(parsed, TrainingConfig.settings)
+    var flags = try settingFlags(parsed, TrainingConfig.settings)
+    if let preset = try presetOverrides(parsed) { flags = preset.overridden(by: flags) }
     guard let file = parsed.string("--config") else { return flags }
     return try TrainingConfig.Overrides.file(URL(fileURLWithPath: file)).overridden(by: flags)
 }

@@ -136,6 +136,18 @@ final class DataParallelTests: XCTestCase {
             "losses at 3 ranks against one process")
     }
 
+    /// The Llama family (grouped-query attention, q/k/v biases) at world sizes 1, 2 and 4: the same bits.
+    func testALlamaRunGivesTheSameBitsAtWorldSizesOneTwoAndFour() throws {
+        let llama = ["--arch", "llama", "--kv-heads", "1", "--attention-bias", "true"]
+        XCTAssertEqual(try launch(ranks: 0, flags("l1") + llama).status, 0)
+        for ranks in [2, 4] {
+            let result = try launch(ranks: ranks, flags("l\(ranks)") + llama)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssert(try files("l\(ranks)") == files("l1"), "llama, world size \(ranks): the checkpoint differs")
+            XCTAssertEqual(try metrics("l\(ranks)"), try metrics("l1"))
+        }
+    }
+
     func testStoppedAtOneWorldSizeAndResumedAtAnotherEndsTheSame() throws {
         XCTAssertEqual(try launch(ranks: 0, flags("straight")).status, 0)
         for (name, first, second, stop) in [("4to2", 4, 2, 3), ("2to1", 2, 0, 2), ("1to4", 0, 4, 4)] {

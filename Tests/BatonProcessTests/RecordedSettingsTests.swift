@@ -32,12 +32,21 @@ final class RecordedSettingsTests: TinyRunTestCase {
         ("--save-every", "2"), ("--keep-last", "1"), ("--keep-every", "3"), ("--seq-len", "6"), ("--layers", "2"),
         ("--heads", "4"), ("--embd", "24"), ("--vocab-size", "300"), ("--precision", "bf16"),
         ("--on-nonfinite", "skip"),
-        ("--on-save-error", "retry"), ("--reduce", "fast"),
+        ("--on-save-error", "retry"), ("--reduce", "fast"), ("--arch", "llama"),
+    ]
+
+    /// The Llama family's settings, each given with --arch llama.
+    let llamaSettings: [(flag: String, value: String)] = [
+        ("--kv-heads", "1"), ("--intermediate-size", "40"), ("--rope-theta", "500000"), ("--norm-eps", "1e-6"),
+        ("--tie-embeddings", "true"), ("--attention-bias", "true"),
     ]
 
     func testEverySettingIsTakenFromTheRunOnResume() throws {
         var covered: Set<String> = []
-        for (flag, value) in settings {
+        let cases =
+            settings.map { ($0.flag, $0.value, base) }
+            + llamaSettings.map { ($0.flag, $0.value, base + ["--arch", "llama"]) }
+        for (flag, value, base) in cases {
             covered.insert(flag)
             let straight = folder.appendingPathComponent("straight\(flag)").path
             let stopped = folder.appendingPathComponent("stopped\(flag)").path

@@ -16,6 +16,9 @@ final class SettingDeclarationTests: TinyRunTestCase {
         config.globalBatch = 24
         config.reduce = .fast
         config.precision = .bf16
+        config.model.kvHeads = 2
+        config.model.intermediateSize = 40
+        config.model.tieEmbeddings = true
         let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
         let model = object["model"] as! [String: Any]
         let written = Set(object.keys.filter { $0 != "model" }).union(model.keys.map { "model.\($0)" })

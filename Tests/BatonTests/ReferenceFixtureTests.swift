@@ -5,20 +5,33 @@ import XCTest
 @testable import BatonTestSupport
 
 /// The CPU backend against PyTorch: Tests/BatonTests/Fixtures/gpt2_tiny.safetensors, written by
-/// scripts/fixtures/make_fixtures.py.
-final class ReferenceFixtureTests: XCTestCase {
+/// scripts/fixtures/make_fixtures.py; the subclasses below run every test on the Llama family's
+/// fixtures, made by transformers (scripts/fixtures/make_llama_fixtures.py).
+class ReferenceFixtureTests: XCTestCase {
+    class var fixtureName: String { "gpt2_tiny" }
+
     var fixture: SafeTensors.File!
     var model: GPT!
     var inputs: [Int32] = [], targets: [Int32] = []
     var B = 0, T = 0
 
     override func setUpWithError() throws {
-        fixture = try SafeTensors.read(TestPaths.fixtures.appendingPathComponent("gpt2_tiny.safetensors"))
+        fixture = try SafeTensors.read(
+            TestPaths.fixtures.appendingPathComponent(Self.fixtureName + ".safetensors"))
         func meta(_ key: String) -> Int { Int(fixture.metadata[key]!)! }
         B = meta("B"); T = meta("T")
-        let config = GPTConfig(
+        var config = GPTConfig(
             contextLength: meta("n_ctx"), vocabularySize: meta("V"), layers: meta("n_layer"),
             heads: meta("n_head"), channels: meta("n_embd"))
+        if fixture.metadata["n_kv_head"] != nil {
+            config.architecture = .llama
+            config.kvHeads = meta("n_kv_head")
+            config.intermediateSize = meta("intermediate_size")
+            config.ropeTheta = Float(fixture.metadata["rope_theta"]!)!
+            config.normEpsilon = Float(fixture.metadata["rms_norm_eps"]!)!
+            config.tieEmbeddings = fixture.metadata["tie_word_embeddings"] == "true"
+            config.attentionBias = fixture.metadata["attention_bias"] == "true"
+        }
         model = try GPT(config: config, device: Device.cpu())
         try ModelWeights.load(fixture, into: model)
         inputs = try fixture.integers("inputs").map(Int32.init)
@@ -134,5 +147,31 @@ final class ReferenceFixtureTests: XCTestCase {
             try model.backward()
         }
         assertClose(try model.device.download(model.gradients), full, rtol: 1e-5, "accumulated gradients")
+    }
+}
+
+/// LlamaForCausalLM: grouped-query attention, untied, intermediate 88, eps 1e-6, theta 500000.
+final class LlamaReferenceFixtureTests: ReferenceFixtureTests {
+    override class var fixtureName: String { "llama_tiny" }
+    // Linux's XCTest runs only the tests a class declares itself.
+    override func testLogitsAndLossMatchPyTorch() throws { try super.testLogitsAndLossMatchPyTorch() }
+    override func testEveryGradientMatchesPyTorch() throws { try super.testEveryGradientMatchesPyTorch() }
+    override func testTenAdamWStepsMatchPyTorch() throws { try super.testTenAdamWStepsMatchPyTorch() }
+    override func testAShorterSequenceMatchesPyTorch() throws { try super.testAShorterSequenceMatchesPyTorch() }
+    override func testGradientAccumulationEqualsOneLargeBatch() throws {
+        try super.testGradientAccumulationEqualsOneLargeBatch()
+    }
+}
+
+/// Qwen2ForCausalLM: q/k/v biases, multi-query attention, tied embeddings.
+final class Qwen2ReferenceFixtureTests: ReferenceFixtureTests {
+    override class var fixtureName: String { "qwen2_tiny" }
+    // Linux's XCTest runs only the tests a class declares itself.
+    override func testLogitsAndLossMatchPyTorch() throws { try super.testLogitsAndLossMatchPyTorch() }
+    override func testEveryGradientMatchesPyTorch() throws { try super.testEveryGradientMatchesPyTorch() }
+    override func testTenAdamWStepsMatchPyTorch() throws { try super.testTenAdamWStepsMatchPyTorch() }
+    override func testAShorterSequenceMatchesPyTorch() throws { try super.testAShorterSequenceMatchesPyTorch() }
+    override func testGradientAccumulationEqualsOneLargeBatch() throws {
+        try super.testGradientAccumulationEqualsOneLargeBatch()
     }
 }

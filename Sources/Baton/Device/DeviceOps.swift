@@ -22,23 +22,24 @@ extension Device {
         try run("fill") { ops.fill(context, x.pointer, value, Int64(x.count)) }
     }
 
+    /// wpe nil: no position table (rotary models).
     public func encoderForward(
-        out: Tensor, tokens: TokenTensor, wte: Tensor, wpe: Tensor, B: Int, T: Int, C: Int
+        out: Tensor, tokens: TokenTensor, wte: Tensor, wpe: Tensor?, B: Int, T: Int, C: Int
     ) throws {
         try run("encoder_forward") {
             ops.encoder_forward(
-                context, out.pointer, tokens.pointer, wte.pointer, wpe.pointer, Int32(B), Int32(T), Int32(C))
+                context, out.pointer, tokens.pointer, wte.pointer, wpe?.pointer, Int32(B), Int32(T), Int32(C))
         }
     }
 
     /// `buckets`: the same tokens' rows grouped by token (EmbeddingBuckets, uploaded).
     public func encoderBackward(
-        dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: TokenTensor, buckets: DeviceBuckets, B: Int, T: Int,
+        dwte: Tensor, dwpe: Tensor?, dout: Tensor, tokens: TokenTensor, buckets: DeviceBuckets, B: Int, T: Int,
         C: Int
     ) throws {
         try run("encoder_backward") {
             ops.encoder_backward(
-                context, dwte.pointer, dwpe.pointer, dout.pointer, tokens.pointer, buckets.rows.pointer,
+                context, dwte.pointer, dwpe?.pointer, dout.pointer, tokens.pointer, buckets.rows.pointer,
                 buckets.starts.pointer,
                 Int32(buckets.count), Int32(B), Int32(T), Int32(C))
         }
@@ -82,6 +83,94 @@ extension Device {
         }
     }
 
+    /// out = RMSNorm(input) with its rstd.
+    public func rmsnormForward(
+        out: Tensor, rstd: Tensor, input: Tensor, weight: Tensor, N: Int, C: Int, eps: Float
+    )
+        throws
+    {
+        precondition(out.count >= N * C && input.count >= N * C && rstd.count >= N, "rmsnorm operand too small")
+        try run("rmsnorm_forward") {
+            ops.rmsnorm_forward(context, act(out), rstd.pointer, input.pointer, weight.pointer, Int32(N), Int32(C), eps)
+        }
+    }
+
+    /// residual = a + b, then out = RMSNorm(residual) with its rstd, in one op.
+    public func residualRmsnormForward(
+        residual: Tensor, out: Tensor, rstd: Tensor, a: Tensor, b: Tensor, weight: Tensor, N: Int, C: Int, eps: Float
+    ) throws {
+        precondition(
+            residual.count >= N * C && out.count >= N * C && a.count >= N * C && b.count >= N * C,
+            "residual_rmsnorm operand too small")
+        try run("residual_rmsnorm_forward") {
+            ops.residual_rmsnorm_forward(
+                context, residual.pointer, act(out), rstd.pointer, a.pointer, act(b), weight.pointer, Int32(N),
+                Int32(C), eps)
+        }
+    }
+
+    /// dinput and dweight accumulate; dinputActivation as in layernormBackward.
+    public func rmsnormBackward(
+        dinput: Tensor, dinputActivation: Tensor? = nil, dweight: Tensor, dout: Tensor, input: Tensor, weight: Tensor,
+        rstd: Tensor, N: Int, C: Int
+    ) throws {
+        try run("rmsnorm_backward") {
+            ops.rmsnorm_backward(
+                context, dinput.pointer, dinputActivation.map(act), dweight.pointer, act(dout), input.pointer,
+                weight.pointer, rstd.pointer, Int32(N), Int32(C))
+        }
+    }
+
+    /// Rotates the first `heads` heads of each row of x [B, T, width] by their position
+    /// (`freqs` [T, HS/2, 2] cos and sin), in place; `backward` rotates a gradient back.
+    public func rope(
+        _ x: Tensor, freqs: Tensor, B: Int, T: Int, width: Int, heads: Int, HS: Int, backward: Bool = false
+    ) throws {
+        precondition(
+            x.count >= B * T * width && heads * HS <= width && freqs.count >= T * HS && HS % 2 == 0,
+            "rope operand too small")
+        let name = backward ? "rope_backward" : "rope_forward"
+        try run(name) {
+            (backward ? ops.rope_backward : ops.rope_forward)(
+                context, act(x), freqs.pointer, Int32(B), Int32(T), Int32(width), Int32(heads), Int32(HS))
+        }
+    }
+
+    /// out[N, H] = silu(gate) * up from input [N, 2H] = [gate | up].
+    public func swigluForward(out: Tensor, input: Tensor, N: Int, H: Int) throws {
+        precondition(out.count >= N * H && input.count >= 2 * N * H, "swiglu operand too small")
+        try run("swiglu_forward") { ops.swiglu_forward(context, act(out), act(input), Int32(N), Int32(H)) }
+    }
+
+    /// dinput [N, 2H] = the gradients of gate and up, given dout [N, H].
+    public func swigluBackward(dinput: Tensor, dout: Tensor, input: Tensor, N: Int, H: Int) throws {
+        precondition(dinput.count >= 2 * N * H && dout.count >= N * H && input.count >= 2 * N * H)
+        try run("swiglu_backward") {
+            ops.swiglu_backward(context, act(dinput), act(dout), act(input), Int32(N), Int32(H))
+        }
+    }
+
+    /// out [N, 3 NH HS] = input [N, (NH + 2 KV) HS] with each key/value head repeated for its
+    /// group of query heads (the layout attention reads).
+    public func repeatKVForward(out: Tensor, input: Tensor, N: Int, NH: Int, KV: Int, HS: Int) throws {
+        precondition(
+            NH % KV == 0 && out.count >= 3 * N * NH * HS && input.count >= N * (NH + 2 * KV) * HS,
+            "repeat_kv operand too small")
+        try run("repeat_kv_forward") {
+            ops.repeat_kv_forward(context, act(out), act(input), Int32(N), Int32(NH), Int32(KV), Int32(HS))
+        }
+    }
+
+    /// dinput [N, (NH + 2 KV) HS] = dout [N, 3 NH HS] with each group's key/value gradients summed.
+    public func repeatKVBackward(dinput: Tensor, dout: Tensor, N: Int, NH: Int, KV: Int, HS: Int) throws {
+        precondition(
+            NH % KV == 0 && dout.count >= 3 * N * NH * HS && dinput.count >= N * (NH + 2 * KV) * HS,
+            "repeat_kv operand too small")
+        try run("repeat_kv_backward") {
+            ops.repeat_kv_backward(context, act(dinput), act(dout), Int32(N), Int32(NH), Int32(KV), Int32(HS))
+        }
+    }
+
     /// c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c; a and b are activations, and so is c when
     /// beta is 0 (else c is float32: a weight's gradient).
     public func matmul(
@@ -97,20 +186,21 @@ extension Device {
     }
 
     /// out[N, outFeatures] = input @ weight + bias; with geluOut, also geluOut = GELU(out) (out keeps
-    /// the pre-activation). One op, rounded once at the end in bf16.
+    /// the pre-activation). One op, rounded once at the end in bf16. The weight is [inFeatures,
+    /// outFeatures] (Conv1D), or with `transposedWeight` [outFeatures, inFeatures] (nn.Linear).
     public func linearForward(
-        out: Tensor, geluOut: Tensor? = nil, input: Tensor, weight: Tensor, bias: Tensor, N: Int, inFeatures: Int,
-        outFeatures: Int
+        out: Tensor, geluOut: Tensor? = nil, input: Tensor, weight: Tensor, bias: Tensor?, N: Int, inFeatures: Int,
+        outFeatures: Int, transposedWeight: Bool = false
     ) throws {
         precondition(
             out.count >= N * outFeatures && (geluOut?.count ?? Int.max) >= N * outFeatures
                 && input.count >= N * inFeatures
-                && weight.count >= inFeatures * outFeatures && bias.count >= outFeatures,
+                && weight.count >= inFeatures * outFeatures && (bias?.count ?? Int.max) >= outFeatures,
             "linear_forward operand too small")
         try run("linear_forward") {
             ops.linear_forward(
-                context, act(out), geluOut.map(act), act(input), act(weight), act(bias), Int32(N), Int32(inFeatures),
-                Int32(outFeatures))
+                context, act(out), geluOut.map(act), act(input), act(weight), bias.map(act), Int32(N),
+                Int32(inFeatures), Int32(outFeatures), transposedWeight ? 1 : 0)
         }
     }
 

@@ -3,17 +3,34 @@ import Foundation
 /// `model.safetensors`: every parameter, fp32, under Hugging Face GPT-2 names and layouts. The
 /// model shape travels in `__metadata__`, so the file alone is enough to sample or evaluate.
 public enum ModelWeights {
+    /// GPT-2's five numbers under their own keys (all a GPT-2 file holds, byte for byte as before
+    /// the Llama family), and for the Llama family the whole shape as config.json's "model"
+    /// object under baton.config.
     public static func metadata(for config: GPTConfig) -> [String: String] {
-        [
+        var metadata = [
             "format": "pt",
             "baton.n_ctx": String(config.contextLength), "baton.vocab_size": String(config.vocabularySize),
             "baton.n_layer": String(config.layers), "baton.n_head": String(config.heads),
             "baton.n_embd": String(config.channels),
         ]
+        if config.architecture != .gpt2 {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            metadata["baton.config"] = String(decoding: try! encoder.encode(config), as: UTF8.self)
+        }
+        return metadata
     }
 
     /// The model shape recorded in a weights file.
     public static func config(of file: SafeTensors.File) throws -> GPTConfig {
+        if let text = file.metadata["baton.config"] {
+            let config: GPTConfig
+            do { config = try JSONDecoder().decode(GPTConfig.self, from: Data(text.utf8)) } catch {
+                throw BatonError("\(file.url.path): baton.config in the safetensors metadata is not a model shape")
+            }
+            try config.validate(file: file.url.path, key: { "baton.config \($0.rawValue)" })
+            return config
+        }
         func value(_ key: String) throws -> Int {
             guard let text = file.metadata["baton.\(key)"], let number = Int(text) else {
                 throw BatonError(

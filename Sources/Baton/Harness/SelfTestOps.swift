@@ -263,6 +263,6 @@ extension SelfTest {
                 try d.fill(o, with: 0.25)
                 return [o]
             })
-        return rows
+        return rows + (try llamaOpChecks(B: B, T: T, C: C, NH: NH, V: V))
     }
 }

@@ -42,6 +42,12 @@ extension SelfTest {
         var result = weights
         let C = model.config.channels
         for layer in 0..<model.config.layers {
+            if model.config.architecture == .llama {
+                if let spec = model.layout.spec(named: "model.layers.\(layer).self_attn.k_proj.bias") {
+                    for i in spec.offset..<(spec.offset + spec.count) { result[i] = 0 }
+                }
+                continue
+            }
             guard let spec = model.layout.spec(named: "transformer.h.\(layer).attn.c_attn.bias") else {
                 throw BatonError("no c_attn.bias in layer \(layer)")
             }
@@ -71,13 +77,23 @@ extension SelfTest {
     /// A bf16 checkpoint continued in fp32, its losses against bf16's: 5.0e-5 measured, 14x.
     static let bf16ToFP32Limit = 7e-4
 
-    /// Training in `precision` (its rows say which, past fp32): parity with the CPU twin, bitwise
-    /// resume on the device, resume across backends; in bf16 also a bf16 checkpoint continued in fp32.
-    public func trainingChecks(folder: URL, precision: Precision = .fp32) throws -> [Row] {
+    /// Training in `precision` (its rows say which, past fp32) for a model of `architecture` (its
+    /// rows say llama): parity with the CPU twin, bitwise resume on the device, resume across
+    /// backends; in bf16 also a bf16 checkpoint continued in fp32.
+    public func trainingChecks(
+        folder: URL, precision: Precision = .fp32, architecture: ModelArchitecture = .gpt2
+    ) throws -> [Row] {
         var config = try SelfTest.trainingConfig(folder: folder)
         config.precision = precision == .fp32 ? nil : precision
+        if architecture == .llama {
+            // Grouped-query attention, untied, with q/k/v biases: every path of the family's blocks.
+            config.model.architecture = .llama
+            config.model.kvHeads = 2
+            config.model.attentionBias = true
+        }
         let limits = SelfTest.trainingLimits[precision]!
-        let tag = precision == .fp32 ? "" : " [\(precision.rawValue)]"
+        let tags = (precision == .fp32 ? [] : [precision.rawValue]) + (architecture == .llama ? ["llama"] : [])
+        let tag = tags.isEmpty ? "" : " [\(tags.joined(separator: ", "))]"
         var rows: [Row] = []
         defer {
             try? device.setPrecision(.fp32)

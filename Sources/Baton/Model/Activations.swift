@@ -28,6 +28,10 @@ final class Activations {
             },
             tokens: { try device.allocate(tokens: $0) })
         buckets = DeviceBuckets(rows: buffers.bucketRows, starts: buffers.bucketStarts)
+        if let llama = buffers.llama {
+            try device.upload(
+                RotaryEmbedding.table(length: T, headSize: config.headSize, theta: config.ropeTheta), to: llama.rope)
+        }
     }
 
     /// Bytes all of this takes for `config` at (B, T), given the attention's sizes on a device
@@ -56,8 +60,29 @@ struct ActivationBuffers<Buffer, Tokens> {
         let ln2, ln2Mean, ln2Rstd, fc, fcGelu, fcProjection, residualAfterMLP: Buffer
     }
 
+    /// A Llama-family block's activations: the same roles, RMSNorm keeping rstd only, qkv its
+    /// NH + 2 KV heads (rotated in place), the MLP's gate and up side by side and SwiGLU's output.
+    struct LlamaLayer {
+        let ln1, ln1Rstd, qkv, attentionOutput, attentionSaved, attentionProjection, residualAfterAttention: Buffer
+        let ln2, ln2Rstd, gateUp, hidden, down, residualAfterMLP: Buffer
+    }
+
+    /// What only the Llama family needs beside its layers.
+    struct LlamaBuffers {
+        /// The rotary table [T, HS/2, 2] (cos, sin), float32.
+        let rope: Buffer
+        /// qkv with each key/value head repeated for its query heads (what attention reads), shared
+        /// by every layer (the backward pass repeats again), and its gradient; nil without grouping.
+        let qkvRepeated, dqkvRepeated: Buffer?
+        /// The gradient of SwiGLU's output [N, I].
+        let dhidden: Buffer
+    }
+
     let encoded: Buffer
+    /// GPT-2's blocks, or the Llama family's (the other list empty).
     let layers: [Layer]
+    let llamaLayers: [LlamaLayer]
+    let llama: LlamaBuffers?
     let lnf, lnfMean, lnfRstd: Buffer
     /// Logits [B*T, padded V] (the padded columns masked); after a training forward they hold dlogits instead (the
     /// fused loss op
@@ -72,6 +97,8 @@ struct ActivationBuffers<Buffer, Tokens> {
     // Gradient scratch. The residual stream's gradient is float32 (LayerNorm's backward adds into
     // it); dresidualActivation is where the matmuls read it: itself in float32 storage, in bf16 a
     // bf16 copy that each LayerNorm backward writes beside its sum.
+    // dqkv is qkv's gradient (its NH + 2 KV heads in the Llama family); dfc the MLP's first
+    // layer's (GPT-2's fc, [N, 4C]; the Llama family's gate and up, [N, 2I]).
     let dresidual, dresidualActivation, dln, dattentionOutput, dqkv, dfc, attentionScratch: Buffer
 
     /// `element`: how activations are stored (float32 or bf16); the rest is float32.
@@ -79,12 +106,31 @@ struct ActivationBuffers<Buffer, Tokens> {
         config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType,
         tensor: (Int, ElementType) throws -> Buffer, tokens: (Int) throws -> Tokens
     ) rethrows {
-        let C = config.channels, N = B * T
+        let C = config.channels, N = B * T, isLlama = config.architecture == .llama
         func floats(_ count: Int) throws -> Buffer { try tensor(count, .float32) }
         func activations(_ count: Int) throws -> Buffer { try tensor(count, element) }
         encoded = try floats(N * C)
-        var layers: [Layer] = []
-        for _ in 0..<config.layers {
+        var layers: [Layer] = [], llamaLayers: [LlamaLayer] = []
+        for _ in 0..<(isLlama ? config.layers : 0) {
+            let I = config.hiddenSize
+            llamaLayers.append(
+                LlamaLayer(
+                    ln1: try activations(N * C), ln1Rstd: try floats(N), qkv: try activations(N * config.qkvWidth),
+                    attentionOutput: try activations(N * C), attentionSaved: try floats(attentionSaved),
+                    attentionProjection: try activations(N * C), residualAfterAttention: try floats(N * C),
+                    ln2: try activations(N * C), ln2Rstd: try floats(N), gateUp: try activations(N * 2 * I),
+                    hidden: try activations(N * I), down: try activations(N * C), residualAfterMLP: try floats(N * C)))
+        }
+        self.llamaLayers = llamaLayers
+        let grouped = config.keyValueHeads != config.heads
+        llama =
+            isLlama
+            ? LlamaBuffers(
+                rope: try floats(T * config.headSize), qkvRepeated: grouped ? try activations(N * 3 * C) : nil,
+                dqkvRepeated: grouped ? try activations(N * 3 * C) : nil,
+                dhidden: try activations(N * config.hiddenSize))
+            : nil
+        for _ in 0..<(isLlama ? 0 : config.layers) {
             layers.append(
                 Layer(
                     ln1: try activations(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N),
@@ -110,8 +156,8 @@ struct ActivationBuffers<Buffer, Tokens> {
         dresidualActivation = element == .float32 ? dresidual : try activations(N * C)
         dln = try activations(N * C)
         dattentionOutput = try activations(N * C)
-        dqkv = try activations(N * 3 * C)
-        dfc = try activations(N * 4 * C)
+        dqkv = try activations(N * (isLlama ? config.qkvWidth : 3 * C))
+        dfc = try activations(N * (isLlama ? 2 : 1) * config.hiddenSize)
         self.attentionScratch = try floats(attentionScratch)
     }
 }

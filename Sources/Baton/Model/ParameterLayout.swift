@@ -1,8 +1,10 @@
-/// One parameter tensor of the model, named as in Hugging Face's GPT2LMHeadModel and stored in
-/// its layout (Conv1D weights are (in_features, out_features)).
+/// One parameter tensor of the model, named as in Hugging Face's GPT2LMHeadModel or
+/// LlamaForCausalLM and stored in its layout (GPT-2's Conv1D weights are (in_features,
+/// out_features); the Llama family's nn.Linear weights (out_features, in_features)).
 public struct ParameterSpec: Equatable, Sendable {
     public enum Role: Sendable {
-        case embedding, linearWeight, residualProjectionWeight, bias, layerNormWeight, layerNormBias
+        /// normWeight: a LayerNorm's or RMSNorm's scale (initialised to one).
+        case embedding, linearWeight, residualProjectionWeight, bias, normWeight, layerNormBias
     }
     public let name: String
     public let shape: [Int]
@@ -35,10 +37,14 @@ public struct ParameterLayout: Sendable {
         self.config = config
         var specs: [ParameterSpec] = []
         var offset = 0
-        _ = ParameterTensors<Void>(config: config) { name, shape, role, allocatedRows in
+        func declare(name: String, shape: [Int], role: ParameterSpec.Role, allocatedRows: Int) {
             let allocated = allocatedRows * shape.dropFirst().reduce(1, *)
             specs.append(ParameterSpec(name: name, shape: shape, role: role, offset: offset, allocated: allocated))
             offset += allocated
+        }
+        switch config.architecture {
+        case .gpt2: _ = ParameterTensors<Void>(config: config, tensor: declare)
+        case .llama: _ = LlamaParameterTensors<Void>(config: config, tensor: declare, span: { _, _ in })
         }
         self.specs = specs
         self.totalCount = offset
@@ -106,7 +112,7 @@ struct ParameterTensors<T> {
         let C = config.channels
         func layerNorm(_ name: String) -> Affine {
             Affine(
-                weight: tensor(name + ".weight", [C], .layerNormWeight, C),
+                weight: tensor(name + ".weight", [C], .normWeight, C),
                 bias: tensor(name + ".bias", [C], .layerNormBias, C))
         }
         func linear(

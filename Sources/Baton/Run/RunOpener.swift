@@ -270,11 +270,12 @@ public enum RunOpener {
     ) throws {
         let theirs = initial.config, source = initial.folder.appendingPathComponent("config.json").path
         for entry in SettingTable.entries(of: theirs, prefix: "model.") {
-            if let given = overrides.value(entry.key, as: Int.self), String(given) != entry.valueText {
+            if overrides.given(entry.key), !entry.setting.holds(json: overrides.valueText(entry.key)) {
                 throw BatonError.invalidFlag(
                     flag: entry.flag,
                     message:
-                        "\(entry.flag) \(given) conflicts with \(source), which says \(entry.valueText); drop the flag")
+                        "\(entry.flag) \(overrides.valueText(entry.key)) conflicts with \(source), which says "
+                        + "\(entry.valueText); drop the flag")
             }
         }
         // A --config file's recorded start: the same weights, or the run would not be the one recorded.

@@ -37,6 +37,14 @@ extension TrainingConfig {
             return merged
         }
 
+        /// A whole model shape (a --model preset) as values: every number it sets.
+        public static func model(_ config: GPTConfig) throws -> Overrides {
+            var overrides = Overrides()
+            let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
+            for (key, value) in object { overrides.values["model." + key] = try text(value) }
+            return overrides
+        }
+
         static func text(_ json: Any) throws -> String {
             String(
                 decoding: try JSONSerialization.data(withJSONObject: json, options: [.fragmentsAllowed, .sortedKeys]),

@@ -238,6 +238,8 @@ protocol AnySetting: Sendable {
     func accepts(json: Any) -> Bool
     /// A flag's text as the JSON value a file would hold, nil when the text is not a value.
     func json(fromText text: String) -> Any?
+    /// Whether `text`, JSON as Overrides holds it, is this setting's value (10000 is 10000.0).
+    func holds(json text: String) -> Bool
 }
 
 extension Setting: AnySetting {
@@ -258,6 +260,10 @@ extension Setting: AnySetting {
             return false
         }
         return (try? JSONDecoder().decode(Value.self, from: data)) != nil
+    }
+
+    func holds(json text: String) -> Bool {
+        (try? JSONDecoder().decode(Value.self, from: Data(text.utf8))) == wrappedValue
     }
 
     func json(fromText text: String) -> Any? {
@@ -320,4 +326,17 @@ enum SettingTable {
         walk(TrainingConfig())
         return table
     }()
+}
+
+extension Bool: SettingValue {
+    public init?(settingText: String) {
+        switch settingText {
+        case "true": self = true
+        case "false": self = false
+        default: return nil
+        }
+    }
+    public var settingText: String { self ? "true" : "false" }
+    public var settingNumber: Double? { nil }
+    public static var settingKind: String { "true or false" }
 }

@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 6
+#define BATON_BACKEND_ABI_VERSION 7
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -91,13 +91,13 @@ typedef enum baton_precision {
  * gradients and optimizer moments are float32 in every precision. */
 typedef void baton_activation;
 
-/* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] */
+/* out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]; wpe NULL (rotary models): out = wte[tokens[b,t],:]. */
 typedef void baton_encoder_forward_fn(baton_context *ctx, float *out, const int32_t *tokens, const float *wte,
                                       const float *wpe, int B, int T, int C);
 /* dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]  (accumulates). The rows come
  * grouped by token too: group g (of `buckets`) is rows bucket_rows[bucket_starts[g] ..
  * bucket_starts[g+1]), all of one token, in row order; so each token's rows can be added in row
- * order, in parallel over tokens, without atomics. */
+ * order, in parallel over tokens, without atomics. dwpe NULL: no position table. */
 typedef void baton_encoder_backward_fn(baton_context *ctx, float *dwte, float *dwpe, const float *dout,
                                        const int32_t *tokens, const int32_t *bucket_rows, const int32_t *bucket_starts,
                                        int buckets, int B, int T, int C);
@@ -117,18 +117,61 @@ typedef void baton_layernorm_backward_fn(baton_context *ctx, float *dinp, baton_
                                          float *dweight, float *dbias, const baton_activation *dout, const float *inp,
                                          const float *weight, const float *mean, const float *rstd, int N, int C);
 
+/* RMSNorm over the last dimension (the Llama family): out = inp * rstd * weight, rstd =
+ * 1/sqrt(mean(inp^2) + eps), the mean of squares in float32; saves rstd (N). */
+typedef void baton_rmsnorm_forward_fn(baton_context *ctx, baton_activation *out, float *rstd, const float *inp,
+                                      const float *weight, int N, int C, float eps);
+/* residual = a + b, then out, rstd = rmsnorm_forward(residual), in one pass over each row. */
+typedef void baton_residual_rmsnorm_forward_fn(baton_context *ctx, float *residual, baton_activation *out, float *rstd,
+                                               const float *a, const baton_activation *b, const float *weight, int N,
+                                               int C, float eps);
+/* dinp += rstd * (g - xhat * mean(g * xhat)), g = dout * weight, xhat = inp * rstd; dweight +=
+ * sum over rows of dout * xhat (both accumulate). dinp_activation as layernorm_backward's. */
+typedef void baton_rmsnorm_backward_fn(baton_context *ctx, float *dinp, baton_activation *dinp_activation,
+                                       float *dweight, const baton_activation *dout, const float *inp,
+                                       const float *weight, const float *rstd, int N, int C);
+
+/* Rotary position embedding in place, transformers' rotate-half convention: in each row of x
+ * [B,T,width] the first `heads` heads of HS channels (the queries' and the keys' heads, side by
+ * side) are rotated by position t: for i < HS/2, (x_i, x_{i+HS/2}) becomes (x_i cos - x_{i+HS/2} sin,
+ * x_{i+HS/2} cos + x_i sin) with (cos, sin) = freqs[t, i, 0..1]. freqs [T, HS/2, 2] is float32,
+ * made by the caller. rope_backward rotates the gradient back (sin negated). */
+typedef void baton_rope_forward_fn(baton_context *ctx, baton_activation *x, const float *freqs, int B, int T, int width,
+                                   int heads, int HS);
+typedef void baton_rope_backward_fn(baton_context *ctx, baton_activation *dx, const float *freqs, int B, int T,
+                                    int width, int heads, int HS);
+
+/* SwiGLU: inp [N, 2*H] holds gate and up side by side in each row; out[n,i] = silu(gate) * up,
+ * computed in float32 and rounded once in bf16. The backward writes d(gate) and d(up) into dinp
+ * [N, 2*H] (overwrites). */
+typedef void baton_swiglu_forward_fn(baton_context *ctx, baton_activation *out, const baton_activation *inp, int N,
+                                     int H);
+typedef void baton_swiglu_backward_fn(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
+                                      const baton_activation *inp, int N, int H);
+
+/* Grouped-query attention's heads: inp [N, (NH + 2 KV) * HS] (NH query heads, KV key heads, KV
+ * value heads) becomes out [N, 3 * NH * HS], the layout attention reads, each query head h given
+ * key/value head h / (NH / KV). The backward sums each key/value head's NH / KV gradients in
+ * head order, in float32 (rounded once in bf16), into dinp (overwrites). */
+typedef void baton_repeat_kv_forward_fn(baton_context *ctx, baton_activation *out, const baton_activation *inp, int N,
+                                        int NH, int KV, int HS);
+typedef void baton_repeat_kv_backward_fn(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
+                                         int N, int NH, int KV, int HS);
+
 /* c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c, where op transposes when trans_* is non-zero.
  * a is stored as [M,K] (or [K,M] when transposed), b as [K,N] (or [N,K] when transposed). c is
  * an activation when beta is 0 (a fresh output), float32 otherwise (a weight's gradient). */
 typedef void baton_matmul_fn(baton_context *ctx, void *c, const baton_activation *a, const baton_activation *b, int M,
                              int N, int K, int trans_a, int trans_b, float beta);
-/* A linear layer: out[N,OC] = inp[N,IC] @ weight[IC,OC] + bias (matmul, then the bias). With
+/* A linear layer: out[N,OC] = inp[N,IC] @ weight + bias (matmul, then the bias), the weight stored
+ * [IC,OC] (GPT-2's Conv1D) or, with trans_w, [OC,IC] (nn.Linear's layout: the Llama family); bias
+ * NULL: none. With
  * gelu_out not NULL, also gelu_out = GELU(out), out keeping the pre-activation for the backward
  * pass. In bf16 each output is rounded to bfloat16 once, at the end, from the float32 sum plus the
  * bias (and its GELU). On a GPU: one cuBLASLt matmul with the bias (and GELU) in its epilogue. */
 typedef void baton_linear_forward_fn(baton_context *ctx, baton_activation *out, baton_activation *gelu_out,
                                      const baton_activation *inp, const baton_activation *weight,
-                                     const baton_activation *bias, int N, int IC, int OC);
+                                     const baton_activation *bias, int N, int IC, int OC, int trans_w);
 /* The gradient through a linear layer and the GELU before it: dinp[N,IC] = GELU'(pre_gelu) *
  * (dout[N,OC] @ weight[IC,OC]^T) (matmul, then GELU's gradient), rounded once at the end in bf16.
  * On a GPU: one cuBLASLt matmul with the GELU gradient in its epilogue. */
@@ -196,6 +239,15 @@ typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, c
     X(layernorm_forward) \
     X(residual_layernorm_forward) \
     X(layernorm_backward) \
+    X(rmsnorm_forward) \
+    X(residual_rmsnorm_forward) \
+    X(rmsnorm_backward) \
+    X(rope_forward) \
+    X(rope_backward) \
+    X(swiglu_forward) \
+    X(swiglu_backward) \
+    X(repeat_kv_forward) \
+    X(repeat_kv_backward) \
     X(matmul) \
     X(linear_forward) \
     X(matmul_gelu_backward) \

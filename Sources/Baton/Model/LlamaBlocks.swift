@@ -1,0 +1,143 @@
+/// The Llama family's blocks, as transformers' LlamaForCausalLM computes them: token embedding
+/// (no position table), then per block RMSNorm, q/k/v projections (biases optional, as Qwen2),
+/// rotary embeddings on q and k, causal attention where each group of query heads shares one
+/// key/value head, the output projection, the residual add fused with the next RMSNorm, and the
+/// SwiGLU MLP (down(silu(gate(x)) * up(x))); a final RMSNorm and the LM head (tied or not). Every
+/// linear layer's weight is nn.Linear's [out, in].
+extension GPT {
+    func llamaForwardToLogits(_ a: Activations) throws {
+        let B = a.B, T = a.T, C = config.channels, NH = config.heads, KV = config.keyValueHeads, HS = config.headSize
+        let N = B * T, I = config.hiddenSize, W = config.qkvWidth, eps = config.normEpsilon
+        let d = device, w = LlamaParameterTensors(layout: layout, buffer: parameters)
+        let m = LlamaParameterTensors(layout: layout, buffer: matmulWeights), extra = a.llama!
+        try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: w.tokenEmbedding, wpe: nil, B: B, T: T, C: C)
+        try d.rmsnormForward(
+            out: a.llamaLayers[0].ln1, rstd: a.llamaLayers[0].ln1Rstd, input: a.encoded, weight: w.blocks[0].inputNorm,
+            N: N, C: C, eps: eps)
+        var residual = a.encoded
+        for (index, l) in a.llamaLayers.enumerated() {
+            let matmul = m.blocks[index]
+            try d.linearForward(
+                out: l.qkv, input: l.ln1, weight: matmul.qkv, bias: matmul.qkvBias, N: N, inFeatures: C,
+                outFeatures: W, transposedWeight: true)
+            try d.rope(l.qkv, freqs: extra.rope, B: B, T: T, width: W, heads: NH + KV, HS: HS)
+            let attentionInput = try repeatedHeads(l.qkv, extra, N: N)
+            try d.attentionForward(
+                out: l.attentionOutput, saved: l.attentionSaved, qkv: attentionInput, scratch: a.attentionScratch, B: B,
+                T: T, C: C, NH: NH)
+            try d.linearForward(
+                out: l.attentionProjection, input: l.attentionOutput, weight: matmul.attentionOutput, bias: nil, N: N,
+                inFeatures: C, outFeatures: C, transposedWeight: true)
+            try d.residualRmsnormForward(
+                residual: l.residualAfterAttention, out: l.ln2, rstd: l.ln2Rstd, a: residual, b: l.attentionProjection,
+                weight: w.blocks[index].postAttentionNorm, N: N, C: C, eps: eps)
+            try d.linearForward(
+                out: l.gateUp, input: l.ln2, weight: matmul.gateUp, bias: nil, N: N, inFeatures: C, outFeatures: 2 * I,
+                transposedWeight: true)
+            try d.swigluForward(out: l.hidden, input: l.gateUp, N: N, H: I)
+            try d.linearForward(
+                out: l.down, input: l.hidden, weight: matmul.down, bias: nil, N: N, inFeatures: I, outFeatures: C,
+                transposedWeight: true)
+            // The residual add fused with the next RMSNorm: the next block's, or the final one.
+            let isLast = index + 1 == a.llamaLayers.count
+            let next =
+                isLast
+                ? (out: a.lnf, rstd: a.lnfRstd, weight: w.finalNorm)
+                : (
+                    out: a.llamaLayers[index + 1].ln1, rstd: a.llamaLayers[index + 1].ln1Rstd,
+                    weight: w.blocks[index + 1].inputNorm
+                )
+            try d.residualRmsnormForward(
+                residual: l.residualAfterMLP, out: next.out, rstd: next.rstd, a: l.residualAfterAttention, b: l.down,
+                weight: next.weight, N: N, C: C, eps: eps)
+            residual = l.residualAfterMLP
+        }
+        // LM head: logits = lnf @ head^T over the padded rows (zero, and masked).
+        try d.matmul(
+            c: a.logits, a: a.lnf, b: m.head, M: N, N: config.paddedVocabularySize, K: C, transposeA: false,
+            transposeB: true, beta: 0)
+    }
+
+    /// qkv as attention reads it: itself, or with grouped key/value heads repeated into the shared buffer.
+    private func repeatedHeads(
+        _ qkv: Tensor, _ extra: ActivationBuffers<Tensor, TokenTensor>.LlamaBuffers, N: Int
+    )
+        throws -> Tensor
+    {
+        guard let repeated = extra.qkvRepeated else { return qkv }
+        try device.repeatKVForward(
+            out: repeated, input: qkv, N: N, NH: config.heads, KV: config.keyValueHeads, HS: config.headSize)
+        return repeated
+    }
+
+    /// The weight gradient of a linear layer stored [out, in]: gradient += dout^T @ input.
+    private func accumulateWeightGradient(
+        _ gradient: Tensor, dout: Tensor, input: Tensor, N: Int, out: Int, in: Int
+    )
+        throws
+    {
+        try device.matmul(
+            c: gradient, a: dout, b: input, M: out, N: `in`, K: N, transposeA: true, transposeB: false, beta: 1)
+    }
+
+    /// dinput = dout @ weight, for a weight stored [out, in].
+    private func inputGradient(_ dinput: Tensor, dout: Tensor, weight: Tensor, N: Int, out: Int, in: Int) throws {
+        try device.matmul(
+            c: dinput, a: dout, b: weight, M: N, N: `in`, K: out, transposeA: false, transposeB: false, beta: 0)
+    }
+
+    func llamaBackward(_ a: Activations) throws {
+        let B = a.B, T = a.T, C = config.channels, NH = config.heads, KV = config.keyValueHeads, HS = config.headSize
+        let N = B * T, I = config.hiddenSize, W = config.qkvWidth, V = config.paddedVocabularySize
+        let d = device, w = LlamaParameterTensors(layout: layout, buffer: parameters),
+            g = LlamaParameterTensors(layout: layout, buffer: gradients)
+        let m = LlamaParameterTensors(layout: layout, buffer: matmulWeights), extra = a.llama!
+        // The LM head: dlnf = dlogits @ head; dhead += dlogits^T @ lnf (into wte when tied).
+        try inputGradient(a.dln, dout: a.logits, weight: m.head, N: N, out: V, in: C)
+        try accumulateWeightGradient(g.head, dout: a.logits, input: a.lnf, N: N, out: V, in: C)
+        // The residual stream's gradient, and its copy for the matmuls in bf16, as in GPT-2's backward.
+        try d.fill(a.dresidual, with: 0)
+        let copy = a.dresidualActivation.element == a.dresidual.element ? nil : a.dresidualActivation,
+            dmatmul = a.dresidualActivation
+        try d.rmsnormBackward(
+            dinput: a.dresidual, dinputActivation: copy, dweight: g.finalNorm, dout: a.dln,
+            input: a.llamaLayers.last!.residualAfterMLP, weight: w.finalNorm, rstd: a.lnfRstd, N: N, C: C)
+        for index in stride(from: config.layers - 1, through: 0, by: -1) {
+            let l = a.llamaLayers[index], matmul = m.blocks[index], gradient = g.blocks[index]
+            let residualIn = index == 0 ? a.encoded : a.llamaLayers[index - 1].residualAfterMLP
+            // The MLP: down, SwiGLU, gate and up.
+            try inputGradient(extra.dhidden, dout: dmatmul, weight: matmul.down, N: N, out: C, in: I)
+            try accumulateWeightGradient(gradient.down, dout: dmatmul, input: l.hidden, N: N, out: C, in: I)
+            try d.swigluBackward(dinput: a.dfc, dout: extra.dhidden, input: l.gateUp, N: N, H: I)
+            try inputGradient(a.dln, dout: a.dfc, weight: matmul.gateUp, N: N, out: 2 * I, in: C)
+            try accumulateWeightGradient(gradient.gateUp, dout: a.dfc, input: l.ln2, N: N, out: 2 * I, in: C)
+            try d.rmsnormBackward(
+                dinput: a.dresidual, dinputActivation: copy, dweight: gradient.postAttentionNorm, dout: a.dln,
+                input: l.residualAfterAttention, weight: w.blocks[index].postAttentionNorm, rstd: l.ln2Rstd, N: N,
+                C: C)
+            // Attention: the output projection, attention itself (over the repeated heads, made
+            // again: later layers used the shared buffer), the heads summed back, rotary undone.
+            try inputGradient(a.dattentionOutput, dout: dmatmul, weight: matmul.attentionOutput, N: N, out: C, in: C)
+            try accumulateWeightGradient(
+                gradient.attentionOutput, dout: dmatmul, input: l.attentionOutput, N: N, out: C, in: C)
+            let attentionInput = try repeatedHeads(l.qkv, extra, N: N)
+            try d.attentionBackward(
+                dqkv: extra.dqkvRepeated ?? a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput,
+                qkv: attentionInput, out: l.attentionOutput, saved: l.attentionSaved, B: B, T: T, C: C, NH: NH)
+            if let repeated = extra.dqkvRepeated {
+                try d.repeatKVBackward(dinput: a.dqkv, dout: repeated, N: N, NH: NH, KV: KV, HS: HS)
+            }
+            try d.rope(a.dqkv, freqs: extra.rope, B: B, T: T, width: W, heads: NH + KV, HS: HS, backward: true)
+            try inputGradient(a.dln, dout: a.dqkv, weight: matmul.qkv, N: N, out: W, in: C)
+            try accumulateWeightGradient(gradient.qkv, dout: a.dqkv, input: l.ln1, N: N, out: W, in: C)
+            if let bias = gradient.qkvBias { try d.biasBackward(dbias: bias, dout: a.dqkv, N: N, OC: W) }
+            // The first block's norm feeds only the embedding's gradient, which reads float32: no copy.
+            try d.rmsnormBackward(
+                dinput: a.dresidual, dinputActivation: index == 0 ? nil : copy, dweight: gradient.inputNorm,
+                dout: a.dln, input: residualIn, weight: w.blocks[index].inputNorm, rstd: l.ln1Rstd, N: N, C: C)
+        }
+        try d.encoderBackward(
+            dwte: g.tokenEmbedding, dwpe: nil, dout: a.dresidual, tokens: a.inputs, buckets: a.buckets, B: B, T: T,
+            C: C)
+    }
+}

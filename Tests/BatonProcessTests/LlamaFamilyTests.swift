@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+
+@testable import Baton
+@testable import BatonTestSupport
+
+/// The Llama family through the binary: exact resume in every precision, presets, and the
+/// refusals of shapes it cannot build. (The numbers against transformers: ReferenceFixtureTests'
+/// Llama and Qwen2 subclasses; world sizes: DataParallelTests; the CUDA twin: CUDABackendTests.)
+final class LlamaFamilyTests: TinyRunTestCase {
+    /// Grouped-query attention (4 heads, 2 key/value heads), untied, q/k/v biases.
+    var llama: [String] {
+        tinyModel + ["--arch", "llama", "--heads", "4", "--kv-heads", "2", "--attention-bias", "true"]
+            + ["--batch", "4", "--steps", "8", "--eval-every", "4", "--eval-batches", "2", "--save-every", "4"]
+            + onCPU
+    }
+
+    func checkpointFiles(_ run: URL, step: Int) throws -> [Data] {
+        let checkpoint = CheckpointStore(runFolder: run).url(step: step)
+        return try [CheckpointStore.modelFile, CheckpointStore.optimizerFile].map {
+            try Data(contentsOf: checkpoint.appendingPathComponent($0))
+        }
+    }
+
+    /// Stopped at step 4 and resumed in a fresh process: the uninterrupted run's bytes, in fp32,
+    /// tf32, and bf16 with gradient accumulation.
+    func testAStoppedLlamaRunResumesToTheSameBytesInEveryPrecision() throws {
+        for precision in [[], ["--precision", "tf32"], ["--precision", "bf16", "--grad-accum", "2"]] {
+            let name = precision.isEmpty ? "fp32" : precision[1]
+            let straight = folder.appendingPathComponent("straight-\(name)"),
+                stopped = folder.appendingPathComponent("stopped-\(name)")
+            try baton(["train", "--out", straight.path] + llama + precision)
+            try baton(["train", "--out", stopped.path, "--stop-at", "4"] + llama + precision)
+            let resumed = try baton(["train", "--out", stopped.path, "--resume", "auto"] + onCPU)
+            XCTAssertFalse(resumed.stdout.contains("changed:"), resumed.stdout)
+            XCTAssertEqual(try checkpointFiles(straight, step: 8), try checkpointFiles(stopped, step: 8), name)
+        }
+    }
+
+    /// The weights file says its shape: eval and sample need nothing else.
+    func testEvalAndSampleReadALlamaRun() throws {
+        let run = folder.appendingPathComponent("run")
+        try baton(["train", "--out", run.path] + llama)
+        let validation = try XCTUnwrap(
+            try FileManager.default.contentsOfDirectory(atPath: data).first { $0.contains("val") })
+        let eval = try baton(["eval", run.path, "--data", data + "/" + validation, "--sequences", "4"] + onCPU)
+        let loss = try XCTUnwrap(eval.stdout.split(separator: "\n").last { $0.hasPrefix("loss: ") })
+        XCTAssertNotNil(Float(loss.dropFirst("loss: ".count)), eval.stdout)
+        let sample = try baton(["sample", run.path, "--length", "12", "--seed", "3"] + onCPU)
+        XCTAssertFalse(sample.stdout.isEmpty)
+    }
+
+    /// --model NAME gives the preset's shape, and a flag beside it changes one number.
+    func testAPresetGivesItsShapeAndAFlagChangesIt() throws {
+        let run = folder.appendingPathComponent("preset")
+        try baton(
+            [
+                "train", "--out", run.path, "--data", data, "--model", "llama-tiny", "--layers", "1", "--seq-len", "8",
+                "--vocab-size", "300", "--batch", "2", "--steps", "1", "--eval-every", "0", "--eval-batches", "1",
+            ]
+                + onCPU)
+        let config = try TrainingConfig.Overrides.file(run.appendingPathComponent("config.json"))
+        let model = try TrainingConfig().applying(config).model
+        var expected = ModelPreset.named("llama-tiny")!.config
+        expected.layers = 1
+        expected.contextLength = 8
+        expected.vocabularySize = 300
+        XCTAssertEqual(model, expected)
+        let presets = ModelPreset.all.map { ($0.name, $0.parameterCount) }
+        // Published sizes: GPT-2 124,439,808 and SmolLM2-135M 134,515,008 (their model cards). minimind's
+        // "26M", by hand: 6400 x 512 embedding (tied) + 8 x (2 x 512 norms + 512 x 512 q + 2 x 512 x 128
+        // k, v + 512 x 512 o + 3 x 512 x 1408 SwiGLU) + 512 final norm = 25,829,888.
+        XCTAssertEqual(presets.first { $0.0 == "gpt2" }?.1, 124_439_808)
+        XCTAssertEqual(presets.first { $0.0 == "smollm2-135m" }?.1, 134_515_008)
+        XCTAssertEqual(presets.first { $0.0 == "minimind-26m" }?.1, 25_829_888)
+    }
+
+    /// Shapes the family cannot build, and its settings given to GPT-2: one line naming the flag, exit 2.
+    func testShapesItCannotBuildAreRefusedInOneLine() throws {
+        let cases: [([String], String)] = [
+            (["--arch", "llama", "--heads", "4", "--kv-heads", "3"], "--kv-heads 3 does not divide --heads 4"),
+            (["--kv-heads", "1"], "--kv-heads applies to the Llama family"),
+            (["--tie-embeddings", "false"], "--tie-embeddings applies to the Llama family"),
+            (["--arch", "llama", "--heads", "2", "--embd", "18"], "rotary embeddings need pairs"),
+            (["--arch", "llama", "--tie-embeddings", "yes"], "--tie-embeddings expects true or false"),
+            (["--model", "gpt5"], "--model gpt5 is not a preset"),
+            (["--arch", "mamba"], "--arch"),
+        ]
+        for (index, (flags, message)) in cases.enumerated() {
+            let out = folder.appendingPathComponent("refused-\(index)")
+            let result = try runBaton(["train", "--out", out.path] + tinyModel + flags)
+            XCTAssertEqual(result.status, 2, "\(flags): \(result.stderr)")
+            assertFailsInOneLine(result, mentioning: [message])
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "\(flags) made its run folder")
+        }
+    }
+}
