@@ -6,7 +6,7 @@ let tortureSpec = CommandSpec(
     summary:
         "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside "
         + "saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
-    usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N]",
+    usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N] [--arch gpt2|llama]",
     options: options(
         """
         --kills N: SIGKILLs to deliver (default 50)
@@ -14,6 +14,7 @@ let tortureSpec = CommandSpec(
         --work DIR: working folder, kept afterwards (default: a temporary folder, deleted when all is well)
         --ranks N: run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one
             process)
+        --arch gpt2|llama: the tortured model's family (default gpt2; llama: multi-query attention, q/k/v biases)
         """))
 
 func tortureCommand(_ arguments: [String]) throws {
@@ -36,7 +37,11 @@ func tortureCommand(_ arguments: [String]) throws {
             )
         }
     }
-    let report = try Torture(work: work, kills: kills, seed: seed, ranks: ranks).run()
+    let architecture = parsed.string("--arch") ?? "gpt2"
+    guard let family = ModelArchitecture(rawValue: architecture) else {
+        throw UsageError("baton torture: --arch expects gpt2 or llama, got '\(architecture)'")
+    }
+    let report = try Torture(work: work, kills: kills, seed: seed, ranks: ranks, architecture: family).run()
     for line in report.lines { say(line) }
     if report.passed, !keep { try? FileManager.default.removeItem(at: work) }
     guard report.passed else { throw BatonError("torture failed (seed \(seed)); the runs are in \(work.path)") }
@@ -50,6 +55,7 @@ struct Torture {
     /// Ranks of the tortured job (1: one process). The uninterrupted reference is one process at the
     /// same global batch, so with ranks the end must also match across world sizes.
     let ranks: Int
+    let architecture: ModelArchitecture
 
     struct Report {
         var lines: [String]
@@ -73,7 +79,8 @@ struct Torture {
         let steps = max(60, 12 * kills)
         let batch = ranks > 1 ? ["--batch", "2", "--global-batch", "\(2 * ranks)"] : ["--batch", "4"]
         let common =
-            ["--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8"] + batch + [
+            ["--data", shards.path, "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "8"] + batch
+            + (architecture == .llama ? ["--arch", "llama", "--kv-heads", "1", "--attention-bias", "true"] : []) + [
                 "--steps", "\(steps)", "--warmup", "5", "--lr", "3e-3", "--save-every", "2", "--keep-last", "3",
                 "--eval-every", "25", "--eval-batches", "2", "--log-every", "1000000", "--device", "cpu", "--threads",
                 "1",
