@@ -238,7 +238,7 @@ extension HuggingFaceLlamaTests {
     func floatBytes(_ values: [Float]) -> Data { values.withUnsafeBufferPointer { Data(buffer: $0) } }
 
     func testWhatBatonDoesNotComputeIsRefusedInOneLine() throws {
-        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
+        let data = try makeTinyShards(in: folder)
         let llama3 = ["rope_type": "llama3", "factor": 8.0, "rope_theta": 500_000.0] as [String: Any]
         // (folder, the file the line names, what it says)
         var cases: [(URL, String, [String])] = [
@@ -287,6 +287,7 @@ extension HuggingFaceLlamaTests {
         ) { ("F32", floatBytes($1)) }
         cases.append((extra, "model.safetensors", ["model.layers.0.self_attn.o_proj.bias is no part of the model"]))
         for (source, file, words) in cases {
+            let run = folder.appendingPathComponent("run-" + source.lastPathComponent).path
             let result = try runBaton([
                 "train", "--init-from", source.path, "--data", data, "--out", run, "--batch", "4", "--steps", "2",
                 "--device", "cpu",
