@@ -172,6 +172,26 @@ final class HuggingFaceLlamaTests: FolderTestCase {
         XCTAssert(config["bos_token_id"] is NSNull && config["eos_token_id"] is NSNull, "\(config)")
     }
 
+    /// A run trained here (flags' defaults: intermediate size, key/value heads, untied) exports the
+    /// vocabulary's rows, not the padded ones (300 of 320), in the embedding and the LM head.
+    func testAnExportHoldsTheVocabularysRowsOnly() throws {
+        let data = try makeTinyShards(in: folder), run = folder.appendingPathComponent("run").path
+        try runBatonExpectingSuccess([
+            "train", "--arch", "llama", "--data", data, "--out", run, "--layers", "1", "--heads", "2", "--embd", "16",
+            "--seq-len", "8", "--vocab-size", "300", "--batch", "4", "--steps", "1", "--eval-batches", "1",
+            "--device", "cpu",
+        ])
+        let exported = folder.appendingPathComponent("exported")
+        try runBatonExpectingSuccess(["export", run, "--hf", exported.path])
+        let weights = try SafeTensors.read(exported.appendingPathComponent("model.safetensors"))
+        XCTAssertEqual(weights.entries["model.embed_tokens.weight"]?.shape, [300, 16])
+        XCTAssertEqual(weights.entries["lm_head.weight"]?.shape, [300, 16])
+        let config = try json(exported.appendingPathComponent("config.json"))
+        XCTAssertEqual(config["intermediate_size"] as? Int, 64, "8/3 x 16 rounded up to a multiple of 64")
+        XCTAssertEqual(config["num_key_value_heads"] as? Int, 2)
+        XCTAssertEqual(config["tie_word_embeddings"] as? Bool, false)
+    }
+
     /// A Llama-family model has no position table: a run from it may train on shorter sequences,
     /// not longer ones; another shape flag is a conflict.
     func testShorterSequencesAreAllowedAndOtherShapeFlagsConflict() throws {
