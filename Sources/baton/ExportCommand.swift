@@ -2,7 +2,10 @@ import Baton
 import Foundation
 
 let exportSpec = CommandSpec(
-    name: "export", summary: "Write a Hugging Face folder (GPT2LMHeadModel + tokenizer) from a run or checkpoint.",
+    name: "export",
+    summary:
+        "Write a Hugging Face folder (GPT2LMHeadModel, LlamaForCausalLM or Qwen2ForCausalLM, with the tokenizer) "
+        + "from a run or checkpoint.",
     usage: "baton export PATH --hf DIR [--overwrite]   (\(modelPathHelp))",
     options: options(
         """
@@ -22,7 +25,7 @@ func exportCommand(_ arguments: [String]) throws {
         path: path, to: URL(fileURLWithPath: out), overwrite: parsed.flag("--overwrite"), hooks: hooks,
         log: { say($0) })
     print("wrote \(result.folder.path): \(result.files.joined(separator: ", ")); tokenizer: \(result.tokenizer)")
-    print("load it with: GPT2LMHeadModel.from_pretrained(\"\(result.folder.path)\")")
+    print("load it with: \(result.modelClass).from_pretrained(\"\(result.folder.path)\")")
 }
 
 #if DEBUG

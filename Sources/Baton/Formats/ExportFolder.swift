@@ -29,7 +29,7 @@ public enum ExportFolder {
     /// Every name an export writes.
     static let writtenNames: Set<String> = [
         markerName, "config.json", "generation_config.json", "model.safetensors", "vocab.json", "merges.txt",
-        "tokenizer_config.json", "special_tokens_map.json",
+        "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
     ]
 
     /// Debug-build test hooks: `pause` is called at "written" (the new export complete beside DIR),

@@ -4,14 +4,22 @@ import Foundation
 import Glibc
 #endif
 
-/// `baton export RUN|CHECKPOINT --hf DIR`: a folder that transformers' `GPT2LMHeadModel` and
-/// `AutoTokenizer.from_pretrained(DIR)` load as they are: GPT-2's `config.json`, the weights
-/// (the checkpoint's model.safetensors: Hugging Face names, exactly the real vocabulary rows, the
-/// tied lm_head left out as in Hugging Face's own files), `generation_config.json`, and for BPE
-/// runs the tokenizer files, with Baton's `.baton-export` marker. Where DIR may be and how an
-/// earlier export is replaced (whole, never half): see ExportFolder.
+/// `baton export RUN|CHECKPOINT --hf DIR`: a folder that transformers' `AutoModelForCausalLM` and
+/// `AutoTokenizer.from_pretrained(DIR)` load as they are: `config.json` for the model's family
+/// (GPT2LMHeadModel; LlamaForCausalLM, or Qwen2ForCausalLM where q/k/v have biases: see
+/// HuggingFaceExportFiles.swift), the weights (the checkpoint's model.safetensors: transformers'
+/// names and layouts, exactly the real vocabulary rows, a tied lm_head left out as in Hugging
+/// Face's own files), `generation_config.json`, and for BPE runs the tokenizer files, with Baton's
+/// `.baton-export` marker. Where DIR may be and how an earlier export is replaced (whole, never
+/// half): see ExportFolder.
 public enum HuggingFaceExport {
-    public struct Result { public let folder: URL; public let files: [String]; public let tokenizer: String }
+    public struct Result {
+        public let folder: URL
+        public let files: [String]
+        public let tokenizer: String
+        /// The transformers class it loads as (GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM).
+        public let modelClass: String
+    }
 
     public static func export(
         path: String, to requested: URL, overwrite: Bool, hooks: ExportFolder.Hooks = ExportFolder.Hooks(),
@@ -51,6 +59,9 @@ public enum HuggingFaceExport {
             throw BatonError("--hf \(folder.path) already exists; pass --overwrite to replace it")
         }
         if exists { try ExportFolder.checkReplaceable(folder) }
+        let tokenizer =
+            try tokenizerFolder.map { try TokenizerFiles(folder: $0, contextLength: config.contextLength) }
+            ?? TokenizerFiles()
         let parent = folder.deletingLastPathComponent()
         try ExportFolder.makeFolder(parent, for: folder)
         let temporary = ExportFolder.temporaryName(folder, pid: getpid())
@@ -72,43 +83,11 @@ public enum HuggingFaceExport {
                 try ExportFolder.write(data, named: name, in: temporary, for: folder)
                 files.append(name)
             }
-            func json(_ object: [String: Any]) throws -> Data {
-                try JSONSerialization.data(
-                    withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            }
-            let bpe = tokenizerFolder != nil
-            var modelConfig: [String: Any] = [
-                "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_layer": config.layers,
-                "n_head": config.heads,
-                "n_embd": config.channels, "n_positions": config.contextLength, "n_ctx": config.contextLength,
-                "vocab_size": config.vocabularySize, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
-                "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "initializer_range": 0.02,
-                "tie_word_embeddings": true,
-                "torch_dtype": "float32", "baton_version": batonVersion,
-            ]
-            var generation: [String: Any] = ["do_sample": true, "max_length": config.contextLength]
-            if bpe {
-                for key in ["bos_token_id", "eos_token_id"] {
-                    modelConfig[key] = Int(GPT2Tokenizer.endOfText); generation[key] = Int(GPT2Tokenizer.endOfText)
-                }
-            }
-            try write("config.json", try json(modelConfig))
-            try write("generation_config.json", try json(generation))
+            try write("config.json", try json(modelConfig(config, tokens: tokenizer.tokens)))
+            try write("generation_config.json", try json(generationConfig(config, tokens: tokenizer.tokens)))
+            // The checkpoint's file as it is: transformers' names and layouts, the vocabulary's rows.
             try write("model.safetensors", try Data(contentsOf: weights))
-            if let tokenizerFolder {
-                for name in ["vocab.json", "merges.txt"] {
-                    try write(name, try Data(contentsOf: tokenizerFolder.appendingPathComponent(name)))
-                }
-                let eot = GPT2Tokenizer.endOfTextText
-                try write(
-                    "tokenizer_config.json",
-                    try json([
-                        "tokenizer_class": "GPT2Tokenizer", "model_max_length": config.contextLength,
-                        "add_prefix_space": false,
-                        "bos_token": eot, "eos_token": eot, "unk_token": eot, "errors": "replace",
-                    ]))
-                try write("special_tokens_map.json", try json(["bos_token": eot, "eos_token": eot, "unk_token": eot]))
-            }
+            for (name, data) in tokenizer.files { try write(name, data) }
             // The marker last: it lists every file, and says the folder is an export.
             let marker = ExportFolder.Marker(
                 batonVersion: batonVersion, source: FilePaths.canonical(weights), files: files.sorted())
@@ -132,7 +111,8 @@ public enum HuggingFaceExport {
             if exists { try ExportFolder.checkReplaceable(folder) }
             for note in try ExportFolder.moveIntoPlace(temporary, folder, replacing: exists, hooks: hooks) { log(note) }
             return Result(
-                folder: folder, files: files.sorted(), tokenizer: bpe ? "gpt2" : "bytes (no Hugging Face tokenizer)")
+                folder: folder, files: files.sorted(), tokenizer: tokenizer.description,
+                modelClass: modelClass(config).name)
         } catch {
             ExportFolder.removeExport(temporary)  // only what this export wrote
             throw error

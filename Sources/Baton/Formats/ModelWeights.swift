@@ -82,14 +82,17 @@ public enum ModelWeights {
     }
 
     /// Where the tokenizer files of the text a checkpoint learned are: the data folder's (from its
-    /// dataset.json), else the Hugging Face folder the run started from, when it has them.
+    /// dataset.json), else the Hugging Face folder the run started from, when it has them
+    /// (merges.txt beside vocab.json, or tokenizer.json).
     public static func tokenizerFolder(ofWeights url: URL) throws -> URL? {
         guard let config = trainingConfig(ofWeights: url) else { return nil }
         if let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
             return record.tokenizerFolder
         }
         if let source = config.initFrom.map({ URL(fileURLWithPath: $0.folder) }),
-            FileManager.default.fileExists(atPath: source.appendingPathComponent("merges.txt").path)
+            ["merges.txt", "tokenizer.json"].contains(where: {
+                FileManager.default.fileExists(atPath: source.appendingPathComponent($0).path)
+            })
         {
             return source
         }

@@ -58,7 +58,28 @@ public enum SafeTensors {
                 return try copy.withUnsafeBufferPointer { try body($0) }
             }
         }
+
+        /// Runs `body` on a tensor's values as float32: F32 where they lie (withFloats), BF16 and F16
+        /// widened into a copy. Every bfloat16 and float16 value is a float32 value, so the widening
+        /// is exact (bfloat16 is float32's top 16 bits). Other dtypes are the caller's to refuse.
+        func withFloat32Values<R>(_ entry: Entry, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+            guard entry.dtype != "F32" else { return try withFloats(entry, body) }
+            precondition(SafeTensors.widenedToFloat32.contains(entry.dtype))
+            let count = entry.range.count / 2, start = dataStart + entry.range.lowerBound
+            let brain = entry.dtype == "BF16"
+            let values = data.withUnsafeBytes { raw in
+                (0..<count).map { index -> Float in
+                    let bits = UInt16(
+                        littleEndian: raw.loadUnaligned(fromByteOffset: start + 2 * index, as: UInt16.self))
+                    return brain ? Float(bitPattern: UInt32(bits) << 16) : Float(Float16(bitPattern: bits))
+                }
+            }
+            return try values.withUnsafeBufferPointer { try body($0) }
+        }
     }
+
+    /// The dtypes whose values load as float32 exactly (withFloat32Values).
+    static let widenedToFloat32: Set<String> = ["F32", "BF16", "F16"]
 
     static let elementSizes = [
         "F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I32": 4, "I64": 8, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1,

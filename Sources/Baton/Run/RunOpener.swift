@@ -14,7 +14,7 @@ public enum RunOpener {
         /// checkpoint's config (resumed).
         public var overrides: TrainingConfig.Overrides
         public var options: RunOptions
-        /// --init-from: a Hugging Face GPT2LMHeadModel folder to start a fresh run from.
+        /// --init-from: a Hugging Face folder (GPT-2 or the Llama family) to start a fresh run from.
         public var initFrom: URL?
         /// The command line, which every rank of a job must share.
         public var arguments: [String] = []
@@ -265,18 +265,35 @@ public enum RunOpener {
     }
 
     /// A run started from a Hugging Face folder takes its shape; a flag that says otherwise is an error.
+    /// One exception: a Llama-family model has no position table, so it may train on sequences
+    /// shorter than its max_position_embeddings (`--seq-len`, at most that).
     private static func adopt(
         _ initial: HuggingFaceModel, into config: inout TrainingConfig, overrides: TrainingConfig.Overrides
     ) throws {
         let theirs = initial.config, source = initial.folder.appendingPathComponent("config.json").path
+        var shorter: Int?
         for entry in SettingTable.entries(of: theirs, prefix: "model.") {
-            if overrides.given(entry.key), !entry.setting.holds(json: overrides.valueText(entry.key)) {
-                throw BatonError.invalidFlag(
-                    flag: entry.flag,
-                    message:
-                        "\(entry.flag) \(overrides.valueText(entry.key)) conflicts with \(source), which says "
-                        + "\(entry.valueText); drop the flag")
+            guard overrides.given(entry.key), !entry.setting.holds(json: overrides.valueText(entry.key)) else {
+                continue
             }
+            if entry.key == "model.contextLength", theirs.architecture == .llama,
+                let length = overrides.value(entry.key, as: Int.self)
+            {
+                guard length <= theirs.contextLength else {
+                    throw BatonError.invalidFlag(
+                        flag: entry.flag,
+                        message:
+                            "\(entry.flag) \(length) is longer than max_position_embeddings \(theirs.contextLength) in "
+                            + "\(source); a run from it trains on sequences of at most that")
+                }
+                shorter = length
+                continue
+            }
+            throw BatonError.invalidFlag(
+                flag: entry.flag,
+                message:
+                    "\(entry.flag) \(overrides.valueText(entry.key)) conflicts with \(source), which says "
+                    + "\(entry.valueText); drop the flag")
         }
         // A --config file's recorded start: the same weights, or the run would not be the one recorded.
         if let recorded = overrides.initFrom, recorded.files != initial.checksums {
@@ -290,6 +307,7 @@ public enum RunOpener {
                     + "--init-from to start from them anyway")
         }
         config.model = theirs
+        if let shorter { config.model.contextLength = shorter }
         config.initFrom = TrainingConfig.InitSource(
             folder: initial.folder.standardizedFileURL.path, files: initial.checksums)
     }
