@@ -71,6 +71,19 @@ public struct GPTConfig: Codable, Equatable, Sendable {
     /// Width of a row of q, k and v side by side: NH + 2 KV heads.
     public var qkvWidth: Int { (heads + 2 * keyValueHeads) * headSize }
 
+    /// The shape in words, as a run's first line gives it.
+    public var summary: String {
+        let heads =
+            keyValueHeads == self.heads ? "\(self.heads) heads" : "\(self.heads) heads (\(keyValueHeads) key/value)"
+        let family =
+            architecture == .gpt2
+            ? ""
+            : "Llama family (RMSNorm, RoPE theta \(ropeTheta.settingText), SwiGLU \(hiddenSize)"
+                + (attentionBias ? ", q/k/v biases" : "") + (tiedEmbeddings ? ", tied head" : "") + "), "
+        return "\(family)\(layers) layers, \(heads), \(channels) channels, context \(contextLength), vocabulary "
+            + "\(vocabularySize)"
+    }
+
     public init() {}
 
     public init(contextLength: Int, vocabularySize: Int, layers: Int, heads: Int, channels: Int) {

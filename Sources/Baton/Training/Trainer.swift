@@ -235,11 +235,7 @@ public final class Trainer {
     public func run() throws -> TrainingSummary {
         baton_install_stop_handlers()
         let metrics = isLeader ? try MetricsLog(url: runFolder.metricsURL) : nil
-        log(
-            "model: \(config.model.layers) layers, \(config.model.heads) heads, \(config.model.channels) channels, "
-                + "context \(config.model.contextLength), vocabulary \(config.model.vocabularySize): "
-                + "\(model.parameterCount) parameters"
-        )
+        log("model: \(config.model.summary): \(model.parameterCount) parameters")
         if config.resolvedPrecision != .fp32 { log("precision: \(config.resolvedPrecision.summary)") }
         log("data: \(loader.dataset.sampleCount) training sequences, \(loader.batchesPerEpoch) batches per epoch")
         if let parallel = options.parallel {
