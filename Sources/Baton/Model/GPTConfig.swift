@@ -69,10 +69,11 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         if channels % heads != 0 {
             return (.channels, "\(name(.channels)) \(channels) is not divisible by \(name(.heads)) \(heads)")
         }
-        if vocabularySize > 65536 {
+        // Token ids are Int32 in Baton (uint32 in Llama 3-format shards).
+        if vocabularySize > Int(Int32.max) {
             return (
                 .vocabularySize,
-                "\(name(.vocabularySize)) \(vocabularySize) is larger than token shards can hold (65536)"
+                "\(name(.vocabularySize)) \(vocabularySize) is larger than token ids can be (\(Int32.max))"
             )
         }
         return nil
