@@ -111,6 +111,19 @@ final class HuggingFaceTokenizerTests: XCTestCase {
         for name in Self.fixture.kinds.keys {
             let tokenizer = try tokenizer(name)
             let bytes = Array(text.utf8)
+            // Where the pre-tokenizer's pieces end (a small vocabulary's tokens could hide a wrong cut).
+            func pieceEnds(_ part: ArraySlice<UInt8>) -> [Int] {
+                var ends: [Int] = []
+                var end = part.startIndex
+                Array(part).withUnsafeBufferPointer { buffer in
+                    tokenizer.preTokenizer.forEachPiece(buffer) { piece in
+                        end += piece.count
+                        ends.append(end)
+                    }
+                }
+                return ends
+            }
+            let whole = pieceEnds(bytes[...])
             var cuts = 0
             for i in 1..<bytes.count where bytes.withUnsafeBufferPointer({ tokenizer.isSafeCut($0, at: i) }) {
                 cuts += 1
@@ -118,6 +131,7 @@ final class HuggingFaceTokenizerTests: XCTestCase {
                 let right = String(decoding: bytes[i...], as: UTF8.self)
                 XCTAssertEqual(
                     tokenizer.encode(left) + tokenizer.encode(right), tokenizer.encode(text), "\(name) at \(i)")
+                XCTAssertEqual(pieceEnds(bytes[..<i]) + pieceEnds(bytes[i...]), whole, "\(name): pieces cut at \(i)")
             }
             XCTAssertGreaterThan(cuts, 10, name)
             let long = poem + String(repeating: text, count: 20)

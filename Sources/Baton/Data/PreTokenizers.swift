@@ -28,16 +28,18 @@ public enum PreTokenizer: String, Sendable {
     }
 
     /// Whether cutting `bytes` just before `i` leaves the pieces as they are (the threaded encoder
-    /// and `prepare`'s block reader cut only there): `i` is a newline after an ASCII non-space for
-    /// GPT-2's pattern; after an ASCII letter or digit for Llama 3's (whose punctuation pieces take
-    /// the newlines after them).
+    /// and `prepare`'s block reader cut only there). GPT-2's pattern: `i` is a newline after an
+    /// ASCII non-space. Llama 3's: a newline and an ASCII letter or digit meet at `i`, either way
+    /// round (its punctuation pieces take the newlines after them, so a newline after punctuation
+    /// is no place to cut; and no piece holds a newline followed by a letter or digit).
     func isSafeCut(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
-        guard i > 0, i < bytes.count, bytes[i] == 0x0A, bytes[i - 1] < 0x80 else { return false }
+        guard i > 0, i < bytes.count, bytes[i - 1] < 0x80, bytes[i] < 0x80 else { return false }
+        let before = PreTokenizer.asciiClass[Int(bytes[i - 1])], after = PreTokenizer.asciiClass[Int(bytes[i])]
         switch self {
-        case .gpt2, .gpt2Digits: return PreTokenizer.asciiClass[Int(bytes[i - 1])] != .space
+        case .gpt2, .gpt2Digits: return bytes[i] == 0x0A && before != .space
         case .llama3, .qwen2:
-            let cls = PreTokenizer.asciiClass[Int(bytes[i - 1])]
-            return cls == .letter || cls == .number
+            return bytes[i] == 0x0A && (before == .letter || before == .number)
+                || bytes[i - 1] == 0x0A && (after == .letter || after == .number)
         }
     }
 
