@@ -181,9 +181,9 @@ public struct CorpusPreparation {
         return tokenizer.encode(documents: texts, threads: threads).map { Encoded(startsDocument: true, tokens: $0) }
     }
 
-    /// Reads a file in blocks of about 8 MB. A `.txt` block ends just before a newline where a
-    /// piece always ends (BPETokenizer.isSafeCut, so blocks tokenize as the whole file would); a
-    /// `.jsonl` block ends after a newline. `body` gets the block, the number of
+    /// Reads a file in blocks of about 8 MB. A `.txt` block ends at a newline where a piece always
+    /// ends (BPETokenizer.isSafeCut, so blocks tokenize as the whole file would); a `.jsonl` block
+    /// ends after a newline. `body` gets the block, the number of
     /// bytes (txt) or lines (jsonl) before it, and its size.
     private func forEachBlock(of file: URL, jsonl: Bool, _ body: ([UInt8], Int, Int) throws -> Void) throws {
         guard let handle = FileHandle(forReadingAtPath: file.path) else {
