@@ -4,7 +4,7 @@ import Foundation
 /// One input through one untrusted-file reader, and on through what a successful read leads to.
 /// Shared by the libFuzzer targets (Sources/baton-fuzz) and the seeded mutation test.
 enum FuzzTargets {
-    static let names = ["safetensors", "state", "shard", "latest"]
+    static let names = ["safetensors", "state", "shard", "latest", "tokenizer"]
 
     /// The shape of the model scripts/checks/fuzz trains for its seed checkpoint, and of the model the
     /// safetensors target loads into: the same, so that the unmutated seed loads and mutations of
@@ -44,6 +44,16 @@ enum FuzzTargets {
                 try input.write(to: url)
                 let shard = try TokenShard(url: url, vocabularySize: 256)
                 if shard.tokenCount > 0 { _ = try shard.tokens(start: 0, count: min(shard.tokenCount, 4096)) }
+            case "tokenizer":
+                // A tokenizer.json, read, then encoding and decoding hostile text both ways.
+                let folder = scratch.appendingPathComponent("tokenizer")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                try input.write(to: folder.appendingPathComponent("tokenizer.json"))
+                let tokenizer = try BPETokenizer(folder: folder)
+                let text = "Of Man's 'S <|endoftext|><|begin_of_text|> 12345 e\u{301} \u{212B} 中文 😀\t\n\n  x"
+                for mode in [BPETokenizer.SpecialTokens.asText, .matched] {
+                    _ = tokenizer.decode(tokenizer.encode(text, specialTokens: mode))
+                }
             case "latest":
                 let run = scratch.appendingPathComponent("run")
                 let store = CheckpointStore(runFolder: run)

@@ -90,7 +90,7 @@ func tokenizerBench(file: String, tokenizer name: String, threads: Int, rounds: 
     var seconds: [Double] = []
     var count = 0
     for _ in 0..<rounds {
-        let tokenizer = try GPT2Tokenizer(folder: folder)
+        let tokenizer = try BPETokenizer(folder: folder)
         let start = monotonicSeconds()
         count = threads > 1 ? tokenizer.encode(text, threads: threads).count : tokenizer.encode(text).count
         seconds.append(monotonicSeconds() - start)

@@ -44,7 +44,7 @@ private func refuseFolder(_ path: String) throws {
 /// The shard, with every token below the model's vocabulary. eval has no flag that changes the
 /// vocabulary (the weights fix it), so a token past it means the shard was made for another model.
 private func openShard(_ path: String, vocabularySize: Int, model: String) throws -> TokenShard {
-    let shard = try TokenShard(url: URL(fileURLWithPath: path), vocabularySize: 65536)
+    let shard = try TokenShard(url: URL(fileURLWithPath: path), vocabularySize: Int(UInt32.max) + 1)
     let chunk = 1 << 20
     var start = 0
     while start < shard.tokenCount {

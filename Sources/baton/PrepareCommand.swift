@@ -3,7 +3,7 @@ import Foundation
 
 let prepareSpec = CommandSpec(
     name: "prepare",
-    summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or GPT-2 BPE, streamed.",
+    summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or BPE, streamed.",
     usage: "baton prepare FILE... --out DIR [--tokenizer bytes|gpt2|DIR]   (.txt: one document; .jsonl: one a line)",
     options: options(
         """
@@ -11,7 +11,7 @@ let prepareSpec = CommandSpec(
         --overwrite: replace DIR when it already holds a dataset (a folder holding other files is never replaced)
         --name NAME: shard name prefix (default corpus)
         --tokenizer bytes|gpt2|DIR: bytes (default), the bundled GPT-2 BPE, or a Hugging Face tokenizer folder
-            (vocab.json + merges.txt)
+            (tokenizer.json of Llama 3, Qwen2, SmolLM or GPT-2's kind, else vocab.json + merges.txt)
         --field NAME: BPE: the JSONL field holding the text (default text)
         --shard-tokens N: BPE: tokens per shard (default 100000000, as llm.c)
         --val-tokens N: BPE: tokens for validation, taken first (default: 10% of the tokens, at most one shard)

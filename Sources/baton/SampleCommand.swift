@@ -13,7 +13,8 @@ let sampleSpec = CommandSpec(
         --seed N: sampling seed (default 42)
         --tokenizer bytes|gpt2|DIR: default: the one the data was prepared with, else the vocabulary's (256: bytes,
             50257: GPT-2)
-        --stop-at-eot: stop after <|endoftext|> (GPT-2 tokenizers)
+        --stop-at-eot: stop after the end of a document (<|endoftext|>, or the token the tokenizer puts between
+            documents)
         """) + deviceOptions, takesArguments: true)
 
 func sampleCommand(_ arguments: [String]) throws {
@@ -49,7 +50,7 @@ func sampleCommand(_ arguments: [String]) throws {
     }
     FileHandle.standardOutput.write(Data(prompt.utf8))
     var pending: [UInt8] = []
-    let stop: Int32? = parsed.flag("--stop-at-eot") ? GPT2Tokenizer.endOfText : nil
+    let stop = parsed.flag("--stop-at-eot") ? tokenizer.endsOfDocument : []
     _ = try Sampler.generate(
         model: model, prompt: promptTokens, length: length, temperature: temperature, topK: topK,
         seed: try parsed.seed("--seed") ?? 42, start: tokenizer.start, stopAt: stop

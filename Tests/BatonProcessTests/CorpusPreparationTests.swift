@@ -10,7 +10,7 @@ import XCTest
 final class CorpusPreparationTests: XCTestCase {
     var folder: URL!
     let tokenizerFolder = TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer")
-    var tokenizer: GPT2Tokenizer { gpt2Tokenizer }
+    var tokenizer: BPETokenizer { gpt2Tokenizer }
 
     override func setUpWithError() throws { folder = try TestPaths.temporaryFolder("corpus") }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
@@ -64,7 +64,7 @@ final class CorpusPreparationTests: XCTestCase {
             as? [String: Any]
         XCTAssertEqual(record?["tokenizer"] as? String, "gpt2")
         XCTAssertEqual(record?["vocab_size"] as? Int, 50257)
-        XCTAssertNoThrow(try GPT2Tokenizer(folder: out.appendingPathComponent("tokenizer")))
+        XCTAssertNoThrow(try BPETokenizer(folder: out.appendingPathComponent("tokenizer")))
         // A rerun writes the same bytes.
         let again = folder.appendingPathComponent("again")
         _ = try CorpusPreparation(tokenizerFolder: tokenizerFolder, options: options).prepare(

@@ -39,7 +39,7 @@ final class FlagValueTests: XCTestCase {
             "--global-batch": ["0"],
             "--seq-len": ["0", "100000"], "--layers": ["0", "5000"], "--heads": ["0", "5000"],
             "--embd": ["0", "100000"],
-            "--vocab-size": ["0", "70000"], "--eval-batches": ["0"], "--log-every": ["0"], "--keep-last": ["0"],
+            "--vocab-size": ["0", "2147483648"], "--eval-batches": ["0"], "--log-every": ["0"], "--keep-last": ["0"],
             "--beta1": ["1"], "--beta2": ["1"], "--threads": ["5000"],
         ],
         "bench": [

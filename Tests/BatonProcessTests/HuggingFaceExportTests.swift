@@ -66,7 +66,7 @@ final class HuggingFaceExportTests: FolderTestCase {
             try SafeTensors.read(hf.appendingPathComponent("model.safetensors")).entries["transformer.wte.weight"]?
                 .shape, [50257, 16],
             "exactly the real vocabulary rows")
-        XCTAssertNoThrow(try GPT2Tokenizer(folder: hf))
+        XCTAssertNoThrow(try BPETokenizer(folder: hf))
         // An existing folder: refused in one line, then replaced with --overwrite.
         let again = try runBaton(["export", run, "--hf", hf.path])
         XCTAssertEqual(again.status, 1)

@@ -156,7 +156,7 @@ extension HuggingFaceImportTests {
         for (key, value, words) in [
             ("n_head", "3", ["n_head 3", "n_embd 32"]), ("n_layer", "0", ["n_layer"]),
             ("n_positions", "100000", ["n_positions"]),
-            ("vocab_size", "70000", ["vocab_size"]),
+            ("vocab_size", "2147483648", ["vocab_size"]),
         ] {
             let bad = folder.appendingPathComponent("bad-\(key)")
             try FileManager.default.copyItem(at: source, to: bad)

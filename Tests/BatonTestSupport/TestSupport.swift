@@ -243,5 +243,5 @@ func truncate(_ url: URL, by count: Int) throws {
 }
 
 /// GPT-2's tokenizer (data/gpt2-tokenizer), loaded once for every test that needs it.
-nonisolated(unsafe) let gpt2Tokenizer = try! GPT2Tokenizer(
+nonisolated(unsafe) let gpt2Tokenizer = try! BPETokenizer(
     folder: TestPaths.repositoryRoot.appendingPathComponent("data/gpt2-tokenizer"))

@@ -8,7 +8,7 @@ import XCTest
 /// Fixtures/gpt2_tokens.json, written by scripts/fixtures/make_tokenizer_fixture.py), round trips, and
 /// the tokenizer folder's bad inputs.
 final class GPT2TokenizerTests: XCTestCase {
-    var tokenizer: GPT2Tokenizer { gpt2Tokenizer }
+    var tokenizer: BPETokenizer { gpt2Tokenizer }
 
     struct Fixture: Decodable {
         struct Case: Decodable { let name: String; let text: String; let tokens: [Int32] }
@@ -65,7 +65,7 @@ final class GPT2TokenizerTests: XCTestCase {
     }
 
     func assertRefused(_ url: URL, mentions words: [String], file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try GPT2Tokenizer(folder: url), file: file, line: line) { error in
+        XCTAssertThrowsError(try BPETokenizer(folder: url), file: file, line: line) { error in
             let message = "\(error)"
             XCTAssertFalse(message.contains("\n"), message, file: file, line: line)
             for word in words {

@@ -72,7 +72,7 @@ final class HostileFileTests: FolderTestCase {
     /// Seeded mutations of real files: byte flips, truncations, inserted and duplicated runs,
     /// rewritten length fields. Every one must be read or rejected, never crash.
     func testSeededMutationsNeverCrashAReader() throws {
-        // Real seeds: a checkpoint and a shard written by Baton itself.
+        // Real seeds: a checkpoint and a shard written by Baton itself, a tokenizer.json by `tokenizers`.
         let run = folder.appendingPathComponent("run")
         let config = FuzzTargets.seedModel
         let device = Device.cpu()
@@ -87,6 +87,8 @@ final class HostileFileTests: FolderTestCase {
             "state": try Data(contentsOf: checkpoint.appendingPathComponent("state.json")),
             "shard": try Data(contentsOf: shardURL),
             "latest": Data("step-00000002\n".utf8),
+            "tokenizer": try Data(
+                contentsOf: TestPaths.fixtures.appendingPathComponent("tokenizer-json/llama3/tokenizer.json")),
         ]
         var generator = RandomGenerator(seed: 20261125)
         var tried = 0, accepted = 0

@@ -4,16 +4,20 @@ import Foundation
 import Glibc
 #endif
 
-/// `baton prepare --tokenizer gpt2|DIR`: text and JSONL files -> GPT-2 token shards in llm.c's
-/// format, streamed (memory is one shard of tokens plus one read block, whatever the input size).
+/// `baton prepare --tokenizer gpt2|DIR`: text and JSONL files -> BPE token shards in llm.c's
+/// formats, streamed (memory is one shard of tokens plus one read block, whatever the input size).
 /// A `.txt` file is one document; a `.jsonl` file is one document a line (its "text" field, or
-/// another). Each document is preceded by `<|endoftext|>`, as llm.c's shards are. The first
+/// another). Each document is preceded by the tokenizer's document separator (GPT-2's
+/// `<|endoftext|>`, as llm.c's shards are; Llama 3's `<|begin_of_text|>`, which it puts before every
+/// text; else the end of text the tokenizer declares), and special-token text inside a document is
+/// ordinary text (see BPETokenizer). Tokens are uint16 where the vocabulary fits, else uint32 in
+/// llm.c's Llama 3 format (TokenShard.Format). The first
 /// `valTokens` tokens (default: a tenth of them, at most one shard; see ShardSequence) go to
 /// NAME_val_NNNNNN.bin, the rest to NAME_train_NNNNNN.bin shards of `shardTokens` tokens. The
 /// whole dataset is written into a temporary folder beside the output folder and swapped in at
 /// the end (DatasetFolder): an error or a kill leaves the output folder as it was.
-/// `dataset.json` records the tokenizer (its files copied beside the shards) and every shard's
-/// name, token count and CRC-32C, which `train` checks the shards against.
+/// `dataset.json` records the tokenizer (its files copied beside the shards), its separator and
+/// every shard's name, token count and CRC-32C, which `train` checks the shards against.
 public struct CorpusPreparation {
     public struct Options {
         public var name = "corpus"
@@ -36,23 +40,31 @@ public struct CorpusPreparation {
         public let files: [URL]
     }
 
-    let tokenizer: GPT2Tokenizer
+    let tokenizer: BPETokenizer
     let tokenizerFolder: URL
     let options: Options
+    /// The token put before every document.
+    let separator: Int32
 
     public init(tokenizerFolder: URL, options: Options) throws {
-        tokenizer = try GPT2Tokenizer(folder: tokenizerFolder)
-        // Every document starts with <|endoftext|> as 50256: a vocabulary without it would make
-        // shards that its own vocabulary size refuses.
-        guard tokenizer.endOfTextID == GPT2Tokenizer.endOfText else {
-            let found =
-                tokenizer.endOfTextID.map { "gives \(GPT2Tokenizer.endOfTextText) the id \($0)" }
-                ?? "has no \(GPT2Tokenizer.endOfTextText) token"
-            throw BatonError(
-                "\(tokenizerFolder.path): vocab.json \(found); baton prepare puts it, as id "
-                    + "\(GPT2Tokenizer.endOfText), before every document: use a GPT-2 tokenizer folder that has it"
-            )
+        tokenizer = try BPETokenizer(folder: tokenizerFolder)
+        guard let separator = tokenizer.documentSeparator else {
+            switch tokenizer.kind {
+            case .gpt2:
+                throw BatonError(
+                    "\(tokenizerFolder.path): vocab.json has no \(GPT2Tokenizer.endOfTextText) token; baton prepare "
+                        + "puts it before every document: use a GPT-2 tokenizer folder that has it"
+                )
+            case .tokenizerJSON:
+                throw BatonError(
+                    "\(tokenizerFolder.appendingPathComponent("tokenizer.json").path): declares no end-of-text token "
+                        + "(no eos_token in tokenizer_config.json, none in its post_processor, no special "
+                        + "<|endoftext|>); baton prepare puts one before every document: add a tokenizer_config.json "
+                        + "with \"eos_token\""
+                )
+            }
         }
+        self.separator = separator
         self.tokenizerFolder = tokenizerFolder
         self.options = options
     }
@@ -71,7 +83,16 @@ public struct CorpusPreparation {
         }
         try PrepareInputs.check(files)
         let dataset = try DatasetFolder(out: outputFolder, overwrite: options.overwrite)
-        let writer = ShardSequence(
+        switch TokenShard.Format.forVocabulary(tokenizer.vocabularySize) {
+        case .uint16: return try prepare(files: files, into: dataset, as: UInt16.self)
+        case .uint32: return try prepare(files: files, into: dataset, as: UInt32.self)
+        }
+    }
+
+    private func prepare<Token: FixedWidthInteger & UnsignedInteger>(
+        files: [URL], into dataset: DatasetFolder, as _: Token.Type
+    ) throws -> Result {
+        let writer = ShardSequence<Token>(
             folder: dataset.temporary, name: options.name, shardTokens: options.shardTokens,
             valTokens: options.valTokens)
         do {
@@ -86,7 +107,7 @@ public struct CorpusPreparation {
                 try forEachBlock(of: file, jsonl: jsonl) { block, documentsStart, bytes in
                     let encoded = try encode(block, jsonl: jsonl, file: file, firstLine: documentsStart)
                     for document in encoded {
-                        if document.startsDocument { try writer.append([GPT2Tokenizer.endOfText]); documents += 1 }
+                        if document.startsDocument { try writer.append([separator]); documents += 1 }
                         try writer.append(document.tokens)
                     }
                     readBytes += bytes
@@ -111,7 +132,9 @@ public struct CorpusPreparation {
                         + "--val-tokens"
                 )
             }
-            try writeDatasetRecord(to: dataset.temporary, shards: writer.shards)
+            try writeDatasetRecord(
+                to: dataset.temporary, shards: writer.shards.map { ($0.name, $0.tokens, $0.crc32c) },
+                format: Token.bitWidth == 16 ? .uint16 : .uint32)
             try dataset.commit(overwrite: options.overwrite)
             return Result(
                 trainTokens: writer.trainTokens, valTokens: writer.valTokensWritten, documents: documents,
@@ -135,7 +158,7 @@ public struct CorpusPreparation {
                     tokens: tokenizer.encode(String(decoding: block, as: UTF8.self), threads: threads))
             ]
         }
-        var result: [Encoded] = []
+        var texts: [String] = []
         var lineNumber = firstLine
         for line in block.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -152,17 +175,15 @@ public struct CorpusPreparation {
                         + "for another)"
                 )
             }
-            result.append(
-                Encoded(
-                    startsDocument: true,
-                    tokens: tokenizer.encode(text, threads: text.utf8.count > 1 << 20 ? threads : 1)))
+            texts.append(text)
         }
-        return result
+        // The block's documents on every thread at once (a long one cut into chunks).
+        return tokenizer.encode(documents: texts, threads: threads).map { Encoded(startsDocument: true, tokens: $0) }
     }
 
-    /// Reads a file in blocks of about 8 MB. A `.txt` block ends just before a newline that
-    /// follows a non-space (where a GPT-2 piece always ends, so blocks tokenize as the whole
-    /// file would); a `.jsonl` block ends after a newline. `body` gets the block, the number of
+    /// Reads a file in blocks of about 8 MB. A `.txt` block ends at a newline where a piece always
+    /// ends (BPETokenizer.isSafeCut, so blocks tokenize as the whole file would); a `.jsonl` block
+    /// ends after a newline. `body` gets the block, the number of
     /// bytes (txt) or lines (jsonl) before it, and its size.
     private func forEachBlock(of file: URL, jsonl: Bool, _ body: ([UInt8], Int, Int) throws -> Void) throws {
         guard let handle = FileHandle(forReadingAtPath: file.path) else {
@@ -177,7 +198,7 @@ public struct CorpusPreparation {
             guard !pending.isEmpty else { break }
             var cut = pending.count
             if !finished {
-                cut = jsonl ? (pending.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) : GPT2Tokenizer.lastSafeCut(in: pending)
+                cut = jsonl ? (pending.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) : tokenizer.lastSafeCut(in: pending)
                 if cut <= 0 { continue }  // no boundary yet: read more
             }
             let block = Array(pending[..<cut])
@@ -210,18 +231,30 @@ public struct CorpusPreparation {
         }
     }
 
-    private func writeDatasetRecord(to folder: URL, shards: [ShardSequence.Shard]) throws {
+    /// dataset.json, and the tokenizer's files copied into `tokenizer/`. A GPT-2 dataset's record
+    /// is as before; a tokenizer.json one's also names its separator and its shards' token width.
+    private func writeDatasetRecord(
+        to folder: URL, shards: [(name: String, tokens: Int, crc32c: UInt32)], format: TokenShard.Format
+    ) throws {
         let copy = folder.appendingPathComponent("tokenizer")
         try? FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
-        for name in ["vocab.json", "merges.txt"] {
+        for name in tokenizer.kind.files
+        where tokenizer.kind == .gpt2
+            || FileManager.default.fileExists(atPath: tokenizerFolder.appendingPathComponent(name).path)
+        {
             let data = try Data(contentsOf: tokenizerFolder.appendingPathComponent(name))
             try AtomicFile.write(data, to: copy.appendingPathComponent(name))
         }
-        let record: [String: Any] = [
-            "tokenizer": "gpt2", "tokenizer_folder": "tokenizer", "vocab_size": tokenizer.vocabularySize,
-            "end_of_text": Int(GPT2Tokenizer.endOfText), "baton_version": batonVersion,
+        var record: [String: Any] = [
+            "tokenizer": tokenizer.kind.rawValue, "tokenizer_folder": "tokenizer",
+            "vocab_size": tokenizer.vocabularySize,
+            "end_of_text": Int(tokenizer.endOfText ?? separator), "baton_version": batonVersion,
             "shards": shards.map { ["name": $0.name, "tokens": $0.tokens, "crc32c": Int($0.crc32c)] as [String: Any] },
         ]
+        if tokenizer.kind == .tokenizerJSON {
+            record["document_separator"] = Int(separator)
+            record["token_bytes"] = format.tokenBytes
+        }
         try AtomicFile.write(
             try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
             to: folder.appendingPathComponent(CorpusPreparation.datasetFile))

@@ -212,7 +212,7 @@ public final class DatasetFolder {
         if name == "tokenizer" && isFolder.boolValue {
             let inside = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
             return inside.allSatisfy {
-                (["vocab.json", "merges.txt"].contains($0) || isTemporaryFile($0))
+                (BPETokenizer.Kind.allFiles.contains($0) || isTemporaryFile($0))
                     && isRegularFile(url.appendingPathComponent($0))
             }
         }
@@ -225,8 +225,8 @@ public final class DatasetFolder {
         guard name.hasPrefix("."), let range = name.range(of: ".tmp-") else { return false }
         let stem = name[name.index(after: name.startIndex)..<range.lowerBound]
         return
-            (stem.hasSuffix(".bin") || stem == CorpusPreparation.datasetFile || stem == "vocab.json"
-            || stem == "merges.txt")
+            (stem.hasSuffix(".bin") || stem == CorpusPreparation.datasetFile
+            || BPETokenizer.Kind.allFiles.contains(String(stem)))
             && Int(name[range.upperBound...]) != nil
     }
 }

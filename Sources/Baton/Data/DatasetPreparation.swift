@@ -25,8 +25,8 @@ public enum DatasetPreparation {
         let names = ["\(name)_train_000000.bin", "\(name)_val_000000.bin"]
         do {
             let tokens = bytes.map { UInt16($0) }
-            _ = try ShardSequence.writeShard(tokens[..<split], to: dataset.url(names[0]))
-            _ = try ShardSequence.writeShard(tokens[split...], to: dataset.url(names[1]))
+            _ = try ShardSequence<UInt16>.writeShard(tokens[..<split], to: dataset.url(names[0]))
+            _ = try ShardSequence<UInt16>.writeShard(tokens[split...], to: dataset.url(names[1]))
             try dataset.commit(overwrite: overwrite)
         } catch {
             dataset.abandon()

@@ -7,9 +7,11 @@ public struct DatasetRecord {
     /// A shard as prepare wrote it: its name, token count and CRC-32C of its tokens.
     public struct Shard { public let name: String; public let tokens: Int; public let crc32c: UInt32? }
 
+    /// "gpt2" (vocab.json and merges.txt) or "tokenizer.json".
     public let tokenizer: String
     public let vocabularySize: Int
-    /// The tokenizer's vocab.json and merges.txt, copied beside the shards.
+    /// The tokenizer's files (vocab.json and merges.txt, or tokenizer.json and tokenizer_config.json),
+    /// copied beside the shards.
     public let tokenizerFolder: URL
     /// Every shard of the folder; nil in records written before Baton listed them (nothing to check).
     public let shards: [Shard]?
@@ -93,24 +95,24 @@ public struct DatasetRecord {
     }
 }
 
-/// The tokenizer a model's text goes through: bytes, or GPT-2 BPE.
+/// The tokenizer a model's text goes through: bytes, or byte-level BPE (GPT-2's, or a tokenizer.json).
 public enum TextTokenizer {
     case bytes
-    case bpe(GPT2Tokenizer)
+    case bpe(BPETokenizer)
 
     /// `--tokenizer bytes|gpt2|DIR`.
     public static func named(_ name: String) throws -> TextTokenizer {
         switch name {
         case "bytes": return .bytes
         case "gpt2": return .bpe(try GPT2Tokenizer.bundled())
-        default: return .bpe(try GPT2Tokenizer(folder: URL(fileURLWithPath: name)))
+        default: return .bpe(try BPETokenizer(folder: URL(fileURLWithPath: name)))
         }
     }
 
     /// The tokenizer a checkpoint's text went through (ModelWeights.tokenizerFolder: its data's,
     /// or its Hugging Face source's), else the one its vocabulary implies: 256 is bytes, 50257 GPT-2's.
     public static func forModel(vocabularySize: Int, tokenizerFolder: URL?) throws -> TextTokenizer {
-        if let tokenizerFolder { return .bpe(try GPT2Tokenizer(folder: tokenizerFolder)) }
+        if let tokenizerFolder { return .bpe(try BPETokenizer(folder: tokenizerFolder)) }
         switch vocabularySize {
         case ByteTokenizer.vocabularySize: return .bytes
         case 50257: return .bpe(try GPT2Tokenizer.bundled())
@@ -137,11 +139,21 @@ public enum TextTokenizer {
         }
     }
 
-    /// Where generation starts from when there is no prompt: a newline byte, or <|endoftext|>.
+    /// Where generation starts from when there is no prompt: a newline byte, or the token prepare
+    /// puts before every document (a BPE tokenizer that has none: its tokens of a newline).
     public var start: Int32 {
         switch self {
         case .bytes: return 10
-        case .bpe: return GPT2Tokenizer.endOfText
+        case .bpe(let tokenizer): return tokenizer.documentSeparator ?? tokenizer.encode("\n").first ?? 0
+        }
+    }
+
+    /// The tokens after which a document is over (`baton sample --stop-at-eot`): the separator
+    /// prepare puts between documents and the tokenizer's end of text; bytes have none.
+    public var endsOfDocument: Set<Int32> {
+        switch self {
+        case .bytes: return []
+        case .bpe(let tokenizer): return tokenizer.endsOfDocument
         }
     }
 }

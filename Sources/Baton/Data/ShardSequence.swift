@@ -14,12 +14,13 @@ import Glibc
 /// is written as NAME_val_000000.bin and, if the input turns out to hold fewer than ten shards
 /// of tokens, read back at the end and cut in two: its first total/10 tokens stay NAME_val_000000,
 /// the rest become NAME_train_000001 and the later train shards are renamed one index up.
-final class ShardSequence {
+/// `Token` is UInt16 (GPT-2's shard format) or UInt32 (Llama 3's, for vocabularies past 65,536).
+final class ShardSequence<Token: FixedWidthInteger & UnsignedInteger> {
     /// A shard written: its file name, token count and CRC-32C of its tokens (as TokenShard's).
     struct Shard { var name: String; let tokens: Int; let crc32c: UInt32; let validation: Bool }
 
     let folder: URL, name: String, shardTokens: Int, valTarget: Int?
-    private var buffer: [UInt16] = []
+    private var buffer: [Token] = []
     private(set) var total = 0, trainTokens = 0, valTokensWritten = 0
     private(set) var shards: [Shard] = []
 
@@ -43,7 +44,7 @@ final class ShardSequence {
 
     func append(_ tokens: [Int32]) throws {
         for token in tokens {
-            buffer.append(UInt16(token))
+            buffer.append(Token(truncatingIfNeeded: token))
             total += 1
             let limit = valTarget != nil && validating ? min(shardTokens, valTarget! - valTokensWritten) : shardTokens
             if buffer.count == limit { try flush() }
@@ -95,7 +96,7 @@ final class ShardSequence {
         String(format: "%@_%@_%06d.bin", name, validation ? "val" : "train", index)
     }
 
-    private func write(_ tokens: ArraySlice<UInt16>, validation: Bool, index: Int) throws {
+    private func write(_ tokens: ArraySlice<Token>, validation: Bool, index: Int) throws {
         let name = shardName(validation: validation, index: index)
         let crc = try ShardSequence.writeShard(tokens, to: folder.appendingPathComponent(name))
         shards.append(Shard(name: name, tokens: tokens.count, crc32c: crc, validation: validation))
@@ -111,7 +112,7 @@ final class ShardSequence {
         let fd = open(url.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw BatonError("\(url.path): cannot read back (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
-        let bytes = shard.tokens * 2
+        let bytes = shard.tokens * MemoryLayout<Token>.size
         var done = 0
         try buffer.withUnsafeMutableBytes { raw in
             while done < bytes {
@@ -126,7 +127,7 @@ final class ShardSequence {
     /// The header, then the tokens as they are (little-endian hosts), into a temporary file that
     /// is fsynced and renamed into place: no copy of the shard in memory, no half shard on disk.
     /// Returns the tokens' CRC-32C.
-    static func writeShard(_ tokens: ArraySlice<UInt16>, to url: URL) throws -> UInt32 {
+    static func writeShard(_ tokens: ArraySlice<Token>, to url: URL) throws -> UInt32 {
         guard tokens.count <= Int(Int32.max) else {
             throw BatonError("\(url.path): \(tokens.count) tokens do not fit one shard")
         }
@@ -134,12 +135,10 @@ final class ShardSequence {
             ".\(url.lastPathComponent).tmp-\(getpid())")
         try? FileManager.default.removeItem(at: temporary)
         do {
-            let writer = try FileWriter(url: temporary, expectedBytes: TokenShard.headerBytes + 2 * tokens.count)
-            var header = [Int32](repeating: 0, count: 256)
-            header[0] = TokenShard.magic
-            header[1] = TokenShard.version
-            header[2] = Int32(tokens.count)
-            try header.withUnsafeBytes { try writer.write($0) }
+            let format: TokenShard.Format = Token.bitWidth == 16 ? .uint16 : .uint32
+            let writer = try FileWriter(
+                url: temporary, expectedBytes: TokenShard.headerBytes + format.tokenBytes * tokens.count)
+            try TokenShard.header(format, count: tokens.count).withUnsafeBytes { try writer.write($0) }
             try tokens.withUnsafeBytes { try writer.write($0) }
             try writer.sync()
             writer.close()

@@ -5,18 +5,34 @@ import Foundation
 import Glibc
 #endif
 
-/// A token shard in llm.c's format: a header of 256 little-endian int32 (magic 20240520,
-/// version 1, token count, the rest zero) followed by the tokens as little-endian uint16.
+/// A token shard in one of llm.c's two formats: a header of 256 little-endian int32 (magic,
+/// version, token count, the rest zero) followed by the tokens, little-endian: GPT-2's (magic
+/// 20240520, version 1, uint16 tokens) or Llama 3's (magic 20240801, version 7, uint32 tokens), for
+/// vocabularies past 65,536. The header says which; a reader takes either.
 ///
 /// The file stays open and is read with pread, never memory-mapped: a shard truncated under a
 /// running trainer gives a short read (an error), not a SIGBUS. Every read first checks that the
 /// file is still the one that was validated (same inode, size and modification time).
 public final class TokenShard {
-    public static let magic: Int32 = 20240520
-    public static let version: Int32 = 1
+    /// llm.c's formats, by the width of a token.
+    public enum Format: Sendable, CaseIterable {
+        case uint16, uint32
+
+        public var magic: Int32 { self == .uint16 ? 20240520 : 20240801 }
+        public var version: Int32 { self == .uint16 ? 1 : 7 }
+        public var tokenBytes: Int { self == .uint16 ? 2 : 4 }
+
+        /// uint16 wherever every id of the vocabulary fits (GPT-2's shards stay as llm.c writes them).
+        public static func forVocabulary(_ size: Int) -> Format { size <= 65536 ? .uint16 : .uint32 }
+    }
+
+    /// GPT-2's format's header (TokenShard.Format.uint16).
+    public static let magic = Format.uint16.magic
+    public static let version = Format.uint16.version
     public static let headerBytes = 256 * 4
 
     public let url: URL
+    public let format: Format
     public let tokenCount: Int
     public let fileSize: Int
     /// CRC-32C of the tokens, taken while they were validated: ranks compare it, since two files
@@ -49,19 +65,21 @@ public final class TokenShard {
                 )
             }
             header = header.map { Int32(littleEndian: $0) }
-            guard header[0] == TokenShard.magic else {
+            guard let format = Format.allCases.first(where: { $0.magic == header[0] }) else {
                 throw BatonError(
-                    "\(path): not a token shard (magic \(header[0]), expected \(TokenShard.magic)); rewrite it with "
-                        + "baton prepare"
+                    "\(path): not a token shard (magic \(header[0]), expected \(Format.uint16.magic) or "
+                        + "\(Format.uint32.magic)); rewrite it with baton prepare"
                 )
             }
-            guard header[1] == TokenShard.version else {
+            guard header[1] == format.version else {
                 throw BatonError(
-                    "\(path): shard version \(header[1]) is not supported (expected \(TokenShard.version))")
+                    "\(path): shard version \(header[1]) is not supported (expected \(format.version) with magic "
+                        + "\(format.magic))")
             }
+            self.format = format
             let count = Int(header[2])
             guard count >= 0 else { throw BatonError("\(path): negative token count \(count) in header") }
-            let expected = TokenShard.headerBytes + 2 * count
+            let expected = TokenShard.headerBytes + format.tokenBytes * count
             guard fileSize == expected else {
                 let what = fileSize < expected ? "truncated" : "longer than its header says"
                 throw BatonError(
@@ -82,32 +100,34 @@ public final class TokenShard {
     /// Reads the tokens in 1M-token chunks and checks each is below the vocabulary size.
     private func validateTokens(vocabularySize: Int) throws {
         let chunk = 1 << 20
-        var buffer = [UInt16](repeating: 0, count: chunk)
+        var buffer = [Int32](repeating: 0, count: chunk)
         var start = 0
         while start < tokenCount {
             let count = min(chunk, tokenCount - start)
-            try buffer.withUnsafeMutableBufferPointer { try read(start: start, count: count, into: $0.baseAddress!) }
-            for i in 0..<count where Int(UInt16(littleEndian: buffer[i])) >= vocabularySize {
+            try buffer.withUnsafeMutableBufferPointer {
+                try copyTokens(start: start, count: count, into: $0.baseAddress!, digest: &contentDigest)
+            }
+            // Read as uint32, an id past Int32.max shows as negative: compare it unsigned.
+            for i in 0..<count where Int(UInt32(bitPattern: buffer[i])) >= vocabularySize {
                 throw BatonError(
-                    "\(url.path): token \(UInt16(littleEndian: buffer[i])) at position \(start + i) is not below "
+                    "\(url.path): token \(UInt32(bitPattern: buffer[i])) at position \(start + i) is not below "
                         + "the vocabulary size \(vocabularySize); pass --vocab-size or re-prepare the data"
                 )
             }
-            contentDigest = buffer.withUnsafeBytes { baton_crc32c(contentDigest, $0.baseAddress, count * 2) }
             start += count
         }
     }
 
-    /// Raw little-endian tokens [start, start + count), after checking the file has not changed.
-    private func read(start: Int, count: Int, into destination: UnsafeMutablePointer<UInt16>) throws {
+    /// Raw little-endian tokens [start, start + count) into `destination` (count x the format's
+    /// token bytes), after checking the file has not changed.
+    private func read(start: Int, count: Int, into destination: UnsafeMutableRawPointer) throws {
         precondition(start >= 0 && start + count <= tokenCount)
         try checkUnchanged()
-        let bytes = count * 2
+        let width = format.tokenBytes
+        let bytes = count * width
         var done = 0
         while done < bytes {
-            let n = pread(
-                fd, UnsafeMutableRawPointer(destination) + done, bytes - done,
-                off_t(TokenShard.headerBytes + start * 2 + done))
+            let n = pread(fd, destination + done, bytes - done, off_t(TokenShard.headerBytes + start * width + done))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
                 throw BatonError(
@@ -143,9 +163,26 @@ public final class TokenShard {
 
     /// Copies tokens [start, start + count) as int32 into `destination`.
     public func copyTokens(start: Int, count: Int, into destination: UnsafeMutablePointer<Int32>) throws {
-        var raw = [UInt16](repeating: 0, count: count)
-        try raw.withUnsafeMutableBufferPointer { try read(start: start, count: count, into: $0.baseAddress!) }
-        for i in 0..<count { destination[i] = Int32(UInt16(littleEndian: raw[i])) }
+        var unused: UInt32 = 0
+        try copyTokens(start: start, count: count, into: destination, digest: &unused)
+    }
+
+    /// The same, adding the raw tokens to a CRC-32C. uint32 tokens are read in place; uint16 ones
+    /// into the first half and widened from the last backwards, so no token is overwritten unread.
+    private func copyTokens(
+        start: Int, count: Int, into destination: UnsafeMutablePointer<Int32>, digest: inout UInt32
+    ) throws {
+        try read(start: start, count: count, into: destination)
+        digest = baton_crc32c(digest, destination, count * format.tokenBytes)
+        switch format {
+        case .uint32:
+            for i in 0..<count { destination[i] = Int32(littleEndian: destination[i]) }
+        case .uint16:
+            let wide = UnsafeMutableRawPointer(destination)
+            for i in stride(from: count - 1, through: 0, by: -1) {
+                destination[i] = Int32(UInt16(littleEndian: wide.load(fromByteOffset: 2 * i, as: UInt16.self)))
+            }
+        }
     }
 
     public func tokens(start: Int, count: Int) throws -> [Int32] {
@@ -154,24 +191,34 @@ public final class TokenShard {
         return result
     }
 
-    /// Writes tokens as a shard, atomically (temporary file, then rename).
+    /// Writes tokens as a GPT-2 (uint16) shard, atomically (temporary file, then rename).
     public static func write(tokens: [UInt16], to url: URL) throws {
+        try write(tokens, format: .uint16, to: url)
+    }
+
+    /// Writes tokens as a Llama 3 (uint32) shard, atomically.
+    public static func write(uint32Tokens tokens: [UInt32], to url: URL) throws {
+        try write(tokens, format: .uint32, to: url)
+    }
+
+    private static func write<Token: FixedWidthInteger>(_ tokens: [Token], format: Format, to url: URL) throws {
         guard tokens.count <= Int(Int32.max) else {
             throw BatonError("\(url.path): \(tokens.count) tokens do not fit one shard")
         }
-        var header = [Int32](repeating: 0, count: 256)
-        header[0] = magic
-        header[1] = version
-        header[2] = Int32(tokens.count)
-        var data = Data(capacity: headerBytes + 2 * tokens.count)
-        header.map { $0.littleEndian }.withUnsafeBufferPointer {
-            data.append(UnsafeRawBufferPointer($0).bindMemory(to: UInt8.self))
-        }
-        tokens.map { $0.littleEndian }.withUnsafeBufferPointer {
-            data.append(UnsafeRawBufferPointer($0).bindMemory(to: UInt8.self))
-        }
+        var data = Data(capacity: headerBytes + format.tokenBytes * tokens.count)
+        header(format, count: tokens.count).withUnsafeBytes { data.append(contentsOf: $0) }
+        tokens.map { $0.littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }
         do { try data.write(to: url, options: .atomic) } catch {
             throw BatonError("\(url.path): cannot write shard (\(error.localizedDescription))")
         }
+    }
+
+    /// A shard's header, little-endian.
+    static func header(_ format: Format, count: Int) -> [Int32] {
+        var header = [Int32](repeating: 0, count: 256)
+        header[0] = format.magic
+        header[1] = format.version
+        header[2] = Int32(count)
+        return header.map { $0.littleEndian }
     }
 }

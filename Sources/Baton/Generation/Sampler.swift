@@ -7,10 +7,10 @@ public enum Sampler {
     public static let maximumLength = 1_000_000
 
     /// Generates up to `length` tokens after `prompt` (or after `start` when it is empty), and
-    /// stops early after generating `stopAt` when given.
+    /// stops early after generating one of `stopAt`.
     public static func generate(
         model: GPT, prompt: [Int32], length: Int, temperature: Float, topK: Int, seed: UInt64,
-        start: Int32 = 10, stopAt: Int32? = nil, onToken: (Int32) -> Void = { _ in }
+        start: Int32 = 10, stopAt: Set<Int32> = [], onToken: (Int32) -> Void = { _ in }
     ) throws -> [Int32] {
         let T = model.config.contextLength, V = model.config.vocabularySize
         var tokens = prompt.isEmpty ? [start] : prompt
@@ -27,7 +27,7 @@ public enum Sampler {
             tokens.append(next)
             generated.append(next)
             onToken(next)
-            if next == stopAt { break }
+            if stopAt.contains(next) { break }
         }
         return generated
     }

@@ -184,10 +184,11 @@ public struct GPTConfig: Codable, Equatable, Sendable {
         if let problem = architecture == .gpt2 ? gpt2Problem(naming: name) : llamaProblem(naming: name) {
             return problem
         }
-        if vocabularySize > 65536 {
+        // Token ids are Int32 in Baton (uint32 in Llama 3-format shards).
+        if vocabularySize > Int(Int32.max) {
             return (
                 .vocabularySize,
-                "\(name(.vocabularySize)) \(vocabularySize) is larger than token shards can hold (65536)"
+                "\(name(.vocabularySize)) \(vocabularySize) is larger than token ids can be (\(Int32.max))"
             )
         }
         return nil
