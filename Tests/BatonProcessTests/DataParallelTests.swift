@@ -146,6 +146,11 @@ final class DataParallelTests: XCTestCase {
             XCTAssert(try files("l\(ranks)") == files("l1"), "llama, world size \(ranks): the checkpoint differs")
             XCTAssertEqual(try metrics("l\(ranks)"), try metrics("l1"))
         }
+        // Elastic: stopped at 4 ranks, resumed at 2, the one process's bytes.
+        XCTAssertEqual(try launch(ranks: 4, flags("l4to2") + llama + ["--stop-at", "3"]).status, 0)
+        let resumed = try launch(ranks: 2, flags("l4to2") + ["--resume", "auto"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssert(try files("l4to2") == files("l1"), "llama, 4 ranks then 2: the checkpoint differs")
     }
 
     func testStoppedAtOneWorldSizeAndResumedAtAnotherEndsTheSame() throws {
