@@ -1,7 +1,8 @@
 // Flash attention in float32 on CUDA cores (heads of up to 64 channels; attention.cu picks it):
-// one block of 256 threads per 32-row query tile and (batch, head), the keys in tiles of 32, one
-// key a lane, an online softmax; the backward pass recomputes the scores tile by tile, dK and dV
-// in one kernel and dQ in another, so no sum needs atomics.
+// one block of 256 threads per 32-row query tile and (batch, query head), the keys (of its
+// key/value head) in tiles of 32, one key a lane, an online softmax; the backward pass recomputes
+// the scores tile by tile, dK and dV in one kernel (a block per key tile and key/value head,
+// over its group's query heads in order) and dQ in another, so no sum needs atomics.
 #include "attention_flash.cuh"
 
 template <class Row>
@@ -23,26 +24,26 @@ __device__ inline void rows_dot(float (&dot)[FLASH_ROWS_PER_WARP], float (*a)[FL
     }
 }
 
-// One block per (query tile, b*NH + h). Warp w owns query rows 4w..4w+3 of the tile; for a key
+// One block per (query tile, query head, batch). Warp w owns query rows 4w..4w+3 of the tile; for a key
 // tile, lane c scores key c, the warp's max and sum update the row's running max m and sum l,
 // and the lane's output channels (lane, lane + 32) are rescaled and accumulated.
-__global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
+__global__ void flash_forward_kernel(float *out, float *lse, const float *qkv, FlashShape shape, float scale) {
     __shared__ float q[FLASH_TILE][FLASH_PAD];
     __shared__ float k[FLASH_TILE][FLASH_PAD];
     __shared__ float v[FLASH_TILE][FLASH_PAD];
     __shared__ float p[FLASH_TILE][FLASH_TILE + 1];
-    FlashHead head(blockIdx.y, T, C, NH);
-    int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    FlashHead head = FlashHead::query(shape);
+    int T = shape.T, hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     load_tile(
-            q, qkv, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
+            q, qkv + head.q, [&](int t) { return head.qkv_row(t); }, q0, T, hs);
     OnlineSoftmax rows;
     int last = min(q0 + FLASH_TILE, T); // keys at or after `last` are above every row's diagonal
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads(); // the previous tile's k and v are no longer read
         load_tile(
-                k, qkv + C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+                k, qkv + head.k, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
         load_tile(
-                v, qkv + 2 * C, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
+                v, qkv + head.v, [&](int t) { return head.qkv_row(t); }, k0, T, hs);
         __syncthreads();
         float dots[FLASH_ROWS_PER_WARP];
         rows_dot(dots, q, warp * FLASH_ROWS_PER_WARP, k[lane], hs);
@@ -118,20 +119,29 @@ struct FloatRows {
     }
 };
 
-// One block per (key tile, b*NH + h): dK and dV of its 32 keys, summed over the query tiles at
-// or below the diagonal in query order. Warp w owns keys 4w..4w+3, lane the channels lane, lane+32.
+// One block per (key tile, key/value head, batch): dK and dV of its 32 keys, summed over the
+// group's query heads in head order and, for each, over its query tiles at or below the diagonal
+// in query order: one running sum (the CPU sums each head's product, then adds the heads in head
+// order: the same terms in another float32 order). Warp w owns keys 4w..4w+3, lane the channels
+// lane, lane+32.
 __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all,
-                                           const float *dsum_all, int T, int C, int NH, float scale) {
+                                           const float *dsum_all, FlashShape shape, float scale) {
     __shared__ FlashFloatBackwardTiles shared[1]; // an array of one: the emulator poisons shared arrays
     FlashFloatBackwardTiles &tiles = shared[0];
     auto &q = tiles.q, &g = tiles.g;
     auto &p = tiles.p, &ds = tiles.ds;
-    FlashHead head(blockIdx.y, T, C, NH);
-    FloatRows load{head};
-    int hs = head.hs, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    load_key_side(tiles, qkv, head, k0, load);
+    int T = shape.T, group = shape.group, kv = blockIdx.y, b = blockIdx.z, first = kv * group;
+    FlashHead keys(shape, b, first, kv); // the group's first query head: its key/value head's rows
+    FloatRows load{keys};
+    int hs = keys.hs, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    load_key_side(tiles, qkv, keys, k0, load);
     float dk[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {}, dv[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
-    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) { // query tiles below k0 see none of these keys
+    // The group's query heads in order, each over its query tiles from k0 on (the tiles below k0
+    // see none of these keys).
+    int tiles_per_head = (T - k0 + FLASH_TILE - 1) / FLASH_TILE;
+    for (int step = 0; step < group * tiles_per_head; step++) {
+        int q0 = k0 + step % tiles_per_head * FLASH_TILE;
+        FlashHead head(shape, b, first + step / tiles_per_head, kv);
         __syncthreads();
         load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
         __syncthreads();
@@ -162,23 +172,24 @@ __global__ void flash_backward_dkdv_kernel(float *dqkv, const float *dout, const
         for (int j = 0; j < FLASH_CHUNKS; j++) {
             int d = lane + 32 * j;
             if (d >= hs) continue;
-            dqkv[head.qkv_row(key) + C + d] = dk[i][j] * scale;
-            dqkv[head.qkv_row(key) + 2 * C + d] = dv[i][j];
+            dqkv[keys.qkv_row(key) + keys.k + d] = dk[i][j] * scale;
+            dqkv[keys.qkv_row(key) + keys.v + d] = dv[i][j];
         }
     }
 }
 
-// One block per (query tile, b*NH + h): dQ of its 32 rows, summed over the key tiles up to the
-// diagonal in key order. Warp w owns rows 4w..4w+3, lane the channels lane, lane+32.
+// One block per (query tile, query head, batch): dQ of its 32 rows, summed over the key tiles (of its
+// key/value head) up to the diagonal in key order. Warp w owns rows 4w..4w+3, lane the channels
+// lane, lane+32.
 __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const float *qkv, const float *lse_all,
-                                         const float *dsum_all, int T, int C, int NH, float scale) {
+                                         const float *dsum_all, FlashShape shape, float scale) {
     __shared__ FlashFloatBackwardTiles shared[1];
     FlashFloatBackwardTiles &tiles = shared[0];
     auto &k = tiles.k;
     auto &ds = tiles.ds;
-    FlashHead head(blockIdx.y, T, C, NH);
+    FlashHead head = FlashHead::query(shape);
     FloatRows load{head};
-    int hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int T = shape.T, hs = head.hs, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
     float dq[FLASH_ROWS_PER_WARP][FLASH_CHUNKS] = {};
     int last = min(q0 + FLASH_TILE, T);
@@ -208,20 +219,22 @@ __global__ void flash_backward_dq_kernel(float *dqkv, const float *dout, const f
 #pragma unroll
         for (int j = 0; j < FLASH_CHUNKS; j++) {
             int d = lane + 32 * j;
-            if (d < hs) dqkv[head.qkv_row(t) + d] = dq[i][j] * scale;
+            if (d < hs) dqkv[head.qkv_row(t) + head.q + d] = dq[i][j] * scale;
         }
     }
 }
 
-void flash_forward(dim3 grid, float *out, float *lse, const float *qkv, int T, int C, int NH, float scale) {
-    flash_forward_kernel<<<grid, FLASH_THREADS>>>(out, lse, qkv, T, C, NH, scale);
+void flash_forward(int B, float *out, float *lse, const float *qkv, int T, int C, int NH, int KV, float scale) {
+    FlashShape shape = flash_shape(T, C, NH, KV);
+    flash_forward_kernel<<<flash_query_grid(B, shape), FLASH_THREADS>>>(out, lse, qkv, shape, scale);
 }
 
-void flash_backward(baton_context *ctx, dim3 grid, float *dqkv, const float *dout, const float *qkv, const float *lse,
-                    const float *dsum, int T, int C, int NH, float scale) {
-    flash_backward_dkdv_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+void flash_backward(baton_context *ctx, int B, float *dqkv, const float *dout, const float *qkv, const float *lse,
+                    const float *dsum, int T, int C, int NH, int KV, float scale) {
+    FlashShape shape = flash_shape(T, C, NH, KV);
+    flash_backward_dkdv_kernel<<<flash_key_grid(B, shape), FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, shape, scale);
     check_launch(ctx, "attention_backward");
-    flash_backward_dq_kernel<<<grid, FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+    flash_backward_dq_kernel<<<flash_query_grid(B, shape), FLASH_THREADS>>>(dqkv, dout, qkv, lse, dsum, shape, scale);
 }
 
 void flash_row_dot(baton_context *ctx, float *dsum, const void *dout, const void *out, int B, int T, int C, int NH) {

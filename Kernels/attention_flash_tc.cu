@@ -120,25 +120,25 @@ template <class P> struct __align__(32) FlashForwardTiles {
 };
 
 template <class P>
-__global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, const typename P::Storage *qkv, int T,
-                                        int C, int NH, float scale) {
+__global__ void flash_forward_tc_kernel(typename P::Storage *out, float *lse, const typename P::Storage *qkv,
+                                        FlashShape shape, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap(); // tensor cores in bf16 and tf32 need sm_80; the host never launches this below it
 #else
     __shared__ FlashForwardTiles<P> shared[1]; // an array of one: the emulator poisons shared arrays
     FlashForwardTiles<P> &tiles = shared[0];
     auto p = probability_view<P>(tiles.s);
-    FlashHead head(blockIdx.y, T, C, NH);
-    int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32,
+    FlashHead head = FlashHead::query(shape);
+    int T = shape.T, hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32,
         lane = threadIdx.x % 32;
     auto qkv_row = [&](int t) { return head.qkv_row(t); };
-    load_operand_tile<P>(tiles.q, qkv, qkv_row, q0, T, hs);
+    load_operand_tile<P>(tiles.q, qkv + head.q, qkv_row, q0, T, hs);
     OnlineSoftmax rows;
     int last = min(q0 + FLASH_TILE, T);
     for (int k0 = 0; k0 < last; k0 += FLASH_TILE) {
         __syncthreads(); // the previous tile's k, v, p and pv are no longer read
-        load_operand_tile<P>(tiles.k, qkv + C, qkv_row, k0, T, hs);
-        load_operand_tile<P>(tiles.v, qkv + 2 * C, qkv_row, k0, T, hs);
+        load_operand_tile<P>(tiles.k, qkv + head.k, qkv_row, k0, T, hs);
+        load_operand_tile<P>(tiles.v, qkv + head.v, qkv_row, k0, T, hs);
         __syncthreads();
         if (warp < 4)
             tile_times_transposed<P>(tiles.s, tiles.q, tiles.k, (warp / 2) * 16, (warp % 2) * 16,
@@ -239,27 +239,36 @@ template <class P> struct OperandRows {
     }
 };
 
-// dK and dV of one key tile, summed over the query tiles in order, in fragments that stay in the
-// warps across the loop: warp w owns the 16 x 16 tile (w / 4, w % 4) of both [32 keys][64 channels].
+// dK and dV of one key tile of a key/value head, summed over its group's query heads in head
+// order and, for each, over its query tiles in order: one running sum, in fragments that stay in
+// the warps across the loop (warp w owns the 16 x 16 tile (w / 4, w % 4) of both [32 keys][64
+// channels]). The CPU sums each head's product and then adds the heads, in head order: the same
+// terms in another float32 order.
 template <class P>
 __global__ void flash_backward_dkdv_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout,
                                               const typename P::Storage *qkv, const float *lse_all,
-                                              const float *dsum_all, int T, int C, int NH, float scale) {
+                                              const float *dsum_all, FlashShape shape, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
     __shared__ FlashBackwardTiles<P> shared[1]; // an array of one: the emulator poisons shared arrays
     FlashBackwardTiles<P> &tiles = shared[0];
     auto p = probability_view<P>(tiles.s), ds = probability_view<P>(tiles.dp);
-    FlashHead head(blockIdx.y, T, C, NH);
-    int hs = head.hs, depth = (hs + 15) / 16 * 16, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
+    int T = shape.T, group = shape.group, kv = blockIdx.y, b = blockIdx.z, first = kv * group;
+    FlashHead keys(shape, b, first, kv); // the group's first query head: its key/value head's rows
+    int hs = keys.hs, depth = (hs + 15) / 16 * 16, k0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16; // this warp's tile: keys r0.., channels c0..
-    OperandRows<P> load{head};
-    load_key_side(tiles, qkv, head, k0, load);
+    OperandRows<P> load{keys};
+    load_key_side(tiles, qkv, keys, k0, load);
     TileSum<P> dk, dv;
     wmma::fill_fragment(dk, 0.0f);
     wmma::fill_fragment(dv, 0.0f);
-    for (int q0 = k0; q0 < T; q0 += FLASH_TILE) { // query tiles below k0 see none of these keys
+    // The group's query heads in order, each over its query tiles from k0 on (the tiles below k0
+    // see none of these keys).
+    int tiles_per_head = (T - k0 + FLASH_TILE - 1) / FLASH_TILE;
+    for (int step = 0; step < group * tiles_per_head; step++) {
+        int q0 = k0 + step % tiles_per_head * FLASH_TILE;
+        FlashHead head(shape, b, first + step / tiles_per_head, kv);
         __syncthreads();
         load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
         __syncthreads();
@@ -277,32 +286,32 @@ __global__ void flash_backward_dkdv_tc_kernel(typename P::Storage *dqkv, const t
         }
     }
     auto result = tiles.result();
-    auto qkv_row = [&](int t) { return head.qkv_row(t); };
     __syncthreads();
     wmma::store_matrix_sync(&result[r0][c0], dk, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv + C, qkv_row, result, k0, T, hs, scale);
+    auto qkv_row = [&](int t) { return keys.qkv_row(t); };
+    store_tile(dqkv + keys.k, qkv_row, result, k0, T, hs, scale);
     __syncthreads();
     wmma::store_matrix_sync(&result[r0][c0], dv, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
-    store_tile(dqkv + 2 * C, qkv_row, result, k0, T, hs, 1.0f);
+    store_tile(dqkv + keys.v, qkv_row, result, k0, T, hs, 1.0f);
 #endif
 }
 
-// dQ of one query tile, summed over the key tiles up to the diagonal in order: warp w owns the
-// 16 x 16 tile (w / 4, w % 4) of [32 rows][64 channels].
+// dQ of one query tile, summed over the key tiles (of its key/value head) up to the diagonal in
+// order: warp w owns the 16 x 16 tile (w / 4, w % 4) of [32 rows][64 channels].
 template <class P>
 __global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typename P::Storage *dout,
                                             const typename P::Storage *qkv, const float *lse_all, const float *dsum_all,
-                                            int T, int C, int NH, float scale) {
+                                            FlashShape shape, float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
     __trap();
 #else
     __shared__ FlashBackwardTiles<P> shared[1];
     FlashBackwardTiles<P> &tiles = shared[0];
     auto ds = probability_view<P>(tiles.dp);
-    FlashHead head(blockIdx.y, T, C, NH);
-    int hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
+    FlashHead head = FlashHead::query(shape);
+    int T = shape.T, hs = head.hs, depth = (hs + 15) / 16 * 16, q0 = blockIdx.x * FLASH_TILE, warp = threadIdx.x / 32;
     int r0 = (warp / 4) * 16, c0 = (warp % 4) * 16; // this warp's tile: rows r0.., channels c0..
     OperandRows<P> load{head};
     load_query_side(tiles, qkv, dout, lse_all, dsum_all, head, q0, load);
@@ -328,40 +337,42 @@ __global__ void flash_backward_dq_tc_kernel(typename P::Storage *dqkv, const typ
     wmma::store_matrix_sync(&result[r0][c0], dq, TC_OPAD, wmma::mem_row_major);
     __syncthreads();
     store_tile(
-            dqkv, [&](int t) { return head.qkv_row(t); }, result, q0, T, hs, scale);
+            dqkv + head.q, [&](int t) { return head.qkv_row(t); }, result, q0, T, hs, scale);
 #endif
 }
 
 // The three kernels in one precision, on its activations (P::Storage).
 template <class P>
-static void forward_in(dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH, float scale) {
+static void forward_in(int B, void *out, float *lse, const void *qkv, int T, int C, int NH, int KV, float scale) {
     typedef typename P::Storage Act;
-    flash_forward_tc_kernel<P>
-            <<<grid, FLASH_THREADS>>>(static_cast<Act *>(out), lse, static_cast<const Act *>(qkv), T, C, NH, scale);
+    FlashShape shape = flash_shape(T, C, NH, KV);
+    flash_forward_tc_kernel<P><<<flash_query_grid(B, shape), FLASH_THREADS>>>(
+            static_cast<Act *>(out), lse, static_cast<const Act *>(qkv), shape, scale);
 }
 template <class P>
-static void backward_in(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse,
-                        const float *dsum, int T, int C, int NH, float scale) {
+static void backward_in(baton_context *ctx, int B, void *dqkv, const void *dout, const void *qkv, const float *lse,
+                        const float *dsum, int T, int C, int NH, int KV, float scale) {
     typedef typename P::Storage Act;
     Act *dx = static_cast<Act *>(dqkv);
     const Act *g = static_cast<const Act *>(dout), *x = static_cast<const Act *>(qkv);
-    flash_backward_dkdv_tc_kernel<P><<<grid, FLASH_THREADS>>>(dx, g, x, lse, dsum, T, C, NH, scale);
+    FlashShape shape = flash_shape(T, C, NH, KV);
+    flash_backward_dkdv_tc_kernel<P><<<flash_key_grid(B, shape), FLASH_THREADS>>>(dx, g, x, lse, dsum, shape, scale);
     check_launch(ctx, "attention_backward");
-    flash_backward_dq_tc_kernel<P><<<grid, FLASH_THREADS>>>(dx, g, x, lse, dsum, T, C, NH, scale);
+    flash_backward_dq_tc_kernel<P><<<flash_query_grid(B, shape), FLASH_THREADS>>>(dx, g, x, lse, dsum, shape, scale);
 }
 
-void flash_tc_forward(baton_context *ctx, dim3 grid, void *out, float *lse, const void *qkv, int T, int C, int NH,
+void flash_tc_forward(baton_context *ctx, int B, void *out, float *lse, const void *qkv, int T, int C, int NH, int KV,
                       float scale) {
     if (ctx->precision == BATON_PRECISION_BF16)
-        forward_in<Bf16Products>(grid, out, lse, qkv, T, C, NH, scale);
+        forward_in<Bf16Products>(B, out, lse, qkv, T, C, NH, KV, scale);
     else
-        forward_in<Tf32Products>(grid, out, lse, qkv, T, C, NH, scale);
+        forward_in<Tf32Products>(B, out, lse, qkv, T, C, NH, KV, scale);
 }
 
-void flash_tc_backward(baton_context *ctx, dim3 grid, void *dqkv, const void *dout, const void *qkv, const float *lse,
-                       const float *dsum, int T, int C, int NH, float scale) {
+void flash_tc_backward(baton_context *ctx, int B, void *dqkv, const void *dout, const void *qkv, const float *lse,
+                       const float *dsum, int T, int C, int NH, int KV, float scale) {
     if (ctx->precision == BATON_PRECISION_BF16)
-        backward_in<Bf16Products>(ctx, grid, dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+        backward_in<Bf16Products>(ctx, B, dqkv, dout, qkv, lse, dsum, T, C, NH, KV, scale);
     else
-        backward_in<Tf32Products>(ctx, grid, dqkv, dout, qkv, lse, dsum, T, C, NH, scale);
+        backward_in<Tf32Products>(ctx, B, dqkv, dout, qkv, lse, dsum, T, C, NH, KV, scale);
 }

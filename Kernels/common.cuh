@@ -51,7 +51,7 @@ struct baton_context {
 extern "C" {
 BATON_FOR_EACH_OP(BATON_DECLARE_OP)
 // attention.cu: the buffers its two ways need (flash or materialized) on this context.
-void backend_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
+void backend_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int KV, int64_t *saved, int64_t *scratch);
 }
 
 constexpr size_t CUBLAS_WORKSPACE_BYTES = 32u << 20;

@@ -66,7 +66,7 @@ float *rounding_buffer(baton_context *ctx, int64_t n);
 void gemm_in_precision(baton_context *ctx, float *c, const void *a, const void *b, int M, int N, int K, int trans_a,
                        int trans_b, float beta);
 /* attention.c: the buffers the attention ops need (the same on every context). */
-void cpu_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
+void cpu_attention_sizes(baton_context *ctx, int B, int T, int C, int NH, int KV, int64_t *saved, int64_t *scratch);
 
 /* Calls body(arg, begin, end) on disjoint ranges covering [0, count). The ranges are pieces of
  * `grain` items (the last one shorter), handed out to the context's threads; their bounds do not

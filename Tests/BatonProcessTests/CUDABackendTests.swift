@@ -122,13 +122,13 @@ final class CUDABackendTests: XCTestCase {
             result.stdout.contains("CUDA emulator on the CPU"),
             "the table must say it ran on the emulator: " + result.stdout)
         XCTAssert(
-            result.stdout.contains(withNCCL ? "selftest: 312 passed, 0 failed" : "selftest: 310 passed, 0 failed"),
+            result.stdout.contains(withNCCL ? "selftest: 324 passed, 0 failed" : "selftest: 322 passed, 0 failed"),
             result.stdout)
         if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
         // Each row is printed as it is measured ("row: ..."), before the table repeats them all.
         let lines = result.stdout.split(separator: "\n").map(String.init)
         let live = lines.filter { $0.hasPrefix("row: ") }
-        XCTAssertEqual(live.count, withNCCL ? 312 : 310, "one live line per row")
+        XCTAssertEqual(live.count, withNCCL ? 324 : 322, "one live line per row")
         if let table = lines.firstIndex(where: { $0.hasPrefix("check ") }) {
             XCTAssert(
                 lines[..<table].filter { $0.hasPrefix("row: ") }.count == live.count,
@@ -146,10 +146,16 @@ final class CUDABackendTests: XCTestCase {
             "resume bf16 -> fp32 on cuda",
             // The Llama family: its ops in every precision, its training and resumes in fp32 and bf16.
             "rmsnorm ops, width not a multiple of 8 [loops, bf16]", "rope_backward [small, tf32]",
-            "swiglu_backward [loops, bf16]", "repeat_kv_backward [small]",
+            "swiglu_backward [loops, bf16]",
             "linear_forward, [out, in] weight, unaligned [loops, tf32]", "encoder_forward, no position table [small]",
             "training: 20 losses vs cpu [bf16, llama]", "resume on cuda: files differing [llama]",
             "resume cpu -> cuda: losses [bf16, llama]",
+            // Grouped key/value heads inside the attention kernels: flash in fp32, on tensor cores in
+            // tf32 and bf16, and the kept scores (heads of 96).
+            "attention_forward, grouped (KV = NH/2) [small]", "attention_backward, grouped (KV = NH/2) [loops]",
+            "attention_backward, multi-query (KV = 1) [small, tf32]",
+            "attention_backward, grouped (KV = NH/2) [loops, bf16]",
+            "attention_backward, multi-query (KV = 1) [wide heads]",
         ] {
             XCTAssert(result.stdout.contains(row), "selftest row '\(row)' missing")
         }

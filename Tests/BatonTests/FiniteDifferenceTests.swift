@@ -135,7 +135,7 @@ final class FiniteDifferenceTests: XCTestCase {
     /// Activations really allocates, with float32 activations and with bf16 ones.
     func testActivationByteCountIsWhatActivationsAllocate() throws {
         let config = GPTConfig(contextLength: 16, vocabularySize: 37, layers: 2, heads: 2, channels: 8)
-        let sizes = device.attentionSizes(B: 3, T: 16, C: 8, NH: 2)
+        let sizes = device.attentionSizes(B: 3, T: 16, C: 8, NH: 2, KV: 2)
         defer { try? device.setPrecision(.fp32) }
         var measured: [Int] = []
         for (precision, element) in [(Precision.fp32, ElementType.float32), (.bf16, .bfloat16)] {
@@ -152,16 +152,22 @@ final class FiniteDifferenceTests: XCTestCase {
         XCTAssertLessThan(measured[1], measured[0], "bf16 activations take less memory")
     }
 
+    /// Multi-head attention (every head its own keys and values), grouped (two query heads a
+    /// key/value head) and multi-query (one key/value head).
     func testAttentionBackward() throws {
-        let B = 2, T = 5, C = 8, NH = 2
-        let qkv = random(B * T * 3 * C), w = random(B * T * C)
-        let sizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
+        for (NH, KV) in [(2, 2), (4, 2), (4, 1)] { try checkAttentionBackward(NH: NH, KV: KV) }
+    }
+
+    func checkAttentionBackward(NH: Int, KV: Int) throws {
+        let B = 2, T = 5, C = 8, width = C + 2 * KV * (C / NH)
+        let qkv = random(B * T * width), w = random(B * T * C)
+        let sizes = device.attentionSizes(B: B, T: T, C: C, NH: NH, KV: KV)
         XCTAssertEqual(sizes.saved, B * NH * T * T, "the CPU keeps the probabilities")
         let out = try device.allocate(floats: B * T * C), att = try device.allocate(floats: sizes.saved)
         let scratch = try device.allocate(floats: sizes.scratch)
         func loss(_ qkv: [Float]) throws -> Double {
             try device.attentionForward(
-                out: out, saved: att, qkv: try tensor(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
+                out: out, saved: att, qkv: try tensor(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH, KV: KV)
             return try weightedSum(out, w)
         }
         _ = try loss(qkv)
@@ -173,12 +179,15 @@ final class FiniteDifferenceTests: XCTestCase {
             XCTAssertEqual(values.reduce(0, +), 1, accuracy: 1e-5)
             XCTAssert(values.dropFirst(t + 1).allSatisfy { $0 == 0 }, "causal mask broken in row \(row)")
         }
-        let dqkv = try device.allocate(floats: B * T * 3 * C)
+        let dqkv = try device.allocate(floats: B * T * width)
         try device.fill(dqkv, with: .nan)  // backward must overwrite every entry
         try device.attentionBackward(
             dqkv: dqkv, scratch: scratch, dout: try tensor(w), qkv: try tensor(qkv), out: out, saved: att,
-            B: B, T: T, C: C, NH: NH)
-        try checkGradient("attention dqkv", x: qkv, analytic: try device.download(dqkv), samples: 240) { try loss($0) }
+            B: B, T: T, C: C, NH: NH, KV: KV)
+        try checkGradient(
+            "attention dqkv, \(NH) heads, \(KV) key/value heads", x: qkv, analytic: try device.download(dqkv),
+            samples: 240
+        ) { try loss($0) }
     }
 
     /// GELU's gradient formula against GELU (baton_gelu.h, what the linear layers' kernels compute).

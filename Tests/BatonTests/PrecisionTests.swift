@@ -52,13 +52,15 @@ final class PrecisionTests: XCTestCase {
                     }, to: t)
                 return t
             }
-            let sizes = device.attentionSizes(B: B, T: T, C: C, NH: NH)
+            let sizes = device.attentionSizes(B: B, T: T, C: C, NH: NH, KV: NH)
             let qkv = try tensor(N * 3 * C), dout = try tensor(N * C)
             let out = try device.allocate(activations: N * C), saved = try device.allocate(floats: sizes.saved)
             let scratch = try device.allocate(floats: sizes.scratch), dqkv = try device.allocate(activations: N * 3 * C)
-            try device.attentionForward(out: out, saved: saved, qkv: qkv, scratch: scratch, B: B, T: T, C: C, NH: NH)
+            try device.attentionForward(
+                out: out, saved: saved, qkv: qkv, scratch: scratch, B: B, T: T, C: C, NH: NH, KV: NH)
             try device.attentionBackward(
-                dqkv: dqkv, scratch: scratch, dout: dout, qkv: qkv, out: out, saved: saved, B: B, T: T, C: C, NH: NH)
+                dqkv: dqkv, scratch: scratch, dout: dout, qkv: qkv, out: out, saved: saved, B: B, T: T, C: C, NH: NH,
+                KV: NH)
             return (try device.download(out), try device.download(dqkv))
         }
         let fp32 = try run(.fp32, C: 128, NH: 4)

@@ -262,10 +262,10 @@ public final class Device {
 
     /// Floats of `saved` (kept from the forward pass for the backward) and of `scratch` the
     /// attention ops need on this device: the CPU keeps the probabilities (B·NH·T²); a GPU with
-    /// flash attention only each row's log-sum-exp (B·NH·T).
-    public func attentionSizes(B: Int, T: Int, C: Int, NH: Int) -> (saved: Int, scratch: Int) {
+    /// flash attention only each row's log-sum-exp (B·NH·T). KV: the key/value heads.
+    public func attentionSizes(B: Int, T: Int, C: Int, NH: Int, KV: Int) -> (saved: Int, scratch: Int) {
         var saved: Int64 = 0, scratch: Int64 = 0
-        table.pointee.attention_sizes(context, Int32(B), Int32(T), Int32(C), Int32(NH), &saved, &scratch)
+        table.pointee.attention_sizes(context, Int32(B), Int32(T), Int32(C), Int32(NH), Int32(KV), &saved, &scratch)
         return (Int(saved), Int(scratch))
     }
 }

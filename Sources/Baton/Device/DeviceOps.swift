@@ -150,27 +150,6 @@ extension Device {
         }
     }
 
-    /// out [N, 3 NH HS] = input [N, (NH + 2 KV) HS] with each key/value head repeated for its
-    /// group of query heads (the layout attention reads).
-    public func repeatKVForward(out: Tensor, input: Tensor, N: Int, NH: Int, KV: Int, HS: Int) throws {
-        precondition(
-            NH % KV == 0 && out.count >= 3 * N * NH * HS && input.count >= N * (NH + 2 * KV) * HS,
-            "repeat_kv operand too small")
-        try run("repeat_kv_forward") {
-            ops.repeat_kv_forward(context, act(out), act(input), Int32(N), Int32(NH), Int32(KV), Int32(HS))
-        }
-    }
-
-    /// dinput [N, (NH + 2 KV) HS] = dout [N, 3 NH HS] with each group's key/value gradients summed.
-    public func repeatKVBackward(dinput: Tensor, dout: Tensor, N: Int, NH: Int, KV: Int, HS: Int) throws {
-        precondition(
-            NH % KV == 0 && dout.count >= 3 * N * NH * HS && dinput.count >= N * (NH + 2 * KV) * HS,
-            "repeat_kv operand too small")
-        try run("repeat_kv_backward") {
-            ops.repeat_kv_backward(context, act(dinput), act(dout), Int32(N), Int32(NH), Int32(KV), Int32(HS))
-        }
-    }
-
     /// c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c; a and b are activations, and so is c when
     /// beta is 0 (else c is float32: a weight's gradient).
     public func matmul(
@@ -223,24 +202,36 @@ extension Device {
         try run("bias_backward") { ops.bias_backward(context, dbias.pointer, act(dout), Int32(N), Int32(OC)) }
     }
 
+    /// Causal attention of NH query heads over KV key/value heads (KV divides NH; KV = NH is
+    /// multi-head attention): qkv [B, T, (NH + 2 KV) C/NH] holds the query heads, then the key
+    /// heads, then the value heads; query head h reads key/value head h / (NH / KV). out [B, T, C].
     public func attentionForward(
-        out: Tensor, saved: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int
+        out: Tensor, saved: Tensor, qkv: Tensor, scratch: Tensor, B: Int, T: Int, C: Int, NH: Int, KV: Int
     ) throws {
+        precondition(
+            KV > 0 && NH % KV == 0 && C % NH == 0 && qkv.count >= B * T * (C + 2 * KV * (C / NH))
+                && out.count >= B * T * C, "attention operand too small")
         try run("attention_forward") {
             ops.attention_forward(
-                context, act(out), saved.pointer, act(qkv), scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH))
+                context, act(out), saved.pointer, act(qkv), scratch.pointer, Int32(B), Int32(T), Int32(C), Int32(NH),
+                Int32(KV))
         }
     }
 
-    /// `out` and `saved` are what attentionForward left.
+    /// dqkv in qkv's layout, each key/value head's gradients summed over its query heads. `out` and
+    /// `saved` are what attentionForward left.
     public func attentionBackward(
         dqkv: Tensor, scratch: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, saved: Tensor, B: Int, T: Int, C: Int,
-        NH: Int
+        NH: Int, KV: Int
     ) throws {
+        precondition(
+            KV > 0 && NH % KV == 0 && C % NH == 0 && qkv.count >= B * T * (C + 2 * KV * (C / NH))
+                && dqkv.count >= B * T * (C + 2 * KV * (C / NH)) && dout.count >= B * T * C,
+            "attention operand too small")
         try run("attention_backward") {
             ops.attention_backward(
                 context, act(dqkv), scratch.pointer, act(dout), act(qkv), act(out), saved.pointer, Int32(B), Int32(T),
-                Int32(C), Int32(NH))
+                Int32(C), Int32(NH), Int32(KV))
         }
     }
 

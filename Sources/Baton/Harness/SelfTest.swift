@@ -155,7 +155,7 @@ public struct SelfTest {
         -> (device: Int, deviceAttention: Int, scoresKept: Int, scoresAttention: Int)
     {
         let config = GPTConfig(contextLength: 1024, vocabularySize: 50257, layers: 12, heads: 12, channels: 768)
-        let sizes = device.attentionSizes(B: B, T: T, C: 768, NH: 12)
+        let sizes = device.attentionSizes(B: B, T: T, C: 768, NH: 12, KV: 12)
         // The materialized kernels' buffers.
         let scores = (saved: B * 12 * T * T, scratch: B * 12 * T * T + 7 * B * T * 768)
         func bytes(_ saved: Int, _ scratch: Int) -> Int {

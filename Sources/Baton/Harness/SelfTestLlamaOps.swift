@@ -1,8 +1,9 @@
 import Foundation
 
-/// The Llama family's op checks: RMSNorm, rotary embeddings, SwiGLU, the grouped heads, linear
-/// layers with nn.Linear's [out, in] weights, and the embedding without a position table, on both
-/// devices, at a shape and a precision (run by opChecks after the ops GPT-2 uses).
+/// The Llama family's op checks: RMSNorm, rotary embeddings, SwiGLU, linear layers with
+/// nn.Linear's [out, in] weights, and the embedding without a position table, on both devices, at
+/// a shape and a precision (run by opChecks after the ops GPT-2 uses; its rows include attention
+/// with grouped key/value heads).
 extension SelfTest {
     mutating func llamaOpChecks(B: Int, T: Int, C: Int, NH: Int, V: Int) throws -> [Row] {
         let N = B * T, HS = C / NH, KV = NH % 2 == 0 ? NH / 2 : 1, width = (NH + 2 * KV) * HS
@@ -64,19 +65,6 @@ extension SelfTest {
                 let o = try out.activation(N * 2 * C, nil)
                 try d.swigluBackward(
                     dinput: o, dout: try input.activation(dhidden), input: try input.activation(gateUp), N: N, H: C)
-                return [o]
-            })
-        let grouped = random(N * width), repeated = random(N * 3 * C)
-        rows.append(
-            try compare("repeat_kv_forward", limit: 0) { d, input, out in
-                let o = try out.activation(N * 3 * C, nil)
-                try d.repeatKVForward(out: o, input: try input.activation(grouped), N: N, NH: NH, KV: KV, HS: HS)
-                return [o]
-            })
-        rows.append(
-            try compare("repeat_kv_backward", limit: storedLimit(1e-6)) { d, input, out in
-                let o = try out.activation(N * width, nil)
-                try d.repeatKVBackward(dinput: o, dout: try input.activation(repeated), N: N, NH: NH, KV: KV, HS: HS)
                 return [o]
             })
         // nn.Linear's layout ([out, in]), with and without a bias, at a width cuBLASLt takes and one it may not.

@@ -180,30 +180,41 @@ extension SelfTest {
                 return [db]
             })
         // What attention keeps for its backward pass is each backend's own (probabilities on the
-        // CPU, log-sum-exps with flash attention): the output and the gradients are compared.
+        // CPU, log-sum-exps with flash attention): the output and the gradients are compared. With
+        // every head its own keys and values (KV = NH, GPT-2), and grouped as the Llama family's
+        // (KV = NH/2, and multi-query KV = 1; qkv then (NH + 2 KV) heads wide, the first values of
+        // the same inputs): a key/value head's gradients sum over its group of query heads.
         let attentionLimit = SelfTest.attentionLimit[device.precision]!
-        rows.append(
-            try compare("attention_forward", limit: attentionLimit) { d, input, out in
-                let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH)
-                let o = try out.activation(N * C, nil), saved = try d.allocate(floats: sizes.saved),
-                    scratch = try d.allocate(floats: sizes.scratch)
-                try d.attentionForward(
-                    out: o, saved: saved, qkv: try input.activation(qkv), scratch: scratch, B: B, T: T, C: C, NH: NH)
-                return [o]
-            })
-        rows.append(
-            try compare("attention_backward", limit: attentionLimit) { d, input, out in
-                let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH)
-                let o = try d.allocate(activations: N * C), saved = try d.allocate(floats: sizes.saved),
-                    scratch = try d.allocate(floats: sizes.scratch)
-                let q = try input.activation(qkv)
-                try d.attentionForward(out: o, saved: saved, qkv: q, scratch: scratch, B: B, T: T, C: C, NH: NH)
-                let dq = try out.activation(N * 3 * C, nil)
-                try d.attentionBackward(
-                    dqkv: dq, scratch: scratch, dout: try input.activation(attOut), qkv: q, out: o, saved: saved, B: B,
-                    T: T, C: C, NH: NH)
-                return [dq]
-            })
+        var groupings = [("", NH)]
+        if NH % 2 == 0 && NH / 2 > 1 { groupings.append((", grouped (KV = NH/2)", NH / 2)) }
+        if NH > 1 { groupings.append((", multi-query (KV = 1)", 1)) }
+        for (suffix, KV) in groupings {
+            let width = C + 2 * KV * (C / NH), heads = Array(qkv[0..<(N * width)])
+            rows.append(
+                try compare("attention_forward\(suffix)", limit: attentionLimit) { d, input, out in
+                    let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH, KV: KV)
+                    let o = try out.activation(N * C, nil), saved = try d.allocate(floats: sizes.saved),
+                        scratch = try d.allocate(floats: sizes.scratch)
+                    try d.attentionForward(
+                        out: o, saved: saved, qkv: try input.activation(heads), scratch: scratch, B: B, T: T, C: C,
+                        NH: NH, KV: KV)
+                    return [o]
+                })
+            rows.append(
+                try compare("attention_backward\(suffix)", limit: attentionLimit) { d, input, out in
+                    let sizes = d.attentionSizes(B: B, T: T, C: C, NH: NH, KV: KV)
+                    let o = try d.allocate(activations: N * C), saved = try d.allocate(floats: sizes.saved),
+                        scratch = try d.allocate(floats: sizes.scratch)
+                    let q = try input.activation(heads)
+                    try d.attentionForward(
+                        out: o, saved: saved, qkv: q, scratch: scratch, B: B, T: T, C: C, NH: NH, KV: KV)
+                    let dq = try out.activation(N * width, nil)
+                    try d.attentionBackward(
+                        dqkv: dq, scratch: scratch, dout: try input.activation(attOut), qkv: q, out: o, saved: saved,
+                        B: B, T: T, C: C, NH: NH, KV: KV)
+                    return [dq]
+                })
+        }
         rows.append(
             try compare("add", limit: 1e-5) { d, input, out in
                 let o = try out(N * C, nil)

@@ -76,6 +76,16 @@ extension SelfTest {
     ]
     /// A bf16 checkpoint continued in fp32, its losses against bf16's: 5.0e-5 measured, 14x.
     static let bf16ToFP32Limit = 7e-4
+    /// The Llama rows' final weights in bf16. Their embedding is untied: a row moves only at the
+    /// steps its token appears, and AdamW turns the sign of that one gradient into steps of the
+    /// learning rate for the steps after, so an element of a rare token's row whose gradient is
+    /// small lands on either side with the last bits of 20 bf16 steps: a fat tail. Measured on the
+    /// emulator (2026-12-06), the selftest's data seed 77 and seeds 1-5: 1.6e-2 (seed 77: token
+    /// 62's row, seen at step 2 only, one element's gradient -1.1e-5 on the emulator against
+    /// +1.6e-5 on the CPU, 0.016 apart after 17 more steps; every other tensor within 1.4e-2),
+    /// 8.7e-4, 1.0e-3, 5.9e-4, 1.6e-3, 1.1e-3; with the key/value heads repeated before attention
+    /// (up to ABI 7): 6.2e-4, 9.0e-4, 1.1e-3, 1.8e-3, 8.2e-3, 1.8e-3. Twice the largest.
+    static let llamaBF16WeightsLimit = 3e-2
 
     /// Training in `precision` (its rows say which, past fp32) for a model of `architecture` (its
     /// rows say llama): parity with the CPU twin, bitwise resume on the device, resume across
@@ -127,7 +137,8 @@ extension SelfTest {
                 Row(
                     check: "training: final weights vs cpu\(tag)",
                     error: SelfTest.relativeError(finalWeights, cpuWeights),
-                    limit: limits.weights)))
+                    limit: architecture == .llama && precision == .bf16
+                        ? SelfTest.llamaBF16WeightsLimit : limits.weights)))
         // Bitwise resume on the device: 20 straight against 10 + save + resume + 10.
         try onDevice.saveCheckpoint()
         let half = try trainer(config, on: device, run: folder.appendingPathComponent("device-half"))

@@ -19,7 +19,7 @@ final class Activations {
     init(config: GPTConfig, B: Int, T: Int, device: Device) throws {
         self.B = B
         self.T = T
-        let sizes = device.attentionSizes(B: B, T: T, C: config.channels, NH: config.heads)
+        let sizes = device.attentionSizes(B: B, T: T, C: config.channels, NH: config.heads, KV: config.keyValueHeads)
         buffers = try ActivationBuffers(
             config: config, B: B, T: T, attentionSaved: sizes.saved, attentionScratch: sizes.scratch,
             element: device.activationElement,
@@ -71,9 +71,6 @@ struct ActivationBuffers<Buffer, Tokens> {
     struct LlamaBuffers {
         /// The rotary table [T, HS/2, 2] (cos, sin), float32.
         let rope: Buffer
-        /// qkv with each key/value head repeated for its query heads (what attention reads), shared
-        /// by every layer (the backward pass repeats again), and its gradient; nil without grouping.
-        let qkvRepeated, dqkvRepeated: Buffer?
         /// The gradient of SwiGLU's output [N, I].
         let dhidden: Buffer
     }
@@ -122,13 +119,9 @@ struct ActivationBuffers<Buffer, Tokens> {
                     hidden: try activations(N * I), down: try activations(N * C), residualAfterMLP: try floats(N * C)))
         }
         self.llamaLayers = llamaLayers
-        let grouped = config.keyValueHeads != config.heads
         llama =
             isLlama
-            ? LlamaBuffers(
-                rope: try floats(T * config.headSize), qkvRepeated: grouped ? try activations(N * 3 * C) : nil,
-                dqkvRepeated: grouped ? try activations(N * 3 * C) : nil,
-                dhidden: try activations(N * config.hiddenSize))
+            ? LlamaBuffers(rope: try floats(T * config.headSize), dhidden: try activations(N * config.hiddenSize))
             : nil
         for _ in 0..<(isLlama ? 0 : config.layers) {
             layers.append(

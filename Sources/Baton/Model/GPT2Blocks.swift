@@ -20,7 +20,7 @@ extension GPT {
             try linear(out: l.qkv, input: l.ln1, layer: matmul.qkv, N: N, inFeatures: C, outFeatures: 3 * C)
             try d.attentionForward(
                 out: l.attentionOutput, saved: l.attentionSaved, qkv: l.qkv, scratch: a.attentionScratch, B: B, T: T,
-                C: C, NH: NH)
+                C: C, NH: NH, KV: NH)
             try linear(
                 out: l.attentionProjection, input: l.attentionOutput, layer: matmul.attentionProjection, N: N,
                 inFeatures: C, outFeatures: C)
@@ -132,7 +132,7 @@ extension GPT {
             try d.attentionBackward(
                 dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, out: l.attentionOutput,
                 saved: l.attentionSaved,
-                B: B, T: T, C: C, NH: NH)
+                B: B, T: T, C: C, NH: NH, KV: NH)
             try linearBackward(
                 dinput: a.dln, dout: a.dqkv, input: l.ln1, layer: matmul.qkv, gradient: gradient.qkv, N: N,
                 inFeatures: C, outFeatures: 3 * C)

@@ -21,10 +21,10 @@ extension GPT {
                 out: l.qkv, input: l.ln1, weight: matmul.qkv, bias: matmul.qkvBias, N: N, inFeatures: C,
                 outFeatures: W, transposedWeight: true)
             try d.rope(l.qkv, freqs: extra.rope, B: B, T: T, width: W, heads: NH + KV, HS: HS)
-            let attentionInput = try repeatedHeads(l.qkv, extra, N: N)
+            // Each query head reads its key/value head (h / (NH / KV)) in place.
             try d.attentionForward(
-                out: l.attentionOutput, saved: l.attentionSaved, qkv: attentionInput, scratch: a.attentionScratch, B: B,
-                T: T, C: C, NH: NH)
+                out: l.attentionOutput, saved: l.attentionSaved, qkv: l.qkv, scratch: a.attentionScratch, B: B, T: T,
+                C: C, NH: NH, KV: KV)
             try d.linearForward(
                 out: l.attentionProjection, input: l.attentionOutput, weight: matmul.attentionOutput, bias: nil, N: N,
                 inFeatures: C, outFeatures: C, transposedWeight: true)
@@ -56,18 +56,6 @@ extension GPT {
         try d.matmul(
             c: a.logits, a: a.lnf, b: m.head, M: N, N: config.paddedVocabularySize, K: C, transposeA: false,
             transposeB: true, beta: 0)
-    }
-
-    /// qkv as attention reads it: itself, or with grouped key/value heads repeated into the shared buffer.
-    private func repeatedHeads(
-        _ qkv: Tensor, _ extra: ActivationBuffers<Tensor, TokenTensor>.LlamaBuffers, N: Int
-    )
-        throws -> Tensor
-    {
-        guard let repeated = extra.qkvRepeated else { return qkv }
-        try device.repeatKVForward(
-            out: repeated, input: qkv, N: N, NH: config.heads, KV: config.keyValueHeads, HS: config.headSize)
-        return repeated
     }
 
     /// The weight gradient of a linear layer stored [out, in]: gradient += dout^T @ input.
@@ -115,18 +103,14 @@ extension GPT {
                 dinput: a.dresidual, dinputActivation: copy, dweight: gradient.postAttentionNorm, dout: a.dln,
                 input: l.residualAfterAttention, weight: w.blocks[index].postAttentionNorm, rstd: l.ln2Rstd, N: N,
                 C: C)
-            // Attention: the output projection, attention itself (over the repeated heads, made
-            // again: later layers used the shared buffer), the heads summed back, rotary undone.
+            // Attention: the output projection, attention itself (each key/value head's gradients
+            // summed over its group of query heads), rotary undone.
             try inputGradient(a.dattentionOutput, dout: dmatmul, weight: matmul.attentionOutput, N: N, out: C, in: C)
             try accumulateWeightGradient(
                 gradient.attentionOutput, dout: dmatmul, input: l.attentionOutput, N: N, out: C, in: C)
-            let attentionInput = try repeatedHeads(l.qkv, extra, N: N)
             try d.attentionBackward(
-                dqkv: extra.dqkvRepeated ?? a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput,
-                qkv: attentionInput, out: l.attentionOutput, saved: l.attentionSaved, B: B, T: T, C: C, NH: NH)
-            if let repeated = extra.dqkvRepeated {
-                try d.repeatKVBackward(dinput: a.dqkv, dout: repeated, N: N, NH: NH, KV: KV, HS: HS)
-            }
+                dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, out: l.attentionOutput,
+                saved: l.attentionSaved, B: B, T: T, C: C, NH: NH, KV: KV)
             try d.rope(a.dqkv, freqs: extra.rope, B: B, T: T, width: W, heads: NH + KV, HS: HS, backward: true)
             try inputGradient(a.dln, dout: a.dqkv, weight: matmul.qkv, N: N, out: W, in: C)
             try accumulateWeightGradient(gradient.qkv, dout: a.dqkv, input: l.ln1, N: N, out: W, in: C)

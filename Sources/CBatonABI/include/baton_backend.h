@@ -12,8 +12,9 @@
  *
  * Conventions: tensors are row-major and contiguous, float32 except the activations (below);
  * pointers are device pointers for the backend that runs the op. B = batch, T = sequence length,
- * C = channels, NH = heads, V = vocabulary size, N = rows (B*T). Ops that "accumulate" add into
- * their output (gradients are summed over micro-batches); every other op overwrites its output.
+ * C = channels, NH = (query) heads, KV = key/value heads, V = vocabulary size, N = rows (B*T).
+ * Ops that "accumulate" add into their output (gradients are summed over micro-batches); every
+ * other op overwrites its output.
  * Every op takes the context its device was opened with: a device's settings (CPU threads; GPU
  * handle and scratch) live there, never in globals, so two devices in one process do not touch
  * each other.
@@ -28,7 +29,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 7
+#define BATON_BACKEND_ABI_VERSION 8
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -149,15 +150,6 @@ typedef void baton_swiglu_forward_fn(baton_context *ctx, baton_activation *out, 
 typedef void baton_swiglu_backward_fn(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
                                       const baton_activation *inp, int N, int H);
 
-/* Grouped-query attention's heads: inp [N, (NH + 2 KV) * HS] (NH query heads, KV key heads, KV
- * value heads) becomes out [N, 3 * NH * HS], the layout attention reads, each query head h given
- * key/value head h / (NH / KV). The backward sums each key/value head's NH / KV gradients in
- * head order, in float32 (rounded once in bf16), into dinp (overwrites). */
-typedef void baton_repeat_kv_forward_fn(baton_context *ctx, baton_activation *out, const baton_activation *inp, int N,
-                                        int NH, int KV, int HS);
-typedef void baton_repeat_kv_backward_fn(baton_context *ctx, baton_activation *dinp, const baton_activation *dout,
-                                         int N, int NH, int KV, int HS);
-
 /* c[M,N] = op(a)[M,K] @ op(b)[K,N] + beta * c, where op transposes when trans_* is non-zero.
  * a is stored as [M,K] (or [K,M] when transposed), b as [K,N] (or [N,K] when transposed). c is
  * an activation when beta is 0 (a fresh output), float32 otherwise (a weight's gradient). */
@@ -187,19 +179,28 @@ typedef void baton_bias_backward_fn(baton_context *ctx, float *dbias, const bato
 #define BATON_ATTENTION_TILE     32
 #define BATON_ATTENTION_MAX_HEAD 64
 
-/* Causal multi-head self-attention. qkv is [B,T,3C] (q, k, v side by side, each split into NH
- * heads of C/NH channels); out is [B,T,C]. `saved` keeps what the backward pass needs besides qkv
- * and out, in a layout the backend chooses: the CPU keeps the softmax probabilities [B,NH,T,T];
- * the CUDA backend, for heads of up to 64 channels, only each row's log-sum-exp [B,NH,T] (flash
- * attention: no T x T matrix). `scratch` is free for the op to use and carries nothing from one
- * call to the next. The table's attention_sizes gives both sizes, in floats. */
-#define BATON_ATTENTION_SCRATCH(B, T, C, NH) ((int64_t)(B) * (NH) * (T) * (T) + 7 * (int64_t)(B) * (T) * (C))
+/* Causal self-attention with grouped key/value heads: NH query heads of HS = C/NH channels and KV
+ * key/value heads (KV divides NH; KV = NH is multi-head attention, KV = 1 multi-query), query head
+ * h reading key/value head h / (NH/KV) in place. qkv is [B,T,(NH+2KV)*HS]: each row its NH query
+ * heads, then its KV key heads, then its KV value heads (with KV = NH: [B,T,3C], q, k, v side by
+ * side); out is [B,T,C]. `saved` keeps what the backward pass needs besides qkv and out, in a
+ * layout the backend chooses: the CPU keeps the softmax probabilities [B,NH,T,T]; the CUDA
+ * backend, for heads of up to 64 channels, only each row's log-sum-exp [B,NH,T] (flash attention:
+ * no T x T matrix). `scratch` is free for the op to use and carries nothing from one call to the
+ * next. The table's attention_sizes gives both sizes, in floats. */
+/* The materialized kernels' scratch: dS [B,NH,T,T], then q, dO, dq [B,NH,T,HS] and k, v, dk, dv
+ * [B,KV,T,HS]. */
+#define BATON_ATTENTION_SCRATCH(B, T, C, NH, KV)                                                                       \
+    ((int64_t)(B) * (NH) * (T) * (T) + 3 * (int64_t)(B) * (T) * (C) + 4 * (int64_t)(B) * (T) * ((C) / (NH)) * (KV))
 typedef void baton_attention_forward_fn(baton_context *ctx, baton_activation *out, float *saved,
-                                        const baton_activation *qkv, float *scratch, int B, int T, int C, int NH);
-/* dqkv is overwritten. out and saved are what the forward pass left. */
+                                        const baton_activation *qkv, float *scratch, int B, int T, int C, int NH,
+                                        int KV);
+/* dqkv (qkv's layout) is overwritten; a key/value head's gradients are the sums over its NH/KV
+ * query heads. out and saved are what the forward pass left. */
 typedef void baton_attention_backward_fn(baton_context *ctx, baton_activation *dqkv, float *scratch,
                                          const baton_activation *dout, const baton_activation *qkv,
-                                         const baton_activation *out, const float *saved, int B, int T, int C, int NH);
+                                         const baton_activation *out, const float *saved, int B, int T, int C, int NH,
+                                         int KV);
 
 /* out = a + b, elementwise (out may alias a or b): summing gradients (micro-batches, ranks). */
 typedef void baton_add_fn(baton_context *ctx, float *out, const float *a, const float *b, int64_t n);
@@ -246,8 +247,6 @@ typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, c
     X(rope_backward) \
     X(swiglu_forward) \
     X(swiglu_backward) \
-    X(repeat_kv_forward) \
-    X(repeat_kv_backward) \
     X(matmul) \
     X(linear_forward) \
     X(matmul_gelu_backward) \
@@ -304,7 +303,7 @@ typedef struct baton_backend_table {
     baton_status (*synchronize)(baton_context *ctx);
     /* Floats of `saved` and `scratch` the attention ops need at these sizes on this context (its
      * attention option decides). */
-    void (*attention_sizes)(baton_context *ctx, int B, int T, int C, int NH, int64_t *saved, int64_t *scratch);
+    void (*attention_sizes)(baton_context *ctx, int B, int T, int C, int NH, int KV, int64_t *saved, int64_t *scratch);
     /* The matmul precision from now on (a baton_precision). */
     baton_status (*set_precision)(baton_context *ctx, int precision);
     /* What this context can do: BATON_CAPABILITY_* bits. Asking changes nothing. */
