@@ -14,8 +14,9 @@ let benchSpec = CommandSpec(
             step by op
         --checkpoint DIR: instead: time saving and loading a checkpoint of the model in DIR (deleted after)
         --allreduce: instead, under mpirun: GB/s of summing 1M, 10M and 100M floats over the ranks, exact and fast
-        --tokenize FILE: instead: GPT-2 tokenizer speed on a UTF-8 text file, on --threads threads
-        --tokenizer gpt2|DIR: with --tokenize: the bundled GPT-2 tokenizer (default) or a folder
+        --tokenize FILE: instead: tokenizer speed on a UTF-8 text file, on --threads threads
+        --tokenizer gpt2|DIR: with --tokenize: the bundled GPT-2 tokenizer (default) or a folder (tokenizer.json, or
+            vocab.json and merges.txt)
         """) + modelOptions + deviceOptions)
 
 func benchCommand(_ arguments: [String]) throws {
