@@ -37,6 +37,41 @@ final class LlamaFamilyTests: TinyRunTestCase {
         }
     }
 
+    /// A resume that changes one of the family's settings is refused, naming it.
+    func testAResumeThatChangesAFamilySettingNamesIt() throws {
+        let run = folder.appendingPathComponent("run")
+        try baton(["train", "--out", run.path, "--stop-at", "2"] + llama)
+        for (flag, value, named) in [
+            ("--kv-heads", "1", "--kv-heads 1 differs from the checkpoint's 2"),
+            ("--rope-theta", "500", "--rope-theta 500.0 differs from the checkpoint's 10000.0"),
+        ] {
+            let result = try runBaton(["train", "--out", run.path, "--resume", "auto", flag, value] + onCPU)
+            assertFailsInOneLine(result, mentioning: [named, "keeps its shape"])
+        }
+    }
+
+    /// A weights file whose metadata ties the head while it holds a head of its own describes
+    /// other weights than it holds: refused, not read as the tied model.
+    func testAWeightsFileWhoseMetadataTiesAnUntiedHeadIsRefused() throws {
+        var config = GPTConfig(contextLength: 8, vocabularySize: 64, layers: 1, heads: 2, channels: 8)
+        config.architecture = .llama
+        config.tieEmbeddings = true
+        let layout = ParameterLayout(config: config)
+        let entries =
+            layout.specs.map { TensorFile.Entry(name: $0.name, shape: $0.shape) }
+            + [TensorFile.Entry(name: "lm_head.weight", shape: [64, 8])]
+        let values = [Float](repeating: 0.5, count: layout.storedCount + 64 * 8)
+        let url = folder.appendingPathComponent("model.safetensors")
+        _ = try values.withUnsafeBufferPointer {
+            try TensorFile.write(url, entries: entries, segments: [$0], metadata: ModelWeights.metadata(for: config))
+        }
+        XCTAssertThrowsError(try ModelWeights.config(of: try SafeTensors.read(url))) {
+            XCTAssert("\($0)".contains("holds its own lm_head.weight"), "\($0)")
+        }
+        let eval = try runBaton(["eval", url.path, "--data", data + "/t_val_000000.bin", "--sequences", "2"] + onCPU)
+        assertFailsInOneLine(eval, mentioning: ["lm_head.weight"])
+    }
+
     /// The weights file says its shape: eval and sample need nothing else.
     func testEvalAndSampleReadALlamaRun() throws {
         let run = folder.appendingPathComponent("run")
@@ -79,8 +114,9 @@ final class LlamaFamilyTests: TinyRunTestCase {
     func testShapesItCannotBuildAreRefusedInOneLine() throws {
         let cases: [([String], String)] = [
             (["--arch", "llama", "--heads", "4", "--kv-heads", "3"], "--kv-heads 3 does not divide --heads 4"),
-            (["--kv-heads", "1"], "--kv-heads applies to the Llama family"),
-            (["--tie-embeddings", "false"], "--tie-embeddings applies to the Llama family"),
+            (["--kv-heads", "1"], "--kv-heads is a Llama-family setting"),
+            (["--tie-embeddings", "false"], "--tie-embeddings is a Llama-family setting"),
+            (["--model", "llama-tiny", "--arch", "gpt2"], "or the --model preset or --config file that sets it"),
             (["--arch", "llama", "--heads", "2", "--embd", "18"], "rotary embeddings need pairs"),
             (["--arch", "llama", "--tie-embeddings", "yes"], "--tie-embeddings expects true or false"),
             (["--model", "gpt5"], "--model gpt5 is not a preset"),

@@ -29,6 +29,12 @@ public enum ModelWeights {
                 throw BatonError("\(file.url.path): baton.config in the safetensors metadata is not a model shape")
             }
             try config.validate(file: file.url.path, key: { "baton.config \($0.rawValue)" })
+            // A tied head has no tensor of its own: one in the file means the shape and the weights disagree.
+            if config.tiedEmbeddings && file.entries["lm_head.weight"] != nil {
+                throw BatonError(
+                    "\(file.url.path): baton.config ties the LM head to the embedding, but the file holds its own "
+                        + "lm_head.weight; the metadata does not describe these weights")
+            }
             return config
         }
         func value(_ key: String) throws -> Int {

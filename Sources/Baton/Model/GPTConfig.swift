@@ -204,7 +204,11 @@ public struct GPTConfig: Codable, Equatable, Sendable {
             (.tieEmbeddings, tieEmbeddings == false), (.attentionBias, attentionBias),
         ]
         guard let (field, _) = foreign.first(where: \.1) else { return nil }
-        return (field, "\(name(field)) applies to the Llama family (\(name(.architecture)) llama); GPT-2 has its own")
+        return (
+            field,
+            "\(name(field)) is a Llama-family setting (\(name(.architecture)) llama), which GPT-2 does not take: "
+                + "drop it, or the --model preset or --config file that sets it"
+        )
     }
 
     private func llamaProblem(naming name: (Field) -> String) -> (Field, String)? {

@@ -317,8 +317,14 @@ public enum RunOpener {
     private static func checkShape(_ config: TrainingConfig, against found: VerifiedCheckpoint) throws {
         let saved = found.state.config
         if config.model != saved.model {
+            // Name the first setting that differs; the shapes in words follow.
+            let differing = zip(SettingTable.entries(of: config.model), SettingTable.entries(of: saved.model)).first {
+                $0.recordedText != $1.recordedText
+            }
+            let setting =
+                differing.map { "\($0.flag) \($0.valueText) differs from the checkpoint's \($1.valueText): " } ?? ""
             throw BatonError(
-                "the model shape given (\(describe(config.model))) differs from checkpoint "
+                "\(setting)the model shape given (\(describe(config.model))) differs from checkpoint "
                     + "\(found.url.lastPathComponent)'s (\(describe(saved.model))); a resumed run keeps its shape"
             )
         }
@@ -387,10 +393,7 @@ public enum RunOpener {
         return aside
     }
 
-    static func describe(_ model: GPTConfig) -> String {
-        "\(model.layers) layers, \(model.heads) heads, \(model.channels) channels, context \(model.contextLength), "
-            + "vocabulary \(model.vocabularySize)"
-    }
+    static func describe(_ model: GPTConfig) -> String { model.summary }
 
     /// What a resume does with each setting that differs from the checkpoint's, by its declaration:
     /// a refusal (naming the flag that lifts it, if one does), or "learningRate changed: 0.001 ->
