@@ -32,7 +32,8 @@ final class RecordedSettingsTests: TinyRunTestCase {
         ("--save-every", "2"), ("--keep-last", "1"), ("--keep-every", "3"), ("--seq-len", "6"), ("--layers", "2"),
         ("--heads", "4"), ("--embd", "24"), ("--vocab-size", "300"), ("--precision", "bf16"),
         ("--on-nonfinite", "skip"),
-        ("--on-save-error", "retry"), ("--reduce", "fast"), ("--arch", "llama"),
+        ("--on-save-error", "retry"), ("--reduce", "fast"), ("--arch", "llama"), ("--schedule", "wsd"),
+        ("--decay-fraction", "0.5"),
     ]
 
     /// The Llama family's settings, each given with --arch llama.

@@ -49,6 +49,65 @@ final class ScheduleAndLoggingFlagTests: TinyRunTestCase {
         }
     }
 
+    /// The four shapes' formulas, written out here (not the product's), with W warmup steps, S
+    /// total steps, the update's 0-based index s and p = (s - W) / (S - W).
+    func expectedRate(_ shape: String, s: Int, lr: Double, minLR: Double, W: Int, S: Int, fraction: Double) -> Double {
+        if s < W { return lr * Double(s + 1) / Double(W) }
+        let p = Double(s - W) / Double(S - W)
+        switch shape {
+        case "linear": return minLR + (lr - minLR) * (1 - p)
+        case "constant": return lr
+        case "wsd":
+            let start = max(W, S - Int((fraction * Double(S)).rounded()))
+            return s < start ? lr : minLR + (lr - minLR) * Double(S - s) / Double(S - start)
+        default: return minLR + (lr - minLR) * 0.5 * (1 + cos(Double.pi * p))
+        }
+    }
+
+    /// metrics.jsonl's lr column is each schedule's formula at every step.
+    func testEachScheduleIsItsFormulaAtEveryStep() throws {
+        for (shape, fraction) in [("cosine", 0.2), ("linear", 0.2), ("constant", 0.2), ("wsd", 0.2), ("wsd", 0.6)] {
+            let run = try train(
+                "\(shape)-\(fraction)",
+                [
+                    "--schedule", shape, "--decay-fraction", "\(fraction)", "--lr", "3e-3", "--min-lr", "1e-4",
+                    "--warmup", "2",
+                ])
+            XCTAssertEqual(run.metrics.map(\.step), Array(1...10))
+            for record in run.metrics {
+                let expected = expectedRate(
+                    shape, s: record.step - 1, lr: 3e-3, minLR: 1e-4, W: 2, S: 10, fraction: fraction)
+                XCTAssertEqual(
+                    Double(record.lr), expected, accuracy: expected * 1e-5, "\(shape) \(fraction), step \(record.step)")
+            }
+        }
+        // The shapes differ where they should: wsd holds the peak where cosine has decayed.
+        let wsd = try train("wsd-check", ["--schedule", "wsd", "--warmup", "2"]).metrics,
+            cosine = try train("cos-check", ["--warmup", "2"]).metrics
+        XCTAssertGreaterThan(wsd[6].lr, cosine[6].lr)
+    }
+
+    /// A resume that raises --steps: from the resumed step on, each shape is its formula over the
+    /// new length (docs: LearningRateSchedule), and a resume without the flag keeps the old one.
+    func testAResumeThatRaisesTheStepsFollowsEachScheduleOverTheNewLength() throws {
+        for shape in ["cosine", "linear", "constant", "wsd"] {
+            let run = folder.appendingPathComponent("raise-\(shape)")
+            let flags = common + ["--schedule", shape, "--lr", "3e-3", "--min-lr", "1e-4", "--warmup", "2"]
+            XCTAssertEqual(try runBaton(["train", "--out", run.path, "--stop-at", "5"] + flags).status, 0)
+            let resumed = try runBaton(
+                ["train", "--out", run.path, "--resume", "auto", "--steps", "14", "--device", "cpu", "--threads", "2"])
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+            let metrics = try MetricsLog.read(run.appendingPathComponent("metrics.jsonl"))
+            XCTAssertEqual(metrics.map(\.step), Array(1...14), shape)
+            for record in metrics {
+                let total = record.step <= 5 ? 10 : 14
+                let expected = expectedRate(
+                    shape, s: record.step - 1, lr: 3e-3, minLR: 1e-4, W: 2, S: total, fraction: 0.2)
+                XCTAssertEqual(Double(record.lr), expected, accuracy: expected * 1e-5, "\(shape), step \(record.step)")
+            }
+        }
+    }
+
     func testEvalBatchesIsHowManyValidationBatchesTheLossAverages() throws {
         let oneRun = folder.appendingPathComponent("eval-1"), threeRun = folder.appendingPathComponent("eval-3")
         let one = try train("eval-1", ["--eval-batches", "1"]).metrics.last?.valLoss

@@ -16,6 +16,8 @@ final class SettingDeclarationTests: TinyRunTestCase {
         config.globalBatch = 24
         config.reduce = .fast
         config.precision = .bf16
+        config.schedule = .wsd
+        config.decayFraction = 0.3
         config.model.kvHeads = 2
         config.model.intermediateSize = 40
         config.model.tieEmbeddings = true

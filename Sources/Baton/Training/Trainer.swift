@@ -106,7 +106,8 @@ public final class Trainer {
         optimizerStep = TrainingStep(model: model, optimizer: optimizer, parallel: options.parallel)
         schedule = LearningRateSchedule(
             maximum: config.learningRate, minimum: config.minLearningRate,
-            warmupSteps: config.warmupSteps, totalSteps: config.steps)
+            warmupSteps: config.warmupSteps, totalSteps: config.steps, shape: config.schedule ?? .cosine,
+            decayFraction: config.decayFraction ?? 0.2)
         let world = options.parallel?.size ?? 1
         let global = config.globalBatch ?? config.batchSize * config.gradientAccumulation * world
         guard global % (config.batchSize * world) == 0 else {

@@ -44,6 +44,15 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var minLearningRate: Float = 1e-4
     @Setting("--warmup", "N", "linear warmup steps (default {})", .whole(min: 0, max: nil))
     public var warmupSteps = 100
+    /// Unset (files from before the setting): cosine.
+    @Setting(
+        "--schedule",
+        "the learning rate after warmup: cosine (default) or linear decay to --min-lr, constant, or wsd (stable, then "
+            + "a linear decay over the last --decay-fraction of the steps)")
+    public var schedule: ScheduleShape? = nil
+    /// Unset: 0.2.
+    @Setting("--decay-fraction", "X", "wsd: the share of the steps the decay takes (default 0.2)", .fraction)
+    public var decayFraction: Float? = nil
     @Setting("--weight-decay", "X", "AdamW weight decay on 2-D weights (default {})", .nonNegative)
     public var weightDecay: Float = 0.1
     @Setting("--beta1", "X", "AdamW beta1 (default {})", .fraction)
