@@ -99,6 +99,22 @@ template <int W, class T> __device__ inline void store_values(T *p, long long i,
         for (int w = 0; w < (int)(W * sizeof(T) / 16); w++) reinterpret_cast<Bytes16 *>(p + i)[w] = chunk.words[w];
     }
 }
+// A fused residual add's first half, by one warp: row `row` of residual = a + b (lane l writes
+// its own chunks of W channels, l, l + 32, ..., which the norm after it reads back); returns the row.
+template <int W, class Act>
+__device__ inline float *add_residual_row(float *residual, const float *a, const Act *b, int row, int C, int lane) {
+    long long offset = (long long)row * C;
+    float *r = residual + offset;
+    for (int c = lane * W; c < C; c += 32 * W) {
+        float x[W], y[W], sum[W];
+        load_values(x, a, offset + c);
+        load_values(y, b, offset + c);
+        for (int k = 0; k < W; k++) sum[k] = x[k] + y[k];
+        store_values(r, c, sum);
+    }
+    return r;
+}
+
 constexpr int VECTOR_WIDTH = 8;
 // Whether rows of `count` elements at these pointers take VECTOR_WIDTH-wide accesses: every row
 // a whole number of 8-element chunks and every pointer 16-byte aligned.

@@ -68,15 +68,7 @@ __global__ void residual_layernorm_forward_kernel(float *residual, Act *out, flo
                                                   const Act *b, const float *weight, const float *bias, int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    long long offset = (long long)row * C;
-    float *r = residual + offset;
-    for (int c = lane * W; c < C; c += 32 * W) {
-        float x[W], y[W], sum[W];
-        load_values(x, a, offset + c);
-        load_values(y, b, offset + c);
-        for (int k = 0; k < W; k++) sum[k] = x[k] + y[k];
-        store_values(r, c, sum);
-    }
+    float *r = add_residual_row<W>(residual, a, b, row, C, lane);
     normalize_row<W>(out, mean, rstd, r, weight, bias, row, C, lane);
 }
 

@@ -52,15 +52,7 @@ __global__ void residual_rmsnorm_forward_kernel(float *residual, Act *out, float
                                                 const float *weight, int N, int C, float eps) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    long long offset = (long long)row * C;
-    float *r = residual + offset;
-    for (int c = lane * W; c < C; c += 32 * W) {
-        float x[W], y[W], sum[W];
-        load_values(x, a, offset + c);
-        load_values(y, b, offset + c);
-        for (int k = 0; k < W; k++) sum[k] = x[k] + y[k];
-        store_values(r, c, sum);
-    }
+    float *r = add_residual_row<W>(residual, a, b, row, C, lane);
     rms_normalize_row<W>(out, rstd, r, weight, row, C, eps, lane);
 }
 

@@ -85,6 +85,24 @@ final class LlamaFamilyTests: TinyRunTestCase {
         XCTAssertFalse(sample.stdout.isEmpty)
     }
 
+    /// bench --profile times the family's own ops, and plot draws a Llama run's losses.
+    func testBenchProfileAndPlotTakeALlamaRun() throws {
+        let bench = try baton(
+            [
+                "bench", "--arch", "llama", "--heads", "4", "--kv-heads", "2", "--layers", "1", "--embd", "16",
+                "--seq-len", "8", "--batch", "2", "--steps", "1", "--warmup-steps", "0", "--profile",
+            ] + onCPU)
+        for op in ["rmsnorm_backward", "rope_forward", "swiglu_backward", "attention_backward"] {
+            XCTAssert(bench.stdout.contains(op), "\(op) missing from the profile: \(bench.stdout)")
+        }
+        XCTAssertFalse(bench.stdout.contains("layernorm"), bench.stdout)
+        let run = folder.appendingPathComponent("run"), svg = folder.appendingPathComponent("loss.svg")
+        try baton(["train", "--out", run.path] + llama)
+        try baton(["plot", run.path, "--out", svg.path])
+        let drawing = try String(contentsOf: svg, encoding: .utf8)
+        XCTAssert(drawing.hasPrefix("<svg") || drawing.contains("<svg"), drawing.prefix(200).description)
+    }
+
     /// --model NAME gives the preset's shape, and a flag beside it changes one number.
     func testAPresetGivesItsShapeAndAFlagChangesIt() throws {
         let run = folder.appendingPathComponent("preset")
