@@ -150,13 +150,28 @@ public final class Trainer {
             }
             position = loader.position(after: position)
         }
+        var spike: SpikeVerdict?
         let outcome = try optimizerStep.run(
-            microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
+            microBatches: batches.map { batch in
+                var targets = batch.targets
+                options.faults.alterTargets?(stepNumber, &targets, config.model.vocabularySize)
+                return (batch.inputs, targets)
+            }, B: config.batchSize,
             T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step),
             gradientClip: config.gradientClip,
             updateNumber: state.nextUpdateNumber,
-            afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
-        if !outcome.applied {
+            afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } },
+            shouldApply: { loss, gradientNorm in
+                spike = SpikeVerdict(
+                    loss: loss, gradientNorm: gradientNorm, lossWindow: state.lossWindow,
+                    gradientWindow: state.gradientNormWindow, lossLimit: config.skipLossZ,
+                    gradientLimit: config.skipGradientZ)
+                return spike?.reason == nil
+            })
+        if let reason = spike?.reason, !outcome.applied {
+            state.skippedUpdates += 1
+            log("step \(stepNumber): \(reason); update skipped (\(state.skippedUpdates) so far)")
+        } else if !outcome.applied {
             let what =
                 !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
             guard config.onNonfinite == .skip else {
@@ -170,6 +185,8 @@ public final class Trainer {
             state.skippedUpdates += 1
             log("step \(stepNumber): \(what); update skipped (--on-nonfinite skip; \(state.skippedUpdates) so far)")
         }
+        state.lossWindow.push(outcome.loss)
+        state.gradientNormWindow.push(outcome.gradientNorm)
         state.step = stepNumber
         state.position = position
         state.tokensSeen += config.tokensPerStep

@@ -30,10 +30,12 @@ public final class TrainingStep {
     }
 
     /// `microBatches`: inputs and targets of B x T tokens each. `updateNumber` is AdamW's 1-based
-    /// step for bias correction. A non-finite loss or gradient norm is never applied.
+    /// step for bias correction. A non-finite loss or gradient norm is never applied, nor one that
+    /// `shouldApply(loss, gradientNorm)` turns down (the spike guards).
     public func run(
         microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, learningRate: Float, gradientClip: Float,
-        updateNumber: Int, afterBackward: ((GPT) throws -> Void)? = nil
+        updateNumber: Int, afterBackward: ((GPT) throws -> Void)? = nil,
+        shouldApply: (_ loss: Float, _ gradientNorm: Float) -> Bool = { _, _ in true }
     ) throws -> StepOutcome {
         let total = microBatches.count * (parallel?.size ?? 1)
         var losses = try accumulateGradients(microBatches: microBatches, B: B, T: T, scale: 1 / Float(total))
@@ -43,7 +45,9 @@ public final class TrainingStep {
         var lossSum: Float = 0
         for loss in losses { lossSum += loss }  // in micro-batch order, whatever the world size
         let loss = lossSum / Float(total)
-        guard loss.isFinite && norm.isFinite else { return StepOutcome(loss: loss, gradientNorm: norm, applied: false) }
+        guard loss.isFinite && norm.isFinite && shouldApply(loss, norm) else {
+            return StepOutcome(loss: loss, gradientNorm: norm, applied: false)
+        }
         try optimizer.update(
             step: updateNumber, learningRate: learningRate,
             gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
