@@ -9,7 +9,7 @@ let debugTrainOptions = [
         name: "--inject-fault", placeholder: "KIND:STEP[:FILE]",
         help:
             "debug builds, for tests: pause-in-save:STEP:FILE (create FILE, then wait to be killed), "
-            + "disk-full:STEP, nonfinite:STEP, grad-spike:STEP, garbage-batch:STEP"
+            + "slow-save:STEP:FILE, disk-full:STEP, nonfinite:STEP, grad-spike:STEP, garbage-batch:STEP"
     )
 ]
 
@@ -25,6 +25,14 @@ func faultPlan(_ text: String) throws -> FaultPlan {
             guard saving == step else { return }
             _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
             while true { sleep(60) }
+        })
+    case ("slow-save", 3):
+        // A save whose write takes 2 s more (a slow disk): create FILE, sleep, then go on.
+        let marker = parts[2]
+        return FaultPlan(midSave: { saving, _ in
+            guard saving == step else { return }
+            _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+            sleep(2)
         })
     case ("disk-full", 2):
         // The error a real full disk gives while the optimizer file is written.
@@ -65,8 +73,8 @@ func faultPlan(_ text: String) throws -> FaultPlan {
         })
     default:
         throw UsageError(
-            "baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, "
-                + "nonfinite:STEP, grad-spike:STEP, garbage-batch:STEP, stall-rank:STEP:RANK)"
+            "baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, slow-save:STEP:FILE, "
+                + "disk-full:STEP, nonfinite:STEP, grad-spike:STEP, garbage-batch:STEP, stall-rank:STEP:RANK)"
         )
     }
 }

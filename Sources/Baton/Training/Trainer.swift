@@ -13,6 +13,8 @@ public struct RunOptions {
     public var allowDataChange = false
     /// Resume with another --global-batch than the run's.
     public var allowBatchChange = false
+    /// Periodic checkpoints are written by a background thread from a host copy (BackgroundSave).
+    public var asyncSave = false
     /// Faults a test injects (none in normal use).
     public var faults = FaultPlan()
     /// The job's ranks, when a launcher started several (rank 0 writes; every rank trains).
@@ -77,7 +79,14 @@ public final class Trainer {
     var replacedCheckpoints: URL?
     /// This process's hold on the run folder (see RunLock).
     var lock: RunLock?
-    private let log: (String) -> Void
+    /// The newest checkpoint of this run's state: the one resumed from, then each one saved.
+    var lastSaved: (step: Int, url: URL)?
+    /// --async-save (Trainer+BackgroundSave.swift): the host copy background saves write from
+    /// (made at the first), the save in flight on rank 0, and the step every rank takes it to be at.
+    var snapshot: CheckpointSnapshot?
+    let backgroundSave = BackgroundSave()
+    var backgroundStep: Int?
+    let log: (String) -> Void
 
     /// Builds the model and optimizer on `device`: initialised from the seed, or, with
     /// `restoring`, holding a verified checkpoint's weights, moments and training state.
@@ -175,6 +184,7 @@ public final class Trainer {
             let what =
                 !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
             guard config.onNonfinite == .skip else {
+                finishBackgroundSaveBeforeExit()
                 let kept =
                     store.steps().last.map { "; the last checkpoint (\(CheckpointStore.name(step: $0))) is kept" } ?? ""
                 throw BatonError(
@@ -211,28 +221,43 @@ public final class Trainer {
     /// the retention policy.
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        let device = model.device
-        // A checkpoint with a non-finite number in it is never written.
+        try checkSavable()
+        let start = monotonicSeconds()
+        let url = try write(from: checkpointTensors, state: state, log: log)
+        finishSave(step: state.step, url: url, seconds: monotonicSeconds() - start)
+        return url
+    }
+
+    /// A checkpoint with a non-finite number in it is never written.
+    func checkSavable() throws {
         for (name, tensor) in [
             ("weights", model.parameters), ("AdamW moments", optimizer.firstMoment),
             ("AdamW moments", optimizer.secondMoment),
         ]
-        where !(try device.globalNormSquared(tensor)).isFinite {
+        where !(try model.device.globalNormSquared(tensor)).isFinite {
             throw BatonError(
                 "step \(state.step): the \(name) are not finite; no checkpoint written (the earlier ones are kept)")
         }
-        let start = monotonicSeconds()
-        let snapshot = state, hardware = self.hardware
-        let url = try store.save(
-            step: state.step, tensors: checkpointTensors, layout: model.layout,
+    }
+
+    /// Writes the checkpoint of `state` from `source` (the device's tensors, or a host copy of
+    /// them). Reads only what does not change as the run trains, so a background thread may call it.
+    func write(from source: some CheckpointSource, state: TrainingState, log: (String) -> Void) throws -> URL {
+        let backend = model.device.kind.rawValue, hardware = self.hardware
+        return try store.save(
+            step: state.step, tensors: source, layout: model.layout,
             describe: { files in
                 CheckpointState(
-                    state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
+                    state: state, config: self.config, data: self.fingerprint, backend: backend,
                     hardware: hardware, worldSize: self.worldSize, files: files)
             }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
-        let removed = store.applyRetention(
-            keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
-        var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
+    }
+
+    /// Once a checkpoint is in place: the retention policy, the line that says so, and a previous
+    /// run's checkpoints (moved aside by --overwrite) deleted.
+    func finishSave(step: Int, url: URL, seconds: Double, how: String = "") {
+        let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: step)
+        var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", seconds)) s\(how)"
         if !removed.isEmpty {
             line +=
                 "; removed \(removed.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")) (--keep-last "
@@ -247,10 +272,16 @@ public final class Trainer {
             )
             replacedCheckpoints = nil
         }
-        return url
     }
 
     public func run() throws -> TrainingSummary {
+        do { return try trainUntilDone() } catch {
+            finishBackgroundSaveBeforeExit()
+            throw error
+        }
+    }
+
+    private func trainUntilDone() throws -> TrainingSummary {
         baton_install_stop_handlers()
         let metrics = isLeader ? try MetricsLog(url: runFolder.metricsURL) : nil
         log("model: \(config.model.summary): \(model.parameterCount) parameters")
@@ -266,7 +297,7 @@ public final class Trainer {
         }
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
-        var lastSaved: (step: Int, url: URL)? = restoredFrom.map { (state.step, $0) }
+        lastSaved = restoredFrom.map { (state.step, $0) }
         if state.step >= config.steps {
             log("already at step \(state.step) of \(config.steps): nothing to train (raise --steps to extend the run)")
         }
@@ -279,7 +310,9 @@ public final class Trainer {
                 tokensPerSecond: stepsRun > 0 ? Double(config.tokensPerStep * stepsRun) / totalSeconds : 0,
                 runFolder: runFolder.url, checkpoint: lastSaved?.url, stoppedBy: stoppedBy)
         }
+        /// A final or stop save: after the background save in flight, unless it saved this step.
         func saveUnlessSaved() throws {
+            try settleBackgroundSave(waiting: true)
             if lastSaved?.step != state.step { lastSaved = (state.step, try saveTogether()) }
         }
         /// A periodic save that fails: stop (default), or with --on-save-error retry, say so and
@@ -293,6 +326,7 @@ public final class Trainer {
             }
         }
         while true {
+            try settleBackgroundSave(waiting: false)
             if let stopAt = options.stopAt, state.step >= stopAt {
                 try saveUnlessSaved()
                 return summary(stoppedBy: "--stop-at")
@@ -331,7 +365,9 @@ public final class Trainer {
                 if let val = record.valLoss { line += " | val loss \(fixed(val, 4))" }
                 log(line)
             }
-            if config.saveEvery > 0 && state.step % config.saveEvery == 0 { try saveOrRetryLater() }
+            if config.saveEvery > 0 && state.step % config.saveEvery == 0 {
+                if options.asyncSave { try startBackgroundSave() } else { try saveOrRetryLater() }
+            }
         }
         try saveUnlessSaved()
         return summary(stoppedBy: nil)
