@@ -76,7 +76,7 @@ public final class MetricsLog {
         handle.seekToEndOfFile()
         self.handle = handle
         encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
             positiveInfinity: nonFiniteAsStrings.positiveInfinity,
             negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
