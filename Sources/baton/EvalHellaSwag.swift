@@ -41,11 +41,15 @@ func evalHellaSwag(_ parsed: ParsedArguments, path: String, file: String) throws
     print(
         "hellaswag: \(tokenized.count) examples from \(file), \(shape.rows / HellaSwag.endingsPerExample) a pass of "
             + "\(shape.rows) x \(shape.T) tokens")
+    let start = Date()
     let result = HellaSwag.Result(
         try HellaSwag.score(model: model, examples: tokenized, rows: shape.rows, T: shape.T))
+    let seconds = Date().timeIntervalSince(start)
     print("acc: \(String(format: "%.4f", result.accuracy)) (\(result.correct)/\(result.examples))")
     print(
         "acc_norm: \(String(format: "%.4f", result.normalizedAccuracy)) (\(result.correctNorm)/\(result.examples))")
+    let rate = Double(result.examples) / seconds
+    print("time: \(String(format: "%.2f", seconds)) s scoring, \(String(format: "%.1f", rate)) examples/s")
     guard let runFolder else { return }
     let checkpoint = weights.deletingLastPathComponent()
     let state = try CheckpointState.decode(

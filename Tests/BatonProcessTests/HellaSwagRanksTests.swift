@@ -29,7 +29,8 @@ final class HellaSwagRanksTests: XCTestCase {
         [
             "train", "--out", folder.appendingPathComponent(run).path, "--data", data, "--layers", "1", "--heads", "2",
             "--embd", "16", "--seq-len", "8", "--batch", "2", "--global-batch", "\(globalBatch)", "--steps", "6",
-            "--eval-every", "0", "--eval-batches", "1", "--hellaswag", "Tests/BatonTests/Fixtures/hellaswag/short.jsonl",
+            "--eval-every", "0", "--eval-batches", "1", "--hellaswag",
+            "Tests/BatonTests/Fixtures/hellaswag/short.jsonl",
             "--hellaswag-every", "2", "--device", "cpu", "--threads", "1",
         ]
     }
