@@ -150,6 +150,29 @@ final class HellaSwagCommandTests: TinyRunTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: run("t")))
     }
 
+    /// A run another process holds (as a training process holds it) is refused before any scoring;
+    /// a metrics file whose last line was cut short gets the record on a line of its own.
+    func testEvalRefusesARunInUseAndAppendsAfterATornLine() throws {
+        let examples = try writeExamples()
+        try baton(["train", "--out", run("r"), "--steps", "2"] + common)
+        let metricsURL = URL(fileURLWithPath: run("r") + "/metrics.jsonl")
+        var held: RunLock? = try RunLock(runFolder: URL(fileURLWithPath: run("r")))
+        let refused = try runBaton(["eval", run("r"), "--hellaswag", examples.path] + onCPU)
+        assertFailsInOneLine(refused, mentioning: [run("r"), "in use"])
+        XCTAssertFalse(refused.stdout.contains("acc:"), refused.stdout)
+        held = nil
+        XCTAssertNil(held)
+
+        let torn = Data(#"{"step":3,"epo"#.utf8)
+        let before = try Data(contentsOf: metricsURL) + torn
+        try before.write(to: metricsURL)
+        try baton(["eval", run("r"), "--hellaswag", examples.path] + onCPU)
+        let after = try String(contentsOf: metricsURL, encoding: .utf8)
+        XCTAssert(after.hasPrefix(String(decoding: before, as: UTF8.self) + "\n{"), after)
+        XCTAssertEqual(after.split(separator: "\n").count, 4)
+        XCTAssert(after.split(separator: "\n").last!.contains(#""eval":"hellaswag""#), after)
+    }
+
     func testTrainingScoresAtTheStepsAskedAndLeavesTheLossesAlone() throws {
         let examples = try writeExamples().path
         let plain = try MetricsLog.read(
