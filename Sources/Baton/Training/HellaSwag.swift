@@ -180,10 +180,10 @@ public enum HellaSwag {
     }
 
     /// Scores `examples`, `rows / 4` of them per forward pass of [rows, T] (padded with token 0
-    /// past each row's end and in rows no example fills; padding is never counted). Rows must be a
-    /// multiple of 4 and every example must fit T + 1 tokens.
+    /// past each row's end and in rows no example fills; padding is never counted). Rows must be at
+    /// least 4 and every example must fit T + 1 tokens.
     public static func score(model: GPT, examples: [TokenizedExample], rows: Int, T: Int) throws -> [Score] {
-        precondition(rows >= endingsPerExample && rows % endingsPerExample == 0)
+        precondition(rows >= endingsPerExample)
         let perPass = rows / endingsPerExample
         var scores: [Score] = []
         scores.reserveCapacity(examples.count)

@@ -28,9 +28,9 @@ public final class HellaSwagDuringTraining {
             vocabularySize: config.model.vocabularySize, file: file)
         total = all.count
         examples = Array(all[HellaSwag.share(count: all.count, rank: rank, size: worldSize)])
-        // The training batch's shape, so the model keeps its activations: B / 4 examples a pass (4
-        // rows when B < 4), each row the whole context.
-        shape = (max(HellaSwag.endingsPerExample, config.batchSize / 4 * 4), config.model.contextLength)
+        // The training batch's shape, so the model keeps its activations: B / 4 examples a pass (the
+        // rows past them padding; 4 rows when B < 4), each row the whole context.
+        shape = (max(HellaSwag.endingsPerExample, config.batchSize), config.model.contextLength)
         self.communicator = worldSize > 1 ? communicator : nil
     }
 
