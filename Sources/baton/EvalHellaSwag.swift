@@ -28,12 +28,16 @@ func evalHellaSwag(_ parsed: ParsedArguments, path: String, file: String) throws
     }
     let device = try openDevice(parsed)
     let model = try ModelWeights.openModel(path: weights.path, device: device)
+    let folder = try ModelWeights.tokenizerFolder(ofWeights: weights)
     let tokenizer =
         try parsed.string("--tokenizer").map(TextTokenizer.named)
-        ?? TextTokenizer.forModel(
-            vocabularySize: model.config.vocabularySize,
-            tokenizerFolder: try ModelWeights.tokenizerFolder(ofWeights: weights))
-    if case .bytes = tokenizer { print("tokenizer: bytes (each UTF-8 byte a token)") }
+        ?? TextTokenizer.forModel(vocabularySize: model.config.vocabularySize, tokenizerFolder: folder)
+    // Which one, since the picks depend on it: the flag's, the run's folder, or the vocabulary's.
+    let source = parsed.string("--tokenizer").map { "\($0) (--tokenizer)" } ?? folder.map { "\($0.path) (the run's)" }
+    switch tokenizer {
+    case .bytes: print("tokenizer: bytes (each UTF-8 byte a token)")
+    case .bpe: print("tokenizer: \(source ?? "GPT-2's, bundled (the vocabulary is 50257)")")
+    }
     let tokenized = try HellaSwag.tokenize(
         examples, tokenizer: tokenizer, contextLength: model.config.contextLength,
         vocabularySize: model.config.vocabularySize, file: fileURL)

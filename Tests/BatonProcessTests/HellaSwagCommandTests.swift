@@ -150,6 +150,37 @@ final class HellaSwagCommandTests: TinyRunTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: run("t")))
     }
 
+    /// A Llama-family run on text prepared with a tokenizer.json is scored in that tokenizer's tokens,
+    /// in training and by eval, which names it and gives what the same folder passed by hand gives.
+    func testALlamaRunScoresWithItsTokenizerJSON() throws {
+        let examples = try writeExamples()
+        let text = folder.appendingPathComponent("poem.txt")
+        try Data(try bundledText(prefix: 20000).utf8).write(to: text)
+        let llama = TestPaths.repositoryRoot.appendingPathComponent("data/llama-tokenizer").path
+        let prepared = folder.appendingPathComponent("llama-data").path
+        try baton(["prepare", text.path, "--tokenizer", llama, "--out", prepared])
+        let flags =
+            ["--data", prepared, "--arch", "llama", "--layers", "1", "--heads", "2", "--embd", "16", "--seq-len", "32"]
+            + onCPU + ["--batch", "4", "--eval-every", "0", "--eval-batches", "1", "--log-every", "100"]
+        try baton(
+            ["train", "--out", run("llama"), "--steps", "3", "--hellaswag", examples.path, "--hellaswag-every", "2"]
+                + flags)
+        XCTAssertEqual(
+            try metricsLines(run("llama")).compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }, [2, 3])
+
+        let own = try baton(["eval", run("llama"), "--hellaswag", examples.path] + onCPU)
+        XCTAssert(own.stdout.contains("tokenizer: \(prepared)/tokenizer (the run's)"), own.stdout)
+        let named = try baton(["eval", run("llama"), "--hellaswag", examples.path, "--tokenizer", llama] + onCPU)
+        func figures(_ stdout: String) -> [Substring] {
+            stdout.split(separator: "\n").filter { $0.hasPrefix("acc") || $0.hasPrefix("hellaswag:") }
+        }
+        XCTAssertEqual(figures(own.stdout), figures(named.stdout))
+        XCTAssertEqual(figures(own.stdout).count, 3, own.stdout)
+        // Bytes make longer rows: the tokenizer.json's tokens were the ones scored.
+        let bytes = try baton(["eval", run("llama"), "--hellaswag", examples.path, "--tokenizer", "bytes"] + onCPU)
+        XCTAssertNotEqual(figures(own.stdout).first, figures(bytes.stdout).first)
+    }
+
     /// A run another process holds (as a training process holds it) is refused before any scoring;
     /// a metrics file whose last line was cut short gets the record on a line of its own.
     func testEvalRefusesARunInUseAndAppendsAfterATornLine() throws {
