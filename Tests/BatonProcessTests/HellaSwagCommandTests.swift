@@ -248,6 +248,30 @@ final class HellaSwagCommandTests: TinyRunTestCase {
             try String(contentsOfFile: every3 + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").map {
                 withoutSpeed($0)
             })
+
+        // A resume may add the settings, or change them, silently; the losses stay the plain run's.
+        let added = run("added")
+        try baton(["train", "--out", added, "--steps", "8", "--stop-at", "4"] + common)
+        let adding = try baton(
+            ["train", "--out", added, "--resume", "auto", "--hellaswag", examples, "--hellaswag-every", "2"] + common)
+        XCTAssertFalse(adding.stdout.contains("changed:"), adding.stdout)
+        let addedLines = try metricsLines(added)
+        XCTAssertEqual(addedLines.compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }, [6, 8])
+        XCTAssertEqual(
+            try MetricsLog.read(URL(fileURLWithPath: added + "/metrics.jsonl")).map(\.loss.bitPattern),
+            plain.map(\.loss.bitPattern))
+        let changed = run("changed")
+        try baton(
+            [
+                "train", "--out", changed, "--steps", "8", "--stop-at", "4", "--hellaswag", examples,
+                "--hellaswag-every",
+                "3",
+            ] + common)
+        let changing = try baton(
+            ["train", "--out", changed, "--resume", "auto", "--hellaswag-every", "4"] + common)
+        XCTAssertFalse(changing.stdout.contains("changed:"), changing.stdout)
+        XCTAssertEqual(
+            try metricsLines(changed).compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }, [3, 8])
     }
 
     /// Trains `name` with `flags` on top of `common`; returns the run folder.
