@@ -34,6 +34,8 @@ final class RecordedSettingsTests: TinyRunTestCase {
         ("--on-nonfinite", "skip"),
         ("--on-save-error", "retry"), ("--reduce", "fast"), ("--arch", "llama"), ("--schedule", "wsd"),
         ("--decay-fraction", "0.5"), ("--skip-loss-z", "4"), ("--skip-grad-z", "6"),
+        // Examples of at most 9 bytes a row, for the tiny model's context of 8.
+        ("--hellaswag", "Tests/BatonTests/Fixtures/hellaswag/short.jsonl"), ("--hellaswag-every", "2"),
     ]
 
     /// The Llama family's settings, each given with --arch llama.

@@ -20,6 +20,8 @@ final class SettingDeclarationTests: TinyRunTestCase {
         config.decayFraction = 0.3
         config.skipLossZ = 5
         config.skipGradientZ = 3.5
+        config.hellaswag = "hellaswag_val.jsonl"
+        config.hellaswagEvery = 5
         config.model.kvHeads = 2
         config.model.intermediateSize = 40
         config.model.tieEmbeddings = true

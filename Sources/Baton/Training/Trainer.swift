@@ -56,6 +56,8 @@ public final class Trainer {
     public let schedule: LearningRateSchedule
     public let loader: DataLoader
     public let validationSet: TokenDataset?
+    /// --hellaswag: scored beside validation (nil without the flag).
+    public let hellaswag: HellaSwagDuringTraining?
     public let fingerprint: DataFingerprint
     /// Each shard's token CRC, for ranks to compare (not recorded in checkpoints).
     public let dataContentDigest: [UInt32]
@@ -102,6 +104,9 @@ public final class Trainer {
         store = CheckpointStore(runFolder: runFolder.url)
         loader = DataLoader(dataset: data.train, batchSize: config.batchSize, seed: config.seed)
         validationSet = data.validation
+        hellaswag = try HellaSwagDuringTraining(
+            config: config, rank: options.parallel?.rank ?? 0, worldSize: options.parallel?.size ?? 1,
+            communicator: options.parallel?.communicator)
         fingerprint = data.fingerprint
         dataContentDigest = data.contentDigest
         try device.setPrecision(config.resolvedPrecision)
@@ -354,6 +359,10 @@ public final class Trainer {
             if (config.evalEvery > 0 && state.step % config.evalEvery == 0) || isLast {
                 record.valLoss = try validationLoss()
                 lastValidation = record.valLoss ?? lastValidation
+            }
+            if let hellaswag, hellaswag.isDue(step: state.step, isLast: isLast) {
+                let line = try hellaswag.evaluate(model: model, into: &record)
+                log("step \(state.step): \(line)")
             }
             try metrics?.append(record)
             if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.valLoss != nil {
