@@ -28,6 +28,9 @@ public struct CheckpointTensors {
     public let parameters: Tensor
     public let firstMoment: Tensor
     public let secondMoment: Tensor
+    /// Where in the flat layout the moments start: 0, or with ZeRO-1 this rank's slice's start
+    /// (a load then reads only that slice of the stored moments; saves always get whole ones).
+    public var momentsStart = 0
 }
 
 /// `RUN/checkpoints/`: one folder per checkpoint (`step-NNNNNNNN`), a `latest` pointer, atomic
@@ -342,15 +345,22 @@ public struct CheckpointStore {
         let model = try SafeTensors.read(checkpoint.appendingPathComponent(modelFile))
         let optimizer = try SafeTensors.read(checkpoint.appendingPathComponent(optimizerFile))
         try model.upload(layout: layout, suffix: "", to: tensors.parameters, device: tensors.device)
-        try optimizer.upload(layout: layout, suffix: ".exp_avg", to: tensors.firstMoment, device: tensors.device)
-        try optimizer.upload(layout: layout, suffix: ".exp_avg_sq", to: tensors.secondMoment, device: tensors.device)
+        try optimizer.upload(
+            layout: layout, suffix: ".exp_avg", to: tensors.firstMoment, at: tensors.momentsStart,
+            device: tensors.device)
+        try optimizer.upload(
+            layout: layout, suffix: ".exp_avg_sq", to: tensors.secondMoment, at: tensors.momentsStart,
+            device: tensors.device)
     }
 }
 
 extension SafeTensors.File {
     /// Uploads the tensors named `spec.name + suffix`, for every spec, into `destination` (a
-    /// flat buffer in layout order), after checking every name, dtype and shape.
-    func upload(layout: ParameterLayout, suffix: String, to destination: Tensor, device: Device) throws {
+    /// flat buffer in layout order, or the part of one from element `start` on: each tensor's
+    /// elements that fall in it), after checking every name, dtype and shape.
+    func upload(
+        layout: ParameterLayout, suffix: String, to destination: Tensor, at start: Int = 0, device: Device
+    ) throws {
         var found: [(ParameterSpec, SafeTensors.Entry)] = []
         for spec in layout.specs {
             let name = spec.name + suffix
@@ -363,8 +373,16 @@ extension SafeTensors.File {
             }
             found.append((spec, entry))
         }
+        let window = start..<(start + destination.count)
         for (spec, entry) in found {
-            try withFloats(entry) { try device.upload($0, to: destination.slice(spec.offset, spec.count)) }
+            let part = (spec.offset..<(spec.offset + spec.count)).clamped(to: window)
+            guard !part.isEmpty else { continue }
+            try withFloats(entry) {
+                try device.upload(
+                    UnsafeBufferPointer(
+                        rebasing: $0[(part.lowerBound - spec.offset)..<(part.upperBound - spec.offset)]),
+                    to: destination.slice(part.lowerBound - start, part.count))
+            }
         }
     }
 }

@@ -107,6 +107,38 @@ public final class Communicator {
         try check(table.pointee.allreduce_sum(handle, values.baseAddress, values.count), "all-reduce")
     }
 
+    /// ZeRO-1: `slices`' slice of `values` from each rank, to every rank, in place.
+    public func allgatherSlices(_ values: UnsafeMutableBufferPointer<Float>, _ slices: OptimizerSlices) throws {
+        guard let table, size > 1 else { return }
+        try check(
+            table.pointee.allgather_slices(handle, values.baseAddress, values.count, slices.length),
+            "all-gather of slices")
+    }
+
+    /// ZeRO-1: every rank's slice (`send`, its floats alone) into `receive` on `root` (nil elsewhere).
+    public func gatherSlices(
+        _ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>?, _ slices: OptimizerSlices,
+        root: Int = 0
+    ) throws {
+        precondition(send.count == slices.range(of: rank).count)
+        guard let table, size > 1 else {
+            if let receive { UnsafeMutableRawBufferPointer(receive).copyMemory(from: UnsafeRawBufferPointer(send)) }
+            return
+        }
+        try check(
+            table.pointee.gather_slices(
+                handle, send.baseAddress, receive?.baseAddress, slices.total, slices.length,
+                Int32(root)),
+            "gather of slices")
+    }
+
+    /// ZeRO-1 with --reduce fast: the library's sum over ranks, this rank keeping its slice's.
+    public func reduceScatterSum(_ values: UnsafeMutableBufferPointer<Float>, _ slices: OptimizerSlices) throws {
+        guard let table, size > 1 else { return }
+        try check(
+            table.pointee.reduce_scatter_sum(handle, values.baseAddress, values.count, slices.length), "reduce-scatter")
+    }
+
     /// Every rank's values, in rank order (each rank gives the same count).
     public func allgather<T>(_ values: [T]) throws -> [T] {
         guard let table else { return values }

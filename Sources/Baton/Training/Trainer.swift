@@ -77,6 +77,8 @@ public final class Trainer {
     var replacedCheckpoints: URL?
     /// This process's hold on the run folder (see RunLock).
     var lock: RunLock?
+    /// ZeRO-1 with ranks: the whole moments, gathered on rank 0 for the save in progress.
+    var momentsForSaving: (Tensor, Tensor)?
     private let log: (String) -> Void
 
     /// Builds the model and optimizer on `device`: initialised from the seed, or, with
@@ -102,7 +104,7 @@ public final class Trainer {
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(
             model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon,
-            weightDecay: config.weightDecay)
+            weightDecay: config.weightDecay, slice: Trainer.zeroSlice(config: config, model: model, options: options))
         optimizerStep = TrainingStep(model: model, optimizer: optimizer, parallel: options.parallel)
         schedule = LearningRateSchedule(
             maximum: config.learningRate, minimum: config.minLearningRate,
@@ -185,9 +187,13 @@ public final class Trainer {
     }
 
     var checkpointTensors: CheckpointTensors {
-        CheckpointTensors(
+        if let (first, second) = momentsForSaving {
+            return CheckpointTensors(
+                device: model.device, parameters: model.parameters, firstMoment: first, secondMoment: second)
+        }
+        return CheckpointTensors(
             device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-            secondMoment: optimizer.secondMoment)
+            secondMoment: optimizer.secondMoment, momentsStart: optimizer.slice.lowerBound)
     }
 
     /// Writes a checkpoint of the current state (atomic; see CheckpointStore.save) and applies
@@ -196,9 +202,10 @@ public final class Trainer {
     public func saveCheckpoint() throws -> URL {
         let device = model.device
         // A checkpoint with a non-finite number in it is never written.
+        let tensors = checkpointTensors
         for (name, tensor) in [
-            ("weights", model.parameters), ("AdamW moments", optimizer.firstMoment),
-            ("AdamW moments", optimizer.secondMoment),
+            ("weights", model.parameters), ("AdamW moments", tensors.firstMoment),
+            ("AdamW moments", tensors.secondMoment),
         ]
         where !(try device.globalNormSquared(tensor)).isFinite {
             throw BatonError(
@@ -207,7 +214,7 @@ public final class Trainer {
         let start = monotonicSeconds()
         let snapshot = state, hardware = self.hardware
         let url = try store.save(
-            step: state.step, tensors: checkpointTensors, layout: model.layout,
+            step: state.step, tensors: tensors, layout: model.layout,
             describe: { files in
                 CheckpointState(
                     state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
@@ -247,6 +254,7 @@ public final class Trainer {
                     + "\(parallel.summary)"
             )
         }
+        if config.zero == 1 { log(zeroSummary) }
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
         var lastSaved: (step: Int, url: URL)? = restoredFrom.map { (state.step, $0) }
@@ -325,6 +333,8 @@ public final class Trainer {
         guard let parallel = options.parallel, parallel.size > 1 else { return try saveCheckpoint() }
         var failure: Error?
         var url = store.url(step: state.step)
+        momentsForSaving = try gatherMomentsForSaving()
+        defer { momentsForSaving = nil }
         if isLeader {
             do { url = try saveCheckpoint() } catch { failure = error }
         }
