@@ -79,4 +79,16 @@ extension DataParallelTests {
             assertClose(actual.map(\.gradNorm), expected.map(\.gradNorm), rtol: 1e-4, "grad norms at \(ranks) ranks")
         }
     }
+
+    /// The torture harness with --zero 1 on a 2-rank job: 3 SIGKILLs of random ranks, then the end
+    /// compared byte for byte with one uninterrupted unsharded process.
+    func testThreeKillsOfAZeroOneJobLoseNothingAndEndBitwiseEqual() throws {
+        let result = try runBaton(
+            ["torture", "--kills", "3", "--seed", "5", "--ranks", "2", "--zero", "1"],
+            environment: ["BATON_MPI_LIBRARY": DataParallelTests.library.path])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        for line in ["2 ranks under mpirun", "--zero 1 (the reference unsharded)", "kills: 3", "mismatches: 0"] {
+            XCTAssert(result.stdout.contains(line), "'\(line)' missing from:\n\(result.stdout)")
+        }
+    }
 }
