@@ -236,7 +236,7 @@ static int slice_layout(baton_comm *comm, size_t count, size_t slice, int *count
     return 0;
 }
 
-/* The three ZeRO-1 collectives below are blocking, as the all-reduce is (same reason); in
+/* The two ZeRO-1 collectives below are blocking, as the all-reduce is (same reason); in
  * training each follows the loss gather, which names any rank that does not arrive. */
 static int comm_allgather_slices(baton_comm *comm, float *data, size_t count, size_t slice) {
     int *counts = calloc((size_t)comm->world_size * 2, sizeof *counts);
@@ -249,22 +249,6 @@ static int comm_allgather_slices(baton_comm *comm, float *data, size_t count, si
                  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts, displacements, MPI_FLOAT,
                                       MPI_COMM_WORLD),
                        "MPI_Allgatherv");
-    free(counts);
-    return failed;
-}
-
-static int comm_gather_slices(baton_comm *comm, const float *send, float *receive, size_t count, size_t slice,
-                              int root) {
-    int *counts = calloc((size_t)comm->world_size * 2, sizeof *counts);
-    if (!counts) {
-        snprintf(comm->error_text, sizeof comm->error_text, "gather_slices: out of memory");
-        return 1;
-    }
-    int *displacements = counts + comm->world_size;
-    int failed = slice_layout(comm, count, slice, counts, displacements, "gather_slices") ||
-                 check(MPI_Gatherv(send, counts[comm->my_rank], MPI_FLOAT, receive, counts, displacements, MPI_FLOAT,
-                                   root, MPI_COMM_WORLD),
-                       "MPI_Gatherv");
     free(counts);
     return failed;
 }
@@ -301,7 +285,6 @@ static const baton_comm_table table = {
         .allreduce_sum = comm_allreduce_sum,
         .last_error = comm_last_error,
         .allgather_slices = comm_allgather_slices,
-        .gather_slices = comm_gather_slices,
         .reduce_scatter_sum = comm_reduce_scatter_sum,
 };
 

@@ -91,4 +91,28 @@ extension DataParallelTests {
             XCTAssert(result.stdout.contains(line), "'\(line)' missing from:\n\(result.stdout)")
         }
     }
+
+    /// A save that fails on rank 0 before the ranks write their slices (a full disk) stops every
+    /// rank, or with --on-save-error retry every rank trains on and the next save, written by all
+    /// of them, verifies.
+    func testAZeroOneSaveErrorStopsEveryRankOrRetriesTogether() throws {
+        let stop = try launch(
+            ranks: 2, flags("zfull") + ["--zero", "1", "--save-every", "2", "--inject-fault", "disk-full:4"])
+        XCTAssertNotEqual(stop.status, 0)
+        XCTAssert(stop.stderr.contains("no space left on device"), stop.stderr)
+        let store = CheckpointStore(runFolder: folder.appendingPathComponent("zfull"))
+        XCTAssertEqual(store.steps(), [2])
+        XCTAssertNoThrow(try CheckpointStore.verify(store.url(step: 2)))
+        let retry = try launch(
+            ranks: 2,
+            flags("zretry") + [
+                "--zero", "1", "--save-every", "2", "--inject-fault", "disk-full:4", "--on-save-error", "retry",
+            ])
+        XCTAssertEqual(retry.status, 0, retry.stderr)
+        let retried = CheckpointStore(runFolder: folder.appendingPathComponent("zretry"))
+        XCTAssertEqual(retried.steps(), [2, 6])
+        XCTAssertNoThrow(try CheckpointStore.verify(retried.url(step: 6)))
+        XCTAssertEqual(try launch(ranks: 0, flags("plain")).status, 0)
+        XCTAssert(try files("zretry") == files("plain"), "the run that retried its save ends with one process's bytes")
+    }
 }

@@ -187,11 +187,14 @@ public struct CheckpointStore {
     /// with `overwrite`, or when it is corrupt), then `latest` is replaced (temporary file +
     /// rename). A crash at any instant leaves every earlier checkpoint and `latest` usable.
     /// `midSave` (tests only, see FaultPlan) runs between the model file and the optimizer file.
+    /// `writeOptimizer`, when given, writes the optimizer file at the URL it gets instead of
+    /// `tensors`' moments (ZeRO-1: every rank writes its slice's part of it, SlicedMomentWrite).
     @discardableResult
     public func save(
         step: Int, tensors: CheckpointTensors, layout: ParameterLayout,
         describe: ([String: CheckpointState.FileCheck]) -> CheckpointState,
-        overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil, log: (String) -> Void
+        overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil,
+        writeOptimizer: ((URL) throws -> CheckpointState.FileCheck)? = nil, log: (String) -> Void
     ) throws -> URL {
         let fileManager = FileManager.default
         let target = url(step: step)
@@ -230,17 +233,17 @@ public struct CheckpointStore {
                     metadata: ModelWeights.metadata(for: layout.config))
             }
             try midSave?(step, temporary)
-            let momentEntries =
-                layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
-                + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
-            files[CheckpointStore.optimizerFile] = try device.withHostMemory(of: tensors.firstMoment) { m in
-                try device.withHostMemory(of: tensors.secondMoment) { v in
-                    try TensorFile.write(
-                        temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries,
-                        segments: stored(m) + stored(v),
-                        metadata: ["format": "pt", "baton.optimizer": "adamw"])
+            let optimizerURL = temporary.appendingPathComponent(CheckpointStore.optimizerFile)
+            files[CheckpointStore.optimizerFile] =
+                try writeOptimizer?(optimizerURL)
+                ?? device.withHostMemory(of: tensors.firstMoment) { m in
+                    try device.withHostMemory(of: tensors.secondMoment) { v in
+                        try TensorFile.write(
+                            optimizerURL, entries: CheckpointStore.momentEntries(layout),
+                            segments: stored(m) + stored(v),
+                            metadata: CheckpointStore.momentMetadata)
+                    }
                 }
-            }
             let stateData = try describe(files).encoded()
             let writer = try FileWriter(
                 url: temporary.appendingPathComponent(CheckpointStore.stateFile), expectedBytes: stateData.count)
@@ -265,6 +268,14 @@ public struct CheckpointStore {
         try AtomicFile.write(Data((target.lastPathComponent + "\n").utf8), to: latestURL)
         return target
     }
+
+    /// The optimizer file's tensors: each parameter's first moments, then each one's second.
+    static func momentEntries(_ layout: ParameterLayout) -> [TensorFile.Entry] {
+        layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
+            + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
+    }
+
+    static let momentMetadata = ["format": "pt", "baton.optimizer": "adamw"]
 
     private func moveIntoPlace(_ temporary: URL, _ target: URL, replacing: Bool) throws {
         guard replacing else {

@@ -115,23 +115,6 @@ public final class Communicator {
             "all-gather of slices")
     }
 
-    /// ZeRO-1: every rank's slice (`send`, its floats alone) into `receive` on `root` (nil elsewhere).
-    public func gatherSlices(
-        _ send: UnsafeBufferPointer<Float>, into receive: UnsafeMutableBufferPointer<Float>?, _ slices: OptimizerSlices,
-        root: Int = 0
-    ) throws {
-        precondition(send.count == slices.range(of: rank).count)
-        guard let table, size > 1 else {
-            if let receive { UnsafeMutableRawBufferPointer(receive).copyMemory(from: UnsafeRawBufferPointer(send)) }
-            return
-        }
-        try check(
-            table.pointee.gather_slices(
-                handle, send.baseAddress, receive?.baseAddress, slices.total, slices.length,
-                Int32(root)),
-            "gather of slices")
-    }
-
     /// ZeRO-1 with --reduce fast: the library's sum over ranks, this rank keeping its slice's.
     public func reduceScatterSum(_ values: UnsafeMutableBufferPointer<Float>, _ slices: OptimizerSlices) throws {
         guard let table, size > 1 else { return }

@@ -1,6 +1,6 @@
 /// ZeRO-1's collectives on the flat buffers (OptimizerSlices): the all-gather of updated
-/// parameters after each step, the reduce-scatter of gradients under `--reduce fast`, the
-/// gradient norm from slices, and the gather of the moments to rank 0 for a checkpoint. On the
+/// parameters after each step, the reduce-scatter of gradients under `--reduce fast`, and the
+/// gradient norm from slices. On the
 /// CPU the tensors' own memory is sent; a GPU's goes through NCCL when there is a device
 /// communicator, else through a host copy.
 extension DataParallel {
@@ -29,27 +29,6 @@ extension DataParallel {
         var total: Float = 0
         for part in try communicator.allgather([local]) { total += part }
         return total
-    }
-
-    /// Every rank's slice (`slice`: this rank's part alone) gathered on rank 0 into a new tensor of
-    /// the whole flat buffer; nil on the other ranks. For checkpoints, which rank 0 writes whole.
-    func gatherSlices(_ slice: Tensor, _ slices: OptimizerSlices, on device: Device) throws -> Tensor? {
-        let whole = rank == 0 ? try device.allocate(floats: slices.total) : nil
-        if device.hostMemory {
-            try communicator.gatherSlices(
-                UnsafeBufferPointer(start: slice.pointer, count: slice.count),
-                into: whole.map { UnsafeMutableBufferPointer(start: $0.pointer, count: $0.count) }, slices)
-            return whole
-        }
-        let mine = try device.download(slice)
-        var gathered = [Float](repeating: 0, count: rank == 0 ? slices.total : 0)
-        try mine.withUnsafeBufferPointer { send in
-            try gathered.withUnsafeMutableBufferPointer {
-                try communicator.gatherSlices(send, into: rank == 0 ? $0 : nil, slices)
-            }
-        }
-        if let whole { try gathered.withUnsafeBufferPointer { try device.upload($0, to: whole) } }
-        return whole
     }
 
     /// Runs `body` on `tensor`'s values in host memory, writing them back on a GPU.

@@ -77,8 +77,8 @@ public final class Trainer {
     var replacedCheckpoints: URL?
     /// This process's hold on the run folder (see RunLock).
     var lock: RunLock?
-    /// ZeRO-1 with ranks: the whole moments, gathered on rank 0 for the save in progress.
-    var momentsForSaving: (Tensor, Tensor)?
+    /// ZeRO-1 with ranks: the save in progress, in which every rank writes its moments' slice.
+    var slicedMomentWrite: SlicedMomentWrite?
     private let log: (String) -> Void
 
     /// Builds the model and optimizer on `device`: initialised from the seed, or, with
@@ -187,11 +187,7 @@ public final class Trainer {
     }
 
     var checkpointTensors: CheckpointTensors {
-        if let (first, second) = momentsForSaving {
-            return CheckpointTensors(
-                device: model.device, parameters: model.parameters, firstMoment: first, secondMoment: second)
-        }
-        return CheckpointTensors(
+        CheckpointTensors(
             device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
             secondMoment: optimizer.secondMoment, momentsStart: optimizer.slice.lowerBound)
     }
@@ -202,10 +198,10 @@ public final class Trainer {
     public func saveCheckpoint() throws -> URL {
         let device = model.device
         // A checkpoint with a non-finite number in it is never written.
-        let tensors = checkpointTensors
+        // (With ZeRO-1 the moments are this rank's slice; each rank checks its own as it writes it.)
         for (name, tensor) in [
-            ("weights", model.parameters), ("AdamW moments", tensors.firstMoment),
-            ("AdamW moments", tensors.secondMoment),
+            ("weights", model.parameters), ("AdamW moments", optimizer.firstMoment),
+            ("AdamW moments", optimizer.secondMoment),
         ]
         where !(try device.globalNormSquared(tensor)).isFinite {
             throw BatonError(
@@ -214,12 +210,13 @@ public final class Trainer {
         let start = monotonicSeconds()
         let snapshot = state, hardware = self.hardware
         let url = try store.save(
-            step: state.step, tensors: tensors, layout: model.layout,
+            step: state.step, tensors: checkpointTensors, layout: model.layout,
             describe: { files in
                 CheckpointState(
                     state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
                     hardware: hardware, worldSize: self.worldSize, files: files)
-            }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
+            }, overwrite: options.overwrite, midSave: options.faults.midSave,
+            writeOptimizer: slicedMomentWrite.map { $0.lead }, log: log)
         let removed = store.applyRetention(
             keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
         var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
@@ -333,10 +330,13 @@ public final class Trainer {
         guard let parallel = options.parallel, parallel.size > 1 else { return try saveCheckpoint() }
         var failure: Error?
         var url = store.url(step: state.step)
-        momentsForSaving = try gatherMomentsForSaving()
-        defer { momentsForSaving = nil }
+        slicedMomentWrite = makeSlicedMomentWrite()
+        defer { slicedMomentWrite = nil }
         if isLeader {
             do { url = try saveCheckpoint() } catch { failure = error }
+            try slicedMomentWrite?.releaseIfUnreached()
+        } else {
+            do { try slicedMomentWrite?.follow() } catch { failure = error }
         }
         let message = try parallel.communicator.broadcast(failure.map { "\($0)" } ?? "")
         if let failure { throw failure }

@@ -1,6 +1,6 @@
 /// The Trainer's part of ZeRO-1 (`--zero 1`): which slice of the parameters this rank's
-/// optimizer holds, the start-up line, and whole moments on rank 0 for a checkpoint, which keeps
-/// today's format (and so loads at any world size, with or without --zero).
+/// optimizer holds, the start-up line, and the checkpoint save in which each rank writes its
+/// slice of the moments into today's format (SlicedMomentWrite).
 extension Trainer {
     /// This rank's slice with --zero 1 over several ranks; nil (the whole buffer) otherwise: at
     /// one rank ZeRO-1 is the unsharded run.
@@ -18,14 +18,11 @@ extension Trainer {
             + "rank\(worldSize == 1 ? "" : "s"))"
     }
 
-    /// Every rank's slice of both moments, gathered whole on rank 0 (nil elsewhere, and without
-    /// ZeRO-1). Every rank calls it together before a save.
-    func gatherMomentsForSaving() throws -> (Tensor, Tensor)? {
+    /// With ZeRO-1 over ranks, the save in which every rank writes its slice of the moments; nil
+    /// otherwise (rank 0 writes them whole).
+    func makeSlicedMomentWrite() -> SlicedMomentWrite? {
         guard let parallel = options.parallel, optimizer.isSliced else { return nil }
-        let slices = OptimizerSlices(total: model.layout.totalCount, ranks: parallel.size)
-        let first = try parallel.gatherSlices(optimizer.firstMoment, slices, on: model.device)
-        let second = try parallel.gatherSlices(optimizer.secondMoment, slices, on: model.device)
-        guard let first, let second else { return nil }
-        return (first, second)
+        return SlicedMomentWrite(
+            communicator: parallel.communicator, layout: model.layout, device: model.device, optimizer: optimizer)
     }
 }

@@ -44,9 +44,6 @@ typedef struct baton_comm_table {
      * cut at `count` (the last rank's may be shorter, or empty). */
     /* In place: every rank gives its slice of `data` and receives every other rank's. */
     int (*allgather_slices)(baton_comm *comm, float *data, size_t count, size_t slice);
-    /* Every rank sends its slice (`send`: that slice's floats alone); `root` receives them all into
-     * `receive` (`count` floats; ignored on the other ranks). */
-    int (*gather_slices)(baton_comm *comm, const float *send, float *receive, size_t count, size_t slice, int root);
     /* The library's sum over ranks of `data`, each rank keeping its own slice's (in place, at the
      * slice's offset); the rest of `data` is left undefined. Fast, its order the library's. */
     int (*reduce_scatter_sum)(baton_comm *comm, float *data, size_t count, size_t slice);
