@@ -77,6 +77,12 @@ final class EmulatedNCCLTests: XCTestCase {
         XCTAssertEqual(zero.status, 0, zero.stdout + zero.stderr)
         XCTAssert(zero.stdout.contains("(--zero 1, slice of") && zero.stdout.contains("over NCCL"), zero.stdout)
         XCTAssert(try model("zero") == model("w1"), "ZeRO-1 through NCCL must give one process's bits")
+        func moments(_ run: String) throws -> Data {
+            try Data(
+                contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: 6)
+                    .appendingPathComponent(CheckpointStore.optimizerFile))
+        }
+        XCTAssert(try moments("zero") == moments("w1"), "the ranks' slices of GPU moments make one process's file")
         let zeroFast = try launch(ranks: 2, flags("zerofast") + ["--comm", "nccl", "--reduce", "fast", "--zero", "1"])
         XCTAssertEqual(zeroFast.status, 0, zeroFast.stdout + zeroFast.stderr)
         func losses(_ run: String) throws -> [Float] {
