@@ -33,7 +33,7 @@ final class RecordedSettingsTests: TinyRunTestCase {
         ("--heads", "4"), ("--embd", "24"), ("--vocab-size", "300"), ("--precision", "bf16"),
         ("--on-nonfinite", "skip"),
         ("--on-save-error", "retry"), ("--reduce", "fast"), ("--arch", "llama"), ("--schedule", "wsd"),
-        ("--decay-fraction", "0.5"),
+        ("--decay-fraction", "0.5"), ("--recompute", "2"),
     ]
 
     /// The Llama family's settings, each given with --arch llama.

@@ -18,6 +18,7 @@ final class SettingDeclarationTests: TinyRunTestCase {
         config.precision = .bf16
         config.schedule = .wsd
         config.decayFraction = 0.3
+        config.recompute = .activation
         config.model.kvHeads = 2
         config.model.intermediateSize = 40
         config.model.tieEmbeddings = true
