@@ -1,11 +1,22 @@
 /// Mean next-token loss of a model over sequences, batched.
 public enum Evaluation {
-    /// Loss over the first `batches` sequential batches of `dataset` (no shuffling).
+    /// Loss over the first `batches` sequential batches of `dataset` (no shuffling): the mean of
+    /// the batches' means, or for masked data the mean over all their counted targets (0 for none).
     public static func meanLoss(model: GPT, dataset: TokenDataset, batchSize: Int, batches: Int) throws -> Float {
         let loader = DataLoader(dataset: dataset, batchSize: batchSize, seed: 0, shuffle: false)
         let count = min(batches, loader.batchesPerEpoch)
         precondition(count > 0)
         var sum = 0.0
+        if dataset.hasLossMask {
+            var counted = 0
+            for index in 0..<count {
+                let batch = try loader.batch(at: LoaderPosition(epoch: 0, index: index * batchSize))
+                try model.forward(inputs: batch.inputs, targets: batch.targets, B: batchSize, T: dataset.sequenceLength)
+                sum += GPT.lossSum(try model.lastLosses()[...])
+                counted += GPT.trainedTargetCount(batch.targets[...])
+            }
+            return counted == 0 ? 0 : Float(sum / Double(counted))
+        }
         for index in 0..<count {
             let batch = try loader.batch(at: LoaderPosition(epoch: 0, index: index * batchSize))
             sum += Double(

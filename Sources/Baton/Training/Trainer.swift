@@ -154,7 +154,7 @@ public final class Trainer {
             microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
             T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step),
             gradientClip: config.gradientClip,
-            updateNumber: state.nextUpdateNumber,
+            updateNumber: state.nextUpdateNumber, lossMasked: loader.dataset.hasLossMask,
             afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
         if !outcome.applied {
             let what =
