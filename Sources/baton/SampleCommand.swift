@@ -16,8 +16,8 @@ let sampleSpec = CommandSpec(
         --stop-at-eot: stop after the end of a document (<|endoftext|>, or the token the tokenizer puts between
             documents)
         --chat: talk: each line read from stdin is a user message; the model's reply (up to --length tokens, or
-            its end marker) is printed on one line; the conversation is kept, in the chat format of baton prepare
-            --sft (README: Supervised fine-tuning)
+            its end marker) is printed on one line; the conversation is kept, in the chat format that baton
+            prepare --sft writes (README: Supervised fine-tuning)
         """) + deviceOptions, takesArguments: true)
 
 func sampleCommand(_ arguments: [String]) throws {
