@@ -65,6 +65,31 @@ final class MaskedLossTests: XCTestCase {
         XCTAssert(try model.device.download(model.parameters).allSatisfy(\.isFinite))
     }
 
+    /// `baton eval` on a masked shard: the mean over its trained-on targets, as training's.
+    func testEvalOnAMaskedShardIsTheMaskedMean() throws {
+        let model = try tinyModel()
+        let folder = try TestPaths.temporaryFolder("masked-eval")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let tokens = (0..<(B * T + 1)).map { UInt32(($0 * 13 + 1) % 50) }
+        let flags = tokens.indices.map { $0 % 4 != 0 }
+        let url = folder.appendingPathComponent("x_val_000000.bin")
+        _ = try ShardSequence<UInt32>.writeShard(
+            zip(tokens, flags).map { $0 | ($1 ? TokenShard.Format.trainedOnBit : 0) }[...], to: url, format: .masked)
+        let shard = try TokenShard(url: url, vocabularySize: 50)
+        XCTAssertEqual(shard.format, .masked)
+        XCTAssertEqual(try shard.tokens(start: 0, count: tokens.count), tokens.map { Int32($0) })
+        // Sequence i: inputs tokens[i*T ..< i*T+T], targets one later, -1 where not trained on.
+        var inputs: [Int32] = [], targets: [Int32] = []
+        for row in 0..<B {
+            for i in (row * T)..<(row * T + T) {
+                inputs.append(Int32(tokens[i]))
+                targets.append(flags[i + 1] ? Int32(tokens[i + 1]) : -1)
+            }
+        }
+        let expected = try model.forward(inputs: inputs, targets: targets, B: B, T: T)
+        XCTAssertEqual(try Evaluation.meanLoss(model: model, shard: shard, sequences: B), expected)
+    }
+
     func testAPartlyMaskedLossIsTheMeanOverTheCountedPositions() throws {
         let model = try tinyModel()
         let full = targets
