@@ -21,6 +21,8 @@ let prepareSpec = CommandSpec(
         --sft: the file holds conversations ({"messages": [{"role", "content"}, ...]} a line) for supervised
             fine-tuning: masked shards, trained on the assistant's replies only (ChatML where the tokenizer has
             <|im_start|> and <|im_end|>, else <|user|>/<|assistant|> text; README: Supervised fine-tuning)
+        --pad-to N: --sft: pad each conversation (with untrained separators) to a multiple of N tokens, so each
+            starts a window of the run's --seq-len N (default: packed one after another)
         """) + debugPrepareOptions, takesArguments: true)
 
 func prepareCommand(_ arguments: [String]) throws {
@@ -45,6 +47,7 @@ func prepareCommand(_ arguments: [String]) throws {
         )
     }
     if parsed.flag("--sft") { return try prepareConversations(parsed, out: out, tokenizer: tokenizer, name: name) }
+    if parsed.string("--pad-to") != nil { throw UsageError("baton prepare: --pad-to is for --sft") }
     if tokenizer == "bytes" {
         for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {
             throw UsageError(
@@ -93,6 +96,10 @@ func prepareConversations(_ parsed: ParsedArguments, out: String, tokenizer: Str
     var preparation = try ConversationPreparation(tokenizerFolder: folder)
     preparation.name = name
     preparation.overwrite = parsed.flag("--overwrite")
+    if let padTo = try parsed.int("--pad-to") {
+        guard padTo >= 1 else { throw UsageError("baton prepare: --pad-to must be at least 1, got \(padTo)") }
+        preparation.padTo = padTo
+    }
     let result = try preparation.prepare(
         file: URL(fileURLWithPath: parsed.positionals[0]), outputFolder: URL(fileURLWithPath: out))
     say(

@@ -99,6 +99,33 @@ final class SupervisedFineTuningTests: FolderTestCase {
         }
     }
 
+    /// `--pad-to 64`: every conversation starts a window of 64 (as a chat starts at position 0),
+    /// the padding is never trained on, and the trained-on tokens are the packed ones.
+    func testPaddedConversationsEachStartAWindow() throws {
+        let packed = path("packed"), padded = path("padded")
+        try runBatonExpectingSuccess(["prepare", "--sft", example, "--tokenizer", plainTokenizer.path, "--out", packed])
+        try runBatonExpectingSuccess([
+            "prepare", "--sft", example, "--tokenizer", plainTokenizer.path, "--out", padded, "--pad-to", "64",
+        ])
+        let packedEntries = try entries("\(packed)/corpus_train_000000.bin")
+        let paddedEntries = try entries("\(padded)/corpus_train_000000.bin")
+        XCTAssertEqual(paddedEntries.count % 64, 1)
+        XCTAssertEqual(paddedEntries.filter(\.trained).map(\.token), packedEntries.filter(\.trained).map(\.token))
+        let start = try BPETokenizer(folder: plainTokenizer).documentSeparator!
+        let header = try BPETokenizer(folder: plainTokenizer).encode("<|")
+        // A conversation starts where an untrained start token is followed by a header (the plain
+        // format's trained end of text before a second turn is not one); each is a window start.
+        func conversationStarts(_ entries: [(token: Int32, trained: Bool)]) -> [Int] {
+            (0..<(entries.count - 1)).filter {
+                entries[$0] == (start, false) && entries[$0 + 1].token == header[0]
+            }
+        }
+        let starts = conversationStarts(paddedEntries), conversations = conversationStarts(packedEntries)
+        XCTAssertEqual(starts.count, conversations.count)
+        XCTAssertGreaterThan(starts.count, 20)
+        XCTAssert(starts.allSatisfy { $0 % 64 == 0 }, "\(starts)")
+    }
+
     func testBadConversationLinesAreOneLineUsageErrorsNamingFileAndLine() throws {
         let good = #"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hail"}]}"#
         let cases = [

@@ -7,7 +7,10 @@ import Foundation
 /// other, as documents are for pretraining, and the loader cuts windows of T+1 tokens from the
 /// stream as ever: no tokens are spent on padding, the sequence length stays a training setting,
 /// and the loader, its shuffle, resume and data parallelism are unchanged. A window may begin
-/// inside a conversation; its targets before the next reply are simply not trained on.
+/// inside a conversation; its targets before the next reply are simply not trained on. With
+/// `padTo` (`--pad-to`, give it the run's --seq-len) each conversation is padded with the start
+/// token, not trained on, to a whole number of that many tokens, so every conversation starts a
+/// window (at position 0, as a chat does), as minimind pads each sample.
 /// Validation is the first tenth of the conversations (none when there is only one). The input
 /// is read whole (conversation sets are small); the output is written as every dataset is
 /// (DatasetFolder: whole or not at all).
@@ -17,6 +20,8 @@ public struct ConversationPreparation {
     public let format: ChatFormat
     public var name = "corpus"
     public var overwrite = false
+    /// Pad each conversation to a multiple of this many tokens (nil: packed).
+    public var padTo: Int?
 
     public struct Result {
         public let conversations: Int, validationConversations: Int
@@ -67,6 +72,9 @@ public struct ConversationPreparation {
         guard replies > 0 else {
             throw ConversationPreparation.badLine(file, number, "no assistant message, so nothing to train on")
         }
+        if let padTo, tokens.count % padTo != 0 {
+            tokens += repeatElement((token: format.start, trained: false), count: padTo - tokens.count % padTo)
+        }
         return tokens
     }
 
@@ -83,7 +91,11 @@ public struct ConversationPreparation {
         guard !conversations.isEmpty else { throw BatonError("\(file.path): no conversations") }
         let validation = conversations.count >= 2 ? max(1, conversations.count / 10) : 0
         func entries(_ part: ArraySlice<[(token: Int32, trained: Bool)]>) -> [UInt32] {
-            part.flatMap { $0.map { UInt32($0.token) | ($0.trained ? TokenShard.Format.trainedOnBit : 0) } }
+            let packed = part.flatMap {
+                $0.map { UInt32($0.token) | ($0.trained ? TokenShard.Format.trainedOnBit : 0) }
+            }
+            // Padded: one more start token, so the last conversation's window has its T+1st token.
+            return padTo == nil || packed.isEmpty ? packed : packed + [UInt32(format.start)]
         }
         let val = entries(conversations[..<validation]), train = entries(conversations[validation...])
         let dataset = try DatasetFolder(out: outputFolder, overwrite: overwrite)
@@ -98,7 +110,8 @@ public struct ConversationPreparation {
             try CorpusPreparation.writeDatasetRecord(
                 to: dataset.temporary, tokenizer: tokenizer, tokenizerFolder: tokenizerFolder,
                 separator: format.start, shards: shards, format: .masked,
-                extra: ["chat_format": format.kind.rawValue, "conversations": conversations.count])
+                extra: ["chat_format": format.kind.rawValue, "conversations": conversations.count]
+                    .merging(padTo.map { ["padded_to": $0] } ?? [:]) { a, _ in a })
             try dataset.commit(overwrite: overwrite)
         } catch {
             dataset.abandon()
