@@ -1,6 +1,7 @@
 // backend.cu — the library's one exported symbol, the function table; contexts (one per opened
 // GPU), memory, and error reporting. The twin of Sources/CBatonCPU/backend.c.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
@@ -174,6 +175,39 @@ static baton_status backend_alloc(baton_context *ctx, void **pointer, size_t byt
 static baton_status backend_release(baton_context *ctx, void *pointer) {
     if (!select_device(ctx)) return ctx->error;
     return check(ctx, cudaFree(pointer), "release");
+}
+// Pinned host memory, or plain memory where the driver cannot pin that much (a later copy is then
+// slower, not wrong). A 64-byte header before the bytes handed out says which, so release_host
+// frees each as it was made.
+constexpr size_t HOST_HEADER_BYTES = 64;
+enum HostKind : uint32_t { HOST_PINNED = 0x50494e44, HOST_PLAIN = 0x504c4e20 };
+static baton_status backend_alloc_host(baton_context *ctx, void **pointer, size_t bytes) {
+    if (!select_device(ctx)) return ctx->error;
+    void *base = nullptr;
+    HostKind kind = HOST_PINNED;
+    if (cudaMallocHost(&base, bytes + HOST_HEADER_BYTES) != cudaSuccess) {
+        cudaGetLastError();
+        kind = HOST_PLAIN;
+        if (posix_memalign(&base, HOST_HEADER_BYTES, bytes + HOST_HEADER_BYTES) != 0) {
+            record(ctx, BATON_ERROR_OUT_OF_MEMORY, "alloc_host", "out of host memory");
+            return ctx->error;
+        }
+    }
+    memset(base, 0, bytes + HOST_HEADER_BYTES);
+    memcpy(base, &kind, sizeof kind);
+    *pointer = static_cast<char *>(base) + HOST_HEADER_BYTES;
+    return BATON_OK;
+}
+static baton_status backend_release_host(baton_context *ctx, void *pointer) {
+    void *base = static_cast<char *>(pointer) - HOST_HEADER_BYTES;
+    HostKind kind;
+    memcpy(&kind, base, sizeof kind);
+    if (kind == HOST_PLAIN) {
+        free(base);
+        return BATON_OK;
+    }
+    if (!select_device(ctx)) return ctx->error;
+    return check(ctx, cudaFreeHost(base), "release_host");
 }
 // Uploads up to STAGING_MAX_BYTES (a micro-batch's tokens, targets and embedding buckets; small
 // parameters) go through pinned staging: the bytes are copied into the next slot of a ring of

@@ -96,6 +96,9 @@ static baton_status cpu_copy(baton_context *ctx, void *dst, const void *src, siz
 #define cpu_copy_to_device cpu_copy
 #define cpu_copy_to_host   cpu_copy
 #define cpu_copy_on_device cpu_copy
+/* The CPU's device memory is host memory. */
+#define cpu_alloc_host   cpu_alloc
+#define cpu_release_host cpu_release
 
 static baton_status cpu_synchronize(baton_context *ctx) {
     (void)ctx;

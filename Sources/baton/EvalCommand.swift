@@ -2,18 +2,36 @@ import Baton
 import Foundation
 
 let evalSpec = CommandSpec(
-    name: "eval", summary: "Mean next-token loss of weights over the first N sequences of a shard.",
-    usage: "baton eval PATH --data FILE [--sequences N]   (\(modelPathHelp))",
+    name: "eval",
+    summary: "Mean next-token loss of weights over the first N sequences of a shard, or HellaSwag accuracy.",
+    usage: "baton eval PATH (--data FILE [--sequences N] | --hellaswag FILE [--examples N])   (\(modelPathHelp))",
     options: options(
         """
-        --data FILE: token shard to evaluate on (required)
+        --data FILE: token shard to evaluate on
         --sequences N: number of consecutive sequences from the start of FILE (default 100)
+        --hellaswag FILE: HellaSwag examples (JSONL: ctx, endings, label; e.g. hellaswag_val.jsonl) to score: prints
+            acc (lowest summed loss of the ending) and acc_norm (lowest mean loss); for a run folder, also appends
+            them to its metrics.jsonl
+        --examples N: score only the first N examples of the --hellaswag file (default: all)
+        --tokenizer bytes|gpt2|DIR: for --hellaswag; default: the one the run's data was prepared with, else the
+            vocabulary's (256: bytes, 50257: GPT-2)
         """) + deviceOptions, takesArguments: true)
 
 func evalCommand(_ arguments: [String]) throws {
     guard let parsed = try evalSpec.parse(arguments) else { return }
     let path = try modelPath(parsed)
-    guard let dataPath = parsed.string("--data") else { throw UsageError("baton eval: --data FILE is required") }
+    if let file = parsed.string("--hellaswag") {
+        guard parsed.string("--data") == nil, parsed.string("--sequences") == nil else {
+            throw UsageError("baton eval: --hellaswag and --data are two evaluations; give one")
+        }
+        return try evalHellaSwag(parsed, path: path, file: file)
+    }
+    for flag in ["--examples", "--tokenizer"] where parsed.string(flag) != nil {
+        throw UsageError("baton eval: \(flag) goes with --hellaswag FILE")
+    }
+    guard let dataPath = parsed.string("--data") else {
+        throw UsageError("baton eval: --data FILE or --hellaswag FILE is required")
+    }
     let sequences = try parsed.int("--sequences") ?? 100
     guard sequences >= 1 else { throw UsageError("baton eval: --sequences must be at least 1, got \(sequences)") }
     try refuseFolder(dataPath)

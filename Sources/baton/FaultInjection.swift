@@ -9,7 +9,7 @@ let debugTrainOptions = [
         name: "--inject-fault", placeholder: "KIND:STEP[:FILE]",
         help:
             "debug builds, for tests: pause-in-save:STEP:FILE (create FILE, then wait to be killed), "
-            + "disk-full:STEP, nonfinite:STEP"
+            + "slow-save:STEP:FILE, disk-full:STEP, nonfinite:STEP, grad-spike:STEP, garbage-batch:STEP"
     )
 ]
 
@@ -26,6 +26,14 @@ func faultPlan(_ text: String) throws -> FaultPlan {
             _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
             while true { sleep(60) }
         })
+    case ("slow-save", 3):
+        // A save whose write takes 2 s more (a slow disk): create FILE, sleep, then go on.
+        let marker = parts[2]
+        return FaultPlan(midSave: { saving, _ in
+            guard saving == step else { return }
+            _ = FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
+            sleep(2)
+        })
     case ("disk-full", 2):
         // The error a real full disk gives while the optimizer file is written.
         return FaultPlan(midSave: { saving, folder in
@@ -38,6 +46,20 @@ func faultPlan(_ text: String) throws -> FaultPlan {
         return FaultPlan(afterBackward: { current, model in
             if current == step { try model.device.fill(model.gradients.slice(0, 1), with: .nan) }
         })
+    case ("grad-spike", 2):
+        // The step's gradients times 1000 (a gradient spike; the loss stays as it was).
+        return FaultPlan(afterBackward: { current, model in
+            guard current == step else { return }
+            let spiked = try model.device.download(model.gradients).map { $0 * 1000 }
+            try model.device.upload(spiked, to: model.gradients)
+        })
+    case ("garbage-batch", 2):
+        // Every target of the step the vocabulary's last token, one the data never has (a loss spike).
+        var plan = FaultPlan()
+        plan.alterTargets = { current, targets, vocabularySize in
+            if current == step { targets = [Int32](repeating: Int32(vocabularySize - 1), count: targets.count) }
+        }
+        return plan
     case ("stall-rank", 3):
         // A rank that stops answering (a hung GPU, a stopped process) but does not exit: the
         // others must not wait for it forever.
@@ -51,8 +73,8 @@ func faultPlan(_ text: String) throws -> FaultPlan {
         })
     default:
         throw UsageError(
-            "baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, disk-full:STEP, "
-                + "nonfinite:STEP, stall-rank:STEP:RANK)"
+            "baton train: --inject-fault: unknown fault '\(text)' (pause-in-save:STEP:FILE, slow-save:STEP:FILE, "
+                + "disk-full:STEP, nonfinite:STEP, grad-spike:STEP, garbage-batch:STEP, stall-rank:STEP:RANK)"
         )
     }
 }

@@ -6,7 +6,7 @@ let tortureSpec = CommandSpec(
     summary:
         "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside "
         + "saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
-    usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N] [--arch gpt2|llama]",
+    usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N] [--arch gpt2|llama] [--async-save]",
     options: options(
         """
         --kills N: SIGKILLs to deliver (default 50)
@@ -15,6 +15,7 @@ let tortureSpec = CommandSpec(
         --ranks N: run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one
             process)
         --arch gpt2|llama: the tortured model's family (default gpt2; llama: multi-query attention, q/k/v biases)
+        --async-save: the tortured runs save in the background (the uninterrupted one saves as without it)
         """))
 
 func tortureCommand(_ arguments: [String]) throws {
@@ -41,7 +42,10 @@ func tortureCommand(_ arguments: [String]) throws {
     guard let family = ModelArchitecture(rawValue: architecture) else {
         throw UsageError("baton torture: --arch expects gpt2 or llama, got '\(architecture)'")
     }
-    let report = try Torture(work: work, kills: kills, seed: seed, ranks: ranks, architecture: family).run()
+    let report = try Torture(
+        work: work, kills: kills, seed: seed, ranks: ranks, architecture: family,
+        asyncSave: parsed.flag("--async-save")
+    ).run()
     for line in report.lines { say(line) }
     if report.passed, !keep { try? FileManager.default.removeItem(at: work) }
     guard report.passed else { throw BatonError("torture failed (seed \(seed)); the runs are in \(work.path)") }
@@ -56,6 +60,8 @@ struct Torture {
     /// same global batch, so with ranks the end must also match across world sizes.
     let ranks: Int
     let architecture: ModelArchitecture
+    /// The tortured runs write their periodic checkpoints in the background (--async-save).
+    var asyncSave = false
 
     struct Report {
         var lines: [String]
@@ -116,7 +122,7 @@ struct Torture {
                 let delay =
                     0.5 * startup + generator.nextUniform() * (startup + perStep * Double(steps) / Double(2 * kills))
                 let process = try launch(
-                    ["train", "--out", tortured, "--resume", "auto"] + common,
+                    ["train", "--out", tortured, "--resume", "auto"] + common + (asyncSave ? ["--async-save"] : []),
                     log: work.appendingPathComponent("tortured.log"),
                     ranks: ranks)
                 launches += 1
@@ -186,7 +192,7 @@ struct Torture {
                 newestBefore = max(newestBefore, newestGood)
             }
             try runToEnd(
-                ["train", "--out", tortured, "--resume", "auto"] + common,
+                ["train", "--out", tortured, "--resume", "auto"] + common + (asyncSave ? ["--async-save"] : []),
                 log: work.appendingPathComponent("tortured.log"), ranks: ranks)
             launches += 1
             let final = CheckpointStore(runFolder: URL(fileURLWithPath: straight)).url(step: steps)

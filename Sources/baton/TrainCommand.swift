@@ -39,6 +39,8 @@ let trainSpec = CommandSpec(
                 """),
             "--on-save-error": options(
                 """
+                --async-save: copy each periodic checkpoint to host memory and write it on a background thread while
+                    training goes on (one save at a time; the final and stop saves wait for it)
                 --sample-ledger FILE: debug: record every sample index consumed (JSONL)
                 """),
         ]) + deviceOptions + debugTrainOptions)
@@ -78,6 +80,7 @@ func trainCommand(_ arguments: [String]) throws {
         stopAt: stopAt, overwrite: parsed.flag("--overwrite"), allowDataChange: parsed.flag("--allow-data-change"))
     options.sampleLedger = parsed.string("--sample-ledger").map { URL(fileURLWithPath: $0) }
     options.allowBatchChange = parsed.flag("--allow-batch-change")
+    options.asyncSave = parsed.flag("--async-save")
     // Under mpirun: one rank of a data-parallel job. Rank 0 alone prints.
     // MPI is finalized only after a run that went well: a rank that fails exits at once, and
     // mpirun then ends the others (finalizing would wait for them).

@@ -4,7 +4,7 @@ import Foundation
 let commands: [(name: String, summary: String, run: ([String]) throws -> Void)] = [
     ("train", "train a GPT-2 model (no flags: the default model on the bundled corpus)", trainCommand),
     ("sample", "generate text from a run folder or weights file", sampleCommand),
-    ("eval", "mean next-token loss of weights on a token shard", evalCommand),
+    ("eval", "mean next-token loss of weights on a token shard, or HellaSwag accuracy", evalCommand),
     ("prepare", "tokenize text files into llm.c token shards", prepareCommand),
     ("bench", "measure training tokens/s", benchCommand),
     ("plot", "draw runs' loss curves as an SVG", plotCommand),

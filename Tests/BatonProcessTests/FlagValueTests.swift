@@ -25,7 +25,7 @@ final class FlagValueTests: XCTestCase {
         "--tokenizer": "bytes, gpt2 or any folder path",
         "--name": "a file-name prefix", "--field": "a JSON field name", "--checkpoint": "a folder path",
         "--tokenize": "a file path",
-        "--hf": "a folder path", "--work": "a folder path",
+        "--hf": "a folder path", "--work": "a folder path", "--hellaswag": "a file path",
     ]
 
     /// Placeholders of numbers: none of these flags takes a negative value.

@@ -33,7 +33,9 @@ final class RecordedSettingsTests: TinyRunTestCase {
         ("--heads", "4"), ("--embd", "24"), ("--vocab-size", "300"), ("--precision", "bf16"),
         ("--on-nonfinite", "skip"),
         ("--on-save-error", "retry"), ("--reduce", "fast"), ("--arch", "llama"), ("--schedule", "wsd"),
-        ("--decay-fraction", "0.5"),
+        ("--decay-fraction", "0.5"), ("--skip-loss-z", "4"), ("--skip-grad-z", "6"),
+        // Examples of at most 9 bytes a row, for the tiny model's context of 8.
+        ("--hellaswag", "Tests/BatonTests/Fixtures/hellaswag/short.jsonl"), ("--hellaswag-every", "2"),
     ]
 
     /// The Llama family's settings, each given with --arch llama.

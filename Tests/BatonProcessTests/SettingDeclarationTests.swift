@@ -18,6 +18,10 @@ final class SettingDeclarationTests: TinyRunTestCase {
         config.precision = .bf16
         config.schedule = .wsd
         config.decayFraction = 0.3
+        config.skipLossZ = 5
+        config.skipGradientZ = 3.5
+        config.hellaswag = "hellaswag_val.jsonl"
+        config.hellaswagEvery = 5
         config.model.kvHeads = 2
         config.model.intermediateSize = 40
         config.model.tieEmbeddings = true

@@ -21,6 +21,9 @@ public struct CheckpointState: Codable, Equatable {
     public var tokensSeen: Int
     public var lastLoss: Float?
     public var skippedUpdates: Int
+    /// The spike guards' windows (TrainingState), oldest first; absent in files from before them.
+    public var lossWindow: [Float]?
+    public var gradientNormWindow: [Float]?
     public var config: TrainingConfig
     public var data: DataFingerprint
     public var backend: String
@@ -36,7 +39,8 @@ public struct CheckpointState: Codable, Equatable {
     /// state.json's keys: the file format's snake case.
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", step, epoch, indexInEpoch = "index_in_epoch", tokensSeen = "tokens_seen",
-            lastLoss = "last_loss", skippedUpdates = "skipped_updates", config, data, backend, hardware,
+            lastLoss = "last_loss", skippedUpdates = "skipped_updates", lossWindow = "loss_window",
+            gradientNormWindow = "grad_norm_window", config, data, backend, hardware,
             worldSize = "world_size", batonVersion = "baton_version", savedAt = "saved_at", files
     }
 
@@ -52,6 +56,8 @@ public struct CheckpointState: Codable, Equatable {
         tokensSeen = state.tokensSeen
         lastLoss = state.lastLoss.flatMap { $0.isFinite ? $0 : nil }
         skippedUpdates = state.skippedUpdates
+        lossWindow = state.lossWindow.values
+        gradientNormWindow = state.gradientNormWindow.values
         self.config = config
         self.data = data
         self.backend = backend
@@ -70,6 +76,8 @@ public struct CheckpointState: Codable, Equatable {
         state.tokensSeen = tokensSeen
         state.lastLoss = lastLoss
         state.skippedUpdates = skippedUpdates
+        state.lossWindow = SpikeWindow(values: lossWindow ?? [])
+        state.gradientNormWindow = SpikeWindow(values: gradientNormWindow ?? [])
         return state
     }
 
@@ -95,6 +103,13 @@ public struct CheckpointState: Codable, Equatable {
             state.skippedUpdates <= state.step, state.files.values.allSatisfy({ $0.bytes >= 0 })
         else {
             throw BatonError("\(path): state.json has a negative step or position")
+        }
+        for (key, window) in [("loss_window", state.lossWindow), ("grad_norm_window", state.gradientNormWindow)] {
+            guard let window else { continue }
+            guard window.count <= SpikeWindow.length, window.allSatisfy({ $0.isFinite }) else {
+                throw BatonError(
+                    "\(path): state.json's \(key) must hold at most \(SpikeWindow.length) finite numbers")
+            }
         }
         // A config out of range here came from the file, not from a flag: named as such.
         try state.config.validate(file: "\(path): state.json")

@@ -30,6 +30,29 @@ public struct CheckpointTensors {
     public let secondMoment: Tensor
 }
 
+/// Where a save reads the three buffers from, as float32 host memory: the device's own memory
+/// (CheckpointTensors) or a host copy made earlier (CheckpointSnapshot, for an asynchronous save).
+public protocol CheckpointSource {
+    func withParameters<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R
+    func withMoments<R>(
+        _ body: (_ first: UnsafeBufferPointer<Float>, _ second: UnsafeBufferPointer<Float>) throws -> R
+    )
+        throws -> R
+}
+
+extension CheckpointTensors: CheckpointSource {
+    public func withParameters<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        try device.withHostMemory(of: parameters, body)
+    }
+
+    public func withMoments<R>(_ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) throws -> R) throws -> R
+    {
+        try device.withHostMemory(of: firstMoment) { m in
+            try device.withHostMemory(of: secondMoment) { try body(m, $0) }
+        }
+    }
+}
+
 /// `RUN/checkpoints/`: one folder per checkpoint (`step-NNNNNNNN`), a `latest` pointer, atomic
 /// saves, verification, retention. Every save goes through `save`, with the overwrite policy
 /// passed down, so no layer can refuse what the user asked for.
@@ -186,7 +209,7 @@ public struct CheckpointStore {
     /// `midSave` (tests only, see FaultPlan) runs between the model file and the optimizer file.
     @discardableResult
     public func save(
-        step: Int, tensors: CheckpointTensors, layout: ParameterLayout,
+        step: Int, tensors: some CheckpointSource, layout: ParameterLayout,
         describe: ([String: CheckpointState.FileCheck]) -> CheckpointState,
         overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil, log: (String) -> Void
     ) throws -> URL {
@@ -213,14 +236,13 @@ public struct CheckpointStore {
         } catch { throw BatonError("\(temporary.path): cannot create (\(error.localizedDescription))") }
         do {
             var files: [String: CheckpointState.FileCheck] = [:]
-            let device = tensors.device
             let modelEntries = layout.specs.map { TensorFile.Entry(name: $0.name, shape: $0.shape) }
             // The tensors' parts of each flat buffer, the embedding's padded rows left out.
             let ranges = layout.storedRanges
             func stored(_ buffer: UnsafeBufferPointer<Float>) -> [UnsafeBufferPointer<Float>] {
                 ranges.map { UnsafeBufferPointer(rebasing: buffer[$0]) }
             }
-            files[CheckpointStore.modelFile] = try device.withHostMemory(of: tensors.parameters) {
+            files[CheckpointStore.modelFile] = try tensors.withParameters {
                 try TensorFile.write(
                     temporary.appendingPathComponent(CheckpointStore.modelFile), entries: modelEntries,
                     segments: stored($0),
@@ -230,13 +252,11 @@ public struct CheckpointStore {
             let momentEntries =
                 layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
                 + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
-            files[CheckpointStore.optimizerFile] = try device.withHostMemory(of: tensors.firstMoment) { m in
-                try device.withHostMemory(of: tensors.secondMoment) { v in
-                    try TensorFile.write(
-                        temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries,
-                        segments: stored(m) + stored(v),
-                        metadata: ["format": "pt", "baton.optimizer": "adamw"])
-                }
+            files[CheckpointStore.optimizerFile] = try tensors.withMoments { m, v in
+                try TensorFile.write(
+                    temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries,
+                    segments: stored(m) + stored(v),
+                    metadata: ["format": "pt", "baton.optimizer": "adamw"])
             }
             let stateData = try describe(files).encoded()
             let writer = try FileWriter(

@@ -92,6 +92,11 @@ public enum ModelWeights {
     /// (merges.txt beside vocab.json, or tokenizer.json).
     public static func tokenizerFolder(ofWeights url: URL) throws -> URL? {
         guard let config = trainingConfig(ofWeights: url) else { return nil }
+        return try tokenizerFolder(of: config)
+    }
+
+    /// The same for a run's config: its data folder's tokenizer, else its Hugging Face source's.
+    public static func tokenizerFolder(of config: TrainingConfig) throws -> URL? {
         if let record = try DatasetRecord.read(dataFolder: URL(fileURLWithPath: config.dataFolder)) {
             return record.tokenizerFolder
         }

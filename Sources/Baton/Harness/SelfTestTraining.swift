@@ -161,6 +161,20 @@ extension SelfTest {
                 Row(
                     check: "resume on \(device.kind.rawValue): files differing\(tag)", error: Double(differing),
                     limit: 0)))
+        // --async-save's host copy (alloc_host: pinned memory on a GPU) holds the device's values.
+        let snapshot = try CheckpointSnapshot(device: device, count: resumed.model.layout.totalCount)
+        try snapshot.capture(resumed.checkpointTensors)
+        var copied = 0
+        for (host, tensor) in [
+            (snapshot.parameters, resumed.model.parameters), (snapshot.firstMoment, resumed.optimizer.firstMoment),
+            (snapshot.secondMoment, resumed.optimizer.secondMoment),
+        ] {
+            let values = try device.download(tensor)
+            copied += zip(host.floats, values).filter { $0.bitPattern != $1.bitPattern }.count
+        }
+        rows.append(
+            reported(
+                Row(check: "async save: host copy's floats differing\(tag)", error: Double(copied), limit: 0)))
         // Across backends: a device checkpoint continued on the CPU, and a CPU one on the device.
         let cpuHalf = try trainer(config, on: reference, run: folder.appendingPathComponent("cpu-half"))
         _ = try losses(cpuHalf, steps: 10)

@@ -10,6 +10,9 @@ public struct FaultPlan {
     /// Called after the backward pass of every step (1-based), before the gradient norm: a test
     /// puts a NaN into the gradients.
     public var afterBackward: ((_ step: Int, _ model: GPT) throws -> Void)?
+    /// Called with each micro-batch's targets before a step (1-based) runs, and the model's
+    /// vocabulary size: a test feeds a batch of garbage there (a loss spike).
+    public var alterTargets: ((_ step: Int, _ targets: inout [Int32], _ vocabularySize: Int) -> Void)?
 
     public init(midSave: ((Int, URL) throws -> Void)? = nil, afterBackward: ((Int, GPT) throws -> Void)? = nil) {
         self.midSave = midSave

@@ -11,11 +11,45 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     public var valLoss: Float?
     /// True on a step whose update was skipped for a non-finite loss or gradient norm.
     public var skipped: Bool?
+    /// HellaSwag's accuracy by the sum, and by the mean, of the ending's losses (train --hellaswag).
+    public var hellaswagAcc: Double?
+    public var hellaswagAccNorm: Double?
 
     /// metrics.jsonl's keys.
     enum CodingKeys: String, CodingKey {
         case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", valLoss = "val_loss",
-            skipped
+            skipped, hellaswagAcc = "hellaswag_acc", hellaswagAccNorm = "hellaswag_acc_norm"
+    }
+}
+
+/// A line `baton eval --hellaswag` appends to a run's metrics.jsonl: "eval" names the evaluation
+/// (MetricsLog.read passes such lines over), "step" the checkpoint's step (so a resume from an
+/// earlier checkpoint drops it with that step's lines).
+public struct EvaluationRecord: Codable, Equatable, Sendable {
+    public var eval: String
+    public var step: Int
+    public var checkpoint: String
+    public var file: String
+    public var examples: Int
+    public var hellaswagAcc: Double
+    public var hellaswagAccNorm: Double
+
+    enum CodingKeys: String, CodingKey {
+        case eval, step, checkpoint, file, examples, hellaswagAcc = "hellaswag_acc",
+            hellaswagAccNorm = "hellaswag_acc_norm"
+    }
+
+    public init(
+        eval: String, step: Int, checkpoint: String, file: String, examples: Int, hellaswagAcc: Double,
+        hellaswagAccNorm: Double
+    ) {
+        self.eval = eval
+        self.step = step
+        self.checkpoint = checkpoint
+        self.file = file
+        self.examples = examples
+        self.hellaswagAcc = hellaswagAcc
+        self.hellaswagAccNorm = hellaswagAccNorm
     }
 }
 
@@ -42,13 +76,14 @@ public final class MetricsLog {
         handle.seekToEndOfFile()
         self.handle = handle
         encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(
             positiveInfinity: nonFiniteAsStrings.positiveInfinity,
             negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
     }
 
-    public func append(_ metrics: StepMetrics) throws {
+    /// Appends a step's line, or another record (an `EvaluationRecord`).
+    public func append<Record: Encodable>(_ metrics: Record) throws {
         var line = try encoder.encode(metrics)
         line.append(0x0A)
         do { try handle.write(contentsOf: line) } catch {
@@ -64,12 +99,17 @@ public final class MetricsLog {
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(
             positiveInfinity: nonFiniteAsStrings.positiveInfinity,
             negativeInfinity: nonFiniteAsStrings.negativeInfinity, nan: nonFiniteAsStrings.nan)
-        return try text.split(separator: "\n").map { line in
+        return try text.split(separator: "\n").compactMap { line in
+            // A record `baton eval` appended is not a step's line.
+            if (try? decoder.decode(EvaluationMarker.self, from: Data(line.utf8)))?.eval != nil { return nil }
             do { return try decoder.decode(StepMetrics.self, from: Data(line.utf8)) } catch {
                 throw BatonError("\(url.path): malformed metrics line: \(line.prefix(80))")
             }
         }
     }
+
+    /// The key that marks an evaluation's record.
+    private struct EvaluationMarker: Decodable { var eval: String? }
 
     deinit { try? handle.close() }
 

@@ -13,6 +13,8 @@ public struct RunOptions {
     public var allowDataChange = false
     /// Resume with another --global-batch than the run's.
     public var allowBatchChange = false
+    /// Periodic checkpoints are written by a background thread from a host copy (BackgroundSave).
+    public var asyncSave = false
     /// Faults a test injects (none in normal use).
     public var faults = FaultPlan()
     /// The job's ranks, when a launcher started several (rank 0 writes; every rank trains).
@@ -54,6 +56,8 @@ public final class Trainer {
     public let schedule: LearningRateSchedule
     public let loader: DataLoader
     public let validationSet: TokenDataset?
+    /// --hellaswag: scored beside validation (nil without the flag).
+    public let hellaswag: HellaSwagDuringTraining?
     public let fingerprint: DataFingerprint
     /// Each shard's token CRC, for ranks to compare (not recorded in checkpoints).
     public let dataContentDigest: [UInt32]
@@ -77,7 +81,14 @@ public final class Trainer {
     var replacedCheckpoints: URL?
     /// This process's hold on the run folder (see RunLock).
     var lock: RunLock?
-    private let log: (String) -> Void
+    /// The newest checkpoint of this run's state: the one resumed from, then each one saved.
+    var lastSaved: (step: Int, url: URL)?
+    /// --async-save (Trainer+BackgroundSave.swift): the host copy background saves write from
+    /// (made at the first), the save in flight on rank 0, and the step every rank takes it to be at.
+    var snapshot: CheckpointSnapshot?
+    let backgroundSave = BackgroundSave()
+    var backgroundStep: Int?
+    let log: (String) -> Void
 
     /// Builds the model and optimizer on `device`: initialised from the seed, or, with
     /// `restoring`, holding a verified checkpoint's weights, moments and training state.
@@ -93,6 +104,9 @@ public final class Trainer {
         store = CheckpointStore(runFolder: runFolder.url)
         loader = DataLoader(dataset: data.train, batchSize: config.batchSize, seed: config.seed)
         validationSet = data.validation
+        hellaswag = try HellaSwagDuringTraining(
+            config: config, rank: options.parallel?.rank ?? 0, worldSize: options.parallel?.size ?? 1,
+            communicator: options.parallel?.communicator)
         fingerprint = data.fingerprint
         dataContentDigest = data.contentDigest
         try device.setPrecision(config.resolvedPrecision)
@@ -150,16 +164,32 @@ public final class Trainer {
             }
             position = loader.position(after: position)
         }
+        var spike: SpikeVerdict?
         let outcome = try optimizerStep.run(
-            microBatches: batches.map { ($0.inputs, $0.targets) }, B: config.batchSize,
+            microBatches: batches.map { batch in
+                var targets = batch.targets
+                options.faults.alterTargets?(stepNumber, &targets, config.model.vocabularySize)
+                return (batch.inputs, targets)
+            }, B: config.batchSize,
             T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step),
             gradientClip: config.gradientClip,
             updateNumber: state.nextUpdateNumber, lossMasked: loader.dataset.hasLossMask,
-            afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } })
-        if !outcome.applied {
+            afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } },
+            shouldApply: { loss, gradientNorm in
+                spike = SpikeVerdict(
+                    loss: loss, gradientNorm: gradientNorm, lossWindow: state.lossWindow,
+                    gradientWindow: state.gradientNormWindow, lossLimit: config.skipLossZ,
+                    gradientLimit: config.skipGradientZ)
+                return spike?.reason == nil
+            })
+        if let reason = spike?.reason, !outcome.applied {
+            state.skippedUpdates += 1
+            log("step \(stepNumber): \(reason); update skipped (\(state.skippedUpdates) so far)")
+        } else if !outcome.applied {
             let what =
                 !outcome.loss.isFinite ? "the loss is \(outcome.loss)" : "the gradient norm is \(outcome.gradientNorm)"
             guard config.onNonfinite == .skip else {
+                finishBackgroundSaveBeforeExit()
                 let kept =
                     store.steps().last.map { "; the last checkpoint (\(CheckpointStore.name(step: $0))) is kept" } ?? ""
                 throw BatonError(
@@ -170,6 +200,8 @@ public final class Trainer {
             state.skippedUpdates += 1
             log("step \(stepNumber): \(what); update skipped (--on-nonfinite skip; \(state.skippedUpdates) so far)")
         }
+        state.lossWindow.push(outcome.loss)
+        state.gradientNormWindow.push(outcome.gradientNorm)
         state.step = stepNumber
         state.position = position
         state.tokensSeen += config.tokensPerStep
@@ -194,28 +226,43 @@ public final class Trainer {
     /// the retention policy.
     @discardableResult
     public func saveCheckpoint() throws -> URL {
-        let device = model.device
-        // A checkpoint with a non-finite number in it is never written.
+        try checkSavable()
+        let start = monotonicSeconds()
+        let url = try write(from: checkpointTensors, state: state, log: log)
+        finishSave(step: state.step, url: url, seconds: monotonicSeconds() - start)
+        return url
+    }
+
+    /// A checkpoint with a non-finite number in it is never written.
+    func checkSavable() throws {
         for (name, tensor) in [
             ("weights", model.parameters), ("AdamW moments", optimizer.firstMoment),
             ("AdamW moments", optimizer.secondMoment),
         ]
-        where !(try device.globalNormSquared(tensor)).isFinite {
+        where !(try model.device.globalNormSquared(tensor)).isFinite {
             throw BatonError(
                 "step \(state.step): the \(name) are not finite; no checkpoint written (the earlier ones are kept)")
         }
-        let start = monotonicSeconds()
-        let snapshot = state, hardware = self.hardware
-        let url = try store.save(
-            step: state.step, tensors: checkpointTensors, layout: model.layout,
+    }
+
+    /// Writes the checkpoint of `state` from `source` (the device's tensors, or a host copy of
+    /// them). Reads only what does not change as the run trains, so a background thread may call it.
+    func write(from source: some CheckpointSource, state: TrainingState, log: (String) -> Void) throws -> URL {
+        let backend = model.device.kind.rawValue, hardware = self.hardware
+        return try store.save(
+            step: state.step, tensors: source, layout: model.layout,
             describe: { files in
                 CheckpointState(
-                    state: snapshot, config: self.config, data: self.fingerprint, backend: device.kind.rawValue,
+                    state: state, config: self.config, data: self.fingerprint, backend: backend,
                     hardware: hardware, worldSize: self.worldSize, files: files)
             }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
-        let removed = store.applyRetention(
-            keepLast: config.keepLast, keepEvery: config.keepEvery, protected: state.step)
-        var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", monotonicSeconds() - start)) s"
+    }
+
+    /// Once a checkpoint is in place: the retention policy, the line that says so, and a previous
+    /// run's checkpoints (moved aside by --overwrite) deleted.
+    func finishSave(step: Int, url: URL, seconds: Double, how: String = "") {
+        let removed = store.applyRetention(keepLast: config.keepLast, keepEvery: config.keepEvery, protected: step)
+        var line = "checkpoint: saved \(url.path) in \(String(format: "%.2f", seconds)) s\(how)"
         if !removed.isEmpty {
             line +=
                 "; removed \(removed.map { CheckpointStore.name(step: $0) }.joined(separator: ", ")) (--keep-last "
@@ -230,10 +277,16 @@ public final class Trainer {
             )
             replacedCheckpoints = nil
         }
-        return url
     }
 
     public func run() throws -> TrainingSummary {
+        do { return try trainUntilDone() } catch {
+            finishBackgroundSaveBeforeExit()
+            throw error
+        }
+    }
+
+    private func trainUntilDone() throws -> TrainingSummary {
         baton_install_stop_handlers()
         let metrics = isLeader ? try MetricsLog(url: runFolder.metricsURL) : nil
         log("model: \(config.model.summary): \(model.parameterCount) parameters")
@@ -249,7 +302,7 @@ public final class Trainer {
         }
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
-        var lastSaved: (step: Int, url: URL)? = restoredFrom.map { (state.step, $0) }
+        lastSaved = restoredFrom.map { (state.step, $0) }
         if state.step >= config.steps {
             log("already at step \(state.step) of \(config.steps): nothing to train (raise --steps to extend the run)")
         }
@@ -262,7 +315,9 @@ public final class Trainer {
                 tokensPerSecond: stepsRun > 0 ? Double(config.tokensPerStep * stepsRun) / totalSeconds : 0,
                 runFolder: runFolder.url, checkpoint: lastSaved?.url, stoppedBy: stoppedBy)
         }
+        /// A final or stop save: after the background save in flight, unless it saved this step.
         func saveUnlessSaved() throws {
+            try settleBackgroundSave(waiting: true)
             if lastSaved?.step != state.step { lastSaved = (state.step, try saveTogether()) }
         }
         /// A periodic save that fails: stop (default), or with --on-save-error retry, say so and
@@ -276,6 +331,7 @@ public final class Trainer {
             }
         }
         while true {
+            try settleBackgroundSave(waiting: false)
             if let stopAt = options.stopAt, state.step >= stopAt {
                 try saveUnlessSaved()
                 return summary(stoppedBy: "--stop-at")
@@ -304,6 +360,10 @@ public final class Trainer {
                 record.valLoss = try validationLoss()
                 lastValidation = record.valLoss ?? lastValidation
             }
+            if let hellaswag, hellaswag.isDue(step: state.step, isLast: isLast) {
+                let line = try hellaswag.evaluate(model: model, into: &record)
+                log("step \(state.step): \(line)")
+            }
             try metrics?.append(record)
             if state.step == 1 || state.step % config.logEvery == 0 || isLast || record.valLoss != nil {
                 let eta = Double(config.steps - state.step) * (smoothedStepSeconds ?? 0)
@@ -314,7 +374,9 @@ public final class Trainer {
                 if let val = record.valLoss { line += " | val loss \(fixed(val, 4))" }
                 log(line)
             }
-            if config.saveEvery > 0 && state.step % config.saveEvery == 0 { try saveOrRetryLater() }
+            if config.saveEvery > 0 && state.step % config.saveEvery == 0 {
+                if options.asyncSave { try startBackgroundSave() } else { try saveOrRetryLater() }
+            }
         }
         try saveUnlessSaved()
         return summary(stoppedBy: nil)

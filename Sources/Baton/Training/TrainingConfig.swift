@@ -71,6 +71,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var evalEvery = 250
     @Setting("--eval-batches", "N", "validation batches per evaluation (default {})", .whole(min: 1, max: 1 << 30))
     public var evalBatches = 20
+    /// HellaSwag during training (HellaSwagDuringTraining): only measured, never trained on, so a
+    /// resume may add, change or keep it silently.
+    @Setting(
+        "--hellaswag", "FILE", "score HellaSwag examples (a JSONL file such as hellaswag_val.jsonl) during training",
+        resume: .free)
+    public var hellaswag: String? = nil
+    /// Unset: with each validation (--eval-every).
+    @Setting(
+        "--hellaswag-every", "N", "--hellaswag every N steps; 0: only at the end (default: --eval-every)",
+        .whole(min: 0, max: nil), resume: .free)
+    public var hellaswagEvery: Int? = nil
     /// Only what is printed: a resume takes another one silently.
     @Setting(
         "--log-every", "N", "print a progress line every N steps (default {})", .whole(min: 1, max: nil),
@@ -92,6 +103,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// skips that update (counted).
     @Setting("--on-nonfinite", "a NaN/Inf loss or gradient norm stops the run (default) or skips that update")
     public var onNonfinite = NonfiniteRule.stop
+    /// The spike guards (llm.c's -sl and -sg; SpikeWindow): unset, off.
+    @Setting(
+        "--skip-loss-z", "Z",
+        "skip an update whose loss is more than Z standard deviations above the previous 128 steps' (default: off)",
+        .nonNegative)
+    public var skipLossZ: Float? = nil
+    @Setting(
+        "--skip-grad-z", "Z",
+        "skip an update whose gradient norm is more than Z standard deviations above the previous 128 steps' "
+            + "(default: off)", .nonNegative)
+    public var skipGradientZ: Float? = nil
     /// A checkpoint save that fails (a full disk): stop, or retry at the next save.
     @Setting("--on-save-error", "a failed save (full disk) stops the run (default) or retries at the next save")
     public var onSaveError = SaveErrorRule.stop

@@ -11,6 +11,10 @@ public struct TrainingState: Equatable, Sendable {
     public var lastLoss: Float?
     /// Updates skipped for a non-finite loss or gradient norm (--on-nonfinite skip).
     public var skippedUpdates = 0
+    /// The last 128 steps' losses and gradient norms, for the spike guards (--skip-loss-z,
+    /// --skip-grad-z): kept whether or not a guard is on, so one turned on at a resume has them.
+    public var lossWindow = SpikeWindow()
+    public var gradientNormWindow = SpikeWindow()
 
     public init() {}
 

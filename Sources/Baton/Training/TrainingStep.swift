@@ -30,7 +30,8 @@ public final class TrainingStep {
     }
 
     /// `microBatches`: inputs and targets of B x T tokens each. `updateNumber` is AdamW's 1-based
-    /// step for bias correction. A non-finite loss or gradient norm is never applied.
+    /// step for bias correction. A non-finite loss or gradient norm is never applied, nor one that
+    /// `shouldApply(loss, gradientNorm)` turns down (the spike guards).
     /// `lossMasked` (supervised fine-tuning data, whose masked targets are -1): the loss is the
     /// sum over the counted targets of all the step's micro-batches, on all ranks, over their
     /// count (transformers' num_items_in_batch), each position's gradient weighted 1/count; a
@@ -38,7 +39,8 @@ public final class TrainingStep {
     /// micro-batches' means, as ever.
     public func run(
         microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, learningRate: Float, gradientClip: Float,
-        updateNumber: Int, lossMasked: Bool = false, afterBackward: ((GPT) throws -> Void)? = nil
+        updateNumber: Int, lossMasked: Bool = false, afterBackward: ((GPT) throws -> Void)? = nil,
+        shouldApply: (_ loss: Float, _ gradientNorm: Float) -> Bool = { _, _ in true }
     ) throws -> StepOutcome {
         let total = microBatches.count * (parallel?.size ?? 1)
         var counted: Int?
@@ -62,7 +64,9 @@ public final class TrainingStep {
             for loss in losses { lossSum += loss }  // in micro-batch order, whatever the world size
             loss = lossSum / Float(total)
         }
-        guard loss.isFinite && norm.isFinite else { return StepOutcome(loss: loss, gradientNorm: norm, applied: false) }
+        guard loss.isFinite && norm.isFinite && shouldApply(loss, norm) else {
+            return StepOutcome(loss: loss, gradientNorm: norm, applied: false)
+        }
         try optimizer.update(
             step: updateNumber, learningRate: learningRate,
             gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))

@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 9
+#define BATON_BACKEND_ABI_VERSION 10
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -209,7 +209,7 @@ typedef void baton_add_fn(baton_context *ctx, float *out, const float *a, const 
  * vocabulary, its extra columns masked) for N rows: losses[n] = -log softmax(logits[n, :V])[t].
  * When dlogits is not NULL it receives (softmax - onehot) * dloss in the first V columns and 0 in
  * the padded ones; it may alias logits. A negative target is ignored (a masked position, as
- * PyTorch's ignore_index): its loss is 0 and its dlogits row all 0 (since ABI 9). */
+ * PyTorch's ignore_index): its loss is 0 and its dlogits row all 0 (since ABI 10). */
 typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, baton_activation *dlogits,
                                            const baton_activation *logits, const int32_t *targets, int N, int V, int Vp,
                                            float dloss);
@@ -273,7 +273,8 @@ typedef void baton_to_activation_fn(baton_context *ctx, baton_activation *out, c
         .create_context = PREFIX##_create_context, .destroy_context = PREFIX##_destroy_context,                        \
         .describe = PREFIX##_describe, .take_error = PREFIX##_take_error, .alloc = PREFIX##_alloc,                     \
         .release = PREFIX##_release, .copy_to_device = PREFIX##_copy_to_device, .copy_to_host = PREFIX##_copy_to_host, \
-        .copy_on_device = PREFIX##_copy_on_device, .synchronize = PREFIX##_synchronize,                                \
+        .copy_on_device = PREFIX##_copy_on_device, .alloc_host = PREFIX##_alloc_host,                                  \
+        .release_host = PREFIX##_release_host, .synchronize = PREFIX##_synchronize,                                    \
         .attention_sizes = PREFIX##_attention_sizes, .set_precision = PREFIX##_set_precision,                          \
         .capabilities = PREFIX##_capabilities, BATON_FOR_EACH_OP(BATON_TABLE_ENTRY)                                    \
     }
@@ -301,6 +302,11 @@ typedef struct baton_backend_table {
     baton_status (*copy_to_device)(baton_context *ctx, void *dst, const void *src, size_t bytes);
     baton_status (*copy_to_host)(baton_context *ctx, void *dst, const void *src, size_t bytes);
     baton_status (*copy_on_device)(baton_context *ctx, void *dst, const void *src, size_t bytes);
+    /* Host memory that copies to and from the device read or write at the bus's speed: pinned
+     * (page-locked) on a GPU, where it can be had, else plain; plain on the CPU. Reads as zeros.
+     * (An asynchronous checkpoint copies the training state into it.) */
+    baton_status (*alloc_host)(baton_context *ctx, void **ptr, size_t bytes);
+    baton_status (*release_host)(baton_context *ctx, void *ptr);
     baton_status (*synchronize)(baton_context *ctx);
     /* Floats of `saved` and `scratch` the attention ops need at these sizes on this context (its
      * attention option decides). */
