@@ -213,6 +213,63 @@ static int comm_allreduce_sum(baton_comm *comm, float *data, size_t count) {
     return 0;
 }
 
+/* Each rank's slice of a flat buffer (baton_comm.h): counts[r] floats at displacements[r], as
+ * MPI's ints. Fails, saying so, for a slice beyond an int's count (8 GiB of floats). */
+static int slice_layout(baton_comm *comm, size_t count, size_t slice, int *counts, int *displacements,
+                        const char *what) {
+    if (slice > (size_t)0x7fffffff) {
+        snprintf(comm->error_text, sizeof comm->error_text, "%s: slices of %zu floats are more than MPI counts", what,
+                 slice);
+        return 1;
+    }
+    for (int r = 0; r < comm->world_size; r++) {
+        size_t start = (size_t)r * slice < count ? (size_t)r * slice : count;
+        size_t end = start + slice < count ? start + slice : count;
+        if (start > (size_t)0x7fffffff) {
+            snprintf(comm->error_text, sizeof comm->error_text, "%s: %zu floats are more than MPI offsets", what,
+                     count);
+            return 1;
+        }
+        counts[r] = (int)(end - start);
+        displacements[r] = (int)start;
+    }
+    return 0;
+}
+
+/* The two ZeRO-1 collectives below are blocking, as the all-reduce is (same reason); in
+ * training each follows the loss gather, which names any rank that does not arrive. */
+static int comm_allgather_slices(baton_comm *comm, float *data, size_t count, size_t slice) {
+    int *counts = calloc((size_t)comm->world_size * 2, sizeof *counts);
+    if (!counts) {
+        snprintf(comm->error_text, sizeof comm->error_text, "allgather_slices: out of memory");
+        return 1;
+    }
+    int *displacements = counts + comm->world_size;
+    int failed = slice_layout(comm, count, slice, counts, displacements, "allgather_slices") ||
+                 check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts, displacements, MPI_FLOAT,
+                                      MPI_COMM_WORLD),
+                       "MPI_Allgatherv");
+    free(counts);
+    return failed;
+}
+
+/* MPI_Reduce_scatter in place leaves this rank's sum at the buffer's start: moved to its slice. */
+static int comm_reduce_scatter_sum(baton_comm *comm, float *data, size_t count, size_t slice) {
+    int *counts = calloc((size_t)comm->world_size * 2, sizeof *counts);
+    if (!counts) {
+        snprintf(comm->error_text, sizeof comm->error_text, "reduce_scatter_sum: out of memory");
+        return 1;
+    }
+    int *displacements = counts + comm->world_size;
+    int failed = slice_layout(comm, count, slice, counts, displacements, "reduce_scatter_sum") ||
+                 check(MPI_Reduce_scatter(MPI_IN_PLACE, data, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                       "MPI_Reduce_scatter");
+    if (!failed && displacements[comm->my_rank] > 0)
+        memmove(data + displacements[comm->my_rank], data, (size_t)counts[comm->my_rank] * sizeof *data);
+    free(counts);
+    return failed;
+}
+
 static const char *comm_last_error(baton_comm *comm) { return comm->error_text; }
 
 static const baton_comm_table table = {
@@ -227,6 +284,8 @@ static const baton_comm_table table = {
         .allgather = comm_allgather,
         .allreduce_sum = comm_allreduce_sum,
         .last_error = comm_last_error,
+        .allgather_slices = comm_allgather_slices,
+        .reduce_scatter_sum = comm_reduce_scatter_sum,
 };
 
 __attribute__((visibility("default"))) const baton_comm_table *baton_comm_get_table(void) { return &table; }

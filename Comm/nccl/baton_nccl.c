@@ -32,6 +32,8 @@ struct nccl_functions {
     __typeof__(ncclSend) *send;
     __typeof__(ncclRecv) *recv;
     __typeof__(ncclAllReduce) *all_reduce;
+    __typeof__(ncclBroadcast) *broadcast;
+    __typeof__(ncclReduce) *reduce;
 };
 
 /* One device communicator: everything a call needs, in the handle comm_load returns. */
@@ -84,6 +86,8 @@ static int bind_nccl(baton_device_comm *c, const char *library, char *version, s
     BIND(send, ncclSend)
     BIND(recv, ncclRecv)
     BIND(all_reduce, ncclAllReduce)
+    BIND(broadcast, ncclBroadcast)
+    BIND(reduce, ncclReduce)
 #undef BIND
     int code = 0;
     if (check_nccl(c, nccl->get_version(&code), "ncclGetVersion")) return 1;
@@ -185,6 +189,41 @@ static int comm_allreduce_sum(baton_device_comm *c, float *data, size_t count) {
     return finish(c, "NCCL all-reduce", c->world_size == 2 ? (c->my_rank == 0 ? "rank 1" : "rank 0") : "a rank");
 }
 
+/* Rank r's slice of `count` floats (baton_comm.h): [*start, *start + return value). */
+static size_t slice_of(int r, size_t count, size_t slice, size_t *start) {
+    *start = (size_t)r * slice < count ? (size_t)r * slice : count;
+    return *start + slice < count ? slice : count - *start;
+}
+
+/* ncclAllGather and ncclReduceScatter need equal slices; the last rank's may be shorter, so each
+ * slice is its own ncclBroadcast (or ncclReduce) from (to) its rank, all in one group: NCCL's
+ * documented way to an all-gatherv. */
+static int slices_collective(baton_device_comm *c, float *data, size_t count, size_t slice, int reduce,
+                             const char *what) {
+    if (!c->comm) return fail(c, "%s: %s", what, "the NCCL communicator is not open");
+    if (check_nccl(c, c->nccl.group_start(), "ncclGroupStart")) return 1;
+    ncclResult_t first_error = ncclSuccess;
+    for (int r = 0; r < c->world_size; r++) {
+        size_t start = 0, n = slice_of(r, count, slice, &start);
+        ncclResult_t result =
+                reduce ? c->nccl.reduce(data + start, data + start, n, ncclFloat32, ncclSum, r, c->comm, 0)
+                       : c->nccl.broadcast(data + start, data + start, n, ncclFloat32, r, c->comm, 0);
+        if (first_error == ncclSuccess) first_error = result;
+    }
+    ncclResult_t ended = c->nccl.group_end();
+    if (check_nccl(c, first_error, reduce ? "ncclReduce" : "ncclBroadcast") || check_nccl(c, ended, "ncclGroupEnd"))
+        return 1;
+    return finish(c, what, c->world_size == 2 ? (c->my_rank == 0 ? "rank 1" : "rank 0") : "a rank");
+}
+
+static int comm_allgather_slices(baton_device_comm *c, float *data, size_t count, size_t slice) {
+    return slices_collective(c, data, count, slice, 0, "NCCL all-gather of slices");
+}
+
+static int comm_reduce_scatter_sum(baton_device_comm *c, float *data, size_t count, size_t slice) {
+    return slices_collective(c, data, count, slice, 1, "NCCL reduce-scatter");
+}
+
 static const char *comm_last_error(baton_device_comm *c) { return c->error_text; }
 
 static const baton_device_comm_table table = {
@@ -197,6 +236,8 @@ static const baton_device_comm_table table = {
         .exchange = comm_exchange,
         .allreduce_sum = comm_allreduce_sum,
         .last_error = comm_last_error,
+        .allgather_slices = comm_allgather_slices,
+        .reduce_scatter_sum = comm_reduce_scatter_sum,
 };
 
 /* extern "C": the CUDA emulator's build compiles this file as C++ (its cuda_runtime.h is C++). */

@@ -6,7 +6,8 @@ let tortureSpec = CommandSpec(
     summary:
         "Train a tiny model while killing it with SIGKILL at random instants (between steps, mid-step, inside "
         + "saves), resume with --resume auto each time, and compare the end with an uninterrupted run byte for byte.",
-    usage: "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N] [--arch gpt2|llama] [--async-save]",
+    usage:
+        "baton torture [--kills N] [--seed S] [--work DIR] [--ranks N] [--arch gpt2|llama] [--zero 0|1] [--async-save]",
     options: options(
         """
         --kills N: SIGKILLs to deliver (default 50)
@@ -15,6 +16,7 @@ let tortureSpec = CommandSpec(
         --ranks N: run the tortured job under mpirun with N ranks and kill a random rank each time (default 1: one
             process)
         --arch gpt2|llama: the tortured model's family (default gpt2; llama: multi-query attention, q/k/v biases)
+        --zero 0|1: train the tortured job with --zero 1 (ZeRO-1), against an unsharded reference (default 0)
         --async-save: the tortured runs save in the background (the uninterrupted one saves as without it)
         """))
 
@@ -42,8 +44,10 @@ func tortureCommand(_ arguments: [String]) throws {
     guard let family = ModelArchitecture(rawValue: architecture) else {
         throw UsageError("baton torture: --arch expects gpt2 or llama, got '\(architecture)'")
     }
+    let zero = try parsed.int("--zero") ?? 0
+    guard zero == 0 || zero == 1 else { throw UsageError("baton torture: --zero expects 0 or 1, got \(zero)") }
     let report = try Torture(
-        work: work, kills: kills, seed: seed, ranks: ranks, architecture: family,
+        work: work, kills: kills, seed: seed, ranks: ranks, architecture: family, zero: zero,
         asyncSave: parsed.flag("--async-save")
     ).run()
     for line in report.lines { say(line) }
@@ -60,6 +64,8 @@ struct Torture {
     /// same global batch, so with ranks the end must also match across world sizes.
     let ranks: Int
     let architecture: ModelArchitecture
+    /// The tortured job's --zero; the uninterrupted reference is always unsharded.
+    var zero = 0
     /// The tortured runs write their periodic checkpoints in the background (--async-save).
     var asyncSave = false
 
@@ -92,10 +98,13 @@ struct Torture {
                 "1",
             ]
 
+        let tortureFlags = (zero == 1 ? ["--zero", "1"] : []) + (asyncSave ? ["--async-save"] : [])
         // Calibrate: process start-up, and the uninterrupted reference run.
         let calibration = common.map { $0 == "\(steps)" ? "1" : $0 }
         let startup = try timed {
-            try runToEnd(["train", "--out", work.appendingPathComponent("calibrate").path] + calibration, ranks: ranks)
+            try runToEnd(
+                ["train", "--out", work.appendingPathComponent("calibrate").path] + calibration + tortureFlags,
+                ranks: ranks)
         }
         let startupAlone =
             ranks > 1
@@ -122,7 +131,7 @@ struct Torture {
                 let delay =
                     0.5 * startup + generator.nextUniform() * (startup + perStep * Double(steps) / Double(2 * kills))
                 let process = try launch(
-                    ["train", "--out", tortured, "--resume", "auto"] + common + (asyncSave ? ["--async-save"] : []),
+                    ["train", "--out", tortured, "--resume", "auto"] + common + tortureFlags,
                     log: work.appendingPathComponent("tortured.log"),
                     ranks: ranks)
                 launches += 1
@@ -192,7 +201,7 @@ struct Torture {
                 newestBefore = max(newestBefore, newestGood)
             }
             try runToEnd(
-                ["train", "--out", tortured, "--resume", "auto"] + common + (asyncSave ? ["--async-save"] : []),
+                ["train", "--out", tortured, "--resume", "auto"] + common + tortureFlags,
                 log: work.appendingPathComponent("tortured.log"), ranks: ranks)
             launches += 1
             let final = CheckpointStore(runFolder: URL(fileURLWithPath: straight)).url(step: steps)
@@ -217,7 +226,8 @@ struct Torture {
         let lines =
             [
                 "torture: seed \(seed), "
-                    + "\(ranks > 1 ? "\(ranks) ranks under mpirun (a random rank killed each time), " : "")\(steps) "
+                    + "\(ranks > 1 ? "\(ranks) ranks under mpirun (a random rank killed each time), " : "")"
+                    + "\(zero == 1 ? "--zero 1 (the reference unsharded), " : "")\(steps) "
                     + "steps a run, checkpoint every 2 steps, SIGKILL "
                     + "\(String(format: "%.0f", 500 * startup))-\(String(format: "%.0f", window)) ms after each launch"
             ]

@@ -127,4 +127,15 @@ extension DataParallelTests {
         XCTAssert(failed.stderr.contains("no space left on device"), failed.stderr)
         XCTAssertEqual(CheckpointStore(runFolder: folder.appendingPathComponent("full")).steps(), [2])
     }
+
+    /// With ZeRO-1 every rank writes its slice within the save, over the communicator: those saves
+    /// stay synchronous, said once, with the same bytes.
+    func testBackgroundSavesWithZeroOneStaySynchronous() throws {
+        try launch(ranks: 0, flags("alone") + ["--save-every", "2"])
+        let job = try launch(ranks: 2, flags("zero") + ["--save-every", "2", "--async-save", "--zero", "1"])
+        XCTAssertEqual(job.status, 0, job.stderr)
+        XCTAssert(job.stdout.contains("--async-save with --zero 1 over 2 ranks: saves stay synchronous"), job.stdout)
+        XCTAssertFalse(job.stdout.contains("in the background"), job.stdout)
+        for step in [2, 4, 6] { XCTAssertEqual(try files("zero", step: step), try files("alone", step: step)) }
+    }
 }

@@ -9,7 +9,8 @@ import XCTest
 /// emulated GPUs, the NCCL communicator compiled for it, and an emulated libnccl.so.2 that does
 /// the NCCL calls over MPI (Tests/CUDAEmulator/nccl; scripts/setup/build-cuda-emulator builds them).
 /// It shows Baton's side — the id broadcast, grouped ncclSend/ncclRecv for the exact tree on
-/// device memory, the add, ncclAllReduce for fast — not NCCL itself.
+/// device memory, the add, ncclAllReduce for fast, ZeRO-1's grouped ncclBroadcast/ncclReduce of
+/// slices — not NCCL itself.
 final class EmulatedNCCLTests: XCTestCase {
     static let emulator = TestPaths.repositoryRoot.appendingPathComponent(".build-cuda-emulator")
     static let mpiLibrary = TestPaths.repositoryRoot.appendingPathComponent(".build-mpi/libbaton_mpi.so")
@@ -70,5 +71,23 @@ final class EmulatedNCCLTests: XCTestCase {
         let fast = try launch(ranks: 2, flags("fast") + ["--comm", "nccl", "--reduce", "fast"])
         XCTAssertEqual(fast.status, 0, fast.stdout + fast.stderr)
         XCTAssert(fast.stdout.contains("by NCCL 2."), fast.stdout)
+        // ZeRO-1 on GPU ranks: the updated slices all-gathered by grouped ncclBroadcasts give one
+        // process's bits; with fast, grouped ncclReduces reduce-scatter, within float rounding.
+        let zero = try launch(ranks: 2, flags("zero") + ["--comm", "nccl", "--zero", "1"])
+        XCTAssertEqual(zero.status, 0, zero.stdout + zero.stderr)
+        XCTAssert(zero.stdout.contains("(--zero 1, slice of") && zero.stdout.contains("over NCCL"), zero.stdout)
+        XCTAssert(try model("zero") == model("w1"), "ZeRO-1 through NCCL must give one process's bits")
+        func moments(_ run: String) throws -> Data {
+            try Data(
+                contentsOf: CheckpointStore(runFolder: folder.appendingPathComponent(run)).url(step: 6)
+                    .appendingPathComponent(CheckpointStore.optimizerFile))
+        }
+        XCTAssert(try moments("zero") == moments("w1"), "the ranks' slices of GPU moments make one process's file")
+        let zeroFast = try launch(ranks: 2, flags("zerofast") + ["--comm", "nccl", "--reduce", "fast", "--zero", "1"])
+        XCTAssertEqual(zeroFast.status, 0, zeroFast.stdout + zeroFast.stderr)
+        func losses(_ run: String) throws -> [Float] {
+            try MetricsLog.read(folder.appendingPathComponent(run).appendingPathComponent("metrics.jsonl")).map(\.loss)
+        }
+        assertClose(try losses("zerofast"), try losses("fast"), rtol: 1e-4, "ZeRO-1 fast against fast, through NCCL")
     }
 }

@@ -23,7 +23,7 @@ final class RecordedSettingsTests: TinyRunTestCase {
 
     /// Each recorded setting with a value other than the default and the base's. The flags that
     /// only act on a rare event (--on-nonfinite on a NaN, --on-save-error on a full disk) or only
-    /// with several ranks (--reduce: DataParallelTests) are checked here through the recorded config.
+    /// with several ranks (--reduce, --zero: DataParallelTests) are checked here through the recorded config.
     let settings: [(flag: String, value: String)] = [
         ("--lr", "5e-3"), ("--min-lr", "1e-3"), ("--warmup", "1"), ("--weight-decay", "0.5"), ("--beta1", "0.8"),
         ("--beta2", "0.9"), ("--grad-clip", "0.05"), ("--seed", "7"), ("--batch", "2"), ("--grad-accum", "2"),
@@ -36,6 +36,7 @@ final class RecordedSettingsTests: TinyRunTestCase {
         ("--decay-fraction", "0.5"), ("--skip-loss-z", "4"), ("--skip-grad-z", "6"),
         // Examples of at most 9 bytes a row, for the tiny model's context of 8.
         ("--hellaswag", "Tests/BatonTests/Fixtures/hellaswag/short.jsonl"), ("--hellaswag-every", "2"),
+        ("--zero", "1"),
     ]
 
     /// The Llama family's settings, each given with --arch llama.

@@ -22,6 +22,7 @@ final class SettingDeclarationTests: TinyRunTestCase {
         config.skipGradientZ = 3.5
         config.hellaswag = "hellaswag_val.jsonl"
         config.hellaswagEvery = 5
+        config.zero = 1
         config.model.kvHeads = 2
         config.model.intermediateSize = 40
         config.model.tieEmbeddings = true

@@ -28,6 +28,9 @@ public struct CheckpointTensors {
     public let parameters: Tensor
     public let firstMoment: Tensor
     public let secondMoment: Tensor
+    /// Where in the flat layout the moments start: 0, or with ZeRO-1 this rank's slice's start
+    /// (a load then reads only that slice of the stored moments; saves always get whole ones).
+    public var momentsStart = 0
 }
 
 /// Where a save reads the three buffers from, as float32 host memory: the device's own memory
@@ -207,11 +210,14 @@ public struct CheckpointStore {
     /// with `overwrite`, or when it is corrupt), then `latest` is replaced (temporary file +
     /// rename). A crash at any instant leaves every earlier checkpoint and `latest` usable.
     /// `midSave` (tests only, see FaultPlan) runs between the model file and the optimizer file.
+    /// `writeOptimizer`, when given, writes the optimizer file at the URL it gets instead of
+    /// `tensors`' moments (ZeRO-1: every rank writes its slice's part of it, SlicedMomentWrite).
     @discardableResult
     public func save(
         step: Int, tensors: some CheckpointSource, layout: ParameterLayout,
         describe: ([String: CheckpointState.FileCheck]) -> CheckpointState,
-        overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil, log: (String) -> Void
+        overwrite: Bool, midSave: ((Int, URL) throws -> Void)? = nil,
+        writeOptimizer: ((URL) throws -> CheckpointState.FileCheck)? = nil, log: (String) -> Void
     ) throws -> URL {
         let fileManager = FileManager.default
         let target = url(step: step)
@@ -249,15 +255,14 @@ public struct CheckpointStore {
                     metadata: ModelWeights.metadata(for: layout.config))
             }
             try midSave?(step, temporary)
-            let momentEntries =
-                layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
-                + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
-            files[CheckpointStore.optimizerFile] = try tensors.withMoments { m, v in
-                try TensorFile.write(
-                    temporary.appendingPathComponent(CheckpointStore.optimizerFile), entries: momentEntries,
-                    segments: stored(m) + stored(v),
-                    metadata: ["format": "pt", "baton.optimizer": "adamw"])
-            }
+            let optimizerURL = temporary.appendingPathComponent(CheckpointStore.optimizerFile)
+            files[CheckpointStore.optimizerFile] =
+                try writeOptimizer?(optimizerURL)
+                ?? tensors.withMoments { m, v in
+                    try TensorFile.write(
+                        optimizerURL, entries: CheckpointStore.momentEntries(layout), segments: stored(m) + stored(v),
+                        metadata: CheckpointStore.momentMetadata)
+                }
             let stateData = try describe(files).encoded()
             let writer = try FileWriter(
                 url: temporary.appendingPathComponent(CheckpointStore.stateFile), expectedBytes: stateData.count)
@@ -282,6 +287,14 @@ public struct CheckpointStore {
         try AtomicFile.write(Data((target.lastPathComponent + "\n").utf8), to: latestURL)
         return target
     }
+
+    /// The optimizer file's tensors: each parameter's first moments, then each one's second.
+    static func momentEntries(_ layout: ParameterLayout) -> [TensorFile.Entry] {
+        layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg", shape: $0.shape) }
+            + layout.specs.map { TensorFile.Entry(name: $0.name + ".exp_avg_sq", shape: $0.shape) }
+    }
+
+    static let momentMetadata = ["format": "pt", "baton.optimizer": "adamw"]
 
     private func moveIntoPlace(_ temporary: URL, _ target: URL, replacing: Bool) throws {
         guard replacing else {
@@ -362,15 +375,22 @@ public struct CheckpointStore {
         let model = try SafeTensors.read(checkpoint.appendingPathComponent(modelFile))
         let optimizer = try SafeTensors.read(checkpoint.appendingPathComponent(optimizerFile))
         try model.upload(layout: layout, suffix: "", to: tensors.parameters, device: tensors.device)
-        try optimizer.upload(layout: layout, suffix: ".exp_avg", to: tensors.firstMoment, device: tensors.device)
-        try optimizer.upload(layout: layout, suffix: ".exp_avg_sq", to: tensors.secondMoment, device: tensors.device)
+        try optimizer.upload(
+            layout: layout, suffix: ".exp_avg", to: tensors.firstMoment, at: tensors.momentsStart,
+            device: tensors.device)
+        try optimizer.upload(
+            layout: layout, suffix: ".exp_avg_sq", to: tensors.secondMoment, at: tensors.momentsStart,
+            device: tensors.device)
     }
 }
 
 extension SafeTensors.File {
     /// Uploads the tensors named `spec.name + suffix`, for every spec, into `destination` (a
-    /// flat buffer in layout order), after checking every name, dtype and shape.
-    func upload(layout: ParameterLayout, suffix: String, to destination: Tensor, device: Device) throws {
+    /// flat buffer in layout order, or the part of one from element `start` on: each tensor's
+    /// elements that fall in it), after checking every name, dtype and shape.
+    func upload(
+        layout: ParameterLayout, suffix: String, to destination: Tensor, at start: Int = 0, device: Device
+    ) throws {
         var found: [(ParameterSpec, SafeTensors.Entry)] = []
         for spec in layout.specs {
             let name = spec.name + suffix
@@ -383,8 +403,16 @@ extension SafeTensors.File {
             }
             found.append((spec, entry))
         }
+        let window = start..<(start + destination.count)
         for (spec, entry) in found {
-            try withFloats(entry) { try device.upload($0, to: destination.slice(spec.offset, spec.count)) }
+            let part = (spec.offset..<(spec.offset + spec.count)).clamped(to: window)
+            guard !part.isEmpty else { continue }
+            try withFloats(entry) {
+                try device.upload(
+                    UnsafeBufferPointer(
+                        rebasing: $0[(part.lowerBound - spec.offset)..<(part.upperBound - spec.offset)]),
+                    to: destination.slice(part.lowerBound - start, part.count))
+            }
         }
     }
 }

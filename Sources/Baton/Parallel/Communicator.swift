@@ -107,6 +107,21 @@ public final class Communicator {
         try check(table.pointee.allreduce_sum(handle, values.baseAddress, values.count), "all-reduce")
     }
 
+    /// ZeRO-1: `slices`' slice of `values` from each rank, to every rank, in place.
+    public func allgatherSlices(_ values: UnsafeMutableBufferPointer<Float>, _ slices: OptimizerSlices) throws {
+        guard let table, size > 1 else { return }
+        try check(
+            table.pointee.allgather_slices(handle, values.baseAddress, values.count, slices.length),
+            "all-gather of slices")
+    }
+
+    /// ZeRO-1 with --reduce fast: the library's sum over ranks, this rank keeping its slice's.
+    public func reduceScatterSum(_ values: UnsafeMutableBufferPointer<Float>, _ slices: OptimizerSlices) throws {
+        guard let table, size > 1 else { return }
+        try check(
+            table.pointee.reduce_scatter_sum(handle, values.baseAddress, values.count, slices.length), "reduce-scatter")
+    }
+
     /// Every rank's values, in rank order (each rank gives the same count).
     public func allgather<T>(_ values: [T]) throws -> [T] {
         guard let table else { return values }

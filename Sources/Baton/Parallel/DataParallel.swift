@@ -31,9 +31,16 @@ public final class DataParallel {
     public var usesTree: Bool { exact && size & (size - 1) == 0 }
 
     /// Sums `model.gradients` over the ranks in place, and returns every rank's micro-batch losses
-    /// in rank order (each rank gives as many).
-    func reduce(model: GPT, losses: [Float]) throws -> [Float] {
+    /// in rank order (each rank gives as many). With ZeRO-1's `slices` and the library's sum
+    /// (`fast`), a reduce-scatter: only this rank's slice of the gradient is summed (the rest is
+    /// left undefined). The exact tree always sums the whole gradient, so that the global norm
+    /// has the bits of one process's.
+    func reduce(model: GPT, losses: [Float], slices: OptimizerSlices? = nil) throws -> [Float] {
         let all = try communicator.allgather(losses)
+        if let slices, !usesTree, size > 1 {
+            try reduceScatterSum(model.gradients, slices, on: model.device)
+            return all
+        }
         // With NCCL, a job of one rank still goes through it (scripts/checks/gpu-check runs NCCL that way).
         if size > 1 || deviceCommunicator != nil { try sum(model.gradients, on: model.device) }
         return all

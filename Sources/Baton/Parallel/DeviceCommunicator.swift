@@ -145,6 +145,20 @@ public final class DeviceCommunicator {
             "NCCL exchange with rank \(peer)")
     }
 
+    /// ZeRO-1: each rank's slice of `tensor` to every rank, in place.
+    public func allgatherSlices(_ tensor: Tensor, _ slices: OptimizerSlices) throws {
+        try check(
+            table.pointee.allgather_slices(handle, tensor.pointer, tensor.count, slices.length),
+            "NCCL all-gather of slices")
+    }
+
+    /// ZeRO-1 with --reduce fast: NCCL's sum over ranks, this rank keeping its slice's.
+    public func reduceScatterSum(_ tensor: Tensor, _ slices: OptimizerSlices) throws {
+        try check(
+            table.pointee.reduce_scatter_sum(handle, tensor.pointer, tensor.count, slices.length), "NCCL reduce-scatter"
+        )
+    }
+
     /// NCCL's own in-place sum over the ranks.
     public func allreduceSum(_ tensor: Tensor) throws {
         try check(table.pointee.allreduce_sum(handle, tensor.pointer, tensor.count), "NCCL all-reduce")

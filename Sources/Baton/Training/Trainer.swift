@@ -88,6 +88,8 @@ public final class Trainer {
     var snapshot: CheckpointSnapshot?
     let backgroundSave = BackgroundSave()
     var backgroundStep: Int?
+    /// ZeRO-1 with ranks: the save in progress, in which every rank writes its moments' slice.
+    var slicedMomentWrite: SlicedMomentWrite?
     let log: (String) -> Void
 
     /// Builds the model and optimizer on `device`: initialised from the seed, or, with
@@ -116,7 +118,7 @@ public final class Trainer {
         model = try GPT(config: config.model, device: device)
         optimizer = try AdamW(
             model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon,
-            weightDecay: config.weightDecay)
+            weightDecay: config.weightDecay, slice: Trainer.zeroSlice(config: config, model: model, options: options))
         optimizerStep = TrainingStep(model: model, optimizer: optimizer, parallel: options.parallel)
         schedule = LearningRateSchedule(
             maximum: config.learningRate, minimum: config.minLearningRate,
@@ -219,7 +221,7 @@ public final class Trainer {
     var checkpointTensors: CheckpointTensors {
         CheckpointTensors(
             device: model.device, parameters: model.parameters, firstMoment: optimizer.firstMoment,
-            secondMoment: optimizer.secondMoment)
+            secondMoment: optimizer.secondMoment, momentsStart: optimizer.slice.lowerBound)
     }
 
     /// Writes a checkpoint of the current state (atomic; see CheckpointStore.save) and applies
@@ -233,7 +235,8 @@ public final class Trainer {
         return url
     }
 
-    /// A checkpoint with a non-finite number in it is never written.
+    /// A checkpoint with a non-finite number in it is never written. (With ZeRO-1 the moments
+    /// are this rank's slice; each rank checks its own as it writes it.)
     func checkSavable() throws {
         for (name, tensor) in [
             ("weights", model.parameters), ("AdamW moments", optimizer.firstMoment),
@@ -255,7 +258,8 @@ public final class Trainer {
                 CheckpointState(
                     state: state, config: self.config, data: self.fingerprint, backend: backend,
                     hardware: hardware, worldSize: self.worldSize, files: files)
-            }, overwrite: options.overwrite, midSave: options.faults.midSave, log: log)
+            }, overwrite: options.overwrite, midSave: options.faults.midSave,
+            writeOptimizer: slicedMomentWrite.map { $0.lead }, log: log)
     }
 
     /// Once a checkpoint is in place: the retention policy, the line that says so, and a previous
@@ -299,6 +303,12 @@ public final class Trainer {
                     + "per step (global batch \(globalMicroBatches * config.batchSize)), gradients summed "
                     + "\(parallel.summary)"
             )
+        }
+        if config.zero == 1 { log(zeroSummary) }
+        if options.asyncSave && optimizer.isSliced {
+            // Each rank writes its slice of the moments within the save, over the communicator,
+            // which a background thread may not use (MPI is opened for the main thread only).
+            log("checkpoint: --async-save with --zero 1 over \(worldSize) ranks: saves stay synchronous")
         }
         log("run folder: \(runFolder.url.path)")
         var lastValidation: Float?
@@ -375,7 +385,11 @@ public final class Trainer {
                 log(line)
             }
             if config.saveEvery > 0 && state.step % config.saveEvery == 0 {
-                if options.asyncSave { try startBackgroundSave() } else { try saveOrRetryLater() }
+                if options.asyncSave && !optimizer.isSliced {
+                    try startBackgroundSave()
+                } else {
+                    try saveOrRetryLater()
+                }
             }
         }
         try saveUnlessSaved()
@@ -387,8 +401,13 @@ public final class Trainer {
         guard let parallel = options.parallel, parallel.size > 1 else { return try saveCheckpoint() }
         var failure: Error?
         var url = store.url(step: state.step)
+        slicedMomentWrite = makeSlicedMomentWrite()
+        defer { slicedMomentWrite = nil }
         if isLeader {
             do { url = try saveCheckpoint() } catch { failure = error }
+            try slicedMomentWrite?.releaseIfUnreached()
+        } else {
+            do { try slicedMomentWrite?.follow() } catch { failure = error }
         }
         let message = try parallel.communicator.broadcast(failure.map { "\($0)" } ?? "")
         if let failure { throw failure }

@@ -29,6 +29,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             + "all-reduce"
     )
     public var reduce: ReduceMode? = nil
+    /// ZeRO stage (unset: 0). 1: each rank keeps AdamW's moments for its slice of the parameters
+    /// (OptimizerSlices); the bits are those of 0, so a resume may change it.
+    @Setting(
+        "--zero", "N",
+        "1: each rank keeps the AdamW moments of its slice of the parameters only (ZeRO-1; same bits); 0: all "
+            + "(default 0)",
+        .whole(min: 0, max: 1), resume: .free)
+    public var zero: Int? = nil
     /// The matmuls' precision (see Precision). Unset at a fresh start: the device's default is
     /// recorded. Another one on resume is allowed, with a notice.
     @Setting(

@@ -51,9 +51,9 @@ public final class TrainingStep {
         }
         var losses = try accumulateGradients(
             microBatches: microBatches, B: B, T: T, scale: 1 / Float(total), countedTargets: counted)
-        if let parallel { losses = try parallel.reduce(model: model, losses: losses) }
+        if let parallel { losses = try parallel.reduce(model: model, losses: losses, slices: zeroSlices) }
         try afterBackward?(model)
-        let norm = try model.device.globalNormSquared(model.gradients).squareRoot()
+        let norm = try gradientNormSquared().squareRoot()
         let loss: Float
         if let counted {
             var sum = 0.0
@@ -70,7 +70,24 @@ public final class TrainingStep {
         try optimizer.update(
             step: updateNumber, learningRate: learningRate,
             gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
+        // ZeRO-1: each rank updated its slice; every rank gets all of them.
+        if let parallel, let zeroSlices { try parallel.allgatherSlices(model.parameters, zeroSlices, on: model.device) }
         return StepOutcome(loss: loss, gradientNorm: norm, applied: true)
+    }
+
+    /// With ZeRO-1 over several ranks (an optimizer that holds a slice), the ranks' slices.
+    var zeroSlices: OptimizerSlices? {
+        guard let parallel, optimizer.isSliced else { return nil }
+        return OptimizerSlices(total: model.layout.totalCount, ranks: parallel.size)
+    }
+
+    /// The reduced gradient's sum of squares: over the whole buffer, as one process computes it,
+    /// unless a reduce-scatter (ZeRO-1 under --reduce fast) left each rank only its slice's sum.
+    private func gradientNormSquared() throws -> Float {
+        if let parallel, let zeroSlices, !parallel.usesTree {
+            return try parallel.normSquared(ofSlicesOf: model.gradients, zeroSlices, on: model.device)
+        }
+        return try model.device.globalNormSquared(model.gradients)
     }
 
     /// Forward and backward over the micro-batches, each backward scaled by `scale`, leaving the

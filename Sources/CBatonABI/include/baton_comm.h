@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define BATON_COMM_ABI_VERSION 3
+#define BATON_COMM_ABI_VERSION 4
 
 /* A communicator's own state (its rank, world size, timeout, last error); the library defines it. */
 typedef struct baton_comm baton_comm;
@@ -40,6 +40,13 @@ typedef struct baton_comm_table {
     /* The library's own in-place sum of floats over ranks: fast, its order the library's. */
     int (*allreduce_sum)(baton_comm *comm, float *data, size_t count);
     const char *(*last_error)(baton_comm *comm);
+    /* ZeRO-1's slices of a flat buffer of `count` floats: rank r's slice is [r x slice, (r + 1) x slice),
+     * cut at `count` (the last rank's may be shorter, or empty). */
+    /* In place: every rank gives its slice of `data` and receives every other rank's. */
+    int (*allgather_slices)(baton_comm *comm, float *data, size_t count, size_t slice);
+    /* The library's sum over ranks of `data`, each rank keeping its own slice's (in place, at the
+     * slice's offset); the rest of `data` is left undefined. Fast, its order the library's. */
+    int (*reduce_scatter_sum)(baton_comm *comm, float *data, size_t count, size_t slice);
 } baton_comm_table;
 
 typedef const baton_comm_table *baton_comm_get_table_fn(void);
@@ -51,7 +58,7 @@ typedef const baton_comm_table *baton_comm_get_table_fn(void);
  * the CUDA backend's stream (the default stream) and has finished when it returns; one that does
  * not finish within the timeout aborts the communicator and names the rank it waited on.
  */
-#define BATON_DEVICE_COMM_ABI_VERSION 2
+#define BATON_DEVICE_COMM_ABI_VERSION 3
 #define BATON_DEVICE_COMM_ID_BYTES    128
 
 /* A device communicator's own state (the collective library's functions, its communicator, rank,
@@ -79,6 +86,9 @@ typedef struct baton_device_comm_table {
     /* The library's in-place sum of GPU floats over the ranks: fast, its order the library's. */
     int (*allreduce_sum)(baton_device_comm *comm, float *data, size_t count);
     const char *(*last_error)(baton_device_comm *comm);
+    /* The host table's allgather_slices and reduce_scatter_sum on GPU memory (ZeRO-1). */
+    int (*allgather_slices)(baton_device_comm *comm, float *data, size_t count, size_t slice);
+    int (*reduce_scatter_sum)(baton_device_comm *comm, float *data, size_t count, size_t slice);
 } baton_device_comm_table;
 
 typedef const baton_device_comm_table *baton_device_comm_get_table_fn(void);

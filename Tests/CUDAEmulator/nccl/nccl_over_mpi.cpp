@@ -1,8 +1,9 @@
 // An emulated libnccl.so.2 for the CUDA emulator: the few NCCL calls Comm/nccl makes, done with
 // MPI on "device" memory that is host memory. With the emulated CUDA backend it lets CI run GPU
 // ranks' gradient path (the NCCL communicator, ncclSend/ncclRecv in groups for the exact tree,
-// ncclAllReduce for fast) under mpirun on a machine without a GPU. It proves Baton's logic, not
-// NCCL. Built against the real nccl.h (from the nvidia-nccl wheel) by scripts/setup/build-cuda-emulator.
+// ncclAllReduce for fast, ncclBroadcast/ncclReduce in groups for ZeRO-1's slices) under mpirun
+// on a machine without a GPU. It proves Baton's logic, not NCCL. Built against the real nccl.h
+// (from the nvidia-nccl wheel) by scripts/setup/build-cuda-emulator.
 #include <mpi.h>
 #include <nccl.h>
 
@@ -14,6 +15,7 @@ struct ncclComm {
     int rank, size;
     struct Pending {
         bool send;
+        bool rooted; // an in-place ncclBroadcast (or ncclReduce, with `send`) from (to) rank `peer`
         const void *send_buffer;
         void *receive_buffer;
         size_t bytes;
@@ -85,11 +87,23 @@ __attribute__((visibility("default"))) ncclResult_t ncclGroupEnd() {
     grouping = nullptr;
     std::vector<ncclComm::Pending> work;
     work.swap(comm->group);
+    // The rooted collectives, in the order they were enqueued (every rank enqueues the same).
+    for (const auto &op : work) {
+        if (!op.rooted || comm->size == 1) continue;
+        int count = (int)(op.bytes / 4), status;
+        if (!op.send)
+            status = MPI_Bcast(op.receive_buffer, count, MPI_FLOAT, op.peer, MPI_COMM_WORLD);
+        else if (op.peer == comm->rank)
+            status = MPI_Reduce(MPI_IN_PLACE, op.receive_buffer, count, MPI_FLOAT, MPI_SUM, op.peer, MPI_COMM_WORLD);
+        else
+            status = MPI_Reduce(op.send_buffer, nullptr, count, MPI_FLOAT, MPI_SUM, op.peer, MPI_COMM_WORLD);
+        if (status != MPI_SUCCESS) return ncclRemoteError;
+    }
     for (const auto &send : work) {
-        if (!send.send) continue;
+        if (!send.send || send.rooted) continue;
         const ncclComm::Pending *receive = nullptr;
         for (const auto &other : work)
-            if (!other.send && other.peer == send.peer) receive = &other;
+            if (!other.send && !other.rooted && other.peer == send.peer) receive = &other;
         if (!receive || receive->bytes != send.bytes) return ncclInvalidUsage;
         if (send.peer == comm->rank) {
             memcpy(receive->receive_buffer, send.send_buffer, send.bytes);
@@ -103,12 +117,12 @@ __attribute__((visibility("default"))) ncclResult_t ncclGroupEnd() {
 }
 
 static ncclResult_t enqueue(bool send, const void *send_buffer, void *receive_buffer, size_t count, ncclDataType_t type,
-                            int peer, ncclComm_t comm) {
+                            int peer, ncclComm_t comm, bool rooted = false) {
     if (!comm || !element_bytes(type) || peer < 0 || peer >= comm->size) return ncclInvalidArgument;
     if (group_depth == 0) return ncclInvalidUsage; // Baton always groups its pairs
     if (grouping && grouping != comm) return ncclInvalidUsage;
     grouping = comm;
-    comm->group.push_back({send, send_buffer, receive_buffer, count * element_bytes(type), peer});
+    comm->group.push_back({send, rooted, send_buffer, receive_buffer, count * element_bytes(type), peer});
     return ncclSuccess;
 }
 
@@ -134,6 +148,21 @@ __attribute__((visibility("default"))) ncclResult_t ncclAllReduce(const void *se
     return MPI_Allreduce(source, receive, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS
                    ? ncclSuccess
                    : ncclRemoteError;
+}
+
+// Broadcast and reduce: in place only, inside a group (as Comm/nccl's all-gather and reduce-scatter of slices).
+__attribute__((visibility("default"))) ncclResult_t ncclBroadcast(const void *send, void *receive, size_t count,
+                                                                  ncclDataType_t type, int root, ncclComm_t comm,
+                                                                  cudaStream_t) {
+    if (send != receive) return ncclInvalidUsage;
+    return enqueue(false, send, receive, count, type, root, comm, true);
+}
+
+__attribute__((visibility("default"))) ncclResult_t ncclReduce(const void *send, void *receive, size_t count,
+                                                               ncclDataType_t type, ncclRedOp_t op, int root,
+                                                               ncclComm_t comm, cudaStream_t) {
+    if (send != receive || op != ncclSum) return ncclInvalidUsage;
+    return enqueue(true, send, receive, count, type, root, comm, true);
 }
 
 } // extern "C"
