@@ -173,6 +173,11 @@ final class DataParallelTests: XCTestCase {
             XCTAssert(try files("s\(ranks)") == files("s1"), "SFT, world size \(ranks): the checkpoint differs")
             XCTAssertEqual(try metrics("s\(ranks)"), try metrics("s1"))
         }
+        // And with ZeRO-1's sharded optimizer.
+        let zero = try launch(ranks: 2, sftFlags("z2") + ["--zero", "1"])
+        XCTAssertEqual(zero.status, 0, zero.stderr)
+        XCTAssert(try files("z2") == files("s1"), "SFT, --zero 1 at 2 ranks: the checkpoint differs")
+        XCTAssertEqual(try metrics("z2"), try metrics("s1"))
     }
 
     func testStoppedAtOneWorldSizeAndResumedAtAnotherEndsTheSame() throws {
