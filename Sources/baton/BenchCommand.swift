@@ -17,7 +17,10 @@ let benchSpec = CommandSpec(
         --tokenize FILE: instead: tokenizer speed on a UTF-8 text file, on --threads threads
         --tokenizer gpt2|DIR: with --tokenize: the bundled GPT-2 tokenizer (default) or a folder (tokenizer.json, or
             vocab.json and merges.txt)
-        """) + modelOptions + deviceOptions)
+        """) + settingOptions(recomputeSettings) + modelOptions + deviceOptions)
+
+/// --recompute, as train declares it.
+let recomputeSettings = TrainingConfig.settings.filter { $0.key == "recompute" }
 
 func benchCommand(_ arguments: [String]) throws {
     guard let parsed = try benchSpec.parse(arguments) else { return }
@@ -67,13 +70,16 @@ func benchCommand(_ arguments: [String]) throws {
         throw UsageError("baton bench: --precision expects fp32, tf32 or bf16, got '\(name)'")
     }
     try device.setPrecision(precision)
+    let recompute = try TrainingConfig().applying(settingFlags(parsed, recomputeSettings)).recompute ?? .off
     let result = try Benchmark.run(
         model: model, batchSize: batch, steps: steps, warmupSteps: warmup, device: device,
-        profile: parsed.flag("--profile"))
+        profile: parsed.flag("--profile"), recompute: recompute)
     print(
         "bench: \(model.layers)L \(model.heads)H \(model.channels)C T=\(model.contextLength) B=\(batch) "
             + "V=\(model.vocabularySize), \(result.parameters) parameters, \(precision.rawValue), \(device.summary)"
     )
+    print(result.activationSummary)
+    print("activation_bytes: \(result.activationBytes)")
     print(String(format: "tokens_per_s: %.1f", result.tokensPerSecond))
     print(String(format: "ms_per_step: %.2f", result.secondsPerStep * 1000))
     if let profile = result.profile {

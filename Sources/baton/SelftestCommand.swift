@@ -88,6 +88,12 @@ func selftestCommand(_ arguments: [String]) throws {
         "memory: the same with bf16 activations (a bf16 run): \(gigabytes(bf16Memory.device)); with the scores "
             + "kept: \(gigabytes(bf16Memory.scoresKept))"
     )
+    func recomputed(_ element: ElementType) -> String {
+        [RecomputeLevel.activation, .activationAndNorms].map {
+            gigabytes(test.activationMemory(element: element, recompute: $0).device)
+        }.joined(separator: " and ")
+    }
+    say("memory: the same at --recompute 1 and 2: \(recomputed(.float32)); in bf16: \(recomputed(.bfloat16))")
     say(
         "memory: this selftest allocated \(device.allocationCount) buffers, \(gigabytes(device.allocatedBytes)) on "
             + "the device"

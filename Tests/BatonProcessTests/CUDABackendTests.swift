@@ -122,13 +122,13 @@ final class CUDABackendTests: XCTestCase {
             result.stdout.contains("CUDA emulator on the CPU"),
             "the table must say it ran on the emulator: " + result.stdout)
         XCTAssert(
-            result.stdout.contains(withNCCL ? "selftest: 329 passed, 0 failed" : "selftest: 327 passed, 0 failed"),
+            result.stdout.contains(withNCCL ? "selftest: 339 passed, 0 failed" : "selftest: 337 passed, 0 failed"),
             result.stdout)
         if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
         // Each row is printed as it is measured ("row: ..."), before the table repeats them all.
         let lines = result.stdout.split(separator: "\n").map(String.init)
         let live = lines.filter { $0.hasPrefix("row: ") }
-        XCTAssertEqual(live.count, withNCCL ? 329 : 327, "one live line per row")
+        XCTAssertEqual(live.count, withNCCL ? 339 : 337, "one live line per row")
         if let table = lines.firstIndex(where: { $0.hasPrefix("check ") }) {
             XCTAssert(
                 lines[..<table].filter { $0.hasPrefix("row: ") }.count == live.count,
@@ -143,6 +143,8 @@ final class CUDABackendTests: XCTestCase {
             "linear_forward, gelu, unaligned [loops, bf16]", "matmul_gelu_backward [small, tf32]",
             "training: 20 losses vs cpu [bf16]",
             "resume on cuda: files differing [tf32]", "resume on cuda: files differing [bf16]",
+            "training: --recompute 2 vs 0 on cuda: files differing [bf16]",
+            "training: --recompute 1 vs 0 on cuda: files differing [bf16, llama]",
             "resume bf16 -> fp32 on cuda",
             // The Llama family: its ops in every precision, its training and resumes in fp32 and bf16.
             "rmsnorm ops, width not a multiple of 8 [loops, bf16]", "rope_backward [small, tf32]",
@@ -171,6 +173,18 @@ final class CUDABackendTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(
                 figures[2] - figures[0], 19, "activations with flash attention against with the scores kept: \(memory)")
             XCTAssertLessThan(figures[1], 0.1, "flash attention keeps only per-row statistics: \(memory)")
+        }
+        // --recompute 1 and 2: less, and less again (float32 figures first).
+        let recomputed = try XCTUnwrap(
+            result.stdout.split(separator: "\n").first { $0.hasPrefix("memory: the same at --recompute 1 and 2") },
+            result.stdout)
+        let recomputedWords = recomputed.split(separator: " ")
+        let levels = zip(recomputedWords, recomputedWords.dropFirst()).compactMap {
+            $1.hasPrefix("GB") ? Double($0) : nil
+        }
+        XCTAssertEqual(levels.count, 4, String(recomputed))
+        if levels.count == 4, figures.count == 4 {
+            XCTAssert(figures[0] > levels[0] && levels[0] > levels[1], String(recomputed))
         }
     }
 

@@ -36,7 +36,7 @@ final class FlagValueTests: XCTestCase {
     static let outOfRange: [String: [String: [String]]] = [
         "train": [
             "--steps": ["0"], "--epochs": ["0"], "--batch": ["0", "100000"], "--grad-accum": ["0"],
-            "--global-batch": ["0"],
+            "--global-batch": ["0"], "--recompute": ["3"],
             "--seq-len": ["0", "100000"], "--layers": ["0", "5000"], "--heads": ["0", "5000"],
             "--embd": ["0", "100000"],
             "--vocab-size": ["0", "2147483648"], "--eval-batches": ["0"], "--log-every": ["0"], "--keep-last": ["0"],
@@ -45,7 +45,7 @@ final class FlagValueTests: XCTestCase {
         "bench": [
             "--steps": ["0"], "--batch": ["0"], "--seq-len": ["0"], "--layers": ["0"], "--heads": ["0"],
             "--embd": ["0"],
-            "--vocab-size": ["0"], "--threads": ["5000"],
+            "--vocab-size": ["0"], "--threads": ["5000"], "--recompute": ["3"],
         ],
         "eval": ["--sequences": ["0"], "--threads": ["5000"]],
         "sample": ["--threads": ["5000"]],

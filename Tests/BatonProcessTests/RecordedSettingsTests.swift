@@ -37,6 +37,7 @@ final class RecordedSettingsTests: TinyRunTestCase {
         // Examples of at most 9 bytes a row, for the tiny model's context of 8.
         ("--hellaswag", "Tests/BatonTests/Fixtures/hellaswag/short.jsonl"), ("--hellaswag-every", "2"),
         ("--zero", "1"),
+        ("--recompute", "2"),
     ]
 
     /// The Llama family's settings, each given with --arch llama.

@@ -23,6 +23,7 @@ final class SettingDeclarationTests: TinyRunTestCase {
         config.hellaswag = "hellaswag_val.jsonl"
         config.hellaswagEvery = 5
         config.zero = 1
+        config.recompute = .activation
         config.model.kvHeads = 2
         config.model.intermediateSize = 40
         config.model.tieEmbeddings = true

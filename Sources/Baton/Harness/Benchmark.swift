@@ -4,15 +4,19 @@ public enum Benchmark {
         public let tokensPerSecond: Double
         public let secondsPerStep: Double
         public let parameters: Int
+        /// Bytes of the activations the steps allocated (Activations.byteCount), and the line that says so.
+        public let activationBytes: Int
+        public let activationSummary: String
         /// With `profile`: the same steps again, each op timed (OpProfiler).
         public let profile: OpProfiler?
     }
 
     public static func run(
         model config: GPTConfig, batchSize: Int, steps: Int, warmupSteps: Int, device: Device,
-        seed: UInt64 = 1, profile: Bool = false
+        seed: UInt64 = 1, profile: Bool = false, recompute: RecomputeLevel = .off
     ) throws -> Result {
         let model = try GPT(config: config, device: device)
+        model.recompute = recompute
         try model.initializeParameters(seed: seed)
         let step = TrainingStep(
             model: model, optimizer: try AdamW(model: model, beta1: 0.9, beta2: 0.99, epsilon: 1e-8, weightDecay: 0.1))
@@ -47,6 +51,7 @@ public enum Benchmark {
         }
         return Result(
             tokensPerSecond: Double(count) / perStep, secondsPerStep: perStep, parameters: model.parameterCount,
-            profile: profiler)
+            activationBytes: model.activationByteCount(B: batchSize, T: T),
+            activationSummary: model.activationSummary(B: batchSize, T: T), profile: profiler)
     }
 }

@@ -147,10 +147,10 @@ public struct SelfTest {
     }
 
     /// Bytes of activations (everything Activations allocates) for GPT-2 124M at batch 32, T 1024,
-    /// stored as `element` (float32, or bf16 as a bf16 run stores them): with this device's
-    /// attention buffers, and with the scores kept as the CPU keeps them.
+    /// stored as `element` (float32, or bf16 as a bf16 run stores them) at a recompute level: with
+    /// this device's attention buffers, and with the scores kept as the CPU keeps them.
     public func activationMemory(
-        B: Int = 32, T: Int = 1024, element: ElementType = .float32
+        B: Int = 32, T: Int = 1024, element: ElementType = .float32, recompute: RecomputeLevel = .off
     )
         -> (device: Int, deviceAttention: Int, scoresKept: Int, scoresAttention: Int)
     {
@@ -160,7 +160,8 @@ public struct SelfTest {
         let scores = (saved: B * 12 * T * T, scratch: B * 12 * T * T + 7 * B * T * 768)
         func bytes(_ saved: Int, _ scratch: Int) -> Int {
             Activations.byteCount(
-                config: config, B: B, T: T, attentionSaved: saved, attentionScratch: scratch, element: element)
+                config: config, B: B, T: T, attentionSaved: saved, attentionScratch: scratch, element: element,
+                recompute: recompute)
         }
         return (
             bytes(sizes.saved, sizes.scratch), 4 * (12 * sizes.saved + sizes.scratch),

@@ -56,6 +56,13 @@ extension SelfTest {
         return result
     }
 
+    /// How many of two checkpoints' tensor files (weights, AdamW moments) differ in a byte.
+    static func differingFiles(_ a: URL, _ b: URL) throws -> Int {
+        try [CheckpointStore.modelFile, CheckpointStore.optimizerFile].filter {
+            try Data(contentsOf: a.appendingPathComponent($0)) != Data(contentsOf: b.appendingPathComponent($0))
+        }.count
+    }
+
     func trainer(_ config: TrainingConfig, on device: Device, run: URL, from checkpoint: URL? = nil) throws -> Trainer {
         let restoring = try checkpoint.map { try VerifiedCheckpoint(verifying: $0) }
         return try Trainer(
@@ -88,8 +95,9 @@ extension SelfTest {
     static let llamaBF16WeightsLimit = 3e-2
 
     /// Training in `precision` (its rows say which, past fp32) for a model of `architecture` (its
-    /// rows say llama): parity with the CPU twin, bitwise resume on the device, resume across
-    /// backends; in bf16 also a bf16 checkpoint continued in fp32.
+    /// rows say llama): parity with the CPU twin, bitwise resume on the device, the same bits at
+    /// --recompute 2 and 1 as at 0, resume across backends; in bf16 also a bf16 checkpoint
+    /// continued in fp32.
     public func trainingChecks(
         folder: URL, precision: Precision = .fp32, architecture: ModelArchitecture = .gpt2
     ) throws -> [Row] {
@@ -148,19 +156,30 @@ extension SelfTest {
         _ = try losses(resumed, steps: 10)
         let end = try resumed.saveCheckpoint()
         let straightEnd = onDevice.store.url(step: 20)
-        var differing = 0
-        for name in [CheckpointStore.modelFile, CheckpointStore.optimizerFile] {
-            if try Data(contentsOf: straightEnd.appendingPathComponent(name))
-                != Data(contentsOf: end.appendingPathComponent(name))
-            {
-                differing += 1
-            }
-        }
         rows.append(
             reported(
                 Row(
-                    check: "resume on \(device.kind.rawValue): files differing\(tag)", error: Double(differing),
-                    limit: 0)))
+                    check: "resume on \(device.kind.rawValue): files differing\(tag)",
+                    error: Double(try SelfTest.differingFiles(straightEnd, end)), limit: 0)))
+        // --recompute on the device, the same bits as level 0: 10 steps at level 2 against the
+        // level-0 checkpoint of step 10, then 10 steps at level 1 from it against step 20.
+        var recomputing = config
+        recomputing.recompute = .activationAndNorms
+        let levelTwo = try trainer(recomputing, on: device, run: folder.appendingPathComponent("device-recompute"))
+        _ = try losses(levelTwo, steps: 10)
+        let levelTwoMiddle = try levelTwo.saveCheckpoint()
+        recomputing.recompute = .activation
+        let levelOne = try trainer(
+            recomputing, on: device, run: folder.appendingPathComponent("device-recompute"), from: levelTwoMiddle)
+        _ = try losses(levelOne, steps: 10)
+        let levelOneEnd = try levelOne.saveCheckpoint()
+        for (level, ours, theirs) in [(2, levelTwoMiddle, middle), (1, levelOneEnd, straightEnd)] {
+            rows.append(
+                reported(
+                    Row(
+                        check: "training: --recompute \(level) vs 0 on \(device.kind.rawValue): files differing\(tag)",
+                        error: Double(try SelfTest.differingFiles(ours, theirs)), limit: 0)))
+        }
         // --async-save's host copy (alloc_host: pinned memory on a GPU) holds the device's values.
         let snapshot = try CheckpointSnapshot(device: device, count: resumed.model.layout.totalCount)
         try snapshot.capture(resumed.checkpointTensors)

@@ -1,11 +1,14 @@
 /// Every activation a forward pass keeps for the backward pass, and the gradient scratch the
-/// backward pass reuses layer by layer. Allocated once for a (batch, length) and reused every step.
-/// Its buffers are read as members of `ActivationBuffers` (a.encoded, a.layers[l].qkv, ...).
+/// backward pass reuses layer by layer. Allocated once for a (batch, length, recompute level) and
+/// reused every step. Its buffers are read as members of `ActivationBuffers` (a.encoded,
+/// a.layers[l].qkv, ...).
 @dynamicMemberLookup
 final class Activations {
     typealias Layer = ActivationBuffers<Tensor, TokenTensor>.Layer
 
     let B: Int, T: Int
+    /// Which buffers all layers share, recomputed in the backward pass.
+    let recompute: RecomputeLevel
     let buffers: ActivationBuffers<Tensor, TokenTensor>
     /// How the activations are stored (the device's activationElement when they were made).
     var element: ElementType { buffers.lnf.element }
@@ -16,13 +19,14 @@ final class Activations {
         buffers[keyPath: member]
     }
 
-    init(config: GPTConfig, B: Int, T: Int, device: Device) throws {
+    init(config: GPTConfig, B: Int, T: Int, recompute: RecomputeLevel = .off, device: Device) throws {
         self.B = B
         self.T = T
+        self.recompute = recompute
         let sizes = device.attentionSizes(B: B, T: T, C: config.channels, NH: config.heads, KV: config.keyValueHeads)
         buffers = try ActivationBuffers(
             config: config, B: B, T: T, attentionSaved: sizes.saved, attentionScratch: sizes.scratch,
-            element: device.activationElement,
+            element: device.activationElement, recompute: recompute,
             tensor: { count, element in
                 try element == .float32 ? device.allocate(floats: count) : device.allocate(activations: count)
             },
@@ -38,19 +42,31 @@ final class Activations {
     /// (Device.attentionSizes, floats) and the activations' storage, for a memory figure without
     /// the memory: the sizes of the buffers init allocates, from the same declaration.
     static func byteCount(
-        config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType
+        config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType,
+        recompute: RecomputeLevel = .off
     ) -> Int {
         var bytes = 0
         _ = ActivationBuffers<Void, Void>(
             config: config, B: B, T: T, attentionSaved: attentionSaved, attentionScratch: attentionScratch,
-            element: element, tensor: { bytes += $0 * $1.byteCount }, tokens: { bytes += $0 * 4 })
+            element: element, recompute: recompute, tensor: { bytes += $0 * $1.byteCount }, tokens: { bytes += $0 * 4 })
         return bytes
+    }
+
+    /// Bytes `Activations(config:B:T:recompute:device:)` allocates on `device` in its current
+    /// precision: the figure train and bench print.
+    static func byteCount(config: GPTConfig, B: Int, T: Int, recompute: RecomputeLevel, device: Device) -> Int {
+        let sizes = device.attentionSizes(B: B, T: T, C: config.channels, NH: config.heads, KV: config.keyValueHeads)
+        return byteCount(
+            config: config, B: B, T: T, attentionSaved: sizes.saved, attentionScratch: sizes.scratch,
+            element: device.activationElement, recompute: recompute)
     }
 }
 
 /// Every buffer of the activations, declared once, each one value of Buffer (made by `tensor(count,
 /// element type)`) or of Tokens (int32 tokens, made by `tokens(count)`): `Activations.init`
-/// allocates them on a device, `Activations.byteCount` sums their sizes.
+/// allocates them on a device, `Activations.byteCount` sums their sizes. What the recompute level
+/// recomputes is one buffer that every layer's member names (the same value in each): at
+/// `.activation` fcGelu and hidden, at `.activationAndNorms` also ln1 and ln2.
 struct ActivationBuffers<Buffer, Tokens> {
     struct Layer {
         /// attentionSaved: what the attention's forward pass keeps for its backward (its size is
@@ -98,25 +114,35 @@ struct ActivationBuffers<Buffer, Tokens> {
     // layer's (GPT-2's fc, [N, 4C]; the Llama family's gate and up, [N, 2I]).
     let dresidual, dresidualActivation, dln, dattentionOutput, dqkv, dfc, attentionScratch: Buffer
 
-    /// `element`: how activations are stored (float32 or bf16); the rest is float32.
+    /// `element`: how activations are stored (float32 or bf16); the rest is float32. `recompute`:
+    /// which activations are one buffer for all layers.
     init(
         config: GPTConfig, B: Int, T: Int, attentionSaved: Int, attentionScratch: Int, element: ElementType,
-        tensor: (Int, ElementType) throws -> Buffer, tokens: (Int) throws -> Tokens
+        recompute: RecomputeLevel = .off, tensor: (Int, ElementType) throws -> Buffer, tokens: (Int) throws -> Tokens
     ) rethrows {
         let C = config.channels, N = B * T, isLlama = config.architecture == .llama
         func floats(_ count: Int) throws -> Buffer { try tensor(count, .float32) }
         func activations(_ count: Int) throws -> Buffer { try tensor(count, element) }
         encoded = try floats(N * C)
+        // The buffers all layers share where they are recomputed: the MLP's activation (GELU's
+        // output [N, 4C], SwiGLU's [N, I]) and the norms' outputs [N, C]. (Level 0 allocates in
+        // the order it always did.)
+        let activationWidth = isLlama ? config.hiddenSize : 4 * C
+        let sharedActivation = recompute.recomputesActivation ? try activations(N * activationWidth) : nil
+        let sharedLn1 = recompute.recomputesNorms ? try activations(N * C) : nil
+        let sharedLn2 = recompute.recomputesNorms ? try activations(N * C) : nil
         var layers: [Layer] = [], llamaLayers: [LlamaLayer] = []
         for _ in 0..<(isLlama ? config.layers : 0) {
             let I = config.hiddenSize
             llamaLayers.append(
                 LlamaLayer(
-                    ln1: try activations(N * C), ln1Rstd: try floats(N), qkv: try activations(N * config.qkvWidth),
+                    ln1: try sharedLn1 ?? activations(N * C), ln1Rstd: try floats(N),
+                    qkv: try activations(N * config.qkvWidth),
                     attentionOutput: try activations(N * C), attentionSaved: try floats(attentionSaved),
                     attentionProjection: try activations(N * C), residualAfterAttention: try floats(N * C),
-                    ln2: try activations(N * C), ln2Rstd: try floats(N), gateUp: try activations(N * 2 * I),
-                    hidden: try activations(N * I), down: try activations(N * C), residualAfterMLP: try floats(N * C)))
+                    ln2: try sharedLn2 ?? activations(N * C), ln2Rstd: try floats(N),
+                    gateUp: try activations(N * 2 * I), hidden: try sharedActivation ?? activations(N * I),
+                    down: try activations(N * C), residualAfterMLP: try floats(N * C)))
         }
         self.llamaLayers = llamaLayers
         llama =
@@ -126,13 +152,13 @@ struct ActivationBuffers<Buffer, Tokens> {
         for _ in 0..<(isLlama ? 0 : config.layers) {
             layers.append(
                 Layer(
-                    ln1: try activations(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N),
+                    ln1: try sharedLn1 ?? activations(N * C), ln1Mean: try floats(N), ln1Rstd: try floats(N),
                     qkv: try activations(N * 3 * C),
                     attentionOutput: try activations(N * C), attentionSaved: try floats(attentionSaved),
                     attentionProjection: try activations(N * C), residualAfterAttention: try floats(N * C),
-                    ln2: try activations(N * C), ln2Mean: try floats(N), ln2Rstd: try floats(N),
+                    ln2: try sharedLn2 ?? activations(N * C), ln2Mean: try floats(N), ln2Rstd: try floats(N),
                     fc: try activations(N * 4 * C),
-                    fcGelu: try activations(N * 4 * C), fcProjection: try activations(N * C),
+                    fcGelu: try sharedActivation ?? activations(N * 4 * C), fcProjection: try activations(N * C),
                     residualAfterMLP: try floats(N * C)))
         }
         self.layers = layers

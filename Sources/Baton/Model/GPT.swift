@@ -1,3 +1,5 @@
+import Foundation
+
 /// A decoder-only transformer of either family (GPTConfig.architecture): its parameters, gradients
 /// and activations, and the passes common to both. Each family's blocks are its own file:
 /// GPT2Blocks.swift and LlamaBlocks.swift, written as calls to `Device` ops (after llm.c's
@@ -13,6 +15,9 @@ public final class GPT {
     public internal(set) var gradients: Tensor
 
     private var activations: Activations?
+    /// What the backward pass recomputes instead of keeping (RecomputeLevel): memory, never the
+    /// bits. The next pass allocates its activations anew when this changed.
+    public var recompute: RecomputeLevel = .off
     /// In bf16, a bf16 copy of `parameters` for the matmuls (made afresh at each forward pass, so
     /// it is never stale: one pass over the weights); nil in fp32 and tf32, whose matmuls read
     /// `parameters` themselves.
@@ -60,15 +65,32 @@ public final class GPT {
         try device.upload(host, to: parameters)
     }
 
-    /// The activations for (B, T) in the device's current precision (made anew when either
-    /// changed), with the bf16 weight copy where the precision stores activations in bf16.
+    /// Bytes of the activations a pass over (B, T) allocates, in the device's current precision at
+    /// this recompute level: what `baton train` and `baton bench` print.
+    public func activationByteCount(B: Int, T: Int) -> Int {
+        Activations.byteCount(config: config, B: B, T: T, recompute: recompute, device: device)
+    }
+
+    /// "activations: 12.3 MiB at batch 12 x 64 (--recompute 1)": the line train and bench print.
+    public func activationSummary(B: Int, T: Int) -> String {
+        let mebibytes = Double(activationByteCount(B: B, T: T)) / 1_048_576
+        return "activations: \(String(format: "%.1f", mebibytes)) MiB at batch \(B) x \(T) (--recompute "
+            + "\(recompute.rawValue))"
+    }
+
+    /// The activations for (B, T) in the device's current precision at this recompute level (made
+    /// anew when any changed), with the bf16 weight copy where the precision stores activations in bf16.
     private func activations(B: Int, T: Int) throws -> Activations {
         let element = device.activationElement
-        if let current = activations, current.B == B, current.T == T, current.element == element { return current }
+        if let current = activations, current.B == B, current.T == T, current.element == element,
+            current.recompute == recompute
+        {
+            return current
+        }
         activations = nil  // free the old set before allocating a new one
         weightCopy = nil
         if element != .float32 { weightCopy = try device.allocate(activations: layout.totalCount) }
-        let fresh = try Activations(config: config, B: B, T: T, device: device)
+        let fresh = try Activations(config: config, B: B, T: T, recompute: recompute, device: device)
         activations = fresh
         return fresh
     }

@@ -9,14 +9,9 @@ extension GPT {
         let matmulTensors = ParameterTensors(layout: layout, buffer: matmulWeights)
         try d.encoderForward(
             out: a.encoded, tokens: a.inputs, wte: w.tokenEmbedding, wpe: w.positionEmbedding, B: B, T: T, C: C)
-        // Each block's residual adds are fused with the LayerNorm that follows them (the next
-        // block's ln_1, or ln_f after the last block); only the first ln_1 stands alone.
-        try d.layernormForward(
-            out: a.layers[0].ln1, mean: a.layers[0].ln1Mean, rstd: a.layers[0].ln1Rstd, input: a.encoded,
-            weight: w.blocks[0].ln1.weight, bias: w.blocks[0].ln1.bias, N: N, C: C)
-        var residual = a.encoded
+        try gpt2NormBefore(block: 0, a, w)
         for (index, l) in a.layers.enumerated() {
-            let block = w.blocks[index], matmul = matmulTensors.blocks[index]
+            let matmul = matmulTensors.blocks[index]
             try linear(out: l.qkv, input: l.ln1, layer: matmul.qkv, N: N, inFeatures: C, outFeatures: 3 * C)
             try d.attentionForward(
                 out: l.attentionOutput, saved: l.attentionSaved, qkv: l.qkv, scratch: a.attentionScratch, B: B, T: T,
@@ -24,32 +19,60 @@ extension GPT {
             try linear(
                 out: l.attentionProjection, input: l.attentionOutput, layer: matmul.attentionProjection, N: N,
                 inFeatures: C, outFeatures: C)
-            try d.residualLayernormForward(
-                residual: l.residualAfterAttention, out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, a: residual,
-                b: l.attentionProjection, weight: block.ln2.weight, bias: block.ln2.bias, N: N, C: C)
-            try linear(
-                out: l.fc, geluOut: l.fcGelu, input: l.ln2, layer: matmul.fc, N: N, inFeatures: C, outFeatures: 4 * C)
+            try gpt2NormInside(block: index, a, w)
+            try gpt2MLPUp(block: index, a, matmulTensors)
             try linear(
                 out: l.fcProjection, input: l.fcGelu, layer: matmul.mlpProjection, N: N, inFeatures: 4 * C,
                 outFeatures: C)
-            let isLast = index + 1 == a.layers.count
-            let next =
-                isLast
-                ? (out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, norm: w.finalNorm)
-                : (
-                    out: a.layers[index + 1].ln1, mean: a.layers[index + 1].ln1Mean, rstd: a.layers[index + 1].ln1Rstd,
-                    norm: w.blocks[index + 1].ln1
-                )
-            try d.residualLayernormForward(
-                residual: l.residualAfterMLP, out: next.out, mean: next.mean, rstd: next.rstd,
-                a: l.residualAfterAttention, b: l.fcProjection, weight: next.norm.weight,
-                bias: next.norm.bias, N: N, C: C)
-            residual = l.residualAfterMLP
+            try gpt2NormBefore(block: index + 1, a, w)
         }
         // Tied LM head: logits = lnf @ wte^T, over the padded rows (their logits are zero, and masked).
         try d.matmul(
             c: a.logits, a: a.lnf, b: matmulTensors.tokenEmbedding, M: N, N: V, K: C,
             transposeA: false, transposeB: true, beta: 0)
+    }
+
+    /// The LayerNorm before block `index`, ln_1 (index == layers: ln_f, after the last block): the
+    /// first from the embeddings alone, each other fused with the residual add that ends the block
+    /// before it. The forward pass makes each; the backward pass makes ln_1 again where it is
+    /// recomputed, with the same op on the same operands, so the same bits (the residual, mean and
+    /// rstd it writes again are the ones they hold).
+    private func gpt2NormBefore(block index: Int, _ a: Activations, _ w: ParameterTensors<Tensor>) throws {
+        let N = a.B * a.T, C = config.channels
+        let isFinal = index == a.layers.count
+        let out = isFinal ? a.lnf : a.layers[index].ln1, mean = isFinal ? a.lnfMean : a.layers[index].ln1Mean,
+            rstd = isFinal ? a.lnfRstd : a.layers[index].ln1Rstd, norm = isFinal ? w.finalNorm : w.blocks[index].ln1
+        guard index > 0 else {
+            try device.layernormForward(
+                out: out, mean: mean, rstd: rstd, input: a.encoded, weight: norm.weight, bias: norm.bias, N: N, C: C)
+            return
+        }
+        let before = a.layers[index - 1]
+        try device.residualLayernormForward(
+            residual: before.residualAfterMLP, out: out, mean: mean, rstd: rstd, a: before.residualAfterAttention,
+            b: before.fcProjection, weight: norm.weight, bias: norm.bias, N: N, C: C)
+    }
+
+    /// Block `index`'s ln_2, fused with the residual add after its attention; made again in the
+    /// backward pass where recomputed, as gpt2NormBefore.
+    private func gpt2NormInside(block index: Int, _ a: Activations, _ w: ParameterTensors<Tensor>) throws {
+        let l = a.layers[index], norm = w.blocks[index].ln2
+        let residualIn = index == 0 ? a.encoded : a.layers[index - 1].residualAfterMLP
+        try device.residualLayernormForward(
+            residual: l.residualAfterAttention, out: l.ln2, mean: l.ln2Mean, rstd: l.ln2Rstd, a: residualIn,
+            b: l.attentionProjection, weight: norm.weight, bias: norm.bias, N: a.B * a.T, C: config.channels)
+    }
+
+    /// Block `index`'s MLP up to its GELU: fc and GELU(fc) in one op. Where GELU's output is
+    /// recomputed, the backward pass runs this op again whole (the same operands, so the same bits,
+    /// fc's included): GELU is taken of the unrounded sum inside the op (in bf16, and in
+    /// cuBLASLt's epilogue on a GPU), so it cannot be had again from the stored fc.
+    private func gpt2MLPUp(block index: Int, _ a: Activations, _ matmulTensors: ParameterTensors<Tensor>) throws {
+        let l = a.layers[index], C = config.channels
+        try linear(
+            out: l.fc, geluOut: l.fcGelu, input: l.ln2, layer: matmulTensors.blocks[index].fc, N: a.B * a.T,
+            inFeatures: C,
+            outFeatures: 4 * C)
     }
 
     /// out[N, outFeatures] = input[N, inFeatures] @ weight[inFeatures, outFeatures] + bias, and
@@ -109,6 +132,9 @@ extension GPT {
             let l = a.layers[index], block = w.blocks[index], matmul = matmulTensors.blocks[index],
                 gradient = g.blocks[index]
             let residualIn = index == 0 ? a.encoded : a.layers[index - 1].residualAfterMLP
+            // The shared buffers hold the last block's values: this block's, made again (RecomputeLevel).
+            if a.recompute.recomputesNorms { try gpt2NormInside(block: index, a, w) }
+            if a.recompute.recomputesActivation { try gpt2MLPUp(block: index, a, matmulTensors) }
             // The MLP's output projection and its GELU, backwards: dfc in one op, then the weight's and bias's
             // gradients.
             let dmlp = dmatmul
@@ -133,6 +159,7 @@ extension GPT {
                 dqkv: a.dqkv, scratch: a.attentionScratch, dout: a.dattentionOutput, qkv: l.qkv, out: l.attentionOutput,
                 saved: l.attentionSaved,
                 B: B, T: T, C: C, NH: NH, KV: NH)
+            if a.recompute.recomputesNorms { try gpt2NormBefore(block: index, a, w) }
             try linearBackward(
                 dinput: a.dln, dout: a.dqkv, input: l.ln1, layer: matmul.qkv, gradient: gradient.qkv, N: N,
                 inFeatures: C, outFeatures: 3 * C)

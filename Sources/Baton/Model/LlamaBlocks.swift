@@ -7,14 +7,11 @@
 extension GPT {
     func llamaForwardToLogits(_ a: Activations) throws {
         let B = a.B, T = a.T, C = config.channels, NH = config.heads, KV = config.keyValueHeads, HS = config.headSize
-        let N = B * T, I = config.hiddenSize, W = config.qkvWidth, eps = config.normEpsilon
+        let N = B * T, I = config.hiddenSize, W = config.qkvWidth
         let d = device, w = LlamaParameterTensors(layout: layout, buffer: parameters)
         let m = LlamaParameterTensors(layout: layout, buffer: matmulWeights), extra = a.llama!
         try d.encoderForward(out: a.encoded, tokens: a.inputs, wte: w.tokenEmbedding, wpe: nil, B: B, T: T, C: C)
-        try d.rmsnormForward(
-            out: a.llamaLayers[0].ln1, rstd: a.llamaLayers[0].ln1Rstd, input: a.encoded, weight: w.blocks[0].inputNorm,
-            N: N, C: C, eps: eps)
-        var residual = a.encoded
+        try llamaNormBefore(block: 0, a, w)
         for (index, l) in a.llamaLayers.enumerated() {
             let matmul = m.blocks[index]
             try d.linearForward(
@@ -28,34 +25,57 @@ extension GPT {
             try d.linearForward(
                 out: l.attentionProjection, input: l.attentionOutput, weight: matmul.attentionOutput, bias: nil, N: N,
                 inFeatures: C, outFeatures: C, transposedWeight: true)
-            try d.residualRmsnormForward(
-                residual: l.residualAfterAttention, out: l.ln2, rstd: l.ln2Rstd, a: residual, b: l.attentionProjection,
-                weight: w.blocks[index].postAttentionNorm, N: N, C: C, eps: eps)
+            try llamaNormInside(block: index, a, w)
             try d.linearForward(
                 out: l.gateUp, input: l.ln2, weight: matmul.gateUp, bias: nil, N: N, inFeatures: C, outFeatures: 2 * I,
                 transposedWeight: true)
-            try d.swigluForward(out: l.hidden, input: l.gateUp, N: N, H: I)
+            try llamaSwiGLU(block: index, a)
             try d.linearForward(
                 out: l.down, input: l.hidden, weight: matmul.down, bias: nil, N: N, inFeatures: I, outFeatures: C,
                 transposedWeight: true)
-            // The residual add fused with the next RMSNorm: the next block's, or the final one.
-            let isLast = index + 1 == a.llamaLayers.count
-            let next =
-                isLast
-                ? (out: a.lnf, rstd: a.lnfRstd, weight: w.finalNorm)
-                : (
-                    out: a.llamaLayers[index + 1].ln1, rstd: a.llamaLayers[index + 1].ln1Rstd,
-                    weight: w.blocks[index + 1].inputNorm
-                )
-            try d.residualRmsnormForward(
-                residual: l.residualAfterMLP, out: next.out, rstd: next.rstd, a: l.residualAfterAttention, b: l.down,
-                weight: next.weight, N: N, C: C, eps: eps)
-            residual = l.residualAfterMLP
+            try llamaNormBefore(block: index + 1, a, w)
         }
         // LM head: logits = lnf @ head^T over the padded rows (zero, and masked).
         try d.matmul(
             c: a.logits, a: a.lnf, b: m.head, M: N, N: config.paddedVocabularySize, K: C, transposeA: false,
             transposeB: true, beta: 0)
+    }
+
+    /// The RMSNorm before block `index` (index == layers: the final norm): the first from the
+    /// embeddings alone, each other fused with the residual add that ends the block before it. The
+    /// forward pass makes each; the backward pass makes the input norm's output again where it is
+    /// recomputed (RecomputeLevel), with the same op on the same operands, so the same bits (the
+    /// residual and rstd it writes again are the ones they hold).
+    private func llamaNormBefore(block index: Int, _ a: Activations, _ w: LlamaParameterTensors<Tensor>) throws {
+        let N = a.B * a.T, C = config.channels, eps = config.normEpsilon
+        let isFinal = index == a.llamaLayers.count
+        let out = isFinal ? a.lnf : a.llamaLayers[index].ln1, rstd = isFinal ? a.lnfRstd : a.llamaLayers[index].ln1Rstd
+        let weight = isFinal ? w.finalNorm : w.blocks[index].inputNorm
+        guard index > 0 else {
+            try device.rmsnormForward(out: out, rstd: rstd, input: a.encoded, weight: weight, N: N, C: C, eps: eps)
+            return
+        }
+        let before = a.llamaLayers[index - 1]
+        try device.residualRmsnormForward(
+            residual: before.residualAfterMLP, out: out, rstd: rstd, a: before.residualAfterAttention, b: before.down,
+            weight: weight, N: N, C: C, eps: eps)
+    }
+
+    /// Block `index`'s post-attention RMSNorm, fused with the residual add after its attention;
+    /// made again in the backward pass where recomputed, as llamaNormBefore.
+    private func llamaNormInside(block index: Int, _ a: Activations, _ w: LlamaParameterTensors<Tensor>) throws {
+        let l = a.llamaLayers[index]
+        let residualIn = index == 0 ? a.encoded : a.llamaLayers[index - 1].residualAfterMLP
+        try device.residualRmsnormForward(
+            residual: l.residualAfterAttention, out: l.ln2, rstd: l.ln2Rstd, a: residualIn, b: l.attentionProjection,
+            weight: w.blocks[index].postAttentionNorm, N: a.B * a.T, C: config.channels, eps: config.normEpsilon)
+    }
+
+    /// Block `index`'s SwiGLU output from its gate and up (kept); made again in the backward pass
+    /// where recomputed.
+    private func llamaSwiGLU(block index: Int, _ a: Activations) throws {
+        let l = a.llamaLayers[index]
+        try device.swigluForward(out: l.hidden, input: l.gateUp, N: a.B * a.T, H: config.hiddenSize)
     }
 
     /// The weight gradient of a linear layer stored [out, in]: gradient += dout^T @ input.
@@ -93,6 +113,9 @@ extension GPT {
         for index in stride(from: config.layers - 1, through: 0, by: -1) {
             let l = a.llamaLayers[index], matmul = m.blocks[index], gradient = g.blocks[index]
             let residualIn = index == 0 ? a.encoded : a.llamaLayers[index - 1].residualAfterMLP
+            // The shared buffers hold the last block's values: this block's, made again (RecomputeLevel).
+            if a.recompute.recomputesActivation { try llamaSwiGLU(block: index, a) }
+            if a.recompute.recomputesNorms { try llamaNormInside(block: index, a, w) }
             // The MLP: down, SwiGLU, gate and up.
             try inputGradient(extra.dhidden, dout: dmatmul, weight: matmul.down, N: N, out: C, in: I)
             try accumulateWeightGradient(gradient.down, dout: dmatmul, input: l.hidden, N: N, out: C, in: I)
@@ -113,6 +136,7 @@ extension GPT {
                 saved: l.attentionSaved, B: B, T: T, C: C, NH: NH, KV: KV)
             try d.rope(a.dqkv, freqs: extra.rope, B: B, T: T, width: W, heads: NH + KV, HS: HS, backward: true)
             try inputGradient(a.dln, dout: a.dqkv, weight: matmul.qkv, N: N, out: W, in: C)
+            if a.recompute.recomputesNorms { try llamaNormBefore(block: index, a, w) }
             try accumulateWeightGradient(gradient.qkv, dout: a.dqkv, input: l.ln1, N: N, out: W, in: C)
             if let bias = gradient.qkvBias { try d.biasBackward(dbias: bias, dout: a.dqkv, N: N, OC: W) }
             // The first block's norm feeds only the embedding's gradient, which reads float32: no copy.

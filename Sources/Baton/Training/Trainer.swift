@@ -116,6 +116,7 @@ public final class Trainer {
         // The run's config says how its ranks sum gradients, whatever the command line of a resume.
         options.parallel?.exact = config.reduce != .fast
         model = try GPT(config: config.model, device: device)
+        model.recompute = config.recompute ?? .off
         optimizer = try AdamW(
             model: model, beta1: config.beta1, beta2: config.beta2, epsilon: config.epsilon,
             weightDecay: config.weightDecay, slice: Trainer.zeroSlice(config: config, model: model, options: options))
@@ -294,6 +295,7 @@ public final class Trainer {
         baton_install_stop_handlers()
         let metrics = isLeader ? try MetricsLog(url: runFolder.metricsURL) : nil
         log("model: \(config.model.summary): \(model.parameterCount) parameters")
+        log(model.activationSummary(B: config.batchSize, T: config.model.contextLength))
         if config.resolvedPrecision != .fp32 { log("precision: \(config.resolvedPrecision.summary)") }
         log("data: \(loader.dataset.sampleCount) training sequences, \(loader.batchesPerEpoch) batches per epoch")
         if let parallel = options.parallel {

@@ -45,6 +45,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             + "fp32); weights, moments and checkpoints stay float32"
     )
     public var precision: Precision? = nil
+    /// What the backward pass recomputes instead of keeping (RecomputeLevel): memory, never the
+    /// bits, so a resume may change it. Unset (files from before the setting): 0.
+    @Setting(
+        "--recompute", "0|1|2",
+        "activations recomputed in the backward pass instead of kept, for memory: 0 none (default), 1 the MLP's "
+            + "GELU/SwiGLU output, 2 also the norms' outputs; the same bits at every level", resume: .free)
+    public var recompute: RecomputeLevel? = nil
     public var model = GPTConfig()
     @Setting("--lr", "X", "peak learning rate (default {})", .nonNegative)
     public var learningRate: Float = 1e-3
@@ -180,3 +187,14 @@ public enum NonfiniteRule: String, SettingMode { case stop, skip }
 public enum SaveErrorRule: String, SettingMode { case stop, retry }
 
 extension Precision: SettingMode {}
+
+/// `--recompute 0|1|2`: its number, in flags and in config.json.
+extension RecomputeLevel: SettingValue {
+    public init?(settingText: String) {
+        guard let number = Int(settingText) else { return nil }
+        self.init(rawValue: number)
+    }
+    public var settingText: String { String(rawValue) }
+    public var settingNumber: Double? { Double(rawValue) }
+    public static var settingKind: String { "0, 1 or 2" }
+}
