@@ -1,5 +1,6 @@
 // Fused softmax + cross-entropy, one block per row, sums in double (as on the CPU): the twin of
-// Sources/CBatonCPU/crossentropy.c. The logits and their gradient are activations (Act).
+// Sources/CBatonCPU/crossentropy.c. The logits and their gradient are activations (Act). A negative
+// target is a masked position: loss 0 and a zero gradient row.
 #include "common.cuh"
 
 // Thread t reads and writes chunks of W columns, t, t + blockDim, ... (W = 8: 16-byte accesses,
@@ -11,6 +12,19 @@ __global__ void softmax_crossentropy_kernel(float *losses, Act *dlogits, const A
     __shared__ double shared_sum[32];
     long long row = blockIdx.x;
     const Act *x = logits + row * Vp;
+    int target = targets[row];
+    if (target < 0) { // a masked position (ignored target): loss 0, gradient row 0; the whole block returns
+        if (threadIdx.x == 0) losses[row] = 0.0f;
+        if (dlogits) {
+            Act *d = dlogits + row * Vp;
+            for (int i = threadIdx.x * W; i < Vp; i += blockDim.x * W) {
+                float g[W];
+                for (int k = 0; k < W; k++) g[k] = 0.0f;
+                store_values(d, i, g);
+            }
+        }
+        return;
+    }
     int end = W == 1 ? V : Vp; // chunks cover the padded columns too (masked), so each is whole
     float local_max = -INFINITY;
     for (int i = threadIdx.x * W; i < end; i += blockDim.x * W) {
@@ -20,7 +34,6 @@ __global__ void softmax_crossentropy_kernel(float *losses, Act *dlogits, const A
             if (i + k < V) local_max = fmaxf(local_max, v[k]);
     }
     float maxval = block_max(local_max, shared_max);
-    int target = targets[row];
     float target_logit = load_act(x, target); // read before any thread may overwrite it (dlogits may alias)
     double local_sum = 0.0;
     for (int i = threadIdx.x * W; i < end; i += blockDim.x * W) {

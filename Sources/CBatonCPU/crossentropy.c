@@ -1,5 +1,7 @@
 /* Fused softmax + cross-entropy. Sums run in double so large vocabularies stay accurate. The
- * logits and their gradient are activations (bf16 in BF16); the losses float32. */
+ * logits and their gradient are activations (bf16 in BF16); the losses float32. A negative target
+ * is a masked position (supervised fine-tuning trains on the assistant's tokens only): loss 0,
+ * gradient row 0. */
 #include "kernels.h"
 #include <math.h>
 
@@ -18,13 +20,21 @@ static void crossentropy_rows(void *p, int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; n++) {
         const void *x = act_at(a->logits, n * Vp, a->bf16);
         int bf16 = a->bf16;
+        int target = a->targets[n];
+        if (target < 0) { /* an ignored (masked) position: no loss, no gradient */
+            a->losses[n] = 0.0f;
+            if (a->dlogits) {
+                void *d = act_at(a->dlogits, n * Vp, bf16);
+                for (int i = 0; i < Vp; i++) act_store(d, i, 0.0f, bf16);
+            }
+            continue;
+        }
         float maxval = -INFINITY;
         for (int i = 0; i < V; i++)
             if (act_load(x, i, bf16) > maxval) maxval = act_load(x, i, bf16);
         double sum = 0.0;
         for (int i = 0; i < V; i++) sum += exp((double)act_load(x, i, bf16) - maxval);
         double log_sum = log(sum);
-        int target = a->targets[n];
         a->losses[n] = (float)(log_sum - ((double)act_load(x, target, bf16) - maxval));
         if (a->dlogits) {
             void *d = act_at(a->dlogits, n * Vp, bf16); /* may alias x: each x[i] is read before d[i] is written */

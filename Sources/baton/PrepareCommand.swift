@@ -4,7 +4,9 @@ import Foundation
 let prepareSpec = CommandSpec(
     name: "prepare",
     summary: "Tokenize text into llm.c token shards: bytes (90% train, 10% val), or BPE, streamed.",
-    usage: "baton prepare FILE... --out DIR [--tokenizer bytes|gpt2|DIR]   (.txt: one document; .jsonl: one a line)",
+    usage:
+        "baton prepare FILE... --out DIR [--tokenizer bytes|gpt2|DIR]   (.txt: one document; .jsonl: one a line)\n"
+        + "       baton prepare --sft FILE.jsonl --tokenizer gpt2|DIR --out DIR   (one conversation a line)",
     options: options(
         """
         --out DIR: folder for the shards (required); written whole beside it, then swapped in
@@ -16,6 +18,11 @@ let prepareSpec = CommandSpec(
         --shard-tokens N: BPE: tokens per shard (default 100000000, as llm.c)
         --val-tokens N: BPE: tokens for validation, taken first (default: 10% of the tokens, at most one shard)
         --threads N: BPE: tokenizer threads (default: one per core)
+        --sft: the file holds conversations ({"messages": [{"role", "content"}, ...]} a line) for supervised
+            fine-tuning: masked shards, trained on the assistant's replies only (ChatML where the tokenizer has
+            <|im_start|> and <|im_end|>, else <|user|>/<|assistant|> text; README: Supervised fine-tuning)
+        --pad-to N: --sft: pad each conversation (with untrained separators) to a multiple of N tokens, so each
+            starts a window of the run's --seq-len N (default: packed one after another)
         """) + debugPrepareOptions, takesArguments: true)
 
 func prepareCommand(_ arguments: [String]) throws {
@@ -39,6 +46,8 @@ func prepareCommand(_ arguments: [String]) throws {
                 + "most 200 bytes), got '\(name.prefix(40))\(name.count > 40 ? "..." : "")'"
         )
     }
+    if parsed.flag("--sft") { return try prepareConversations(parsed, out: out, tokenizer: tokenizer, name: name) }
+    if parsed.string("--pad-to") != nil { throw UsageError("baton prepare: --pad-to is for --sft") }
     if tokenizer == "bytes" {
         for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {
             throw UsageError(
@@ -68,6 +77,35 @@ func prepareCommand(_ arguments: [String]) throws {
     say(
         "wrote \(result.files.count) shards to \(out): \(result.documents) documents, \(result.trainTokens) train "
             + "and \(result.valTokens) val tokens in \(formatDuration(monotonicSeconds() - start))"
+    )
+}
+
+/// `baton prepare --sft FILE.jsonl`: conversations into masked shards.
+func prepareConversations(_ parsed: ParsedArguments, out: String, tokenizer: String, name: String) throws {
+    guard parsed.positionals.count == 1 else {
+        throw UsageError("baton prepare --sft: give one .jsonl file of conversations")
+    }
+    guard tokenizer != "bytes" else {
+        throw UsageError("baton prepare --sft needs --tokenizer gpt2 or DIR (a chat needs an end-of-text token)")
+    }
+    for flag in ["--field", "--shard-tokens", "--val-tokens"] where parsed.string(flag) != nil {
+        throw UsageError(
+            "baton prepare: \(flag) is not for --sft (one shard each; the first tenth of the conversations validate)")
+    }
+    let folder = tokenizer == "gpt2" ? try GPT2Tokenizer.bundledFolder() : URL(fileURLWithPath: tokenizer)
+    var preparation = try ConversationPreparation(tokenizerFolder: folder)
+    preparation.name = name
+    preparation.overwrite = parsed.flag("--overwrite")
+    if let padTo = try parsed.int("--pad-to") {
+        guard padTo >= 1 else { throw UsageError("baton prepare: --pad-to must be at least 1, got \(padTo)") }
+        preparation.padTo = padTo
+    }
+    let result = try preparation.prepare(
+        file: URL(fileURLWithPath: parsed.positionals[0]), outputFolder: URL(fileURLWithPath: out))
+    say(
+        "wrote \(out): \(result.conversations) conversations (\(result.validationConversations) for validation), "
+            + "\(result.trainTokens) train and \(result.valTokens) val tokens, \(result.trainedTokens) of them "
+            + "trained on; chat format \(result.format.rawValue)"
     )
 }
 

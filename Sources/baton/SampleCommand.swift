@@ -15,6 +15,9 @@ let sampleSpec = CommandSpec(
             50257: GPT-2)
         --stop-at-eot: stop after the end of a document (<|endoftext|>, or the token the tokenizer puts between
             documents)
+        --chat: talk: each line read from stdin is a user message; the model's reply (up to --length tokens, or
+            its end marker) is printed on one line; the conversation is kept, in the chat format that baton
+            prepare --sft writes (README: Supervised fine-tuning)
         """) + deviceOptions, takesArguments: true)
 
 func sampleCommand(_ arguments: [String]) throws {
@@ -40,6 +43,17 @@ func sampleCommand(_ arguments: [String]) throws {
         ?? TextTokenizer.forModel(
             vocabularySize: model.config.vocabularySize,
             tokenizerFolder: try ModelWeights.tokenizerFolder(ofWeights: weights))
+    if parsed.flag("--chat") {
+        guard case .bpe(let chatTokenizer) = tokenizer else {
+            throw UsageError("baton sample --chat: the model's tokenizer is bytes; chat needs a BPE tokenizer")
+        }
+        for flag in ["--prompt", "--stop-at-eot"] where parsed.string(flag) != nil {
+            throw UsageError("baton sample: \(flag) is not for --chat (the prompt is each line of stdin)")
+        }
+        return try chat(
+            model: model, tokenizer: chatTokenizer, length: length, temperature: temperature, topK: topK,
+            seed: try parsed.seed("--seed") ?? 42)
+    }
     let prompt = parsed.string("--prompt") ?? ""
     let promptTokens = tokenizer.encode(prompt)
     if let bad = promptTokens.first(where: { Int($0) >= model.config.vocabularySize }) {

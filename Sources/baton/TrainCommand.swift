@@ -29,9 +29,10 @@ let trainSpec = CommandSpec(
             "--keep-every": options(
                 """
                 --stop-at STEP: stop after STEP steps, with a checkpoint (0: save the initial state)
-                --init-from HF_DIR: start from a Hugging Face folder (config.json + safetensors): GPT-2, or the Llama
-                    family (model_type llama, qwen2, mistral); its shape is the run's (a Llama's --seq-len may be
-                    shorter)
+                --init-from HF_DIR|RUN: start from a Hugging Face folder (config.json + safetensors): GPT-2, or the
+                    Llama family (model_type llama, qwen2, mistral), or from a Baton run's newest good checkpoint or a
+                    checkpoint folder (weights only: a fresh optimizer at step 0); its shape is the run's (a Llama
+                    may take a shorter --seq-len)
                 --resume auto|step-N|PATH: continue from the newest good checkpoint, a step, or a checkpoint folder
                 --overwrite: start over in a run folder that has checkpoints; replace a checkpoint of the same step
                 --allow-data-change: resume even though the data differs from the checkpoint's

@@ -153,6 +153,33 @@ final class DataParallelTests: XCTestCase {
         XCTAssert(try files("l4to2") == files("l1"), "llama, 4 ranks then 2: the checkpoint differs")
     }
 
+    /// Supervised fine-tuning (masked shards): the step's loss is over the counted targets of all
+    /// ranks' micro-batches, so every rank learns the count first; the bits are one process's.
+    func testAnSFTRunGivesTheSameBitsAtWorldSizesOneTwoAndFour() throws {
+        let sft = folder.appendingPathComponent("sft").path
+        try runBatonExpectingSuccess([
+            "prepare", "--sft", TestPaths.repositoryRoot.appendingPathComponent("data/sft-example.jsonl").path,
+            "--tokenizer", TestPaths.fixtures.appendingPathComponent("tokenizer-json/qwen2").path, "--out", sft,
+        ])
+        func sftFlags(_ run: String) -> [String] {
+            var arguments = flags(run)
+            arguments[arguments.firstIndex(of: "--data")! + 1] = sft
+            return arguments
+        }
+        XCTAssertEqual(try launch(ranks: 0, sftFlags("s1")).status, 0)
+        for ranks in [2, 4] {
+            let result = try launch(ranks: ranks, sftFlags("s\(ranks)"))
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssert(try files("s\(ranks)") == files("s1"), "SFT, world size \(ranks): the checkpoint differs")
+            XCTAssertEqual(try metrics("s\(ranks)"), try metrics("s1"))
+        }
+        // And with ZeRO-1's sharded optimizer.
+        let zero = try launch(ranks: 2, sftFlags("z2") + ["--zero", "1"])
+        XCTAssertEqual(zero.status, 0, zero.stderr)
+        XCTAssert(try files("z2") == files("s1"), "SFT, --zero 1 at 2 ranks: the checkpoint differs")
+        XCTAssertEqual(try metrics("z2"), try metrics("s1"))
+    }
+
     func testStoppedAtOneWorldSizeAndResumedAtAnotherEndsTheSame() throws {
         XCTAssertEqual(try launch(ranks: 0, flags("straight")).status, 0)
         for (name, first, second, stop) in [("4to2", 4, 2, 3), ("2to1", 2, 0, 2), ("1to4", 0, 4, 4)] {

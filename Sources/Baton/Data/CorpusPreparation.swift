@@ -85,7 +85,7 @@ public struct CorpusPreparation {
         let dataset = try DatasetFolder(out: outputFolder, overwrite: options.overwrite)
         switch TokenShard.Format.forVocabulary(tokenizer.vocabularySize) {
         case .uint16: return try prepare(files: files, into: dataset, as: UInt16.self)
-        case .uint32: return try prepare(files: files, into: dataset, as: UInt32.self)
+        case .uint32, .masked: return try prepare(files: files, into: dataset, as: UInt32.self)
         }
     }
 
@@ -132,8 +132,9 @@ public struct CorpusPreparation {
                         + "--val-tokens"
                 )
             }
-            try writeDatasetRecord(
-                to: dataset.temporary, shards: writer.shards.map { ($0.name, $0.tokens, $0.crc32c) },
+            try CorpusPreparation.writeDatasetRecord(
+                to: dataset.temporary, tokenizer: tokenizer, tokenizerFolder: tokenizerFolder, separator: separator,
+                shards: writer.shards.map { ($0.name, $0.tokens, $0.crc32c) },
                 format: Token.bitWidth == 16 ? .uint16 : .uint32)
             try dataset.commit(overwrite: options.overwrite)
             return Result(
@@ -232,9 +233,11 @@ public struct CorpusPreparation {
     }
 
     /// dataset.json, and the tokenizer's files copied into `tokenizer/`. A GPT-2 dataset's record
-    /// is as before; a tokenizer.json one's also names its separator and its shards' token width.
-    private func writeDatasetRecord(
-        to folder: URL, shards: [(name: String, tokens: Int, crc32c: UInt32)], format: TokenShard.Format
+    /// is as before; a tokenizer.json one's also names its separator and its shards' token width;
+    /// `extra` adds keys (a conversation dataset's chat format).
+    static func writeDatasetRecord(
+        to folder: URL, tokenizer: BPETokenizer, tokenizerFolder: URL, separator: Int32,
+        shards: [(name: String, tokens: Int, crc32c: UInt32)], format: TokenShard.Format, extra: [String: Any] = [:]
     ) throws {
         let copy = folder.appendingPathComponent("tokenizer")
         try? FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
@@ -255,6 +258,7 @@ public struct CorpusPreparation {
             record["document_separator"] = Int(separator)
             record["token_bytes"] = format.tokenBytes
         }
+        record.merge(extra) { _, new in new }
         try AtomicFile.write(
             try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]),
             to: folder.appendingPathComponent(CorpusPreparation.datasetFile))

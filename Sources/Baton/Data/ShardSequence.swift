@@ -127,7 +127,9 @@ final class ShardSequence<Token: FixedWidthInteger & UnsignedInteger> {
     /// The header, then the tokens as they are (little-endian hosts), into a temporary file that
     /// is fsynced and renamed into place: no copy of the shard in memory, no half shard on disk.
     /// Returns the tokens' CRC-32C.
-    static func writeShard(_ tokens: ArraySlice<Token>, to url: URL) throws -> UInt32 {
+    /// `format`: the header's (default: llm.c's for the token width).
+    static func writeShard(_ tokens: ArraySlice<Token>, to url: URL, format: TokenShard.Format? = nil) throws -> UInt32
+    {
         guard tokens.count <= Int(Int32.max) else {
             throw BatonError("\(url.path): \(tokens.count) tokens do not fit one shard")
         }
@@ -135,7 +137,7 @@ final class ShardSequence<Token: FixedWidthInteger & UnsignedInteger> {
             ".\(url.lastPathComponent).tmp-\(getpid())")
         try? FileManager.default.removeItem(at: temporary)
         do {
-            let format: TokenShard.Format = Token.bitWidth == 16 ? .uint16 : .uint32
+            let format = format ?? (Token.bitWidth == 16 ? .uint16 : .uint32)
             let writer = try FileWriter(
                 url: temporary, expectedBytes: TokenShard.headerBytes + format.tokenBytes * tokens.count)
             try TokenShard.header(format, count: tokens.count).withUnsafeBytes { try writer.write($0) }

@@ -1,10 +1,14 @@
 import Foundation
 
 /// The samples in a set of shards. Sample i is a window of T+1 tokens (inputs and the targets
-/// shifted by one); windows start every T tokens and never cross a shard boundary.
+/// shifted by one); windows start every T tokens and never cross a shard boundary. From masked
+/// shards (`baton prepare --sft`) a target that is not trained on reads as -1, which the loss
+/// ignores.
 public final class TokenDataset {
     public let shards: [TokenShard]
     public let sequenceLength: Int
+    /// Whether the shards are masked (all of them: a mix is refused when opened).
+    public let hasLossMask: Bool
     /// samplesBefore[s]: number of samples in shards before s.
     private let samplesBefore: [Int]
     public let sampleCount: Int
@@ -12,6 +16,7 @@ public final class TokenDataset {
     public init(shards: [TokenShard], sequenceLength T: Int) {
         self.shards = shards
         self.sequenceLength = T
+        hasLossMask = shards.first?.format == .masked
         var before: [Int] = []
         var total = 0
         for shard in shards {
@@ -36,6 +41,13 @@ public final class TokenDataset {
         let shards = try matching.map {
             try TokenShard(url: folder.appendingPathComponent($0), vocabularySize: vocabularySize)
         }
+        if let first = shards.first,
+            let other = shards.first(where: { ($0.format == .masked) != (first.format == .masked) })
+        {
+            throw BatonError(
+                "--data \(folder.path): \(other.url.lastPathComponent) and \(first.url.lastPathComponent) are not both "
+                    + "masked (baton prepare --sft) shards; keep one kind in a folder")
+        }
         return TokenDataset(shards: shards, sequenceLength: sequenceLength)
     }
 
@@ -52,12 +64,26 @@ public final class TokenDataset {
         }
         let start = (index - samplesBefore[shardIndex]) * sequenceLength
         var window = [Int32](repeating: 0, count: sequenceLength + 1)
-        try window.withUnsafeMutableBufferPointer {
-            try shards[shardIndex].copyTokens(start: start, count: sequenceLength + 1, into: $0.baseAddress!)
+        guard hasLossMask else {
+            try window.withUnsafeMutableBufferPointer {
+                try shards[shardIndex].copyTokens(start: start, count: sequenceLength + 1, into: $0.baseAddress!)
+            }
+            window.withUnsafeBufferPointer { w in
+                inputs.update(from: w.baseAddress!, count: sequenceLength)
+                targets.update(from: w.baseAddress! + 1, count: sequenceLength)
+            }
+            return
         }
-        window.withUnsafeBufferPointer { w in
-            inputs.update(from: w.baseAddress!, count: sequenceLength)
-            targets.update(from: w.baseAddress! + 1, count: sequenceLength)
+        var trainedOn = [Bool](repeating: false, count: sequenceLength + 1)
+        try window.withUnsafeMutableBufferPointer { w in
+            try trainedOn.withUnsafeMutableBufferPointer {
+                try shards[shardIndex].copyTokens(
+                    start: start, count: sequenceLength + 1, into: w.baseAddress!, trainedOn: $0.baseAddress!)
+            }
+        }
+        for i in 0..<sequenceLength {
+            inputs[i] = window[i]
+            targets[i] = trainedOn[i + 1] ? window[i + 1] : -1  // the flag is the predicted token's
         }
     }
 

@@ -8,7 +8,10 @@ import Glibc
 /// A token shard in one of llm.c's two formats: a header of 256 little-endian int32 (magic,
 /// version, token count, the rest zero) followed by the tokens, little-endian: GPT-2's (magic
 /// 20240520, version 1, uint16 tokens) or Llama 3's (magic 20240801, version 7, uint32 tokens), for
-/// vocabularies past 65,536. The header says which; a reader takes either.
+/// vocabularies past 65,536. The header says which; a reader takes either. Baton adds a third,
+/// for supervised fine-tuning: `masked` (magic 20261206, version 1), uint32 entries whose low 31
+/// bits are the token and whose top bit says the token is trained on (a target the loss counts:
+/// an assistant's reply and its end marker); `copyTokens` gives the tokens alone.
 ///
 /// The file stays open and is read with pread, never memory-mapped: a shard truncated under a
 /// running trainer gives a short read (an error), not a SIGBUS. Every read first checks that the
@@ -16,11 +19,19 @@ import Glibc
 public final class TokenShard {
     /// llm.c's formats, by the width of a token.
     public enum Format: Sendable, CaseIterable {
-        case uint16, uint32
+        case uint16, uint32, masked
 
-        public var magic: Int32 { self == .uint16 ? 20240520 : 20240801 }
-        public var version: Int32 { self == .uint16 ? 1 : 7 }
+        public var magic: Int32 {
+            switch self {
+            case .uint16: 20240520
+            case .uint32: 20240801
+            case .masked: 20261206
+            }
+        }
+        public var version: Int32 { self == .uint32 ? 7 : 1 }
         public var tokenBytes: Int { self == .uint16 ? 2 : 4 }
+        /// A masked shard's flag bit: set on a token that is a trained-on target.
+        public static let trainedOnBit = UInt32(1) << 31
 
         /// uint16 wherever every id of the vocabulary fits (GPT-2's shards stay as llm.c writes them).
         public static func forVocabulary(_ size: Int) -> Format { size <= 65536 ? .uint16 : .uint32 }
@@ -67,8 +78,8 @@ public final class TokenShard {
             header = header.map { Int32(littleEndian: $0) }
             guard let format = Format.allCases.first(where: { $0.magic == header[0] }) else {
                 throw BatonError(
-                    "\(path): not a token shard (magic \(header[0]), expected \(Format.uint16.magic) or "
-                        + "\(Format.uint32.magic)); rewrite it with baton prepare"
+                    "\(path): not a token shard (magic \(header[0]), expected \(Format.uint16.magic), "
+                        + "\(Format.uint32.magic) or \(Format.masked.magic)); rewrite it with baton prepare"
                 )
             }
             guard header[1] == format.version else {
@@ -167,14 +178,23 @@ public final class TokenShard {
         try copyTokens(start: start, count: count, into: destination, digest: &unused)
     }
 
-    /// The same, adding the raw tokens to a CRC-32C. uint32 tokens are read in place; uint16 ones
-    /// into the first half and widened from the last backwards, so no token is overwritten unread.
+    /// The same, adding the raw tokens to a CRC-32C (a masked shard's flags included). uint32
+    /// tokens are read in place; uint16 ones into the first half and widened from the last
+    /// backwards, so no token is overwritten unread. A masked shard's flags go to `trainedOn`
+    /// when given, and are cleared from the tokens.
     private func copyTokens(
-        start: Int, count: Int, into destination: UnsafeMutablePointer<Int32>, digest: inout UInt32
+        start: Int, count: Int, into destination: UnsafeMutablePointer<Int32>, digest: inout UInt32,
+        trainedOn: UnsafeMutablePointer<Bool>? = nil
     ) throws {
         try read(start: start, count: count, into: destination)
         digest = baton_crc32c(digest, destination, count * format.tokenBytes)
         switch format {
+        case .masked:
+            for i in 0..<count {
+                let entry = UInt32(littleEndian: UInt32(bitPattern: destination[i]))
+                trainedOn?[i] = entry & Format.trainedOnBit != 0
+                destination[i] = Int32(bitPattern: entry & ~Format.trainedOnBit)
+            }
         case .uint32:
             for i in 0..<count { destination[i] = Int32(littleEndian: destination[i]) }
         case .uint16:
@@ -183,6 +203,16 @@ public final class TokenShard {
                 destination[i] = Int32(UInt16(littleEndian: wide.load(fromByteOffset: 2 * i, as: UInt16.self)))
             }
         }
+    }
+
+    /// Copies tokens [start, start + count) into `destination` and, for each, whether it is trained
+    /// on into `trainedOn` (every token of an unmasked shard is).
+    public func copyTokens(
+        start: Int, count: Int, into destination: UnsafeMutablePointer<Int32>, trainedOn: UnsafeMutablePointer<Bool>
+    ) throws {
+        var unused: UInt32 = 0
+        if format != .masked { trainedOn.update(repeating: true, count: count) }
+        try copyTokens(start: start, count: count, into: destination, digest: &unused, trainedOn: trainedOn)
     }
 
     public func tokens(start: Int, count: Int) throws -> [Int32] {

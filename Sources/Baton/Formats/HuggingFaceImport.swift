@@ -15,8 +15,21 @@ public struct HuggingFaceModel {
     let files: [SafeTensors.File]
 
     public init(folder: URL) throws {
-        self.folder = folder
         let fileManager = FileManager.default
+        // A Baton run folder (its newest good checkpoint) or checkpoint: its weights and shape, and
+        // the checkpoint itself as the source recorded (a resume, or another rank, loads that one).
+        if ["checkpoints", CheckpointStore.stateFile].contains(where: {
+            fileManager.fileExists(atPath: folder.appendingPathComponent($0).path)
+        }) {
+            let weights = try ModelWeights.resolve(path: folder.path)
+            let file = try SafeTensors.read(weights)
+            self.folder = weights.deletingLastPathComponent()
+            config = try ModelWeights.config(of: file)
+            files = [file]
+            checksums = [weights.lastPathComponent: TensorFile.hex(try CheckpointStore.crc32c(of: weights))]
+            return
+        }
+        self.folder = folder
         let configURL = folder.appendingPathComponent("config.json")
         guard let configData = fileManager.contents(atPath: configURL.path) else {
             throw BatonError(

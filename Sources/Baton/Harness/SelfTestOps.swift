@@ -241,6 +241,21 @@ extension SelfTest {
                     paddedV: Vp, dloss: 0.5)
                 return [losses, l]
             })
+        // Masked positions (supervised fine-tuning): every third target ignored, then all of them;
+        // their losses and gradient rows must come out 0 on both backends (padded rows too).
+        let someIgnored = targetValues.enumerated().map { $0.offset % 3 == 1 ? Int32(-1) : $0.element }
+        let allIgnored = [Int32](repeating: -1, count: targetValues.count)
+        for (name, targets) in [("some", someIgnored), ("all", allIgnored)] {
+            rows.append(
+                try compare("softmax_crossentropy, \(name) targets ignored", limit: storedLimit(1e-5)) {
+                    d, input, out in
+                    let losses = try out(N, nil), l = try input.activation(paddedLogits)
+                    try d.softmaxCrossEntropy(
+                        losses: losses, dlogits: l, logits: l, targets: try tokens(d, targets), N: N, V: V,
+                        paddedV: Vp, dloss: 0.5)
+                    return [losses, l]
+                })
+        }
         rows.append(
             try compare("adamw_update", limit: 1e-5) { d, input, out in
                 let p = try out(vector, params), mi = try out(vector, m), vi = try out(vector, v)

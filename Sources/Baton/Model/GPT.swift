@@ -109,22 +109,32 @@ public final class GPT {
 
     /// Runs the model on inputs [B, T] and returns the mean cross-entropy against targets [B, T].
     /// With `lossScaleForBackward` set, the logits buffer receives d(loss)/d(logits) scaled by it,
-    /// ready for `backward()`: pass 1/accumulationSteps to average over micro-batches.
+    /// ready for `backward()`: pass 1/accumulationSteps to average over micro-batches. A negative
+    /// target is masked (transformers' labels -100): the mean is over the others (0 when there are
+    /// none) and the gradient is of that mean.
     @discardableResult
     public func forward(
         inputs: [Int32], targets: [Int32], B: Int, T: Int, lossScaleForBackward: Float? = nil
     ) throws -> Float {
+        let counted = GPT.trainedTargetCount(targets[...])
+        let masked = counted < targets.count
         try forward(
-            inputs: inputs, targets: targets, B: B, T: T, lossScaleForBackward: lossScaleForBackward, lossesInto: nil)
-        return GPT.meanLoss(try lastLosses()[...])
+            inputs: inputs, targets: targets, B: B, T: T, lossScaleForBackward: lossScaleForBackward, lossesInto: nil,
+            dlossPerPosition: masked
+                ? lossScaleForBackward.map { GPT.dlossPerPosition(scale: $0, count: counted) } : nil)
+        let losses = try lastLosses()[...]
+        return masked ? GPT.maskedMeanLoss(losses, count: counted) : GPT.meanLoss(losses)
     }
 
     /// The forward pass without reading anything back: the B*T per-position losses stay on the
     /// device, in `lossesInto` when given (a training step collects its micro-batches' losses
     /// there and reads them once, after the last backward pass, so nothing waits for the GPU
-    /// between forward and backward), else where `lastLosses()` reads them.
+    /// between forward and backward), else where `lastLosses()` reads them. `dlossPerPosition`,
+    /// when given, is each position's d(loss)/d(its loss) in place of lossScaleForBackward / (B*T)
+    /// (a masked step's 1 / its count of trained-on targets).
     func forward(
-        inputs: [Int32], targets: [Int32], B: Int, T: Int, lossScaleForBackward: Float?, lossesInto: Tensor?
+        inputs: [Int32], targets: [Int32], B: Int, T: Int, lossScaleForBackward: Float?, lossesInto: Tensor?,
+        dlossPerPosition: Float? = nil
     ) throws {
         try checkShape(tokenCount: inputs.count, B: B, T: T)
         precondition(targets.count == inputs.count)
@@ -141,7 +151,7 @@ public final class GPT {
         let N = B * T
         let losses = lossesInto ?? a.losses
         precondition(losses.count >= N, "losses buffer too small")
-        let dloss = lossScaleForBackward.map { $0 / Float(N) } ?? 0
+        let dloss = lossScaleForBackward == nil ? 0 : dlossPerPosition ?? lossScaleForBackward! / Float(N)
         try device.softmaxCrossEntropy(
             losses: losses, dlogits: lossScaleForBackward == nil ? nil : a.logits,
             logits: a.logits, targets: a.targets, N: N, V: config.vocabularySize,
@@ -154,6 +164,29 @@ public final class GPT {
         var sum = 0.0
         for loss in losses { sum += Double(loss) }
         return Float(sum / Double(losses.count))
+    }
+
+    /// The number of targets the loss counts: those not masked (negative).
+    static func trainedTargetCount(_ targets: ArraySlice<Int32>) -> Int {
+        var count = 0
+        for target in targets where target >= 0 { count += 1 }
+        return count
+    }
+
+    /// A masked loss's d(loss)/d(each position's loss): scale / count, and 0 when nothing is
+    /// counted (a step of masked positions only contributes no gradient, never a NaN).
+    static func dlossPerPosition(scale: Float, count: Int) -> Float { count == 0 ? 0 : scale / Float(count) }
+
+    /// The sum of per-position losses (masked ones are 0), in order in double precision.
+    static func lossSum(_ losses: ArraySlice<Float>) -> Double {
+        var sum = 0.0
+        for loss in losses { sum += Double(loss) }
+        return sum
+    }
+
+    /// The mean over `count` counted positions (masked losses are 0, so the sum is theirs); 0 for none.
+    static func maskedMeanLoss(_ losses: ArraySlice<Float>, count: Int) -> Float {
+        count == 0 ? 0 : Float(lossSum(losses) / Double(count))
     }
 
     /// Per-position losses, [B*T], of the last `forward(...)` that returned a loss (a training

@@ -14,7 +14,8 @@ public enum RunOpener {
         /// checkpoint's config (resumed).
         public var overrides: TrainingConfig.Overrides
         public var options: RunOptions
-        /// --init-from: a Hugging Face folder (GPT-2 or the Llama family) to start a fresh run from.
+        /// --init-from: a Hugging Face folder (GPT-2 or the Llama family), or a Baton run or checkpoint, to
+        /// start a fresh run from (weights only).
         public var initFrom: URL?
         /// The command line, which every rank of a job must share.
         public var arguments: [String] = []

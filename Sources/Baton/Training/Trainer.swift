@@ -176,7 +176,7 @@ public final class Trainer {
             }, B: config.batchSize,
             T: config.model.contextLength, learningRate: schedule.learningRate(atStep: state.step),
             gradientClip: config.gradientClip,
-            updateNumber: state.nextUpdateNumber,
+            updateNumber: state.nextUpdateNumber, lossMasked: loader.dataset.hasLossMask,
             afterBackward: options.faults.afterBackward.map { hook in { try hook(stepNumber, $0) } },
             shouldApply: { loss, gradientNorm in
                 spike = SpikeVerdict(

@@ -32,19 +32,38 @@ public final class TrainingStep {
     /// `microBatches`: inputs and targets of B x T tokens each. `updateNumber` is AdamW's 1-based
     /// step for bias correction. A non-finite loss or gradient norm is never applied, nor one that
     /// `shouldApply(loss, gradientNorm)` turns down (the spike guards).
+    /// `lossMasked` (supervised fine-tuning data, whose masked targets are -1): the loss is the
+    /// sum over the counted targets of all the step's micro-batches, on all ranks, over their
+    /// count (transformers' num_items_in_batch), each position's gradient weighted 1/count; a
+    /// step with nothing counted has loss 0 and gradient 0. Without it, the mean of the
+    /// micro-batches' means, as ever.
     public func run(
         microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, learningRate: Float, gradientClip: Float,
-        updateNumber: Int, afterBackward: ((GPT) throws -> Void)? = nil,
+        updateNumber: Int, lossMasked: Bool = false, afterBackward: ((GPT) throws -> Void)? = nil,
         shouldApply: (_ loss: Float, _ gradientNorm: Float) -> Bool = { _, _ in true }
     ) throws -> StepOutcome {
         let total = microBatches.count * (parallel?.size ?? 1)
-        var losses = try accumulateGradients(microBatches: microBatches, B: B, T: T, scale: 1 / Float(total))
+        var counted: Int?
+        if lossMasked {
+            // Every rank needs the step's count before its backward: one small gather of the counts.
+            let local = microBatches.map { Int64(GPT.trainedTargetCount($0.targets[...])) }
+            counted = Int(try (parallel?.communicator.allgather(local) ?? local).reduce(0, +))
+        }
+        var losses = try accumulateGradients(
+            microBatches: microBatches, B: B, T: T, scale: 1 / Float(total), countedTargets: counted)
         if let parallel { losses = try parallel.reduce(model: model, losses: losses, slices: zeroSlices) }
         try afterBackward?(model)
         let norm = try gradientNormSquared().squareRoot()
-        var lossSum: Float = 0
-        for loss in losses { lossSum += loss }  // in micro-batch order, whatever the world size
-        let loss = lossSum / Float(total)
+        let loss: Float
+        if let counted {
+            var sum = 0.0
+            for microBatchSum in losses { sum += Double(microBatchSum) }  // in micro-batch order, at any world size
+            loss = counted == 0 ? 0 : Float(sum / Double(counted))
+        } else {
+            var lossSum: Float = 0
+            for loss in losses { lossSum += loss }  // in micro-batch order, whatever the world size
+            loss = lossSum / Float(total)
+        }
         guard loss.isFinite && norm.isFinite && shouldApply(loss, norm) else {
             return StepOutcome(loss: loss, gradientNorm: norm, applied: false)
         }
@@ -74,9 +93,11 @@ public final class TrainingStep {
     /// Forward and backward over the micro-batches, each backward scaled by `scale`, leaving the
     /// gradient sum in `model.gradients`: one micro-batch straight into it, several summed as a
     /// pairwise tree (GradientTree). Returns the micro-batches' losses, read back once at the end:
-    /// they stay on the device until then, so the host never waits for the GPU mid-step.
+    /// they stay on the device until then, so the host never waits for the GPU mid-step. With
+    /// `countedTargets` (a masked step's count over all its micro-batches and ranks) each position's
+    /// gradient is weighted 1/count instead, and each micro-batch's loss is its sum, not its mean.
     func accumulateGradients(
-        microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float
+        microBatches: [(inputs: [Int32], targets: [Int32])], B: Int, T: Int, scale: Float, countedTargets: Int? = nil
     ) throws -> [Float] {
         let N = B * T
         let losses = try stepLosses(count: microBatches.count * N)
@@ -85,12 +106,16 @@ public final class TrainingStep {
         for (index, batch) in microBatches.enumerated() {
             try model.forward(
                 inputs: batch.inputs, targets: batch.targets, B: B, T: T, lossScaleForBackward: scale,
-                lossesInto: losses.slice(index * N, N))
+                lossesInto: losses.slice(index * N, N),
+                dlossPerPosition: countedTargets.map { GPT.dlossPerPosition(scale: 1, count: $0) })
             try model.backward()
             try tree?.push()
         }
         try tree?.finish()
         let values = try model.device.download(losses)
+        if countedTargets != nil {
+            return (0..<microBatches.count).map { Float(GPT.lossSum(values[($0 * N)..<(($0 + 1) * N)])) }
+        }
         return (0..<microBatches.count).map { GPT.meanLoss(values[($0 * N)..<(($0 + 1) * N)]) }
     }
 

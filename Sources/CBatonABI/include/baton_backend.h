@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define BATON_BACKEND_ABI_VERSION 9
+#define BATON_BACKEND_ABI_VERSION 10
 
 /* What went wrong, as a code the caller branches on; the text that comes with it is only shown. */
 typedef enum baton_status {
@@ -208,7 +208,8 @@ typedef void baton_add_fn(baton_context *ctx, float *out, const float *a, const 
 /* Fused softmax + cross-entropy over the first V of each row's Vp columns (Vp >= V: the padded
  * vocabulary, its extra columns masked) for N rows: losses[n] = -log softmax(logits[n, :V])[t].
  * When dlogits is not NULL it receives (softmax - onehot) * dloss in the first V columns and 0 in
- * the padded ones; it may alias logits. */
+ * the padded ones; it may alias logits. A negative target is ignored (a masked position, as
+ * PyTorch's ignore_index): its loss is 0 and its dlogits row all 0 (since ABI 10). */
 typedef void baton_softmax_crossentropy_fn(baton_context *ctx, float *losses, baton_activation *dlogits,
                                            const baton_activation *logits, const int32_t *targets, int N, int V, int Vp,
                                            float dloss);
