@@ -119,6 +119,7 @@ extension DataParallelTests {
         try launch(ranks: 0, flags("alone") + ["--save-every", "2"])
         let job = try launch(ranks: 2, flags("async") + ["--save-every", "2", "--async-save"])
         XCTAssertEqual(job.status, 0, job.stderr)
+        XCTAssert(job.stdout.contains("step-00000002 in ") && job.stdout.contains("in the background"), job.stdout)
         for step in [2, 4, 6] { XCTAssertEqual(try files("async", step: step), try files("alone", step: step)) }
 
         let failed = try launch(

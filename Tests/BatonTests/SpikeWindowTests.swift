@@ -46,6 +46,9 @@ final class SpikeWindowTests: XCTestCase {
         let below = SpikeVerdict(
             loss: 6.9, gradientNorm: 7, lossWindow: window, gradientWindow: window, lossLimit: 5, gradientLimit: 5)
         XCTAssertNil(below.reason, "a z-score of exactly the limit is not above it")
+        let off = SpikeVerdict(
+            loss: 80, gradientNorm: 90, lossWindow: window, gradientWindow: window, lossLimit: 0, gradientLimit: 0)
+        XCTAssertNil(off.reason, "0 turns a guard off, as llm.c's -sl 0")
         XCTAssertEqual(below.lossZ ?? 0, 4.9, accuracy: 1e-6)
     }
 }

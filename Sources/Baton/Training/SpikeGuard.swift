@@ -49,16 +49,16 @@ struct SpikeVerdict {
     let reason: String?
 
     /// Judges a step's loss and gradient norm against the windows before them, with the
-    /// thresholds (nil: that guard is off).
+    /// thresholds (nil or 0: that guard is off, as llm.c's -sl 0 and -sg 0).
     init(
         loss: Float, gradientNorm: Float, lossWindow: SpikeWindow, gradientWindow: SpikeWindow, lossLimit: Float?,
         gradientLimit: Float?
     ) {
         lossZ = lossWindow.zScore(of: loss)
         gradientZ = gradientWindow.zScore(of: gradientNorm)
-        if let limit = lossLimit, let z = lossZ, z > Double(limit) {
+        if let limit = lossLimit, limit > 0, let z = lossZ, z > Double(limit) {
             reason = "the loss's z-score is \(String(format: "%.2f", z)) > --skip-loss-z \(limit)"
-        } else if let limit = gradientLimit, let z = gradientZ, z > Double(limit) {
+        } else if let limit = gradientLimit, limit > 0, let z = gradientZ, z > Double(limit) {
             reason = "the gradient norm's z-score is \(String(format: "%.2f", z)) > --skip-grad-z \(limit)"
         } else {
             reason = nil

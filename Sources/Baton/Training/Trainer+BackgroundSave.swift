@@ -82,9 +82,12 @@ extension Trainer {
     func finishBackgroundSaveBeforeExit() {
         guard isLeader, let outcome = backgroundSave.wait() else { return }
         outcome.notes.forEach(log)
-        if case .success(let url) = outcome.result {
+        switch outcome.result {
+        case .success(let url):
             finishSave(step: outcome.step, url: url, seconds: outcome.seconds, how: outcome.summary)
             lastSaved = (outcome.step, url)
+        case .failure(let error):
+            log("checkpoint: the background save of step \(outcome.step) failed too: \(error)")
         }
         backgroundStep = nil
     }

@@ -203,8 +203,12 @@ public final class Trainer {
             state.skippedUpdates += 1
             log("step \(stepNumber): \(what); update skipped (--on-nonfinite skip; \(state.skippedUpdates) so far)")
         }
-        state.lossWindow.push(outcome.loss)
-        state.gradientNormWindow.push(outcome.gradientNorm)
+        // A fine-tuning step with nothing to train on (loss and norm 0 by definition) says
+        // nothing about spikes: it is left out of the windows.
+        if outcome.countedTargets != 0 {
+            state.lossWindow.push(outcome.loss)
+            state.gradientNormWindow.push(outcome.gradientNorm)
+        }
         state.step = stepNumber
         state.position = position
         state.tokensSeen += config.tokensPerStep
@@ -313,6 +317,14 @@ public final class Trainer {
             log("checkpoint: --async-save with --zero 1 over \(worldSize) ranks: saves stay synchronous")
         }
         log("run folder: \(runFolder.url.path)")
+        let guarded = (config.skipLossZ ?? 0) > 0 || (config.skipGradientZ ?? 0) > 0
+        let held = min(state.lossWindow.values.count, state.gradientNormWindow.values.count)
+        if guarded && state.step >= SpikeWindow.length && held < SpikeWindow.length {
+            // A checkpoint from before the guards, whose state has no windows.
+            log(
+                "spike guards: the window holds \(held) of \(SpikeWindow.length) steps (a checkpoint without one); "
+                    + "nothing is skipped until it is full")
+        }
         var lastValidation: Float?
         lastSaved = restoredFrom.map { (state.step, $0) }
         if state.step >= config.steps {

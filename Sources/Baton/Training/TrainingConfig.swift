@@ -118,16 +118,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// skips that update (counted).
     @Setting("--on-nonfinite", "a NaN/Inf loss or gradient norm stops the run (default) or skips that update")
     public var onNonfinite = NonfiniteRule.stop
-    /// The spike guards (llm.c's -sl and -sg; SpikeWindow): unset, off.
+    /// The spike guards (llm.c's -sl and -sg; SpikeWindow): unset or 0, off.
     @Setting(
         "--skip-loss-z", "Z",
-        "skip an update whose loss is more than Z standard deviations above the previous 128 steps' (default: off)",
+        "skip an update whose loss is more than Z standard deviations above the previous 128 steps' (default and 0: "
+            + "off)",
         .nonNegative)
     public var skipLossZ: Float? = nil
     @Setting(
         "--skip-grad-z", "Z",
         "skip an update whose gradient norm is more than Z standard deviations above the previous 128 steps' "
-            + "(default: off)", .nonNegative)
+            + "(default and 0: off)", .nonNegative)
     public var skipGradientZ: Float? = nil
     /// A checkpoint save that fails (a full disk): stop, or retry at the next save.
     @Setting("--on-save-error", "a failed save (full disk) stops the run (default) or retries at the next save")

@@ -6,6 +6,9 @@ public struct StepOutcome: Sendable {
     public let gradientNorm: Float
     /// False when the loss or the gradient norm was not finite: nothing was applied.
     public let applied: Bool
+    /// A masked (fine-tuning) step's count of trained targets over all its micro-batches and
+    /// ranks; nil for unmasked data.
+    public var countedTargets: Int? = nil
 }
 
 /// One optimizer step: forward and backward over each micro-batch (gradients averaged), the
@@ -65,14 +68,14 @@ public final class TrainingStep {
             loss = lossSum / Float(total)
         }
         guard loss.isFinite && norm.isFinite && shouldApply(loss, norm) else {
-            return StepOutcome(loss: loss, gradientNorm: norm, applied: false)
+            return StepOutcome(loss: loss, gradientNorm: norm, applied: false, countedTargets: counted)
         }
         try optimizer.update(
             step: updateNumber, learningRate: learningRate,
             gradientScale: AdamW.clipScale(norm: norm, maxNorm: gradientClip))
         // ZeRO-1: each rank updated its slice; every rank gets all of them.
         if let parallel, let zeroSlices { try parallel.allgatherSlices(model.parameters, zeroSlices, on: model.device) }
-        return StepOutcome(loss: loss, gradientNorm: norm, applied: true)
+        return StepOutcome(loss: loss, gradientNorm: norm, applied: true, countedTargets: counted)
     }
 
     /// With ZeRO-1 over several ranks (an optimizer that holds a slice), the ranks' slices.
