@@ -122,13 +122,13 @@ final class CUDABackendTests: XCTestCase {
             result.stdout.contains("CUDA emulator on the CPU"),
             "the table must say it ran on the emulator: " + result.stdout)
         XCTAssert(
-            result.stdout.contains(withNCCL ? "selftest: 339 passed, 0 failed" : "selftest: 337 passed, 0 failed"),
+            result.stdout.contains(withNCCL ? "selftest: 353 passed, 0 failed" : "selftest: 351 passed, 0 failed"),
             result.stdout)
         if withNCCL { XCTAssert(result.stdout.contains("send/recv to itself"), result.stdout) }
         // Each row is printed as it is measured ("row: ..."), before the table repeats them all.
         let lines = result.stdout.split(separator: "\n").map(String.init)
         let live = lines.filter { $0.hasPrefix("row: ") }
-        XCTAssertEqual(live.count, withNCCL ? 339 : 337, "one live line per row")
+        XCTAssertEqual(live.count, withNCCL ? 353 : 351, "one live line per row")
         if let table = lines.firstIndex(where: { $0.hasPrefix("check ") }) {
             XCTAssert(
                 lines[..<table].filter { $0.hasPrefix("row: ") }.count == live.count,
