@@ -8,6 +8,17 @@ import Foundation
 /// final and stop saves (SIGTERM, SIGINT, --stop-at) wait for the save in flight first, then save
 /// as without the flag: the bytes written are the same either way.
 extension Trainer {
+    /// Rank 0's host copy, made before the first step (as every buffer a run needs), so no
+    /// step pays for allocating and first touching it.
+    func prepareBackgroundSaves() throws {
+        guard options.asyncSave, !optimizer.isSliced, isLeader, snapshot == nil else { return }
+        let fresh = try CheckpointSnapshot(device: model.device, count: model.layout.totalCount)
+        log(
+            "checkpoint: \(String(format: "%.1f", Double(fresh.byteCount) / 1048576)) MiB of host memory for "
+                + "background saves (--async-save)")
+        snapshot = fresh
+    }
+
     /// Starts the background save of the current state, after the one in flight ends.
     func startBackgroundSave() throws {
         try settleBackgroundSave(waiting: true)
@@ -18,13 +29,7 @@ extension Trainer {
         let start = monotonicSeconds()
         do {
             try checkSavable()
-            if snapshot == nil {
-                let fresh = try CheckpointSnapshot(device: model.device, count: model.layout.totalCount)
-                log(
-                    "checkpoint: \(String(format: "%.1f", Double(fresh.byteCount) / 1048576)) MiB of host memory for "
-                        + "background saves (--async-save)")
-                snapshot = fresh
-            }
+            try prepareBackgroundSaves()
             try snapshot!.capture(checkpointTensors)
         } catch {
             backgroundSave.fail(step: step, error)

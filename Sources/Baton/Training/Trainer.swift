@@ -316,6 +316,7 @@ public final class Trainer {
             // which a background thread may not use (MPI is opened for the main thread only).
             log("checkpoint: --async-save with --zero 1 over \(worldSize) ranks: saves stay synchronous")
         }
+        try prepareBackgroundSaves()
         log("run folder: \(runFolder.url.path)")
         let guarded = (config.skipLossZ ?? 0) > 0 || (config.skipGradientZ ?? 0) > 0
         let held = min(state.lossWindow.values.count, state.gradientNormWindow.values.count)
