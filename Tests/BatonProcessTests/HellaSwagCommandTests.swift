@@ -49,6 +49,11 @@ final class HellaSwagCommandTests: TinyRunTestCase {
         }
     }
 
+    /// The steps whose metrics line has HellaSwag's figures.
+    func scoredSteps(_ run: String) throws -> [Int] {
+        try metricsLines(run).compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }
+    }
+
     /// "acc: 0.2500 (2/8)" -> 0.25
     func printed(_ name: String, in stdout: String) throws -> Double {
         let line = try XCTUnwrap(stdout.split(separator: "\n").first { $0.hasPrefix("\(name): ") }, stdout)
@@ -166,7 +171,7 @@ final class HellaSwagCommandTests: TinyRunTestCase {
             ["train", "--out", run("llama"), "--steps", "3", "--hellaswag", examples.path, "--hellaswag-every", "2"]
                 + flags)
         XCTAssertEqual(
-            try metricsLines(run("llama")).compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }, [2, 3])
+            try scoredSteps(run("llama")), [2, 3])
 
         let own = try baton(["eval", run("llama"), "--hellaswag", examples.path] + onCPU)
         XCTAssert(own.stdout.contains("tokenizer: \(prepared)/tokenizer (the run's)"), own.stdout)
@@ -225,11 +230,11 @@ final class HellaSwagCommandTests: TinyRunTestCase {
         let withValidation = try trained(
             "with-validation", ["--steps", "8", "--hellaswag", examples, "--eval-every", "4"])
         XCTAssertEqual(
-            try metricsLines(withValidation).compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil },
+            try scoredSteps(withValidation),
             [4, 8])
         let atEnd = try trained("at-end", ["--steps", "8", "--hellaswag", examples, "--hellaswag-every", "0"])
         XCTAssertEqual(
-            try metricsLines(atEnd).compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }, [8])
+            try scoredSteps(atEnd), [8])
 
         // Stopped at 4 and resumed: the same lines as the straight run, the figures included.
         let stopped = run("stopped")
@@ -255,8 +260,7 @@ final class HellaSwagCommandTests: TinyRunTestCase {
         let adding = try baton(
             ["train", "--out", added, "--resume", "auto", "--hellaswag", examples, "--hellaswag-every", "2"] + common)
         XCTAssertFalse(adding.stdout.contains("changed:"), adding.stdout)
-        let addedLines = try metricsLines(added)
-        XCTAssertEqual(addedLines.compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }, [6, 8])
+        XCTAssertEqual(try scoredSteps(added), [6, 8])
         XCTAssertEqual(
             try MetricsLog.read(URL(fileURLWithPath: added + "/metrics.jsonl")).map(\.loss.bitPattern),
             plain.map(\.loss.bitPattern))
@@ -271,7 +275,7 @@ final class HellaSwagCommandTests: TinyRunTestCase {
             ["train", "--out", changed, "--resume", "auto", "--hellaswag-every", "4"] + common)
         XCTAssertFalse(changing.stdout.contains("changed:"), changing.stdout)
         XCTAssertEqual(
-            try metricsLines(changed).compactMap { $0["hellaswag_acc"] != nil ? $0["step"] as? Int : nil }, [3, 8])
+            try scoredSteps(changed), [3, 8])
     }
 
     /// Trains `name` with `flags` on top of `common`; returns the run folder.
