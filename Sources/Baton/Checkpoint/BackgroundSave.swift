@@ -30,13 +30,6 @@ final class BackgroundSave: @unchecked Sendable {
     private var finished: Outcome?
     private var notes: [String] = []
 
-    /// Whether a save was started and its outcome not yet collected.
-    var isPending: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return running != nil || finished != nil
-    }
-
     /// Starts `write` on a new thread; it may call `note` with lines to print. At most one save is
     /// in flight: the caller collects the previous one first.
     func start(
